@@ -1,0 +1,44 @@
+# foobar_ops: `make demo` runs the main job on the built-in lab; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup system venv demo test unit lab-up lab-down lab-status clean
+
+setup: system venv
+
+system:
+	@scripts/setup-system
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(BIN)/foobar-ops lab up
+	$(BIN)/foobar-ops lab status
+	$(BIN)/foobar-ops ping -i inventories/lab.yml
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lab-up: setup
+	$(BIN)/foobar-ops lab up
+
+lab-down: venv
+	$(BIN)/foobar-ops lab down
+
+lab-status: venv
+	$(BIN)/foobar-ops lab status
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,152 @@
+"""The `foobar-ops` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import FoobarOpsError
+
+PROJECT = Path(__file__).resolve().parent.parent
+DEFAULT_LAB_INVENTORY = PROJECT / "inventories" / "lab.yml"
+
+
+def _inventory_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("-i", "--inventory", required=required, type=Path,
+                   default=None if required else DEFAULT_LAB_INVENTORY,
+                   help="inventory YAML file" + ("" if required else f" (default: {DEFAULT_LAB_INVENTORY})"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="foobar-ops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("hosts", help="list the inventory's hosts with their roles")
+    _inventory_arg(p)
+    p.add_argument("--hosts", dest="pattern", help="host pattern: name, glob, role:NAME, group:NAME")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    p = sub.add_parser("ping", help="run a command on every host in parallel: outcome, rtt, kernel")
+    _inventory_arg(p)
+    p.add_argument("--hosts", dest="pattern", help="host pattern: name, glob, role:NAME, group:NAME")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--sudo", action="store_true", help="run the probe through sudo")
+    p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
+
+    lab = sub.add_parser("lab", help="the built-in lab of real hosts on this machine")
+    lsub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+    for name, text in (("up", "boot hosts (all by default); running hosts are left alone"),
+                       ("down", "power hosts off cleanly (all by default)"),
+                       ("destroy", "power off and remove hosts' disks (all by default)")):
+        p = lsub.add_parser(name, help=text)
+        _inventory_arg(p, required=False)
+        p.add_argument("names", nargs="*", metavar="HOST")
+    p = lsub.add_parser("status", help="table of host, address, state, uptime")
+    _inventory_arg(p, required=False)
+    p.add_argument("--json", action="store_true")
+    p = lsub.add_parser("ssh", help="run COMMAND as root on a lab host (a shell without one)")
+    _inventory_arg(p, required=False)
+    p.add_argument("name", metavar="HOST")
+    p.add_argument("remote", nargs=argparse.REMAINDER, metavar="-- COMMAND")
+    return parser
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    """Render rows as a plain aligned text table.
+
+    rows: dicts keyed by column.
+    columns: the columns, in order.
+    """
+    cells = [[("-" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
+    return "\n".join([line([c.upper() for c in columns])] + [line(row) for row in cells])
+
+
+def cmd_hosts(args) -> int:
+    from .inventory import load_inventory
+    inv = load_inventory(args.inventory)
+    hosts = [h.as_dict() for h in inv.select(args.pattern)]
+    if args.json:
+        print(json.dumps({"inventory": str(inv.path), "hosts": hosts}, indent=2))
+    else:
+        rows = [dict(h, roles=",".join(h["roles"]) or "-", groups=",".join(h["groups"]) or "-")
+                for h in hosts]
+        print(table(rows, ["name", "address", "port", "user", "roles", "groups"]))
+    return 0
+
+
+def cmd_ping(args) -> int:
+    from . import ssh
+    from .inventory import load_inventory
+    inv = load_inventory(args.inventory)
+    hosts = inv.select(args.pattern)
+    outcomes = ssh.run_many(hosts, "uname -r", inventory=inv, sudo=args.sudo, cap=args.parallel)
+    rows = [{"host": o.host, "outcome": o.outcome, "rtt_ms": o.rtt_ms,
+             "kernel": o.stdout.strip() or None if o.ok else None,
+             "error": o.error if not o.ok else None} for o in outcomes]
+    if args.json:
+        print(json.dumps({"hosts": rows}, indent=2))
+    else:
+        print(table(rows, ["host", "outcome", "rtt_ms", "kernel", "error"]))
+        bad = [r["host"] for r in rows if r["outcome"] != "ok"]
+        print(f"{len(rows) - len(bad)} ok, {len(bad)} not ok" + (f": {', '.join(bad)}" if bad else ""),
+              file=sys.stderr)
+    return 0 if all(r["outcome"] == "ok" for r in rows) else 1
+
+
+def _lab(args):
+    from .inventory import load_inventory
+    from .lab import Lab
+    return Lab(load_inventory(args.inventory))
+
+
+def cmd_lab(args) -> int:
+    lab = _lab(args)
+    action = args.lab_command
+    if action in ("up", "down", "destroy"):
+        getattr(lab, action)(args.names or None)
+        return 0
+    if action == "status":
+        rows = lab.status()
+        print(json.dumps({"hosts": rows}, indent=2) if args.json else
+              table([dict(r, uptime=_ago(r.pop("uptime_s"))) for r in rows],
+                    ["host", "address", "state", "uptime"]))
+        return 0
+    remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
+    argv = lab.ssh_argv(args.name, remote)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+    return 127  # not reached
+
+
+def _ago(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return its exit status.
+
+    argv: arguments (default: sys.argv[1:]).
+    """
+    args = build_parser().parse_args(argv)
+    handlers = {"hosts": cmd_hosts, "ping": cmd_ping, "lab": cmd_lab}
+    try:
+        return handlers[args.command](args)
+    except FoobarOpsError as err:
+        from .secrets import mask_known
+        print(f"foobar-ops: error: {mask_known(str(err))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("foobar-ops: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

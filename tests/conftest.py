@@ -1,0 +1,38 @@
+"""Shared test helpers: run the real `foobar-ops` entry point."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+FOOBAR_OPS = Path(sys.executable).parent / "foobar-ops"
+LAB_INVENTORY = PROJECT / "inventories" / "lab.yml"
+
+
+class CLIResult:
+    """What one `foobar-ops` invocation did."""
+
+    def __init__(self, done: subprocess.CompletedProcess) -> None:
+        self.code, self.out, self.err = done.returncode, done.stdout, done.stderr
+
+    def json(self):
+        return json.loads(self.out)
+
+    def __repr__(self) -> str:
+        return f"<exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}>"
+
+
+def run_cli(*args: str, timeout: float = 600) -> CLIResult:
+    """Run `foobar-ops ARGS...` and return exit code and output."""
+    done = subprocess.run([str(FOOBAR_OPS), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=PROJECT)
+    return CLIResult(done)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
