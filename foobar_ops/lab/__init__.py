@@ -151,10 +151,12 @@ class Lab:
         """
         with self._locked():
             for m in self.pick(names):
-                was = m.state()
-                m.stop()
+                was, t0 = m.state(), time.monotonic()
+                note = m.stop()
+                if note:
+                    _say(note)
                 if was in ("running", "stale"):
-                    _say(f"{m.name}: powered off")
+                    _say(f"{m.name}: powered off in {time.monotonic() - t0:.1f} s")
             if not names:
                 net.remove_bridge(self.bridge)
 
@@ -165,7 +167,9 @@ class Lab:
         """
         with self._locked():
             for m in self.pick(names):
-                m.stop()
+                note = m.stop()
+                if note:
+                    _say(note)
                 self._wipe(m)
                 _say(f"{m.name}: destroyed")
             if not names:

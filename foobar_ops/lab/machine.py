@@ -153,15 +153,20 @@ class Machine:
             tail = (self.home / "console.log").read_text(errors="replace")[-1500:]
             raise LabError(f"{self.name}: systemd-nspawn exited at once ({proc.returncode}):\n{tail}")
 
-    def stop(self, timeout: float = 60) -> None:
+    def stop(self, timeout: float = 20) -> str | None:
         """Power the host off cleanly (SIGTERM to nspawn), then release its disk.
 
         timeout: seconds to wait for a clean power-off before killing it.
+        Returns a note when the host had to be killed, else None.
         """
-        pid = self.nspawn_pid()
+        pid, note = self.nspawn_pid(), None
         if pid and not _kill_and_wait(pid, signal.SIGTERM, timeout):
+            tail = (self.home / "console.log").read_text(errors="replace").splitlines()[-8:]
+            note = (f"{self.name} did not power off within {timeout:.0f} s and was killed; "
+                    "last console lines:\n  " + "\n  ".join(tail))
             _kill_and_wait(pid, signal.SIGKILL, 10)
         self.clear_stale()
+        return note
 
 
 def _kill_and_wait(pid: int, sig: int, timeout: float) -> bool:

@@ -1,0 +1,117 @@
+"""What every state has: an id, requisites, a probe (facts), and a pure plan."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import FoobarOpsError
+
+
+class StateError(FoobarOpsError):
+    """A state was declared wrongly (bad argument, unknown requisite)."""
+
+
+@dataclass
+class Plan:
+    """What a state must do to reach its wanted state, computed from facts without a host.
+
+    changes: {"old": ..., "new": ...}; empty when the host is already as wanted.
+    commands: shell lines, run as root in one script, that make the change.
+    diff: unified diff of content changes, or None.
+    comment: one sentence for the report.
+    uploads: staged files the commands read: name -> bytes (the engine uploads them and sets
+        $FOOBAR_STAGE to their folder).
+    error: set when the facts show the state cannot be reached (the state fails with it).
+    """
+
+    changes: dict = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
+    diff: str | None = None
+    comment: str = ""
+    uploads: dict[str, bytes] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def needed(self) -> bool:
+        return bool(self.changes) and self.error is None
+
+
+class State:
+    """Base of every state: declare the wanted state; probe() and plan() do the rest.
+
+    id: unique id on its host (used by requisites); defaults to "<kind>:<name>".
+    name: what the state manages.
+    require: ids that must succeed first (this state is not run if one fails).
+    watch: ids that, when they changed, make this state react (a service reloads); implies require.
+    onchanges: ids; the state runs only when one of them changed.
+    """
+
+    kind = "state"
+    idempotent = True
+
+    def __init__(self, name: str, *, id: str | None = None, require=(), watch=(), onchanges=()):
+        if not name:
+            raise StateError(f"{self.kind}: a name is required")
+        self.name = str(name)
+        self.id = id or f"{self.kind}:{self.name}"
+        self.require = _ids(require)
+        self.watch = _ids(watch)
+        self.onchanges = _ids(onchanges)
+
+    def probe(self) -> str:
+        """Return a shell snippet, run as root, whose output is this state's facts."""
+        raise NotImplementedError
+
+    def plan(self, facts: str) -> Plan:
+        """Return what must change, given the probe's output (pure: no host needed).
+
+        facts: what probe() printed.
+        """
+        raise NotImplementedError
+
+    def react(self, facts: str) -> list[str]:
+        """Return the commands that react to a watched change (services reload); [] for none.
+
+        facts: what probe() printed before this run changed anything.
+        """
+        return []
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.id!r}>"
+
+
+def _ids(value) -> tuple[str, ...]:
+    if isinstance(value, (str, State)):
+        value = [value]
+    return tuple(v.id if isinstance(v, State) else str(v) for v in value)
+
+
+def keyvals(facts: str) -> dict[str, str]:
+    """Parse `key=value` facts, one per line or several per line separated by spaces.
+
+    facts: probe output.
+    """
+    out: dict[str, str] = {}
+    for line in facts.splitlines():
+        if line.startswith("content="):
+            out["content"] = line[len("content="):]
+            continue
+        for token in line.split():
+            key, sep, value = token.partition("=")
+            if sep:
+                out[key] = value
+    return out
+
+
+def norm_mode(mode) -> str | None:
+    """Return a file mode as 4 octal digits ("0644"), or None.
+
+    mode: an int, or a string of octal digits such as "644" or "0644".
+    """
+    if mode is None:
+        return None
+    if isinstance(mode, int):
+        return f"{mode:04o}"
+    text = str(mode).strip()
+    if not text or any(c not in "01234567" for c in text) or len(text) > 4:
+        raise StateError(f"file mode {mode!r} is not an octal mode such as '0644'")
+    return f"{int(text, 8):04o}"

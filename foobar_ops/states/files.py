@@ -1,0 +1,262 @@
+"""File states: file.managed (with validate), file.directory, file.absent, file.symlink, file.line."""
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import posixpath
+
+from ..shell import cmd
+from ..templating import render
+from .base import Plan, State, StateError, keyvals, norm_mode
+
+BACKUP_DIR = "/var/backups/foobar-ops"
+BACKUPS_KEPT = 5
+MAX_FETCH = 1 << 20  # files larger than this are compared by hash; no diff is shown
+
+
+def _stat_probe(path: str, fetch: bool) -> str:
+    p = cmd(path)
+    body = f"stat -c 'owner=%U group=%G mode=%04a size=%s' {p}; "
+    if fetch:
+        body += (f"if [ $(stat -c %s {p}) -le {MAX_FETCH} ]; then printf 'content='; base64 -w0 {p}; "
+                 f"echo; else printf 'sha256='; sha256sum {p} | cut -d' ' -f1; fi; ")
+    return (f"if [ -L {p} ]; then printf 'type=link target='; readlink {p}; "
+            f"elif [ -f {p} ]; then echo type=file; {body}"
+            f"elif [ -d {p} ]; then echo type=dir; {body if not fetch else ''}"
+            f"elif [ -e {p} ]; then echo type=other; else echo type=absent; fi; "
+            f"[ -d {cmd(posixpath.dirname(path) or '/')} ] && echo parent=yes || echo parent=no")
+
+
+def _meta_commands(path: str, facts: dict, owner, group, mode) -> tuple[list[str], dict, dict]:
+    """Return chown/chmod commands and old/new for ownership and mode differences."""
+    commands, old, new = [], {}, {}
+    for key, want in (("owner", owner), ("group", group)):
+        if want is not None and facts.get(key) != str(want):
+            old[key], new[key] = facts.get(key), str(want)
+    if "owner" in new or "group" in new:
+        commands.append(cmd("chown", f"{owner or facts.get('owner')}:{group or facts.get('group')}", path))
+    if mode is not None and facts.get("mode") != mode:
+        old["mode"], new["mode"] = facts.get("mode"), mode
+        commands.append(cmd("chmod", mode, path))
+    return commands, old, new
+
+
+def _diff(path: str, old: bytes | None, new: bytes) -> str:
+    try:
+        a = [] if old is None else old.decode().splitlines(keepends=True)
+        b = new.decode().splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return f"Binary content of {path} differs\n"
+    lines = difflib.unified_diff(a, b, "/dev/null" if old is None else f"{path} (live)",
+                                 f"{path} (wanted)")
+    return "".join(ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n" for ln in lines)
+
+
+class Managed(State):
+    """file.managed: a file with this content, owner, group and mode.
+
+    path: absolute path on the host.
+    content: the content (str or bytes), or
+    template: a Jinja2 template (a name under foobar_ops/templates, or inline with inline=True),
+    context: the template's variables (Secret values are revealed into the file, masked elsewhere).
+    owner, group, mode: wanted ownership and mode ("0644").
+    validate: a command run on the candidate before it replaces the live file; {} is its path.
+    validate_in_context: run validate with the candidate in place of the live file, seen only
+        by the validator (a private mount namespace), for tools that read a whole config tree.
+    makedirs: create missing parent directories.
+    """
+
+    kind = "file.managed"
+
+    def __init__(self, path, content=None, *, template=None, context=None, inline=False,
+                 owner="root", group="root", mode="0644", validate=None,
+                 validate_in_context=False, makedirs=False, **kw):
+        super().__init__(path, **kw)
+        if not str(path).startswith("/"):
+            raise StateError(f"{self.id}: path {path!r} must be absolute")
+        if (content is None) == (template is None):
+            raise StateError(f"{self.id}: give exactly one of content= or template=")
+        if content is None:
+            content = render(template, context or {}, inline=inline, where=self.id)
+        self.content = content.encode() if isinstance(content, str) else bytes(content)
+        self.owner, self.group, self.mode = owner, group, norm_mode(mode)
+        self.validate, self.validate_in_context, self.makedirs = validate, validate_in_context, makedirs
+
+    def probe(self) -> str:
+        return _stat_probe(self.name, fetch=True)
+
+    def plan(self, facts: str) -> Plan:
+        f = keyvals(facts)
+        kind = f.get("type", "absent")
+        if kind not in ("file", "absent"):
+            return Plan(error=f"{self.name} exists and is a {kind}, not a regular file")
+        if kind == "absent" and f.get("parent") != "yes" and not self.makedirs:
+            return Plan(error=f"parent directory of {self.name} does not exist (add a "
+                              "file.directory state or makedirs=True)")
+        old = base64.b64decode(f["content"]) if "content" in f else None
+        same = (old == self.content) if "content" in f else (
+            f.get("sha256") == hashlib.sha256(self.content).hexdigest())
+        if kind == "file" and same:
+            commands, old_meta, new_meta = _meta_commands(self.name, f, self.owner, self.group, self.mode)
+            if not commands:
+                return Plan(comment=f"{self.name} is in the wanted state")
+            return Plan({"old": old_meta, "new": new_meta}, commands,
+                        comment=f"{self.name}: ownership/mode {'/'.join(new_meta)} updated")
+        diff = _diff(self.name, old if kind == "file" else None, self.content)
+        new = {"sha256": hashlib.sha256(self.content).hexdigest(), "size": len(self.content)}
+        changes = {"old": None if kind == "absent" else {"size": int(f.get("size", 0))}, "new": new}
+        verb = "created" if kind == "absent" else "updated"
+        return Plan(changes, self._replace_commands(kind == "file"), diff,
+                    f"{self.name} {verb}", uploads={"content": self.content})
+
+    def _replace_commands(self, exists: bool) -> list[str]:
+        """Install the staged content next to the live file, validate it, back up, rename."""
+        path, parent = self.name, posixpath.dirname(self.name)
+        tmp = posixpath.join(parent, "." + posixpath.basename(path) + ".foobar-new")
+        lines = [cmd("mkdir", "-p", parent)] if self.makedirs else []
+        lines.append(cmd("install", "-o", self.owner, "-g", self.group, "-m", self.mode,
+                         "$STAGE", tmp).replace("'$STAGE'", '"$FOOBAR_STAGE/content"'))
+        if self.validate:
+            lines.append(self._validate_line(tmp))
+        if exists:
+            lines += _backup_lines(path)
+        lines.append(cmd("mv", "-f", tmp, path))
+        return lines
+
+    def _validate_line(self, tmp: str) -> str:
+        """Run the validator; on failure remove the candidate and fail with its output (exit 97)."""
+        if self.validate_in_context:
+            parent, base = posixpath.dirname(self.name), posixpath.basename(self.name)
+            inner = (f'd=$(mktemp -d); cp -a {cmd(parent)}/. "$d"/; rm -f "$d"/{cmd(posixpath.basename(tmp))}; '
+                     f'cp {cmd(tmp)} "$d"/{cmd(base)}; mount --bind "$d" {cmd(parent)}; {self.validate}')
+            check = cmd("unshare", "--mount", "--propagation", "private", "sh", "-c", inner)
+        else:
+            check = self.validate.replace("{}", cmd(tmp))
+        return (f"if ! out=$({check} 2>&1); then rm -f {cmd(tmp)}; "
+                f"printf 'validation failed: %s\\n' \"$out\" >&2; exit 97; fi")
+
+
+def _backup_lines(path: str) -> list[str]:
+    """Keep the previous version under BACKUP_DIR (the newest BACKUPS_KEPT of each file)."""
+    stem = BACKUP_DIR + "/" + path.strip("/").replace("/", "%")
+    return [cmd("mkdir", "-p", "-m", "0700", BACKUP_DIR),
+            f"cp -p {cmd(path)} {cmd(stem)}.$(date +%Y%m%dT%H%M%S%N)",
+            f"ls -1t {cmd(stem)}.* | tail -n +{BACKUPS_KEPT + 1} | xargs -r rm -f"]
+
+
+class Directory(State):
+    """file.directory: a directory with this owner, group and mode (parents made as needed).
+
+    path: absolute path.
+    owner, group, mode: wanted ownership and mode.
+    """
+
+    kind = "file.directory"
+
+    def __init__(self, path, *, owner="root", group="root", mode="0755", **kw):
+        super().__init__(path, **kw)
+        self.owner, self.group, self.mode = owner, group, norm_mode(mode)
+
+    def probe(self) -> str:
+        return _stat_probe(self.name, fetch=False)
+
+    def plan(self, facts: str) -> Plan:
+        f = keyvals(facts)
+        kind = f.get("type", "absent")
+        if kind == "absent":
+            return Plan({"old": None, "new": {"owner": self.owner, "group": self.group, "mode": self.mode}},
+                        [cmd("install", "-d", "-o", self.owner, "-g", self.group, "-m", self.mode, self.name)],
+                        comment=f"directory {self.name} created")
+        if kind != "dir":
+            return Plan(error=f"{self.name} exists and is a {kind}, not a directory")
+        commands, old, new = _meta_commands(self.name, f, self.owner, self.group, self.mode)
+        if not commands:
+            return Plan(comment=f"directory {self.name} is in the wanted state")
+        return Plan({"old": old, "new": new}, commands, comment=f"directory {self.name} updated")
+
+
+class Absent(State):
+    """file.absent: nothing at this path.
+
+    path: absolute path (a file, link or directory tree is removed).
+    """
+
+    kind = "file.absent"
+
+    def probe(self) -> str:
+        return _stat_probe(self.name, fetch=False)
+
+    def plan(self, facts: str) -> Plan:
+        kind = keyvals(facts).get("type", "absent")
+        if kind == "absent":
+            return Plan(comment=f"{self.name} is absent")
+        if self.name.rstrip("/") in ("", "/etc", "/usr", "/var", "/home", "/root", "/boot"):
+            return Plan(error=f"refusing to remove {self.name}")
+        return Plan({"old": kind, "new": None}, [cmd("rm", "-rf", "--", self.name)],
+                    comment=f"{self.name} removed")
+
+
+class Symlink(State):
+    """file.symlink: a symbolic link at path pointing at target, replaced atomically.
+
+    path: the link.
+    target: what it points at.
+    force: replace a regular file in the way (a directory is never replaced).
+    """
+
+    kind = "file.symlink"
+
+    def __init__(self, path, target, *, force=False, **kw):
+        super().__init__(path, **kw)
+        self.target, self.force = str(target), force
+
+    def probe(self) -> str:
+        return _stat_probe(self.name, fetch=False)
+
+    def plan(self, facts: str) -> Plan:
+        f = keyvals(facts)
+        kind = f.get("type", "absent")
+        if kind == "link" and f.get("target") == self.target:
+            return Plan(comment=f"{self.name} -> {self.target}")
+        if kind == "dir" or (kind in ("file", "other") and not self.force):
+            return Plan(error=f"{self.name} exists and is a {kind}; not replacing it with a link")
+        tmp = self.name.rstrip("/") + ".foobar-link"
+        return Plan({"old": f.get("target") if kind == "link" else kind if kind != "absent" else None,
+                     "new": self.target},
+                    [cmd("ln", "-sfn", self.target, tmp), cmd("mv", "-Tf", tmp, self.name)],
+                    comment=f"{self.name} now points at {self.target}")
+
+
+class Line(State):
+    """file.line: this exact line is present in a file (appended when missing).
+
+    path: the file (must exist).
+    line: the line, without newline.
+    """
+
+    kind = "file.line"
+
+    def __init__(self, path, line, **kw):
+        super().__init__(path, id=kw.pop("id", None) or f"file.line:{path}:{line}", **kw)
+        if "\n" in line:
+            raise StateError(f"{self.id}: line must not contain a newline")
+        self.line = line
+
+    def probe(self) -> str:
+        p = cmd(self.name)
+        return (f"if [ -f {p} ]; then echo exists=yes; grep -qxF -- {cmd(self.line)} {p} && echo present=yes "
+                f"|| echo present=no; [ -s {p} ] && [ \"$(tail -c1 {p} | od -An -c | tr -d ' ')\" != '\\n' ]"
+                f" && echo eol=no || echo eol=yes; else echo exists=no; fi")
+
+    def plan(self, facts: str) -> Plan:
+        f = keyvals(facts)
+        if f.get("exists") != "yes":
+            return Plan(error=f"{self.name} does not exist")
+        if f.get("present") == "yes":
+            return Plan(comment=f"line present in {self.name}")
+        prefix = "\n" if f.get("eol") == "no" else ""
+        return Plan({"old": None, "new": self.line},
+                    [f"printf '%s%s\\n' {cmd(prefix)} {cmd(self.line)} >> {cmd(self.name)}"],
+                    diff=f"--- {self.name} (live)\n+++ {self.name} (wanted)\n@@ end @@\n+{self.line}\n",
+                    comment=f"line added to {self.name}")
