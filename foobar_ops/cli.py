@@ -36,6 +36,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sudo", action="store_true", help="run the probe through sudo")
     p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
 
+    p = sub.add_parser("apply", help="apply the roles of each host (highstate); --test changes nothing")
+    _inventory_arg(p)
+    p.add_argument("roles", nargs="*", metavar="ROLE", help="only these roles (default: every role a host has)")
+    p.add_argument("--hosts", dest="pattern", help="host pattern: name, glob, role:NAME, group:NAME")
+    p.add_argument("--states", type=Path, metavar="FILE.py",
+                   help="apply the states(host, inventory) of this Python file instead of the roles")
+    p.add_argument("--test", action="store_true", help="dry-run: show what would change, with diffs")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
+    p.add_argument("--journal", type=Path, help="journal path (default: records/journal.sqlite)")
+    p.add_argument("--no-diff", action="store_true", help="leave diffs out of the summary")
+
+    p = sub.add_parser("records", help="the change journal: runs, their results, changes")
+    rsub = p.add_subparsers(dest="records_command", required=True, metavar="ACTION")
+    q = rsub.add_parser("list", help="runs, newest first")
+    q.add_argument("--limit", type=int, default=20)
+    q = rsub.add_parser("show", help="every result of one run")
+    q.add_argument("run_id", metavar="RUN")
+    q = rsub.add_parser("changes", help="what changed, newest first")
+    q.add_argument("--host")
+    q.add_argument("--since", help="an age (7d, 12h, 30m) or a date")
+    q.add_argument("--state", help="a state function (file.managed) or state id")
+    for q in rsub.choices.values():
+        q.add_argument("--json", action="store_true", help="print one JSON document")
+        q.add_argument("--journal", type=Path, help="journal path (default: records/journal.sqlite)")
+
     lab = sub.add_parser("lab", help="the built-in lab of real hosts on this machine")
     lsub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
     for name, text in (("up", "boot hosts (all by default); running hosts are left alone"),
@@ -98,6 +124,58 @@ def cmd_ping(args) -> int:
     return 0 if all(r["outcome"] == "ok" for r in rows) else 1
 
 
+def cmd_apply(args) -> int:
+    from . import roles as role_mod
+    from .highstate import apply, load_state_file
+    from .inventory import load_inventory
+    from .records import Journal
+    inv = load_inventory(args.inventory)
+    if args.states:
+        states_for = load_state_file(args.states)
+    else:
+        role_mod.check_roles(args.roles)
+        states_for = lambda host, inventory: role_mod.states_for(host, inventory, args.roles)  # noqa: E731
+    command = "foobar-ops " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["apply"] else "foobar-ops apply"
+    report = apply(inv, states_for, pattern=args.pattern, test=args.test, journal=Journal(args.journal),
+                   command=command, parallel=args.parallel,
+                   parameters={"roles": args.roles, "hosts": args.pattern, "test": args.test,
+                               "states": str(args.states) if args.states else None})
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        print(report.summary(color=sys.stdout.isatty(), diffs=not args.no_diff))
+    return 0 if report.ok else 1
+
+
+def cmd_records(args) -> int:
+    from .records import Journal
+    journal = Journal(args.journal)
+    action = args.records_command
+    if action == "list":
+        frame = journal.runs(args.limit)
+        cols = ["run_id", "started", "user", "command", "test", "status", "results", "changed", "failed"]
+    elif action == "show":
+        frame = journal.results(args.run_id)
+        cols = ["at", "host", "state", "name", "result", "changed", "comment"]
+        if args.json:
+            print(json.dumps({"run": journal.run(args.run_id), "results": _rows(frame)}, indent=2, default=str))
+            return 0
+    else:
+        frame = journal.changes(host=args.host, since=args.since, state=args.state)
+        cols = ["at", "run_id", "host", "state", "name", "comment"]
+    if args.json:
+        print(json.dumps({"journal": str(journal.path), "rows": _rows(frame)}, indent=2, default=str))
+    else:
+        print(table(_rows(frame), cols) if len(frame) else "(nothing recorded)")
+    return 0
+
+
+def _rows(frame) -> list[dict]:
+    import math
+    rows = frame.to_dict(orient="records")
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
+
+
 def _lab(args):
     from .inventory import load_inventory
     from .lab import Lab
@@ -136,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     argv: arguments (default: sys.argv[1:]).
     """
     args = build_parser().parse_args(argv)
-    handlers = {"hosts": cmd_hosts, "ping": cmd_ping, "lab": cmd_lab}
+    handlers = {"hosts": cmd_hosts, "ping": cmd_ping, "lab": cmd_lab, "apply": cmd_apply,
+                "records": cmd_records}
     try:
         return handlers[args.command](args)
     except FoobarOpsError as err:

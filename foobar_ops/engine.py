@@ -115,6 +115,9 @@ class HostRun:
     def _changed(self, ids) -> list[str]:
         return [i for i in ids if self.results.get(i) and (self.results[i].changed or self.results[i].pending)]
 
+    def _pending_before(self, st: State) -> list[str]:
+        return [r.id for r in self.results.values() if r.pending]
+
     def _one(self, index: int, st: State) -> Result:
         base = dict(host=self.host.name, id=st.id, name=st.name, state=st.kind, idempotent=st.idempotent)
         blocked = [i for i in st.require + st.watch + st.onchanges
@@ -125,6 +128,9 @@ class HostRun:
         if st.onchanges and not self._changed(st.onchanges):
             return Result(**base, result=True, comment="not run: nothing in onchanges changed")
         plan = st.plan(self.facts.get(st.id, ""))
+        if plan.error and self.test and self._pending_before(st):
+            return Result(**base, result=None, comment="cannot be checked before earlier pending "
+                          f"changes ({', '.join(self._pending_before(st))}) are applied: {plan.error}")
         if plan.error:
             return Result(**base, result=False, comment=plan.error)
         if not plan.needed:

@@ -6,4 +6,43 @@ rejected when the inventory is loaded.
 
 from __future__ import annotations
 
+from ..errors import FoobarOpsError
+
 ROLE_NAMES: tuple[str, ...] = ("haproxy", "nginx", "app", "mysql")
+
+
+class RoleError(FoobarOpsError):
+    """A role is unknown, not targeted by the host, or not implemented yet."""
+
+
+def states_for(host, inventory, roles: list[str] | None = None) -> list:
+    """Return the states of a host's roles, in the order the host lists them.
+
+    host: the inventory Host.
+    inventory: the Inventory.
+    roles: only these roles (each must be one the host has); default: all of the host's roles.
+    """
+    import importlib
+
+    wanted = [r for r in host.roles if not roles or r in roles]
+    states: list = []
+    for role in wanted:
+        try:
+            module = importlib.import_module(f"{__name__}.{role}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{role}":
+                raise
+            raise RoleError(f"host {host.name}: role {role!r} has no states yet "
+                            f"(no module foobar_ops/roles/{role}.py)") from None
+        states += module.states(host, inventory)
+    return states
+
+
+def check_roles(roles: list[str]) -> None:
+    """Refuse role names that do not exist, naming them.
+
+    roles: role names given on the command line.
+    """
+    unknown = [r for r in roles if r not in ROLE_NAMES]
+    if unknown:
+        raise RoleError(f"unknown role {', '.join(map(repr, unknown))} (known roles: {', '.join(ROLE_NAMES)})")

@@ -221,18 +221,22 @@ class UserPresent(State):
 
     def probe(self) -> str:
         n = cmd(self.name)
-        return f"getent passwd {n} && echo groups=$(id -Gn {n} | tr ' ' ',') || true"
+        return (f"getent group {n} >/dev/null && echo samegroup=yes; "
+                f"if pw=$(getent passwd {n}); then echo \"pw:$pw\"; echo groups=$(id -Gn {n} | tr ' ' ','); fi; true")
 
     def plan(self, facts: str) -> Plan:
         lines = facts.strip().splitlines()
-        if not lines:
-            args = ["useradd", "--home-dir", self.home, "--shell", self.shell, "--user-group"]
+        pw = next((ln[3:] for ln in lines if ln.startswith("pw:")), None)
+        if pw is None:
+            same = keyvals(facts).get("samegroup") == "yes"
+            args = ["useradd", "--home-dir", self.home, "--shell", self.shell]
+            args += ["--gid", self.name] if same else ["--user-group"]
             args += ["--system"] if self.system else ["--create-home"]
             args += ["--uid", self.uid] if self.uid is not None else []
             args += ["--groups", ",".join(self.groups)] if self.groups else []
             return Plan({"old": None, "new": {"home": self.home, "shell": self.shell, "groups": self.groups}},
                         [cmd(*args, self.name)], comment=f"user {self.name} created")
-        fields = lines[0].split(":")
+        fields = pw.split(":")
         have = {"uid": fields[2], "home": fields[5], "shell": fields[6]}
         extra = sorted(set(keyvals(lines[-1]).get("groups", "").split(",")) - {self.name, ""})
         old, new, args = {}, {}, []
@@ -241,8 +245,9 @@ class UserPresent(State):
             if want is not None and have[key] != want:
                 old[key], new[key] = have[key], want
                 args += [flag, want]
-        if self.groups is not None and extra != self.groups:
-            old["groups"], new["groups"] = extra, self.groups
+        wanted = sorted(set(self.groups or ()) - {self.name})
+        if self.groups is not None and extra != wanted:
+            old["groups"], new["groups"] = extra, wanted
             args += ["--groups", ",".join(self.groups)]
         if not args:
             return Plan(comment=f"user {self.name} is in the wanted state")

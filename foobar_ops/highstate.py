@@ -1,0 +1,90 @@
+"""Highstate: apply the states of every targeted host (hosts in parallel, states in order),
+record every result in the journal as it comes, and return a Report."""
+from __future__ import annotations
+
+import importlib.util
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from .engine import HostRun
+from .errors import FoobarOpsError
+from .records import Journal
+from .report import Report
+from .result import Result
+from .ssh import Remote
+
+StatesFor = Callable[..., list]
+
+
+def load_state_file(path: Path | str) -> StatesFor:
+    """Load a Python file that defines `states(host, inventory) -> list[State]`.
+
+    path: the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FoobarOpsError(f"state file {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"foobar_states_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001 - a user's file: report, don't crash
+        raise FoobarOpsError(f"state file {path}: {type(err).__name__}: {err}") from None
+    if not callable(getattr(module, "states", None)):
+        raise FoobarOpsError(f"state file {path} defines no function states(host, inventory)")
+    return module.states
+
+
+def apply(inventory, states_for: StatesFor, *, pattern: str | None = None, test: bool = False,
+          journal: Journal | None = None, command: str = "python", parameters: dict | None = None,
+          runbook: str | None = None, run_id: str | None = None, parallel: int = 10,
+          on_result: Callable[[Result], None] | None = None) -> Report:
+    """Apply states to the targeted hosts and return the Report; every result is journaled.
+
+    inventory: the Inventory.
+    states_for: function (host, inventory) -> list of states for that host.
+    pattern: host pattern (default: all hosts).
+    test: dry-run: change nothing, report what would change.
+    journal: where to record (default: the project's journal).
+    command: what started the run (recorded).
+    parameters: run parameters (recorded, secrets masked).
+    runbook: the runbook path, when a runbook runs.
+    run_id: use this run id (default: a new one).
+    parallel: at most this many hosts at once.
+    on_result: called with every Result as it comes.
+    """
+    hosts = inventory.select(pattern)
+    journal = journal or Journal()
+    run_id = journal.start_run(command=command, inventory=inventory, test=test, parameters=parameters,
+                               runbook=runbook, run_id=run_id)
+    started = time.perf_counter()
+    try:
+        plans = {h.name: list(states_for(h, inventory)) for h in hosts}  # bad input stops here
+    except Exception as err:
+        journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
+        raise
+    report = Report(run_id, test, hosts=[h.name for h in hosts])
+
+    def emit(result: Result) -> None:
+        journal.add_result(run_id, result)
+        if on_result:
+            on_result(result)
+
+    def one(host) -> tuple[list[Result], int]:
+        with Remote(host, inventory) as remote:
+            results = HostRun(host, plans[host.name], remote, test, emit).execute()
+            return results, remote.round_trips
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts) or 1))) as pool:
+            for host, (results, trips) in zip(hosts, pool.map(one, hosts)):
+                report.results += results
+                report.round_trips[host.name] = trips
+    except BaseException as err:
+        journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
+        raise
+    report.duration_s = time.perf_counter() - started
+    journal.finish_run(run_id, "ok" if report.ok else "failed")
+    return report
