@@ -187,10 +187,8 @@ class HostRun:
         if not commands:
             return result
         what = commands[0].split()[1] if len(commands[0].split()) > 1 else "react"
-        if self.test or result.result is None:
-            result.result = None
-            result.changes = dict(result.changes or {}, watch={"would": what, "because": changed})
-            result.comment = f"would {what}: {', '.join(changed)} changed"
+        if self.test or result.result is None:  # the reaction follows a pending change: say so
+            result.comment = f"{result.comment}; would {what}: {', '.join(changed)} would change"
             return result
         out = self._script(section("react", "set -e; " + "\n".join(commands)))
         output, code = sections(out.stdout).get("react", (out.stderr, out.exit_code or -1))

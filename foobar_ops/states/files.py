@@ -133,8 +133,8 @@ class Managed(State):
             check = cmd("unshare", "--mount", "--propagation", "private", "sh", "-c", inner)
         else:
             check = self.validate.replace("{}", cmd(tmp))
-        return (f"if ! out=$({check} 2>&1); then rm -f {cmd(tmp)}; "
-                f"printf 'validation failed: %s\\n' \"$out\" >&2; exit 97; fi")
+        return (f"out=$({check} 2>&1) || {{ rc=$?; rm -f {cmd(tmp)}; "
+                f"printf 'validation failed (exit %s): %s\\n' \"$rc\" \"$out\" >&2; exit 97; }}")
 
 
 def _backup_lines(path: str) -> list[str]:

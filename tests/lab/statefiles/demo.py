@@ -38,7 +38,7 @@ def states(host, inventory):
         s.pkg.installed("haproxy"),
         s.file.managed("/etc/haproxy/haproxy.cfg", template=HAPROXY_CFG, inline=True,
                        context={"port": v.get("demo_port", 8081), "balance": v.get("demo_balance", "roundrobin")},
-                       validate="haproxy -c -q -f {}", require=["pkg.installed:haproxy"]),
+                       validate="haproxy -c -f {}", require=["pkg.installed:haproxy"]),
         s.service.running("haproxy", watch=["file.managed:/etc/haproxy/haproxy.cfg"]),
         s.cmd.run("date +%s > /srv/demo/stamp", creates="/srv/demo/stamp", require=["file.directory:/srv/demo"]),
     ]
