@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo test unit lab-up lab-down lab-status clean
+.PHONY: setup system venv demo test unit bench lab-up lab-down lab-status clean
 
 setup: system venv
 
@@ -30,6 +30,9 @@ test: setup
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python scripts/bench_apply.py
 
 lab-up: setup
 	$(BIN)/foobar-ops lab up

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Benchmark: a first apply and a no-op re-apply of the demo stack on all lab hosts.
+
+Rebuilds the lab hosts' disks first (not timed), then times `foobar-ops apply` end to end (tool
+start-up included) and prints states, changes, round trips per host and seconds.
+Usage: .venv/bin/python scripts/bench_apply.py [--runs N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).parent / "foobar-ops")
+STATES = PROJECT / "tests" / "lab" / "statefiles" / "demo.py"
+
+
+def foobar(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, cwd=PROJECT)
+
+
+def timed_apply(inventory: Path, journal: Path) -> tuple[float, dict]:
+    started = time.perf_counter()
+    done = foobar("apply", "-i", str(inventory), "--states", str(STATES), "--journal", str(journal), "--json")
+    seconds = time.perf_counter() - started
+    if not done.stdout:
+        sys.exit(f"apply failed: {done.stderr}")
+    return seconds, json.loads(done.stdout)
+
+
+def line(label: str, seconds: float, doc: dict) -> str:
+    s = doc["summary"]
+    per_host = s["total"] // max(1, len(doc["round_trips"]))
+    trips = ", ".join(f"{h} {n}" for h, n in doc["round_trips"].items())
+    return (f"{label:<16} {seconds:6.2f} s wall (start-up included)  engine {s['seconds']:.2f} s  states/host {per_host}  "
+            f"changed {s['changed']}  failed {s['failed']}  round trips: {trips}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="no-op re-applies to time")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="foobar-bench-"))
+    data = yaml.safe_load((PROJECT / "inventories" / "lab.yml").read_text())
+    data["secrets"] = {"demo_token": "env:FOOBAR_DEMO_TOKEN"}
+    inventory = work / "lab.yml"
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.environ.setdefault("FOOBAR_DEMO_TOKEN", "bench-token")
+    for step in (["lab", "destroy"], ["lab", "up"]):
+        if foobar(*step).returncode:
+            sys.exit(f"`foobar-ops {' '.join(step)}` failed")
+    seconds, doc = timed_apply(inventory, work / "journal.sqlite")
+    print(line("first apply", seconds, doc))
+    noop = []
+    for _ in range(args.runs):
+        seconds, doc = timed_apply(inventory, work / "journal.sqlite")
+        noop.append(seconds)
+        if doc["summary"]["changed"]:
+            sys.exit("a no-op re-apply changed something: not idempotent")
+    print(line(f"no-op x{args.runs}", statistics.median(noop), doc) + f"  (median; min {min(noop):.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
