@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 from .errors import ConnectionFailed, FoobarOpsError, HostUnreachable
 from .result import Result
-from .secrets import mask_known
+from .secrets import mask_deep, mask_known
 from .shell import cmd
 from .ssh import Remote
 from .states.base import State, StateError
@@ -46,7 +46,7 @@ def check_states(host: str, states: list[State]) -> None:
 
 def _masked(value):
     """Return value (JSON-able) with every known secret masked."""
-    return json.loads(mask_known(json.dumps(value, default=str)))
+    return mask_deep(json.loads(json.dumps(value, default=str)))
 
 
 class HostRun:
@@ -108,7 +108,8 @@ class HostRun:
         result.comment = mask_known(result.comment)
         result.diff = mask_known(result.diff) if result.diff else result.diff
         result.changes = _masked(result.changes)
-        self.results[result.id] = result
+        self.results[result.id] = result  # requisites look results up by the real id
+        result.name, result.id = mask_known(result.name), mask_known(result.id)
         self.emit(result)
         return result
 
@@ -129,7 +130,8 @@ class HostRun:
             return Result(**base, result=True, comment="not run: nothing in onchanges changed")
         plan = st.plan(self.facts.get(st.id, ""))
         if plan.error and self.test and self._pending_before(st):
-            return Result(**base, result=None, comment="cannot be checked before earlier pending "
+            return Result(**base, result=None, changes={"pending": "after earlier changes"},
+                          comment="cannot be checked before earlier pending "
                           f"changes ({', '.join(self._pending_before(st))}) are applied: {plan.error}")
         if plan.error:
             return Result(**base, result=False, comment=plan.error)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import FoobarOpsError
-from .secrets import mask_known
+from .secrets import mask_deep, mask_known
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_PATH = PROJECT / "records" / "journal.sqlite"
@@ -101,7 +101,7 @@ class Journal:
         run_id: a given id (default: a new one).
         """
         run_id = run_id or datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        params = mask_known(json.dumps(parameters or {}, default=str, sort_keys=True))
+        params = mask_known(json.dumps(mask_deep(parameters or {}), default=str, sort_keys=True))
         self._write("INSERT INTO runs (run_id, started, user, command, runbook, parameters, inventory, "
                     "inventory_sha256, version, git_commit, test, status, output_notebook) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -118,8 +118,9 @@ class Journal:
         """
         self._write("INSERT INTO results (run_id, at, host, state_id, state, name, result, changed, run, "
                     "changes, comment, diff, duration_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (run_id, _now(), r.host, r.id, r.state, r.name, None if r.result is None else int(r.result),
-                     int(r.changed), int(r.run), mask_known(json.dumps(r.changes, default=str)),
+                    (run_id, _now(), r.host, mask_known(r.id), r.state, mask_known(r.name),
+                     None if r.result is None else int(r.result), int(r.changed), int(r.run),
+                     mask_known(json.dumps(mask_deep(r.changes), default=str)),
                      mask_known(r.comment), mask_known(r.diff) if r.diff else None, r.duration_ms))
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:

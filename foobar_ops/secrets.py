@@ -243,3 +243,18 @@ def mask_known(text: str) -> str:
     with _known_lock:
         values = list(_known_values)
     return _replace_all(text, values)
+
+
+def mask_deep(value):
+    """Return a copy of a JSON-like structure with every known secret masked in every string
+    (keys included), so that escaping by a later json.dumps cannot hide a value from masking.
+
+    value: dicts, lists, tuples, strings and scalars.
+    """
+    if isinstance(value, str):
+        return mask_known(value)
+    if isinstance(value, dict):
+        return {mask_deep(k) if isinstance(k, str) else k: mask_deep(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_deep(v) for v in value]
+    return value

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from .base import Plan, State, StateError
 from .command import Run
 from .files import Absent, Directory, Line, Managed, Symlink
+from .mysql import Database, User
 from .system import (GroupPresent, PkgInstalled, PkgRemoved, ServiceDead, ServiceRunning,
                      UserPresent)
 
@@ -20,5 +21,6 @@ service = SimpleNamespace(running=ServiceRunning, dead=ServiceDead)
 user = SimpleNamespace(present=UserPresent)
 group = SimpleNamespace(present=GroupPresent)
 cmd = SimpleNamespace(run=Run)
+mysql = SimpleNamespace(database=Database, user=User)
 
-__all__ = ["Plan", "State", "StateError", "file", "pkg", "service", "user", "group", "cmd"]
+__all__ = ["Plan", "State", "StateError", "file", "pkg", "service", "user", "group", "cmd", "mysql"]

@@ -92,8 +92,9 @@ def keyvals(facts: str) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for line in facts.splitlines():
-        if line.startswith("content="):
-            out["content"] = line[len("content="):]
+        if line.startswith(("content=", "target=")):  # whole-line values (may hold spaces)
+            key, _, value = line.partition("=")
+            out[key] = value
             continue
         for token in line.split():
             key, sep, value = token.partition("=")

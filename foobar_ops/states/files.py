@@ -21,7 +21,7 @@ def _stat_probe(path: str, fetch: bool) -> str:
     if fetch:
         body += (f"if [ $(stat -c %s {p}) -le {MAX_FETCH} ]; then printf 'content='; base64 -w0 {p}; "
                  f"echo; else printf 'sha256='; sha256sum {p} | cut -d' ' -f1; fi; ")
-    return (f"if [ -L {p} ]; then printf 'type=link target='; readlink {p}; "
+    return (f"if [ -L {p} ]; then echo type=link; printf 'target='; readlink {p}; "
             f"elif [ -f {p} ]; then echo type=file; {body}"
             f"elif [ -d {p} ]; then echo type=dir; {body if not fetch else ''}"
             f"elif [ -e {p} ]; then echo type=other; else echo type=absent; fi; "
@@ -53,6 +53,12 @@ def _diff(path: str, old: bytes | None, new: bytes) -> str:
     return "".join(ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n" for ln in lines)
 
 
+def _absolute(state: State) -> None:
+    """Refuse a relative path (a file state must never act relative to a working directory)."""
+    if not state.name.startswith("/"):
+        raise StateError(f"{state.id}: path {state.name!r} must be absolute")
+
+
 class Managed(State):
     """file.managed: a file with this content, owner, group and mode.
 
@@ -73,8 +79,7 @@ class Managed(State):
                  owner="root", group="root", mode="0644", validate=None,
                  validate_in_context=False, makedirs=False, **kw):
         super().__init__(path, **kw)
-        if not str(path).startswith("/"):
-            raise StateError(f"{self.id}: path {path!r} must be absolute")
+        _absolute(self)
         if (content is None) == (template is None):
             raise StateError(f"{self.id}: give exactly one of content= or template=")
         if content is None:
@@ -103,7 +108,10 @@ class Managed(State):
                 return Plan(comment=f"{self.name} is in the wanted state")
             return Plan({"old": old_meta, "new": new_meta}, commands,
                         comment=f"{self.name}: ownership/mode {'/'.join(new_meta)} updated")
-        diff = _diff(self.name, old if kind == "file" else None, self.content)
+        if kind == "file" and old is None:  # compared by hash: too large to fetch and diff
+            diff = f"{self.name}: content differs (compared by sha256; larger than {MAX_FETCH} bytes)\n"
+        else:
+            diff = _diff(self.name, old if kind == "file" else None, self.content)
         new = {"sha256": hashlib.sha256(self.content).hexdigest(), "size": len(self.content)}
         changes = {"old": None if kind == "absent" else {"size": int(f.get("size", 0))}, "new": new}
         verb = "created" if kind == "absent" else "updated"
@@ -129,7 +137,8 @@ class Managed(State):
         if self.validate_in_context:
             parent, base = posixpath.dirname(self.name), posixpath.basename(self.name)
             inner = (f'd=$(mktemp -d); cp -a {cmd(parent)}/. "$d"/; rm -f "$d"/{cmd(posixpath.basename(tmp))}; '
-                     f'cp {cmd(tmp)} "$d"/{cmd(base)}; mount --bind "$d" {cmd(parent)}; {self.validate}')
+                     f'cp {cmd(tmp)} "$d"/{cmd(base)}; mount --bind "$d" {cmd(parent)}; '
+                     f'{self.validate.replace("{}", cmd(self.name))}')
             check = cmd("unshare", "--mount", "--propagation", "private", "sh", "-c", inner)
         else:
             check = self.validate.replace("{}", cmd(tmp))
@@ -142,7 +151,7 @@ def _backup_lines(path: str) -> list[str]:
     stem = BACKUP_DIR + "/" + path.strip("/").replace("/", "%")
     return [cmd("mkdir", "-p", "-m", "0700", BACKUP_DIR),
             f"cp -p {cmd(path)} {cmd(stem)}.$(date +%Y%m%dT%H%M%S%N)",
-            f"ls -1t {cmd(stem)}.* | tail -n +{BACKUPS_KEPT + 1} | xargs -r rm -f"]
+            f"ls -1t {cmd(stem)}.* | tail -n +{BACKUPS_KEPT + 1} | xargs -r -d '\\n' rm -f --"]
 
 
 class Directory(State):
@@ -156,6 +165,7 @@ class Directory(State):
 
     def __init__(self, path, *, owner="root", group="root", mode="0755", **kw):
         super().__init__(path, **kw)
+        _absolute(self)
         self.owner, self.group, self.mode = owner, group, norm_mode(mode)
 
     def probe(self) -> str:
@@ -184,6 +194,10 @@ class Absent(State):
 
     kind = "file.absent"
 
+    def __init__(self, path, **kw):
+        super().__init__(path, **kw)
+        _absolute(self)
+
     def probe(self) -> str:
         return _stat_probe(self.name, fetch=False)
 
@@ -191,7 +205,8 @@ class Absent(State):
         kind = keyvals(facts).get("type", "absent")
         if kind == "absent":
             return Plan(comment=f"{self.name} is absent")
-        if self.name.rstrip("/") in ("", "/etc", "/usr", "/var", "/home", "/root", "/boot"):
+        if "/" + posixpath.normpath(self.name).lstrip("/") in ("/", "/etc", "/usr", "/var", "/home", "/root",
+                                                              "/boot", "/bin", "/sbin", "/lib", "/srv", "/opt"):
             return Plan(error=f"refusing to remove {self.name}")
         return Plan({"old": kind, "new": None}, [cmd("rm", "-rf", "--", self.name)],
                     comment=f"{self.name} removed")
@@ -209,6 +224,7 @@ class Symlink(State):
 
     def __init__(self, path, target, *, force=False, **kw):
         super().__init__(path, **kw)
+        _absolute(self)
         self.target, self.force = str(target), force
 
     def probe(self) -> str:
@@ -239,6 +255,7 @@ class Line(State):
 
     def __init__(self, path, line, **kw):
         super().__init__(path, id=kw.pop("id", None) or f"file.line:{path}:{line}", **kw)
+        _absolute(self)
         if "\n" in line:
             raise StateError(f"{self.id}: line must not contain a newline")
         self.line = line

@@ -48,7 +48,7 @@ def managed_dir_facts() -> str:
 
 
 def link_facts(target: str) -> str:
-    return f"type=link target={target}\nparent=yes\n"
+    return f"type=link\ntarget={target}\nparent=yes\n"  # as the probe prints it
 
 
 def dpkg(*rows: tuple[str, str, str]) -> str:
@@ -66,6 +66,11 @@ def unit(load="loaded", active="active", file_state="enabled", can_reload="yes")
 
 def argv(command: str) -> list[str]:
     return shlex.split(command)
+
+
+def validator_check(line: str) -> str:
+    """The validator command inside file.managed's validate line: out=$(CHECK 2>&1) ..."""
+    return re.search(r"out=\$\((.*) 2>&1\)", line).group(1)
 
 
 def assert_no_change(plan: Plan) -> None:
@@ -154,21 +159,20 @@ def test_managed_validate_puts_the_quoted_candidate_in_place_of_braces():
     plan = s.file.managed(path, "x\n", validate="haproxy -c -f {}").plan(ABSENT)
     line = next(c for c in plan.commands if "exit 97" in c)
     assert "{}" not in line
-    check = re.search(r"out=\$\((.*) 2>&1\); then", line).group(1)
-    assert argv(check) == ["haproxy", "-c", "-f", tmp]
-    assert argv(line.split("then ", 1)[1].split(";")[0]) == ["rm", "-f", tmp]
+    assert argv(validator_check(line)) == ["haproxy", "-c", "-f", tmp]
+    assert "rm -f " + shlex.quote(tmp) in line  # the rejected candidate is removed
 
 
 def test_managed_validate_runs_before_the_live_file_is_touched():
     plan = s.file.managed(CFG, NEW, validate="haproxy -c -f {}").plan(file_facts(OLD))
-    kinds = [c.split()[0] for c in plan.commands]
-    assert kinds == ["install", "if", "mkdir", "cp", "ls", "mv"]
+    kinds = ["validate" if "exit 97" in c else c.split()[0] for c in plan.commands]
+    assert kinds == ["install", "validate", "mkdir", "cp", "ls", "mv"]
 
 
 def test_managed_validate_in_context_runs_the_validator_in_a_private_mount_namespace():
     st = s.file.managed(CFG, NEW, validate="haproxy -c -f /etc/haproxy", validate_in_context=True)
     line = next(c for c in st.plan(file_facts(OLD)).commands if "exit 97" in c)
-    check = argv(re.search(r"out=\$\((.*) 2>&1\); then", line).group(1))
+    check = argv(validator_check(line))
     assert check[:6] == ["unshare", "--mount", "--propagation", "private", "sh", "-c"]
     inner = check[6]
     assert 'mount --bind "$d" /etc/haproxy;' in inner
@@ -177,12 +181,10 @@ def test_managed_validate_in_context_runs_the_validator_in_a_private_mount_names
     assert inner.endswith("haproxy -c -f /etc/haproxy")
 
 
-@pytest.mark.xfail(strict=True, reason="validate_in_context does not substitute {} in the validator "
-                                       "(files.py Managed._validate_line): it runs a literal '{}'")
 def test_managed_validate_in_context_substitutes_braces_with_the_live_path():
     st = s.file.managed(CFG, NEW, validate="haproxy -c -f {}", validate_in_context=True)
     line = next(c for c in st.plan(file_facts(OLD)).commands if "exit 97" in c)
-    inner = argv(re.search(r"out=\$\((.*) 2>&1\); then", line).group(1))[6]
+    inner = argv(validator_check(line))[6]
     assert "{}" not in inner
     assert inner.endswith("haproxy -c -f " + CFG)
 
@@ -295,8 +297,6 @@ def test_managed_large_file_is_compared_by_hash():
     assert_no_change(s.file.managed("/var/lib/big.dat", content).plan(facts))
 
 
-@pytest.mark.xfail(strict=True, reason="files.py Managed.plan: a large live file (compared by hash) "
-                                       "is diffed as if it were absent ('--- /dev/null')")
 def test_managed_large_changed_file_is_not_diffed_as_a_new_file():
     facts = big_file_facts(hashlib.sha256(b"old").hexdigest(), MAX_FETCH + 10)
     plan = s.file.managed("/var/lib/big.dat", "new\n").plan(facts)
@@ -341,11 +341,6 @@ def test_directory_bad_mode():
         s.file.directory("/srv/www", mode="0888")
 
 
-@pytest.mark.xfail(strict=True, reason="files.py Directory.__init__ accepts a relative path "
-                                       "(only file.managed checks it)")
-def test_directory_refuses_a_relative_path():
-    with pytest.raises(StateError, match="absolute"):
-        s.file.directory("srv/www")
 
 
 # --- file.absent ----------------------------------------------------------------------------
@@ -371,18 +366,21 @@ def test_absent_refuses_system_directories(path):
     assert plan.error == f"refusing to remove {path}" and plan.commands == []
 
 
-@pytest.mark.xfail(strict=True, reason="files.py Absent.plan compares the raw path: '/./etc' or "
-                                       "'/usr/../etc' slip past the refusal list")
 @pytest.mark.parametrize("path", ["/./etc", "/usr/../etc", "//etc"])
 def test_absent_refuses_system_directories_spelled_differently(path):
     assert s.file.absent(path).plan(stat_facts("dir")).error
 
 
-@pytest.mark.xfail(strict=True, reason="files.py Absent accepts a relative path, so 'rm -rf' runs "
-                                       "relative to root's working directory")
-def test_absent_refuses_a_relative_path():
+
+
+@pytest.mark.parametrize("make", [lambda: s.file.directory("srv/www"),
+                                  lambda: s.file.absent("tmp/cache"),
+                                  lambda: s.file.symlink("current", "/opt/app/v2"),
+                                  lambda: s.file.line("etc/hosts", "127.0.0.1 x")],
+                         ids=["directory", "absent", "symlink", "line"])
+def test_every_file_state_refuses_a_relative_path(make):
     with pytest.raises(StateError, match="absolute"):
-        s.file.absent("tmp/cache")
+        make()
 
 
 # --- file.symlink ---------------------------------------------------------------------------
@@ -417,8 +415,6 @@ def test_symlink_over_a_file_needs_force_and_never_replaces_a_directory():
         f"{LINK} exists and is a dir; not replacing it with a link")
 
 
-@pytest.mark.xfail(strict=True, reason="base.py keyvals splits on spaces, so files.py Symlink.plan "
-                                       "reads a target with a space truncated and never converges")
 def test_symlink_target_with_a_space_is_in_wanted_state():
     target = "/opt/My App/current"
     assert_no_change(s.file.symlink("/opt/app", target).plan(link_facts(target)))
