@@ -134,7 +134,7 @@ def cmd_apply(args) -> int:
         states_for = load_state_file(args.states)
     else:
         role_mod.check_roles(args.roles)
-        states_for = lambda host, inventory: role_mod.states_for(host, inventory, args.roles)  # noqa: E731
+        states_for = role_mod.phases(args.roles or None)
     command = "foobar-ops " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["apply"] else "foobar-ops apply"
     report = apply(inv, states_for, pattern=args.pattern, test=args.test, journal=Journal(args.journal),
                    command=command, parallel=args.parallel,

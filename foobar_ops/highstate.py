@@ -37,14 +37,15 @@ def load_state_file(path: Path | str) -> StatesFor:
     return module.states
 
 
-def apply(inventory, states_for: StatesFor, *, pattern: str | None = None, test: bool = False,
-          journal: Journal | None = None, command: str = "python", parameters: dict | None = None,
-          runbook: str | None = None, run_id: str | None = None, parallel: int = 10,
-          on_result: Callable[[Result], None] | None = None) -> Report:
+def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | None = None,
+          test: bool = False, journal: Journal | None = None, command: str = "python",
+          parameters: dict | None = None, runbook: str | None = None, run_id: str | None = None,
+          parallel: int = 10, on_result: Callable[[Result], None] | None = None) -> Report:
     """Apply states to the targeted hosts and return the Report; every result is journaled.
 
     inventory: the Inventory.
-    states_for: function (host, inventory) -> list of states for that host.
+    states_for: function (host, inventory) -> list of states for that host; or a list of such
+        functions, applied as phases (every host finishes a phase before the next one starts).
     pattern: host pattern (default: all hosts).
     test: dry-run: change nothing, report what would change.
     journal: where to record (default: the project's journal).
@@ -56,35 +57,41 @@ def apply(inventory, states_for: StatesFor, *, pattern: str | None = None, test:
     on_result: called with every Result as it comes.
     """
     hosts = inventory.select(pattern)
+    phases = states_for if isinstance(states_for, (list, tuple)) else [states_for]
     journal = journal or Journal()
     run_id = journal.start_run(command=command, inventory=inventory, test=test, parameters=parameters,
                                runbook=runbook, run_id=run_id)
     started = time.perf_counter()
-    try:
-        plans = {h.name: list(states_for(h, inventory)) for h in hosts}  # bad input stops here
+    try:  # bad input (a template, a role, a secret) stops here, before any host is touched
+        plans = [{h.name: list(phase(h, inventory)) for h in hosts} for phase in phases]
     except Exception as err:
         journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
         raise
     report = Report(run_id, test, hosts=[h.name for h in hosts])
+    remotes = {h.name: Remote(h, inventory) for h in hosts}
 
     def emit(result: Result) -> None:
         journal.add_result(run_id, result)
         if on_result:
             on_result(result)
 
-    def one(host) -> tuple[list[Result], int]:
-        with Remote(host, inventory) as remote:
-            results = HostRun(host, plans[host.name], remote, test, emit).execute()
-            return results, remote.round_trips
+    def one(host, plan) -> list[Result]:
+        return HostRun(host, plan[host.name], remotes[host.name], test, emit).execute()
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts) or 1))) as pool:
-            for host, (results, trips) in zip(hosts, pool.map(one, hosts)):
-                report.results += results
-                report.round_trips[host.name] = trips
+            for plan in plans:
+                todo = [h for h in hosts if plan[h.name] and h.name not in report.failed_hosts_unreachable]
+                for host, results in zip(todo, pool.map(lambda h: one(h, plan), todo)):
+                    report.results += results
     except BaseException as err:
         journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
         raise
+    finally:
+        for name, remote in remotes.items():
+            report.round_trips[name] = remote.round_trips
+            remote.close()
+    report.results.sort(key=lambda r: report.hosts.index(r.host))
     report.duration_s = time.perf_counter() - started
     journal.finish_run(run_id, "ok" if report.ok else "failed")
     return report

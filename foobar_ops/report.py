@@ -35,6 +35,11 @@ class Report:
         return [h for h in self.hosts if any(r.result is False for r in self.results if r.host == h)]
 
     @property
+    def failed_hosts_unreachable(self) -> list[str]:
+        """Hosts that could not be reached (they are skipped by later phases)."""
+        return [r.host for r in self.results if r.id == "__host__" and r.result is False]
+
+    @property
     def ok(self) -> bool:
         return not self.failed_hosts
 

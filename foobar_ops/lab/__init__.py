@@ -91,6 +91,8 @@ class Lab:
             key = image.recipe_key()
             identity.ensure_client_key(KEY_PATH)
             identity.ensure_password(PASSWORD_PATH)
+            for path in self._lab_secret_files():
+                identity.ensure_password(path)
             net.ensure_bridge(self.bridge, self.network)
             started = []
             for m in self.pick(names):
@@ -103,6 +105,12 @@ class Lab:
             for m, t0 in started:
                 self._wait_ready(m, timeout)
                 _say(f"{m.name}: up at {m.address} in {time.monotonic() - t0:.1f} s")
+
+    def _lab_secret_files(self) -> list[Path]:
+        """Secret files the inventory expects under the lab's secrets folder (made when missing)."""
+        folder = PASSWORD_PATH.parent
+        return [Path(sec.target) for sec in self.inventory.secrets.values()
+                if sec.scheme == "file" and Path(sec.target).parent == folder]
 
     def _prepare(self, m: Machine, image_root: Path, key: str) -> None:
         """Clear what a killed lab left, rebuild a disk made from an older image, give a new

@@ -24,7 +24,7 @@ def states_for(host, inventory, roles: list[str] | None = None) -> list:
     """
     import importlib
 
-    wanted = [r for r in host.roles if not roles or r in roles]
+    wanted = [r for r in host.roles if roles is None or r in roles]
     states: list = []
     for role in wanted:
         try:
@@ -36,6 +36,20 @@ def states_for(host, inventory, roles: list[str] | None = None) -> list:
                             f"(no module foobar_ops/roles/{role}.py)") from None
         states += module.states(host, inventory)
     return states
+
+
+#: Roles applied in phases across all hosts: the database is up before any app checks its health.
+PHASES: tuple[tuple[str, ...], ...] = (("mysql",), ("app", "nginx", "haproxy"))
+
+
+def phases(roles: list[str] | None = None) -> list:
+    """Return one states function per phase, for `highstate.apply`.
+
+    roles: only these roles (default: every role a host has).
+    """
+    def phase_fn(names):
+        return lambda host, inventory: states_for(host, inventory, [r for r in names if not roles or r in roles])
+    return [phase_fn(names) for names in PHASES if not roles or set(names) & set(roles)]
 
 
 def check_roles(roles: list[str]) -> None:

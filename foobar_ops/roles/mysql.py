@@ -36,7 +36,7 @@ def states(host, inventory) -> list:
         s.file.directory("/var/lib/foobar", mode="0700", id="mysql:var"),
         s.file.managed(SCHEMA, content=schema_sql(), mode="0644", require=["mysql:etc"], id="mysql:schema-file"),
         s.cmd.run(f"mysql {cmd(db['name'])} < {SCHEMA} && sha256sum {SCHEMA} > {SCHEMA_STAMP}",
-                  unless=f"sha256sum --status -c {SCHEMA_STAMP}",
+                  unless=f"sha256sum --status -c {SCHEMA_STAMP}", label="apply the app schema",
                   require=["mysql:database", "mysql:schema-file", "mysql:var"], id="mysql:schema"),
     ]
     for app in app_hosts(inventory):

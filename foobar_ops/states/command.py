@@ -13,13 +13,15 @@ class Run(State):
     unless: skip when this command line succeeds.
     onlyif: run only when this command line succeeds.
     cwd: working directory.
+    label: what reports show as the state's name (default: the command line).
     Without a guard (or onchanges) the state runs every time and is reported as non-idempotent.
     """
 
     kind = "cmd.run"
 
-    def __init__(self, name, *, creates=None, unless=None, onlyif=None, cwd=None, **kw):
-        super().__init__(name, **kw)
+    def __init__(self, name, *, creates=None, unless=None, onlyif=None, cwd=None, label=None, **kw):
+        self.command = name
+        super().__init__(label or name, id=kw.pop("id", None) or f"cmd.run:{name}", **kw)
         self.creates, self.unless, self.onlyif, self.cwd = creates, unless, onlyif, cwd
         self.idempotent = bool(creates or unless or onlyif or self.onchanges)
 
@@ -41,7 +43,7 @@ class Run(State):
             return Plan(comment="unless condition is true")
         if self.onlyif and f.get("onlyif") != "ok":
             return Plan(comment="onlyif condition is false")
-        line = f"cd {cmd(self.cwd)} && {self.name}" if self.cwd else self.name
+        line = f"cd {cmd(self.cwd)} && {self.command}" if self.cwd else self.command
         note = "" if self.idempotent else " (not idempotent: no creates/unless/onlyif guard)"
-        return Plan({"old": None, "new": {"command": self.name}}, [line],
-                    comment=f"run {self.name}{note}")
+        return Plan({"old": None, "new": {"command": self.command}}, [line],
+                    comment=f"ran {self.name}{note}")
