@@ -48,6 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--journal", type=Path, help="journal path (default: records/journal.sqlite)")
     p.add_argument("--no-diff", action="store_true", help="leave diffs out of the summary")
 
+    p = sub.add_parser("rollback", help="switch app hosts back to their previous release")
+    _inventory_arg(p)
+    p.add_argument("--hosts", dest="pattern", default="role:app", help="host pattern (default: role:app)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--journal", type=Path, help="journal path (default: records/journal.sqlite)")
+
+    p = sub.add_parser("lb", help="the HAProxy runtime API: stat, drain, ready, maint")
+    bsub = p.add_subparsers(dest="lb_command", required=True, metavar="ACTION")
+    q = bsub.add_parser("stat", help="`show stat` as a table")
+    _inventory_arg(q)
+    q.add_argument("--json", action="store_true")
+    for action, text in (("drain", "no new sessions; wait until current sessions reach zero"),
+                         ("ready", "back in rotation"), ("maint", "out of rotation at once")):
+        q = bsub.add_parser(action, help=text)
+        _inventory_arg(q)
+        q.add_argument("server", metavar="SERVER")
+        q.add_argument("--backend", default="bk_web")
+        q.add_argument("--journal", type=Path, help="journal path (default: records/journal.sqlite)")
+        if action == "drain":
+            q.add_argument("--timeout", type=float, default=60, help="seconds to wait for sessions to end")
+
     p = sub.add_parser("records", help="the change journal: runs, their results, changes")
     rsub = p.add_subparsers(dest="records_command", required=True, metavar="ACTION")
     q = rsub.add_parser("list", help="runs, newest first")
@@ -147,6 +168,41 @@ def cmd_apply(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_rollback(args) -> int:
+    from .highstate import apply
+    from .inventory import load_inventory
+    from .records import Journal
+    from .roles.app import rollback_states
+    inv = load_inventory(args.inventory)
+    # one host at a time: the others keep serving while one restarts
+    report = apply(inv, rollback_states, pattern=args.pattern, journal=Journal(args.journal), parallel=1,
+                   command="foobar-ops rollback", parameters={"hosts": args.pattern})
+    print(json.dumps(report.as_json(), indent=2, default=str) if args.json else
+          report.summary(color=sys.stdout.isatty()))
+    return 0 if report.ok else 1
+
+
+def cmd_lb(args) -> int:
+    from .haproxy import HAProxy
+    from .inventory import load_inventory
+    from .records import Journal
+    inv = load_inventory(args.inventory)
+    journal = Journal(getattr(args, "journal", None)) if args.lb_command != "stat" else None
+    with HAProxy(inv, journal=journal, command="foobar-ops lb") as lb:
+        if args.lb_command == "stat":
+            rows = lb.stat_rows()
+            keep = ["pxname", "svname", "status", "weight", "scur", "smax", "stot", "lbtot", "check_status"]
+            print(json.dumps({"rows": rows}, indent=2, default=str) if args.json else
+                  table([{k: r.get(k) for k in keep} for r in rows], keep))
+        elif args.lb_command == "drain":
+            waited = lb.drain(args.server, args.backend, timeout=args.timeout)
+            print(f"{args.backend}/{args.server} drained in {waited:.1f} s")
+        else:
+            getattr(lb, args.lb_command)(args.server, args.backend)
+            print(f"{args.backend}/{args.server}: {lb.servers(args.backend)[args.server]['status']}")
+    return 0
+
+
 def cmd_records(args) -> int:
     from .records import Journal
     journal = Journal(args.journal)
@@ -215,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     handlers = {"hosts": cmd_hosts, "ping": cmd_ping, "lab": cmd_lab, "apply": cmd_apply,
-                "records": cmd_records}
+                "records": cmd_records, "rollback": cmd_rollback, "lb": cmd_lb}
     try:
         return handlers[args.command](args)
     except FoobarOpsError as err:
