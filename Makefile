@@ -20,10 +20,16 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
+RUNBOOK_OUT := records/runbooks/deploy_stack-$(shell date +%Y%m%d-%H%M%S).ipynb
+
 demo: setup
 	$(BIN)/foobar-ops lab up
 	$(BIN)/foobar-ops lab status
 	$(BIN)/foobar-ops ping -i inventories/lab.yml
+	@mkdir -p records/runbooks
+	$(BIN)/papermill --no-progress-bar runbooks/deploy_stack.ipynb $(RUNBOOK_OUT) -p output_notebook $(RUNBOOK_OUT)
+	@echo "runbook output notebook: $(RUNBOOK_OUT)"
+	@$(BIN)/foobar-ops verify -i inventories/lab.yml
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

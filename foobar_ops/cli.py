@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "drain":
             q.add_argument("--timeout", type=float, default=60, help="seconds to wait for sessions to end")
 
+    p = sub.add_parser("verify", help="send requests through the load balancer; who answered")
+    _inventory_arg(p)
+    p.add_argument("-n", type=int, default=20, help="number of requests")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("records", help="the change journal: runs, their results, changes")
     rsub = p.add_subparsers(dest="records_command", required=True, metavar="ACTION")
     q = rsub.add_parser("list", help="runs, newest first")
@@ -203,6 +208,21 @@ def cmd_lb(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from .inventory import load_inventory
+    from .roles.topology import web_hosts
+    from .verify import summary_line, through_lb
+    inv = load_inventory(args.inventory)
+    frame = through_lb(inv, args.n)
+    answered = set(frame.loc[frame["status"] == 200, "served_by"].dropna())
+    ok = (frame["status"] == 200).all() and answered == {h.name for h in web_hosts(inv)}
+    if args.json:
+        print(json.dumps({"ok": bool(ok), "requests": _rows(frame)}, indent=2, default=str))
+    else:
+        print(summary_line(inv, frame))
+    return 0 if ok else 1
+
+
 def cmd_records(args) -> int:
     from .records import Journal
     journal = Journal(args.journal)
@@ -271,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     handlers = {"hosts": cmd_hosts, "ping": cmd_ping, "lab": cmd_lab, "apply": cmd_apply,
-                "records": cmd_records, "rollback": cmd_rollback, "lb": cmd_lb}
+                "records": cmd_records, "rollback": cmd_rollback, "lb": cmd_lb,
+                "verify": cmd_verify}
     try:
         return handlers[args.command](args)
     except FoobarOpsError as err:

@@ -1,0 +1,69 @@
+"""Verify the site as users see it: requests through the load balancer with the site's Host."""
+from __future__ import annotations
+
+import http.client
+import time
+from collections import Counter
+
+from .roles.topology import domain, ports
+
+
+def lb_host(inventory):
+    """Return the load balancer host (the first host with the haproxy role)."""
+    for host in inventory.hosts.values():
+        if "haproxy" in host.roles:
+            return host
+    raise LookupError(f"{inventory.path}: no host has the haproxy role")
+
+
+def request(address: str, port: int, host_header: str, path: str = "/", method: str = "GET",
+            body: bytes | None = None, headers: dict | None = None, timeout: float = 5.0) -> dict:
+    """Send one HTTP request and return status, served_by, db_node, release, ms, body (or error).
+
+    address: where to connect (the load balancer's address).
+    port: its port.
+    host_header: the Host header (the site's domain).
+    path, method, body, headers: the request.
+    timeout: seconds.
+    """
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers={"Host": host_header, **(headers or {})})
+        resp = conn.getresponse()
+        data = resp.read()
+        return {"status": resp.status, "served_by": resp.getheader("X-Served-By"),
+                "db_node": resp.getheader("X-DB-Node"), "release": resp.getheader("X-Release"),
+                "ms": round((time.perf_counter() - started) * 1000, 2), "body": data, "error": None}
+    except OSError as err:
+        return {"status": None, "served_by": None, "db_node": None, "release": None,
+                "ms": round((time.perf_counter() - started) * 1000, 2), "body": b"", "error": str(err)}
+    finally:
+        conn.close()
+
+
+def through_lb(inventory, n: int = 20, path: str = "/"):
+    """Send n sequential GET requests through the load balancer; return a DataFrame of them.
+
+    inventory: the Inventory.
+    n: number of requests.
+    path: the path requested.
+    """
+    import pandas as pd
+    lb = lb_host(inventory)
+    rows = [request(lb.address, ports(inventory)["http"], domain(inventory), path) for _ in range(n)]
+    return pd.DataFrame([{k: v for k, v in r.items() if k != "body"} for r in rows])
+
+
+def summary_line(inventory, frame) -> str:
+    """Return one line saying how the site answered through the load balancer.
+
+    inventory: the Inventory.
+    frame: what through_lb returned.
+    """
+    lb = lb_host(inventory)
+    ok = int((frame["status"] == 200).sum())
+    by = Counter(frame.loc[frame["status"] == 200, "served_by"].dropna())
+    servers = ", ".join(f"{name} {count}" for name, count in sorted(by.items())) or "none"
+    return (f"{domain(inventory)} via {lb.name} ({lb.address}): {ok}/{len(frame)} answered 200; "
+            f"served by {servers}")
