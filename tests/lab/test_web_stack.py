@@ -1,0 +1,202 @@
+"""The web tier on fresh lab hosts: one apply deploys a working site; round robin is exact;
+failover, reload and rollback lose no request; bad input writes nothing; the page renders.
+Tests in this module run in order on one deployment."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from foobar_ops.haproxy import HAProxy
+from foobar_ops.inventory import load_inventory
+from foobar_ops.verify import request
+from tests.conftest import LAB_INVENTORY, PROJECT, run_cli
+
+LB = "10.77.0.10"
+SITE = "foobar.com"
+ARTIFACTS = PROJECT / "artifacts"
+
+
+def get(path="/", **kw):
+    return request(LB, 80, SITE, path, **kw)
+
+
+def post(body: bytes, ctype="application/json"):
+    return request(LB, 80, SITE, "/api/items", method="POST", body=body, headers={"Content-Type": ctype})
+
+
+def inventory_with(tmp_path: Path, host: str, **vars_) -> Path:
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    for name in ([host] if isinstance(host, str) else host):
+        data["hosts"][name].setdefault("vars", {}).update(vars_)
+    path = tmp_path / "stack.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def apply(inv=LAB_INVENTORY, *extra):
+    done = run_cli("apply", "-i", inv, "--json", *extra, timeout=900)
+    assert done.out, done
+    return done, done.json()
+
+
+class Traffic:
+    """Requests through the load balancer in a background thread, bounded in count and time."""
+
+    def __init__(self, path="/health", max_seconds=90, max_requests=5000):
+        self.path, self.max_seconds, self.max_requests = path, max_seconds, max_requests
+        self.results: list[dict] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        deadline = time.monotonic() + self.max_seconds
+        while not self.stop.is_set() and time.monotonic() < deadline and len(self.results) < self.max_requests:
+            self.results.append(get(self.path))
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self.thread.start()
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(0.3)
+        self.stop.set()
+        self.thread.join(10)
+
+    @property
+    def failures(self):
+        return [r for r in self.results if r["status"] != 200]
+
+
+@pytest.fixture(scope="module")
+def stack(lab):
+    """Fresh hosts, then one apply of the lab inventory."""
+    assert run_cli("lab", "destroy").code == 0
+    assert run_cli("lab", "up").code == 0
+    done, doc = apply()
+    assert done.code == 0, json.dumps([r for r in doc["results"] if r["result"] is False], indent=1)
+    inv = load_inventory(LAB_INVENTORY)
+    lb = HAProxy(inv)
+    deadline = time.monotonic() + 30  # both servers pass their first health checks
+    while {s["status"] for s in lb.servers().values()} != {"UP"} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    yield {"first": doc, "lb": lb, "inv": inv}
+    lb.close()
+
+
+def test_one_apply_deploys_and_a_second_changes_nothing(stack):
+    assert stack["first"]["summary"]["changed"] > 40
+    done, doc = apply()
+    assert done.code == 0
+    assert [r["id"] for r in doc["results"] if r["changed"]] == []
+    assert max(doc["round_trips"].values()) <= 2  # facts in one batch per phase
+
+
+def test_100_requests_split_exactly_and_lbtot_agrees(stack):
+    before = {name: row["lbtot"] for name, row in stack["lb"].servers().items()}
+    answers = [get("/") for _ in range(100)]
+    assert [a["status"] for a in answers] == [200] * 100
+    served = Counter(a["served_by"] for a in answers)
+    assert served == {"web-01": 50, "web-02": 50}
+    after = {name: row["lbtot"] for name, row in stack["lb"].servers().items()}
+    assert {n: after[n] - before[n] for n in after} == {"web-01": 50, "web-02": 50}
+    assert {a["db_node"] for a in answers} == {"web-01"}  # reads go to the read pool: the primary for now
+
+
+def test_posts_write_to_the_primary_and_bad_input_writes_nothing(stack):
+    created = post(json.dumps({"name": "widget", "description": "a real row"}).encode())
+    assert created["status"] == 201 and created["db_node"] == "web-01"
+    item = json.loads(created["body"])
+    fetched = get(f"/api/items/{item['id']}")
+    assert fetched["status"] == 200 and json.loads(fetched["body"])["name"] == "widget"
+    count = len(json.loads(get("/api/items")["body"])["items"])
+    for body, ctype, words in ((b'{"name": ', "application/json", "invalid JSON"),
+                               (b'{"description": "no name"}', "application/json", "name"),
+                               (b'["a list"]', "application/json", "JSON object"),
+                               (b'{"name": "x", "extra": 1}', "application/json", "unknown field"),
+                               (b"name=x", "application/x-www-form-urlencoded", "JSON")):
+        answer = post(body, ctype)
+        assert answer["status"] == 400, (body, answer)
+        assert words in json.loads(answer["body"])["error"]
+    assert len(json.loads(get("/api/items")["body"])["items"]) == count
+
+
+def test_app_down_is_marked_down_and_traffic_moves_then_it_rejoins(stack, lab):
+    lb = stack["lb"]
+    assert lab.run("web-01", ["systemctl", "stop", "foobar-app"]).returncode == 0
+    try:
+        started = time.monotonic()
+        while lb.servers()["web-01"]["status"] != "DOWN":
+            assert time.monotonic() - started < 10, "web-01 not marked DOWN within the check window"
+            time.sleep(0.2)
+        answers = [get("/") for _ in range(50)]
+        assert [a["status"] for a in answers] == [200] * 50
+        assert {a["served_by"] for a in answers} == {"web-02"}
+    finally:
+        assert lab.run("web-01", ["systemctl", "start", "foobar-app"]).returncode == 0
+    started = time.monotonic()
+    while lb.servers()["web-01"]["status"] != "UP":
+        assert time.monotonic() - started < 15, "web-01 did not rejoin"
+        time.sleep(0.2)
+    assert Counter(get("/")["served_by"] for _ in range(10)) == {"web-01": 5, "web-02": 5}
+
+
+def test_haproxy_config_change_is_a_reload_that_drops_nothing(stack, lab, tmp_path):
+    pid = lab.run("lb-01", ["systemctl", "show", "-p", "MainPID", "--value", "haproxy"]).stdout.strip()
+    changed = inventory_with(tmp_path, "lb-01", haproxy_timeout_client="31s")
+    with Traffic() as traffic:
+        done, doc = apply(changed, "--hosts", "lb-01", "haproxy")
+    assert done.code == 0
+    svc = next(r for r in doc["results"] if r["id"] == "haproxy:service")
+    assert svc["changed"] and "reloaded" in svc["comment"]
+    assert lab.run("lb-01", ["systemctl", "show", "-p", "MainPID", "--value", "haproxy"]).stdout.strip() == pid
+    assert len(traffic.results) > 20 and traffic.failures == []
+    assert "timeout client 31s" in lab.run("lb-01", ["cat", "/etc/haproxy/haproxy.cfg"]).stdout
+
+
+def test_home_page_renders_in_headless_chromium_with_static_assets_from_nginx(stack, tmp_path):
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is installed by `make setup`"
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "foobar-home.png"
+    shot.unlink(missing_ok=True)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", f"--host-resolver-rules=MAP {SITE} {LB}",
+             "--window-size=1000,700"]
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", f"http://{SITE}/"], capture_output=True, timeout=90)
+    assert shot.exists() and shot.stat().st_size > 5000
+    dom = subprocess.run([chromium, *flags, "--virtual-time-budget=3000", "--dump-dom", f"http://{SITE}/"],
+                         capture_output=True, text=True, timeout=90).stdout
+    assert 'data-js="loaded"' in dom and "Static script loaded from Nginx." in dom
+    assert "<h1>foobar.com</h1>" in dom and 'id="served-by"' in dom
+    for asset, ctype in (("/static/app.js", "javascript"), ("/static/app.css", "text/css")):
+        answer = request(LB, 80, SITE, asset)
+        assert answer["status"] == 200 and answer["release"] is None  # not the app: Nginx served it
+        assert answer["served_by"] in ("web-01", "web-02")
+    head = get("/static/app.css")
+    assert head["status"] == 200
+
+
+def test_rollback_returns_the_previous_release_and_the_site_keeps_answering(stack, tmp_path):
+    first = get("/health")["release"]
+    newer = inventory_with(tmp_path, ["web-01", "web-02"], app_build="2")
+    done, _ = apply(newer)
+    assert done.code == 0
+    assert {get("/health")["release"] for _ in range(4)} == {first + "-b2"}
+    with Traffic() as traffic:
+        rolled = run_cli("rollback", "-i", LAB_INVENTORY, "--json")
+    assert rolled.code == 0, rolled
+    assert {get("/health")["release"] for _ in range(4)} == {first}
+    assert len(traffic.results) > 20 and traffic.failures == [], traffic.failures[:3]
+    done, doc = apply()  # the inventory's release is the rolled-back one: nothing to change
+    assert done.code == 0 and [r["id"] for r in doc["results"] if r["changed"]] == []
