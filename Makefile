@@ -39,6 +39,7 @@ unit: venv
 
 bench: setup
 	$(BIN)/python scripts/bench_apply.py
+	$(BIN)/python scripts/bench_apply.py --stack --runs 3
 
 lab-up: setup
 	$(BIN)/foobar-ops lab up

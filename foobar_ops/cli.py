@@ -36,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sudo", action="store_true", help="run the probe through sudo")
     p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
 
+    p = sub.add_parser("run", help="run an ad-hoc shell command on hosts in parallel (journaled)")
+    _inventory_arg(p)
+    p.add_argument("--hosts", dest="pattern", help="host pattern: name, glob, role:NAME, group:NAME")
+    p.add_argument("--sudo", action="store_true", help="run it through sudo")
+    p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
+    p.add_argument("--journal", type=Path, help="journal path (default: records/journal.sqlite)")
+    p.add_argument("remote", nargs=argparse.REMAINDER, metavar="-- COMMAND")
+
     p = sub.add_parser("apply", help="apply the roles of each host (highstate); --test changes nothing")
     _inventory_arg(p)
     p.add_argument("roles", nargs="*", metavar="ROLE", help="only these roles (default: every role a host has)")
@@ -173,6 +181,33 @@ def cmd_apply(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_run(args) -> int:
+    from . import ssh
+    from .inventory import load_inventory
+    from .records import Journal
+    from .result import Result
+    remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
+    if not remote:
+        raise FoobarOpsError("run: give the command after --, e.g. foobar-ops run -i INV -- uptime")
+    line = " ".join(remote)
+    inv = load_inventory(args.inventory)
+    hosts = inv.select(args.pattern)
+    journal = Journal(args.journal)
+    run_id = journal.start_run(command=f"foobar-ops run -- {line}", inventory=inv,
+                               parameters={"hosts": args.pattern, "sudo": args.sudo, "command": line})
+    outcomes = ssh.run_many(hosts, line, inventory=inv, sudo=args.sudo, cap=args.parallel, stream=True)
+    for o in outcomes:
+        journal.add_result(run_id, Result(o.host, "cmd.adhoc", line, "cmd.run", o.ok, changed=o.outcome != "unreachable",
+                                          comment=o.error or f"exit {o.exit_code}", duration_ms=o.rtt_ms or 0.0,
+                                          idempotent=False))
+    bad = [o.host for o in outcomes if not o.ok]
+    journal.finish_run(run_id, "failed" if bad else "ok")
+    for o in outcomes:
+        if not o.ok:
+            print(f"{o.host}: {o.outcome}: {o.error}", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def cmd_rollback(args) -> int:
     from .highstate import apply
     from .inventory import load_inventory
@@ -292,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"hosts": cmd_hosts, "ping": cmd_ping, "lab": cmd_lab, "apply": cmd_apply,
                 "records": cmd_records, "rollback": cmd_rollback, "lb": cmd_lb,
-                "verify": cmd_verify}
+                "verify": cmd_verify, "run": cmd_run}
     try:
         return handlers[args.command](args)
     except FoobarOpsError as err:

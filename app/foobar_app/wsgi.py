@@ -23,6 +23,11 @@ class HTTPError(Exception):
         self.status, self.message = status, message
 
 
+def _reason(err: Exception) -> str:
+    """Return the message of a database error (its last argument, or its type)."""
+    return str(err.args[-1]) if err.args else type(err).__name__
+
+
 def _json_default(value):
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
@@ -44,7 +49,7 @@ class App:
         except HTTPError as err:
             status, body, ctype, extra = err.status, {"error": err.message}, "application/json", []
         except pymysql.MySQLError as err:
-            status, body, ctype, extra = "503 Service Unavailable", {"error": f"database: {err.args[-1]}"}, \
+            status, body, ctype, extra = "503 Service Unavailable", {"error": f"database: {_reason(err)}"}, \
                 "application/json", []
         if ctype == "application/json":
             body = json.dumps(body, default=_json_default)
@@ -67,8 +72,10 @@ class App:
                 return self.create_item(environ)
             raise HTTPError("405 Method Not Allowed", f"{method} is not allowed on {path}")
         match = _ITEM.match(path)
-        if match and method == "GET":
+        if match and method in ("GET", "HEAD"):
             return self.get_item(int(match.group(1)))
+        if match:
+            raise HTTPError("405 Method Not Allowed", f"{method} is not allowed on {path}")
         raise HTTPError("404 Not Found", f"no route for {method} {path}")
 
     def health(self):
@@ -80,7 +87,7 @@ class App:
                         cur.execute("SELECT COUNT(*) AS n FROM items WHERE id < 0")
                 checks[name] = f"ok ({node})"
             except pymysql.MySQLError as err:
-                checks[name] = f"failed: {err.args[-1]}"
+                checks[name] = f"failed: {_reason(err)}"
         healthy = all(v.startswith("ok") for v in checks.values())
         body = {"status": "ok" if healthy else "failing", "checks": checks,
                 "served_by": self.config.served_by, "release": self.config.release}
@@ -140,8 +147,8 @@ def parse_item(environ) -> dict:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise HTTPError("400 Bad Request", "bad Content-Length") from None
-    if length > MAX_BODY:
-        raise HTTPError("400 Bad Request", f"body larger than {MAX_BODY} bytes")
+    if length < 0 or length > MAX_BODY:
+        raise HTTPError("400 Bad Request", f"body larger than {MAX_BODY} bytes (or a negative Content-Length)")
     try:
         data = json.loads(environ["wsgi.input"].read(length) or b"")
     except (ValueError, UnicodeDecodeError) as err:

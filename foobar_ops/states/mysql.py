@@ -92,14 +92,17 @@ class User(State):
                 + f"; {sql_probe(f'SHOW GRANTS FOR {who}')} 2>/dev/null | sed 's/^/grant: /'; true")
 
     def _granted(self, facts: str) -> list[str]:
-        pattern = re.compile(r"^grant: GRANT (.+?) ON `?%s`?\.\* TO" % re.escape(self.database))
+        """Return the privileges granted on the database (with "GRANT OPTION" when it is given)."""
+        pattern = re.compile(r"^grant: GRANT (.+?) ON `?%s`?\.\* TO .*?( WITH GRANT OPTION)?$" % re.escape(self.database))
         for line in facts.splitlines():
-            m = pattern.match(line)
+            m = pattern.match(line.rstrip())
             if m:
-                return sorted(p.strip() for p in m.group(1).split(","))
+                return sorted([p.strip() for p in m.group(1).split(",")] + (["GRANT OPTION"] if m.group(2) else []))
         return []
 
     def plan(self, facts: str) -> Plan:
+        if "ERROR" in facts and "auth=" not in facts:
+            return Plan(error=f"cannot query the database server: {facts.strip()[-300:]}")
         auth = next((ln[5:].strip() for ln in facts.splitlines() if ln.startswith("auth=")), None)
         want = native_hash(self.password.reveal())
         who = f"'{self.user}'@'{self.host}'"
@@ -115,6 +118,7 @@ class User(State):
         have = self._granted(facts)
         if have != self.privileges:
             sql += [f"REVOKE ALL PRIVILEGES ON {on} FROM {who}"] if have else []
+            sql += [f"REVOKE GRANT OPTION ON {on} FROM {who}"] if "GRANT OPTION" in have else []
             sql.append(grant)
             old["privileges"], new["privileges"] = have, self.privileges
         if not sql:

@@ -193,3 +193,19 @@ def test_lab_up_clears_what_a_killed_lab_left_behind(lab):
     assert done.code == 0, done
     assert "clearing leftovers" in done.err
     assert run_cli("ping", "-i", LAB_INVENTORY, "--hosts", "web-02").code == 0
+
+
+def test_adhoc_run_prefixes_output_lines_and_is_journaled(lab, tmp_path):
+    journal = tmp_path / "journal.sqlite"
+    done = run_cli("run", "-i", LAB_INVENTORY, "--hosts", "web-*", "--journal", journal, "--",
+                   "printf 'one\\ntwo\\n'; hostname")
+    assert done.code == 0, done
+    lines = done.out.splitlines()
+    for name in ("web-01", "web-02"):
+        assert f"{name} | one" in lines and f"{name} | two" in lines and f"{name} | {name}" in lines
+    failing = run_cli("run", "-i", LAB_INVENTORY, "--journal", journal, "--sudo", "--",
+                      "test $(hostname) != lb-01")
+    assert failing.code == 1 and "lb-01: failed: exit code 1" in failing.err
+    from foobar_ops.records import Journal
+    runs = Journal(journal).runs()
+    assert list(runs["status"]) == ["failed", "ok"] and list(runs["results"]) == [3, 2]

@@ -1,0 +1,495 @@
+"""MySQL states (hash, plans, validation), the HAProxy runtime API over a fake remote (parse, the
+refusal to take out the last UP server, drain and its journal record), and verify.summary_line."""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from foobar_ops import records
+from foobar_ops import secrets as secrets_mod
+from foobar_ops import states as s
+from foobar_ops.haproxy import HAProxy, LBError, parse_stat
+from foobar_ops.inventory import load_inventory
+from foobar_ops.records import Journal
+from foobar_ops.roles.haproxy import STATS_SOCKET
+from foobar_ops.secrets import Secret
+from foobar_ops.ssh import Outcome
+from foobar_ops.states.base import StateError
+from foobar_ops.states.mysql import native_hash
+from foobar_ops.verify import summary_line
+
+LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
+PW = "Cl3ar-Pa55word-x7"
+APP_PRIVS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_secret_registry():
+    """Revealed secrets are remembered process-wide: start from none, and forget ours after."""
+    saved = set(secrets_mod._known_values)
+    secrets_mod._known_values.clear()
+    yield
+    secrets_mod._known_values.clear()
+    secrets_mod._known_values.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _no_git(monkeypatch):
+    """The journal records the project's git commit; keep these tests away from the real repo."""
+    monkeypatch.setattr(records, "git_commit", lambda folder=records.PROJECT: "abc1234")
+
+
+@pytest.fixture
+def secret(monkeypatch):
+    monkeypatch.setenv("TEST_MYSQL_PW", PW)
+    return Secret("env:TEST_MYSQL_PW")
+
+
+# --- mysql: hash and database ---------------------------------------------------------------
+
+def test_native_hash_known_values():
+    assert native_hash("password") == "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+    assert native_hash("") == "*BE1BDEC0AA74B4DCB079943E70528096CCA985F8"
+    assert len(native_hash(PW)) == 41 and native_hash(PW).startswith("*")
+
+
+def test_database_in_state():
+    db = s.mysql.database("foobar")
+    plan = db.plan("db=foobar\n")
+    assert not plan.needed and plan.commands == []
+    assert db.id == "mysql.database:foobar"
+
+
+def test_database_created():
+    plan = s.mysql.database("foobar").plan("")
+    assert plan.needed
+    assert plan.changes == {"old": None, "new": "foobar"}
+    argv = shlex.split(plan.commands[0])
+    assert argv == ["mysql", "-e", "CREATE DATABASE IF NOT EXISTS `foobar` CHARACTER SET utf8mb4"]
+
+
+def test_database_other_name_does_not_count():
+    assert s.mysql.database("foobar").plan("db=foobar2\n").needed
+
+
+def test_database_probe_error_is_a_plan_error():
+    plan = s.mysql.database("foobar").plan(
+        "ERROR 2002 (HY000): Can't connect to local server through socket '/run/mysqld/mysqld.sock' (2)\n")
+    assert plan.error and "cannot query" in plan.error and not plan.needed
+
+
+def test_database_probe_quotes_the_sql():
+    argv = shlex.split(s.mysql.database("foobar").probe())
+    assert argv[:3] == ["mysql", "--batch", "--skip-column-names"]
+    assert "schema_name = 'foobar'" in argv[-1]
+
+
+# --- mysql: user ------------------------------------------------------------------------------
+
+WHO_SQL = "'foobar'@'10.77.0.11'"
+
+
+def user(secret, privileges=APP_PRIVS, **kw):
+    return s.mysql.user("foobar", host="10.77.0.11", password=secret, database="foobar",
+                        privileges=privileges, **kw)
+
+
+def facts(auth: str | None, grants: str | None = "SELECT, INSERT, UPDATE, DELETE", *,
+          grant_option: bool = False) -> str:
+    """What User.probe prints: the auth line, then SHOW GRANTS prefixed by 'grant: '."""
+    out = []
+    if auth is not None:
+        out.append(f"auth={auth}")
+        out.append(f"grant: GRANT USAGE ON *.* TO `foobar`@`10.77.0.11` IDENTIFIED BY PASSWORD '{auth}'")
+        if grants:
+            line = f"grant: GRANT {grants} ON `foobar`.* TO `foobar`@`10.77.0.11`"
+            out.append(line + (" WITH GRANT OPTION" if grant_option else ""))
+    return "\n".join(out) + "\n"
+
+
+def sql_of(plan) -> list[str]:
+    assert plan.commands == ['mysql < "$FOOBAR_STAGE/sql"']
+    return [x.strip() for x in plan.uploads["sql"].decode().split(";\n") if x.strip()]
+
+
+def assert_no_clear_password(plan):
+    text = json.dumps({"changes": plan.changes, "commands": plan.commands, "comment": plan.comment,
+                       "diff": plan.diff, "error": plan.error}, default=str)
+    assert PW not in text
+    for data in plan.uploads.values():
+        assert PW.encode() not in data
+    assert PW not in repr(plan)
+
+
+def test_missing_user_is_created_with_the_hash_only(secret):
+    plan = user(secret).plan("")
+    assert plan.needed
+    stmts = sql_of(plan)
+    assert stmts == [f"CREATE USER {WHO_SQL} IDENTIFIED BY PASSWORD '{native_hash(PW)}'",
+                     f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}"]
+    assert plan.changes == {"old": None, "new": {"privileges": ["DELETE", "INSERT", "SELECT", "UPDATE"]}}
+    assert "created" in plan.comment
+    assert_no_clear_password(plan)
+
+
+def test_wrong_hash_is_altered(secret):
+    plan = user(secret).plan(facts(native_hash("old-password")))
+    assert plan.needed
+    assert sql_of(plan) == [f"ALTER USER {WHO_SQL} IDENTIFIED BY PASSWORD '{native_hash(PW)}'"]
+    assert plan.changes == {"old": {"password": "(other)"}, "new": {"password": "(from the secret)"}}
+    assert_no_clear_password(plan)
+    assert "old-password" not in repr(plan)
+
+
+def test_different_grants_are_revoked_and_granted(secret):
+    plan = user(secret).plan(facts(native_hash(PW), "ALL PRIVILEGES"))
+    assert sql_of(plan) == [f"REVOKE ALL PRIVILEGES ON `foobar`.* FROM {WHO_SQL}",
+                            f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}"]
+    assert plan.changes == {"old": {"privileges": ["ALL PRIVILEGES"]},
+                            "new": {"privileges": ["DELETE", "INSERT", "SELECT", "UPDATE"]}}
+    assert_no_clear_password(plan)
+
+
+def test_fewer_grants_are_regranted(secret):
+    plan = user(secret).plan(facts(native_hash(PW), "SELECT"))
+    stmts = sql_of(plan)
+    assert stmts[0].startswith("REVOKE ALL PRIVILEGES ON `foobar`.*")
+    assert stmts[1].startswith("GRANT DELETE, INSERT, SELECT, UPDATE")
+
+
+def test_existing_user_without_grants_gets_only_the_grant(secret):
+    plan = user(secret).plan(facts(native_hash(PW), None))
+    assert sql_of(plan) == [f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}"]
+
+
+def test_wrong_hash_and_grants_together(secret):
+    plan = user(secret).plan(facts("*0000000000000000000000000000000000000000", "SELECT, INSERT"))
+    stmts = sql_of(plan)
+    assert [st.split()[0] for st in stmts] == ["ALTER", "REVOKE", "GRANT"]
+    assert set(plan.changes["new"]) == {"password", "privileges"}
+    assert_no_clear_password(plan)
+
+
+def test_user_in_state(secret):
+    plan = user(secret).plan(facts(native_hash(PW), "SELECT, INSERT, UPDATE, DELETE"))
+    assert not plan.needed
+    assert plan.changes == {} and plan.commands == [] and plan.uploads == {}
+    assert "wanted state" in plan.comment
+
+
+def test_user_in_state_whatever_the_grant_order(secret):
+    plan = user(secret).plan(facts(native_hash(PW), "DELETE, UPDATE, SELECT, INSERT"))
+    assert not plan.needed
+
+
+def test_grants_on_another_database_do_not_count(secret):
+    text = facts(native_hash(PW), None) + \
+        "grant: GRANT SELECT, INSERT, UPDATE, DELETE ON `foobar_old`.* TO `foobar`@`10.77.0.11`\n"
+    plan = user(secret).plan(text)
+    assert sql_of(plan) == [f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}"]
+
+
+def test_grant_option_is_not_least_privilege(secret):
+    plan = user(secret).plan(facts(native_hash(PW), "SELECT, INSERT, UPDATE, DELETE", grant_option=True))
+    assert plan.needed
+    assert any("GRANT OPTION" in st and st.startswith("REVOKE") for st in sql_of(plan))
+
+
+def test_user_probe_never_holds_the_password(secret):
+    probe = user(secret).probe()
+    assert PW not in probe and native_hash(PW) not in probe
+    words = list(shlex.shlex(probe, posix=True, punctuation_chars=True))
+    assert any("User = 'foobar' AND Host = '10.77.0.11'" in w for w in words)
+    assert "SHOW GRANTS FOR 'foobar'@'10.77.0.11'" in words
+
+
+def test_user_id_and_privileges_normalised(secret):
+    u = s.mysql.user("foobar", host="10.77.0.%", password=secret, database="foobar",
+                     privileges=["select", "Insert", "SELECT"])
+    assert u.id == "mysql.user:foobar@10.77.0.%"
+    assert u.privileges == ["INSERT", "SELECT"]
+
+
+@pytest.mark.parametrize("name", ["foo-bar", "foo bar", "x'; DROP USER root; --", "", "a" * 65, "fo`o"])
+def test_invalid_user_names(secret, name):
+    with pytest.raises(StateError):
+        s.mysql.user(name, host="10.77.0.11", password=secret, database="foobar")
+
+
+@pytest.mark.parametrize("host", ["", "10.77.0.11'", "10.77.0.11' OR '1'='1", "a b", "host;rm", "h`x",
+                                  "x" * 256, None])
+def test_invalid_host_patterns(secret, host):
+    with pytest.raises(StateError):
+        s.mysql.user("foobar", host=host, password=secret, database="foobar")
+
+
+@pytest.mark.parametrize("host", ["10.77.0.11", "10.77.0.%", "%", "localhost", "fe80::1", "web_01.lab"])
+def test_valid_host_patterns(secret, host):
+    assert s.mysql.user("foobar", host=host, password=secret, database="foobar").host == host
+
+
+@pytest.mark.parametrize("database", ["foo-bar", "foobar`; DROP DATABASE x; --", "", "a.b"])
+def test_invalid_database_names(secret, database):
+    with pytest.raises(StateError):
+        s.mysql.user("foobar", host="10.77.0.11", password=secret, database=database)
+    with pytest.raises(StateError):
+        s.mysql.database(database)
+
+
+@pytest.mark.parametrize("privs", [["SUPER"], ["SELECT", "FILE"], ["SELECT ON *.* TO x"], ["GRANT OPTION"],
+                                   ["SELECT; DROP TABLE items"]])
+def test_invalid_privileges(secret, privs):
+    with pytest.raises(StateError, match="privilege"):
+        user(secret, privileges=privs)
+
+
+# --- haproxy: parse_stat ----------------------------------------------------------------------
+
+SHOW_STAT = """\
+# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,cli_abrt,srv_abrt,
+fe_foobar,FRONTEND,,,3,12,262124,1523,412345,2345678,0,0,7,,,,,OPEN,,,,,,,,,1,2,0,,,,0,2,0,15,,,,0,1480,0,36,7,0,,2,15,1523,,,
+bk_web,web-01,0,0,1,5,,760,205000,1170000,,0,,0,0,0,0,UP,1,1,0,0,0,3600,0,,1,3,1,,760,,2,1,,8,L7OK,200,2,0,740,0,18,2,0,,,,,0,0,
+bk_web,web-02,0,0,2,6,,761,205100,1171000,,0,,0,0,0,0,UP,1,1,0,1,0,3590,2,,1,3,2,,760,,2,1,,7,L7OK,200,3,0,740,0,18,5,0,,,,,0,0,
+bk_web,BACKEND,0,0,3,9,26213,1521,410100,2341000,0,0,,0,0,0,0,UP,2,2,0,,0,3600,0,,1,3,0,,1520,,1,2,,15,,,,0,1480,0,36,7,0,,,,1521,0,0,
+
+"""
+
+
+def test_parse_stat_rows_by_field_name():
+    rows = parse_stat(SHOW_STAT)
+    assert [(r["pxname"], r["svname"]) for r in rows] == [("fe_foobar", "FRONTEND"), ("bk_web", "web-01"),
+                                                          ("bk_web", "web-02"), ("bk_web", "BACKEND")]
+    web01 = rows[1]
+    assert web01["status"] == "UP" and web01["check_status"] == "L7OK"
+    assert web01["scur"] == 1 and isinstance(web01["scur"], int)
+    assert web01["stot"] == 760 and web01["bout"] == 1170000 and web01["check_code"] == 200
+    assert web01["slim"] is None and web01["qlimit"] is None
+    assert rows[0]["status"] == "OPEN" and rows[0]["scur"] == 3 and rows[0]["qcur"] is None
+    assert rows[2]["chkfail"] == 1 and rows[3]["act"] == 2
+
+
+def test_parse_stat_has_no_empty_field_from_the_trailing_comma():
+    for row in parse_stat(SHOW_STAT):
+        assert "" not in row and None not in row
+        assert len(row) == 51
+        assert "# pxname" not in row and "pxname" in row
+
+
+def test_parse_stat_as_dataframe():
+    frame = pd.DataFrame(parse_stat(SHOW_STAT))
+    servers = frame[~frame["svname"].isin(["FRONTEND", "BACKEND"])]
+    assert list(servers["svname"]) == ["web-01", "web-02"]
+    assert int(servers["scur"].sum()) == 3
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "Unknown command. Please enter one of the following commands only :\n",
+                                  "pxname,svname,scur\nbk_web,web-01,0\n", "<html>oops</html>"])
+def test_parse_stat_garbage(text):
+    with pytest.raises(LBError, match="unexpected"):
+        parse_stat(text)
+
+
+def test_parse_stat_header_only():
+    assert parse_stat("# pxname,svname,scur,\n") == []
+
+
+# --- haproxy: the runtime API over a fake remote ----------------------------------------------
+
+HEADER = SHOW_STAT.splitlines()[0]
+FRONTEND = SHOW_STAT.splitlines()[1]
+
+
+def server_line(name: str, status: str, scur: int) -> str:
+    return (f"bk_web,{name},0,0,{scur},5,,760,205000,1170000,,0,,0,0,0,0,{status},1,1,0,0,0,3600,0,,1,3,1,,"
+            f"760,,2,1,,8,L7OK,200,2,0,740,0,18,2,0,,,,,0,0,")
+
+
+class FakeRemote:
+    """Answers the runtime API like HAProxy: `show stat` from the servers' state, `set server` by
+    changing it (an empty answer). scur: name -> list of values for successive `show stat`s."""
+
+    def __init__(self, servers: dict[str, str], scur: dict[str, list[int]] | None = None,
+                 answer: str = "\n") -> None:
+        self.status = dict(servers)
+        self.scur = {n: list(v) for n, v in (scur or {}).items()}
+        self.answer = answer
+        self.lines: list[str] = []
+        self.sudo: list[bool] = []
+
+    def run(self, command: str, *, sudo: bool = False, timeout=None):
+        argv = shlex.split(command)
+        assert argv[:2] == ["sh", "-c"]
+        script = shlex.split(argv[2])
+        assert script[0] == "echo" and script[2:] == ["|", "socat", "-t", "5", "stdio",
+                                                      f"unix-connect:{STATS_SOCKET}"]
+        line = script[1]
+        self.lines.append(line)
+        self.sudo.append(sudo)
+        if line == "show stat":
+            rows = [HEADER, FRONTEND]
+            for name, status in self.status.items():
+                values = self.scur.get(name) or [0]
+                now = values.pop(0) if len(values) > 1 else values[0]
+                rows.append(server_line(name, status, now))
+            rows.append(server_line("BACKEND", "UP", sum(self.scur.get(n, [0])[0] for n in self.status)))
+            return Outcome("lb-01", "ok", 0, "\n".join(rows) + "\n\n")
+        if line.startswith("set server "):
+            target, _, state = line[len("set server "):].partition(" state ")
+            name = target.split("/", 1)[1]
+            if self.answer.strip():
+                return Outcome("lb-01", "ok", 0, self.answer)
+            self.status[name] = {"drain": "DRAIN", "maint": "MAINT", "ready": "UP"}[state]
+            return Outcome("lb-01", "ok", 0, self.answer)
+        return Outcome("lb-01", "ok", 0, "Unknown command.\n")
+
+    @property
+    def sets(self) -> list[str]:
+        return [ln for ln in self.lines if ln.startswith("set server")]
+
+    def close(self):
+        pass
+
+
+def make_lb(tmp_path, remote: FakeRemote) -> HAProxy:
+    lb = HAProxy.__new__(HAProxy)
+    lb.host = SimpleNamespace(name="lb-01", user="ops", address="10.77.0.10")
+    lb.remote = remote
+    lb.socket = STATS_SOCKET
+    lb.inventory = SimpleNamespace(path=tmp_path / "lab.yml", sha256="0" * 64, hosts={})
+    lb._journal = Journal(tmp_path / "j.sqlite")
+    lb.origin = "pytest: HAProxy"
+    return lb
+
+
+def test_servers_of_the_backend(tmp_path):
+    lb = make_lb(tmp_path, FakeRemote({"web-01": "UP", "web-02": "DOWN"}))
+    servers = lb.servers()
+    assert list(servers) == ["web-01", "web-02"]
+    assert servers["web-02"]["status"] == "DOWN"
+    assert lb.remote.sudo == [True]  # the login user is not root
+    assert list(lb.stat()["svname"]) == ["FRONTEND", "web-01", "web-02", "BACKEND"]
+
+
+@pytest.mark.parametrize("other", ["DOWN", "MAINT", "DRAIN", "NOLB"])
+def test_maint_of_the_last_up_server_is_refused(tmp_path, other):
+    remote = FakeRemote({"web-01": "UP", "web-02": other})
+    lb = make_lb(tmp_path, remote)
+    with pytest.raises(LBError, match="last server that is UP"):
+        lb.maint("web-01")
+    assert remote.sets == []
+    assert lb._journal.runs().empty
+
+
+def test_drain_of_the_last_up_server_is_refused(tmp_path):
+    remote = FakeRemote({"web-01": "DOWN", "web-02": "UP"})
+    lb = make_lb(tmp_path, remote)
+    with pytest.raises(LBError, match="refusing to drain bk_web/web-02"):
+        lb.drain("web-02", timeout=0.05, poll=0.01)
+    assert remote.sets == []
+
+
+def test_maint_with_another_up_server(tmp_path):
+    remote = FakeRemote({"web-01": "UP", "web-02": "UP 1/2"})
+    lb = make_lb(tmp_path, remote)
+    lb.maint("web-01")
+    assert remote.sets == ["set server bk_web/web-01 state maint"]
+    assert remote.status["web-01"] == "MAINT"
+
+
+def test_unknown_server(tmp_path):
+    remote = FakeRemote({"web-01": "UP", "web-02": "UP"})
+    lb = make_lb(tmp_path, remote)
+    with pytest.raises(LBError, match="no server 'web-09'.*web-01, web-02"):
+        lb.ready("web-09")
+    assert remote.sets == []
+
+
+def test_ready_is_never_refused(tmp_path):
+    remote = FakeRemote({"web-01": "MAINT", "web-02": "DOWN"})
+    lb = make_lb(tmp_path, remote)
+    lb.ready("web-01")
+    assert remote.sets == ["set server bk_web/web-01 state ready"]
+
+
+def test_drain_waits_until_sessions_reach_zero_and_records_the_run(tmp_path):
+    remote = FakeRemote({"web-01": "UP", "web-02": "UP"}, scur={"web-01": [4, 2, 1, 0]})
+    lb = make_lb(tmp_path, remote)
+    waited = lb.drain("web-01", timeout=5, poll=0.001)
+    assert waited >= 0
+    assert remote.sets == ["set server bk_web/web-01 state drain"]
+    assert remote.status["web-01"] == "DRAIN"
+    # one show stat for the refusal check, then polls until scur was 0
+    assert remote.lines.count("show stat") == 4
+    runs = lb._journal.runs()
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run["command"] == "pytest: HAProxy drain bk_web/web-01"
+    assert run["status"] == "ok"
+    assert json.loads(run["parameters"]) == {"backend": "bk_web", "server": "web-01", "state": "drain"}
+    assert run["inventory"] == str(tmp_path / "lab.yml")
+    results = lb._journal.results(run["run_id"])
+    assert len(results) == 1
+    res = results.iloc[0]
+    assert res["host"] == "lb-01"
+    assert res["state_id"] == "haproxy.server:bk_web/web-01"
+    assert res["state"] == "haproxy.server"
+    assert res["result"] == 1 and res["changed"] == 1
+    assert json.loads(res["changes"]) == {"old": "UP", "new": "drain"}
+
+
+def test_drain_times_out_when_sessions_stay(tmp_path):
+    remote = FakeRemote({"web-01": "UP", "web-02": "UP"}, scur={"web-01": [3]})
+    lb = make_lb(tmp_path, remote)
+    with pytest.raises(LBError, match="web-01 still has 3 sessions"):
+        lb.drain("web-01", timeout=0.05, poll=0.005)
+    assert remote.sets == ["set server bk_web/web-01 state drain"]
+    assert remote.lines.count("show stat") >= 3
+    assert len(lb._journal.runs()) == 1  # the state change itself was made and recorded
+
+
+def test_haproxy_refusal_is_an_error_and_a_failed_run(tmp_path):
+    remote = FakeRemote({"web-01": "UP", "web-02": "UP"}, answer="No such server.\n")
+    lb = make_lb(tmp_path, remote)
+    with pytest.raises(LBError, match="HAProxy refused .*No such server"):
+        lb.maint("web-01")
+    runs = lb._journal.runs()
+    assert list(runs["status"]) == ["failed"]
+    res = lb._journal.results(runs.iloc[0]["run_id"]).iloc[0]
+    assert res["result"] == 0 and res["changed"] == 0 and "No such server" in res["comment"]
+
+
+def test_failed_command_is_an_lberror(tmp_path):
+    class Broken(FakeRemote):
+        def run(self, command, *, sudo=False, timeout=None):
+            return Outcome("lb-01", "failed", 1, "", "2024/01/01 socat[1] E connect(): No such file or directory")
+
+    lb = make_lb(tmp_path, Broken({}))
+    with pytest.raises(LBError, match="`show stat` failed.*No such file"):
+        lb.servers()
+
+
+# --- verify.summary_line ----------------------------------------------------------------------
+
+def test_summary_line():
+    inv = load_inventory(LAB)
+    frame = pd.DataFrame([
+        {"status": 200, "served_by": "web-02", "db_node": "web-01", "release": "r", "ms": 3.0, "error": None},
+        {"status": 200, "served_by": "web-01", "db_node": "web-01", "release": "r", "ms": 2.0, "error": None},
+        {"status": 503, "served_by": "web-01", "db_node": None, "release": "r", "ms": 1.0, "error": None},
+        {"status": None, "served_by": None, "db_node": None, "release": None, "ms": 5000.0,
+         "error": "timed out"},
+        {"status": 200, "served_by": "web-01", "db_node": "web-01", "release": "r", "ms": 2.5, "error": None},
+    ])
+    assert summary_line(inv, frame) == ("foobar.com via lb-01 (10.77.0.10): 3/5 answered 200; "
+                                        "served by web-01 2, web-02 1")
+
+
+def test_summary_line_when_nothing_answered():
+    inv = load_inventory(LAB)
+    frame = pd.DataFrame([{"status": None, "served_by": None, "error": "connection refused"}] * 2)
+    assert summary_line(inv, frame) == "foobar.com via lb-01 (10.77.0.10): 0/2 answered 200; served by none"

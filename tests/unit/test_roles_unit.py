@@ -1,0 +1,433 @@
+"""Roles without hosts: the real lab inventory (secrets from env vars instead of the lab's files),
+a fake app build (no pip), and the states each role declares for each host."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from foobar_ops import roles
+from foobar_ops import secrets as secrets_mod
+from foobar_ops.build import AppBuild
+from foobar_ops.engine import check_states
+from foobar_ops.inventory import load_inventory
+from foobar_ops.roles import RoleError, check_roles, phases, states_for
+from foobar_ops.roles import app as app_role
+from foobar_ops.roles import topology
+from foobar_ops.roles.topology import TopologyError
+from foobar_ops.states.mysql import native_hash
+
+LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
+DB_PW = "t3st-db-pw-9f8e7d"
+SUDO_PW = "t3st-sudo-pw-1a2b3c"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_secret_registry():
+    """Revealed secrets are remembered process-wide: start from none, and forget ours after."""
+    saved = set(secrets_mod._known_values)
+    secrets_mod._known_values.clear()
+    yield
+    secrets_mod._known_values.clear()
+    secrets_mod._known_values.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _env_secrets(monkeypatch):
+    monkeypatch.setenv("TEST_DB_PW", DB_PW)
+    monkeypatch.setenv("TEST_SUDO", SUDO_PW)
+
+
+@pytest.fixture
+def fake_build(tmp_path, monkeypatch):
+    """A fake AppBuild with two small wheel files; build_app never runs pip."""
+    wheels = []
+    for name in ("foobar_app-1.0.0-py3-none-any.whl", "PyMySQL-1.2.4-py3-none-any.whl"):
+        path = tmp_path / "wheels" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"PK\x05\x06" + name.encode() + b"\0" * 18)
+        wheels.append(path)
+    build = AppBuild(version="1.0.0", release="1.0.0-abc", wheels=tuple(wheels))
+    calls = []
+
+    def fake():
+        calls.append(1)
+        return build
+
+    monkeypatch.setattr(app_role, "build_app", fake)
+    return build, calls
+
+
+def lab_doc() -> dict:
+    doc = yaml.safe_load(LAB.read_text())
+    doc["secrets"] = {"mysql_app_password": "env:TEST_DB_PW"}
+    doc["defaults"]["sudo_password"] = "env:TEST_SUDO"
+    return doc
+
+
+def write_inventory(tmp_path: Path, doc: dict, name: str = "lab.yml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return load_inventory(path)
+
+
+@pytest.fixture
+def inv(tmp_path):
+    return write_inventory(tmp_path, lab_doc())
+
+
+def by_id(states) -> dict:
+    return {st.id: st for st in states}
+
+
+# --- the inventory copy -----------------------------------------------------------------------
+
+def test_inventory_copy_uses_env_secrets(inv):
+    assert inv.secret("mysql_app_password").reveal() == DB_PW
+    assert inv.host("web-01").sudo_password.reveal() == SUDO_PW
+    assert list(inv.hosts) == ["lb-01", "web-01", "web-02"]
+
+
+def test_topology_of_the_lab(inv):
+    assert [h.name for h in topology.web_hosts(inv)] == ["web-01", "web-02"]
+    assert [h.name for h in topology.app_hosts(inv)] == ["web-01", "web-02"]
+    assert topology.db_primary(inv).name == "web-01"
+    assert [h.name for h in topology.db_read_pool(inv)] == ["web-01"]
+    assert topology.ports(inv) == {"http": 80, "app": 8000, "mysql": 3306}
+    assert topology.domain(inv) == "foobar.com"
+
+
+# --- haproxy ----------------------------------------------------------------------------------
+
+def haproxy_cfg(inv) -> str:
+    states = by_id(states_for(inv.host("lb-01"), inv))
+    return states["haproxy:config"].content.decode()
+
+
+def test_haproxy_backend_lists_exactly_the_nginx_hosts(inv):
+    cfg = haproxy_cfg(inv)
+    backend = cfg.split("backend bk_web", 1)[1]
+    servers = re.findall(r"^\s*server\s+(\S+)\s+(\S+)\s+check\s*$", backend, re.M)
+    assert servers == [("web-01", "10.77.0.11:80"), ("web-02", "10.77.0.12:80")]
+    assert re.search(r"^\s*balance roundrobin\s*$", backend, re.M)
+    assert "lb-01" not in backend
+
+
+def test_haproxy_backend_follows_the_inventory(tmp_path):
+    doc = lab_doc()
+    doc["hosts"]["web-03"] = {"address": "10.77.0.13", "roles": ["nginx", "app"]}
+    doc["hosts"]["web-02"]["roles"] = ["app"]
+    inv = write_inventory(tmp_path, doc)
+    backend = haproxy_cfg(inv).split("backend bk_web", 1)[1]
+    assert re.findall(r"^\s*server\s+(\S+)\s+(\S+)", backend, re.M) == [("web-01", "10.77.0.11:80"),
+                                                                        ("web-03", "10.77.0.13:80")]
+
+
+def test_haproxy_health_check_stats_socket_and_validation(inv):
+    states = by_id(states_for(inv.host("lb-01"), inv))
+    cfg = states["haproxy:config"].content.decode()
+    assert "option httpchk" in cfg
+    assert re.search(r"http-check send meth GET uri /health ver HTTP/1.1 hdr Host foobar\.com\s*$", cfg, re.M)
+    assert "http-check expect status 200" in cfg
+    assert re.search(r"^\s*stats socket /run/haproxy/admin\.sock mode 600 level admin\b", cfg, re.M)
+    assert "bind :80" in cfg
+    config = states["haproxy:config"]
+    assert config.validate == "haproxy -c -f {}"
+    assert config.mode == "0644" and config.name == "/etc/haproxy/haproxy.cfg"
+    assert states["haproxy:service"].watch == ("haproxy:config",)
+    assert set(states) == {"haproxy:packages", "haproxy:config", "haproxy:service"}
+
+
+def test_haproxy_context_vars(tmp_path):
+    doc = lab_doc()
+    doc["hosts"]["lb-01"]["vars"] = {"haproxy_timeout_server": "45s", "haproxy_check_interval": "2s",
+                                     "haproxy_check_fall": 3}
+    inv = write_inventory(tmp_path, doc)
+    cfg = haproxy_cfg(inv)
+    assert "timeout server 45s" in cfg and "timeout client 30s" in cfg
+    assert "default-server inter 2s fall 3 rise 2" in cfg
+
+
+# --- nginx ------------------------------------------------------------------------------------
+
+def test_nginx_site(inv):
+    states = by_id(states_for(inv.host("web-02"), inv, ["nginx"]))
+    site = states["nginx:site"]
+    text = site.content.decode()
+    assert re.search(r"^\s*server_name foobar\.com www\.foobar\.com;\s*$", text, re.M)
+    assert re.search(r"location /static/ \{\s*alias /srv/foobar/current/static/;", text)
+    assert re.search(r"upstream foobar_app \{\s*server 127\.0\.0\.1:8000;", text)
+    assert "proxy_pass http://foobar_app;" in text
+    assert "listen 80 default_server;" in text
+    assert "access_log /var/log/nginx/foobar.access.log foobar_timed;" in text
+    assert "add_header X-Served-By web-02 always;" in text
+    assert site.validate == "nginx -t" and site.validate_in_context is True
+    assert site.name == "/etc/nginx/sites-enabled/foobar.conf"
+
+
+def test_nginx_log_format(inv):
+    states = by_id(states_for(inv.host("web-01"), inv, ["nginx"]))
+    log = states["nginx:log-format"]
+    text = log.content.decode()
+    assert "log_format foobar_timed" in text
+    assert "$upstream_response_time" in text and "$request_time" in text
+    assert log.validate == "nginx -t" and log.validate_in_context is True
+    # the site uses the format, so the format must come first
+    ids = list(states)
+    assert ids.index("nginx:log-format") < ids.index("nginx:site")
+    assert "nginx:site" in states["nginx:service"].watch
+    assert "/etc/nginx/sites-enabled/default" in states["nginx:no-default"].name
+
+
+def test_nginx_follows_stack_ports_and_domain(tmp_path):
+    doc = lab_doc()
+    doc["stack"]["ports"] = {"http": 8080, "app": 9000}
+    doc["stack"]["domain"] = "example.org"
+    inv = write_inventory(tmp_path, doc)
+    text = by_id(states_for(inv.host("web-01"), inv, ["nginx"]))["nginx:site"].content.decode()
+    assert "server_name example.org www.example.org;" in text
+    assert "server 127.0.0.1:9000;" in text and "listen 8080 default_server;" in text
+
+
+# --- app --------------------------------------------------------------------------------------
+
+def test_app_env_file(inv, fake_build):
+    states = by_id(states_for(inv.host("web-02"), inv, ["app"]))
+    env = states["app:env"]
+    assert env.name == "/etc/foobar/app.env"
+    assert env.mode == "0600"
+    lines = dict(ln.split("=", 1) for ln in env.content.decode().splitlines() if ln and not ln.startswith("#"))
+    assert lines["FOOBAR_DB_PASSWORD"] == DB_PW
+    assert lines["FOOBAR_DB_PRIMARY"] == "10.77.0.11:3306"
+    assert lines["FOOBAR_DB_READ"] == "10.77.0.11:3306"
+    assert lines["FOOBAR_SERVED_BY"] == "web-02"
+    assert lines["FOOBAR_RELEASE"] == "1.0.0-abc"
+    assert (lines["FOOBAR_DB_NAME"], lines["FOOBAR_DB_USER"]) == ("foobar", "foobar")
+    # the revealed password is remembered, so every other output masks it
+    assert secrets_mod.mask_known(f"pw={DB_PW}") == f"pw={secrets_mod.MASK}"
+
+
+def test_app_release_and_symlink(inv, fake_build):
+    states = by_id(states_for(inv.host("web-01"), inv, ["app"]))
+    assert states["app:current"].name == "/srv/foobar/current"
+    assert states["app:current"].target == "/srv/foobar/releases/1.0.0-abc"
+    release = states["app:release"]
+    assert release.creates == "/srv/foobar/releases/1.0.0-abc/.installed"
+    assert "foobar-app==1.0.0" in release.command
+    assert "--no-index" in release.command
+    build, _ = fake_build
+    for wheel in build.wheels:
+        st = states[f"app:wheel:{wheel.name}"]
+        assert st.name == f"/srv/foobar/wheels/{wheel.name}"
+        assert st.content == wheel.read_bytes()
+        assert st.id in release.require
+
+
+def test_app_build_var_forces_a_new_release(tmp_path, fake_build):
+    doc = lab_doc()
+    doc["hosts"]["web-01"]["vars"]["app_build"] = 7
+    inv = write_inventory(tmp_path, doc)
+    states = by_id(states_for(inv.host("web-01"), inv, ["app"]))
+    assert states["app:current"].target == "/srv/foobar/releases/1.0.0-abc-b7"
+    assert states["app:release"].creates == "/srv/foobar/releases/1.0.0-abc-b7/.installed"
+    env = states["app:env"].content.decode()
+    assert "FOOBAR_RELEASE=1.0.0-abc-b7\n" in env
+    other = by_id(states_for(inv.host("web-02"), inv, ["app"]))
+    assert other["app:current"].target == "/srv/foobar/releases/1.0.0-abc"
+
+
+def test_app_unit_file(inv, fake_build):
+    unit = by_id(states_for(inv.host("web-01"), inv, ["app"]))["app:unit"].content.decode()
+    assert "EnvironmentFile=/etc/foobar/app.env" in unit
+    assert "--bind 127.0.0.1:8000" in unit
+    assert "User=foobar" in unit
+    assert "foobar_app.wsgi:application" in unit
+
+
+def test_app_service_watches_release_env_and_unit(inv, fake_build):
+    states = by_id(states_for(inv.host("web-01"), inv, ["app"]))
+    assert set(states["app:service"].watch) == {"app:current", "app:env", "app:unit"}
+    assert set(states["app:health"].onchanges) == {"app:service", "app:current"}
+    assert "http://127.0.0.1:8000/health" in states["app:health"].command
+
+
+@pytest.mark.parametrize("host", ["lb-01", "web-01", "web-02"])
+def test_requisites_reference_earlier_ids(inv, fake_build, host):
+    h = inv.host(host)
+    check_states(host, states_for(h, inv))
+    for phase in phases():
+        check_states(host, phase(h, inv))
+
+
+def test_app_does_not_pip_per_host(inv, fake_build):
+    _, calls = fake_build
+    states_for(inv.host("web-01"), inv, ["app"])
+    assert len(calls) == 1
+
+
+def test_rollback_states(inv):
+    states = app_role.rollback_states(inv.host("web-01"), inv)
+    check_states("web-01", states)
+    assert [st.id for st in states] == ["app:rollback", "app:health"]
+
+
+# --- mysql ------------------------------------------------------------------------------------
+
+def test_mysql_user_per_app_host_with_least_privilege(inv):
+    states = states_for(inv.host("web-01"), inv, ["mysql"])
+    users = [st for st in states if st.kind == "mysql.user"]
+    assert sorted(u.host for u in users) == ["10.77.0.11", "10.77.0.12"]
+    for u in users:
+        assert u.user == "foobar" and u.database == "foobar"
+        assert u.privileges == sorted(["SELECT", "INSERT", "UPDATE", "DELETE"])
+        assert u.password.reveal() == DB_PW
+        assert "mysql:database" in u.require
+    assert {u.id for u in users} == {"mysql:user:web-01", "mysql:user:web-02"}
+
+
+def test_mysql_user_plan_grants_exactly_the_app_privileges(inv):
+    user = next(st for st in states_for(inv.host("web-01"), inv, ["mysql"]) if st.kind == "mysql.user")
+    sql = user.plan("").uploads["sql"].decode()
+    assert f"IDENTIFIED BY PASSWORD '{native_hash(DB_PW)}'" in sql
+    assert re.search(r"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`\.\* TO 'foobar'@'10\.77\.0\.1[12]'", sql)
+    assert DB_PW not in sql
+
+
+def test_mysql_config_binds_to_the_host_address(inv):
+    states = by_id(states_for(inv.host("web-01"), inv, ["mysql"]))
+    cnf = states["mysql:config"].content.decode()
+    assert re.search(r"^bind-address = 10\.77\.0\.11$", cnf, re.M)
+    assert re.search(r"^server-id = 11$", cnf, re.M)
+    assert "skip-name-resolve = ON" in cnf
+    assert states["mysql:config"].name == "/etc/mysql/mariadb.conf.d/60-foobar.cnf"
+
+
+def test_mysql_schema_is_the_apps(inv):
+    states = by_id(states_for(inv.host("web-01"), inv, ["mysql"]))
+    assert b"CREATE TABLE IF NOT EXISTS items" in states["mysql:schema-file"].content
+    assert states["mysql:schema"].unless
+
+
+def test_web_02_has_no_mysql_states(inv, fake_build):
+    assert not [st for st in states_for(inv.host("web-02"), inv) if st.id.startswith("mysql:")]
+
+
+# --- topology errors --------------------------------------------------------------------------
+
+def test_two_primaries_is_a_topology_error(tmp_path, fake_build):
+    doc = lab_doc()
+    doc["hosts"]["web-02"]["roles"] = ["nginx", "app", "mysql"]
+    doc["hosts"]["web-02"]["vars"] = {"mysql_role": "primary"}
+    inv = write_inventory(tmp_path, doc, "two-primaries.yml")
+    with pytest.raises(TopologyError) as info:
+        topology.db_primary(inv)
+    msg = str(info.value)
+    assert str(tmp_path / "two-primaries.yml") in msg
+    assert "web-01" in msg and "web-02" in msg
+    with pytest.raises(TopologyError):
+        states_for(inv.host("web-01"), inv, ["app"])
+
+
+def test_default_mysql_role_is_primary(tmp_path, fake_build):
+    doc = lab_doc()
+    doc["hosts"]["web-02"]["roles"] = ["nginx", "app", "mysql"]  # no mysql_role: a primary too
+    inv = write_inventory(tmp_path, doc)
+    with pytest.raises(TopologyError, match="web-01, web-02"):
+        topology.db_primary(inv)
+
+
+def test_no_primary_is_a_topology_error(tmp_path, fake_build):
+    doc = lab_doc()
+    doc["hosts"]["web-01"]["vars"]["mysql_role"] = "replica"
+    inv = write_inventory(tmp_path, doc, "no-primary.yml")
+    with pytest.raises(TopologyError) as info:
+        states_for(inv.host("web-02"), inv, ["app"])
+    msg = str(info.value)
+    assert str(tmp_path / "no-primary.yml") in msg and "none" in msg
+
+
+def test_no_mysql_host_at_all_is_a_topology_error(tmp_path, fake_build):
+    doc = lab_doc()
+    doc["hosts"]["web-01"]["roles"] = ["nginx", "app"]
+    inv = write_inventory(tmp_path, doc, "no-db.yml")
+    with pytest.raises(TopologyError, match="no-db.yml"):
+        states_for(inv.host("web-01"), inv, ["app"])
+
+
+def test_missing_password_secret_is_a_topology_error(tmp_path):
+    doc = lab_doc()
+    doc["secrets"] = {"other": "env:TEST_DB_PW"}
+    inv = write_inventory(tmp_path, doc, "nosecret.yml")
+    with pytest.raises(TopologyError, match="mysql_app_password") as info:
+        states_for(inv.host("web-01"), inv, ["mysql"])
+    assert "nosecret.yml" in str(info.value)
+
+
+def test_replica_in_read_pool(tmp_path, fake_build):
+    doc = lab_doc()
+    doc["hosts"]["db-02"] = {"address": "10.77.0.21", "roles": ["mysql"],
+                             "vars": {"mysql_role": "replica", "mysql_read_pool": True}}
+    inv = write_inventory(tmp_path, doc)
+    assert [h.name for h in topology.db_read_pool(inv)] == ["web-01", "db-02"]
+    env = by_id(states_for(inv.host("web-02"), inv, ["app"]))["app:env"].content.decode()
+    assert "FOOBAR_DB_READ=10.77.0.11:3306,10.77.0.21:3306\n" in env
+    assert "FOOBAR_DB_PRIMARY=10.77.0.11:3306\n" in env
+
+
+# --- role names and phases --------------------------------------------------------------------
+
+def test_check_roles_names_the_unknown_role():
+    with pytest.raises(RoleError) as info:
+        check_roles(["nginx", "nginxx"])
+    assert "'nginxx'" in str(info.value)
+    assert "known roles" in str(info.value)
+    check_roles(["haproxy", "nginx", "app", "mysql"])  # no error
+
+
+def test_phases_put_mysql_first(inv, fake_build):
+    fns = phases()
+    assert len(fns) == 2
+    assert roles.PHASES[0] == ("mysql",)
+    assert set(roles.PHASES[1]) == {"app", "nginx", "haproxy"}
+    web01 = inv.host("web-01")
+    first = [st.id.split(":")[0] for st in fns[0](web01, inv)]
+    second = [st.id.split(":")[0] for st in fns[1](web01, inv)]
+    assert first and set(first) == {"mysql"}
+    assert second and set(second) == {"nginx", "app"}
+    assert fns[0](inv.host("lb-01"), inv) == []
+    assert {st.id.split(":")[0] for st in fns[1](inv.host("lb-01"), inv)} == {"haproxy"}
+
+
+def test_phases_for_haproxy_only(inv):
+    fns = phases(["haproxy"])
+    assert len(fns) == 1
+    assert fns[0](inv.host("web-01"), inv) == []
+    assert [st.id for st in fns[0](inv.host("lb-01"), inv)] == ["haproxy:packages", "haproxy:config",
+                                                               "haproxy:service"]
+
+
+def test_phases_for_mysql_and_nginx(inv):
+    fns = phases(["mysql", "nginx"])
+    assert len(fns) == 2
+    web01 = inv.host("web-01")
+    assert {st.id.split(":")[0] for st in fns[0](web01, inv)} == {"mysql"}
+    assert {st.id.split(":")[0] for st in fns[1](web01, inv)} == {"nginx"}
+
+
+def test_states_for_follows_the_host_role_order(inv, fake_build):
+    prefixes = []
+    for st in states_for(inv.host("web-01"), inv):
+        prefix = st.id.split(":")[0]
+        if not prefixes or prefixes[-1] != prefix:
+            prefixes.append(prefix)
+    assert prefixes == ["nginx", "app", "mysql"]
+
+
+def test_role_without_module_is_a_role_error(inv, monkeypatch):
+    monkeypatch.setattr(roles, "ROLE_NAMES", roles.ROLE_NAMES + ("cache",))
+    host = inv.host("lb-01")
+    fake = type(host)(name="cache-01", address="10.77.0.30", roles=("cache",))
+    with pytest.raises(RoleError, match="cache"):
+        states_for(fake, inv)
