@@ -209,3 +209,24 @@ def test_adhoc_run_prefixes_output_lines_and_is_journaled(lab, tmp_path):
     from foobar_ops.records import Journal
     runs = Journal(journal).runs()
     assert list(runs["status"]) == ["failed", "ok"] and list(runs["results"]) == [3, 2]
+
+
+def test_command_timeout_fails_the_command_not_the_run(lab, lab_inventory):
+    outcomes = ssh.run_many(lab_inventory.select("lb-01,web-01"), "sleep 10", timeout=1)
+    assert [o.outcome for o in outcomes] == ["failed", "failed"]
+    assert all("timed out after 1" in o.error for o in outcomes)
+
+
+def test_parallel_cap_limits_how_many_hosts_run_at_once(lab, lab_inventory):
+    """Each host prints when its command started and ended; a cap of 1 never overlaps them."""
+    probe = "date +%s.%N; sleep 0.4; date +%s.%N"
+
+    def spans(cap):
+        outcomes = ssh.run_many(lab_inventory.select("all"), probe, cap=cap)
+        assert all(o.ok for o in outcomes), outcomes
+        return sorted(tuple(map(float, o.stdout.split())) for o in outcomes)
+
+    serial = spans(1)
+    assert all(a[1] <= b[0] for a, b in zip(serial, serial[1:])), serial
+    parallel = spans(3)
+    assert any(b[0] < a[1] for a, b in zip(parallel, parallel[1:])), parallel

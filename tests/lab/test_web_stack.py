@@ -200,3 +200,19 @@ def test_rollback_returns_the_previous_release_and_the_site_keeps_answering(stac
     assert len(traffic.results) > 20 and traffic.failures == [], traffic.failures[:3]
     done, doc = apply()  # the inventory's release is the rolled-back one: nothing to change
     assert done.code == 0 and [r["id"] for r in doc["results"] if r["changed"]] == []
+
+
+def test_drain_waits_for_sessions_and_maint_refuses_the_last_server_up(stack):
+    lb = stack["lb"]
+    with Traffic(path="/") as traffic:
+        waited = lb.drain("web-01", timeout=30)
+        assert waited >= 0 and lb.servers()["web-01"]["status"] == "DRAIN"
+        assert lb.servers()["web-01"]["scur"] == 0
+        after = [get("/")["served_by"] for _ in range(10)]
+        assert set(after) == {"web-02"}
+        with pytest.raises(Exception, match="last server that is UP"):
+            lb.maint("web-02")
+        lb.ready("web-01")
+    assert lb.servers()["web-01"]["status"] == "UP" and lb.servers()["web-02"]["status"] == "UP"
+    assert traffic.failures == []
+    assert Counter(get("/")["served_by"] for _ in range(10)) == {"web-01": 5, "web-02": 5}
