@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="send requests through the load balancer; who answered")
     _inventory_arg(p)
     p.add_argument("-n", type=int, default=20, help="number of requests")
+    p.add_argument("--wait", type=float, default=30, help="seconds to wait for every server to be UP first")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("records", help="the change journal: runs, their results, changes")
@@ -246,8 +247,12 @@ def cmd_lb(args) -> int:
 def cmd_verify(args) -> int:
     from .inventory import load_inventory
     from .roles.topology import web_hosts
-    from .verify import summary_line, through_lb
+    from .verify import summary_line, through_lb, wait_all_up
     inv = load_inventory(args.inventory)
+    status = wait_all_up(inv, args.wait) if args.wait > 0 else {}
+    down = {name: s for name, s in status.items() if s != "UP"}
+    if down:
+        print(f"not UP after {args.wait:g} s: " + ", ".join(f"{n} {s}" for n, s in down.items()), file=sys.stderr)
     frame = through_lb(inv, args.n)
     answered = set(frame.loc[frame["status"] == 200, "served_by"].dropna())
     ok = (frame["status"] == 200).all() and answered == {h.name for h in web_hosts(inv)}

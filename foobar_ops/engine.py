@@ -130,7 +130,8 @@ class HostRun:
             return Result(**base, result=True, comment="not run: nothing in onchanges changed")
         plan = st.plan(self.facts.get(st.id, ""))
         if plan.error and self.test and self._pending_before(st):
-            return Result(**base, result=None, changes={"pending": "after earlier changes"},
+            return Result(**base, result=None, changes=plan.changes or {"pending": "after earlier changes"},
+                          diff=plan.diff,
                           comment="cannot be checked before earlier pending "
                           f"changes ({', '.join(self._pending_before(st))}) are applied: {plan.error}")
         if plan.error:

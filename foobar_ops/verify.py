@@ -42,6 +42,24 @@ def request(address: str, port: int, host_header: str, path: str = "/", method: 
         conn.close()
 
 
+def wait_all_up(inventory, timeout: float = 30.0, backend: str = "bk_web") -> dict[str, str]:
+    """Wait until the load balancer reports every server of the backend UP; return their status.
+
+    A freshly deployed server needs a few passing health checks before it takes traffic.
+    inventory: the Inventory.
+    timeout: give up after this many seconds (the statuses at that moment are returned).
+    backend: the HAProxy backend.
+    """
+    from .haproxy import HAProxy
+    deadline = time.monotonic() + timeout
+    with HAProxy(inventory) as lb:
+        while True:
+            status = {name: str(row["status"]) for name, row in lb.servers(backend).items()}
+            if all(s == "UP" for s in status.values()) or time.monotonic() > deadline:
+                return status
+            time.sleep(0.5)
+
+
 def through_lb(inventory, n: int = 20, path: str = "/"):
     """Send n sequential GET requests through the load balancer; return a DataFrame of them.
 

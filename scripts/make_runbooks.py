@@ -28,7 +28,7 @@ from foobar_ops import roles as role_mod
 from foobar_ops.highstate import apply
 from foobar_ops.inventory import load_inventory
 from foobar_ops.records import Journal
-from foobar_ops.verify import summary_line, through_lb
+from foobar_ops.verify import summary_line, through_lb, wait_all_up
 
 PROJECT = Path(foobar_ops.__file__).resolve().parent.parent
 inv_path = Path(inventory) if Path(inventory).is_absolute() else PROJECT / inventory
@@ -58,12 +58,15 @@ print(report.summary(diffs=False))
 if not report.ok:
     raise RuntimeError(f"apply failed on {', '.join(report.failed_hosts)} (run {report.run_id})")"""),
     ("markdown", "## Verify through the load balancer"),
-    ("code", """checks = through_lb(inv, verify_requests)
+    ("code", """if not test:
+    print("load balancer sees:", wait_all_up(inv, timeout=30))
+checks = through_lb(inv, verify_requests)
 line = summary_line(inv, checks)
 print(line)
 display(checks.groupby(["served_by", "status"]).size().rename("requests").to_frame())
 if not test:
-    assert (checks["status"] == 200).all(), line"""),
+    assert (checks["status"] == 200).all(), line
+    assert set(checks["served_by"]) == {h.name for h in inv.hosts.values() if "nginx" in h.roles}, line"""),
 ]
 
 

@@ -97,7 +97,9 @@ class Managed(State):
         if kind not in ("file", "absent"):
             return Plan(error=f"{self.name} exists and is a {kind}, not a regular file")
         if kind == "absent" and f.get("parent") != "yes" and not self.makedirs:
-            return Plan(error=f"parent directory of {self.name} does not exist (add a "
+            return Plan({"old": None, "new": {"sha256": hashlib.sha256(self.content).hexdigest()}},
+                        diff=_diff(self.name, None, self.content),
+                        error=f"parent directory of {self.name} does not exist (add a "
                               "file.directory state or makedirs=True)")
         old = base64.b64decode(f["content"]) if "content" in f else None
         same = (old == self.content) if "content" in f else (
