@@ -311,6 +311,8 @@ def _ssh(value: Any, ctx: _Ctx) -> dict[str, Any]:
             continue
         if key in ("identity", "known_hosts", "config"):
             out[key] = values.file_path(item, sub)
+            if key == "config" and not out[key].is_file():
+                raise sub.err(f"ssh config file {out[key]} does not exist")
         elif key in ("connect_timeout", "command_timeout"):
             out[key] = values.seconds(item, sub)
         elif key == "keepalive":

@@ -29,6 +29,9 @@ _USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$")
 _ENV_LEFT = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
 
+_NUMERIC_SECRET_KEY = re.compile(r"(password|passwd|secret|token|api[_-]?key|private[_-]?key|pin)$", re.I)
+
+
 def secretize(value: Any, ctx: _Ctx, secret_key: bool = False) -> Any:
     """Copy value, turning references under secret-named keys into Secrets.
 
@@ -44,6 +47,9 @@ def secretize(value: Any, ctx: _Ctx, secret_key: bool = False) -> Any:
         return [secretize(v, ctx, secret_key) for v in value]
     if secret_key and isinstance(value, str) and value.strip():
         return secret(value, ctx)
+    if (secret_key and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and _NUMERIC_SECRET_KEY.search(ctx.prefix.rstrip(".").rsplit(".", 1)[-1])):
+        return secret(value, ctx)  # `db_password: 123456` is a literal; `password_min_length: 12` is not
     return value
 
 

@@ -6,6 +6,7 @@ import difflib
 import hashlib
 import posixpath
 
+from ..secrets import Secret
 from ..shell import cmd
 from ..templating import render
 from .base import Plan, State, StateError, keyvals, norm_mode
@@ -53,6 +54,17 @@ def _diff(path: str, old: bytes | None, new: bytes) -> str:
     return "".join(ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n" for ln in lines)
 
 
+def _holds_secret(value) -> bool:
+    """Return True when a template context holds a Secret anywhere."""
+    if isinstance(value, Secret):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_secret(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_secret(v) for v in value)
+    return False
+
+
 def _absolute(state: State) -> None:
     """Refuse a relative path (a file state must never act relative to a working directory)."""
     if not state.name.startswith("/"):
@@ -71,15 +83,18 @@ class Managed(State):
     validate_in_context: run validate with the candidate in place of the live file, seen only
         by the validator (a private mount namespace), for tools that read a whole config tree.
     makedirs: create missing parent directories.
+    sensitive: never show content in diffs (default: True when the context holds a Secret, since
+        the live file may hold an old secret value that no mask knows).
     """
 
     kind = "file.managed"
 
     def __init__(self, path, content=None, *, template=None, context=None, inline=False,
                  owner="root", group="root", mode="0644", validate=None,
-                 validate_in_context=False, makedirs=False, **kw):
+                 validate_in_context=False, makedirs=False, sensitive=None, **kw):
         super().__init__(path, **kw)
         _absolute(self)
+        self.sensitive = _holds_secret(context) if sensitive is None else sensitive
         if (content is None) == (template is None):
             raise StateError(f"{self.id}: give exactly one of content= or template=")
         if content is None:
@@ -98,7 +113,7 @@ class Managed(State):
             return Plan(error=f"{self.name} exists and is a {kind}, not a regular file")
         if kind == "absent" and f.get("parent") != "yes" and not self.makedirs:
             return Plan({"old": None, "new": {"sha256": hashlib.sha256(self.content).hexdigest()}},
-                        diff=_diff(self.name, None, self.content),
+                        diff=self._diff(None),
                         error=f"parent directory of {self.name} does not exist (add a "
                               "file.directory state or makedirs=True)")
         old = base64.b64decode(f["content"]) if "content" in f else None
@@ -113,12 +128,21 @@ class Managed(State):
         if kind == "file" and old is None:  # compared by hash: too large to fetch and diff
             diff = f"{self.name}: content differs (compared by sha256; larger than {MAX_FETCH} bytes)\n"
         else:
-            diff = _diff(self.name, old if kind == "file" else None, self.content)
+            diff = self._diff(old if kind == "file" else None)
         new = {"sha256": hashlib.sha256(self.content).hexdigest(), "size": len(self.content)}
         changes = {"old": None if kind == "absent" else {"size": int(f.get("size", 0))}, "new": new}
         verb = "created" if kind == "absent" else "updated"
         return Plan(changes, self._replace_commands(kind == "file"), diff,
                     f"{self.name} {verb}", uploads={"content": self.content})
+
+    def _diff(self, old: bytes | None) -> str:
+        """Return the unified diff, or for a sensitive file a line that counts changes only."""
+        if not self.sensitive:
+            return _diff(self.name, old, self.content)
+        a = [] if old is None else old.splitlines()
+        changed = sum(1 for ln in difflib.ndiff(a, self.content.splitlines()) if ln[:1] in "+-")
+        return (f"{self.name}: {'new file' if old is None else 'content differs'} ({changed} lines "
+                "added or removed); not shown: the file holds secrets\n")
 
     def _replace_commands(self, exists: bool) -> list[str]:
         """Install the staged content next to the live file, validate it, back up, rename."""

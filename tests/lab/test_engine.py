@@ -169,14 +169,16 @@ def test_journal_holds_every_result_of_every_run_and_no_secret(env):
 
 def test_secret_never_appears_in_output_diffs_or_errors(env, tmp_path):
     assert TOKEN in sh(env, "lb-01", "cat /srv/demo/token.conf")  # the file itself holds it
-    sh(env, "lb-01", "echo 'token = old' > /srv/demo/token.conf")
+    old_secret = "an-old-rotated-secret-4242"  # no mask knows this one: diffs must not show content
+    sh(env, "lb-01", f"echo 'token = {old_secret}' > /srv/demo/token.conf")
     done, doc = apply(env, "--test", demo_port=8082)
     [change] = pending(doc)
     assert change["id"] == "file.managed:/srv/demo/token.conf"
-    assert "********" in change["diff"] and TOKEN not in done.out + done.err
+    assert "not shown: the file holds secrets" in change["diff"]
+    assert TOKEN not in done.out + done.err and old_secret not in done.out + done.err
     text = run_cli("apply", "-i", inventory(env, demo_port=8082), "--hosts", "lb-01", "--states", DEMO,
                    "--journal", env["journal"])
-    assert text.code == 0 and TOKEN not in text.out + text.err
+    assert text.code == 0 and TOKEN not in text.out + text.err and old_secret not in text.out + text.err
     failing = tmp_path / "leaky.py"
     failing.write_text("from foobar_ops import states as s\n"
                        "def states(host, inventory):\n"
@@ -189,7 +191,7 @@ def test_secret_never_appears_in_output_diffs_or_errors(env, tmp_path):
     assert result["result"] is False and "********" in result["comment"]
     assert TOKEN not in done.out + done.err
     for path in env["journal"].parent.glob("journal.sqlite*"):
-        assert TOKEN.encode() not in path.read_bytes()
+        assert TOKEN.encode() not in path.read_bytes() and old_secret.encode() not in path.read_bytes()
 
 
 def test_unreachable_host_fails_alone(env):

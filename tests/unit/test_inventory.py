@@ -586,3 +586,10 @@ def test_error_tree_and_formats() -> None:
     assert auth.reason == "permission denied"
     failed = CommandFailed("web-01", "systemctl start x", 3, "", "a\nunit not found\n")
     assert str(failed) == "web-01: systemctl start x exited 3: unit not found"
+
+
+def test_a_number_under_a_password_key_is_a_literal_secret(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError) as info:
+        load(tmp_path, MINIMAL + "    vars: {db_password: 987654}\n")
+    assert "db_password" in str(info.value) and "literal secret" in str(info.value)
+    assert "987654" not in str(info.value)
