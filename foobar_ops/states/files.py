@@ -139,8 +139,9 @@ class Managed(State):
         """Return the unified diff, or for a sensitive file a line that counts changes only."""
         if not self.sensitive:
             return _diff(self.name, old, self.content)
-        a = [] if old is None else old.splitlines()
-        changed = sum(1 for ln in difflib.ndiff(a, self.content.splitlines()) if ln[:1] in "+-")
+        a = [] if old is None else old.decode(errors="replace").splitlines()
+        b = self.content.decode(errors="replace").splitlines()
+        changed = sum(1 for ln in difflib.ndiff(a, b) if ln[:1] in "+-")
         return (f"{self.name}: {'new file' if old is None else 'content differs'} ({changed} lines "
                 "added or removed); not shown: the file holds secrets\n")
 
