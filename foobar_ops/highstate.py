@@ -18,6 +18,21 @@ from .ssh import Remote
 StatesFor = Callable[..., list]
 
 
+class Phase:
+    """One phase of a run: the states of every host, applied in parallel, or one host at a time
+    (serial: a rolling change that stops at the first host that fails).
+
+    states_for: function (host, inventory) -> list of states.
+    serial: one host at a time; the hosts after a failed one are not run.
+    """
+
+    def __init__(self, states_for: StatesFor, serial: bool = False) -> None:
+        self.states_for, self.serial = states_for, serial
+
+    def __call__(self, host, inventory) -> list:
+        return self.states_for(host, inventory)
+
+
 def load_state_file(path: Path | str) -> StatesFor:
     """Load a Python file that defines `states(host, inventory) -> list[State]`.
 
@@ -57,7 +72,8 @@ def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | 
     on_result: called with every Result as it comes.
     """
     hosts = inventory.select(pattern)
-    phases = states_for if isinstance(states_for, (list, tuple)) else [states_for]
+    phases = [p if isinstance(p, Phase) else Phase(p) for p in
+              (states_for if isinstance(states_for, (list, tuple)) else [states_for])]
     journal = journal or Journal()
     run_id = journal.start_run(command=command, inventory=inventory, test=test, parameters=parameters,
                                runbook=runbook, run_id=run_id)
@@ -80,10 +96,13 @@ def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | 
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts) or 1))) as pool:
-            for plan in plans:
+            for phase, plan in zip(phases, plans):
                 todo = [h for h in hosts if plan[h.name] and h.name not in report.failed_hosts_unreachable]
-                for host, results in zip(todo, pool.map(lambda h: one(h, plan), todo)):
-                    report.results += results
+                if phase.serial:
+                    report.results += _serial(todo, plan, one, emit)
+                else:
+                    for results in pool.map(lambda h: one(h, plan), todo):
+                        report.results += results
     except BaseException as err:
         journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
         raise
@@ -95,3 +114,22 @@ def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | 
     report.duration_s = time.perf_counter() - started
     journal.finish_run(run_id, "ok" if report.ok else "failed")
     return report
+
+
+def _serial(hosts, plan, one, emit) -> list[Result]:
+    """Apply a phase one host at a time; after a host fails, report the rest as not run."""
+    out: list[Result] = []
+    failed = None
+    for host in hosts:
+        if failed:
+            skipped = Result(host.name, "__phase__", host.address, "host.phase", False, run=False,
+                             comment=f"not run: {failed} failed earlier in this one-host-at-a-time phase; "
+                                     "stopped so the other servers keep what they run")
+            emit(skipped)
+            out.append(skipped)
+            continue
+        results = one(host, plan)
+        out += results
+        if any(r.result is False for r in results):
+            failed = host.name
+    return out

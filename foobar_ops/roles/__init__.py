@@ -38,18 +38,24 @@ def states_for(host, inventory, roles: list[str] | None = None) -> list:
     return states
 
 
-#: Roles applied in phases across all hosts: the database is up before any app checks its health.
-PHASES: tuple[tuple[str, ...], ...] = (("mysql",), ("app", "nginx", "haproxy"))
+#: Roles applied in phases across all hosts: the database first (the app checks its health against
+#: it), then Nginx and HAProxy everywhere at once, then the app one host at a time (a rolling
+#: change: the other servers keep serving, and a release that fails its health check on one
+#: host goes no further).
+PHASES: tuple[tuple[tuple[str, ...], bool], ...] = (
+    (("mysql",), False), (("nginx", "haproxy"), False), (("app",), True))
 
 
 def phases(roles: list[str] | None = None) -> list:
-    """Return one states function per phase, for `highstate.apply`.
+    """Return the phases of a role apply, for `highstate.apply`.
 
     roles: only these roles (default: every role a host has).
     """
+    from ..highstate import Phase
+
     def phase_fn(names):
         return lambda host, inventory: states_for(host, inventory, [r for r in names if not roles or r in roles])
-    return [phase_fn(names) for names in PHASES if not roles or set(names) & set(roles)]
+    return [Phase(phase_fn(names), serial) for names, serial in PHASES if not roles or set(names) & set(roles)]
 
 
 def check_roles(roles: list[str]) -> None:

@@ -386,18 +386,17 @@ def test_check_roles_names_the_unknown_role():
     check_roles(["haproxy", "nginx", "app", "mysql"])  # no error
 
 
-def test_phases_put_mysql_first(inv, fake_build):
+def test_phases_put_mysql_first_and_roll_the_app_one_host_at_a_time(inv, fake_build):
     fns = phases()
-    assert len(fns) == 2
-    assert roles.PHASES[0] == ("mysql",)
-    assert set(roles.PHASES[1]) == {"app", "nginx", "haproxy"}
+    assert len(fns) == 3
+    assert [names for names, _ in roles.PHASES] == [("mysql",), ("nginx", "haproxy"), ("app",)]
+    assert [f.serial for f in fns] == [False, False, True]
     web01 = inv.host("web-01")
-    first = [st.id.split(":")[0] for st in fns[0](web01, inv)]
-    second = [st.id.split(":")[0] for st in fns[1](web01, inv)]
-    assert first and set(first) == {"mysql"}
-    assert second and set(second) == {"nginx", "app"}
+    ids = [[st.id.split(":")[0] for st in f(web01, inv)] for f in fns]
+    assert set(ids[0]) == {"mysql"} and set(ids[1]) == {"nginx"} and set(ids[2]) == {"app"}
     assert fns[0](inv.host("lb-01"), inv) == []
     assert {st.id.split(":")[0] for st in fns[1](inv.host("lb-01"), inv)} == {"haproxy"}
+    assert fns[2](inv.host("lb-01"), inv) == []
 
 
 def test_phases_for_haproxy_only(inv):
