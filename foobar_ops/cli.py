@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -190,17 +191,24 @@ def cmd_run(args) -> int:
     remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
     if not remote:
         raise FoobarOpsError("run: give the command after --, e.g. foobar-ops run -i INV -- uptime")
-    line = " ".join(remote)
+    line = remote[0] if len(remote) == 1 else shlex.join(remote)  # one argument: shell text as given
     inv = load_inventory(args.inventory)
     hosts = inv.select(args.pattern)
     journal = Journal(args.journal)
     run_id = journal.start_run(command=f"foobar-ops run -- {line}", inventory=inv,
                                parameters={"hosts": args.pattern, "sudo": args.sudo, "command": line})
-    outcomes = ssh.run_many(hosts, line, inventory=inv, sudo=args.sudo, cap=args.parallel, stream=True)
-    for o in outcomes:
-        journal.add_result(run_id, Result(o.host, "cmd.adhoc", line, "cmd.run", o.ok, changed=o.outcome != "unreachable",
-                                          comment=o.error or f"exit {o.exit_code}", duration_ms=o.rtt_ms or 0.0,
-                                          idempotent=False))
+
+    def record(o) -> None:  # each host's outcome is journaled as soon as it is known
+        journal.add_result(run_id, Result(o.host, "cmd.adhoc", line, "cmd.run", o.ok,
+                                          changed=o.outcome != "unreachable", idempotent=False,
+                                          comment=o.error or f"exit {o.exit_code}", duration_ms=o.rtt_ms or 0.0))
+
+    try:
+        outcomes = ssh.run_many(hosts, line, inventory=inv, sudo=args.sudo, cap=args.parallel, stream=True,
+                                on_outcome=record)
+    except BaseException as err:
+        journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
+        raise
     bad = [o.host for o in outcomes if not o.ok]
     journal.finish_run(run_id, "failed" if bad else "ok")
     for o in outcomes:

@@ -55,7 +55,8 @@ def load_state_file(path: Path | str) -> StatesFor:
 def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | None = None,
           test: bool = False, journal: Journal | None = None, command: str = "python",
           parameters: dict | None = None, runbook: str | None = None, run_id: str | None = None,
-          parallel: int = 10, on_result: Callable[[Result], None] | None = None) -> Report:
+          parallel: int = 10, on_result: Callable[[Result], None] | None = None,
+          output_notebook: str | None = None) -> Report:
     """Apply states to the targeted hosts and return the Report; every result is journaled.
 
     inventory: the Inventory.
@@ -70,13 +71,14 @@ def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | 
     run_id: use this run id (default: a new one).
     parallel: at most this many hosts at once.
     on_result: called with every Result as it comes.
+    output_notebook: the runbook's output notebook, linked from the run from its start.
     """
     hosts = inventory.select(pattern)
     phases = [p if isinstance(p, Phase) else Phase(p) for p in
               (states_for if isinstance(states_for, (list, tuple)) else [states_for])]
     journal = journal or Journal()
     run_id = journal.start_run(command=command, inventory=inventory, test=test, parameters=parameters,
-                               runbook=runbook, run_id=run_id)
+                               runbook=runbook, run_id=run_id, output_notebook=output_notebook)
     started = time.perf_counter()
     try:  # bad input (a template, a role, a secret) stops here, before any host is touched
         plans = [{h.name: list(phase(h, inventory)) for h in hosts} for phase in phases]

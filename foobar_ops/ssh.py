@@ -74,10 +74,11 @@ class Outcome:
 def _fabric_config(host) -> Config:
     """Build a Fabric config whose connect settings also reach ProxyJump hops."""
     ssh = host.ssh
-    connect_kwargs: dict = {"banner_timeout": ssh.connect_timeout, "auth_timeout": ssh.connect_timeout}
+    connect_kwargs: dict = {"timeout": ssh.connect_timeout, "banner_timeout": ssh.connect_timeout,
+                            "auth_timeout": ssh.connect_timeout}  # floats: Fabric's own timeout is an int
     if ssh.identity:
         connect_kwargs.update(key_filename=[str(ssh.identity)], look_for_keys=False, allow_agent=False)
-    overrides = {"connect_kwargs": connect_kwargs, "timeouts": {"connect": ssh.connect_timeout},
+    overrides = {"connect_kwargs": connect_kwargs,
                  "run": {"hide": True, "warn": True, "in_stream": False}}
     kwargs = {"overrides": overrides}
     if ssh.config:
@@ -97,8 +98,12 @@ def connect(host, inventory=None) -> Connection:
         gateway = connect(inventory.hosts[jump], inventory)
     elif jump:
         gateway = Connection(jump, config=_fabric_config(host))
-    conn = Connection(host.address, user=host.user, port=host.port, config=_fabric_config(host),
-                      gateway=gateway)
+    try:
+        conn = Connection(host.address, user=host.user, port=host.port, config=_fabric_config(host),
+                          gateway=gateway)
+    except (OSError, ValueError) as err:  # e.g. an unreadable ssh config
+        raise ConnectionFailed(host.name, f"cannot set up the connection: {err}") from None
+    conn.connect_timeout = None  # the float timeout in connect_kwargs rules (ssh_config may set one)
     hop = conn
     while isinstance(hop, Connection):  # every hop, ours or ssh_config's ProxyJump, is strict
         hostkeys.apply_policy(hop.client, host.name if hop is conn else f"{host.name} via {hop.host}",
@@ -236,7 +241,7 @@ def outcome_of_error(host, err: FoobarOpsError) -> Outcome:
 
 
 def run_many(hosts, command: str, *, inventory=None, sudo: bool = False, cap: int = 10,
-             timeout: float | None = None, stream: bool = False) -> list[Outcome]:
+             timeout: float | None = None, stream: bool = False, on_outcome=None) -> list[Outcome]:
     """Run one command on many hosts in parallel and return one Outcome per host, in order.
 
     hosts: inventory Hosts.
@@ -246,8 +251,15 @@ def run_many(hosts, command: str, *, inventory=None, sudo: bool = False, cap: in
     cap: at most this many hosts at once.
     timeout: per-command timeout in seconds.
     stream: print output lines prefixed with the host name as they come.
+    on_outcome: called with each host's Outcome as soon as it is known (e.g. to journal it).
     """
     def one(host) -> Outcome:
+        outcome = _one(host)
+        if on_outcome:
+            on_outcome(outcome)
+        return outcome
+
+    def _one(host) -> Outcome:
         try:
             with Remote(host, inventory) as remote:
                 return remote.run(command, sudo=sudo, timeout=timeout, stream=stream)

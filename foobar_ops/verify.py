@@ -5,7 +5,7 @@ import http.client
 import time
 from collections import Counter
 
-from .roles.topology import domain, ports
+from .roles.topology import TopologyError, domain, ports
 
 
 def lb_host(inventory):
@@ -13,7 +13,8 @@ def lb_host(inventory):
     for host in inventory.hosts.values():
         if "haproxy" in host.roles:
             return host
-    raise LookupError(f"{inventory.path}: no host has the haproxy role")
+    raise TopologyError(f"{inventory.path}: no host has the haproxy role, so there is no load balancer "
+                        "to send requests through")
 
 
 def request(address: str, port: int, host_header: str, path: str = "/", method: str = "GET",

@@ -21,7 +21,12 @@ hosts = None                        # host pattern (None: all hosts)
 test = False                        # True: plan only, change nothing
 verify_requests = 20                # requests sent through the load balancer at the end
 output_notebook = None              # set by the runner: linked from the journal"""),
-    ("code", """from pathlib import Path
+    ("code", """from foobar_ops.runbook import check_parameters  # first: before any other name exists
+
+params = check_parameters(globals(), {"inventory": (str,), "roles": (list,), "hosts": (str, type(None)),
+                                      "test": (bool,), "verify_requests": (int,),
+                                      "output_notebook": (str, type(None))})
+from pathlib import Path
 import pandas as pd
 import foobar_ops
 from foobar_ops import roles as role_mod
@@ -35,13 +40,11 @@ inv_path = Path(inventory) if Path(inventory).is_absolute() else PROJECT / inven
 inv = load_inventory(inv_path)
 role_mod.check_roles(roles)
 journal = Journal()
-params = {"inventory": str(inv_path), "roles": roles, "hosts": hosts, "test": test}
 pd.DataFrame([h.as_dict() for h in inv.select(hosts)])[["name", "address", "roles"]]"""),
     ("markdown", "## Plan: what would change (test mode)"),
     ("code", """plan = apply(inv, role_mod.phases(roles or None), pattern=hosts, test=True, journal=journal,
-             command="runbook deploy_stack: plan", runbook="runbooks/deploy_stack.ipynb", parameters=params)
-if output_notebook:
-    journal.set_output_notebook(plan.run_id, output_notebook)
+             command="runbook deploy_stack: plan", runbook="runbooks/deploy_stack.ipynb", parameters=params,
+             output_notebook=output_notebook)
 plan"""),
     ("code", """frame = plan.frame()
 frame[frame["result"].isna() | (frame["result"] == False)][["host", "state", "name", "comment"]]"""),
@@ -51,9 +54,8 @@ frame[frame["result"].isna() | (frame["result"] == False)][["host", "state", "na
     report = plan
 else:
     report = apply(inv, role_mod.phases(roles or None), pattern=hosts, journal=journal,
-                   command="runbook deploy_stack: apply", runbook="runbooks/deploy_stack.ipynb", parameters=params)
-    if output_notebook:
-        journal.set_output_notebook(report.run_id, output_notebook)
+                   command="runbook deploy_stack: apply", runbook="runbooks/deploy_stack.ipynb", parameters=params,
+                   output_notebook=output_notebook)
 print(report.summary(diffs=False))
 if not report.ok:
     raise RuntimeError(f"apply failed on {', '.join(report.failed_hosts)} (run {report.run_id})")"""),

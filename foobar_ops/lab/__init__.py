@@ -47,11 +47,16 @@ class Lab:
         self.inventory = inventory
         self.bridge = inventory.lab.get("bridge", DEFAULT_BRIDGE)
         self.network = inventory.lab.get("network", DEFAULT_NETWORK)
-        net_ = ipaddress.ip_network(self.network)
+        net_ = ipaddress.ip_network(self.network, strict=False)
         self.machines: dict[str, Machine] = {}
         for host in inventory.hosts.values():
-            if ipaddress.ip_address(host.address) not in net_:
-                raise LabError(f"{inventory.path}: host {host.name!r}: address {host.address} "
+            try:
+                address = ipaddress.ip_address(host.address)
+            except ValueError:
+                raise LabError(f"{inventory.path}: host {host.name!r}: key 'address': lab hosts need an IP "
+                               f"address in {self.network}, not {host.address!r}") from None
+            if address not in net_:
+                raise LabError(f"{inventory.path}: host {host.name!r}: key 'address': {host.address} "
                                f"is outside the lab network {self.network}")
             self.machines[host.name] = Machine(host.name, host.address, net_.prefixlen,
                                                LAB_DIR / "hosts" / host.name)

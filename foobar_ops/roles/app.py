@@ -3,10 +3,12 @@ machine and copied over; each release gets its own folder and venv; `current` is
 atomically; the app is health-checked after a switch; the newest releases are kept."""
 from __future__ import annotations
 
+import re
+
 from .. import states as s
 from ..build import build_app
 from ..shell import cmd
-from .topology import APP_ROOT, db_primary, db_read_pool, db_settings, ports
+from .topology import APP_ROOT, TopologyError, db_primary, db_read_pool, db_settings, ports
 
 USER = "foobar"
 ENV_FILE = "/etc/foobar/app.env"
@@ -19,6 +21,9 @@ CURRENT = f"{APP_ROOT}/current"
 def release_id(host, build) -> str:
     """Return the release id: the build's id, plus vars.app_build when set (a forced new release)."""
     extra = host.vars.get("app_build")
+    if extra is not None and not re.fullmatch(r"[A-Za-z0-9._]{1,32}", str(extra)):
+        raise TopologyError(f"host {host.name}: key 'vars.app_build': {extra!r} must be letters, digits, "
+                            "dots or underscores (it becomes part of the release folder name)")
     return f"{build.release}-b{extra}" if extra else build.release
 
 

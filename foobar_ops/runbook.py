@@ -1,0 +1,33 @@
+"""Helpers for runbooks (notebooks run with papermill): check the parameters a run was given."""
+from __future__ import annotations
+
+from .errors import FoobarOpsError
+
+#: Names an IPython kernel puts in a notebook's namespace before any cell runs.
+_KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "display"}
+
+
+class RunbookParameterError(FoobarOpsError):
+    """A runbook was given an unknown parameter or a value of the wrong type."""
+
+
+def check_parameters(namespace: dict, spec: dict[str, tuple[type, ...]]) -> dict:
+    """Check a runbook's parameters by name and type; return them as a dict.
+
+    namespace: the notebook's globals() right after the parameters cells.
+    spec: parameter name -> allowed types (e.g. {"test": (bool,), "hosts": (str, type(None))}).
+    Raises RunbookParameterError naming an unknown parameter (a typo such as `tset`) or a value of
+    the wrong type (such as the string "false" for a bool).
+    """
+    unknown = sorted(n for n in namespace if not n.startswith("_") and n not in spec
+                     and n not in _KERNEL_NAMES and not callable(namespace[n]))
+    if unknown:
+        raise RunbookParameterError(f"unknown parameter(s): {', '.join(unknown)} "
+                                    f"(this runbook takes: {', '.join(spec)})")
+    for name, types in spec.items():
+        value = namespace.get(name)
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            raise RunbookParameterError(f"parameter {name!r} must be {wanted}, not "
+                                        f"{type(value).__name__} {value!r}")
+    return {name: namespace[name] for name in spec}
