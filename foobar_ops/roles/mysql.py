@@ -29,6 +29,7 @@ def states(host, inventory) -> list:
     out = [
         s.pkg.installed(names=["mariadb-server", "mariadb-client"], id="mysql:packages"),
         s.file.managed(CNF, template="mariadb-foobar.cnf.j2", context=ctx, require=["mysql:packages"],
+                       validate="mariadbd --help --verbose >/dev/null", validate_in_context=True,
                        id="mysql:config"),
         s.service.running("mariadb", reload=False, watch=["mysql:config"], id="mysql:service"),
         s.mysql.database(db["name"], require=["mysql:service"], id="mysql:database"),

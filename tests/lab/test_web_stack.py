@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -163,6 +164,19 @@ def test_haproxy_config_change_is_a_reload_that_drops_nothing(stack, lab, tmp_pa
     assert "timeout client 31s" in lab.run("lb-01", ["cat", "/etc/haproxy/haproxy.cfg"]).stdout
 
 
+def test_invalid_database_config_is_refused_and_the_site_keeps_answering(stack, lab, tmp_path):
+    cnf = "/etc/mysql/mariadb.conf.d/60-foobar.cnf"
+    before = lab.run("web-01", ["sha256sum", cnf]).stdout
+    pid = lab.run("web-01", ["systemctl", "show", "-p", "MainPID", "--value", "mariadb"]).stdout
+    done, doc = apply(inventory_with(tmp_path, "web-01", mysql_max_connections="lots"), "mysql")
+    assert done.code != 0
+    cfg = next(r for r in doc["results"] if r["id"] == "mysql:config")
+    assert cfg["result"] is False and "max_connections" in cfg["comment"]
+    assert lab.run("web-01", ["sha256sum", cnf]).stdout == before
+    assert lab.run("web-01", ["systemctl", "show", "-p", "MainPID", "--value", "mariadb"]).stdout == pid
+    assert get("/health")["status"] == 200
+
+
 def test_home_page_renders_in_headless_chromium_with_static_assets_from_nginx(stack, tmp_path):
     chromium = shutil.which("chromium")
     assert chromium, "chromium is installed by `make setup`"
@@ -202,6 +216,58 @@ def test_rollback_returns_the_previous_release_and_the_site_keeps_answering(stac
     assert len(traffic.results) > 20 and traffic.failures == [], traffic.failures[:3]
     done, doc = apply()  # the inventory's release is the rolled-back one: nothing to change
     assert done.code == 0 and [r["id"] for r in doc["results"] if r["changed"]] == []
+
+
+def hold_session_on(lb, server: str, tries: int = 6) -> socket.socket:
+    """Open a request that stays in flight (its body never finishes) and lands on `server`."""
+    held = []
+    try:
+        for _ in range(tries):
+            before = lb.servers()[server]["scur"] or 0
+            sock = socket.create_connection((LB, 80), timeout=5)
+            sock.sendall(b"POST /api/items HTTP/1.1\r\nHost: foobar.com\r\nContent-Type: application/json"
+                         b"\r\nContent-Length: 100\r\n\r\n{")
+            time.sleep(0.3)
+            if (lb.servers()[server]["scur"] or 0) > before:
+                return sock
+            held.append(sock)
+        raise AssertionError(f"no held session landed on {server}")
+    finally:
+        for other in held:
+            other.close()
+
+
+def test_drain_waits_until_the_last_session_ends_and_times_out_when_it_does_not(stack):
+    lb = stack["lb"]
+    outcome: dict = {}
+
+    def drain():  # its own connection: the main thread keeps using `lb`
+        with HAProxy(stack["inv"]) as other:
+            try:
+                outcome["waited"] = other.drain("web-01", timeout=20, poll=0.2)
+            except Exception as err:  # noqa: BLE001 - checked below
+                outcome["error"] = err
+
+    sock = hold_session_on(lb, "web-01")
+    runner = threading.Thread(target=drain)
+    runner.start()
+    try:
+        time.sleep(2)
+        assert runner.is_alive(), f"drain returned while a session was still open: {outcome}"
+        assert lb.servers()["web-01"]["status"] == "DRAIN"
+    finally:
+        sock.close()
+        runner.join(20)
+    assert "error" not in outcome and outcome["waited"] >= 2, outcome
+    lb.ready("web-01")
+    sock = hold_session_on(lb, "web-01")
+    try:
+        with pytest.raises(Exception, match="still has 1 sessions after 1 s"):
+            lb.drain("web-01", timeout=1, poll=0.2)
+    finally:
+        sock.close()
+        lb.ready("web-01")
+    assert {r["status"] for r in lb.servers().values()} == {"UP"}
 
 
 def test_drain_waits_for_sessions_and_maint_refuses_the_last_server_up(stack):
