@@ -122,10 +122,16 @@ def table(rows: list[dict], columns: list[str]) -> str:
     rows: dicts keyed by column.
     columns: the columns, in order.
     """
-    cells = [[("-" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
     return "\n".join([line([c.upper() for c in columns])] + [line(row) for row in cells])
+
+
+def _cell(value, width: int = 60) -> str:
+    """Render one table cell on one line, cut to width."""
+    text = "-" if value is None else " ".join(str(value).split())
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def cmd_hosts(args) -> int:
@@ -350,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("foobar-ops: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
