@@ -99,18 +99,21 @@ class Report:
         rows = []
         for r in self.results:
             mark, tone = _mark(r)
-            diff = f"<pre style='margin:0'>{_html_diff(r.diff)}</pre>" if r.diff else ""
-            rows.append(f"<tr style='color:{_CSS[tone]}'><td>{mark}</td><td>{html.escape(r.host)}</td>"
-                        f"<td>{html.escape(r.state)}</td><td>{html.escape(r.name)}</td>"
-                        f"<td>{html.escape(r.comment)}{diff}</td><td>{r.duration_ms:.0f} ms</td></tr>")
+            diff = (f"<pre style='margin:4px 0;text-align:left;white-space:pre;font-family:monospace;font-size:85%'>"
+                    f"{_html_diff(r.diff)}</pre>") if r.diff else ""
+            cells = [mark, html.escape(r.host), html.escape(r.state), html.escape(r.name),
+                     html.escape(r.comment) + diff, f"{r.duration_ms:.0f} ms"]
+            rows.append(f"<tr style='color:{_CSS[tone]}'>"
+                        + "".join(f"<td {_LEFT}>{c}</td>" for c in cells) + "</tr>")
         n = self.counts()
         head = (f"<p><b>run {self.run_id}</b>{' (test mode)' if self.test else ''}: {n['succeeded']} ok, "
                 f"{n['changed']} changed, {n['pending']} pending, {n['failed']} failed, "
                 f"{self.duration_s:.2f} s</p>")
-        return head + ("<table><tr><th></th><th>host</th><th>state</th><th>name</th><th>comment</th>"
-                       "<th>time</th></tr>" + "".join(rows) + "</table>")
+        header = "".join(f"<th {_LEFT}>{h}</th>" for h in ("", "host", "state", "name", "comment", "time"))
+        return head + f"<table><tr>{header}</tr>" + "".join(rows) + "</table>"
 
 
+_LEFT = "style='text-align:left;vertical-align:top'"
 _CSS = {"green": "#1a7f37", "yellow": "#9a6700", "red": "#cf222e", "dim": "#57606a", "cyan": "#0969da"}
 
 
