@@ -227,11 +227,13 @@ def cmd_rollback(args) -> int:
     from .highstate import apply
     from .inventory import load_inventory
     from .records import Journal
+    from .highstate import Phase
     from .roles.app import rollback_states
+    from .roles.rolling import drained
     inv = load_inventory(args.inventory)
-    # one host at a time: the others keep serving while one restarts
-    report = apply(inv, rollback_states, pattern=args.pattern, journal=Journal(args.journal), parallel=1,
-                   command="foobar-ops rollback", parameters={"hosts": args.pattern})
+    # one host at a time, each drained in the load balancer first: the others keep serving
+    report = apply(inv, [Phase(rollback_states, serial=True, guard=drained)], pattern=args.pattern,
+                   journal=Journal(args.journal), command="foobar-ops rollback", parameters={"hosts": args.pattern})
     print(json.dumps(report.as_json(), indent=2, default=str) if args.json else
           report.summary(color=sys.stdout.isatty()))
     return 0 if report.ok else 1

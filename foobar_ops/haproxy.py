@@ -50,17 +50,18 @@ class HAProxy:
     socket: the admin socket path.
     journal: where server state changes are recorded (default: the project's journal).
     command: what is recorded as the command that made them.
+    record: journal each state change as a run of its own (False: the caller records them).
     """
 
     def __init__(self, inventory, host: str | None = None, socket: str = STATS_SOCKET, journal=None,
-                 command: str = "python: HAProxy") -> None:
+                 command: str = "python: HAProxy", record: bool = True) -> None:
         name = host or next((h.name for h in inventory.hosts.values() if "haproxy" in h.roles), None)
         if name is None:
             raise LBError(f"{inventory.path}: no host has the haproxy role")
         self.host = inventory.host(name)
         self.remote = Remote(self.host, inventory)
         self.socket = socket
-        self.inventory, self._journal, self.origin = inventory, journal, command
+        self.inventory, self._journal, self.origin, self.record = inventory, journal, command, record
 
     def command(self, line: str) -> str:
         """Send one runtime API command and return its answer.
@@ -104,6 +105,8 @@ class HAProxy:
 
     def _record(self, backend, server, before, state, answer, seconds) -> None:
         """Journal a server state change as a run with one result."""
+        if not getattr(self, "record", True):
+            return
         from .records import Journal
         from .result import Result
         journal = self._journal or Journal()
@@ -145,6 +148,23 @@ class HAProxy:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
                 raise LBError(f"{backend}/{server} still has {scur} sessions after {timeout:g} s of draining")
+            time.sleep(poll)
+
+    def wait_up(self, server: str, backend: str = "bk_web", timeout: float = 30, poll: float = 0.5) -> float:
+        """Wait until a server's status is UP (its health checks pass); return the seconds waited.
+
+        server: server name.
+        backend: backend name.
+        timeout: give up (LBError) after this many seconds.
+        poll: seconds between checks.
+        """
+        started = time.monotonic()
+        while True:
+            status = str(self.servers(backend)[server]["status"])
+            if status == "UP":
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise LBError(f"{backend}/{server} is {status}, not UP, {timeout:g} s after it came back")
             time.sleep(poll)
 
     def close(self) -> None:

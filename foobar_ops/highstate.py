@@ -24,10 +24,13 @@ class Phase:
 
     states_for: function (host, inventory) -> list of states.
     serial: one host at a time; the hosts after a failed one are not run.
+    guard: for a serial phase, a context manager factory guard(host, inventory, emit) wrapped around
+        a host's apply when a plan (one round trip) shows it has changes pending, e.g. taking the
+        host out of the load balancer; a host with nothing pending keeps its plan as its results.
     """
 
-    def __init__(self, states_for: StatesFor, serial: bool = False) -> None:
-        self.states_for, self.serial = states_for, serial
+    def __init__(self, states_for: StatesFor, serial: bool = False, guard=None) -> None:
+        self.states_for, self.serial, self.guard = states_for, serial, guard
 
     def __call__(self, host, inventory) -> list:
         return self.states_for(host, inventory)
@@ -101,7 +104,8 @@ def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | 
             for phase, plan in zip(phases, plans):
                 todo = [h for h in hosts if plan[h.name] and h.name not in report.failed_hosts_unreachable]
                 if phase.serial:
-                    report.results += _serial(todo, plan, one, emit)
+                    guarded = _guarded(phase, plan, inventory, remotes, emit) if phase.guard and not test else None
+                    report.results += _serial(todo, plan, guarded or one, emit)
                 else:
                     for results in pool.map(lambda h: one(h, plan), todo):
                         report.results += results
@@ -112,10 +116,43 @@ def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | 
         for name, remote in remotes.items():
             report.round_trips[name] = remote.round_trips
             remote.close()
+    for result in report.results:  # e.g. the load balancer, drained on behalf of a web host
+        if result.host not in report.hosts:
+            report.hosts.append(result.host)
     report.results.sort(key=lambda r: report.hosts.index(r.host))
     report.duration_s = time.perf_counter() - started
     journal.finish_run(run_id, "ok" if report.ok else "failed")
     return report
+
+
+def _guarded(phase: Phase, plan: dict, inventory, remotes: dict, emit):
+    """Return a per-host apply that plans first, and applies inside phase.guard only when
+    something is pending (a no-op host costs one round trip and is not disturbed)."""
+    def run(host, _plan) -> list[Result]:
+        preview: list[Result] = []
+        planned = HostRun(host, plan[host.name], remotes[host.name], True, preview.append).execute()
+        if not any(r.pending or r.result is False for r in planned):
+            for result in planned:
+                emit(result)
+            return planned
+        results: list[Result] = []
+        steps: list[Result] = []  # what the guard itself did (drain before, ready after)
+
+        def step(result: Result) -> None:
+            emit(result)
+            steps.append(result)
+
+        before = 0
+        try:
+            with phase.guard(host, inventory, step):
+                before = len(steps)
+                results = HostRun(host, plan[host.name], remotes[host.name], False, emit).execute()
+        except FoobarOpsError as err:
+            failed = Result(host.name, "__guard__", host.address, "host.guard", False, comment=str(err))
+            emit(failed)
+            steps.append(failed)
+        return steps[:before] + results + steps[before:]
+    return run
 
 
 def _serial(hosts, plan, one, emit) -> list[Result]:

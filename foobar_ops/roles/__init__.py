@@ -41,7 +41,7 @@ def states_for(host, inventory, roles: list[str] | None = None) -> list:
 #: Roles applied in phases across all hosts: the database first (the app checks its health against
 #: it), then Nginx and HAProxy everywhere at once, then the app one host at a time (a rolling
 #: change: the other servers keep serving, and a release that fails its health check on one
-#: host goes no further).
+#: host goes no further; a host with changes pending is drained in HAProxy first).
 PHASES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("mysql",), False), (("nginx", "haproxy"), False), (("app",), True))
 
@@ -55,7 +55,9 @@ def phases(roles: list[str] | None = None) -> list:
 
     def phase_fn(names):
         return lambda host, inventory: states_for(host, inventory, [r for r in names if not roles or r in roles])
-    return [Phase(phase_fn(names), serial) for names, serial in PHASES if not roles or set(names) & set(roles)]
+    from .rolling import drained
+    return [Phase(phase_fn(names), serial, guard=drained if serial else None)
+            for names, serial in PHASES if not roles or set(names) & set(roles)]
 
 
 def check_roles(roles: list[str]) -> None:

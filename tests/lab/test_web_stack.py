@@ -49,10 +49,11 @@ def apply(inv=LAB_INVENTORY, *extra):
 
 
 class Traffic:
-    """Requests through the load balancer in a background thread, bounded in count and time."""
+    """Requests through the load balancer in a background thread, bounded in count and time.
+    With writes=TAG, every other request is a POST of an item named TAG-N."""
 
-    def __init__(self, path="/health", max_seconds=90, max_requests=5000):
-        self.path, self.max_seconds, self.max_requests = path, max_seconds, max_requests
+    def __init__(self, path="/health", max_seconds=90, max_requests=5000, writes: str | None = None):
+        self.path, self.max_seconds, self.max_requests, self.writes = path, max_seconds, max_requests, writes
         self.results: list[dict] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -60,8 +61,18 @@ class Traffic:
     def _run(self):
         deadline = time.monotonic() + self.max_seconds
         while not self.stop.is_set() and time.monotonic() < deadline and len(self.results) < self.max_requests:
-            self.results.append(get(self.path))
+            n = len(self.results)
+            if self.writes and n % 2:
+                answer = post(json.dumps({"name": f"{self.writes}-{n}"}).encode())
+                self.results.append(dict(answer, status=200 if answer["status"] == 201 else answer["status"],
+                                         posted=answer["status"] == 201))
+            else:
+                self.results.append(get(self.path))
             time.sleep(0.01)
+
+    @property
+    def posted(self) -> int:
+        return sum(1 for r in self.results if r.get("posted"))
 
     def __enter__(self):
         self.thread.start()
@@ -201,17 +212,22 @@ def test_home_page_renders_in_headless_chromium_with_static_assets_from_nginx(st
     assert head["status"] == 200
 
 
-def test_rollback_returns_the_previous_release_and_the_site_keeps_answering(stack, tmp_path):
+def test_rollback_returns_the_previous_release_and_the_site_keeps_answering(stack, lab, tmp_path):
     first = get("/health")["release"]
     newer = inventory_with(tmp_path, ["web-01", "web-02"], app_build="2")
-    with Traffic() as deploy_traffic:  # a rolling deploy of a new release drops nothing
+    with Traffic(writes="deploy") as deploy_traffic:  # a rolling deploy of a new release drops nothing
         done, _ = apply(newer)
     assert done.code == 0
     assert len(deploy_traffic.results) > 10 and deploy_traffic.failures == [], deploy_traffic.failures[:3]
+    rows = lab.run("web-01", ["mysql", "-NB", "foobar", "-e",
+                              "SELECT COUNT(*), COUNT(DISTINCT name) FROM items WHERE name LIKE 'deploy-%'"])
+    assert rows.stdout.split() == [str(deploy_traffic.posted)] * 2  # every write kept once: none lost, none doubled
     assert {get("/health")["release"] for _ in range(4)} == {first + "-b2"}
-    with Traffic() as traffic:
+    with Traffic(writes="rollback") as traffic:
         rolled = run_cli("rollback", "-i", LAB_INVENTORY, "--json")
     assert rolled.code == 0, rolled
+    steps = [r["id"].rsplit(":", 1)[-1] for r in rolled.json()["results"] if r["state"] == "haproxy.server"]
+    assert steps == ["drain", "ready", "drain", "ready"]  # each host left the pool while it switched
     assert {get("/health")["release"] for _ in range(4)} == {first}
     assert len(traffic.results) > 10 and traffic.failures == [], traffic.failures[:3]
     done, doc = apply()  # the inventory's release is the rolled-back one: nothing to change

@@ -35,13 +35,17 @@ def world(tmp_path, monkeypatch):
 
     class FakeHostRun:
         def __init__(self, host, states, remote, test, emit):
-            self.host, self.states, self.emit = host, states, emit
+            self.host, self.states, self.emit, self.test = host, states, emit, test
 
         def execute(self):
             out = []
             for st in self.states:
-                calls.append((self.host.name, st))
-                r = Result(self.host.name, st, st, "cmd.run", self.host.name not in failing, changed=True)
+                if self.test:  # a plan: "pending" states would change
+                    r = Result(self.host.name, st, st, "cmd.run", None if st == "pending" else True,
+                               changes={"new": 1} if st == "pending" else {})
+                else:
+                    calls.append((self.host.name, st))
+                    r = Result(self.host.name, st, st, "cmd.run", self.host.name not in failing, changed=True)
                 self.emit(r)
                 out.append(r)
             return out
@@ -84,3 +88,40 @@ def test_bad_input_stops_before_any_host_and_is_journaled(world):
     assert world["calls"] == []
     runs = world["journal"].runs()
     assert list(runs["status"]) == ["error"] and "broken" in runs["error"][0]
+
+
+def test_a_guard_wraps_only_hosts_with_pending_changes(world):
+    from contextlib import contextmanager
+    guarded = []
+
+    @contextmanager
+    def guard(host, inventory, emit):
+        guarded.append(host.name)
+        emit(Result("lb-x", f"drain:{host.name}", host.name, "haproxy.server", True, changed=True))
+        yield
+
+    states = {"web-01": ["pending"], "web-02": ["quiet"], "web-03": ["pending"]}
+    report = apply(world["inv"], [Phase(lambda h, i: states[h.name], serial=True, guard=guard)],
+                   journal=world["journal"])
+    assert guarded == ["web-01", "web-03"]
+    assert world["calls"] == [("web-01", "pending"), ("web-03", "pending")]  # web-02 was only planned
+    assert [r.id for r in report.results if r.host == "lb-x"] == ["drain:web-01", "drain:web-03"]
+    assert "lb-x" in report.hosts and report.ok
+
+
+def test_a_failing_guard_stops_the_serial_phase(world):
+    from contextlib import contextmanager
+
+    from foobar_ops.errors import FoobarOpsError
+
+    @contextmanager
+    def guard(host, inventory, emit):
+        raise FoobarOpsError(f"cannot drain {host.name}")
+        yield
+
+    report = apply(world["inv"], [Phase(lambda h, i: ["pending"], serial=True, guard=guard)],
+                   journal=world["journal"])
+    assert world["calls"] == []
+    first = [r for r in report.results if r.host == "web-01"]
+    assert first[0].result is False and "cannot drain web-01" in first[0].comment
+    assert all(r.run is False for r in report.results if r.host in ("web-02", "web-03"))
