@@ -229,10 +229,11 @@ def cmd_rollback(args) -> int:
     from .records import Journal
     from .highstate import Phase
     from .roles.app import rollback_states
-    from .roles.rolling import drained
+    from .roles.rolling import drained, out_of_rotation_first
     inv = load_inventory(args.inventory)
     # one host at a time, each drained in the load balancer first: the others keep serving
-    report = apply(inv, [Phase(rollback_states, serial=True, guard=drained)], pattern=args.pattern,
+    phase = Phase(rollback_states, serial=True, guard=drained, order=out_of_rotation_first)
+    report = apply(inv, [phase], pattern=args.pattern,
                    journal=Journal(args.journal), command="foobar-ops rollback", parameters={"hosts": args.pattern})
     print(json.dumps(report.as_json(), indent=2, default=str) if args.json else
           report.summary(color=sys.stdout.isatty()))
@@ -358,9 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("foobar-ops: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like
+    except BrokenPipeError:  # output piped into `head` and the like: quiet, but not "success"
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return 141
 
 
 if __name__ == "__main__":

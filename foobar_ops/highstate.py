@@ -29,8 +29,8 @@ class Phase:
         host out of the load balancer; a host with nothing pending keeps its plan as its results.
     """
 
-    def __init__(self, states_for: StatesFor, serial: bool = False, guard=None) -> None:
-        self.states_for, self.serial, self.guard = states_for, serial, guard
+    def __init__(self, states_for: StatesFor, serial: bool = False, guard=None, order=None) -> None:
+        self.states_for, self.serial, self.guard, self.order = states_for, serial, guard, order
 
     def __call__(self, host, inventory) -> list:
         return self.states_for(host, inventory)
@@ -105,7 +105,8 @@ def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | 
                 todo = [h for h in hosts if plan[h.name] and h.name not in report.failed_hosts_unreachable]
                 if phase.serial:
                     guarded = _guarded(phase, plan, inventory, remotes, emit) if phase.guard and not test else None
-                    report.results += _serial(todo, plan, guarded or one, emit)
+                    order = phase.order(todo, inventory) if phase.order and not test else todo
+                    report.results += _serial(order, plan, guarded or one, emit)
                 else:
                     for results in pool.map(lambda h: one(h, plan), todo):
                         report.results += results
@@ -131,8 +132,8 @@ def _guarded(phase: Phase, plan: dict, inventory, remotes: dict, emit):
     def run(host, _plan) -> list[Result]:
         preview: list[Result] = []
         planned = HostRun(host, plan[host.name], remotes[host.name], True, preview.append).execute()
-        if not any(r.pending or r.result is False for r in planned):
-            for result in planned:
+        if any(r.result is False for r in planned) or not any(r.pending for r in planned):
+            for result in planned:  # nothing to change, or it cannot be planned: nothing drained
                 emit(result)
             return planned
         results: list[Result] = []

@@ -24,8 +24,12 @@ def check_parameters(namespace: dict, spec: dict[str, tuple[type, ...]]) -> dict
     if unknown:
         raise RunbookParameterError(f"unknown parameter(s): {', '.join(unknown)} "
                                     f"(this runbook takes: {', '.join(spec)})")
+    missing = [name for name in spec if name not in namespace]
+    if missing:
+        raise RunbookParameterError(f"parameter(s) {', '.join(missing)} missing from the runbook's "
+                                    "parameters cell")
     for name, types in spec.items():
-        value = namespace.get(name)
+        value = namespace[name]
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
             raise RunbookParameterError(f"parameter {name!r} must be {wanted}, not "

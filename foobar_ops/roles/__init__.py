@@ -55,8 +55,9 @@ def phases(roles: list[str] | None = None) -> list:
 
     def phase_fn(names):
         return lambda host, inventory: states_for(host, inventory, [r for r in names if not roles or r in roles])
-    from .rolling import drained
-    return [Phase(phase_fn(names), serial, guard=drained if serial else None)
+    from .rolling import drained, out_of_rotation_first
+    return [Phase(phase_fn(names), serial, guard=drained if serial else None,
+                  order=out_of_rotation_first if serial else None)
             for names, serial in PHASES if not roles or set(names) & set(roles)]
 
 

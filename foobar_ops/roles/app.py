@@ -83,8 +83,11 @@ def states(host, inventory) -> list:
 def rollback_states(host, inventory) -> list:
     """Return the states that switch `current` back to the previous release, restart, and check.
 
-    The previous release is the newest release folder other than the current one.
+    The previous release is the newest release folder other than the current one. Hosts without
+    the app role get no states.
     """
+    if "app" not in host.roles:
+        return []
     p = ports(inventory)
     switch = (f"cur=$(basename \"$(readlink {cmd(CURRENT)})\"); "
               f"prev=$(cd {cmd(RELEASES)} && ls -1t | grep -vxF \"$cur\" | while read r; do "

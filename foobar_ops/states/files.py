@@ -6,7 +6,7 @@ import difflib
 import hashlib
 import posixpath
 
-from ..secrets import Secret
+from ..secrets import Secret, mask_known
 from ..shell import cmd
 from ..templating import render
 from .base import Plan, State, StateError, keyvals, norm_mode
@@ -94,12 +94,15 @@ class Managed(State):
                  validate_in_context=False, makedirs=False, sensitive=None, **kw):
         super().__init__(path, **kw)
         _absolute(self)
-        self.sensitive = _holds_secret(context) if sensitive is None else sensitive
         if (content is None) == (template is None):
             raise StateError(f"{self.id}: give exactly one of content= or template=")
         if content is None:
             content = render(template, context or {}, inline=inline, where=self.id)
         self.content = content.encode() if isinstance(content, str) else bytes(content)
+        if sensitive is None:  # a secret in the context, or a revealed one in the content itself
+            text = self.content.decode(errors="replace")
+            sensitive = _holds_secret(context) or mask_known(text) != text
+        self.sensitive = sensitive
         self.owner, self.group, self.mode = owner, group, norm_mode(mode)
         self.validate, self.validate_in_context, self.makedirs = validate, validate_in_context, makedirs
 
