@@ -1,119 +1,13 @@
-"""The `foobar-ops` command line."""
+"""foobar-ops: build, change and verify the foobar.com stack (lab, apply, runbooks, records)."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
 import sys
-from pathlib import Path
 
+from .cli_args import build_parser
 from .errors import FoobarOpsError
-
-PROJECT = Path(__file__).resolve().parent.parent
-DEFAULT_LAB_INVENTORY = PROJECT / "inventories" / "lab.yml"
-
-
-def _inventory_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("-i", "--inventory", required=required, type=Path,
-                   default=None if required else DEFAULT_LAB_INVENTORY,
-                   help="inventory YAML file" + ("" if required else f" (default: {DEFAULT_LAB_INVENTORY})"))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of every sub-command."""
-    parser = argparse.ArgumentParser(prog="foobar-ops", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("hosts", help="list the inventory's hosts with their roles")
-    _inventory_arg(p)
-    p.add_argument("--hosts", dest="pattern", help="host pattern: name, glob, role:NAME, group:NAME")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-
-    p = sub.add_parser("ping", help="run a command on every host in parallel: outcome, rtt, kernel")
-    _inventory_arg(p)
-    p.add_argument("--hosts", dest="pattern", help="host pattern: name, glob, role:NAME, group:NAME")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--sudo", action="store_true", help="run the probe through sudo")
-    p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
-
-    p = sub.add_parser("run", help="run an ad-hoc shell command on hosts in parallel (journaled)")
-    _inventory_arg(p)
-    p.add_argument("--hosts", dest="pattern", help="host pattern: name, glob, role:NAME, group:NAME")
-    p.add_argument("--sudo", action="store_true", help="run it through sudo")
-    p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
-    p.add_argument("--journal", type=Path, help="journal path (default: records/journal.sqlite)")
-    p.add_argument("remote", nargs=argparse.REMAINDER, metavar="-- COMMAND")
-
-    p = sub.add_parser("apply", help="apply the roles of each host (highstate); --test changes nothing")
-    _inventory_arg(p)
-    p.add_argument("roles", nargs="*", metavar="ROLE", help="only these roles (default: every role a host has)")
-    p.add_argument("--hosts", dest="pattern", help="host pattern: name, glob, role:NAME, group:NAME")
-    p.add_argument("--states", type=Path, metavar="FILE.py",
-                   help="apply the states(host, inventory) of this Python file instead of the roles")
-    p.add_argument("--test", action="store_true", help="dry-run: show what would change, with diffs")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
-    p.add_argument("--journal", type=Path, help="journal path (default: records/journal.sqlite)")
-    p.add_argument("--no-diff", action="store_true", help="leave diffs out of the summary")
-
-    p = sub.add_parser("rollback", help="switch app hosts back to their previous release")
-    _inventory_arg(p)
-    p.add_argument("--hosts", dest="pattern", default="role:app", help="host pattern (default: role:app)")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--journal", type=Path, help="journal path (default: records/journal.sqlite)")
-
-    p = sub.add_parser("lb", help="the HAProxy runtime API: stat, drain, ready, maint")
-    bsub = p.add_subparsers(dest="lb_command", required=True, metavar="ACTION")
-    q = bsub.add_parser("stat", help="`show stat` as a table")
-    _inventory_arg(q)
-    q.add_argument("--json", action="store_true")
-    for action, text in (("drain", "no new sessions; wait until current sessions reach zero"),
-                         ("ready", "back in rotation"), ("maint", "out of rotation at once")):
-        q = bsub.add_parser(action, help=text)
-        _inventory_arg(q)
-        q.add_argument("server", metavar="SERVER")
-        q.add_argument("--backend", default="bk_web")
-        q.add_argument("--journal", type=Path, help="journal path (default: records/journal.sqlite)")
-        if action == "drain":
-            q.add_argument("--timeout", type=float, default=60, help="seconds to wait for sessions to end")
-
-    p = sub.add_parser("verify", help="send requests through the load balancer; who answered")
-    _inventory_arg(p)
-    p.add_argument("-n", type=int, default=20, help="number of requests")
-    p.add_argument("--wait", type=float, default=30, help="seconds to wait for every server to be UP first")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("records", help="the change journal: runs, their results, changes")
-    rsub = p.add_subparsers(dest="records_command", required=True, metavar="ACTION")
-    q = rsub.add_parser("list", help="runs, newest first")
-    q.add_argument("--limit", type=int, default=20)
-    q = rsub.add_parser("show", help="every result of one run")
-    q.add_argument("run_id", metavar="RUN")
-    q = rsub.add_parser("changes", help="what changed, newest first")
-    q.add_argument("--host")
-    q.add_argument("--since", help="an age (7d, 12h, 30m) or a date")
-    q.add_argument("--state", help="a state function (file.managed) or state id")
-    for q in rsub.choices.values():
-        q.add_argument("--json", action="store_true", help="print one JSON document")
-        q.add_argument("--journal", type=Path, help="journal path (default: records/journal.sqlite)")
-
-    lab = sub.add_parser("lab", help="the built-in lab of real hosts on this machine")
-    lsub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
-    for name, text in (("up", "boot hosts (all by default); running hosts are left alone"),
-                       ("down", "power hosts off cleanly (all by default)"),
-                       ("destroy", "power off and remove hosts' disks (all by default)")):
-        p = lsub.add_parser(name, help=text)
-        _inventory_arg(p, required=False)
-        p.add_argument("names", nargs="*", metavar="HOST")
-    p = lsub.add_parser("status", help="table of host, address, state, uptime")
-    _inventory_arg(p, required=False)
-    p.add_argument("--json", action="store_true")
-    p = lsub.add_parser("ssh", help="run COMMAND as root on a lab host (a shell without one)")
-    _inventory_arg(p, required=False)
-    p.add_argument("name", metavar="HOST")
-    p.add_argument("remote", nargs=argparse.REMAINDER, metavar="-- COMMAND")
-    return parser
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
@@ -346,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv: arguments (default: sys.argv[1:]).
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser(__doc__).parse_args(argv)
     handlers = {"hosts": cmd_hosts, "ping": cmd_ping, "lab": cmd_lab, "apply": cmd_apply,
                 "records": cmd_records, "rollback": cmd_rollback, "lb": cmd_lb,
                 "verify": cmd_verify, "run": cmd_run}

@@ -89,12 +89,29 @@ def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | 
         journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
         raise
     report = Report(run_id, test, hosts=[h.name for h in hosts])
-    remotes = {h.name: Remote(h, inventory) for h in hosts}
 
     def emit(result: Result) -> None:
         journal.add_result(run_id, result)
         if on_result:
             on_result(result)
+
+    try:
+        _run_phases(inventory, hosts, phases, plans, report, emit, test, parallel)
+    except BaseException as err:
+        journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
+        raise
+    for result in report.results:  # e.g. the load balancer, drained on behalf of a web host
+        if result.host not in report.hosts:
+            report.hosts.append(result.host)
+    report.results.sort(key=lambda r: report.hosts.index(r.host))
+    report.duration_s = time.perf_counter() - started
+    journal.finish_run(run_id, "ok" if report.ok else "failed")
+    return report
+
+
+def _run_phases(inventory, hosts, phases, plans, report: Report, emit, test: bool, parallel: int) -> None:
+    """Run each phase over its hosts (in parallel, or one at a time), adding results to the report."""
+    remotes = {h.name: Remote(h, inventory) for h in hosts}
 
     def one(host, plan) -> list[Result]:
         return HostRun(host, plan[host.name], remotes[host.name], test, emit).execute()
@@ -110,20 +127,10 @@ def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | 
                 else:
                     for results in pool.map(lambda h: one(h, plan), todo):
                         report.results += results
-    except BaseException as err:
-        journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
-        raise
     finally:
         for name, remote in remotes.items():
             report.round_trips[name] = remote.round_trips
             remote.close()
-    for result in report.results:  # e.g. the load balancer, drained on behalf of a web host
-        if result.host not in report.hosts:
-            report.hosts.append(result.host)
-    report.results.sort(key=lambda r: report.hosts.index(r.host))
-    report.duration_s = time.perf_counter() - started
-    journal.finish_run(run_id, "ok" if report.ok else "failed")
-    return report
 
 
 def _guarded(phase: Phase, plan: dict, inventory, remotes: dict, emit):
