@@ -147,16 +147,6 @@ def by_id(results):
     return {r.id: r for r in results}
 
 
-@pytest.fixture(autouse=True)
-def _isolated_secret_registry():
-    """Revealed secrets are remembered process-wide: start from none, and forget ours after."""
-    saved = set(secrets_mod._known_values)
-    secrets_mod._known_values.clear()
-    yield
-    secrets_mod._known_values.clear()
-    secrets_mod._known_values.update(saved)
-
-
 # --- facts as the probes print them ----------------------------------------------------------
 
 def file_facts(content: bytes, mode="0644") -> str:

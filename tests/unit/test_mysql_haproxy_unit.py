@@ -29,16 +29,6 @@ APP_PRIVS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_secret_registry():
-    """Revealed secrets are remembered process-wide: start from none, and forget ours after."""
-    saved = set(secrets_mod._known_values)
-    secrets_mod._known_values.clear()
-    yield
-    secrets_mod._known_values.clear()
-    secrets_mod._known_values.update(saved)
-
-
-@pytest.fixture(autouse=True)
 def _no_git(monkeypatch):
     """The journal records the project's git commit; keep these tests away from the real repo."""
     monkeypatch.setattr(records, "git_commit", lambda folder=records.PROJECT: "abc1234")

@@ -25,16 +25,6 @@ SUDO_PW = "t3st-sudo-pw-1a2b3c"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_secret_registry():
-    """Revealed secrets are remembered process-wide: start from none, and forget ours after."""
-    saved = set(secrets_mod._known_values)
-    secrets_mod._known_values.clear()
-    yield
-    secrets_mod._known_values.clear()
-    secrets_mod._known_values.update(saved)
-
-
-@pytest.fixture(autouse=True)
 def _env_secrets(monkeypatch):
     monkeypatch.setenv("TEST_DB_PW", DB_PW)
     monkeypatch.setenv("TEST_SUDO", SUDO_PW)
