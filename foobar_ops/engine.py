@@ -6,7 +6,6 @@ import json
 import re
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 
 from .errors import ConnectionFailed, FoobarOpsError, HostUnreachable

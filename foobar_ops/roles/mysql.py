@@ -2,11 +2,10 @@
 and an app user per app host with least privilege; admin through the unix socket."""
 from __future__ import annotations
 
-from importlib import resources
 
 from .. import states as s
 from ..shell import cmd
-from .topology import app_hosts, db_settings, ports
+from .topology import app_hosts, db_settings
 
 CNF = "/etc/mysql/mariadb.conf.d/60-foobar.cnf"
 SCHEMA = "/etc/foobar/schema.sql"

@@ -3,7 +3,6 @@ secrets. Tests in this module run in order and build on each other's host state 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 

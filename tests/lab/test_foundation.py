@@ -10,7 +10,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from foobar_ops import ssh

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from foobar_ops import secrets as secrets_mod
 from foobar_ops import states as s
 from foobar_ops.engine import VALIDATION_FAILED, HostRun, check_states, section, sections
 from foobar_ops.secrets import MASK, Secret

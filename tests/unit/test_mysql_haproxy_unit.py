@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from foobar_ops import records
-from foobar_ops import secrets as secrets_mod
 from foobar_ops import states as s
 from foobar_ops.haproxy import HAProxy, LBError, parse_stat
 from foobar_ops.inventory import load_inventory

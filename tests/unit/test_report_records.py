@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from foobar_ops import records
-from foobar_ops import secrets as secrets_mod
 from foobar_ops.records import Journal, JournalError, parse_since
 from foobar_ops.report import COLUMNS, Report
 from foobar_ops.result import Result
