@@ -71,9 +71,8 @@ def cmd_apply(args) -> int:
     else:
         role_mod.check_roles(args.roles)
         states_for = role_mod.phases(args.roles or None)
-    command = "foobar-ops " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["apply"] else "foobar-ops apply"
     report = apply(inv, states_for, pattern=args.pattern, test=args.test, journal=Journal(args.journal),
-                   command=command, parallel=args.parallel,
+                   command=args.command_line, parallel=args.parallel,
                    parameters={"roles": args.roles, "hosts": args.pattern, "test": args.test,
                                "states": str(args.states) if args.states else None})
     if args.json:
@@ -94,23 +93,17 @@ def cmd_run(args) -> int:
     line = remote[0] if len(remote) == 1 else shlex.join(remote)  # one argument: shell text as given
     inv = load_inventory(args.inventory)
     hosts = inv.select(args.pattern)
-    journal = Journal(args.journal)
-    run_id = journal.start_run(command=f"foobar-ops run -- {line}", inventory=inv,
-                               parameters={"hosts": args.pattern, "sudo": args.sudo, "command": line})
+    with Journal(args.journal).recording(command=args.command_line, inventory=inv,
+                                         parameters={"hosts": args.pattern, "sudo": args.sudo,
+                                                     "command": line}) as run:
+        def record(o) -> None:  # each host's outcome is journaled as soon as it is known
+            run.add(Result(o.host, "cmd.adhoc", line, "cmd.run", o.ok, changed=o.outcome != "unreachable",
+                           idempotent=False, comment=o.error or f"exit {o.exit_code}",
+                           duration_ms=o.rtt_ms or 0.0))
 
-    def record(o) -> None:  # each host's outcome is journaled as soon as it is known
-        journal.add_result(run_id, Result(o.host, "cmd.adhoc", line, "cmd.run", o.ok,
-                                          changed=o.outcome != "unreachable", idempotent=False,
-                                          comment=o.error or f"exit {o.exit_code}", duration_ms=o.rtt_ms or 0.0))
-
-    try:
         outcomes = ssh.run_many(hosts, line, inventory=inv, sudo=args.sudo, cap=args.parallel, stream=True,
                                 on_outcome=record)
-    except BaseException as err:
-        journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
-        raise
     bad = [o.host for o in outcomes if not o.ok]
-    journal.finish_run(run_id, "failed" if bad else "ok")
     for o in outcomes:
         if not o.ok:
             print(f"{o.host}: {o.outcome}: {o.error}", file=sys.stderr)
@@ -128,7 +121,7 @@ def cmd_rollback(args) -> int:
     # one host at a time, each drained in the load balancer first: the others keep serving
     phase = Phase(rollback_states, serial=True, guard=drained, order=out_of_rotation_first)
     report = apply(inv, [phase], pattern=args.pattern,
-                   journal=Journal(args.journal), command="foobar-ops rollback", parameters={"hosts": args.pattern})
+                   journal=Journal(args.journal), command=args.command_line, parameters={"hosts": args.pattern})
     print(json.dumps(report.as_json(), indent=2, default=str) if args.json else
           report.summary(color=sys.stdout.isatty()))
     return 0 if report.ok else 1
@@ -240,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
 
     argv: arguments (default: sys.argv[1:]).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(__doc__).parse_args(argv)
+    args.command_line = "foobar-ops " + shlex.join(argv)  # what the journal records as the command
     handlers = {"hosts": cmd_hosts, "ping": cmd_ping, "lab": cmd_lab, "apply": cmd_apply,
                 "records": cmd_records, "rollback": cmd_rollback, "lb": cmd_lb,
                 "verify": cmd_verify, "run": cmd_run}

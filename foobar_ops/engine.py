@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 from .errors import ConnectionFailed, FoobarOpsError, HostUnreachable
 from .result import Result
 from .secrets import mask_deep, mask_known
-from .shell import cmd
+from .shell import STAGE_VAR, cmd
 from .ssh import Remote
 from .states.base import State, StateError
 
@@ -115,7 +115,8 @@ class HostRun:
     def _changed(self, ids) -> list[str]:
         return [i for i in ids if self.results.get(i) and (self.results[i].changed or self.results[i].pending)]
 
-    def _pending_before(self, st: State) -> list[str]:
+    def _pending_ids(self) -> list[str]:
+        """Ids of the states so far that would change (test mode)."""
         return [r.id for r in self.results.values() if r.pending]
 
     def _one(self, index: int, st: State) -> Result:
@@ -128,11 +129,11 @@ class HostRun:
         if st.onchanges and not self._changed(st.onchanges):
             return Result(**base, result=True, comment="not run: nothing in onchanges changed")
         plan = st.plan(self.facts.get(st.id, ""))
-        if plan.error and self.test and self._pending_before(st):
+        if plan.error and self.test and self._pending_ids():
             return Result(**base, result=None, changes=plan.changes or {"pending": "after earlier changes"},
                           diff=plan.diff,
                           comment="cannot be checked before earlier pending "
-                          f"changes ({', '.join(self._pending_before(st))}) are applied: {plan.error}")
+                          f"changes ({', '.join(self._pending_ids())}) are applied: {plan.error}")
         if plan.error:
             return Result(**base, result=False, comment=plan.error)
         if not plan.needed:
@@ -148,7 +149,7 @@ class HostRun:
         stage = ""
         if plan.uploads:
             stage = self._upload(plan.uploads)
-        body = (f"set -e; FOOBAR_STAGE={cmd(stage)}; trap 'rm -rf \"$FOOBAR_STAGE\"' EXIT; "
+        body = (f"set -e; {STAGE_VAR}={cmd(stage)}; trap 'rm -rf \"${STAGE_VAR}\"' EXIT; "
                 if stage else "set -e; ") + "\n".join(plan.commands)
         later = self.states[index + 1:]
         parts = self._gather(later + [st], prefix=section("apply", body))
@@ -185,10 +186,10 @@ class HostRun:
             return result
         if result.changed and "active" in result.changes.get("new", {}):
             return result  # it was just started: the new content is already live
-        commands = st.react(self.facts.get(st.id, ""))
-        if not commands:
+        reaction = st.react(self.facts.get(st.id, ""))
+        if not reaction:
             return result
-        what = commands[0].split()[1] if len(commands[0].split()) > 1 else "react"
+        what, commands = reaction
         if self.test or result.result is None:  # the reaction follows a pending change: say so
             result.comment = f"{result.comment}; would {what}: {', '.join(changed)} would change"
             return result

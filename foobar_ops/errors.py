@@ -90,40 +90,5 @@ class SudoError(FoobarOpsError):
         super().__init__(f"{host}: {message}")
 
 
-class CommandFailed(FoobarOpsError):
-    """A remote command exited with a non-zero status."""
-
-    def __init__(
-        self, host: str, command: str, exit_code: int, stdout: str, stderr: str
-    ) -> None:
-        """Record the command, its status and its output.
-
-        host: the inventory host name the command ran on.
-        command: the command line that was run.
-        exit_code: its exit status.
-        stdout: its standard output.
-        stderr: its standard error.
-        """
-        self.host = host
-        self.command = command
-        self.exit_code = exit_code
-        self.stdout = stdout
-        self.stderr = stderr
-        super().__init__(
-            f"{host}: {command} exited {exit_code}: {_last_line(stderr)}"
-        )
-
-
 class LabError(FoobarOpsError):
     """The built-in lab could not be created, started or torn down."""
-
-
-def _last_line(text: str | None) -> str:
-    """Return the last non-blank line of text, or '' when there is none.
-
-    text: command output, possibly None.
-    """
-    for line in reversed((text or "").splitlines()):
-        if line.strip():
-            return line.strip()
-    return ""

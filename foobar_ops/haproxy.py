@@ -8,6 +8,7 @@ import time
 
 from .errors import FoobarOpsError
 from .roles.haproxy import STATS_SOCKET
+from .roles.topology import lb_host
 from .shell import cmd
 from .ssh import Remote
 
@@ -33,6 +34,41 @@ def parse_stat(text: str) -> list[dict]:
     return rows
 
 
+def is_up(row: dict) -> bool:
+    """Return True when a server row takes traffic: UP, or UP while its checks settle ("UP 1/2")."""
+    return str(row["status"]).startswith("UP")
+
+
+def others_up(servers: dict[str, dict], server: str) -> list[str]:
+    """Return the servers other than `server` that take traffic.
+
+    servers: name -> stat row (HAProxy.servers()).
+    server: the one left out.
+    """
+    return [n for n, r in servers.items() if n != server and is_up(r)]
+
+
+def server_result(lb_host: str, backend: str, server: str, action: str, ok: bool, comment: str,
+                  seconds: float, before=None, changed: bool = True):
+    """Return the Result that records one server state change on the load balancer.
+
+    lb_host: the load balancer's name.
+    backend, server: which server.
+    action: drain, ready, maint, or as-is (nothing done).
+    ok: it worked.
+    comment: one sentence.
+    seconds: how long it took.
+    before: the server's status before.
+    changed: whether the server's state changed.
+    """
+    from .result import Result
+    name = f"{backend}/{server}"
+    changed = ok and changed
+    return Result(lb_host, f"haproxy.server:{name}:{action}", name, "haproxy.server", ok, changed=changed,
+                  changes={"old": before, "new": action} if changed else {}, comment=comment,
+                  duration_ms=round(seconds * 1000, 2))
+
+
 def _number(value: str):
     if value is None or value == "":
         return None
@@ -55,10 +91,10 @@ class HAProxy:
 
     def __init__(self, inventory, host: str | None = None, socket: str = STATS_SOCKET, journal=None,
                  command: str = "python: HAProxy", record: bool = True) -> None:
-        name = host or next((h.name for h in inventory.hosts.values() if "haproxy" in h.roles), None)
-        if name is None:
+        found = inventory.host(host) if host else lb_host(inventory)
+        if found is None:
             raise LBError(f"{inventory.path}: no host has the haproxy role")
-        self.host = inventory.host(name)
+        self.host = found
         self.remote = Remote(self.host, inventory)
         self.socket = socket
         self.inventory, self._journal, self.origin, self.record = inventory, journal, command, record
@@ -92,10 +128,8 @@ class HAProxy:
         servers = self.servers(backend)
         if server not in servers:
             raise LBError(f"backend {backend} has no server {server!r} (servers: {', '.join(servers)})")
-        if state in ("drain", "maint"):
-            others_up = [n for n, r in servers.items() if n != server and str(r["status"]).startswith("UP")]
-            if not others_up:
-                raise LBError(f"refusing to {state} {backend}/{server}: it is the last server that is UP")
+        if state in ("drain", "maint") and not others_up(servers, server):
+            raise LBError(f"refusing to {state} {backend}/{server}: it is the last server that is UP")
         before = servers[server]["status"]
         started = time.perf_counter()
         answer = self.command(f"set server {backend}/{server} state {state}").strip()
@@ -104,20 +138,15 @@ class HAProxy:
             raise LBError(f"HAProxy refused `set server {backend}/{server} state {state}`: {answer}")
 
     def _record(self, backend, server, before, state, answer, seconds) -> None:
-        """Journal a server state change as a run with one result."""
-        if not getattr(self, "record", True):
+        """Journal a server state change as a run with one result (unless record is off)."""
+        if not self.record:
             return
         from .records import Journal
-        from .result import Result
-        journal = self._journal or Journal()
-        run_id = journal.start_run(command=f"{self.origin} {state} {backend}/{server}", inventory=self.inventory,
-                                   parameters={"backend": backend, "server": server, "state": state})
-        ok = not answer
-        journal.add_result(run_id, Result(self.host.name, f"haproxy.server:{backend}/{server}", f"{backend}/{server}",
-                                          "haproxy.server", ok, changed=ok, changes={"old": before, "new": state},
-                                          comment=answer or f"{backend}/{server}: {before} -> {state}",
-                                          duration_ms=round(seconds * 1000, 2)))
-        journal.finish_run(run_id, "ok" if ok else "failed")
+        with (self._journal or Journal()).recording(
+                command=f"{self.origin} {state} {backend}/{server}", inventory=self.inventory,
+                parameters={"backend": backend, "server": server, "state": state}) as run:
+            run.add(server_result(self.host.name, backend, server, state, not answer,
+                                  answer or f"{backend}/{server}: {before} -> {state}", seconds, before))
 
     def ready(self, server: str, backend: str = "bk_web") -> None:
         """Put a server back in rotation.
@@ -141,14 +170,9 @@ class HAProxy:
         poll: seconds between checks.
         """
         self._set_state(backend, server, "drain")
-        started = time.monotonic()
-        while True:
-            scur = self.servers(backend)[server]["scur"] or 0
-            if scur == 0:
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                raise LBError(f"{backend}/{server} still has {scur} sessions after {timeout:g} s of draining")
-            time.sleep(poll)
+        return self._wait(backend, lambda rows: not rows[server]["scur"], timeout, poll,
+                          lambda rows: f"{backend}/{server} still has {rows[server]['scur']} sessions after "
+                                       f"{timeout:g} s of draining")
 
     def wait_up(self, server: str, backend: str = "bk_web", timeout: float = 30, poll: float = 0.5) -> float:
         """Wait until a server's status is UP (its health checks pass); return the seconds waited.
@@ -158,13 +182,46 @@ class HAProxy:
         timeout: give up (LBError) after this many seconds.
         poll: seconds between checks.
         """
+        return self._wait(backend, lambda rows: rows[server]["status"] == "UP", timeout, poll,
+                          lambda rows: f"{backend}/{server} is {rows[server]['status']}, not UP, "
+                                       f"{timeout:g} s after it came back")
+
+    def wait_others_up(self, server: str, backend: str = "bk_web", timeout: float = 5) -> bool:
+        """Wait until a server other than `server` takes traffic; return False when none did in time.
+
+        server: the server left out.
+        backend: backend name.
+        timeout: seconds to wait (a server may still be rising, e.g. just after a reload).
+        """
+        try:
+            self._wait(backend, lambda rows: others_up(rows, server), timeout, 0.5, lambda rows: "")
+            return True
+        except LBError:
+            return False
+
+    def wait_all_up(self, backend: str = "bk_web", timeout: float = 30) -> dict[str, str]:
+        """Wait until every server of the backend is UP; return their statuses (also on timeout).
+
+        backend: backend name.
+        timeout: seconds to wait.
+        """
+        try:
+            self._wait(backend, lambda rows: all(r["status"] == "UP" for r in rows.values()), timeout, 0.5,
+                       lambda rows: "")
+        except LBError:
+            pass
+        return {name: str(row["status"]) for name, row in self.servers(backend).items()}
+
+    def _wait(self, backend: str, done, timeout: float, poll: float, failure) -> float:
+        """Poll the backend's servers until done(rows); return the seconds waited, or raise LBError
+        with failure(rows) after timeout seconds."""
         started = time.monotonic()
         while True:
-            status = str(self.servers(backend)[server]["status"])
-            if status == "UP":
+            rows = self.servers(backend)
+            if done(rows):
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
-                raise LBError(f"{backend}/{server} is {status}, not UP, {timeout:g} s after it came back")
+                raise LBError(failure(rows))
             time.sleep(poll)
 
     def close(self) -> None:

@@ -80,32 +80,24 @@ def apply(inventory, states_for: StatesFor | list[StatesFor], *, pattern: str | 
     phases = [p if isinstance(p, Phase) else Phase(p) for p in
               (states_for if isinstance(states_for, (list, tuple)) else [states_for])]
     journal = journal or Journal()
-    run_id = journal.start_run(command=command, inventory=inventory, test=test, parameters=parameters,
-                               runbook=runbook, run_id=run_id, output_notebook=output_notebook)
     started = time.perf_counter()
-    try:  # bad input (a template, a role, a secret) stops here, before any host is touched
+    with journal.recording(command=command, inventory=inventory, test=test, parameters=parameters,
+                           runbook=runbook, run_id=run_id, output_notebook=output_notebook) as run:
+        # bad input (a template, a role, a secret) stops here, before any host is touched
         plans = [{h.name: list(phase(h, inventory)) for h in hosts} for phase in phases]
-    except Exception as err:
-        journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
-        raise
-    report = Report(run_id, test, hosts=[h.name for h in hosts])
+        report = Report(run.id, test, hosts=[h.name for h in hosts])
 
-    def emit(result: Result) -> None:
-        journal.add_result(run_id, result)
-        if on_result:
-            on_result(result)
+        def emit(result: Result) -> None:
+            run.add(result)
+            if on_result:
+                on_result(result)
 
-    try:
         _run_phases(inventory, hosts, phases, plans, report, emit, test, parallel)
-    except BaseException as err:
-        journal.finish_run(run_id, "error", f"{type(err).__name__}: {err}")
-        raise
     for result in report.results:  # e.g. the load balancer, drained on behalf of a web host
         if result.host not in report.hosts:
             report.hosts.append(result.host)
     report.results.sort(key=lambda r: report.hosts.index(r.host))
     report.duration_s = time.perf_counter() - started
-    journal.finish_run(run_id, "ok" if report.ok else "failed")
     return report
 
 

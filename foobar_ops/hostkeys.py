@@ -22,11 +22,6 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-def known_name(hostname: str, port: int) -> str:
-    """Return the name a host has in known_hosts (`[host]:port` when the port is not 22)."""
-    return hostname if port == 22 else f"[{hostname}]:{port}"
-
-
 class RefuseUnknown(paramiko.MissingHostKeyPolicy):
     """Refuse a host whose key is not in known_hosts, naming the host and the file.
 

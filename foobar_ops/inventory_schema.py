@@ -202,11 +202,7 @@ def _mapping(data: dict, key: str, ctx: _Ctx) -> dict:
     ctx: the context of data.
     """
     value = data.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ctx.err(f"must be a mapping, not {values.kind(value)}", key)
-    return value
+    return {} if value is None else values.mapping(value, ctx.at(key))
 
 
 def _lab(raw: dict, ctx: _Ctx) -> dict[str, Any]:
@@ -301,9 +297,7 @@ def _ssh(value: Any, ctx: _Ctx) -> dict[str, Any]:
     value: the YAML value.
     ctx: its context.
     """
-    if not isinstance(value, dict):
-        raise ctx.err(f"must be a mapping, not {values.kind(value)}")
-    _check_keys(value, SSH_KEYS, ctx)
+    _check_keys(values.mapping(value, ctx), SSH_KEYS, ctx)
     out: dict[str, Any] = {}
     for key, item in value.items():
         sub = ctx.at(key)

@@ -141,15 +141,24 @@ def user(value: Any, ctx: _Ctx) -> str:
     return value
 
 
-def var_mapping(value: Any, ctx: _Ctx) -> dict[str, Any]:
-    """Check a free-form vars mapping and convert its secret references.
+def mapping(value: Any, ctx: _Ctx) -> dict:
+    """Return value when it is a mapping, else raise naming what it is instead.
 
     value: the YAML value.
     ctx: its context.
     """
     if not isinstance(value, dict):
         raise ctx.err(f"must be a mapping, not {kind(value)}")
-    return secretize(value, ctx)
+    return value
+
+
+def var_mapping(value: Any, ctx: _Ctx) -> dict[str, Any]:
+    """Check a free-form vars mapping and convert its secret references.
+
+    value: the YAML value.
+    ctx: its context.
+    """
+    return secretize(mapping(value, ctx), ctx)
 
 
 def name_list(value: Any, ctx: _Ctx, what: str) -> list[str]:

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import threading
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -133,9 +134,20 @@ class Journal:
         self._write("UPDATE runs SET finished=?, status=?, error=? WHERE run_id=?",
                     (_now(), status, mask_known(error) if error else None, run_id))
 
-    def set_output_notebook(self, run_id: str, path: str) -> None:
-        """Link a run to its output notebook."""
-        self._write("UPDATE runs SET output_notebook=? WHERE run_id=?", (path, run_id))
+    @contextmanager
+    def recording(self, **start):
+        """Record one run around a block: yields a RunRecord whose add() journals a result at once;
+        the run ends "ok", "failed" (a result was False) or "error" (the block raised, with why).
+
+        start: start_run's arguments.
+        """
+        run = RunRecord(self, self.start_run(**start))
+        try:
+            yield run
+        except BaseException as err:
+            self.finish_run(run.id, "error", f"{type(err).__name__}: {err}")
+            raise
+        self.finish_run(run.id, "failed" if run.failed else "ok")
 
     def runs(self, limit: int | None = None):
         """Return runs, newest first, as a DataFrame (with counts of results, changes and failures)."""
@@ -190,6 +202,25 @@ class Journal:
         """Close the database."""
         with self.lock:
             self.db.close()
+
+
+class RunRecord:
+    """One run being recorded (see Journal.recording).
+
+    journal: the Journal.
+    id: the run id.
+    """
+
+    def __init__(self, journal: Journal, run_id: str) -> None:
+        self.journal, self.id, self.failed = journal, run_id, False
+
+    def add(self, result) -> None:
+        """Journal one result now.
+
+        result: a Result.
+        """
+        self.journal.add_result(self.id, result)
+        self.failed = self.failed or result.result is False
 
 
 def parse_since(since) -> str:

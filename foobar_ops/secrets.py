@@ -220,21 +220,6 @@ def _replace_all(text: str, values: Iterable[str]) -> str:
     return text
 
 
-def mask(text: str, secrets: Iterable[Secret]) -> str:
-    """Hide the values of the given secrets wherever they occur in text.
-
-    text: the text to scrub.
-    secrets: Secrets whose values to hide; unresolvable ones are skipped.
-    """
-    values = []
-    for secret in secrets:
-        try:
-            values.append(secret.reveal())
-        except SecretError:
-            continue
-    return _replace_all(text, values)
-
-
 def mask_known(text: str) -> str:
     """Hide every secret value revealed so far in this process.
 

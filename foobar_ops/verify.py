@@ -5,16 +5,17 @@ import http.client
 import time
 from collections import Counter
 
+from .roles import topology
 from .roles.topology import TopologyError, domain, ports
 
 
 def lb_host(inventory):
-    """Return the load balancer host (the first host with the haproxy role)."""
-    for host in inventory.hosts.values():
-        if "haproxy" in host.roles:
-            return host
-    raise TopologyError(f"{inventory.path}: no host has the haproxy role, so there is no load balancer "
-                        "to send requests through")
+    """Return the load balancer host; TopologyError when the inventory has none."""
+    host = topology.lb_host(inventory)
+    if host is None:
+        raise TopologyError(f"{inventory.path}: no host has the haproxy role, so there is no load balancer "
+                            "to send requests through")
+    return host
 
 
 def request(address: str, port: int, host_header: str, path: str = "/", method: str = "GET",
@@ -52,13 +53,8 @@ def wait_all_up(inventory, timeout: float = 30.0, backend: str = "bk_web") -> di
     backend: the HAProxy backend.
     """
     from .haproxy import HAProxy
-    deadline = time.monotonic() + timeout
     with HAProxy(inventory) as lb:
-        while True:
-            status = {name: str(row["status"]) for name, row in lb.servers(backend).items()}
-            if all(s == "UP" for s in status.values()) or time.monotonic() > deadline:
-                return status
-            time.sleep(0.5)
+        return lb.wait_all_up(backend, timeout)
 
 
 def through_lb(inventory, n: int = 20, path: str = "/"):

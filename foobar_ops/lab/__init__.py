@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import ipaddress
+import json
 import os
 import shlex
 import shutil
@@ -136,8 +137,7 @@ class Lab:
         host_key = identity.provision(m, peers, KEY_PATH.with_suffix(".pub").read_text(),
                                       self.admin, PASSWORD_PATH.read_text().strip())
         identity.update_known_hosts(KNOWN_HOSTS, [m.name, m.address], host_key)
-        m.meta_path.write_text(f'{{"image": "{key}", "address": "{m.address}", '
-                               f'"created": {time.time():.0f}}}\n')
+        m.meta_path.write_text(json.dumps({"image": key, "address": m.address, "created": int(time.time())}) + "\n")
 
     def _wait_ready(self, m: Machine, timeout: float) -> None:
         """Wait until the host's sshd answers and systemd reports the boot finished."""

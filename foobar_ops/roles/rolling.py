@@ -5,21 +5,18 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
+from ..haproxy import HAProxy, is_up, server_result
 from ..result import Result
+from .topology import lb_host
 
 ANOTHER_UP_WAIT = 5.0  # seconds to wait for another server that is rising (e.g. just after a reload)
+BACKEND = "bk_web"
 
 
 def _result(lb, host, action: str, ok: bool, comment: str, started: float, before=None,
             changed: bool = True) -> Result:
-    name = f"bk_web/{host.name}"
-    return Result(lb.host.name, f"haproxy.server:{name}:{action}", name, "haproxy.server", ok,
-                  changed=ok and changed, changes={"old": before, "new": action} if ok and changed else {},
-                  comment=comment, duration_ms=round((time.perf_counter() - started) * 1000, 2))
-
-
-def _has_lb(inventory) -> bool:
-    return any("haproxy" in h.roles for h in inventory.hosts.values())
+    return server_result(lb.host.name, BACKEND, host.name, action, ok, comment,
+                         time.perf_counter() - started, before, changed)
 
 
 def out_of_rotation_first(hosts: list, inventory) -> list:
@@ -29,26 +26,14 @@ def out_of_rotation_first(hosts: list, inventory) -> list:
     hosts: the phase's hosts, in inventory order.
     inventory: the Inventory.
     """
-    if not _has_lb(inventory) or len(hosts) < 2:
+    if lb_host(inventory) is None or len(hosts) < 2:
         return hosts
-    from ..haproxy import HAProxy
     try:
         with HAProxy(inventory, record=False) as lb:
-            status = {n: str(r["status"]) for n, r in lb.servers().items()}
+            rows = lb.servers(BACKEND)
     except Exception:  # noqa: BLE001 - no load balancer to ask: keep the inventory order
         return hosts
-    return sorted(hosts, key=lambda h: status.get(h.name, "").startswith("UP"))
-
-
-def _another_up(lb, name: str, wait: float) -> bool:
-    """Return True when a server other than `name` is UP (waiting a little for one rising)."""
-    deadline = time.monotonic() + wait
-    while True:
-        if any(str(r["status"]).startswith("UP") for n, r in lb.servers().items() if n != name):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
+    return sorted(hosts, key=lambda h: h.name in rows and is_up(rows[h.name]))
 
 
 @contextmanager
@@ -63,17 +48,16 @@ def drained(host, inventory, emit, timeout: float = 30):
     emit: where the drain/ready results go (the run's journal).
     timeout: seconds to wait for sessions to end, and for the host to be UP again.
     """
-    from ..haproxy import HAProxy
-    if not _has_lb(inventory):
+    if lb_host(inventory) is None:
         yield
         return
     with HAProxy(inventory, record=False) as lb:
         started = time.perf_counter()
-        row = lb.servers().get(host.name)
-        status = str(row["status"]) if row else "absent"
-        if not status.startswith("UP") or not _another_up(lb, host.name, ANOTHER_UP_WAIT):
-            why = (f"{status} in the load balancer: changed as it is, its state left alone"
-                   if not status.startswith("UP") else "the only server UP: changed without draining")
+        row = lb.servers(BACKEND).get(host.name)
+        serving = row is not None and is_up(row)
+        if not serving or not lb.wait_others_up(host.name, BACKEND, ANOTHER_UP_WAIT):
+            why = (f"{row['status'] if row else 'absent'} in the load balancer: changed as it is, its "
+                   "state left alone" if not serving else "the only server UP: changed without draining")
             emit(_result(lb, host, "as-is", True, why, started, changed=False))
             yield
             return
@@ -84,10 +68,10 @@ def _drain_change_ready(lb, host, emit, timeout: float, started: float):
     """Drain, let the change run (the caller's block), then ready and wait for UP; the server is
     put back whatever happens, and an interrupt stays an interrupt."""
     try:
-        waited = lb.drain(host.name, timeout=timeout)
+        waited = lb.drain(host.name, BACKEND, timeout=timeout)
     except BaseException as err:
         emit(_result(lb, host, "drain", False, f"drain failed, server put back: {err}", started))
-        lb.ready(host.name)
+        lb.ready(host.name, BACKEND)
         raise
     emit(_result(lb, host, "drain", True, f"drained in {waited:.1f} s before its change", started, "UP"))
     failed: BaseException | None = None
@@ -97,8 +81,8 @@ def _drain_change_ready(lb, host, emit, timeout: float, started: float):
         failed = err
     started = time.perf_counter()
     try:
-        lb.ready(host.name)
-        up = lb.wait_up(host.name, timeout=timeout)
+        lb.ready(host.name, BACKEND)
+        up = lb.wait_up(host.name, BACKEND, timeout=timeout)
         emit(_result(lb, host, "ready", True, f"back in rotation, UP after {up:.1f} s", started, "DRAIN"))
     except Exception as err:  # noqa: BLE001 - reported here; the change's own error wins below
         emit(_result(lb, host, "ready", False, str(err), started))

@@ -27,6 +27,11 @@ def web_hosts(inventory) -> list:
     return [h for h in inventory.hosts.values() if "nginx" in h.roles]
 
 
+def lb_host(inventory):
+    """Return the load balancer: the first host with the haproxy role, or None when there is none."""
+    return next((h for h in inventory.hosts.values() if "haproxy" in h.roles), None)
+
+
 def app_hosts(inventory) -> list:
     """Return the hosts with the app role."""
     return [h for h in inventory.hosts.values() if "app" in h.roles]

@@ -19,7 +19,7 @@ class Plan:
     diff: unified diff of content changes, or None.
     comment: one sentence for the report.
     uploads: staged files the commands read: name -> bytes (the engine uploads them and sets
-        $FOOBAR_STAGE to their folder).
+        $FOOBAR_STAGE to their folder; commands name them with shell.staged(name)).
     error: set when the facts show the state cannot be reached (the state fails with it).
     """
 
@@ -68,12 +68,13 @@ class State:
         """
         raise NotImplementedError
 
-    def react(self, facts: str) -> list[str]:
-        """Return the commands that react to a watched change (services reload); [] for none.
+    def react(self, facts: str) -> tuple[str, list[str]] | None:
+        """Return how this state reacts to a watched change: (verb, commands), e.g. ("reload",
+        ["systemctl reload nginx.service"]); None when it does not react.
 
-        facts: what probe() printed before this run changed anything.
+        facts: the state's latest facts.
         """
-        return []
+        return None
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.id!r}>"

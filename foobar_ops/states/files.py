@@ -7,7 +7,7 @@ import hashlib
 import posixpath
 
 from ..secrets import Secret, mask_known
-from ..shell import cmd
+from ..shell import cmd, staged
 from ..templating import render
 from .base import Plan, State, StateError, keyvals, norm_mode
 
@@ -153,8 +153,7 @@ class Managed(State):
         path, parent = self.name, posixpath.dirname(self.name)
         tmp = posixpath.join(parent, "." + posixpath.basename(path) + ".foobar-new")
         lines = [cmd("mkdir", "-p", parent)] if self.makedirs else []
-        lines.append(cmd("install", "-o", self.owner, "-g", self.group, "-m", self.mode,
-                         "$STAGE", tmp).replace("'$STAGE'", '"$FOOBAR_STAGE/content"'))
+        lines.append(cmd("install", "-o", self.owner, "-g", self.group, "-m", self.mode, staged("content"), tmp))
         if self.validate:
             lines.append(self._validate_line(tmp))
         if exists:

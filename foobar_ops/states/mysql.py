@@ -7,7 +7,7 @@ import hashlib
 import re
 
 from ..secrets import Secret
-from ..shell import cmd
+from ..shell import cmd, staged
 from .base import Plan, State, StateError
 
 _IDENT = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -127,4 +127,4 @@ class User(State):
 
     def _plan(self, changes: dict, sql: list[str], comment: str) -> Plan:
         body = ";\n".join(sql) + ";\n"
-        return Plan(changes, ['mysql < "$FOOBAR_STAGE/sql"'], comment=comment, uploads={"sql": body.encode()})
+        return Plan(changes, [f"mysql < {staged('sql')}"], comment=comment, uploads={"sql": body.encode()})

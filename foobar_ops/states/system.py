@@ -131,10 +131,10 @@ class ServiceRunning(State):
         return Plan({"old": old, "new": new}, commands, comment=f"{self.unit}: " + ", ".join(
             f"{k} {v}" for k, v in new.items()))
 
-    def react(self, facts: str) -> list[str]:
+    def react(self, facts: str) -> tuple[str, list[str]]:
         can = keyvals(facts).get("CanReload") == "yes"
         verb = "reload" if (self.reload and can) else "restart"
-        return [cmd("systemctl", verb, self.unit)]
+        return verb, [cmd("systemctl", verb, self.unit)]
 
 
 class ServiceDead(State):

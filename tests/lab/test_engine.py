@@ -211,3 +211,19 @@ def test_unreachable_host_fails_alone(env):
         assert all(r["result"] is True for r in doc["results"] if r["host"] == "lb-01")
     finally:
         env["lab"].up(["web-02"])
+
+
+def test_a_wrong_sudo_password_fails_the_host_clearly_and_changes_nothing(env, monkeypatch):
+    monkeypatch.setenv("FOOBAR_TEST_BAD_SUDO", "not-the-sudo-password-8086")
+    path = inventory(env, demo_motd="a change that must not happen")
+    data = yaml.safe_load(path.read_text())
+    data["defaults"]["sudo_password"] = "env:FOOBAR_TEST_BAD_SUDO"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = sh(env, "lb-01", "md5sum /etc/motd")
+    done = run_cli("apply", "-i", path, "--hosts", "lb-01", "--states", DEMO, "--journal", env["journal"], "--json")
+    assert done.code != 0
+    [result] = done.json()["results"]
+    assert result["result"] is False and "sudo refused the password" in result["comment"]
+    assert "env:FOOBAR_TEST_BAD_SUDO" in result["comment"]
+    assert "not-the-sudo-password-8086" not in done.out + done.err
+    assert sh(env, "lb-01", "md5sum /etc/motd") == before

@@ -4,9 +4,11 @@ Tests in this module run in order on one deployment."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from foobar_ops.haproxy import HAProxy
+from foobar_ops.haproxy import HAProxy, LBError
 from foobar_ops.inventory import load_inventory
 from foobar_ops.verify import request
 from tests.conftest import LAB_INVENTORY, PROJECT, run_cli
@@ -228,6 +230,10 @@ def test_rollback_returns_the_previous_release_and_the_site_keeps_answering(stac
     assert rolled.code == 0, rolled
     steps = [r["id"].rsplit(":", 1)[-1] for r in rolled.json()["results"] if r["state"] == "haproxy.server"]
     assert steps == ["drain", "ready", "drain", "ready"]  # each host left the pool while it switched
+    from foobar_ops.records import Journal
+    journaled = Journal().results(rolled.json()["run_id"])
+    assert list(journaled.loc[journaled["state"] == "haproxy.server", "state_id"].str.rsplit(":", n=1).str[-1]) \
+        == steps  # the load balancer's changes are in the run's records too
     assert {get("/health")["release"] for _ in range(4)} == {first}
     assert len(traffic.results) > 10 and traffic.failures == [], traffic.failures[:3]
     done, doc = apply()  # the inventory's release is the rolled-back one: nothing to change
@@ -280,7 +286,7 @@ def test_drain_waits_until_the_last_session_ends_and_times_out_when_it_does_not(
     lb.ready("web-01")
     sock = hold_session_on(lb, "web-01")
     try:
-        with pytest.raises(Exception, match="still has 1 sessions after 1 s"):
+        with pytest.raises(LBError, match="still has 1 sessions after 1 s"):
             lb.drain("web-01", timeout=1, poll=0.2)
     finally:
         sock.close()
@@ -288,17 +294,43 @@ def test_drain_waits_until_the_last_session_ends_and_times_out_when_it_does_not(
     assert {r["status"] for r in lb.servers().values()} == {"UP"}
 
 
-def test_drain_waits_for_sessions_and_maint_refuses_the_last_server_up(stack):
+def test_a_drained_server_gets_no_new_requests_and_maint_refuses_the_last_server_up(stack):
     lb = stack["lb"]
     with Traffic(path="/") as traffic:
-        waited = lb.drain("web-01", timeout=30)
-        assert waited >= 0 and lb.servers()["web-01"]["status"] == "DRAIN"
-        assert lb.servers()["web-01"]["scur"] == 0
+        lb.drain("web-01", timeout=30)
+        assert lb.servers()["web-01"]["status"] == "DRAIN" and lb.servers()["web-01"]["scur"] == 0
         after = [get("/")["served_by"] for _ in range(10)]
         assert set(after) == {"web-02"}
-        with pytest.raises(Exception, match="last server that is UP"):
+        with pytest.raises(LBError, match="last server that is UP"):
             lb.maint("web-02")
         lb.ready("web-01")
     assert lb.servers()["web-01"]["status"] == "UP" and lb.servers()["web-02"]["status"] == "UP"
     assert traffic.failures == []
     assert Counter(get("/")["served_by"] for _ in range(10)) == {"web-01": 5, "web-02": 5}
+
+
+def test_the_deploy_runbook_fixes_drift_and_its_output_notebook_holds_no_secret(stack, lab, tmp_path):
+    """papermill run of runbooks/deploy_stack.ipynb: the plan shows the drift, the apply fixes it,
+    the output notebook is linked from the journal, and no secret value is anywhere in it."""
+    from foobar_ops.lab import PASSWORD_PATH
+    from foobar_ops.records import Journal
+    old = "an-old-db-password-5150"  # drift that no mask knows about
+    env = "/etc/foobar/app.env"
+    assert lab.run("web-02", ["sed", "-i", f"s/^FOOBAR_DB_PASSWORD=.*/FOOBAR_DB_PASSWORD={old}/", env]).returncode == 0
+    out = tmp_path / "deploy_stack-out.ipynb"
+    journal = tmp_path / "journal.sqlite"
+    done = subprocess.run([str(Path(sys.executable).parent / "papermill"), "--no-progress-bar",
+                           str(PROJECT / "runbooks" / "deploy_stack.ipynb"), str(out), "-p", "output_notebook",
+                           str(out)], capture_output=True, text=True, timeout=600, cwd=PROJECT,
+                          env={**os.environ, "FOOBAR_OPS_JOURNAL": str(journal)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    assert "app.env" in text and "not shown: the file holds secrets" in text  # the plan saw the drift
+    assert "served by web-01 10, web-02 10" in text
+    secrets = [old, PASSWORD_PATH.read_text().strip(),
+               Path("/var/lib/foobar-ops/lab/secrets/mysql_app_password").read_text().strip()]
+    for value in secrets:
+        assert value not in text and value.encode() not in journal.read_bytes()
+    assert old not in lab.run("web-02", ["cat", env]).stdout  # the apply put the real value back
+    runs = Journal(journal).runs()
+    assert set(runs["output_notebook"]) == {str(out)} and set(runs["status"]) == {"ok"}

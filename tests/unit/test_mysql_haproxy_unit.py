@@ -102,7 +102,7 @@ def facts(auth: str | None, grants: str | None = "SELECT, INSERT, UPDATE, DELETE
 
 
 def sql_of(plan) -> list[str]:
-    assert plan.commands == ['mysql < "$FOOBAR_STAGE/sql"']
+    assert plan.commands == ['mysql < "$FOOBAR_STAGE"/sql']
     return [x.strip() for x in plan.uploads["sql"].decode().split(";\n") if x.strip()]
 
 
@@ -352,6 +352,7 @@ def make_lb(tmp_path, remote: FakeRemote) -> HAProxy:
     lb.inventory = SimpleNamespace(path=tmp_path / "lab.yml", sha256="0" * 64, hosts={})
     lb._journal = Journal(tmp_path / "j.sqlite")
     lb.origin = "pytest: HAProxy"
+    lb.record = True
     return lb
 
 
@@ -425,7 +426,7 @@ def test_drain_waits_until_sessions_reach_zero_and_records_the_run(tmp_path):
     assert len(results) == 1
     res = results.iloc[0]
     assert res["host"] == "lb-01"
-    assert res["state_id"] == "haproxy.server:bk_web/web-01"
+    assert res["state_id"] == "haproxy.server:bk_web/web-01:drain"  # one id form with the rolling guard
     assert res["state"] == "haproxy.server"
     assert res["result"] == 1 and res["changed"] == 1
     assert json.loads(res["changes"]) == {"old": "UP", "new": "drain"}

@@ -38,7 +38,7 @@ class FakeLB:
         if action in FakeLB.fail:
             raise FakeLB.fail[action]
 
-    def drain(self, server, timeout=30):
+    def drain(self, server, backend="bk_web", timeout=30):
         FakeLB.status[server] = "DRAIN"
         self._act("drain", server)
         return 0.1
@@ -47,15 +47,17 @@ class FakeLB:
         self._act("ready", server)
         FakeLB.status[server] = "UP"
 
-    def wait_up(self, server, timeout=30):
+    def wait_others_up(self, server, backend="bk_web", timeout=5):
+        return bool(haproxy.others_up(self.servers(), server))
+
+    def wait_up(self, server, backend="bk_web", timeout=30):
         self._act("wait_up", server)
         return 0.2
 
 
 @pytest.fixture(autouse=True)
 def fake(monkeypatch):
-    monkeypatch.setattr(haproxy, "HAProxy", FakeLB)
-    monkeypatch.setattr(rolling, "ANOTHER_UP_WAIT", 0.0)
+    monkeypatch.setattr(rolling, "HAProxy", FakeLB)
     FakeLB.status, FakeLB.calls, FakeLB.fail = {"web-01": "UP", "web-02": "UP"}, [], {}
     return FakeLB
 

@@ -41,3 +41,16 @@ def test_the_runbooks_in_the_repo_are_what_the_generator_writes(tmp_path):
     assert [text(c["source"]) for c in built["cells"]] == [text(c["source"]) for c in stored["cells"]]
     params = [c for c in stored["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1
+
+
+def test_a_bad_parameter_fails_the_run_naming_it_and_still_writes_the_output_notebook(tmp_path):
+    """papermill itself only warns about an unknown name; the runbook's first cell refuses it
+    before any host is contacted, and papermill still leaves the output notebook."""
+    import papermill
+
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(str(PROJECT / "runbooks" / "deploy_stack.ipynb"), str(out),
+                                   parameters={"tset": True}, progress_bar=False, cwd=str(tmp_path))
+    assert info.value.ename == "RunbookParameterError" and "tset" in info.value.evalue
+    assert out.exists() and "unknown parameter(s): tset" in out.read_text()

@@ -144,7 +144,7 @@ def test_managed_content_drift_diffs_and_installs_validates_backs_up_and_renames
     install, validate, mkdir, copy, prune, rename = plan.commands
     assert argv(install) == ["install", "-o", "root", "-g", "root", "-m", "0644",
                              "$FOOBAR_STAGE/content", TMP]
-    assert '"$FOOBAR_STAGE/content"' in install  # expanded by the shell, not quoted away
+    assert '"$FOOBAR_STAGE"/content' in install  # expanded by the shell, not quoted away
     assert "haproxy -c -f " + shlex.quote(TMP) in validate and "exit 97" in validate
     assert argv(mkdir) == ["mkdir", "-p", "-m", "0700", BACKUP_DIR]
     assert argv(copy)[:3] == ["cp", "-p", CFG]
@@ -537,8 +537,8 @@ def test_service_running_unknown_unit_is_a_plan_error():
 @pytest.mark.parametrize("can, reload, verb", [("yes", True, "reload"), ("no", True, "restart"),
                                                ("yes", False, "restart")])
 def test_service_running_react_reloads_when_it_can(can, reload, verb):
-    commands = s.service.running("nginx", reload=reload).react(unit(can_reload=can))
-    assert [argv(c) for c in commands] == [["systemctl", verb, "nginx.service"]]
+    what, commands = s.service.running("nginx", reload=reload).react(unit(can_reload=can))
+    assert what == verb and [argv(c) for c in commands] == [["systemctl", verb, "nginx.service"]]
 
 
 def test_service_names_with_a_suffix_are_kept():
