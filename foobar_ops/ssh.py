@@ -185,9 +185,9 @@ class Remote:
             raise classify(self.host, err) from None
         rtt = (time.perf_counter() - started) * 1000
         code = result.exited
-        return Outcome(self.host.name, "ok" if code == 0 else "failed", code,
+        return Outcome(self.host.name, "ok" if code == 0 else "failed", None if code == -1 else code,
                        mask_known(result.stdout), mask_known(result.stderr),
-                       None if code == 0 else f"exit code {code}", round(rtt, 2),
+                       _exit_error(code, rtt / 1000, opts["timeout"]), round(rtt, 2),
                        self.connect_ms and round(self.connect_ms, 2))
 
     def _sudo_password(self) -> str:
@@ -202,6 +202,21 @@ class Remote:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+def _exit_error(code: int, seconds: float, timeout: float) -> str | None:
+    """Return the error of a finished command, or None when it succeeded.
+
+    code: its exit status (-1: the channel closed without one).
+    seconds: how long it ran.
+    timeout: the command timeout it ran under.
+    """
+    if code == 0:
+        return None
+    if code == -1:  # invoke can lose the race between its timeout and the channel closing
+        return (f"timed out after {timeout:g} s" if seconds >= timeout else
+                "the connection closed before the command reported an exit status")
+    return f"exit code {code}"
 
 
 def classify(host, err: BaseException) -> ConnectionFailed:

@@ -118,3 +118,10 @@ def test_run_many_gives_every_host_an_outcome_even_when_one_raises(inv, monkeypa
     assert [(o.host, o.outcome) for o in outcomes] == [("web-01", "unreachable"), ("lb-01", "failed"),
                                                         ("web-02", "ok")]
     assert "surprise" in outcomes[1].error and sorted(o.host for o in seen) == ["lb-01", "web-01", "web-02"]
+
+
+@pytest.mark.parametrize("code, seconds, error", [
+    (0, 0.1, None), (3, 0.1, "exit code 3"), (-1, 1.02, "timed out after 1 s"),
+    (-1, 0.2, "the connection closed before the command reported an exit status")])
+def test_exit_errors_tell_a_timeout_from_a_lost_channel(code, seconds, error):
+    assert ssh._exit_error(code, seconds, 1.0) == error
