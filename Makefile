@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo test unit bench lab-up lab-down lab-status clean
+.PHONY: setup system venv demo test unit lint bench lab-up lab-down lab-status clean
 
 setup: system venv
 
@@ -20,18 +20,24 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
-RUNBOOK_OUT := records/runbooks/deploy_stack-$(shell date +%Y%m%d-%H%M%S).ipynb
-
 demo: setup
 	$(BIN)/foobar-ops lab up
 	$(BIN)/foobar-ops lab status
 	$(BIN)/foobar-ops ping -i inventories/lab.yml
-	@mkdir -p records/runbooks
-	$(BIN)/papermill --no-progress-bar runbooks/deploy_stack.ipynb $(RUNBOOK_OUT) -p output_notebook $(RUNBOOK_OUT)
-	@echo "runbook output notebook: $(RUNBOOK_OUT)"
+	@out="$$($(BIN)/python -c 'from foobar_ops.core import paths; print(paths.runbook_dir())')/deploy_stack-$$(date +%Y%m%d-%H%M%S).ipynb"; \
+	  mkdir -p "$$(dirname "$$out")"; \
+	  $(BIN)/papermill --no-progress-bar runbooks/deploy_stack.ipynb "$$out" -p output_notebook "$$out" && \
+	  echo "runbook output notebook: $$out"
 	@$(BIN)/foobar-ops verify -i inventories/lab.yml
 
-test: setup
+# lint and format (ruff), types (mypy), the layering contract (import-linter)
+lint: venv
+	$(BIN)/ruff check foobar_ops tests scripts app
+	$(BIN)/ruff format --check foobar_ops tests scripts app
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: venv
@@ -51,4 +57,4 @@ lab-status: venv
 	$(BIN)/foobar-ops lab status
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

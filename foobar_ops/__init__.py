@@ -2,9 +2,88 @@
 
 HAProxy in front of two web servers (Nginx, the app under gunicorn, the code base), backed by a
 MariaDB primary-replica pair; idempotent states over SSH, runbooks with papermill, a change journal.
+
+The public API, in one import (e.g. in a runbook): `import foobar_ops as fo`, then
+`inv = fo.load_inventory("inventories/lab.yml")`, `fo.plan(inv)`, `fo.deploy(inv)`, `fo.verify(inv)`,
+`fo.HAProxy(inv).stat()`, `fo.journal.runs()`.
 """
+
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .core import journal, paths, states
+from .core.engine import Phase, apply
+from .core.errors import (
+    AuthError,
+    ConnectionFailed,
+    FactError,
+    FoobarOpsError,
+    HostKeyError,
+    HostUnreachable,
+    InventoryError,
+    SecretError,
+    StateError,
+    SudoError,
+)
+from .core.inventory import Host, Inventory
+from .core.journal import Journal, changes, runs
+from .core.report import Report
+from .core.result import HostOutcome, Outcome, Result, Status
+from .core.secrets import Secret
+from .core.version import __version__
+from .ops import apply_states, deploy, lb_drain, lb_maint, lb_ready, lb_stat, plan, rollback, run_command, verify
+from .runbooks import RunbookParameterError, check_parameters
+from .stack import load_inventory
+from .stack.lb import HAProxy, LBError
+from .stack.verify import Verification
 
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    # inventory and running
+    "load_inventory",
+    "Inventory",
+    "Host",
+    "Secret",
+    # operations
+    "plan",
+    "deploy",
+    "rollback",
+    "apply_states",
+    "verify",
+    "run_command",
+    "lb_stat",
+    "lb_drain",
+    "lb_ready",
+    "lb_maint",
+    "HAProxy",
+    # the engine and its results
+    "apply",
+    "Phase",
+    "states",
+    "Report",
+    "Result",
+    "Status",
+    "HostOutcome",
+    "Outcome",
+    "Verification",
+    # records
+    "journal",
+    "Journal",
+    "runs",
+    "changes",
+    "paths",
+    # runbooks
+    "check_parameters",
+    # errors
+    "FoobarOpsError",
+    "InventoryError",
+    "SecretError",
+    "StateError",
+    "FactError",
+    "ConnectionFailed",
+    "HostUnreachable",
+    "HostKeyError",
+    "AuthError",
+    "SudoError",
+    "LBError",
+    "RunbookParameterError",
+]

@@ -2,10 +2,15 @@
 """Benchmark: a first apply and a no-op re-apply of the demo stack on all lab hosts.
 
 Rebuilds the lab hosts' disks first (not timed), then times `foobar-ops apply` end to end (tool
-start-up included) and prints states, changes, round trips per host and seconds.
-Usage: .venv/bin/python scripts/bench_apply.py [--runs N] [--stack]
-(--stack: the inventory's roles, i.e. the whole foobar.com stack, instead of the demo state file)
+start-up included) and prints states, changes, round trips per host and seconds, and the bytes one
+no-op apply moves per host: read from each host's veth counters on this machine (both directions,
+every byte on the wire, SSH included), less the bytes the same host moved in an idle interval of
+the same length just before (the load balancer's health checks).
+Usage: .venv/bin/python scripts/bench_apply.py [--runs N] [--stack] [--reuse]
+(--stack: the inventory's roles, i.e. the whole foobar.com stack, instead of the demo state file;
+--reuse: keep the running lab hosts instead of rebuilding them)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,18 +44,43 @@ def timed_apply(inventory: Path, journal: Path, stack: bool) -> tuple[float, dic
     return seconds, json.loads(done.stdout)
 
 
+def veth_bytes(hosts: list[str]) -> dict[str, int]:
+    """Return bytes received plus sent so far on each lab host's veth (its only link)."""
+    out = {}
+    for host in hosts:
+        stats = Path("/sys/class/net") / f"vb-{host}"[:15] / "statistics"
+        out[host] = int((stats / "rx_bytes").read_text()) + int((stats / "tx_bytes").read_text())
+    return out
+
+
+def noop_bytes(inventory: Path, journal: Path, stack: bool, hosts: list[str]) -> dict[str, int]:
+    """Return the bytes one no-op apply moved per host, less the idle traffic of as long a time."""
+    idle_start = veth_bytes(hosts)
+    started = time.perf_counter()
+    _, doc = timed_apply(inventory, journal, stack)  # warm-up, and the interval to match
+    took = time.perf_counter() - started
+    idle_start, idle_end = veth_bytes(hosts), (time.sleep(took), veth_bytes(hosts))[1]
+    before = veth_bytes(hosts)
+    timed_apply(inventory, journal, stack)
+    after = veth_bytes(hosts)
+    return {h: (after[h] - before[h]) - (idle_end[h] - idle_start[h]) for h in hosts}
+
+
 def line(label: str, seconds: float, doc: dict) -> str:
     s = doc["summary"]
     per_host = s["total"] // max(1, len(doc["round_trips"]))
     trips = ", ".join(f"{h} {n}" for h, n in doc["round_trips"].items())
-    return (f"{label:<16} {seconds:6.2f} s wall (start-up included)  engine {s['seconds']:.2f} s  states/host {per_host}  "
-            f"changed {s['changed']}  failed {s['failed']}  round trips: {trips}")
+    return (
+        f"{label:<16} {seconds:6.2f} s wall (start-up included)  engine {s['seconds']:.2f} s  states/host {per_host}  "
+        f"changed {s['changed']}  failed {s['failed']}  round trips: {trips}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="no-op re-applies to time")
     parser.add_argument("--stack", action="store_true", help="apply the roles (the whole stack)")
+    parser.add_argument("--reuse", action="store_true", help="keep the running lab hosts")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="foobar-bench-"))
     data = yaml.safe_load((PROJECT / "inventories" / "lab.yml").read_text())
@@ -58,7 +88,7 @@ def main() -> int:
     inventory = work / "lab.yml"
     inventory.write_text(yaml.safe_dump(data, sort_keys=False))
     os.environ.setdefault("FOOBAR_DEMO_TOKEN", "bench-token")
-    for step in (["lab", "destroy"], ["lab", "up"]):
+    for step in (["lab", "up"],) if args.reuse else (["lab", "destroy"], ["lab", "up"]):
         if foobar(*step).returncode:
             sys.exit(f"`foobar-ops {' '.join(step)}` failed")
     seconds, doc = timed_apply(inventory, work / "journal.sqlite", args.stack)
@@ -70,6 +100,11 @@ def main() -> int:
         if doc["summary"]["changed"]:
             sys.exit("a no-op re-apply changed something: not idempotent")
     print(line(f"no-op x{args.runs}", statistics.median(noop), doc) + f"  (median; min {min(noop):.2f} s)")
+    moved = noop_bytes(inventory, work / "journal.sqlite", args.stack, list(doc["round_trips"]))
+    print(
+        "no-op bytes on the wire per host (SSH included, idle traffic subtracted): "
+        + ", ".join(f"{h} {n / 1024:.1f} KB" for h, n in moved.items())
+    )
     return 0
 
 

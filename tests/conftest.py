@@ -1,9 +1,12 @@
 """Shared test helpers: run the real `foobar-ops` entry point."""
+
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,9 @@ import pytest
 PROJECT = Path(__file__).resolve().parent.parent
 FOOBAR_OPS = Path(sys.executable).parent / "foobar-ops"
 LAB_INVENTORY = PROJECT / "inventories" / "lab.yml"
+
+# Tests keep their records (journal, output notebooks) apart from the user's own.
+os.environ.setdefault("FOOBAR_OPS_HOME", tempfile.mkdtemp(prefix="foobar-ops-test-records-"))
 
 
 class CLIResult:
@@ -28,8 +34,14 @@ class CLIResult:
 
 def run_cli(*args: str, timeout: float = 600) -> CLIResult:
     """Run `foobar-ops ARGS...` and return exit code and output."""
-    done = subprocess.run([str(FOOBAR_OPS), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=PROJECT)
+    done = subprocess.run(
+        [str(FOOBAR_OPS), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=PROJECT,
+    )
     return CLIResult(done)
 
 

@@ -1,4 +1,5 @@
 """Configuration from the environment (systemd loads /etc/foobar/app.env, rendered by the app role)."""
+
 from __future__ import annotations
 
 import os
@@ -42,9 +43,13 @@ class Config:
     def from_env(cls, env=os.environ) -> "Config":
         primary = DBNode.parse(env.get("FOOBAR_DB_PRIMARY", "127.0.0.1:3306"))
         pool = tuple(DBNode.parse(p) for p in env.get("FOOBAR_DB_READ", "").split(",") if p.strip())
-        return cls(served_by=env.get("FOOBAR_SERVED_BY") or socket.gethostname(),
-                   release=env.get("FOOBAR_RELEASE", "dev"), primary=primary,
-                   read_pool=pool or (primary,), db_name=env.get("FOOBAR_DB_NAME", "foobar"),
-                   db_user=env.get("FOOBAR_DB_USER", "foobar"),
-                   db_password=env.get("FOOBAR_DB_PASSWORD", ""),
-                   connect_timeout=float(env.get("FOOBAR_DB_CONNECT_TIMEOUT", "2")))
+        return cls(
+            served_by=env.get("FOOBAR_SERVED_BY") or socket.gethostname(),
+            release=env.get("FOOBAR_RELEASE", "dev"),
+            primary=primary,
+            read_pool=pool or (primary,),
+            db_name=env.get("FOOBAR_DB_NAME", "foobar"),
+            db_user=env.get("FOOBAR_DB_USER", "foobar"),
+            db_password=env.get("FOOBAR_DB_PASSWORD", ""),
+            connect_timeout=float(env.get("FOOBAR_DB_CONNECT_TIMEOUT", "2")),
+        )

@@ -1,5 +1,6 @@
 """Database access through a small read/write router: writes go to the primary, reads are spread
 round robin over the read pool (the primary alone until a replica joins it)."""
+
 from __future__ import annotations
 
 import itertools
@@ -24,10 +25,19 @@ class Router:
 
     def _connect(self, node: DBNode):
         c = self.config
-        return pymysql.connect(host=node.host, port=node.port, user=c.db_user, password=c.db_password,
-                               database=c.db_name, connect_timeout=c.connect_timeout,
-                               read_timeout=10, write_timeout=10, autocommit=True,
-                               cursorclass=pymysql.cursors.DictCursor, charset="utf8mb4")
+        return pymysql.connect(
+            host=node.host,
+            port=node.port,
+            user=c.db_user,
+            password=c.db_password,
+            database=c.db_name,
+            connect_timeout=c.connect_timeout,
+            read_timeout=10,
+            write_timeout=10,
+            autocommit=True,
+            cursorclass=pymysql.cursors.DictCursor,
+            charset="utf8mb4",
+        )
 
     @contextmanager
     def writer(self):

@@ -1,4 +1,5 @@
 """The WSGI application: the home page, health, and the items API."""
+
 from __future__ import annotations
 
 import html
@@ -49,13 +50,20 @@ class App:
         except HTTPError as err:
             status, body, ctype, extra = err.status, {"error": err.message}, "application/json", []
         except pymysql.MySQLError as err:
-            status, body, ctype, extra = "503 Service Unavailable", {"error": f"database: {_reason(err)}"}, \
-                "application/json", []
+            status, body, ctype, extra = (
+                "503 Service Unavailable",
+                {"error": f"database: {_reason(err)}"},
+                "application/json",
+                [],
+            )
         if ctype == "application/json":
             body = json.dumps(body, default=_json_default)
         data = body.encode()
-        headers += extra + [("Content-Type", f"{ctype}; charset=utf-8"), ("Content-Length", str(len(data))),
-                            ("Cache-Control", "no-store")]
+        headers += extra + [
+            ("Content-Type", f"{ctype}; charset=utf-8"),
+            ("Content-Length", str(len(data))),
+            ("Cache-Control", "no-store"),
+        ]
         start_response(status, headers)
         return [data]
 
@@ -89,15 +97,20 @@ class App:
             except pymysql.MySQLError as err:
                 checks[name] = f"failed: {_reason(err)}"
         healthy = all(v.startswith("ok") for v in checks.values())
-        body = {"status": "ok" if healthy else "failing", "checks": checks,
-                "served_by": self.config.served_by, "release": self.config.release}
+        body = {
+            "status": "ok" if healthy else "failing",
+            "checks": checks,
+            "served_by": self.config.served_by,
+            "release": self.config.release,
+        }
         return ("200 OK" if healthy else "503 Service Unavailable"), body, "application/json", []
 
     def _latest(self, limit: int = 20):
         with self.db.reader() as (conn, node):
             with conn.cursor() as cur:
-                cur.execute("SELECT id, name, description, served_by, created_at FROM items "
-                            "ORDER BY id DESC LIMIT %s", (limit,))
+                cur.execute(
+                    "SELECT id, name, description, served_by, created_at FROM items ORDER BY id DESC LIMIT %s", (limit,)
+                )
                 return cur.fetchall(), node
 
     def list_items(self):
@@ -107,8 +120,7 @@ class App:
     def get_item(self, item_id: int):
         with self.db.reader() as (conn, node):
             with conn.cursor() as cur:
-                cur.execute("SELECT id, name, description, served_by, created_at FROM items WHERE id = %s",
-                            (item_id,))
+                cur.execute("SELECT id, name, description, served_by, created_at FROM items WHERE id = %s", (item_id,))
                 row = cur.fetchone()
         if not row:
             raise HTTPError("404 Not Found", f"no item {item_id}")
@@ -118,21 +130,30 @@ class App:
         item = parse_item(environ)
         with self.db.writer() as (conn, node):
             with conn.cursor() as cur:
-                cur.execute("INSERT INTO items (name, description, served_by) VALUES (%s, %s, %s)",
-                            (item["name"], item.get("description"), self.config.served_by))
+                cur.execute(
+                    "INSERT INTO items (name, description, served_by) VALUES (%s, %s, %s)",
+                    (item["name"], item.get("description"), self.config.served_by),
+                )
                 item_id = cur.lastrowid
-                cur.execute("SELECT id, name, description, served_by, created_at FROM items WHERE id = %s",
-                            (item_id,))
+                cur.execute("SELECT id, name, description, served_by, created_at FROM items WHERE id = %s", (item_id,))
                 row = cur.fetchone()
-        return "201 Created", row, "application/json", [("X-DB-Node", node),
-                                                        ("Location", f"/api/items/{item_id}")]
+        return "201 Created", row, "application/json", [("X-DB-Node", node), ("Location", f"/api/items/{item_id}")]
 
     def home(self):
         rows, node = self._latest(10)
-        items = "".join(f"<li><b>{html.escape(r['name'])}</b> <small>#{r['id']} via "
-                        f"{html.escape(r['served_by'])}</small></li>" for r in rows) or "<li>No items yet.</li>"
-        page = PAGE.format(served_by=html.escape(self.config.served_by), node=html.escape(node),
-                           release=html.escape(self.config.release), items=items)
+        items = (
+            "".join(
+                f"<li><b>{html.escape(r['name'])}</b> <small>#{r['id']} via {html.escape(r['served_by'])}</small></li>"
+                for r in rows
+            )
+            or "<li>No items yet.</li>"
+        )
+        page = PAGE.format(
+            served_by=html.escape(self.config.served_by),
+            node=html.escape(node),
+            release=html.escape(self.config.release),
+            items=items,
+        )
         return "200 OK", page, "text/html", [("X-DB-Node", node)]
 
 

@@ -4,6 +4,7 @@ The host list comes from the inventory (`inventories/lab.yml`); lab state lives 
 `/var/lib/foobar-ops` so that any checkout of the project finds (and clears) what an earlier,
 killed lab left behind.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -18,9 +19,10 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from ..errors import LabError
-from . import image, identity, net
+from ..core.errors import LabError
+from . import identity, image, net
 from .machine import Machine
 
 STATE_DIR = Path("/var/lib/foobar-ops")
@@ -44,7 +46,7 @@ class Lab:
     inventory: a loaded Inventory (its `lab` section gives the bridge and network).
     """
 
-    def __init__(self, inventory) -> None:
+    def __init__(self, inventory: Any) -> None:
         self.inventory = inventory
         self.bridge = inventory.lab.get("bridge", DEFAULT_BRIDGE)
         self.network = inventory.lab.get("network", DEFAULT_NETWORK)
@@ -54,14 +56,17 @@ class Lab:
             try:
                 address = ipaddress.ip_address(host.address)
             except ValueError:
-                raise LabError(f"{inventory.path}: host {host.name!r}: key 'address': lab hosts need an IP "
-                               f"address in {self.network}, not {host.address!r}") from None
+                raise LabError(
+                    f"{inventory.path}: host {host.name!r}: key 'address': lab hosts need an IP "
+                    f"address in {self.network}, not {host.address!r}"
+                ) from None
             if address not in net_:
-                raise LabError(f"{inventory.path}: host {host.name!r}: key 'address': {host.address} "
-                               f"is outside the lab network {self.network}")
-            self.machines[host.name] = Machine(host.name, host.address, net_.prefixlen,
-                                               LAB_DIR / "hosts" / host.name)
-        self.admin = image.RECIPE["admin_user"]
+                raise LabError(
+                    f"{inventory.path}: host {host.name!r}: key 'address': {host.address} "
+                    f"is outside the lab network {self.network}"
+                )
+            self.machines[host.name] = Machine(host.name, host.address, net_.prefixlen, LAB_DIR / "hosts" / host.name)
+        self.admin = str(image.RECIPE["admin_user"])
 
     def pick(self, names: list[str] | None) -> list[Machine]:
         """Return the machines named (all when names is empty).
@@ -72,8 +77,10 @@ class Lab:
             return list(self.machines.values())
         unknown = [n for n in names if n not in self.machines]
         if unknown:
-            raise LabError(f"no lab host named {', '.join(unknown)} in {self.inventory.path} "
-                           f"(lab hosts: {', '.join(self.machines)})")
+            raise LabError(
+                f"no lab host named {', '.join(unknown)} in {self.inventory.path} "
+                f"(lab hosts: {', '.join(self.machines)})"
+            )
         return [self.machines[n] for n in names]
 
     @contextmanager
@@ -115,8 +122,11 @@ class Lab:
     def _lab_secret_files(self) -> list[Path]:
         """Secret files the inventory expects under the lab's secrets folder (made when missing)."""
         folder = PASSWORD_PATH.parent
-        return [Path(sec.target) for sec in self.inventory.secrets.values()
-                if sec.scheme == "file" and Path(sec.target).parent == folder]
+        return [
+            Path(sec.target)
+            for sec in self.inventory.secrets.values()
+            if sec.scheme == "file" and Path(sec.target).parent == folder
+        ]
 
     def _prepare(self, m: Machine, image_root: Path, key: str) -> None:
         """Clear what a killed lab left, rebuild a disk made from an older image, give a new
@@ -134,8 +144,9 @@ class Lab:
         m.home.mkdir(parents=True, exist_ok=True)
         m.mount(image_root)
         peers = {n: x.address for n, x in self.machines.items()}
-        host_key = identity.provision(m, peers, KEY_PATH.with_suffix(".pub").read_text(),
-                                      self.admin, PASSWORD_PATH.read_text().strip())
+        host_key = identity.provision(
+            m, peers, KEY_PATH.with_suffix(".pub").read_text(), self.admin, PASSWORD_PATH.read_text().strip()
+        )
         identity.update_known_hosts(KNOWN_HOSTS, [m.name, m.address], host_key)
         m.meta_path.write_text(json.dumps({"image": key, "address": m.address, "created": int(time.time())}) + "\n")
 
@@ -144,15 +155,18 @@ class Lab:
         deadline = time.monotonic() + timeout
         while not _port_open(m.address, 22):
             if time.monotonic() > deadline or not m.nspawn_pid():
-                raise LabError(f"{m.name}: sshd at {m.address}:22 did not answer within {timeout:.0f} s; "
-                               f"console log: {m.home / 'console.log'}")
+                raise LabError(
+                    f"{m.name}: sshd at {m.address}:22 did not answer within {timeout:.0f} s; "
+                    f"console log: {m.home / 'console.log'}"
+                )
             time.sleep(0.2)
         left = max(5, int(deadline - time.monotonic()))
         done = self.run(m.name, ["timeout", str(left), "systemctl", "is-system-running", "--wait"])
         state = done.stdout.strip()
         if state not in ("running", "degraded"):
-            raise LabError(f"{m.name}: systemd did not finish booting (state {state or 'unknown'}): "
-                           f"{done.stderr.strip()}")
+            raise LabError(
+                f"{m.name}: systemd did not finish booting (state {state or 'unknown'}): {done.stderr.strip()}"
+            )
         if state == "degraded":
             failed = self.run(m.name, ["systemctl", "--failed", "--no-legend", "--plain"]).stdout
             _say(f"{m.name}: booted degraded; failed units: {failed.strip() or '?'}")
@@ -202,8 +216,14 @@ class Lab:
             if state == "running" and not _port_open(m.address, 22, 0.5):
                 state = "booting"
             up = m.uptime()
-            rows.append({"host": m.name, "address": m.address, "state": state,
-                         "uptime_s": round(up, 1) if up is not None else None})
+            rows.append(
+                {
+                    "host": m.name,
+                    "address": m.address,
+                    "state": state,
+                    "uptime_s": round(up, 1) if up is not None else None,
+                }
+            )
         return rows
 
     def ssh_argv(self, name: str, command: list[str]) -> list[str]:
@@ -213,9 +233,22 @@ class Lab:
         command: the command and its arguments ([] for a login shell).
         """
         m = self.pick([name])[0]
-        argv = ["ssh", "-i", str(KEY_PATH), "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
-                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-                "-o", "ConnectTimeout=5", f"root@{m.address}"]
+        argv = [
+            "ssh",
+            "-i",
+            str(KEY_PATH),
+            "-o",
+            f"UserKnownHostsFile={KNOWN_HOSTS}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=5",
+            f"root@{m.address}",
+        ]
         if command:
             argv += ["--", " ".join(shlex.quote(c) for c in command)]
         return argv
@@ -226,8 +259,7 @@ class Lab:
         name: lab host name.
         command: the command and its arguments.
         """
-        return subprocess.run(self.ssh_argv(name, command), capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(self.ssh_argv(name, command), capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
 
 def _port_open(address: str, port: int, timeout: float = 1.0) -> bool:

@@ -1,5 +1,6 @@
 """A lab host's own identity, written onto its disk before first boot: name, address, machine id,
 SSH host key, authorized keys and the admin user's sudo password."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from ..errors import LabError
+from ..core.errors import LabError
 from .machine import Machine
 
 
@@ -39,13 +40,14 @@ def ensure_password(path: Path) -> Path:
 
 
 def _keygen(path: Path, comment: str) -> None:
-    done = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
-                           "-f", str(path)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise LabError(f"ssh-keygen failed for {path}: {done.stderr.strip()}")
 
 
-def provision(m: Machine, peers: dict[str, str], client_pub: str, admin: str, password: str) -> str:
+def provision(m: Machine, peers: dict[str, str], client_pub: str, admin: str, password: str) -> list[str]:
     """Write a new host's identity onto its mounted root; return its public host key line.
 
     m: the machine (its root must be mounted).
@@ -60,19 +62,19 @@ def provision(m: Machine, peers: dict[str, str], client_pub: str, admin: str, pa
     hosts += [f"{addr} {name}" for name, addr in peers.items() if name != m.name]
     (root / "etc/hosts").write_text("\n".join(hosts) + "\n")
     (root / "etc/systemd/network/10-host0.network").write_text(
-        f"[Match]\nName=host0\n\n[Network]\nAddress={m.address}/{m.prefix}\nLinkLocalAddressing=no\n"
-        "IPv6AcceptRA=no\n")
+        f"[Match]\nName=host0\n\n[Network]\nAddress={m.address}/{m.prefix}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+    )
     (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
     key = root / "etc/ssh/ssh_host_ed25519_key"
     for old in key.parent.glob("ssh_host_*"):
         old.unlink()
     _keygen(key, f"root@{m.name}")
-    (root / "etc/ssh/sshd_config.d/foobar-hostkey.conf").write_text(
-        "HostKey /etc/ssh/ssh_host_ed25519_key\n")
+    (root / "etc/ssh/sshd_config.d/foobar-hostkey.conf").write_text("HostKey /etc/ssh/ssh_host_ed25519_key\n")
     _authorize(root, "root", client_pub)
     _authorize(root, admin, client_pub)
-    done = subprocess.run(["chroot", str(root), "chpasswd"], input=f"{admin}:{password}\n",
-                          text=True, capture_output=True)
+    done = subprocess.run(
+        ["chroot", str(root), "chpasswd"], input=f"{admin}:{password}\n", text=True, capture_output=True
+    )
     if done.returncode != 0:
         raise LabError(f"{m.name}: cannot set the {admin} password: {done.stderr.strip()}")
     return (key.parent / "ssh_host_ed25519_key.pub").read_text().split(" ", 2)[:2]

@@ -3,6 +3,7 @@
 The image carries the .deb files the stack needs in its apt cache, so that `apt-get install`
 works inside a lab host although lab hosts have no route to the outside.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import LabError
+from ..core.errors import LabError
 
 #: Everything that goes into the image; its hash is the cache key.
 RECIPE = {
@@ -23,13 +24,28 @@ RECIPE = {
     "mirror": "http://deb.debian.org/debian",
     "variant": "minbase",
     "include": [
-        "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "python3",
-        "sudo", "procps", "curl", "ca-certificates", "less",
+        "systemd",
+        "systemd-sysv",
+        "dbus",
+        "openssh-server",
+        "iproute2",
+        "python3",
+        "sudo",
+        "procps",
+        "curl",
+        "ca-certificates",
+        "less",
     ],
     # Downloaded into the apt cache, not installed: the roles install them.
     "cached_debs": [
-        "haproxy", "nginx", "mariadb-server", "mariadb-client", "python3-venv",
-        "python3-pip", "socat", "rsync",
+        "haproxy",
+        "nginx",
+        "mariadb-server",
+        "mariadb-client",
+        "python3-venv",
+        "python3-pip",
+        "socat",
+        "rsync",
     ],
     "admin_user": "ops",
 }
@@ -70,8 +86,12 @@ def ensure_image(images_dir: Path, recipe: dict = RECIPE) -> Path:
     _debootstrap(rootfs, recipe, build / "debootstrap.log")
     _cache_debs(rootfs, recipe)
     _configure(rootfs, recipe)
-    manifest = {"key": key, "recipe": recipe, "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "seconds": round(time.monotonic() - started, 1)}
+    manifest = {
+        "key": key,
+        "recipe": recipe,
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.monotonic() - started, 1),
+    }
     (build / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if final.exists():
         shutil.rmtree(final)
@@ -84,8 +104,14 @@ def _debootstrap(rootfs: Path, recipe: dict, log_path: Path) -> None:
     """Run debootstrap, printing its progress one phase at a time."""
     if not shutil.which("debootstrap"):
         raise LabError("debootstrap is not installed: run `make setup` (or apt-get install debootstrap)")
-    cmd = ["debootstrap", f"--variant={recipe['variant']}", "--include=" + ",".join(recipe["include"]),
-           recipe["suite"], str(rootfs), recipe["mirror"]]
+    cmd = [
+        "debootstrap",
+        f"--variant={recipe['variant']}",
+        "--include=" + ",".join(recipe["include"]),
+        recipe["suite"],
+        str(rootfs),
+        recipe["mirror"],
+    ]
     fetched = 0
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -106,13 +132,14 @@ def _debootstrap(rootfs: Path, recipe: dict, log_path: Path) -> None:
 
 
 def _chroot(rootfs: Path, script: str, stdin: str | None = None) -> None:
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive",
-           "LC_ALL": "C"}
-    done = subprocess.run(["chroot", str(rootfs), "/bin/sh", "-ec", script], input=stdin,
-                          text=True, capture_output=True, env=env)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+    done = subprocess.run(
+        ["chroot", str(rootfs), "/bin/sh", "-ec", script], input=stdin, text=True, capture_output=True, env=env
+    )
     if done.returncode != 0:
-        raise LabError(f"image step failed in {rootfs}: {script.splitlines()[0]}\n"
-                       f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        raise LabError(
+            f"image step failed in {rootfs}: {script.splitlines()[0]}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
 
 
 def _cache_debs(rootfs: Path, recipe: dict) -> None:
@@ -121,7 +148,8 @@ def _cache_debs(rootfs: Path, recipe: dict) -> None:
     shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
     (rootfs / "etc/apt/apt.conf.d/90foobar-keep-debs").write_text(
         'Binary::apt::APT::Keep-Downloaded-Packages "true";\nAPT::Keep-Downloaded-Packages "true";\n'
-        'Acquire::Retries "0";\n')
+        'Acquire::Retries "0";\n'
+    )
     pkgs = " ".join(recipe["cached_debs"])
     _chroot(rootfs, f"apt-get update -q\napt-get install -y -q --download-only {pkgs}")
     (rootfs / "etc/resolv.conf").unlink()
@@ -133,16 +161,22 @@ def _configure(rootfs: Path, recipe: dict) -> None:
     """Make the tree bootable as a lab host: networkd, sshd, an admin user, no shared identity."""
     _say("configuring systemd-networkd, sshd and the admin user")
     user = recipe["admin_user"]
-    _chroot(rootfs, "\n".join([
-        "systemctl enable systemd-networkd.service >/dev/null 2>&1",
-        "systemctl mask apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1",
-        f"id {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash --groups sudo {user}",
-        "rm -f /etc/ssh/ssh_host_*",
-    ]))
+    _chroot(
+        rootfs,
+        "\n".join(
+            [
+                "systemctl enable systemd-networkd.service >/dev/null 2>&1",
+                "systemctl mask apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1",
+                f"id {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash --groups sudo {user}",
+                "rm -f /etc/ssh/ssh_host_*",
+            ]
+        ),
+    )
     (rootfs / "etc/ssh/sshd_config.d/foobar-lab.conf").write_text(
         "# foobar_ops lab: keys only, no DNS look-ups\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PermitRootLogin prohibit-password\nUseDNS no\n")
+        "PermitRootLogin prohibit-password\nUseDNS no\n"
+    )
     (rootfs / "etc/machine-id").write_text("")
     (rootfs / "etc/hostname").write_text("lab\n")
     os.makedirs(rootfs / "etc/systemd/network", exist_ok=True)

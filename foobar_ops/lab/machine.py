@@ -1,5 +1,6 @@
 """One lab host: its disk (an overlay over the shared image), its first-boot identity, and its
 systemd-nspawn process."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LabError
+from ..core.errors import LabError
 from . import net
 
 #: Environment variable set on every lab host's init, to find it again after a crash.
@@ -69,8 +70,9 @@ class Machine:
         for part in ("upper", "work", "root"):
             (self.home / part).mkdir(parents=True, exist_ok=True)
         opts = f"lowerdir={image_root},upperdir={self.home / 'upper'},workdir={self.home / 'work'}"
-        done = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(self.root)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", opts, str(self.root)], capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise LabError(f"{self.name}: cannot mount its overlay root: {done.stderr.strip()}")
 
@@ -139,13 +141,22 @@ class Machine:
         bridge: the lab bridge the host's veth joins.
         """
         self.mount(image_root)
-        cmd = ["systemd-nspawn", "-D", str(self.root), "--register=no", "--keep-unit", "--boot",
-               "-M", self.name, f"--network-bridge={bridge}", "--console=passive",
-               f"--uuid={self.meta().get('machine_id', uuid.uuid4().hex)}",
-               f"--setenv={MARKER}={self.name}@{self.home}"]
+        cmd = [
+            "systemd-nspawn",
+            "-D",
+            str(self.root),
+            "--register=no",
+            "--keep-unit",
+            "--boot",
+            "-M",
+            self.name,
+            f"--network-bridge={bridge}",
+            "--console=passive",
+            f"--uuid={self.meta().get('machine_id', uuid.uuid4().hex)}",
+            f"--setenv={MARKER}={self.name}@{self.home}",
+        ]
         log = open(self.home / "console.log", "ab")
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         log.close()
         (self.home / "nspawn.pid").write_text(f"{proc.pid}\n")
         time.sleep(0.3)
@@ -162,8 +173,10 @@ class Machine:
         pid, note = self.nspawn_pid(), None
         if pid and not _kill_and_wait(pid, signal.SIGTERM, timeout):
             tail = (self.home / "console.log").read_text(errors="replace").splitlines()[-8:]
-            note = (f"{self.name} did not power off within {timeout:.0f} s and was killed; "
-                    "last console lines:\n  " + "\n  ".join(tail))
+            note = (
+                f"{self.name} did not power off within {timeout:.0f} s and was killed; "
+                "last console lines:\n  " + "\n  ".join(tail)
+            )
             _kill_and_wait(pid, signal.SIGKILL, 10)
         self.clear_stale()
         return note

@@ -1,11 +1,12 @@
 """The lab's private bridge: one Linux bridge, an address for the control machine, no route out."""
+
 from __future__ import annotations
 
 import ipaddress
 import subprocess
 from pathlib import Path
 
-from ..errors import LabError
+from ..core.errors import LabError
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -23,7 +24,7 @@ def link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 
 
-def control_address(network: str) -> ipaddress.IPv4Interface:
+def control_address(network: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     """Return the control machine's address on the lab network (its first host address).
 
     network: the lab network in CIDR form, e.g. 10.77.0.0/24.

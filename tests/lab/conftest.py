@@ -3,6 +3,7 @@
 The cached image is reused; hosts' disks are rebuilt so every run starts from clean Debian
 hosts (set FOOBAR_LAB_REUSE=1 while developing to keep the running hosts instead).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,12 +27,14 @@ def lab():
         assert done.code == 0, f"lab destroy failed: {done}"
     done = run_cli("lab", "up", "-i", LAB_INVENTORY, timeout=1800)
     assert done.code == 0, f"lab up failed: {done}"
-    from foobar_ops.inventory import load_inventory
+    from foobar_ops.core.inventory import load_inventory
     from foobar_ops.lab import Lab
+
     yield Lab(load_inventory(LAB_INVENTORY))
 
 
 @pytest.fixture(scope="session")
 def lab_inventory(lab):
-    from foobar_ops.inventory import load_inventory
+    from foobar_ops.core.inventory import load_inventory
+
     return load_inventory(LAB_INVENTORY)

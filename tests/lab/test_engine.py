@@ -1,5 +1,6 @@
 """The state engine on real hosts: idempotency, drift, validation, watch, test mode, journal,
 secrets. Tests in this module run in order and build on each other's host state (lb-01)."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from foobar_ops.records import Journal
+from foobar_ops.core.journal import Journal
 from tests.conftest import LAB_INVENTORY, PROJECT, run_cli
 
 DEMO = PROJECT / "tests" / "lab" / "statefiles" / "demo.py"
@@ -38,8 +39,19 @@ def inventory(env, **vars_) -> Path:
 
 
 def apply(env, *args, hosts="lb-01", **vars_):
-    done = run_cli("apply", "-i", inventory(env, **vars_), "--hosts", hosts, "--states", DEMO,
-                   "--journal", env["journal"], "--json", *args)
+    done = run_cli(
+        "apply",
+        "-i",
+        inventory(env, **vars_),
+        "--hosts",
+        hosts,
+        "--states",
+        DEMO,
+        "--journal",
+        env["journal"],
+        "--json",
+        *args,
+    )
     assert done.out, done
     return done, done.json()
 
@@ -121,11 +133,11 @@ def test_invalid_config_fails_validation_and_changes_nothing(env):
     assert cfg["result"] is False and not cfg["changed"]
     assert "validation failed" in cfg["comment"] and "balance only supports" in cfg["comment"]
     svc = next(r for r in doc["results"] if r["id"] == "service.running:haproxy")
-    assert svc["result"] is False and svc["run"] is False  # dependents are not run
+    assert svc["result"] is False and svc["status"] == "not_run"  # dependents are not run
     others = [r for r in doc["results"] if r["id"] not in (cfg["id"], svc["id"])]
     assert all(r["result"] is True for r in others)  # independent states still ran
     assert sh(env, "lb-01", f"sha256sum {CFG}") == good
-    assert sh(env, "lb-01", "ls -A /etc/haproxy/") .split() == ["errors", "haproxy.cfg"]  # no candidate left
+    assert sh(env, "lb-01", "ls -A /etc/haproxy/").split() == ["errors", "haproxy.cfg"]  # no candidate left
     assert sh(env, "lb-01", "systemctl is-active haproxy").strip() == "active"
     assert sh(env, "lb-01", "systemctl show -p MainPID --value haproxy").strip() == pid
     assert reloads(env) == before
@@ -134,11 +146,14 @@ def test_invalid_config_fails_validation_and_changes_nothing(env):
 
 # sudo keeps its own bookkeeping (first-use lecture, ~/.sudo_as_admin_successful, timestamps in
 # /var/lib/sudo): the test uses sudo once before the first snapshot, and leaves /var/lib/sudo out.
-SNAPSHOT = ("dpkg-query -W -f='${Package} ${Version} ${Status}\\n' | sha256sum; getent passwd | sha256sum; "
-            "getent group | sha256sum; find /etc /srv /usr /var/lib /var/backups /opt /home /root -xdev "
-            "-not -path '/var/lib/systemd/*' -not -path '/var/lib/apt/*' -not -path '/var/lib/sudo/*' -printf '%p %s %m %U %G %T@\\n' "
-            "2>/dev/null | sort | sha256sum; cat /etc/motd | sha256sum; systemctl list-units --all "
-            "--no-legend --plain 'haproxy*' | sha256sum")
+SNAPSHOT = (
+    "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' | sha256sum; getent passwd | sha256sum; "
+    "getent group | sha256sum; find /etc /srv /usr /var/lib /var/backups /opt /home /root -xdev "
+    "-not -path '/var/lib/systemd/*' -not -path '/var/lib/apt/*' -not -path '/var/lib/sudo/*' "
+    "-printf '%p %s %m %U %G %T@\\n' "
+    "2>/dev/null | sort | sha256sum; cat /etc/motd | sha256sum; systemctl list-units --all "
+    "--no-legend --plain 'haproxy*' | sha256sum"
+)
 
 
 def test_test_mode_leaves_a_host_byte_for_byte_as_it_was(env):
@@ -182,16 +197,20 @@ def test_secret_never_appears_in_output_diffs_or_errors(env, tmp_path):
     assert change["id"] == "file.managed:/srv/demo/token.conf"
     assert "not shown: the file holds secrets" in change["diff"]
     assert TOKEN not in done.out + done.err and old_secret not in done.out + done.err
-    text = run_cli("apply", "-i", inventory(env, demo_port=8082), "--hosts", "lb-01", "--states", DEMO,
-                   "--journal", env["journal"])
+    text = run_cli(
+        "apply", "-i", inventory(env, demo_port=8082), "--hosts", "lb-01", "--states", DEMO, "--journal", env["journal"]
+    )
     assert text.code == 0 and TOKEN not in text.out + text.err and old_secret not in text.out + text.err
     failing = tmp_path / "leaky.py"
-    failing.write_text("from foobar_ops import states as s\n"
-                       "def states(host, inventory):\n"
-                       "    inventory.secret('demo_token').reveal()\n"
-                       "    return [s.cmd.run('cat /srv/demo/token.conf; exit 3')]\n")
-    done = run_cli("apply", "-i", inventory(env), "--hosts", "lb-01", "--states", failing,
-                   "--journal", env["journal"], "--json")
+    failing.write_text(
+        "from foobar_ops import states as s\n"
+        "def states(host, inventory):\n"
+        "    inventory.secret('demo_token').reveal()\n"
+        "    return [s.cmd.run('cat /srv/demo/token.conf; exit 3')]\n"
+    )
+    done = run_cli(
+        "apply", "-i", inventory(env), "--hosts", "lb-01", "--states", failing, "--journal", env["journal"], "--json"
+    )
     assert done.code != 0
     [result] = done.json()["results"]
     assert result["result"] is False and "********" in result["comment"]
@@ -205,10 +224,14 @@ def test_unreachable_host_fails_alone(env):
     try:
         done, doc = apply(env, hosts="lb-01,web-02")
         assert done.code != 0
-        assert doc["summary"]["failed_hosts"] == ["web-02"]
-        web = [r for r in doc["results"] if r["host"] == "web-02"]
-        assert len(web) == 1 and web[0]["result"] is False and "unreachable" in web[0]["comment"]
+        assert doc["summary"]["failed_hosts"] == ["web-02"] and doc["summary"]["unreachable"] == 1
+        outcome = {h["host"]: h for h in doc["hosts"]}
+        assert outcome["web-02"]["outcome"] == "unreachable" and "unreachable" in outcome["web-02"]["error"]
+        assert outcome["lb-01"]["outcome"] == "ok"
+        assert [r for r in doc["results"] if r["host"] == "web-02"] == []  # no state was attempted there
         assert all(r["result"] is True for r in doc["results"] if r["host"] == "lb-01")
+        outcomes = Journal(env["journal"]).outcomes(doc["run_id"])  # the journal holds the outcome too
+        assert dict(zip(outcomes["host"], outcomes["outcome"], strict=True)) == {"lb-01": "ok", "web-02": "unreachable"}
     finally:
         env["lab"].up(["web-02"])
 
@@ -222,8 +245,10 @@ def test_a_wrong_sudo_password_fails_the_host_clearly_and_changes_nothing(env, m
     before = sh(env, "lb-01", "md5sum /etc/motd")
     done = run_cli("apply", "-i", path, "--hosts", "lb-01", "--states", DEMO, "--journal", env["journal"], "--json")
     assert done.code != 0
-    [result] = done.json()["results"]
-    assert result["result"] is False and "sudo refused the password" in result["comment"]
-    assert "env:FOOBAR_TEST_BAD_SUDO" in result["comment"]
+    doc = done.json()
+    assert doc["results"] == []  # nothing could be attempted as root
+    [outcome] = doc["hosts"]
+    assert outcome["outcome"] == "failed" and "sudo refused the password" in outcome["error"]
+    assert "env:FOOBAR_TEST_BAD_SUDO" in outcome["error"]
     assert "not-the-sudo-password-8086" not in done.out + done.err
     assert sh(env, "lb-01", "md5sum /etc/motd") == before

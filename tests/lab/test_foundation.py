@@ -2,6 +2,7 @@
 
 Tests that break a host put it back before they end.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from foobar_ops import ssh
-from foobar_ops.inventory import load_inventory
+from foobar_ops.core import ssh
+from foobar_ops.core.inventory import load_inventory
 from foobar_ops.lab import KNOWN_HOSTS, PASSWORD_PATH
 from tests.conftest import LAB_INVENTORY, run_cli
 
@@ -92,8 +93,7 @@ def test_unknown_host_key_is_refused(lab, tmp_path):
 
 def test_trusting_new_keys_is_explicit(lab, tmp_path):
     store = tmp_path / "known_hosts"
-    inv = lab_copy(tmp_path, lambda d: d["defaults"]["ssh"].update(known_hosts=str(store),
-                                                                     trust_new_keys=True))
+    inv = lab_copy(tmp_path, lambda d: d["defaults"]["ssh"].update(known_hosts=str(store), trust_new_keys=True))
     done = run_cli("ping", "-i", inv, "--json")
     assert done.code == 0, done
     recorded = store.read_text()
@@ -114,8 +114,10 @@ def test_lab_hosts_have_no_route_out(lab):
 
 
 def test_offline_apt_install_works_from_the_image_cache(lab):
-    done = lab.run("lb-01", ["sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat "
-                             ">/dev/null && socat -V | head -n 2"])
+    done = lab.run(
+        "lb-01",
+        ["sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat >/dev/null && socat -V | head -n 2"],
+    )
     assert done.returncode == 0, done.stderr
     assert "socat" in done.stdout
 
@@ -196,16 +198,17 @@ def test_lab_up_clears_what_a_killed_lab_left_behind(lab):
 
 def test_adhoc_run_prefixes_output_lines_and_is_journaled(lab, tmp_path):
     journal = tmp_path / "journal.sqlite"
-    done = run_cli("run", "-i", LAB_INVENTORY, "--hosts", "web-*", "--journal", journal, "--",
-                   "printf 'one\\ntwo\\n'; hostname")
+    done = run_cli(
+        "run", "-i", LAB_INVENTORY, "--hosts", "web-*", "--journal", journal, "--", "printf 'one\\ntwo\\n'; hostname"
+    )
     assert done.code == 0, done
     lines = done.out.splitlines()
     for name in ("web-01", "web-02"):
         assert f"{name} | one" in lines and f"{name} | two" in lines and f"{name} | {name}" in lines
-    failing = run_cli("run", "-i", LAB_INVENTORY, "--journal", journal, "--sudo", "--",
-                      "test $(hostname) != lb-01")
+    failing = run_cli("run", "-i", LAB_INVENTORY, "--journal", journal, "--sudo", "--", "test $(hostname) != lb-01")
     assert failing.code == 1 and "lb-01: failed: exit code 1" in failing.err
-    from foobar_ops.records import Journal
+    from foobar_ops.core.journal import Journal
+
     runs = Journal(journal).runs()
     assert list(runs["status"]) == ["failed", "ok"] and list(runs["results"]) == [3, 2]
 
@@ -226,6 +229,6 @@ def test_parallel_cap_limits_how_many_hosts_run_at_once(lab, lab_inventory):
         return sorted(tuple(map(float, o.stdout.split())) for o in outcomes)
 
     serial = spans(1)
-    assert all(a[1] <= b[0] for a, b in zip(serial, serial[1:])), serial
+    assert all(a[1] <= b[0] for a, b in zip(serial, serial[1:], strict=False)), serial
     parallel = spans(3)
-    assert any(b[0] < a[1] for a, b in zip(parallel, parallel[1:])), parallel
+    assert any(b[0] < a[1] for a, b in zip(parallel, parallel[1:], strict=False)), parallel

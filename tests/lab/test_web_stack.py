@@ -1,6 +1,7 @@
 """The web tier on fresh lab hosts: one apply deploys a working site; round robin is exact;
 failover, reload and rollback lose no request; bad input writes nothing; the page renders.
 Tests in this module run in order on one deployment."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from foobar_ops.haproxy import HAProxy, LBError
-from foobar_ops.inventory import load_inventory
-from foobar_ops.verify import request
+from foobar_ops.core.inventory import load_inventory
+from foobar_ops.stack.lb import HAProxy, LBError
+from foobar_ops.stack.verify import request
 from tests.conftest import LAB_INVENTORY, PROJECT, run_cli
 
 LB = "10.77.0.10"
@@ -37,7 +38,7 @@ def post(body: bytes, ctype="application/json"):
 
 def inventory_with(tmp_path: Path, host: str, **vars_) -> Path:
     data = yaml.safe_load(LAB_INVENTORY.read_text())
-    for name in ([host] if isinstance(host, str) else host):
+    for name in [host] if isinstance(host, str) else host:
         data["hosts"][name].setdefault("vars", {}).update(vars_)
     path = tmp_path / "stack.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -66,8 +67,13 @@ class Traffic:
             n = len(self.results)
             if self.writes and n % 2:
                 answer = post(json.dumps({"name": f"{self.writes}-{n}"}).encode())
-                self.results.append(dict(answer, status=200 if answer["status"] == 201 else answer["status"],
-                                         posted=answer["status"] == 201))
+                self.results.append(
+                    dict(
+                        answer,
+                        status=200 if answer["status"] == 201 else answer["status"],
+                        posted=answer["status"] == 201,
+                    )
+                )
             else:
                 self.results.append(get(self.path))
             time.sleep(0.01)
@@ -133,11 +139,13 @@ def test_posts_write_to_the_primary_and_bad_input_writes_nothing(stack):
     fetched = get(f"/api/items/{item['id']}")
     assert fetched["status"] == 200 and json.loads(fetched["body"])["name"] == "widget"
     count = len(json.loads(get("/api/items")["body"])["items"])
-    for body, ctype, words in ((b'{"name": ', "application/json", "invalid JSON"),
-                               (b'{"description": "no name"}', "application/json", "name"),
-                               (b'["a list"]', "application/json", "JSON object"),
-                               (b'{"name": "x", "extra": 1}', "application/json", "unknown field"),
-                               (b"name=x", "application/x-www-form-urlencoded", "JSON")):
+    for body, ctype, words in (
+        (b'{"name": ', "application/json", "invalid JSON"),
+        (b'{"description": "no name"}', "application/json", "name"),
+        (b'["a list"]', "application/json", "JSON object"),
+        (b'{"name": "x", "extra": 1}', "application/json", "unknown field"),
+        (b"name=x", "application/x-www-form-urlencoded", "JSON"),
+    ):
         answer = post(body, ctype)
         assert answer["status"] == 400, (body, answer)
         assert words in json.loads(answer["body"])["error"]
@@ -196,17 +204,30 @@ def test_home_page_renders_in_headless_chromium_with_static_assets_from_nginx(st
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "foobar-home.png"
     shot.unlink(missing_ok=True)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", f"--host-resolver-rules=MAP {SITE} {LB}",
-             "--window-size=1000,700"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--host-resolver-rules=MAP {SITE} {LB}",
+        "--window-size=1000,700",
+    ]
     subprocess.run([chromium, *flags, f"--screenshot={shot}", f"http://{SITE}/"], capture_output=True, timeout=90)
     assert shot.exists() and shot.stat().st_size > 5000
-    dom = subprocess.run([chromium, *flags, "--virtual-time-budget=3000", "--dump-dom", f"http://{SITE}/"],
-                         capture_output=True, text=True, timeout=90).stdout
+    dom = subprocess.run(
+        [chromium, *flags, "--virtual-time-budget=3000", "--dump-dom", f"http://{SITE}/"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    ).stdout
     assert 'data-js="loaded"' in dom and "Static script loaded from Nginx." in dom
     assert "<h1>foobar.com</h1>" in dom and 'id="served-by"' in dom
-    for asset, ctype in (("/static/app.js", "javascript"), ("/static/app.css", "text/css")):
+    for asset, _ctype in (("/static/app.js", "javascript"), ("/static/app.css", "text/css")):
         answer = request(LB, 80, SITE, asset)
         assert answer["status"] == 200 and answer["release"] is None  # not the app: Nginx served it
         assert answer["served_by"] in ("web-01", "web-02")
@@ -221,8 +242,10 @@ def test_rollback_returns_the_previous_release_and_the_site_keeps_answering(stac
         done, _ = apply(newer)
     assert done.code == 0
     assert len(deploy_traffic.results) > 10 and deploy_traffic.failures == [], deploy_traffic.failures[:3]
-    rows = lab.run("web-01", ["mysql", "-NB", "foobar", "-e",
-                              "SELECT COUNT(*), COUNT(DISTINCT name) FROM items WHERE name LIKE 'deploy-%'"])
+    rows = lab.run(
+        "web-01",
+        ["mysql", "-NB", "foobar", "-e", "SELECT COUNT(*), COUNT(DISTINCT name) FROM items WHERE name LIKE 'deploy-%'"],
+    )
     assert rows.stdout.split() == [str(deploy_traffic.posted)] * 2  # every write kept once: none lost, none doubled
     assert {get("/health")["release"] for _ in range(4)} == {first + "-b2"}
     with Traffic(writes="rollback") as traffic:
@@ -230,10 +253,12 @@ def test_rollback_returns_the_previous_release_and_the_site_keeps_answering(stac
     assert rolled.code == 0, rolled
     steps = [r["id"].rsplit(":", 1)[-1] for r in rolled.json()["results"] if r["state"] == "haproxy.server"]
     assert steps == ["drain", "ready", "drain", "ready"]  # each host left the pool while it switched
-    from foobar_ops.records import Journal
+    from foobar_ops.core.journal import Journal
+
     journaled = Journal().results(rolled.json()["run_id"])
-    assert list(journaled.loc[journaled["state"] == "haproxy.server", "state_id"].str.rsplit(":", n=1).str[-1]) \
-        == steps  # the load balancer's changes are in the run's records too
+    assert (
+        list(journaled.loc[journaled["state"] == "haproxy.server", "state_id"].str.rsplit(":", n=1).str[-1]) == steps
+    )  # the load balancer's changes are in the run's records too
     assert {get("/health")["release"] for _ in range(4)} == {first}
     assert len(traffic.results) > 10 and traffic.failures == [], traffic.failures[:3]
     done, doc = apply()  # the inventory's release is the rolled-back one: nothing to change
@@ -247,8 +272,10 @@ def hold_session_on(lb, server: str, tries: int = 6) -> socket.socket:
         for _ in range(tries):
             before = lb.servers()[server]["scur"] or 0
             sock = socket.create_connection((LB, 80), timeout=5)
-            sock.sendall(b"POST /api/items HTTP/1.1\r\nHost: foobar.com\r\nContent-Type: application/json"
-                         b"\r\nContent-Length: 100\r\n\r\n{")
+            sock.sendall(
+                b"POST /api/items HTTP/1.1\r\nHost: foobar.com\r\nContent-Type: application/json"
+                b"\r\nContent-Length: 100\r\n\r\n{"
+            )
             time.sleep(0.3)
             if (lb.servers()[server]["scur"] or 0) > before:
                 return sock
@@ -312,23 +339,39 @@ def test_a_drained_server_gets_no_new_requests_and_maint_refuses_the_last_server
 def test_the_deploy_runbook_fixes_drift_and_its_output_notebook_holds_no_secret(stack, lab, tmp_path):
     """papermill run of runbooks/deploy_stack.ipynb: the plan shows the drift, the apply fixes it,
     the output notebook is linked from the journal, and no secret value is anywhere in it."""
+    from foobar_ops.core.journal import Journal
     from foobar_ops.lab import PASSWORD_PATH
-    from foobar_ops.records import Journal
+
     old = "an-old-db-password-5150"  # drift that no mask knows about
     env = "/etc/foobar/app.env"
     assert lab.run("web-02", ["sed", "-i", f"s/^FOOBAR_DB_PASSWORD=.*/FOOBAR_DB_PASSWORD={old}/", env]).returncode == 0
     out = tmp_path / "deploy_stack-out.ipynb"
     journal = tmp_path / "journal.sqlite"
-    done = subprocess.run([str(Path(sys.executable).parent / "papermill"), "--no-progress-bar",
-                           str(PROJECT / "runbooks" / "deploy_stack.ipynb"), str(out), "-p", "output_notebook",
-                           str(out)], capture_output=True, text=True, timeout=600, cwd=PROJECT,
-                          env={**os.environ, "FOOBAR_OPS_JOURNAL": str(journal)})
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "papermill"),
+            "--no-progress-bar",
+            str(PROJECT / "runbooks" / "deploy_stack.ipynb"),
+            str(out),
+            "-p",
+            "output_notebook",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=PROJECT,
+        env={**os.environ, "FOOBAR_OPS_JOURNAL": str(journal)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     text = out.read_text()
     assert "app.env" in text and "not shown: the file holds secrets" in text  # the plan saw the drift
     assert "served by web-01 10, web-02 10" in text
-    secrets = [old, PASSWORD_PATH.read_text().strip(),
-               Path("/var/lib/foobar-ops/lab/secrets/mysql_app_password").read_text().strip()]
+    secrets = [
+        old,
+        PASSWORD_PATH.read_text().strip(),
+        Path("/var/lib/foobar-ops/lab/secrets/mysql_app_password").read_text().strip(),
+    ]
     for value in secrets:
         assert value not in text and value.encode() not in journal.read_bytes()
     assert old not in lab.run("web-02", ["cat", env]).stdout  # the apply put the real value back

@@ -1,9 +1,10 @@
 """Unit-test fixtures shared by every module."""
+
 from __future__ import annotations
 
 import pytest
 
-from foobar_ops import secrets as secrets_mod
+from foobar_ops.core import secrets as secrets_mod
 
 
 @pytest.fixture(autouse=True)

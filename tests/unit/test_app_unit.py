@@ -1,5 +1,6 @@
 """The foobar.com WSGI app without a database: request parsing, configuration, and routing over a
 fake read/write Router (connections and cursors that record the SQL they are given)."""
+
 from __future__ import annotations
 
 import importlib
@@ -78,6 +79,7 @@ Config, DBNode = config_mod.Config, config_mod.DBNode
 
 # --- helpers --------------------------------------------------------------------------------
 
+
 class ReadOnce(io.BytesIO):
     """wsgi.input that records how much was asked for."""
 
@@ -90,12 +92,19 @@ class ReadOnce(io.BytesIO):
         return super().read(size)
 
 
-def environ(method="GET", path="/", body: bytes | None = None, ctype="application/json",
-            length: str | None = None) -> dict:
+def environ(
+    method="GET", path="/", body: bytes | None = None, ctype="application/json", length: str | None = None
+) -> dict:
     """A hand-built WSGI environ."""
     data = body or b""
-    env = {"REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "test", "SERVER_PORT": "80",
-           "wsgi.input": ReadOnce(data), "wsgi.url_scheme": "http"}
+    env = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SERVER_NAME": "test",
+        "SERVER_PORT": "80",
+        "wsgi.input": ReadOnce(data),
+        "wsgi.url_scheme": "http",
+    }
     if body is not None or length is not None:
         env["CONTENT_TYPE"] = ctype
         env["CONTENT_LENGTH"] = str(len(data)) if length is None else length
@@ -114,6 +123,7 @@ def bad_request(env) -> str:
 
 
 # --- parse_item -------------------------------------------------------------------------------
+
 
 def test_parse_valid_item_strips_name():
     item = parse_item(json_env({"name": "  widget  ", "description": "a thing"}))
@@ -164,8 +174,19 @@ def test_unknown_fields_are_named():
     assert "unknown field" in msg and "colour" in msg and "price" in msg
 
 
-@pytest.mark.parametrize("obj", [{}, {"name": ""}, {"name": "   "}, {"name": None}, {"name": 5},
-                                 {"name": ["w"]}, {"name": "x" * 201}, {"description": "only"}])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {},
+        {"name": ""},
+        {"name": "   "},
+        {"name": None},
+        {"name": 5},
+        {"name": ["w"]},
+        {"name": "x" * 201},
+        {"description": "only"},
+    ],
+)
 def test_bad_name(obj):
     assert "'name'" in bad_request(json_env(obj))
 
@@ -198,8 +219,7 @@ def test_non_numeric_content_length():
 
 
 def test_negative_content_length_is_refused():
-    env = environ("POST", "/api/items", json.dumps({"name": "w" * 100}).encode() + b" " * (MAX_BODY * 2),
-                  length="-1")
+    env = environ("POST", "/api/items", json.dumps({"name": "w" * 100}).encode() + b" " * (MAX_BODY * 2), length="-1")
     with pytest.raises(HTTPError) as info:
         parse_item(env)
     assert info.value.status == "400 Bad Request"
@@ -207,6 +227,7 @@ def test_negative_content_length_is_refused():
 
 
 # --- Config -----------------------------------------------------------------------------------
+
 
 def test_dbnode_parse():
     assert DBNode.parse("10.77.0.11") == DBNode("10.77.0.11", 3306)
@@ -219,8 +240,13 @@ def test_config_defaults_read_pool_to_the_primary():
     cfg = Config.from_env({"FOOBAR_SERVED_BY": "web-01", "FOOBAR_DB_PRIMARY": "10.77.0.11:3306"})
     assert cfg.primary == DBNode("10.77.0.11", 3306)
     assert cfg.read_pool == (cfg.primary,)
-    assert (cfg.served_by, cfg.release, cfg.db_name, cfg.db_user, cfg.db_password) == \
-        ("web-01", "dev", "foobar", "foobar", "")
+    assert (cfg.served_by, cfg.release, cfg.db_name, cfg.db_user, cfg.db_password) == (
+        "web-01",
+        "dev",
+        "foobar",
+        "foobar",
+        "",
+    )
     assert cfg.connect_timeout == 2.0
 
 
@@ -230,15 +256,26 @@ def test_config_empty_read_list_defaults_to_the_primary():
 
 
 def test_config_read_list_is_parsed():
-    env = {"FOOBAR_SERVED_BY": "web-02", "FOOBAR_RELEASE": "1.0.0-abc", "FOOBAR_DB_PRIMARY": "10.77.0.11",
-           "FOOBAR_DB_READ": "10.77.0.11:3306, 10.77.0.21:3307,10.77.0.22,", "FOOBAR_DB_NAME": "fb",
-           "FOOBAR_DB_USER": "u", "FOOBAR_DB_PASSWORD": "pw", "FOOBAR_DB_CONNECT_TIMEOUT": "0.5"}
+    env = {
+        "FOOBAR_SERVED_BY": "web-02",
+        "FOOBAR_RELEASE": "1.0.0-abc",
+        "FOOBAR_DB_PRIMARY": "10.77.0.11",
+        "FOOBAR_DB_READ": "10.77.0.11:3306, 10.77.0.21:3307,10.77.0.22,",
+        "FOOBAR_DB_NAME": "fb",
+        "FOOBAR_DB_USER": "u",
+        "FOOBAR_DB_PASSWORD": "pw",
+        "FOOBAR_DB_CONNECT_TIMEOUT": "0.5",
+    }
     cfg = Config.from_env(env)
     assert cfg.primary == DBNode("10.77.0.11", 3306)
-    assert cfg.read_pool == (DBNode("10.77.0.11", 3306), DBNode("10.77.0.21", 3307),
-                             DBNode("10.77.0.22", 3306))
-    assert (cfg.release, cfg.db_name, cfg.db_user, cfg.db_password, cfg.connect_timeout) == \
-        ("1.0.0-abc", "fb", "u", "pw", 0.5)
+    assert cfg.read_pool == (DBNode("10.77.0.11", 3306), DBNode("10.77.0.21", 3307), DBNode("10.77.0.22", 3306))
+    assert (cfg.release, cfg.db_name, cfg.db_user, cfg.db_password, cfg.connect_timeout) == (
+        "1.0.0-abc",
+        "fb",
+        "u",
+        "pw",
+        0.5,
+    )
 
 
 def test_config_served_by_defaults_to_the_hostname(monkeypatch):
@@ -248,6 +285,7 @@ def test_config_served_by_defaults_to_the_hostname(monkeypatch):
 
 
 # --- the App over a fake Router ---------------------------------------------------------------
+
 
 class FakeCursor:
     def __init__(self, conn) -> None:
@@ -296,8 +334,7 @@ class FakeConn:
 class FakeRouter:
     """writer()/reader() yield (fake_conn, node); connect_error makes them fail as a dead server."""
 
-    def __init__(self, conn: FakeConn, writer_node="db-primary", reader_node="db-read",
-                 connect_error=None) -> None:
+    def __init__(self, conn: FakeConn, writer_node="db-primary", reader_node="db-read", connect_error=None) -> None:
         self.conn, self.writer_node, self.reader_node = conn, writer_node, reader_node
         self.connect_error = connect_error
         self.opened: list[str] = []
@@ -317,12 +354,24 @@ class FakeRouter:
 
 
 def item(id_, name, desc=None, served_by="web-01"):
-    return {"id": id_, "name": name, "description": desc, "served_by": served_by,
-            "created_at": datetime(2026, 11, 26, 13, 40, 1, 123456)}
+    return {
+        "id": id_,
+        "name": name,
+        "description": desc,
+        "served_by": served_by,
+        "created_at": datetime(2026, 11, 26, 13, 40, 1, 123456),
+    }
 
 
-CONFIG = Config(served_by="web-01", release="1.0.0-abc", primary=DBNode("10.77.0.11"),
-                read_pool=(DBNode("10.77.0.11"),), db_name="foobar", db_user="foobar", db_password="pw")
+CONFIG = Config(
+    served_by="web-01",
+    release="1.0.0-abc",
+    primary=DBNode("10.77.0.11"),
+    read_pool=(DBNode("10.77.0.11"),),
+    db_name="foobar",
+    db_user="foobar",
+    db_password="pw",
+)
 
 
 def make_app(conn=None, **kw):
@@ -353,12 +402,19 @@ def call(app, method="GET", path="/", **kw) -> Response:
 @pytest.fixture(autouse=True)
 def _no_real_router(monkeypatch):
     """App() builds a Router; make sure nothing ever connects for real."""
-    monkeypatch.setattr(wsgi.pymysql, "connect",
-                        lambda **kw: pytest.fail("unit tests must not connect to a database"))
+    monkeypatch.setattr(wsgi.pymysql, "connect", lambda **kw: pytest.fail("unit tests must not connect to a database"))
 
 
-ROUTES = [("GET", "/"), ("GET", "/health"), ("GET", "/api/items"), ("GET", "/api/items/1"),
-          ("GET", "/api/items/999"), ("GET", "/nope"), ("PUT", "/api/items"), ("DELETE", "/api/items/1")]
+ROUTES = [
+    ("GET", "/"),
+    ("GET", "/health"),
+    ("GET", "/api/items"),
+    ("GET", "/api/items/1"),
+    ("GET", "/api/items/999"),
+    ("GET", "/nope"),
+    ("PUT", "/api/items"),
+    ("DELETE", "/api/items/1"),
+]
 
 
 @pytest.mark.parametrize("method,path", ROUTES)
@@ -403,8 +459,7 @@ def test_get_item():
     assert r.code == 200
     assert r.headers["X-DB-Node"] == "db-read"
     assert r.json()["name"] == "five"
-    assert conn.executed == [("SELECT id, name, description, served_by, created_at FROM items WHERE id = %s",
-                              (5,))]
+    assert conn.executed == [("SELECT id, name, description, served_by, created_at FROM items WHERE id = %s", (5,))]
 
 
 def test_get_missing_item_is_404_json():
@@ -442,8 +497,10 @@ def test_post_valid_item_is_201_with_location():
     assert r.json()["id"] == 42
     assert app.db.opened == ["writer"]
     insert, select = conn.executed
-    assert insert == ("INSERT INTO items (name, description, served_by) VALUES (%s, %s, %s)",
-                      ("new <thing>", "d", "web-01"))
+    assert insert == (
+        "INSERT INTO items (name, description, served_by) VALUES (%s, %s, %s)",
+        ("new <thing>", "d", "web-01"),
+    )
     assert select[1] == (42,)
 
 

@@ -1,4 +1,5 @@
 """The command line without hosts: inventory errors reach the user as one clear line, exit 2."""
+
 from __future__ import annotations
 
 from tests.conftest import run_cli

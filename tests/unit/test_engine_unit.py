@@ -1,135 +1,38 @@
-"""The engine against a fake remote: no host, no shell.
+"""One host's apply (HostApply) against a fake remote: no host, no shell.
 
-The fake never runs a script. It reads the `@@FBO` sections the engine wrote (see
-engine.section), answers every fact section with the facts the test chose for that probe, and
-answers `apply` and `react` sections with a chosen output and exit code, printing exactly what
-engine.section's printf lines would print.
+The fake (tests/unit/fakes.py) never runs a script: it answers each fact section with the output
+the state's fact command would print (built by small helpers: a_file, a_dir, packages, unit,
+guards), and `apply` / `react` sections with a chosen output and exit code.
 """
+
 from __future__ import annotations
 
-import base64
 import json
-import re
 import shlex
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 
 from foobar_ops import states as s
-from foobar_ops.engine import VALIDATION_FAILED, HostRun, check_states, section, sections
-from foobar_ops.secrets import MASK, Secret
-from foobar_ops.states.base import StateError
-
-# A section as engine.section() writes it: printf BEGIN, ( body ) with stdout+stderr, printf END.
-_SECTION_IN_SCRIPT = re.compile(
-    r"printf '\\n@@FBO %s BEGIN\\n' (\S+)\n\( (.*?)\n\) 2>&1 </dev/null\n"
-    r"printf '\\n@@FBO %s END %d\\n' \1 \$\?\n", re.S)
-
-
-def printed(tag: str, output: str, code: int) -> str:
-    """What a section prints: the two printf lines around the body's output."""
-    return f"\n@@FBO {tag} BEGIN\n{output}\n@@FBO {tag} END {code}\n"
-
-
-@dataclass
-class FakeOutcome:
-    stdout: str
-    stderr: str = ""
-    exit_code: int | None = 0
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0 and self.error is None
-
-
-class FakeFile:
-    def __init__(self, remote: "FakeRemote", path: str) -> None:
-        self.remote, self.path = remote, path
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def chmod(self, mode: int) -> None:
-        self.remote.modes[self.path] = mode
-
-    def write(self, data: bytes) -> None:
-        self.remote.uploads[self.path] = self.remote.uploads.get(self.path, b"") + bytes(data)
-
-
-class FakeSFTP:
-    def __init__(self, remote: "FakeRemote") -> None:
-        self.remote = remote
-
-    def mkdir(self, path: str, mode: int) -> None:
-        self.remote.modes[path] = mode
-
-    def open(self, path: str, mode: str) -> FakeFile:
-        assert mode == "wb"
-        return FakeFile(self.remote, path)
-
-
-class FakeRemote:
-    """Stands for ssh.Remote: answers the engine's scripts from canned facts.
-
-    facts: {state: facts text} -- each fact section is answered by the probe it runs.
-    apply: (output, exit code) for `apply` sections.
-    react: (output, exit code) for `react` sections.
-    """
-
-    def __init__(self, facts: dict, apply=("", 0), react=("", 0)) -> None:
-        self.by_probe = {st.probe(): text for st, text in facts.items()}
-        self.apply, self.react = apply, react
-        self.round_trips = 0
-        self.commands: list[str] = []
-        self.scripts: list[str] = []
-        self.sudo: list[bool] = []
-        self.uploads: dict[str, bytes] = {}
-        self.modes: dict[str, int] = {}
-        self.closed = 0
-        self.broken: FakeOutcome | None = None
-
-    # --- what the engine calls ---
-    def run(self, command: str, sudo: bool = False) -> FakeOutcome:
-        self.round_trips += 1
-        self.commands.append(command)
-        self.sudo.append(sudo)
-        args = shlex.split(command)
-        assert args[:2] == ["sh", "-c"] and len(args) == 3, command
-        script = args[2]
-        self.scripts.append(script)
-        if self.broken:
-            return self.broken
-        found = _SECTION_IN_SCRIPT.findall(script)
-        assert "".join(section(tag, body) for tag, body in found) == script, "unparsed script text"
-        return FakeOutcome("".join(printed(tag, *self.answer(tag, body)) for tag, body in found))
-
-    def answer(self, tag: str, body: str) -> tuple[str, int]:
-        if tag == "apply":
-            return self.apply
-        if tag == "react":
-            return self.react
-        assert re.fullmatch(r"f\d+", tag), tag
-        assert body in self.by_probe, f"no facts for probe {body!r}"
-        return self.by_probe[body], 0
-
-    def open(self):
-        return SimpleNamespace(sftp=lambda: FakeSFTP(self))
-
-    def close(self) -> None:
-        self.closed += 1
-
-    # --- what the tests look at ---
-    def tags(self, script: str) -> list[str]:
-        return [tag for tag, _ in _SECTION_IN_SCRIPT.findall(script)]
-
-    def bodies(self, tag: str) -> list[str]:
-        return [body for script in self.scripts for t, body in _SECTION_IN_SCRIPT.findall(script) if t == tag]
-
+from foobar_ops.core.engine.host import VALIDATION_FAILED, HostApply, check_states, section, sections
+from foobar_ops.core.errors import ConnectionFailed
+from foobar_ops.core.result import Status
+from foobar_ops.core.secrets import MASK, Secret
+from foobar_ops.core.states.base import StateError
+from tests.unit.fakes import (
+    MISSING,
+    SECTION_IN_SCRIPT,
+    Answer,
+    FakeOutcome,
+    FakeRemote,
+    a_dir,
+    a_file,
+    guards,
+    nothing_at,
+    packages,
+    printed,
+    unit,
+)
 
 HOST = SimpleNamespace(name="web-01", address="10.77.0.11", user="root")
 
@@ -138,7 +41,7 @@ def run(states, facts, *, test=False, host=HOST, **fake):
     """Run states against a FakeRemote; return (results, emitted, remote)."""
     remote = FakeRemote(facts, **fake)
     emitted = []
-    results = HostRun(host, states, remote, test, emitted.append).execute()
+    results = HostApply(host, states, remote, test, emitted.append).execute()
     return results, emitted, remote
 
 
@@ -146,36 +49,34 @@ def by_id(results):
     return {r.id: r for r in results}
 
 
-# --- facts as the probes print them ----------------------------------------------------------
-
-def file_facts(content: bytes, mode="0644") -> str:
-    return (f"type=file\nowner=root group=root mode={mode} size={len(content)}\n"
-            f"content={base64.b64encode(content).decode()}\nparent=yes\n")
-
-
-def unit(active="active", enabled="enabled", can_reload="yes") -> str:
-    return f"LoadState=loaded ActiveState={active} UnitFileState={enabled} CanReload={can_reload} \n"
+def statuses(results):
+    return {r.id: r.status for r in results}
 
 
 CFG = "/etc/haproxy/haproxy.cfg"
 OLD = b"frontend www\n    bind :80\n"
 NEW = b"frontend www\n    bind :8080\n"
+HAPROXY = packages(haproxy="2.6.12-1")
+CURL = packages(curl="7.88.1")
 
 
 # --- section() / sections() -------------------------------------------------------------------
 
 
 def test_section_and_sections_round_trip():
-    script = (section("f0", "echo type=file") + section("apply", "set -e; false")
-              + section("f1", "true"))
-    remote_output = ("Debian GNU/Linux motd noise\n"
-                     + printed("f0", "type=file\nparent=yes", 0)
-                     + printed("apply", "line 1\nline 2: error", 1)
-                     + printed("f1", "", 0))
-    assert [t for t, _ in _SECTION_IN_SCRIPT.findall(script)] == ["f0", "apply", "f1"]
-    assert sections(remote_output) == {"f0": ("type=file\nparent=yes", 0),
-                                       "apply": ("line 1\nline 2: error", 1),
-                                       "f1": ("", 0)}
+    script = section("f0", "echo type=file") + section("apply", "set -e; false") + section("f1", "true")
+    remote_output = (
+        "Debian GNU/Linux motd noise\n"
+        + printed("f0", "type=file\nparent=yes", 0)
+        + printed("apply", "line 1\nline 2: error", 1)
+        + printed("f1", "", 0)
+    )
+    assert [t for t, _ in SECTION_IN_SCRIPT.findall(script)] == ["f0", "apply", "f1"]
+    assert sections(remote_output) == {
+        "f0": ("type=file\nparent=yes", 0),
+        "apply": ("line 1\nline 2: error", 1),
+        "f1": ("", 0),
+    }
 
 
 def test_section_captures_stderr_and_closes_stdin():
@@ -204,8 +105,11 @@ def test_check_states_refuses_duplicate_ids():
 
 def test_check_states_refuses_unknown_requisites():
     svc = s.service.running("haproxy", require=["pkg.installed:haproxy"])
-    with pytest.raises(StateError, match=r"web-01.*'service.running:haproxy': require names "
-                                         r"'pkg.installed:haproxy'"):
+    with pytest.raises(
+        StateError,
+        match=r"web-01.*'service.running:haproxy': require names "
+        r"'pkg.installed:haproxy'",
+    ):
         check_states("web-01", [svc])
 
 
@@ -218,40 +122,30 @@ def test_check_states_refuses_requisites_on_later_states(kind):
     check_states("web-01", [cfg, svc])  # declared before it: fine
 
 
-def test_bad_declarations_fail_the_host_without_touching_it():
-    cfg = s.file.managed(CFG, NEW)
-    results, emitted, remote = run([s.service.running("haproxy", watch=[cfg]), cfg], {})
-    assert [(r.id, r.state, r.result) for r in results] == [("__host__", "host.connect", False)]
-    assert "not a state declared before it" in results[0].comment
-    assert emitted == results
-    assert remote.scripts == []
-
-
 # --- one round trip when nothing changes -----------------------------------------------------
 
 
 def test_a_no_op_run_is_one_round_trip_for_all_states():
-    states = [s.pkg.installed("haproxy"),
-              s.file.directory("/etc/haproxy"),
-              s.file.managed(CFG, NEW, validate="haproxy -c -f {}"),
-              s.service.running("haproxy", watch=[f"file.managed:{CFG}"]),
-              s.cmd.run("touch /var/lib/x", creates="/var/lib/x")]
-    facts = {states[0]: "pkg=haproxy status=ii  version=2.6.12-1\n",
-             states[1]: "type=dir\nowner=root group=root mode=0755 size=4096\nparent=yes\n",
-             states[2]: file_facts(NEW), states[3]: unit(), states[4]: "creates=yes\n"}
+    states = [
+        s.pkg.installed("haproxy"),
+        s.file.directory("/etc/haproxy"),
+        s.file.managed(CFG, NEW, validate="haproxy -c -f {}"),
+        s.service.running("haproxy", watch=[f"file.managed:{CFG}"]),
+        s.cmd.run("touch /var/lib/x", creates="/var/lib/x"),
+    ]
+    facts = dict(zip(states, [HAPROXY, a_dir(), a_file(NEW), unit(), guards(creates=True)], strict=True))
     results, emitted, remote = run(states, facts)
     assert remote.round_trips == 1 and len(remote.scripts) == 1
     assert remote.tags(remote.scripts[0]) == ["f0", "f1", "f2", "f3", "f4"]
-    assert [r.result for r in results] == [True] * 5
-    assert not any(r.changed for r in results)
+    assert [r.status for r in results] == [Status.OK] * 5
+    assert [r.result for r in results] == [True] * 5 and not any(r.changed for r in results)
     assert emitted == results
     assert remote.sudo == [False]
 
 
 def test_a_non_root_login_runs_the_script_through_sudo():
     st = s.pkg.installed("curl")
-    _, _, remote = run([st], {st: "pkg=curl status=ii  version=7.88.1\n"},
-                       host=SimpleNamespace(name="web-02", address="10.77.0.12", user="deploy"))
+    _, _, remote = run([st], {st: CURL}, host=SimpleNamespace(name="web-02", address="10.77.0.12", user="deploy"))
     assert remote.sudo == [True]
 
 
@@ -261,10 +155,9 @@ def test_a_non_root_login_runs_the_script_through_sudo():
 def test_a_change_is_uploaded_then_applied_with_later_states_re_probed_in_the_same_script():
     cfg = s.file.managed(CFG, NEW)
     after = s.pkg.installed("haproxy")
-    results, _, remote = run([cfg, after], {cfg: file_facts(OLD),
-                                            after: "pkg=haproxy status=ii  version=2.6.12-1\n"})
+    results, _, remote = run([cfg, after], {cfg: a_file(OLD), after: HAPROXY})
     r = by_id(results)[cfg.id]
-    assert (r.result, r.changed, r.run) == (True, True, True)
+    assert r.status is Status.CHANGED and r.result is True
     assert r.comment == f"{CFG} updated" and "+    bind :8080" in r.diff
     # the content went over SFTP into a private folder, exactly
     ((path, data),) = remote.uploads.items()
@@ -277,35 +170,143 @@ def test_a_change_is_uploaded_then_applied_with_later_states_re_probed_in_the_sa
     assert body.startswith("set -e; FOOBAR_STAGE=" + shlex.quote(path.rsplit("/", 1)[0]) + ";")
     assert body.endswith(shlex.join(["mv", "-f", "/etc/haproxy/.haproxy.cfg.foobar-new", CFG]))
     assert remote.round_trips == 1 + 2 + 1  # facts, mkdir + one file, apply
+    assert by_id(results)[after.id].status is Status.OK
 
 
 def test_a_failing_command_fails_the_state_with_its_output():
     st = s.pkg.installed("haproxy")
-    results, _, _ = run([st], {st: ""}, apply=("E: Unable to locate package haproxy", 100))
+    results, _, _ = run([st], {st: packages()}, apply=("E: Unable to locate package haproxy", 100))
     (r,) = results
-    assert r.result is False and r.changed is False
+    assert r.status is Status.FAILED and r.result is False
     assert r.comment == "failed (exit 100): E: Unable to locate package haproxy"
 
 
 def test_validation_failure_fails_with_the_validators_message_and_changes_nothing():
     cfg = s.file.managed(CFG, NEW, validate="haproxy -c -f {}")
-    message = ("validation failed: [ALERT] config : parsing [/etc/haproxy/.haproxy.cfg.foobar-new:2] "
-               ": unknown keyword 'bind2'")
-    results, _, remote = run([cfg], {cfg: file_facts(OLD)}, apply=(message, VALIDATION_FAILED))
+    message = (
+        "validation failed: [ALERT] config : parsing [/etc/haproxy/.haproxy.cfg.foobar-new:2] : unknown keyword 'bind2'"
+    )
+    results, _, remote = run([cfg], {cfg: a_file(OLD)}, apply=(message, VALIDATION_FAILED))
     (r,) = results
-    assert r.result is False and r.changed is False
+    assert r.status is Status.FAILED
     assert "unknown keyword 'bind2'" in r.comment
     assert r.diff and "+    bind :8080" in r.diff  # what would have been written is still shown
     assert "haproxy -c -f" in remote.bodies("apply")[0]
 
 
-def test_fact_gathering_failure_is_one_host_result():
+# --- a host that cannot be reached, or is lost mid-run ----------------------------------------
+
+
+def test_a_host_that_cannot_be_reached_raises_connection_failed_and_reports_nothing():
     st = s.pkg.installed("haproxy")
-    remote = FakeRemote({st: ""})
+    remote = FakeRemote({st: HAPROXY}, breaks_at=1)
+    emitted = []
+    applier = HostApply(HOST, [st], remote, False, emitted.append)
+    with pytest.raises(ConnectionFailed, match="Connection reset by peer"):
+        applier.execute()
+    assert emitted == [] and applier.results == {}
+    assert remote.scripts == []
+
+
+def test_a_fact_command_that_fails_as_a_whole_fails_each_state_and_the_host_stays_reachable():
+    """The host answered (no connection error): the script failed, so every state fails naming why,
+    and the host is not taken for unreachable."""
+    st = s.pkg.installed("haproxy")
+    remote = FakeRemote({st: HAPROXY})
     remote.broken = FakeOutcome("", "sh: 1: cannot fork", 2, "exit code 2")
-    results = HostRun(HOST, [st], remote, False, lambda r: None).execute()
-    assert [(r.id, r.result) for r in results] == [("__host__", False)]
-    assert "fact gathering failed" in results[0].comment and "cannot fork" in results[0].comment
+    emitted = []
+    applier = HostApply(HOST, [st], remote, False, emitted.append)
+    [result] = applier.execute()
+    assert result.status is Status.FAILED and "no output came back" in result.comment
+    assert "cannot fork" in result.comment and applier.lost is None
+    assert emitted == [result]
+
+
+def test_a_host_lost_mid_run_fails_that_state_and_does_not_run_the_rest():
+    pkg = s.pkg.installed("haproxy")
+    cfg = s.file.managed(CFG, NEW)
+    svc = s.service.running("haproxy", watch=[cfg])
+    remote = FakeRemote({pkg: packages(), cfg: a_file(NEW), svc: unit()}, breaks_at=2)  # the apply call
+    emitted = []
+    applier = HostApply(HOST, [pkg, cfg, svc], remote, False, emitted.append)
+    results = applier.execute()
+    assert [r.status for r in results] == [Status.FAILED, Status.NOT_RUN, Status.NOT_RUN]
+    assert results[0].comment == "the host stopped answering: Connection reset by peer"
+    assert all(r.comment == "not run: the host stopped answering (Connection reset by peer)" for r in results[1:])
+    assert isinstance(applier.lost, ConnectionFailed) and applier.lost.reason == "Connection reset by peer"
+    assert remote.closed == 1 and remote.calls == 2  # nothing more was sent to the lost host
+    assert emitted == results
+
+
+def test_a_host_that_answers_throughout_is_not_lost():
+    st = s.pkg.installed("haproxy")
+    remote = FakeRemote({st: packages()})
+    applier = HostApply(HOST, [st], remote, False, lambda r: None)
+    assert [r.status for r in applier.execute()] == [Status.CHANGED]
+    assert applier.lost is None and remote.closed == 0
+
+
+def test_an_unexpected_error_fails_that_state_only_and_the_run_goes_on():
+    cfg = s.file.managed(CFG, NEW)
+    pkg = s.pkg.installed("haproxy")
+    results, emitted, remote = run(
+        [cfg, pkg], {cfg: a_file(OLD), pkg: packages()}, upload_error=OSError(28, "No space left on device")
+    )
+    r = by_id(results)
+    assert r[cfg.id].status is Status.FAILED
+    assert r[cfg.id].comment == "OSError: [Errno 28] No space left on device"
+    assert r[pkg.id].status is Status.CHANGED  # the next state still ran
+    assert [b.startswith("set -e; DEBIAN_FRONTEND") for b in remote.bodies("apply")] == [True]
+    assert emitted == results
+
+
+# --- a fact that cannot be read --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer, why",
+    [
+        (MISSING, "<fact ServiceFact>: no output came back for it"),
+        (
+            Answer("Failed to connect to bus: No such file or directory", 1),
+            "<fact ServiceFact>: its command failed (exit 1): Failed to connect to bus: No such file or directory",
+        ),
+        (
+            "Unit haproxy.service could not be found, sorry\n",
+            "service haproxy.service: cannot read LoadState, ActiveState from",
+        ),
+    ],
+    ids=["missing-section", "non-zero-exit", "malformed-output"],
+)
+@pytest.mark.parametrize("test", [False, True], ids=["apply", "test-mode"])
+def test_a_fact_that_cannot_be_read_fails_only_its_state(answer, why, test):
+    before = s.pkg.installed("haproxy")
+    svc = s.service.running("haproxy")
+    after = s.file.directory("/etc/haproxy")
+    results, _, remote = run([before, svc, after], {before: HAPROXY, svc: answer, after: a_dir()}, test=test)
+    assert statuses(results) == {before.id: Status.OK, svc.id: Status.FAILED, after.id: Status.OK}
+    assert by_id(results)[svc.id].comment.startswith(why)
+    assert remote.bodies("apply") == []  # nothing was guessed into a change
+
+
+def test_a_state_requiring_one_with_an_unreadable_fact_is_not_run():
+    svc = s.service.running("haproxy")
+    hook = s.cmd.run("haproxy-reload-hook", require=[svc])
+    results, _, remote = run([svc, hook], {svc: "garbage\n", hook: ""})
+    assert statuses(results) == {svc.id: Status.FAILED, hook.id: Status.NOT_RUN}
+    assert remote.bodies("apply") == []
+
+
+def test_in_test_mode_an_unreadable_fact_after_a_pending_change_is_pending():
+    pkg = s.pkg.installed("haproxy")
+    svc = s.service.running("haproxy", require=[pkg])
+    results, _, _ = run([pkg, svc], {pkg: packages(), svc: Answer("Unit haproxy.service not loaded.", 1)}, test=True)
+    v = by_id(results)[svc.id]
+    assert v.status is Status.PENDING and v.result is None
+    assert v.comment.startswith(
+        f"cannot be checked before earlier pending changes ({pkg.id}) are applied: "
+        "<fact ServiceFact>: its command failed (exit 1)"
+    )
 
 
 # --- requisites ------------------------------------------------------------------------------
@@ -316,42 +317,45 @@ def test_a_failed_requisite_stops_its_dependents():
     svc = s.service.running("app", require=[cfg])
     hook = s.cmd.run("app --migrate", require=[svc], unless="app --migrated")
     other = s.pkg.installed("curl")
-    results, _, remote = run([cfg, svc, hook, other],
-                             {cfg: "type=absent\nparent=no\n", svc: unit(), hook: "",
-                              other: "pkg=curl status=ii  version=7.88.1\n"})
-    r = by_id(results)
-    assert r[cfg.id].result is False and r[cfg.id].run is True
+    results, _, remote = run(
+        [cfg, svc, hook, other], {cfg: nothing_at(parent=False), svc: unit(), hook: guards(unless=False), other: CURL}
+    )
+    assert statuses(results) == {
+        cfg.id: Status.FAILED,
+        svc.id: Status.NOT_RUN,
+        hook.id: Status.NOT_RUN,
+        other.id: Status.OK,
+    }  # independent states still run
+    assert "parent directory of /etc/app/app.ini does not exist" in by_id(results)[cfg.id].comment
     for dependent, cause in ((svc, cfg), (hook, svc)):
-        d = r[dependent.id]
-        assert (d.result, d.run, d.changed) == (False, False, False)
-        assert d.comment.startswith("not run") and cause.id in d.comment
-    assert r[other.id].result is True  # independent states still run
+        d = by_id(results)[dependent.id]
+        assert d.result is False and d.changed is False
+        assert d.comment == f"not run: requisite {cause.id} failed or did not run"
     assert remote.bodies("apply") == []
 
 
 def test_watch_also_requires():
     cfg = s.file.managed("/etc/app/app.ini", "x=1\n")
     svc = s.service.running("app", watch=[cfg])
-    results, _, _ = run([cfg, svc], {cfg: "type=absent\nparent=no\n", svc: unit()})
-    assert (by_id(results)[svc.id].result, by_id(results)[svc.id].run) == (False, False)
+    results, _, _ = run([cfg, svc], {cfg: nothing_at(parent=False), svc: unit()})
+    assert statuses(results) == {cfg.id: Status.FAILED, svc.id: Status.NOT_RUN}
 
 
-def test_onchanges_not_triggered_is_ok_and_not_run():
+def test_onchanges_not_triggered_is_ok_with_nothing_to_do():
     cfg = s.file.managed(CFG, NEW)
     hook = s.cmd.run("systemctl daemon-reload", onchanges=[cfg])
-    results, _, remote = run([cfg, hook], {cfg: file_facts(NEW), hook: ""})
+    results, _, remote = run([cfg, hook], {cfg: a_file(NEW), hook: ""})
     h = by_id(results)[hook.id]
-    assert h.result is True and h.changed is False
-    assert h.comment.startswith("not run")
+    assert h.status is Status.OK and h.result is True
+    assert h.comment == "nothing to do: nothing in onchanges changed"
     assert remote.bodies("apply") == [] and remote.round_trips == 1
 
 
 def test_onchanges_triggered_runs_the_command():
     cfg = s.file.managed(CFG, NEW)
     hook = s.cmd.run("systemctl daemon-reload", onchanges=[cfg])
-    results, _, remote = run([cfg, hook], {cfg: file_facts(OLD), hook: ""})
-    h = by_id(results)[hook.id]
-    assert (h.result, h.changed) == (True, True)
+    results, _, remote = run([cfg, hook], {cfg: a_file(OLD), hook: ""})
+    assert by_id(results)[hook.id].status is Status.CHANGED
     assert remote.bodies("apply")[1] == "set -e; systemctl daemon-reload"
 
 
@@ -362,15 +366,13 @@ def test_test_mode_reports_pending_changes_and_sends_no_apply():
     cfg = s.file.managed(CFG, NEW)
     pkg = s.pkg.installed("haproxy")
     ok = s.file.directory("/etc/haproxy")
-    results, emitted, remote = run(
-        [ok, pkg, cfg], {ok: "type=dir\nowner=root group=root mode=0755 size=4096\nparent=yes\n",
-                         pkg: "", cfg: file_facts(OLD)}, test=True)
+    results, emitted, remote = run([ok, pkg, cfg], {ok: a_dir(), pkg: packages(), cfg: a_file(OLD)}, test=True)
     r = by_id(results)
-    assert r[ok.id].result is True and not r[ok.id].pending
+    assert r[ok.id].status is Status.OK and r[ok.id].result is True
     for st in (pkg, cfg):
-        assert r[st.id].result is None and r[st.id].changed is False
-        assert r[st.id].changes and r[st.id].pending
-        assert r[st.id].comment.startswith("would change")
+        assert r[st.id].status is Status.PENDING
+        assert r[st.id].result is None and r[st.id].changed is False  # the Salt contract in test mode
+        assert r[st.id].changes and r[st.id].comment.startswith("would change")
     assert "+    bind :8080" in r[cfg.id].diff
     assert remote.round_trips == 1
     assert all("apply" not in remote.tags(script) for script in remote.scripts)
@@ -381,20 +383,20 @@ def test_test_mode_reports_pending_changes_and_sends_no_apply():
 def test_test_mode_does_not_react_but_says_it_would():
     cfg = s.file.managed(CFG, NEW)
     svc = s.service.running("haproxy", watch=[cfg])
-    results, _, remote = run([cfg, svc], {cfg: file_facts(OLD), svc: unit()}, test=True)
+    results, _, remote = run([cfg, svc], {cfg: a_file(OLD), svc: unit()}, test=True)
     v = by_id(results)[svc.id]
+    assert v.status is Status.OK and v.result is True
     assert "would reload" in v.comment and cfg.id in v.comment
-    assert v.changed is False and v.result is not False
     assert remote.bodies("react") == [] and remote.round_trips == 1
 
 
 def test_test_mode_plan_error_after_a_pending_change_is_not_a_failure():
     d = s.file.directory("/etc/app")
     cfg = s.file.managed("/etc/app/app.ini", "x=1\n", require=[d])
-    results, _, _ = run([d, cfg], {d: "type=absent\nparent=yes\n", cfg: "type=absent\nparent=no\n"},
-                        test=True)
+    results, _, _ = run([d, cfg], {d: nothing_at(), cfg: nothing_at(parent=False)}, test=True)
     c = by_id(results)[cfg.id]
-    assert c.result is None and "cannot be checked before earlier pending changes" in c.comment
+    assert c.status is Status.PENDING and c.result is None
+    assert "cannot be checked before earlier pending changes" in c.comment
 
 
 # --- watch -----------------------------------------------------------------------------------
@@ -404,10 +406,10 @@ def test_test_mode_plan_error_after_a_pending_change_is_not_a_failure():
 def test_watched_change_makes_the_service_react(can_reload, verb):
     cfg = s.file.managed(CFG, NEW)
     svc = s.service.running("haproxy", watch=[cfg])
-    results, _, remote = run([cfg, svc], {cfg: file_facts(OLD), svc: unit(can_reload=can_reload)})
+    results, _, remote = run([cfg, svc], {cfg: a_file(OLD), svc: unit(can_reload=can_reload)})
     v = by_id(results)[svc.id]
     assert remote.bodies("react") == [f"set -e; systemctl {verb} haproxy.service"]
-    assert (v.result, v.changed) == (True, True)
+    assert v.status is Status.CHANGED
     assert v.changes["watch"] == {"done": verb, "because": [cfg.id]}
     assert f"{verb}ed" in v.comment
     assert remote.tags(remote.scripts[-1]) == ["react"]
@@ -416,26 +418,25 @@ def test_watched_change_makes_the_service_react(can_reload, verb):
 def test_unchanged_watch_sends_no_react():
     cfg = s.file.managed(CFG, NEW)
     svc = s.service.running("haproxy", watch=[cfg])
-    results, _, remote = run([cfg, svc], {cfg: file_facts(NEW), svc: unit()})
-    assert remote.bodies("react") == [] and by_id(results)[svc.id].changed is False
+    results, _, remote = run([cfg, svc], {cfg: a_file(NEW), svc: unit()})
+    assert remote.bodies("react") == [] and by_id(results)[svc.id].status is Status.OK
 
 
 def test_a_service_just_started_is_not_reloaded_again():
     cfg = s.file.managed(CFG, NEW)
     svc = s.service.running("haproxy", watch=[cfg])
-    results, _, remote = run([cfg, svc], {cfg: file_facts(OLD), svc: unit(active="inactive")})
+    results, _, remote = run([cfg, svc], {cfg: a_file(OLD), svc: unit(active="inactive")})
     assert remote.bodies("react") == []
     assert remote.bodies("apply")[1] == "set -e; systemctl start haproxy.service"
-    assert by_id(results)[svc.id].changed is True
+    assert by_id(results)[svc.id].status is Status.CHANGED
 
 
 def test_a_failed_reload_fails_the_service_state():
     cfg = s.file.managed(CFG, NEW)
     svc = s.service.running("haproxy", watch=[cfg])
-    results, _, _ = run([cfg, svc], {cfg: file_facts(OLD), svc: unit()},
-                        react=("Job for haproxy.service failed.", 1))
+    results, _, _ = run([cfg, svc], {cfg: a_file(OLD), svc: unit()}, react=("Job for haproxy.service failed.", 1))
     v = by_id(results)[svc.id]
-    assert v.result is False and "reload failed (exit 1)" in v.comment
+    assert v.status is Status.FAILED and "reload failed (exit 1)" in v.comment
 
 
 # --- secrets ---------------------------------------------------------------------------------
@@ -451,13 +452,18 @@ def db_password(monkeypatch):
 
 def test_a_revealed_secret_is_masked_in_diff_and_comment(db_password):
     path = "/etc/app/db.ini"
-    st = s.file.managed(path, template="user=app\npassword={{ pw }}\n", context={"pw": db_password},
-                        inline=True, validate="app-check {}")
+    st = s.file.managed(
+        path,
+        template="user=app\npassword={{ pw }}\n",
+        context={"pw": db_password},
+        inline=True,
+        validate="app-check {}",
+    )
     assert st.content == f"user=app\npassword={SECRET_VALUE}\n".encode()  # the file gets the value
     echo = f"validation failed: line 2: password={SECRET_VALUE} is too short"
-    results, emitted, remote = run([st], {st: file_facts(b"user=app\npassword=old\n")},
-                                   apply=(echo, VALIDATION_FAILED))
+    results, emitted, remote = run([st], {st: a_file(b"user=app\npassword=old\n")}, apply=(echo, VALIDATION_FAILED))
     (r,) = results
+    assert r.status is Status.FAILED
     assert "not shown: the file holds secrets" in r.diff  # a context with a Secret hides content
     assert "password=old" not in r.diff
     assert f"password={MASK} is too short" in r.comment
@@ -468,16 +474,16 @@ def test_a_revealed_secret_is_masked_in_diff_and_comment(db_password):
 
 def test_a_revealed_secret_is_masked_in_test_mode_too(db_password):
     st = s.file.managed("/etc/app/db.ini", f"password={db_password.reveal()}\n")
-    results, _, _ = run([st], {st: "type=absent\nparent=yes\n"}, test=True)
+    results, _, _ = run([st], {st: nothing_at()}, test=True)
+    assert results[0].status is Status.PENDING
     assert "not shown: the file holds secrets" in results[0].diff  # revealed value in content: hidden
     assert SECRET_VALUE not in json.dumps(results[0].as_dict())
 
 
 def test_a_secret_in_a_command_line_is_masked_in_the_result(db_password):
-    st = s.cmd.run(shlex.join(["htpasswd", "-b", "/etc/app/.htpasswd", "admin", db_password.reveal()]),
-                   unless="false")
-    results, _, _ = run([st], {st: ""})
-    assert results[0].result is True
+    st = s.cmd.run(shlex.join(["htpasswd", "-b", "/etc/app/.htpasswd", "admin", db_password.reveal()]), unless="false")
+    results, _, _ = run([st], {st: guards(unless=False)})
+    assert results[0].status is Status.CHANGED
     assert SECRET_VALUE not in json.dumps(results[0].as_dict())
 
 
@@ -486,5 +492,6 @@ def test_a_secret_with_json_special_characters_is_masked_in_changes(monkeypatch)
     monkeypatch.setenv("FOOBAR_UNIT_ODD_PASSWORD", value)
     pw = Secret("env:FOOBAR_UNIT_ODD_PASSWORD").reveal()
     st = s.cmd.run(f"set-password {shlex.quote(pw)}", unless="false")
-    results, _, _ = run([st], {st: ""}, test=True)
+    results, _, _ = run([st], {st: guards(unless=False)}, test=True)
+    assert results[0].status is Status.PENDING
     assert value not in results[0].changes["new"]["command"]

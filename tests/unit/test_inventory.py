@@ -11,15 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from foobar_ops import secrets as secrets_mod
-from foobar_ops.errors import (
-    AuthError, ConnectionFailed, FoobarOpsError, InventoryError,
+from foobar_ops.core import secrets as secrets_mod
+from foobar_ops.core.errors import (
+    AuthError,
+    ConnectionFailed,
+    FoobarOpsError,
+    InventoryError,
     SecretError,
 )
-from foobar_ops.inventory import Host, Inventory, load_inventory, parse_inventory
-from foobar_ops.secrets import (
-    SECRET_KEY_PATTERN, Secret, is_secret_ref, mask_known,
+from foobar_ops.core.inventory import Host, Inventory, load_inventory, parse_inventory
+from foobar_ops.core.secrets import (
+    SECRET_KEY_PATTERN,
+    Secret,
+    is_secret_ref,
+    mask_known,
 )
+from foobar_ops.stack import load_inventory as load_stack_inventory
 
 FIXTURE = Path(__file__).parent / "fixtures" / "inventory" / "lab.yml"
 
@@ -62,8 +69,7 @@ def load_error(tmp_path: Path, text: str) -> InventoryError:
     return info.value
 
 
-def assert_names(err: InventoryError, tmp_path: Path, host: str | None,
-                 key: str | None) -> str:
+def assert_names(err: InventoryError, tmp_path: Path, host: str | None, key: str | None) -> str:
     """Check the error names the file, the host and the key; return str(err).
 
     err: the raised InventoryError.
@@ -125,8 +131,7 @@ def test_builtin_defaults_without_defaults_section(tmp_path: Path) -> None:
 
 
 def test_groups_from_section_and_host_declarations(lab: Inventory) -> None:
-    assert lab.groups == {"web": ("web-01", "web-02"), "edge": ("lb-01",),
-                          "canary": ("web-01",)}
+    assert lab.groups == {"web": ("web-01", "web-02"), "edge": ("lb-01",), "canary": ("web-01",)}
     assert lab.host("web-01").groups == ("canary", "web")
     assert lab.group_vars["edge"] == {"tier": "edge"}
     assert lab.host("lb-01").vars["tier"] == "edge"
@@ -189,25 +194,27 @@ def test_select_all(lab: Inventory, pattern: str | None) -> None:
     assert names(lab.select(pattern)) == ["lb-01", "web-01", "web-02", "db-01"]
 
 
-@pytest.mark.parametrize("pattern, expected", [
-    ("db-01", ["db-01"]),
-    ("web-*", ["web-01", "web-02"]),
-    ("*-0[12]", ["lb-01", "web-01", "web-02", "db-01"]),
-    ("role:mysql", ["db-01"]),
-    ("role:nginx", ["web-01", "web-02"]),
-    ("group:edge", ["lb-01"]),
-    ("web", ["web-01", "web-02"]),
-    ("haproxy", ["lb-01"]),
-    ("db-01, web-02 ,lb-01", ["lb-01", "web-02", "db-01"]),
-    ("web,role:app,web-01", ["web-01", "web-02"]),
-    ("canary,group:edge", ["lb-01", "web-01"]),
-])
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [
+        ("db-01", ["db-01"]),
+        ("web-*", ["web-01", "web-02"]),
+        ("*-0[12]", ["lb-01", "web-01", "web-02", "db-01"]),
+        ("role:mysql", ["db-01"]),
+        ("role:nginx", ["web-01", "web-02"]),
+        ("group:edge", ["lb-01"]),
+        ("web", ["web-01", "web-02"]),
+        ("haproxy", ["lb-01"]),
+        ("db-01, web-02 ,lb-01", ["lb-01", "web-02", "db-01"]),
+        ("web,role:app,web-01", ["web-01", "web-02"]),
+        ("canary,group:edge", ["lb-01", "web-01"]),
+    ],
+)
 def test_select_terms(lab: Inventory, pattern: str, expected: list[str]) -> None:
     assert names(lab.select(pattern)) == expected
 
 
-@pytest.mark.parametrize("term", ["web-03", "app-*", "role:nginxx", "group:nope",
-                                  "nope"])
+@pytest.mark.parametrize("term", ["web-03", "app-*", "role:nginxx", "group:nope", "nope"])
 def test_select_term_matching_nothing(lab: Inventory, term: str) -> None:
     with pytest.raises(InventoryError) as info:
         lab.select(f"web-01,{term}")
@@ -249,7 +256,9 @@ def test_hosts_missing_or_empty(tmp_path: Path) -> None:
 
 
 def test_duplicate_host(tmp_path: Path) -> None:
-    err = load_error(tmp_path, """\
+    err = load_error(
+        tmp_path,
+        """\
         hosts:
           web-01:
             address: 10.77.0.11
@@ -257,14 +266,14 @@ def test_duplicate_host(tmp_path: Path) -> None:
             address: 10.77.0.12
           web-01:
             address: 10.77.0.13
-        """)
+        """,
+    )
     text = assert_names(err, tmp_path, "web-01", None)
     assert "host 'web-01' is defined twice (lines 2 and 6)" in text
 
 
 def test_duplicate_key_in_stack(tmp_path: Path) -> None:
-    err = load_error(tmp_path, MINIMAL + "stack:\n  ports:\n    http: 80\n"
-                     "    http: 8080\n")
+    err = load_error(tmp_path, MINIMAL + "stack:\n  ports:\n    http: 80\n    http: 8080\n")
     text = assert_names(err, tmp_path, None, "stack.ports.http")
     assert "appears twice (lines 7 and 8)" in text
 
@@ -277,19 +286,19 @@ def test_duplicate_key_in_host(tmp_path: Path) -> None:
 # --- unknown keys ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, host, key, suggestion", [
-    ("hostz:\n  a: 1\n" + MINIMAL, None, "hostz", "hosts"),
-    (MINIMAL + "    adress: x\n", "web-01", "adress", "address"),
-    (MINIMAL + "defaults:\n  usr: ops\n", None, "defaults.usr", "user"),
-    (MINIMAL + "    ssh: {identiy: /k}\n", "web-01", "ssh.identiy", "identity"),
-    (MINIMAL + "defaults:\n  ssh: {timeout: 3}\n", None, "defaults.ssh.timeout",
-     None),
-    (MINIMAL + "lab: {brige: fbr0}\n", None, "lab.brige", "bridge"),
-    (MINIMAL + "groups:\n  web: {hosts: [web-01], var: {}}\n", None,
-     "groups.web.var", "vars"),
-])
-def test_unknown_key(tmp_path: Path, text: str, host: str | None, key: str,
-                     suggestion: str | None) -> None:
+@pytest.mark.parametrize(
+    "text, host, key, suggestion",
+    [
+        ("hostz:\n  a: 1\n" + MINIMAL, None, "hostz", "hosts"),
+        (MINIMAL + "    adress: x\n", "web-01", "adress", "address"),
+        (MINIMAL + "defaults:\n  usr: ops\n", None, "defaults.usr", "user"),
+        (MINIMAL + "    ssh: {identiy: /k}\n", "web-01", "ssh.identiy", "identity"),
+        (MINIMAL + "defaults:\n  ssh: {timeout: 3}\n", None, "defaults.ssh.timeout", None),
+        (MINIMAL + "lab: {brige: fbr0}\n", None, "lab.brige", "bridge"),
+        (MINIMAL + "groups:\n  web: {hosts: [web-01], var: {}}\n", None, "groups.web.var", "vars"),
+    ],
+)
+def test_unknown_key(tmp_path: Path, text: str, host: str | None, key: str, suggestion: str | None) -> None:
     err = assert_names(load_error(tmp_path, text), tmp_path, host, key)
     assert f"unknown key '{key.rsplit('.', 1)[-1]}'" in err
     assert "known keys:" in err
@@ -305,8 +314,7 @@ def test_missing_address(tmp_path: Path) -> None:
     assert "missing" in assert_names(err, tmp_path, "web-01", "address")
 
 
-@pytest.mark.parametrize("value", ["''", "42", "[a]", "10.77.0.300", "bad_host!",
-                                   "-x.example.com"])
+@pytest.mark.parametrize("value", ["''", "42", "[a]", "10.77.0.300", "bad_host!", "-x.example.com"])
 def test_bad_address(tmp_path: Path, value: str) -> None:
     err = load_error(tmp_path, f"hosts:\n  web-01:\n    address: {value}\n")
     assert_names(err, tmp_path, "web-01", "address")
@@ -318,8 +326,7 @@ def test_good_address(tmp_path: Path, value: str) -> None:
     assert inv.host("web-01").address == value
 
 
-@pytest.mark.parametrize("value, words", [("'22'", "integer"), ("0", "range"),
-                                          ("65536", "range"), ("true", "integer")])
+@pytest.mark.parametrize("value, words", [("'22'", "integer"), ("0", "range"), ("65536", "range"), ("true", "integer")])
 def test_bad_port(tmp_path: Path, value: str, words: str) -> None:
     err = load_error(tmp_path, MINIMAL + f"    port: {value}\n")
     assert words in assert_names(err, tmp_path, "web-01", "port")
@@ -335,12 +342,38 @@ def test_roles_not_a_list(tmp_path: Path) -> None:
     assert "list" in assert_names(err, tmp_path, "web-01", "roles")
 
 
-def test_unknown_role(tmp_path: Path) -> None:
-    err = load_error(tmp_path, MINIMAL + "    roles: [app, nginxx]\n")
+STACK_ROLES = ("mysql", "nginx", "haproxy", "app")
+
+
+def assert_unknown_role(err: InventoryError, tmp_path: Path) -> None:
     text = assert_names(err, tmp_path, "web-01", "roles")
     assert "role 'nginxx' does not exist" in text
     assert "did you mean 'nginx'" in text
     assert "known roles: app, haproxy, mysql, nginx" in text
+
+
+def test_unknown_role_when_the_known_roles_are_given(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "    roles: [app, nginxx]\n")
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path, known_roles=STACK_ROLES)
+    assert_unknown_role(info.value, tmp_path)
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(path.read_text(), path, known_roles=STACK_ROLES)
+    assert_unknown_role(info.value, tmp_path)
+
+
+def test_the_stack_loader_knows_the_stack_roles(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "    roles: [app, nginxx]\n")
+    with pytest.raises(InventoryError) as info:
+        load_stack_inventory(path)
+    assert_unknown_role(info.value, tmp_path)
+    good = write(tmp_path, MINIMAL + "    roles: [nginx, app]\n", "good.yml")
+    assert load_stack_inventory(good).host("web-01").roles == ("nginx", "app")
+
+
+def test_any_role_name_without_known_roles(tmp_path: Path) -> None:
+    inv = load(tmp_path, MINIMAL + "    roles: [app, nginxx, app]\n")
+    assert inv.host("web-01").roles == ("app", "nginxx")  # duplicates dropped, order kept
 
 
 def test_bad_host_name(tmp_path: Path) -> None:
@@ -372,30 +405,33 @@ def test_group_named_like_a_host(tmp_path: Path) -> None:
 # --- ssh options ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option, key", [
-    ("connect_timeout: 0", "connect_timeout"),
-    ("command_timeout: soon", "command_timeout"),
-    ("keepalive: -1", "keepalive"),
-    ("keepalive: 1.5", "keepalive"),
-    ("trust_new_keys: 'yes'", "trust_new_keys"),
-    ("proxy_jump: 'a b'", "proxy_jump"),
-    ("proxy_jump: 'ops@bastion:99999'", "proxy_jump"),
-    ("identity: ''", "identity"),
-    ("known_hosts: $FOOBAR_UNSET_TEST_DIR/kh", "known_hosts"),
-])
-def test_bad_ssh_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                        option: str, key: str) -> None:
+@pytest.mark.parametrize(
+    "option, key",
+    [
+        ("connect_timeout: 0", "connect_timeout"),
+        ("command_timeout: soon", "command_timeout"),
+        ("keepalive: -1", "keepalive"),
+        ("keepalive: 1.5", "keepalive"),
+        ("trust_new_keys: 'yes'", "trust_new_keys"),
+        ("proxy_jump: 'a b'", "proxy_jump"),
+        ("proxy_jump: 'ops@bastion:99999'", "proxy_jump"),
+        ("identity: ''", "identity"),
+        ("known_hosts: $FOOBAR_UNSET_TEST_DIR/kh", "known_hosts"),
+    ],
+)
+def test_bad_ssh_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str, key: str) -> None:
     monkeypatch.delenv("FOOBAR_UNSET_TEST_DIR", raising=False)
     err = load_error(tmp_path, MINIMAL + f"    ssh:\n      {option}\n")
     assert_names(err, tmp_path, "web-01", f"ssh.{key}")
 
 
-def test_ssh_paths_expand_home_and_vars(tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ssh_paths_expand_home_and_vars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FOOBAR_KEYS", "/srv/keys")
-    inv = load(tmp_path, MINIMAL + "    ssh: {identity: ~/.ssh/id, "
-               "known_hosts: '${FOOBAR_KEYS}/kh', proxy_jump: 'ops@[::1]:22'}\n")
+    inv = load(
+        tmp_path,
+        MINIMAL + "    ssh: {identity: ~/.ssh/id, known_hosts: '${FOOBAR_KEYS}/kh', proxy_jump: 'ops@[::1]:22'}\n",
+    )
     ssh = inv.host("web-01").ssh
     assert ssh.identity == tmp_path / "home" / ".ssh" / "id"
     assert ssh.known_hosts == Path("/srv/keys/kh")
@@ -403,11 +439,14 @@ def test_ssh_paths_expand_home_and_vars(tmp_path: Path,
 
 
 def test_proxy_jump_loop(tmp_path: Path) -> None:
-    err = load_error(tmp_path, """\
+    err = load_error(
+        tmp_path,
+        """\
         hosts:
           a: {address: 10.0.0.1, ssh: {proxy_jump: b}}
           b: {address: 10.0.0.2, ssh: {proxy_jump: a}}
-        """)
+        """,
+    )
     text = assert_names(err, tmp_path, "a", "ssh.proxy_jump")
     assert "a -> b -> a" in text
 
@@ -417,26 +456,25 @@ def test_proxy_jump_loop(tmp_path: Path) -> None:
 LITERAL = "Hunter2-s3cr3t"
 
 
-@pytest.mark.parametrize("text, host, key", [
-    (MINIMAL + f"stack:\n  mysql:\n    root_password: {LITERAL}\n", None,
-     "stack.mysql.root_password"),
-    (MINIMAL + f"defaults:\n  vars: {{api_key: {LITERAL}}}\n", None,
-     "defaults.vars.api_key"),
-    (MINIMAL + f"    vars:\n      mysql_password: {LITERAL}\n", "web-01",
-     "vars.mysql_password"),
-    (MINIMAL + f"    vars:\n      tokens: [env:A, {LITERAL}]\n", "web-01",
-     "vars.tokens"),
-    (MINIMAL + f"    vars:\n      passwords: {{app: {LITERAL}}}\n", "web-01",
-     "vars.passwords.app"),
-    (MINIMAL + f"groups:\n  web:\n    hosts: [web-01]\n    vars: {{SECRET: {LITERAL}}}\n",
-     None, "groups.web.vars.SECRET"),
-    (MINIMAL + f"    sudo_password: {LITERAL}\n", "web-01", "sudo_password"),
-    (MINIMAL + f"defaults: {{sudo_password: {LITERAL}}}\n", None,
-     "defaults.sudo_password"),
-    (MINIMAL + f"secrets:\n  mysql_app: {LITERAL}\n", None, "secrets.mysql_app"),
-])
-def test_literal_secret_refused_without_echo(tmp_path: Path, text: str,
-                                             host: str | None, key: str) -> None:
+@pytest.mark.parametrize(
+    "text, host, key",
+    [
+        (MINIMAL + f"stack:\n  mysql:\n    root_password: {LITERAL}\n", None, "stack.mysql.root_password"),
+        (MINIMAL + f"defaults:\n  vars: {{api_key: {LITERAL}}}\n", None, "defaults.vars.api_key"),
+        (MINIMAL + f"    vars:\n      mysql_password: {LITERAL}\n", "web-01", "vars.mysql_password"),
+        (MINIMAL + f"    vars:\n      tokens: [env:A, {LITERAL}]\n", "web-01", "vars.tokens"),
+        (MINIMAL + f"    vars:\n      passwords: {{app: {LITERAL}}}\n", "web-01", "vars.passwords.app"),
+        (
+            MINIMAL + f"groups:\n  web:\n    hosts: [web-01]\n    vars: {{SECRET: {LITERAL}}}\n",
+            None,
+            "groups.web.vars.SECRET",
+        ),
+        (MINIMAL + f"    sudo_password: {LITERAL}\n", "web-01", "sudo_password"),
+        (MINIMAL + f"defaults: {{sudo_password: {LITERAL}}}\n", None, "defaults.sudo_password"),
+        (MINIMAL + f"secrets:\n  mysql_app: {LITERAL}\n", None, "secrets.mysql_app"),
+    ],
+)
+def test_literal_secret_refused_without_echo(tmp_path: Path, text: str, host: str | None, key: str) -> None:
     err = load_error(tmp_path, text)
     message = assert_names(err, tmp_path, host, key)
     assert LITERAL not in message and LITERAL not in repr(err)
@@ -454,22 +492,23 @@ def test_bad_secret_reference(tmp_path: Path) -> None:
 
 
 def test_non_secret_keys_keep_plain_values(tmp_path: Path) -> None:
-    inv = load(tmp_path, MINIMAL + "    vars: {password_min_length: 12, "
-               "mysql_password: '', tier: 'env:prod'}\n")
-    assert inv.host("web-01").vars == {"password_min_length": 12,
-                                       "mysql_password": "", "tier": "env:prod"}
+    inv = load(tmp_path, MINIMAL + "    vars: {password_min_length: 12, mysql_password: '', tier: 'env:prod'}\n")
+    assert inv.host("web-01").vars == {"password_min_length": 12, "mysql_password": "", "tier": "env:prod"}
 
 
 # --- lab ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("section, key", [
-    ("lab: {network: 10.77.0.0/33}", "lab.network"),
-    ("lab: {network: 10.77.0.0}", "lab.network"),
-    ("lab: {network: not-a-net/24}", "lab.network"),
-    ("lab: {bridge: a-bridge-name-too-long}", "lab.bridge"),
-    ("lab: {bridge: 'br 0'}", "lab.bridge"),
-])
+@pytest.mark.parametrize(
+    "section, key",
+    [
+        ("lab: {network: 10.77.0.0/33}", "lab.network"),
+        ("lab: {network: 10.77.0.0}", "lab.network"),
+        ("lab: {network: not-a-net/24}", "lab.network"),
+        ("lab: {bridge: a-bridge-name-too-long}", "lab.bridge"),
+        ("lab: {bridge: 'br 0'}", "lab.bridge"),
+    ],
+)
 def test_bad_lab(tmp_path: Path, section: str, key: str) -> None:
     err = load_error(tmp_path, MINIMAL + section + "\n")
     assert_names(err, tmp_path, None, key)
@@ -487,8 +526,7 @@ def test_env_secret_resolves_and_is_cached(monkeypatch: pytest.MonkeyPatch) -> N
     assert secret.reveal() == "first-value"
 
 
-def test_file_secret_strips_one_newline(tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_secret_strips_one_newline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "pw").write_text("s3cret\n\n")
     monkeypatch.setenv("FOOBAR_SECRET_DIR", str(tmp_path))
     assert Secret.parse("file:pw", base_dir=tmp_path).reveal() == "s3cret\n"
@@ -542,8 +580,7 @@ def test_reveal_is_thread_safe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOOBAR_TEST_THREADS", "shared")
     secret = Secret("env:FOOBAR_TEST_THREADS")
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(secret.reveal()))
-               for _ in range(8)]
+    threads = [threading.Thread(target=lambda: results.append(secret.reveal())) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -564,8 +601,7 @@ def test_mask_known_hides_revealed_values_only(monkeypatch: pytest.MonkeyPatch) 
 def test_secret_helpers() -> None:
     assert is_secret_ref("env:X") and is_secret_ref("file:/x")
     assert not is_secret_ref("hunter2") and not is_secret_ref(None)
-    for key in ("mysql_password", "PASSWD", "api_key", "ssh_private_key",
-                "github_token", "client_secret"):
+    for key in ("mysql_password", "PASSWD", "api_key", "ssh_private_key", "github_token", "client_secret"):
         assert SECRET_KEY_PATTERN.search(key)
     assert not SECRET_KEY_PATTERN.search("address")
     assert secrets_mod.MASK == "********"

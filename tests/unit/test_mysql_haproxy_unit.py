@@ -1,5 +1,7 @@
-"""MySQL states (hash, plans, validation), the HAProxy runtime API over a fake remote (parse, the
-refusal to take out the last UP server, drain and its journal record), and verify.summary_line."""
+"""MySQL states (hash, facts, plans, validation), the HAProxy runtime API over a fake remote (parse,
+the refusal to take out the last UP server, drain and its journal record, server_result), and
+verify.summary_line."""
+
 from __future__ import annotations
 
 import json
@@ -10,17 +12,20 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from foobar_ops import records
 from foobar_ops import states as s
-from foobar_ops.haproxy import HAProxy, LBError, parse_stat
-from foobar_ops.inventory import load_inventory
-from foobar_ops.records import Journal
-from foobar_ops.roles.haproxy import STATS_SOCKET
-from foobar_ops.secrets import Secret
-from foobar_ops.ssh import Outcome
-from foobar_ops.states.base import StateError
-from foobar_ops.states.mysql import native_hash
-from foobar_ops.verify import summary_line
+from foobar_ops.core import journal as records
+from foobar_ops.core.errors import FactError
+from foobar_ops.core.facts import Account, SQLRows
+from foobar_ops.core.journal import Journal
+from foobar_ops.core.result import Status
+from foobar_ops.core.secrets import Secret
+from foobar_ops.core.ssh import Outcome
+from foobar_ops.core.states.base import StateError
+from foobar_ops.core.states.mysql import native_hash
+from foobar_ops.stack import load_inventory
+from foobar_ops.stack.lb import HAProxy, LBError, parse_stat, server_result
+from foobar_ops.stack.topology import BACKEND, STATS_SOCKET
+from foobar_ops.stack.verify import summary_line
 
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
 PW = "Cl3ar-Pa55word-x7"
@@ -30,7 +35,7 @@ APP_PRIVS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 @pytest.fixture(autouse=True)
 def _no_git(monkeypatch):
     """The journal records the project's git commit; keep these tests away from the real repo."""
-    monkeypatch.setattr(records, "git_commit", lambda folder=records.PROJECT: "abc1234")
+    monkeypatch.setattr(records, "git_commit", lambda folder=records.CHECKOUT: "abc1234")
 
 
 @pytest.fixture
@@ -41,21 +46,27 @@ def secret(monkeypatch):
 
 # --- mysql: hash and database ---------------------------------------------------------------
 
+
 def test_native_hash_known_values():
     assert native_hash("password") == "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
     assert native_hash("") == "*BE1BDEC0AA74B4DCB079943E70528096CCA985F8"
     assert len(native_hash(PW)) == 41 and native_hash(PW).startswith("*")
 
 
+def rows(*names: str) -> SQLRows:
+    """What the database fact parses: one row per schema found."""
+    return SQLRows(tuple((n,) for n in names))
+
+
 def test_database_in_state():
     db = s.mysql.database("foobar")
-    plan = db.plan("db=foobar\n")
+    plan = db.plan(rows("foobar"))
     assert not plan.needed and plan.commands == []
     assert db.id == "mysql.database:foobar"
 
 
 def test_database_created():
-    plan = s.mysql.database("foobar").plan("")
+    plan = s.mysql.database("foobar").plan(rows())
     assert plan.needed
     assert plan.changes == {"old": None, "new": "foobar"}
     argv = shlex.split(plan.commands[0])
@@ -63,19 +74,35 @@ def test_database_created():
 
 
 def test_database_other_name_does_not_count():
-    assert s.mysql.database("foobar").plan("db=foobar2\n").needed
+    assert s.mysql.database("foobar").plan(rows("foobar2")).needed
 
 
-def test_database_probe_error_is_a_plan_error():
-    plan = s.mysql.database("foobar").plan(
-        "ERROR 2002 (HY000): Can't connect to local server through socket '/run/mysqld/mysqld.sock' (2)\n")
-    assert plan.error and "cannot query" in plan.error and not plan.needed
+def test_database_fact_reads_the_rows():
+    fact = s.mysql.database("foobar").fact()
+    assert fact.parse("foobar\nsql-exit=0\n") == rows("foobar")
+    assert fact.parse("sql-exit=0\n") == rows()
 
 
-def test_database_probe_quotes_the_sql():
-    argv = shlex.split(s.mysql.database("foobar").probe())
+@pytest.mark.parametrize(
+    "output",
+    [
+        "ERROR 2002 (HY000): Can't connect to local server through socket '/run/mysqld/mysqld.sock' (2)\nsql-exit=1\n",
+        "ERROR 2002 (HY000): Can't connect to local server through socket '/run/mysqld/mysqld.sock' (2)\n",
+        "",
+    ],
+)
+def test_database_fact_error_is_a_fact_error_not_absent(output):
+    with pytest.raises(FactError, match="database foobar"):
+        s.mysql.database("foobar").fact().parse(output)
+
+
+def test_database_fact_quotes_the_sql():
+    command = s.mysql.database("foobar").fact().command()
+    query, _, rest = command.partition(" 2>&1; ")
+    argv = shlex.split(query)
     assert argv[:3] == ["mysql", "--batch", "--skip-column-names"]
-    assert "schema_name = 'foobar'" in argv[-1]
+    assert argv[3] == "-e" and "schema_name = 'foobar'" in argv[4]
+    assert rest == "echo sql-exit=$?"
 
 
 # --- mysql: user ------------------------------------------------------------------------------
@@ -84,21 +111,23 @@ WHO_SQL = "'foobar'@'10.77.0.11'"
 
 
 def user(secret, privileges=APP_PRIVS, **kw):
-    return s.mysql.user("foobar", host="10.77.0.11", password=secret, database="foobar",
-                        privileges=privileges, **kw)
+    return s.mysql.user("foobar", host="10.77.0.11", password=secret, database="foobar", privileges=privileges, **kw)
 
 
-def facts(auth: str | None, grants: str | None = "SELECT, INSERT, UPDATE, DELETE", *,
-          grant_option: bool = False) -> str:
-    """What User.probe prints: the auth line, then SHOW GRANTS prefixed by 'grant: '."""
-    out = []
-    if auth is not None:
-        out.append(f"auth={auth}")
-        out.append(f"grant: GRANT USAGE ON *.* TO `foobar`@`10.77.0.11` IDENTIFIED BY PASSWORD '{auth}'")
-        if grants:
-            line = f"grant: GRANT {grants} ON `foobar`.* TO `foobar`@`10.77.0.11`"
-            out.append(line + (" WITH GRANT OPTION" if grant_option else ""))
-    return "\n".join(out) + "\n"
+def facts(
+    auth: str,
+    grants: str | None = "SELECT, INSERT, UPDATE, DELETE",
+    *,
+    grant_option: bool = False,
+    extra: tuple[str, ...] = (),
+) -> Account:
+    """The account fact of an existing user: its hash and SHOW GRANTS lines (USAGE, then the grant
+    on the database unless grants is None, then any extra lines)."""
+    lines = [f"GRANT USAGE ON *.* TO `foobar`@`10.77.0.11` IDENTIFIED BY PASSWORD '{auth}'"]
+    if grants:
+        line = f"GRANT {grants} ON `foobar`.* TO `foobar`@`10.77.0.11`"
+        lines.append(line + (" WITH GRANT OPTION" if grant_option else ""))
+    return Account(auth, tuple(lines) + extra)
 
 
 def sql_of(plan) -> list[str]:
@@ -107,8 +136,16 @@ def sql_of(plan) -> list[str]:
 
 
 def assert_no_clear_password(plan):
-    text = json.dumps({"changes": plan.changes, "commands": plan.commands, "comment": plan.comment,
-                       "diff": plan.diff, "error": plan.error}, default=str)
+    text = json.dumps(
+        {
+            "changes": plan.changes,
+            "commands": plan.commands,
+            "comment": plan.comment,
+            "diff": plan.diff,
+            "error": plan.error,
+        },
+        default=str,
+    )
     assert PW not in text
     for data in plan.uploads.values():
         assert PW.encode() not in data
@@ -116,11 +153,13 @@ def assert_no_clear_password(plan):
 
 
 def test_missing_user_is_created_with_the_hash_only(secret):
-    plan = user(secret).plan("")
+    plan = user(secret).plan(None)
     assert plan.needed
     stmts = sql_of(plan)
-    assert stmts == [f"CREATE USER {WHO_SQL} IDENTIFIED BY PASSWORD '{native_hash(PW)}'",
-                     f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}"]
+    assert stmts == [
+        f"CREATE USER {WHO_SQL} IDENTIFIED BY PASSWORD '{native_hash(PW)}'",
+        f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}",
+    ]
     assert plan.changes == {"old": None, "new": {"privileges": ["DELETE", "INSERT", "SELECT", "UPDATE"]}}
     assert "created" in plan.comment
     assert_no_clear_password(plan)
@@ -137,10 +176,14 @@ def test_wrong_hash_is_altered(secret):
 
 def test_different_grants_are_revoked_and_granted(secret):
     plan = user(secret).plan(facts(native_hash(PW), "ALL PRIVILEGES"))
-    assert sql_of(plan) == [f"REVOKE ALL PRIVILEGES ON `foobar`.* FROM {WHO_SQL}",
-                            f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}"]
-    assert plan.changes == {"old": {"privileges": ["ALL PRIVILEGES"]},
-                            "new": {"privileges": ["DELETE", "INSERT", "SELECT", "UPDATE"]}}
+    assert sql_of(plan) == [
+        f"REVOKE ALL PRIVILEGES ON `foobar`.* FROM {WHO_SQL}",
+        f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}",
+    ]
+    assert plan.changes == {
+        "old": {"privileges": ["ALL PRIVILEGES"]},
+        "new": {"privileges": ["DELETE", "INSERT", "SELECT", "UPDATE"]},
+    }
     assert_no_clear_password(plan)
 
 
@@ -177,9 +220,12 @@ def test_user_in_state_whatever_the_grant_order(secret):
 
 
 def test_grants_on_another_database_do_not_count(secret):
-    text = facts(native_hash(PW), None) + \
-        "grant: GRANT SELECT, INSERT, UPDATE, DELETE ON `foobar_old`.* TO `foobar`@`10.77.0.11`\n"
-    plan = user(secret).plan(text)
+    account = facts(
+        native_hash(PW),
+        None,
+        extra=("GRANT SELECT, INSERT, UPDATE, DELETE ON `foobar_old`.* TO `foobar`@`10.77.0.11`",),
+    )
+    plan = user(secret).plan(account)
     assert sql_of(plan) == [f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}"]
 
 
@@ -189,17 +235,60 @@ def test_grant_option_is_not_least_privilege(secret):
     assert any("GRANT OPTION" in st and st.startswith("REVOKE") for st in sql_of(plan))
 
 
-def test_user_probe_never_holds_the_password(secret):
-    probe = user(secret).probe()
-    assert PW not in probe and native_hash(PW) not in probe
-    words = list(shlex.shlex(probe, posix=True, punctuation_chars=True))
+def test_user_fact_never_holds_the_password(secret):
+    command = user(secret).fact().command()
+    assert PW not in command and native_hash(PW) not in command
+    words = list(shlex.shlex(command, posix=True, punctuation_chars=True))
     assert any("User = 'foobar' AND Host = '10.77.0.11'" in w for w in words)
     assert "SHOW GRANTS FOR 'foobar'@'10.77.0.11'" in words
 
 
+def host_output(auth: list[str], grants: list[str]) -> str:
+    """What the account fact's command prints: each query's lines (ending with sql-exit=N), prefixed."""
+    return "".join(f"auth: {ln}\n" for ln in auth) + "".join(f"grant: {ln}\n" for ln in grants)
+
+
+def test_user_fact_reads_the_hash_and_the_grants(secret):
+    usage = f"GRANT USAGE ON *.* TO `foobar`@`10.77.0.11` IDENTIFIED BY PASSWORD '{native_hash(PW)}'"
+    on_db = "GRANT SELECT, INSERT ON `foobar`.* TO `foobar`@`10.77.0.11`"
+    account = (
+        user(secret).fact().parse(host_output([f"={native_hash(PW)}", "sql-exit=0"], [usage, on_db, "sql-exit=0"]))
+    )
+    assert account == Account(native_hash(PW), (usage, on_db))
+
+
+def test_user_fact_of_a_missing_user_is_none(secret):
+    output = host_output(
+        ["sql-exit=0"],
+        [
+            "ERROR 1141 (42000) at line 1: There is no such grant defined for user 'foobar' on host '10.77.0.11'",
+            "sql-exit=1",
+        ],
+    )
+    assert user(secret).fact().parse(output) is None
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        host_output(
+            ["ERROR 2002 (HY000): Can't connect to local server through socket", "sql-exit=1"],
+            ["ERROR 2002 (HY000): Can't connect to local server through socket", "sql-exit=1"],
+        ),
+        host_output([f"={'*' + '0' * 40}", "sql-exit=0"], ["ERROR 1045 (28000): Access denied", "sql-exit=1"]),
+        host_output([f"={'*' + '0' * 40}"], []),
+        "",
+    ],
+)
+def test_user_fact_that_cannot_be_read_is_a_fact_error_not_a_missing_user(secret, output):
+    with pytest.raises(FactError, match="foobar@10.77.0.11"):
+        user(secret).fact().parse(output)
+
+
 def test_user_id_and_privileges_normalised(secret):
-    u = s.mysql.user("foobar", host="10.77.0.%", password=secret, database="foobar",
-                     privileges=["select", "Insert", "SELECT"])
+    u = s.mysql.user(
+        "foobar", host="10.77.0.%", password=secret, database="foobar", privileges=["select", "Insert", "SELECT"]
+    )
     assert u.id == "mysql.user:foobar@10.77.0.%"
     assert u.privileges == ["INSERT", "SELECT"]
 
@@ -210,8 +299,7 @@ def test_invalid_user_names(secret, name):
         s.mysql.user(name, host="10.77.0.11", password=secret, database="foobar")
 
 
-@pytest.mark.parametrize("host", ["", "10.77.0.11'", "10.77.0.11' OR '1'='1", "a b", "host;rm", "h`x",
-                                  "x" * 256, None])
+@pytest.mark.parametrize("host", ["", "10.77.0.11'", "10.77.0.11' OR '1'='1", "a b", "host;rm", "h`x", "x" * 256, None])
 def test_invalid_host_patterns(secret, host):
     with pytest.raises(StateError):
         s.mysql.user("foobar", host=host, password=secret, database="foobar")
@@ -230,8 +318,9 @@ def test_invalid_database_names(secret, database):
         s.mysql.database(database)
 
 
-@pytest.mark.parametrize("privs", [["SUPER"], ["SELECT", "FILE"], ["SELECT ON *.* TO x"], ["GRANT OPTION"],
-                                   ["SELECT; DROP TABLE items"]])
+@pytest.mark.parametrize(
+    "privs", [["SUPER"], ["SELECT", "FILE"], ["SELECT ON *.* TO x"], ["GRANT OPTION"], ["SELECT; DROP TABLE items"]]
+)
 def test_invalid_privileges(secret, privs):
     with pytest.raises(StateError, match="privilege"):
         user(secret, privileges=privs)
@@ -251,8 +340,12 @@ bk_web,BACKEND,0,0,3,9,26213,1521,410100,2341000,0,0,,0,0,0,0,UP,2,2,0,,0,3600,0
 
 def test_parse_stat_rows_by_field_name():
     rows = parse_stat(SHOW_STAT)
-    assert [(r["pxname"], r["svname"]) for r in rows] == [("fe_foobar", "FRONTEND"), ("bk_web", "web-01"),
-                                                          ("bk_web", "web-02"), ("bk_web", "BACKEND")]
+    assert [(r["pxname"], r["svname"]) for r in rows] == [
+        ("fe_foobar", "FRONTEND"),
+        ("bk_web", "web-01"),
+        ("bk_web", "web-02"),
+        ("bk_web", "BACKEND"),
+    ]
     web01 = rows[1]
     assert web01["status"] == "UP" and web01["check_status"] == "L7OK"
     assert web01["scur"] == 1 and isinstance(web01["scur"], int)
@@ -276,8 +369,16 @@ def test_parse_stat_as_dataframe():
     assert int(servers["scur"].sum()) == 3
 
 
-@pytest.mark.parametrize("text", ["", "\n\n", "Unknown command. Please enter one of the following commands only :\n",
-                                  "pxname,svname,scur\nbk_web,web-01,0\n", "<html>oops</html>"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\n\n",
+        "Unknown command. Please enter one of the following commands only :\n",
+        "pxname,svname,scur\nbk_web,web-01,0\n",
+        "<html>oops</html>",
+    ],
+)
 def test_parse_stat_garbage(text):
     with pytest.raises(LBError, match="unexpected"):
         parse_stat(text)
@@ -294,16 +395,17 @@ FRONTEND = SHOW_STAT.splitlines()[1]
 
 
 def server_line(name: str, status: str, scur: int) -> str:
-    return (f"bk_web,{name},0,0,{scur},5,,760,205000,1170000,,0,,0,0,0,0,{status},1,1,0,0,0,3600,0,,1,3,1,,"
-            f"760,,2,1,,8,L7OK,200,2,0,740,0,18,2,0,,,,,0,0,")
+    return (
+        f"bk_web,{name},0,0,{scur},5,,760,205000,1170000,,0,,0,0,0,0,{status},1,1,0,0,0,3600,0,,1,3,1,,"
+        f"760,,2,1,,8,L7OK,200,2,0,740,0,18,2,0,,,,,0,0,"
+    )
 
 
 class FakeRemote:
     """Answers the runtime API like HAProxy: `show stat` from the servers' state, `set server` by
     changing it (an empty answer). scur: name -> list of values for successive `show stat`s."""
 
-    def __init__(self, servers: dict[str, str], scur: dict[str, list[int]] | None = None,
-                 answer: str = "\n") -> None:
+    def __init__(self, servers: dict[str, str], scur: dict[str, list[int]] | None = None, answer: str = "\n") -> None:
         self.status = dict(servers)
         self.scur = {n: list(v) for n, v in (scur or {}).items()}
         self.answer = answer
@@ -314,8 +416,7 @@ class FakeRemote:
         argv = shlex.split(command)
         assert argv[:2] == ["sh", "-c"]
         script = shlex.split(argv[2])
-        assert script[0] == "echo" and script[2:] == ["|", "socat", "-t", "5", "stdio",
-                                                      f"unix-connect:{STATS_SOCKET}"]
+        assert script[0] == "echo" and script[2:] == ["|", "socat", "-t", "5", "stdio", f"unix-connect:{STATS_SOCKET}"]
         line = script[1]
         self.lines.append(line)
         self.sudo.append(sudo)
@@ -328,7 +429,7 @@ class FakeRemote:
             rows.append(server_line("BACKEND", "UP", sum(self.scur.get(n, [0])[0] for n in self.status)))
             return Outcome("lb-01", "ok", 0, "\n".join(rows) + "\n\n")
         if line.startswith("set server "):
-            target, _, state = line[len("set server "):].partition(" state ")
+            target, _, state = line[len("set server ") :].partition(" state ")
             name = target.split("/", 1)[1]
             if self.answer.strip():
                 return Outcome("lb-01", "ok", 0, self.answer)
@@ -428,7 +529,7 @@ def test_drain_waits_until_sessions_reach_zero_and_records_the_run(tmp_path):
     assert res["host"] == "lb-01"
     assert res["state_id"] == "haproxy.server:bk_web/web-01:drain"  # one id form with the rolling guard
     assert res["state"] == "haproxy.server"
-    assert res["result"] == 1 and res["changed"] == 1
+    assert res["status"] == "changed" and res["result"] == 1 and res["changed"] == 1
     assert json.loads(res["changes"]) == {"old": "UP", "new": "drain"}
 
 
@@ -450,7 +551,8 @@ def test_haproxy_refusal_is_an_error_and_a_failed_run(tmp_path):
     runs = lb._journal.runs()
     assert list(runs["status"]) == ["failed"]
     res = lb._journal.results(runs.iloc[0]["run_id"]).iloc[0]
-    assert res["result"] == 0 and res["changed"] == 0 and "No such server" in res["comment"]
+    assert res["status"] == "failed" and res["result"] == 0 and res["changed"] == 0
+    assert "No such server" in res["comment"]
 
 
 def test_failed_command_is_an_lberror(tmp_path):
@@ -463,20 +565,51 @@ def test_failed_command_is_an_lberror(tmp_path):
         lb.servers()
 
 
+# --- haproxy: server_result --------------------------------------------------------------------
+
+
+def test_server_result_of_a_change():
+    r = server_result("lb-01", BACKEND, "web-01", "drain", True, "bk_web/web-01: UP -> drain", 0.25, "UP")
+    assert (r.host, r.id, r.name, r.state) == (
+        "lb-01",
+        "haproxy.server:bk_web/web-01:drain",
+        "bk_web/web-01",
+        "haproxy.server",
+    )
+    assert r.status is Status.CHANGED and r.result is True and r.changed
+    assert r.changes == {"old": "UP", "new": "drain"}
+    assert r.duration_ms == 250.0
+
+
+def test_server_result_when_nothing_changed_is_ok():
+    r = server_result("lb-01", BACKEND, "web-01", "as-is", True, "already UP", 0.0, "UP", changed=False)
+    assert r.status is Status.OK and r.result is True and not r.changed
+    assert r.changes == {}
+
+
+def test_server_result_of_a_refusal_is_failed_and_changes_nothing():
+    r = server_result("lb-01", BACKEND, "web-01", "maint", False, "No such server.", 0.01, "UP")
+    assert r.status is Status.FAILED and r.result is False and r.failed and not r.changed
+    assert r.changes == {} and r.comment == "No such server."
+
+
 # --- verify.summary_line ----------------------------------------------------------------------
+
 
 def test_summary_line():
     inv = load_inventory(LAB)
-    frame = pd.DataFrame([
-        {"status": 200, "served_by": "web-02", "db_node": "web-01", "release": "r", "ms": 3.0, "error": None},
-        {"status": 200, "served_by": "web-01", "db_node": "web-01", "release": "r", "ms": 2.0, "error": None},
-        {"status": 503, "served_by": "web-01", "db_node": None, "release": "r", "ms": 1.0, "error": None},
-        {"status": None, "served_by": None, "db_node": None, "release": None, "ms": 5000.0,
-         "error": "timed out"},
-        {"status": 200, "served_by": "web-01", "db_node": "web-01", "release": "r", "ms": 2.5, "error": None},
-    ])
-    assert summary_line(inv, frame) == ("foobar.com via lb-01 (10.77.0.10): 3/5 answered 200; "
-                                        "served by web-01 2, web-02 1")
+    frame = pd.DataFrame(
+        [
+            {"status": 200, "served_by": "web-02", "db_node": "web-01", "release": "r", "ms": 3.0, "error": None},
+            {"status": 200, "served_by": "web-01", "db_node": "web-01", "release": "r", "ms": 2.0, "error": None},
+            {"status": 503, "served_by": "web-01", "db_node": None, "release": "r", "ms": 1.0, "error": None},
+            {"status": None, "served_by": None, "db_node": None, "release": None, "ms": 5000.0, "error": "timed out"},
+            {"status": 200, "served_by": "web-01", "db_node": "web-01", "release": "r", "ms": 2.5, "error": None},
+        ]
+    )
+    assert summary_line(inv, frame) == (
+        "foobar.com via lb-01 (10.77.0.10): 3/5 answered 200; served by web-01 2, web-02 1"
+    )
 
 
 def test_summary_line_when_nothing_answered():

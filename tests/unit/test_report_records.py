@@ -1,102 +1,271 @@
-"""Report (counts, DataFrame, JSON, terminal and HTML summaries) and the change Journal
-(SQLite on tmp_path: runs, results, changes, --since, crash safety, secret masking)."""
+"""Report (counts, host outcomes, DataFrame, JSON, terminal and HTML summaries) and the change
+Journal (SQLite on tmp_path: runs, results with their status, host outcomes, changes, --since,
+crash safety, secret masking, migration of a journal of the old schema)."""
+
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+import sqlite3
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from foobar_ops import records
-from foobar_ops.records import Journal, JournalError, parse_since
-from foobar_ops.report import COLUMNS, Report
-from foobar_ops.result import Result
-from foobar_ops.secrets import MASK, Secret
+from foobar_ops.core import journal as records
+from foobar_ops.core.journal import Journal, JournalError, parse_since
+from foobar_ops.core.report import COLUMNS, Report
+from foobar_ops.core.result import HostOutcome, Outcome, Result, Status
+from foobar_ops.core.secrets import MASK, Secret
 
-DIFF = ("--- /etc/haproxy/haproxy.cfg (live)\n+++ /etc/haproxy/haproxy.cfg (wanted)\n@@ -1,2 +1,2 @@\n"
-        " frontend www\n-    bind :80\n+    bind :8080\n")
+DIFF = (
+    "--- /etc/haproxy/haproxy.cfg (live)\n+++ /etc/haproxy/haproxy.cfg (wanted)\n@@ -1,2 +1,2 @@\n"
+    " frontend www\n-    bind :80\n+    bind :8080\n"
+)
 ANSI = re.compile(r"\033\[[0-9;]*m")
 
 
 @pytest.fixture(autouse=True)
 def _no_git(monkeypatch):
     """The journal records the project's git commit; keep these tests away from the real repo."""
-    monkeypatch.setattr(records, "git_commit", lambda folder=records.PROJECT: "abc1234")
+    monkeypatch.setattr(records, "git_commit", lambda folder=records.CHECKOUT: "abc1234")
 
 
-def ok(host, id_, **kw):
+def ok(host, id_, status=Status.OK, **kw):
     state, _, name = id_.partition(":")
-    return Result(host, id_, name, state, True, **kw)
+    return Result(host, id_, name, state, status, **kw)
 
 
 def sample_results() -> list[Result]:
     return [
         ok("web-01", "pkg.installed:haproxy", comment="installed: haproxy", duration_ms=12.0),
-        ok("web-01", "file.managed:/etc/haproxy/haproxy.cfg", changed=True, diff=DIFF,
-           changes={"old": {"size": 25}, "new": {"size": 27}}, comment="/etc/haproxy/haproxy.cfg updated"),
-        Result("web-01", "service.running:haproxy", "haproxy", "service.running", False,
-               comment="reload failed (exit 1): <job> failed"),
-        Result("web-01", "cmd.run:check", "check", "cmd.run", False, run=False,
-               comment="not run: requisite service.running:haproxy failed or did not run"),
+        ok(
+            "web-01",
+            "file.managed:/etc/haproxy/haproxy.cfg",
+            Status.CHANGED,
+            diff=DIFF,
+            changes={"old": {"size": 25}, "new": {"size": 27}},
+            comment="/etc/haproxy/haproxy.cfg updated",
+        ),
+        Result(
+            "web-01",
+            "service.running:haproxy",
+            "haproxy",
+            "service.running",
+            Status.FAILED,
+            comment="reload failed (exit 1): <job> failed",
+        ),
+        Result(
+            "web-01",
+            "cmd.run:check",
+            "check",
+            "cmd.run",
+            Status.NOT_RUN,
+            comment="not run: requisite service.running:haproxy failed or did not run",
+        ),
         ok("web-02", "pkg.installed:haproxy", comment="installed: haproxy"),
     ]
 
 
+def outcome(host, how=Outcome.OK, round_trips=1, error=None) -> HostOutcome:
+    return HostOutcome(host, how, error, round_trips)
+
+
 def sample_report(**kw) -> Report:
-    return Report("20261126-101500-abc123", False, sample_results(),
-                  round_trips={"web-01": 5, "web-02": 1}, duration_s=1.23456,
-                  hosts=["web-01", "web-02"], **kw)
+    outcomes = {"web-01": outcome("web-01", Outcome.FAILED, 5), "web-02": outcome("web-02")}
+    return Report(
+        "20261126-101500-abc123",
+        False,
+        sample_results(),
+        outcomes,
+        duration_s=1.23456,
+        hosts=["web-01", "web-02"],
+        **kw,
+    )
 
 
 def pending_report() -> Report:
-    r = Result("web-01", "file.managed:/etc/haproxy/haproxy.cfg", "/etc/haproxy/haproxy.cfg",
-               "file.managed", None, changes={"old": {"size": 25}, "new": {"size": 27}}, diff=DIFF,
-               comment="would change: /etc/haproxy/haproxy.cfg updated")
-    return Report("r-test", True, [r, ok("web-01", "pkg.installed:curl")], {"web-01": 1}, 0.2, ["web-01"])
+    r = Result(
+        "web-01",
+        "file.managed:/etc/haproxy/haproxy.cfg",
+        "/etc/haproxy/haproxy.cfg",
+        "file.managed",
+        Status.PENDING,
+        changes={"old": {"size": 25}, "new": {"size": 27}},
+        diff=DIFF,
+        comment="would change: /etc/haproxy/haproxy.cfg updated",
+    )
+    return Report(
+        "r-test", True, [r, ok("web-01", "pkg.installed:curl")], {"web-01": outcome("web-01")}, 0.2, ["web-01"]
+    )
+
+
+def unreachable_report() -> Report:
+    """web-01 ran its states; web-02 could not be reached (no results, an outcome saying why)."""
+    return Report(
+        "r-down",
+        False,
+        [ok("web-01", "pkg.installed:curl")],
+        {"web-01": outcome("web-01"), "web-02": outcome("web-02", Outcome.UNREACHABLE, 0, "connection refused")},
+        0.5,
+        ["web-01", "web-02"],
+    )
 
 
 # --- Report ----------------------------------------------------------------------------------
 
 
 def test_report_counts():
-    assert sample_report().counts() == {"succeeded": 3, "changed": 1, "pending": 0, "failed": 2,
-                                        "not_run": 1, "total": 5}
-    assert pending_report().counts() == {"succeeded": 1, "changed": 0, "pending": 1, "failed": 0,
-                                         "not_run": 0, "total": 2}
+    assert sample_report().counts() == {
+        "succeeded": 3,
+        "changed": 1,
+        "pending": 0,
+        "failed": 1,
+        "not_run": 1,
+        "unreachable": 0,
+        "total": 5,
+    }
+    assert pending_report().counts() == {
+        "succeeded": 1,
+        "changed": 0,
+        "pending": 1,
+        "failed": 0,
+        "not_run": 0,
+        "unreachable": 0,
+        "total": 2,
+    }
+    assert unreachable_report().counts() == {
+        "succeeded": 1,
+        "changed": 0,
+        "pending": 0,
+        "failed": 0,
+        "not_run": 0,
+        "unreachable": 1,
+        "total": 1,
+    }
+
+
+def test_result_salt_fields_derive_from_the_status():
+    derived = {
+        s: (ok("h", "x:y", s).result, ok("h", "x:y", s).changed, ok("h", "x:y", s).pending, ok("h", "x:y", s).failed)
+        for s in Status
+    }
+    assert derived == {
+        Status.OK: (True, False, False, False),
+        Status.CHANGED: (True, True, False, False),
+        Status.PENDING: (None, False, True, False),
+        Status.FAILED: (False, False, False, True),
+        Status.NOT_RUN: (False, False, False, True),
+    }
 
 
 def test_report_failed_hosts_in_host_order():
     report = sample_report()
     assert report.failed_hosts == ["web-01"] and report.ok is False
-    report.results.append(Result("web-00", "x", "x", "cmd.run", False))
+    report.results.append(Result("web-00", "x", "x", "cmd.run", Status.FAILED))
+    report.outcomes["web-00"] = outcome("web-00", Outcome.FAILED)
     assert report.failed_hosts == ["web-01"]  # web-00 is not a targeted host of this report
+    listed = Report(
+        "r",
+        False,
+        outcomes={"web-02": outcome("web-02", Outcome.FAILED), "web-01": outcome("web-01", Outcome.UNREACHABLE)},
+        hosts=["web-01", "web-02"],
+    )
+    assert listed.failed_hosts == ["web-01", "web-02"]  # the hosts' order, not the outcomes'
     assert pending_report().failed_hosts == [] and pending_report().ok
+
+
+def test_an_unreachable_host_is_a_failed_host_without_results():
+    report = unreachable_report()
+    assert report.unreachable_hosts == ["web-02"] and report.failed_hosts == ["web-02"]
+    assert not report.ok
+    assert [r.host for r in report.results] == ["web-01"]  # no made-up result for the host
+    assert report.round_trips == {"web-01": 1, "web-02": 0}
+
+
+def test_order_hosts_adds_hosts_acted_on_for_others_with_an_outcome():
+    drain = Result("lb-01", "haproxy.server:bk_web/web-01:drain", "bk_web/web-01", "haproxy.server", Status.CHANGED)
+    report = Report(
+        "r",
+        False,
+        [ok("web-01", "pkg.installed:curl"), drain, ok("web-02", "pkg.installed:curl")],
+        {"web-01": outcome("web-01"), "web-02": outcome("web-02")},
+        hosts=["web-01", "web-02"],
+    )
+    report.order_hosts()
+    assert report.hosts == ["web-01", "web-02", "lb-01"]
+    assert [r.host for r in report.results] == ["web-01", "web-02", "lb-01"]
+    assert report.outcomes["lb-01"].outcome is Outcome.OK
+    failed = Report("r", False, [ok("lb-01", "haproxy.server:x", Status.FAILED)], hosts=["web-01"])
+    failed.order_hosts()
+    assert failed.outcomes["lb-01"].outcome is Outcome.FAILED and failed.failed_hosts == ["lb-01"]
 
 
 def test_report_frame_has_one_row_per_result_and_the_columns():
     frame = sample_report().frame()
-    assert list(frame.columns) == COLUMNS == ["host", "id", "name", "state", "result", "changed",
-                                              "comment", "diff", "duration_ms", "run"]
+    assert (
+        list(frame.columns)
+        == COLUMNS
+        == ["host", "id", "name", "state", "status", "result", "changed", "comment", "diff", "duration_ms"]
+    )
     assert len(frame) == 5
     assert list(frame["host"]) == ["web-01"] * 4 + ["web-02"]
+    assert list(frame["status"]) == ["ok", "changed", "failed", "not_run", "ok"]
     assert frame["changed"].sum() == 1
-    assert list(frame.loc[frame["run"] == False, "id"]) == ["cmd.run:check"]  # noqa: E712
+    assert list(frame.loc[frame["status"] == "not_run", "id"]) == ["cmd.run:check"]
     assert Report("r", False).frame().columns.tolist() == COLUMNS  # empty report, same columns
 
 
 def test_report_as_json_shape():
     doc = sample_report().as_json()
-    assert set(doc) == {"run_id", "test", "results", "summary", "round_trips"}
+    assert set(doc) == {"run_id", "test", "results", "hosts", "summary", "round_trips"}
     assert doc["run_id"] == "20261126-101500-abc123" and doc["test"] is False
     assert doc["round_trips"] == {"web-01": 5, "web-02": 1}
-    assert doc["summary"] == {"succeeded": 3, "changed": 1, "pending": 0, "failed": 2, "not_run": 1,
-                              "total": 5, "seconds": 1.235, "failed_hosts": ["web-01"]}
+    assert doc["summary"] == {
+        "succeeded": 3,
+        "changed": 1,
+        "pending": 0,
+        "failed": 1,
+        "not_run": 1,
+        "unreachable": 0,
+        "total": 5,
+        "seconds": 1.235,
+        "failed_hosts": ["web-01"],
+    }
     assert len(doc["results"]) == 5
-    assert set(doc["results"][1]) == {"host", "id", "name", "state", "result", "changed", "changes",
-                                      "comment", "diff", "duration_ms", "run", "idempotent"}
+    assert set(doc["results"][1]) == {
+        "host",
+        "id",
+        "name",
+        "state",
+        "status",
+        "result",
+        "changed",
+        "changes",
+        "comment",
+        "diff",
+        "duration_ms",
+        "idempotent",
+    }
+    assert [r["status"] for r in doc["results"]] == ["ok", "changed", "failed", "not_run", "ok"]
+    assert (doc["results"][1]["result"], doc["results"][1]["changed"]) == (True, True)
     assert doc["results"][1]["changes"] == {"old": {"size": 25}, "new": {"size": 27}}
+    assert doc["hosts"] == [
+        {"host": "web-01", "outcome": "failed", "error": None, "round_trips": 5},
+        {"host": "web-02", "outcome": "ok", "error": None, "round_trips": 1},
+    ]
     assert json.loads(json.dumps(doc)) == doc  # printable as-is
+
+
+def test_report_as_json_of_an_unreachable_host():
+    doc = unreachable_report().as_json()
+    assert doc["hosts"][1] == {
+        "host": "web-02",
+        "outcome": "unreachable",
+        "error": "connection refused",
+        "round_trips": 0,
+    }
+    assert doc["summary"]["unreachable"] == 1 and doc["summary"]["failed_hosts"] == ["web-02"]
+    assert json.loads(json.dumps(doc)) == doc
 
 
 def test_report_summary_text():
@@ -104,7 +273,8 @@ def test_report_summary_text():
     assert "\033[" not in text
     assert "web-01:" in text and "web-02:" in text
     assert "Succeeded: 3 (changed=1)" in text
-    assert "Failed:    2 (1 not run)" in text
+    assert "Failed:    1, not run: 1" in text
+    assert "Unreachable" not in text
     assert "Failed hosts: web-01" in text
     assert "Total states: 5" in text and "Round trips:  web-01 5, web-02 1" in text
     assert "Pending" not in text  # only in test mode
@@ -117,6 +287,13 @@ def test_report_summary_without_failures_has_no_failed_hosts_line():
     assert "Failed hosts" not in text
     assert "test mode: nothing changed" in text and "Pending:   1" in text
     assert "+    bind :8080" in text  # pending diffs are shown
+
+
+def test_report_summary_names_an_unreachable_host_and_why():
+    text = unreachable_report().summary()
+    assert "web-02: unreachable: connection refused" in text
+    assert "Unreachable: web-02" in text and "Failed hosts: web-02" in text
+    assert "Round trips:  web-01 1, web-02 0" in text
 
 
 def test_report_summary_colours_only_when_asked():
@@ -133,7 +310,7 @@ def test_report_html_colours_the_diff_and_escapes_text():
     assert "<span style='color:#cf222e'>-    bind :80</span>" in page
     assert "<span style='color:inherit'>+++ /etc/haproxy/haproxy.cfg (wanted)</span>" in page
     assert "&lt;job&gt; failed" in page and "<job>" not in page
-    assert "3 ok, 1 changed, 0 pending, 2 failed" in page
+    assert "3 ok, 1 changed, 0 pending, 1 failed" in page
     assert page.count("<tr") == 1 + 5
 
 
@@ -148,7 +325,7 @@ def journal(tmp_path):
 
 
 def record(journal: Journal, results, *, test=False, status="ok", command="foobar-ops apply web") -> str:
-    run_id = journal.start_run(command=command, test=test, parameters={"pattern": "web-*"})
+    run_id = journal.start_run(command=command, test=test, parameters={"hosts": "web-*"})
     for r in results:
         journal.add_result(run_id, r)
     journal.finish_run(run_id, status)
@@ -164,7 +341,7 @@ def test_journal_records_runs_with_their_counts(journal):
     assert (row["results"], row["changed"], row["failed"]) == (5, 1, 2)
     assert row["status"] == "failed" and row["test"] == 0 and row["finished"]
     assert row["command"] == "foobar-ops apply web" and row["git_commit"] == "abc1234"
-    assert json.loads(row["parameters"]) == {"pattern": "web-*"}
+    assert json.loads(row["parameters"]) == {"hosts": "web-*"}
     row = runs.set_index("run_id").loc[second]
     assert (row["results"], row["changed"], row["failed"], row["test"]) == (2, 0, 0, 1)
     assert len(journal.runs(limit=1)) == 1
@@ -175,6 +352,7 @@ def test_journal_results_of_one_run_in_order(journal):
     record(journal, pending_report().results)
     frame = journal.results(run_id)
     assert list(frame["state_id"]) == [r.id for r in sample_results()]
+    assert list(frame["status"]) == ["ok", "changed", "failed", "not_run", "ok"]
     assert list(frame["result"].astype("Int64")) == [1, 1, 0, 0, 1]
     assert json.loads(frame["changes"][1]) == {"old": {"size": 25}, "new": {"size": 27}}
     assert frame["diff"][1] == DIFF
@@ -188,12 +366,20 @@ def test_journal_results_of_an_unknown_run(journal):
 
 
 def test_journal_changes_filters_by_host_state_and_since(journal):
-    run_id = record(journal, sample_results() + [
-        ok("web-02", "file.managed:/etc/hosts", changed=True, changes={"old": None, "new": {"size": 1}}),
-        ok("web-02", "service.running:nginx", changed=True, changes={"new": {"active": "active"}})])
+    run_id = record(
+        journal,
+        sample_results()
+        + [
+            ok("web-02", "file.managed:/etc/hosts", Status.CHANGED, changes={"old": None, "new": {"size": 1}}),
+            ok("web-02", "service.running:nginx", Status.CHANGED, changes={"new": {"active": "active"}}),
+        ],
+    )
     every = journal.changes()
-    assert list(every["state_id"]) == ["service.running:nginx", "file.managed:/etc/hosts",
-                                       "file.managed:/etc/haproxy/haproxy.cfg"]  # newest first
+    assert list(every["state_id"]) == [
+        "service.running:nginx",
+        "file.managed:/etc/hosts",
+        "file.managed:/etc/haproxy/haproxy.cfg",
+    ]  # newest first
     assert set(every["run_id"]) == {run_id} and set(every["command"]) == {"foobar-ops apply web"}
     assert list(journal.changes(host="web-01")["state_id"]) == ["file.managed:/etc/haproxy/haproxy.cfg"]
     assert list(journal.changes(host="web-02", state="file.managed")["name"]) == ["/etc/hosts"]
@@ -201,13 +387,15 @@ def test_journal_changes_filters_by_host_state_and_since(journal):
     assert len(journal.changes(since="7d")) == 3
     # age one of them: it is older than a week
     with journal.lock:
-        old = (datetime.now(timezone.utc) - timedelta(days=30)).isoformat(timespec="milliseconds")
+        old = (datetime.now(UTC) - timedelta(days=30)).isoformat(timespec="milliseconds")
         journal.db.execute("UPDATE results SET at = ? WHERE state_id = 'file.managed:/etc/hosts'", (old,))
         journal.db.commit()
-    assert list(journal.changes(since="7d")["state_id"]) == ["service.running:nginx",
-                                                             "file.managed:/etc/haproxy/haproxy.cfg"]
+    assert list(journal.changes(since="7d")["state_id"]) == [
+        "service.running:nginx",
+        "file.managed:/etc/haproxy/haproxy.cfg",
+    ]
     assert len(journal.changes(since="60d")) == 3
-    assert journal.changes(since=datetime.now(timezone.utc) + timedelta(hours=1)).empty
+    assert journal.changes(since=datetime.now(UTC) + timedelta(hours=1)).empty
     assert journal.changes(host="web-03").empty
 
 
@@ -218,10 +406,42 @@ def test_journal_changes_of_test_runs_are_pending_changes(journal):
     assert list(pending["state_id"]) == ["file.managed:/etc/haproxy/haproxy.cfg"]
 
 
+def test_journal_outcomes_of_one_run_in_order(journal):
+    with journal.recording(command="foobar-ops apply") as run:
+        run.add(ok("web-01", "pkg.installed:curl"))
+        run.add_outcome(outcome("web-01", round_trips=2))
+        run.add_outcome(outcome("web-02", Outcome.UNREACHABLE, 0, "connection refused"))
+    with journal.recording(command="foobar-ops apply") as other:
+        other.add_outcome(outcome("web-01"))
+    frame = journal.outcomes(run.id)
+    assert frame[["host", "outcome", "round_trips"]].to_dict("records") == [
+        {"host": "web-01", "outcome": "ok", "round_trips": 2},
+        {"host": "web-02", "outcome": "unreachable", "round_trips": 0},
+    ]
+    assert frame["error"].isna()[0] and frame["error"][1] == "connection refused"
+    assert set(frame["run_id"]) == {run.id}
+    runs = journal.runs().set_index("run_id")
+    assert runs.loc[run.id, "status"] == "failed"  # a host it could not reach fails the run
+    assert runs.loc[run.id, "unreachable"] == 1 and runs.loc[other.id, "unreachable"] == 0
+    assert runs.loc[other.id, "status"] == "ok"
+    assert journal.outcomes("nope").empty
+
+
+def test_a_failed_host_outcome_fails_the_run_even_when_every_result_is_ok(journal):
+    with journal.recording(command="x") as run:
+        run.add(ok("web-01", "pkg.installed:curl"))
+        run.add_outcome(outcome("web-01", Outcome.FAILED, 1, "sudo: a password is required"))
+    assert journal.run(run.id)["status"] == "failed"
+
+
 def test_parse_since_ages_and_dates():
-    now = datetime.now(timezone.utc)
-    for text, delta in (("7d", timedelta(days=7)), ("12h", timedelta(hours=12)),
-                        ("30m", timedelta(minutes=30)), ("2w", timedelta(weeks=2))):
+    now = datetime.now(UTC)
+    for text, delta in (
+        ("7d", timedelta(days=7)),
+        ("12h", timedelta(hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("2w", timedelta(weeks=2)),
+    ):
         moment = datetime.fromisoformat(parse_since(text))
         assert abs((now - delta) - moment) < timedelta(seconds=5), text
     assert parse_since("2026-11-01") == "2026-11-01T00:00:00.000+00:00"
@@ -265,8 +485,10 @@ def db_password(monkeypatch):
 
 def test_parameters_with_a_revealed_secret_are_stored_masked(journal, db_password):
     value = db_password.reveal()
-    run_id = journal.start_run(command=f"foobar-ops apply --password {value}",
-                               parameters={"db_password": value, "nested": {"dsn": f"mysql://app:{value}@db"}})
+    run_id = journal.start_run(
+        command=f"foobar-ops apply --password {value}",
+        parameters={"db_password": value, "nested": {"dsn": f"mysql://app:{value}@db"}},
+    )
     run = journal.run(run_id)
     assert SECRET_VALUE not in json.dumps(run)
     assert json.loads(run["parameters"]) == {"db_password": MASK, "nested": {"dsn": f"mysql://app:{MASK}@db"}}
@@ -278,27 +500,150 @@ def test_parameters_with_a_revealed_secret_are_stored_masked(journal, db_passwor
 def test_results_with_a_revealed_secret_are_stored_masked(journal, db_password):
     value = db_password.reveal()
     run_id = journal.start_run(command="x")
-    journal.add_result(run_id, ok("web-01", "file.managed:/etc/app/db.ini", changed=True,
-                                  changes={"new": {"line": f"password={value}"}},
-                                  diff=f"+password={value}\n", comment=f"validation failed: {value}"))
+    journal.add_result(
+        run_id,
+        ok(
+            "web-01",
+            "file.managed:/etc/app/db.ini",
+            Status.CHANGED,
+            changes={"new": {"line": f"password={value}"}},
+            diff=f"+password={value}\n",
+            comment=f"validation failed: {value}",
+        ),
+    )
     frame = journal.results(run_id)
     assert SECRET_VALUE not in frame.to_json()
     assert frame["diff"][0] == f"+password={MASK}\n"
+
+
+def test_a_host_outcome_with_a_revealed_secret_is_stored_masked(journal, db_password):
+    value = db_password.reveal()
+    run_id = journal.start_run(command="x")
+    journal.add_outcome(run_id, outcome("web-01", Outcome.FAILED, 1, f"sudo refused {value}"))
+    assert list(journal.outcomes(run_id)["error"]) == [f"sudo refused {MASK}"]
 
 
 def test_a_secret_in_a_state_name_is_stored_masked(journal, db_password):
     value = db_password.reveal()
     command = f"htpasswd -b /etc/app/.htpasswd admin {value}"
     run_id = journal.start_run(command="x")
-    journal.add_result(run_id, Result("web-01", f"cmd.run:{command}", command, "cmd.run", True,
-                                      changed=True, comment="run htpasswd"))
+    journal.add_result(
+        run_id, Result("web-01", f"cmd.run:{command}", command, "cmd.run", Status.CHANGED, comment="run htpasswd")
+    )
     assert SECRET_VALUE not in journal.results(run_id).to_json()
 
 
-@pytest.mark.parametrize("value", ['pa"ss-unit-61', "pa\\ss-unit-62", "pässwört-unit-63"],
-                         ids=["quote", "backslash", "non-ascii"])
+@pytest.mark.parametrize(
+    "value", ['pa"ss-unit-61', "pa\\ss-unit-62", "pässwört-unit-63"], ids=["quote", "backslash", "non-ascii"]
+)
 def test_parameters_with_json_special_secrets_are_stored_masked(journal, monkeypatch, value):
     monkeypatch.setenv("FOOBAR_UNIT_ODD_PW", value)
     revealed = Secret("env:FOOBAR_UNIT_ODD_PW").reveal()
     run_id = journal.start_run(command="x", parameters={"db_password": revealed})
     assert json.loads(journal.run(run_id)["parameters"]) == {"db_password": MASK}
+
+
+# --- Journal: the schema's version and its migration -------------------------------------------
+
+#: The journal's schema before it was versioned (user_version 0): results had no status, and there
+#: was no hosts table.
+OLD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, started TEXT NOT NULL, finished TEXT, user TEXT, command TEXT,
+  runbook TEXT, parameters TEXT, inventory TEXT, inventory_sha256 TEXT, version TEXT,
+  git_commit TEXT, test INTEGER, status TEXT NOT NULL, output_notebook TEXT, error TEXT);
+CREATE TABLE IF NOT EXISTS results (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs(run_id), at TEXT NOT NULL,
+  host TEXT NOT NULL, state_id TEXT NOT NULL, state TEXT, name TEXT, result INTEGER, changed INTEGER,
+  run INTEGER, changes TEXT, comment TEXT, diff TEXT, duration_ms REAL);
+CREATE INDEX IF NOT EXISTS results_run ON results(run_id);
+CREATE INDEX IF NOT EXISTS results_host_at ON results(host, at);
+"""
+
+#: Rows the old journal held: (state_id, result, changed, run) -> the status they migrate to.
+OLD_ROWS = [
+    (("pkg.installed:curl", 1, 0, 1), "ok"),
+    (("file.managed:/etc/hosts", 1, 1, 1), "changed"),
+    (("file.managed:/etc/motd", None, 0, 1), "pending"),
+    (("service.running:nginx", 0, 0, 1), "failed"),
+    (("cmd.run:check", 0, 0, 0), "not_run"),
+]
+
+
+@pytest.fixture
+def old_journal(tmp_path):
+    """A journal written by the old schema: one finished run and its results, user_version 0."""
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    db.execute(
+        "INSERT INTO runs (run_id, started, finished, command, test, status) VALUES (?,?,?,?,?,?)",
+        ("old-run", "2026-01-02T03:04:05.000+00:00", "2026-01-02T03:04:09.000+00:00", "foobar-ops apply", 0, "failed"),
+    )
+    for (state_id, result, changed, run), _ in OLD_ROWS:
+        db.execute(
+            "INSERT INTO results (run_id, at, host, state_id, state, name, result, changed, run, changes, "
+            "comment, duration_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                "old-run",
+                "2026-01-02T03:04:06.000+00:00",
+                "web-01",
+                state_id,
+                state_id.split(":")[0],
+                state_id.split(":", 1)[1],
+                result,
+                changed,
+                run,
+                "{}",
+                "",
+                1.0,
+            ),
+        )
+    db.commit()
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+    db.close()
+    return path
+
+
+def user_version(path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_a_new_journal_has_the_current_schema_version(tmp_path):
+    Journal(tmp_path / "new.sqlite").close()
+    assert user_version(tmp_path / "new.sqlite") == records.SCHEMA_VERSION
+
+
+def test_an_old_journal_is_migrated_on_open_and_its_rows_get_a_status(old_journal):
+    journal = Journal(old_journal)
+    try:
+        assert user_version(old_journal) == records.SCHEMA_VERSION
+        frame = journal.results("old-run")
+        assert list(frame["state_id"]) == [row[0] for row, _ in OLD_ROWS]  # nothing lost
+        assert list(frame["status"]) == [status for _, status in OLD_ROWS]
+        assert journal.outcomes("old-run").empty  # the hosts table exists, empty for old runs
+        row = journal.runs().set_index("run_id").loc["old-run"]
+        assert (row["results"], row["changed"], row["failed"], row["unreachable"]) == (5, 1, 2, 0)
+        assert list(journal.changes()["state_id"]) == ["file.managed:/etc/hosts"]
+        # the migrated journal takes new runs, results and outcomes
+        with journal.recording(command="foobar-ops apply") as run:
+            run.add(ok("web-01", "pkg.installed:curl", Status.CHANGED))
+            run.add_outcome(outcome("web-01"))
+        assert list(journal.results(run.id)["status"]) == ["changed"]
+        assert list(journal.outcomes(run.id)["outcome"]) == ["ok"]
+    finally:
+        journal.close()
+
+
+def test_a_migrated_journal_opens_again_unchanged(old_journal):
+    Journal(old_journal).close()
+    again = Journal(old_journal)
+    try:
+        assert user_version(old_journal) == records.SCHEMA_VERSION
+        assert list(again.results("old-run")["status"]) == [status for _, status in OLD_ROWS]
+    finally:
+        again.close()

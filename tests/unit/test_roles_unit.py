@@ -1,5 +1,7 @@
 """Roles without hosts: the real lab inventory (secrets from env vars instead of the lab's files),
-a fake app build (no pip), and the states each role declares for each host."""
+a fake app build (no pip), the states each role declares for each host, and the one registry of
+roles and phases."""
+
 from __future__ import annotations
 
 import re
@@ -8,16 +10,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from foobar_ops import roles
-from foobar_ops import secrets as secrets_mod
-from foobar_ops.build import AppBuild
-from foobar_ops.engine import check_states
-from foobar_ops.inventory import load_inventory
-from foobar_ops.roles import RoleError, check_roles, phases, states_for
-from foobar_ops.roles import app as app_role
-from foobar_ops.roles import topology
-from foobar_ops.roles.topology import TopologyError
-from foobar_ops.states.mysql import native_hash
+import foobar_ops.stack
+from foobar_ops.core import secrets as secrets_mod
+from foobar_ops.core.engine import Phase
+from foobar_ops.core.engine.host import check_states
+from foobar_ops.core.errors import InventoryError
+from foobar_ops.core.inventory import load_inventory as core_load_inventory
+from foobar_ops.core.states.mysql import native_hash
+from foobar_ops.stack import load_inventory, roles, rolling, topology
+from foobar_ops.stack.build import AppBuild
+from foobar_ops.stack.roles import ROLES, Role, RoleError, check_roles, names, phases, states_for
+from foobar_ops.stack.roles import app as app_role
+from foobar_ops.stack.roles.base import template
+from foobar_ops.stack.topology import TopologyError
 
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
 DB_PW = "t3st-db-pw-9f8e7d"
@@ -42,8 +47,8 @@ def fake_build(tmp_path, monkeypatch):
     build = AppBuild(version="1.0.0", release="1.0.0-abc", wheels=tuple(wheels))
     calls = []
 
-    def fake():
-        calls.append(1)
+    def fake(inventory=None, app_dir=None, out_dir=None):
+        calls.append(inventory)
         return build
 
     monkeypatch.setattr(app_role, "build_app", fake)
@@ -57,10 +62,11 @@ def lab_doc() -> dict:
     return doc
 
 
-def write_inventory(tmp_path: Path, doc: dict, name: str = "lab.yml"):
+def write_inventory(tmp_path: Path, doc: dict, name: str = "lab.yml", load=load_inventory):
+    """Write the inventory and load it (with the stack's loader, which knows its role names)."""
     path = tmp_path / name
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return load_inventory(path)
+    return load(path)
 
 
 @pytest.fixture
@@ -73,6 +79,7 @@ def by_id(states) -> dict:
 
 
 # --- the inventory copy -----------------------------------------------------------------------
+
 
 def test_inventory_copy_uses_env_secrets(inv):
     assert inv.secret("mysql_app_password").reveal() == DB_PW
@@ -90,6 +97,7 @@ def test_topology_of_the_lab(inv):
 
 
 # --- haproxy ----------------------------------------------------------------------------------
+
 
 def haproxy_cfg(inv) -> str:
     states = by_id(states_for(inv.host("lb-01"), inv))
@@ -111,8 +119,10 @@ def test_haproxy_backend_follows_the_inventory(tmp_path):
     doc["hosts"]["web-02"]["roles"] = ["app"]
     inv = write_inventory(tmp_path, doc)
     backend = haproxy_cfg(inv).split("backend bk_web", 1)[1]
-    assert re.findall(r"^\s*server\s+(\S+)\s+(\S+)", backend, re.M) == [("web-01", "10.77.0.11:80"),
-                                                                        ("web-03", "10.77.0.13:80")]
+    assert re.findall(r"^\s*server\s+(\S+)\s+(\S+)", backend, re.M) == [
+        ("web-01", "10.77.0.11:80"),
+        ("web-03", "10.77.0.13:80"),
+    ]
 
 
 def test_haproxy_health_check_stats_socket_and_validation(inv):
@@ -132,8 +142,11 @@ def test_haproxy_health_check_stats_socket_and_validation(inv):
 
 def test_haproxy_context_vars(tmp_path):
     doc = lab_doc()
-    doc["hosts"]["lb-01"]["vars"] = {"haproxy_timeout_server": "45s", "haproxy_check_interval": "2s",
-                                     "haproxy_check_fall": 3}
+    doc["hosts"]["lb-01"]["vars"] = {
+        "haproxy_timeout_server": "45s",
+        "haproxy_check_interval": "2s",
+        "haproxy_check_fall": 3,
+    }
     inv = write_inventory(tmp_path, doc)
     cfg = haproxy_cfg(inv)
     assert "timeout server 45s" in cfg and "timeout client 30s" in cfg
@@ -141,6 +154,7 @@ def test_haproxy_context_vars(tmp_path):
 
 
 # --- nginx ------------------------------------------------------------------------------------
+
 
 def test_nginx_site(inv):
     states = by_id(states_for(inv.host("web-02"), inv, ["nginx"]))
@@ -182,6 +196,7 @@ def test_nginx_follows_stack_ports_and_domain(tmp_path):
 
 
 # --- app --------------------------------------------------------------------------------------
+
 
 def test_app_env_file(inv, fake_build):
     states = by_id(states_for(inv.host("web-02"), inv, ["app"]))
@@ -248,13 +263,13 @@ def test_requisites_reference_earlier_ids(inv, fake_build, host):
     h = inv.host(host)
     check_states(host, states_for(h, inv))
     for phase in phases():
-        check_states(host, phase(h, inv))
+        check_states(host, phase.states_for(h, inv))
 
 
 def test_app_does_not_pip_per_host(inv, fake_build):
     _, calls = fake_build
     states_for(inv.host("web-01"), inv, ["app"])
-    assert len(calls) == 1
+    assert calls == [inv]  # one build, of the sources this inventory names
 
 
 def test_rollback_states(inv):
@@ -264,6 +279,7 @@ def test_rollback_states(inv):
 
 
 # --- mysql ------------------------------------------------------------------------------------
+
 
 def test_mysql_user_per_app_host_with_least_privilege(inv):
     states = states_for(inv.host("web-01"), inv, ["mysql"])
@@ -279,7 +295,7 @@ def test_mysql_user_per_app_host_with_least_privilege(inv):
 
 def test_mysql_user_plan_grants_exactly_the_app_privileges(inv):
     user = next(st for st in states_for(inv.host("web-01"), inv, ["mysql"]) if st.kind == "mysql.user")
-    sql = user.plan("").uploads["sql"].decode()
+    sql = user.plan(None).uploads["sql"].decode()  # no such account yet
     assert f"IDENTIFIED BY PASSWORD '{native_hash(DB_PW)}'" in sql
     assert re.search(r"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`\.\* TO 'foobar'@'10\.77\.0\.1[12]'", sql)
     assert DB_PW not in sql
@@ -305,6 +321,7 @@ def test_web_02_has_no_mysql_states(inv, fake_build):
 
 
 # --- topology errors --------------------------------------------------------------------------
+
 
 def test_two_primaries_is_a_topology_error(tmp_path, fake_build):
     doc = lab_doc()
@@ -357,8 +374,11 @@ def test_missing_password_secret_is_a_topology_error(tmp_path):
 
 def test_replica_in_read_pool(tmp_path, fake_build):
     doc = lab_doc()
-    doc["hosts"]["db-02"] = {"address": "10.77.0.21", "roles": ["mysql"],
-                             "vars": {"mysql_role": "replica", "mysql_read_pool": True}}
+    doc["hosts"]["db-02"] = {
+        "address": "10.77.0.21",
+        "roles": ["mysql"],
+        "vars": {"mysql_role": "replica", "mysql_read_pool": True},
+    }
     inv = write_inventory(tmp_path, doc)
     assert [h.name for h in topology.db_read_pool(inv)] == ["web-01", "db-02"]
     env = by_id(states_for(inv.host("web-02"), inv, ["app"]))["app:env"].content.decode()
@@ -367,6 +387,7 @@ def test_replica_in_read_pool(tmp_path, fake_build):
 
 
 # --- role names and phases --------------------------------------------------------------------
+
 
 def test_check_roles_names_the_unknown_role():
     with pytest.raises(RoleError) as info:
@@ -377,32 +398,49 @@ def test_check_roles_names_the_unknown_role():
 
 
 def test_phases_put_mysql_first_and_roll_the_app_one_host_at_a_time(inv, fake_build):
-    fns = phases()
-    assert len(fns) == 3
-    assert [names for names, _ in roles.PHASES] == [("mysql",), ("nginx", "haproxy"), ("app",)]
-    assert [f.serial for f in fns] == [False, False, True]
+    steps = phases()
+    assert all(isinstance(p, Phase) for p in steps)
+    assert [p.name for p in steps] == [spec.name for spec in roles.PHASES] == ["database", "web", "app"]
+    assert [spec.rolling for spec in roles.PHASES] == [False, False, True]
+    assert [p.serial for p in steps] == [False, False, True]
     web01 = inv.host("web-01")
-    ids = [[st.id.split(":")[0] for st in f(web01, inv)] for f in fns]
+    ids = [[st.id.split(":")[0] for st in p.states_for(web01, inv)] for p in steps]
     assert set(ids[0]) == {"mysql"} and set(ids[1]) == {"nginx"} and set(ids[2]) == {"app"}
-    assert fns[0](inv.host("lb-01"), inv) == []
-    assert {st.id.split(":")[0] for st in fns[1](inv.host("lb-01"), inv)} == {"haproxy"}
-    assert fns[2](inv.host("lb-01"), inv) == []
+    assert steps[0].states_for(inv.host("lb-01"), inv) == []
+    assert {st.id.split(":")[0] for st in steps[1].states_for(inv.host("lb-01"), inv)} == {"haproxy"}
+    assert steps[2].states_for(inv.host("lb-01"), inv) == []
+
+
+def test_phases_of_the_app_alone_is_one_rolling_phase(inv, fake_build):
+    (step,) = phases(["app"])
+    assert step.name == "app" and step.serial
+    assert step.guard is rolling.drained and step.order is rolling.out_of_rotation_first
+    assert {st.id.split(":")[0] for st in step.states_for(inv.host("web-01"), inv)} == {"app"}
 
 
 def test_phases_for_haproxy_only(inv):
-    fns = phases(["haproxy"])
-    assert len(fns) == 1
-    assert fns[0](inv.host("web-01"), inv) == []
-    assert [st.id for st in fns[0](inv.host("lb-01"), inv)] == ["haproxy:packages", "haproxy:config",
-                                                               "haproxy:service"]
+    steps = phases(["haproxy"])
+    assert [(p.name, p.serial, p.guard) for p in steps] == [("web", False, None)]
+    assert steps[0].states_for(inv.host("web-01"), inv) == []  # nginx is in the web phase too, not asked for
+    assert [st.id for st in steps[0].states_for(inv.host("lb-01"), inv)] == [
+        "haproxy:packages",
+        "haproxy:config",
+        "haproxy:service",
+    ]
 
 
 def test_phases_for_mysql_and_nginx(inv):
-    fns = phases(["mysql", "nginx"])
-    assert len(fns) == 2
+    steps = phases(["nginx", "mysql"])  # the phases' order, whatever the order asked
+    assert [p.name for p in steps] == ["database", "web"]
     web01 = inv.host("web-01")
-    assert {st.id.split(":")[0] for st in fns[0](web01, inv)} == {"mysql"}
-    assert {st.id.split(":")[0] for st in fns[1](web01, inv)} == {"nginx"}
+    assert {st.id.split(":")[0] for st in steps[0].states_for(web01, inv)} == {"mysql"}
+    assert {st.id.split(":")[0] for st in steps[1].states_for(web01, inv)} == {"nginx"}
+
+
+def test_phases_refuse_an_unknown_role_naming_it():
+    with pytest.raises(RoleError) as info:
+        phases(["app", "cache"])
+    assert "'cache'" in str(info.value) and "known roles" in str(info.value)
 
 
 def test_states_for_follows_the_host_role_order(inv, fake_build):
@@ -414,9 +452,54 @@ def test_states_for_follows_the_host_role_order(inv, fake_build):
     assert prefixes == ["nginx", "app", "mysql"]
 
 
-def test_role_without_module_is_a_role_error(inv, monkeypatch):
-    monkeypatch.setattr(roles, "ROLE_NAMES", roles.ROLE_NAMES + ("cache",))
-    host = inv.host("lb-01")
-    fake = type(host)(name="cache-01", address="10.77.0.30", roles=("cache",))
-    with pytest.raises(RoleError, match="cache"):
-        states_for(fake, inv)
+def test_a_host_role_the_stack_does_not_know_is_a_role_error(tmp_path):
+    doc = lab_doc()
+    doc["hosts"]["lb-01"]["roles"] = ["haproxy", "cache"]
+    inv = write_inventory(tmp_path, doc, load=core_load_inventory)  # the core takes any role name
+    assert inv.host("lb-01").roles == ("haproxy", "cache")
+    with pytest.raises(RoleError, match="'cache'"):
+        states_for(inv.host("lb-01"), inv)
+    web = next(p for p in phases() if p.name == "web")
+    with pytest.raises(RoleError, match="'cache'"):  # a deploy refuses it too, rather than skip it
+        web.states_for(inv.host("lb-01"), inv)
+
+
+def test_the_stack_loader_refuses_a_role_it_does_not_know(tmp_path):
+    doc = lab_doc()
+    doc["hosts"]["lb-01"]["roles"] = ["haproxy", "cache"]
+    with pytest.raises(InventoryError, match="cache"):
+        write_inventory(tmp_path, doc)
+
+
+# --- the registry ----------------------------------------------------------------------------
+
+
+def test_every_role_name_maps_to_its_role_in_the_registry(inv):
+    assert names() == tuple(ROLES) and set(names()) == {"haproxy", "nginx", "app", "mysql"}
+    for name, role in ROLES.items():
+        assert isinstance(role, Role) and role.name == name and callable(role.states) and role.summary
+    assert {role.phase for role in ROLES.values()} <= {spec.name for spec in roles.PHASES}
+    used = {name for host in inv.hosts.values() for name in host.roles}
+    assert used <= set(ROLES)  # every role the lab's hosts declare is in the registry
+
+
+def test_roles_are_applied_in_their_phase():
+    assert {name: role.phase for name, role in ROLES.items()} == {
+        "mysql": "database",
+        "nginx": "web",
+        "haproxy": "web",
+        "app": "app",
+    }
+
+
+def test_role_templates_are_files_of_the_stack():
+    folder = Path(foobar_ops.stack.__file__).resolve().parent / "templates"
+    for name in (
+        "haproxy.cfg.j2",
+        "nginx-foobar.conf.j2",
+        "nginx-log.conf.j2",
+        "app.env.j2",
+        "foobar-app.service.j2",
+        "mariadb-foobar.cnf.j2",
+    ):
+        assert template(name) == folder / name and template(name).is_file()

@@ -1,17 +1,17 @@
 """The SSH layer without hosts: error classification, strict host key policies, prefixed output,
 and how connections are configured (no connection is opened)."""
+
 from __future__ import annotations
 
 import io
-import socket
 
 import paramiko
 import pytest
 
-from foobar_ops import hostkeys, ssh
-from foobar_ops.errors import AuthError, HostKeyError, HostUnreachable
-from foobar_ops.inventory import load_inventory
-from foobar_ops.secrets import Secret
+from foobar_ops.core import hostkeys, ssh
+from foobar_ops.core.errors import AuthError, HostKeyError, HostUnreachable
+from foobar_ops.core.inventory import load_inventory
+from foobar_ops.core.secrets import Secret
 
 
 @pytest.fixture
@@ -33,11 +33,15 @@ hosts:
 
 def test_timeouts_and_refusals_are_unreachable(inv):
     host = inv.host("web-01")
-    assert isinstance(ssh.classify(host, socket.timeout()), HostUnreachable)
-    err = ssh.classify(host, paramiko.ssh_exception.NoValidConnectionsError(
-        {("10.77.0.11", 22): ConnectionRefusedError(111, "Connection refused")}))
+    assert isinstance(ssh.classify(host, TimeoutError()), HostUnreachable)
+    err = ssh.classify(
+        host,
+        paramiko.ssh_exception.NoValidConnectionsError(
+            {("10.77.0.11", 22): ConnectionRefusedError(111, "Connection refused")}
+        ),
+    )
     assert isinstance(err, HostUnreachable) and "Connection refused" in str(err) and "10.77.0.11:22" in str(err)
-    assert "0.5 s" in str(ssh.classify(host, socket.timeout()))
+    assert "0.5 s" in str(ssh.classify(host, TimeoutError()))
 
 
 def test_a_changed_key_names_both_fingerprints_and_what_to_do(inv):
@@ -115,13 +119,18 @@ def test_run_many_gives_every_host_an_outcome_even_when_one_raises(inv, monkeypa
     monkeypatch.setattr(ssh, "Remote", FakeRemote)
     seen = []
     outcomes = ssh.run_many(inv.select("all"), "uname -r", on_outcome=seen.append, cap=2)
-    assert [(o.host, o.outcome) for o in outcomes] == [("web-01", "unreachable"), ("lb-01", "failed"),
-                                                        ("web-02", "ok")]
+    assert [(o.host, o.outcome) for o in outcomes] == [("web-01", "unreachable"), ("lb-01", "failed"), ("web-02", "ok")]
     assert "surprise" in outcomes[1].error and sorted(o.host for o in seen) == ["lb-01", "web-01", "web-02"]
 
 
-@pytest.mark.parametrize("code, seconds, error", [
-    (0, 0.1, None), (3, 0.1, "exit code 3"), (-1, 1.02, "timed out after 1 s"),
-    (-1, 0.2, "the connection closed before the command reported an exit status")])
+@pytest.mark.parametrize(
+    "code, seconds, error",
+    [
+        (0, 0.1, None),
+        (3, 0.1, "exit code 3"),
+        (-1, 1.02, "timed out after 1 s"),
+        (-1, 0.2, "the connection closed before the command reported an exit status"),
+    ],
+)
 def test_exit_errors_tell_a_timeout_from_a_lost_channel(code, seconds, error):
     assert ssh._exit_error(code, seconds, 1.0) == error

@@ -1,0 +1,222 @@
+"""One handler per command: parse nothing, decide nothing; call an operation and print its result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from .. import ops
+from ..core import paths
+from ..core.journal import Journal
+from ..stack import load_inventory
+from .tables import ago, rows, table
+
+
+def _print_report(report: Any, args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        print(report.summary(color=sys.stdout.isatty(), diffs=not getattr(args, "no_diff", False)))
+    return 0 if report.ok else 1
+
+
+def cmd_hosts(args: argparse.Namespace) -> int:
+    inv = load_inventory(args.inventory)
+    hosts = [h.as_dict() for h in inv.select(args.pattern)]
+    if args.json:
+        print(json.dumps({"inventory": str(inv.path), "hosts": hosts}, indent=2))
+    else:
+        shown = [dict(h, roles=",".join(h["roles"]) or "-", groups=",".join(h["groups"]) or "-") for h in hosts]
+        print(table(shown, ["name", "address", "port", "user", "roles", "groups"]))
+    return 0
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    from ..core import ssh
+
+    inv = load_inventory(args.inventory)
+    outcomes = ssh.run_many(inv.select(args.pattern), "uname -r", inventory=inv, sudo=args.sudo, cap=args.parallel)
+    found = [
+        {
+            "host": o.host,
+            "outcome": o.outcome,
+            "rtt_ms": o.rtt_ms,
+            "kernel": o.stdout.strip() or None if o.ok else None,
+            "error": o.error if not o.ok else None,
+        }
+        for o in outcomes
+    ]
+    if args.json:
+        print(json.dumps({"hosts": found}, indent=2))
+    else:
+        print(table(found, ["host", "outcome", "rtt_ms", "kernel", "error"]))
+        bad = [str(r["host"]) for r in found if r["outcome"] != "ok"]
+        print(
+            f"{len(found) - len(bad)} ok, {len(bad)} not ok" + (f": {', '.join(bad)}" if bad else ""), file=sys.stderr
+        )
+    return 0 if all(r["outcome"] == "ok" for r in found) else 1
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    if args.states:
+        report = ops.apply_states(
+            args.inventory,
+            args.states,
+            hosts=args.pattern,
+            test=args.test,
+            journal=args.journal,
+            command=args.command_line,
+            parallel=args.parallel,
+        )
+    else:
+        report = ops.deploy(
+            args.inventory,
+            args.roles,
+            hosts=args.pattern,
+            test=args.test,
+            journal=args.journal,
+            command=args.command_line,
+            parallel=args.parallel,
+        )
+    return _print_report(report, args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
+    command = remote[0] if len(remote) == 1 else remote  # one argument: shell text as written
+    outcomes = ops.run_command(
+        args.inventory,
+        command,
+        hosts=args.pattern,
+        sudo=args.sudo,
+        parallel=args.parallel,
+        stream=True,
+        journal=args.journal,
+        origin=args.command_line,
+    )
+    for o in outcomes:
+        if not o.ok:
+            print(f"{o.host}: {o.outcome}: {o.error}", file=sys.stderr)
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    report = ops.rollback(args.inventory, hosts=args.pattern, journal=args.journal, command=args.command_line)
+    return _print_report(report, args)
+
+
+def cmd_lb(args: argparse.Namespace) -> int:
+    action = args.lb_command
+    if action == "stat":
+        frame = ops.lb_stat(args.inventory)
+        found = rows(frame)
+        keep = ["pxname", "svname", "status", "weight", "scur", "smax", "stot", "lbtot", "check_status"]
+        print(
+            json.dumps({"rows": found}, indent=2, default=str)
+            if args.json
+            else table([{k: r.get(k) for k in keep} for r in found], keep)
+        )
+        return 0
+    common = {"backend": args.backend, "journal": args.journal, "command": args.command_line}
+    if action == "drain":
+        waited = ops.lb_drain(args.inventory, args.server, timeout=args.timeout, **common)
+        print(f"{args.backend}/{args.server} drained in {waited:.1f} s")
+    else:
+        status = (ops.lb_ready if action == "ready" else ops.lb_maint)(args.inventory, args.server, **common)
+        print(f"{args.backend}/{args.server}: {status}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    check = ops.verify(args.inventory, args.n, args.wait)
+    if args.json:
+        print(
+            json.dumps(
+                {"ok": check.ok, "statuses": check.statuses, "requests": rows(check.requests)}, indent=2, default=str
+            )
+        )
+    else:
+        print(check.line)
+    return 0 if check.ok else 1
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    journal = Journal(args.journal)
+    action = args.records_command
+    if action == "list":
+        frame = journal.runs(args.limit)
+        cols = ["run_id", "started", "user", "command", "test", "status", "results", "changed", "failed"]
+    elif action == "show":
+        frame = journal.results(args.run_id)
+        cols = ["at", "host", "state", "name", "status", "comment"]
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "run": journal.run(args.run_id),
+                        "results": rows(frame),
+                        "hosts": rows(journal.outcomes(args.run_id)),
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
+            return 0
+    else:
+        frame = journal.changes(host=args.host, since=args.since, state=args.state)
+        cols = ["at", "run_id", "host", "state", "name", "comment"]
+    if args.json:
+        print(json.dumps({"journal": str(journal.path), "rows": rows(frame)}, indent=2, default=str))
+    else:
+        print(table(rows(frame), cols) if len(frame) else "(nothing recorded)")
+    return 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from ..lab import Lab
+
+    lab = Lab(load_inventory(args.inventory))
+    action = args.lab_command
+    if action in ("up", "down", "destroy"):
+        getattr(lab, action)(args.names or None)
+        return 0
+    if action == "status":
+        found = lab.status()
+        print(
+            json.dumps({"hosts": found}, indent=2)
+            if args.json
+            else table([dict(r, uptime=ago(r.pop("uptime_s"))) for r in found], ["host", "address", "state", "uptime"])
+        )
+        return 0
+    remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
+    argv = lab.ssh_argv(args.name, remote)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+    return 127  # not reached
+
+
+def cmd_paths(args: argparse.Namespace) -> int:
+    found = paths.describe()
+    print(
+        json.dumps(found, indent=2)
+        if args.json
+        else table([{"what": k, "path": v} for k, v in found.items()], ["what", "path"])
+    )
+    return 0
+
+
+HANDLERS = {
+    "hosts": cmd_hosts,
+    "ping": cmd_ping,
+    "lab": cmd_lab,
+    "apply": cmd_apply,
+    "records": cmd_records,
+    "rollback": cmd_rollback,
+    "lb": cmd_lb,
+    "verify": cmd_verify,
+    "run": cmd_run,
+    "paths": cmd_paths,
+}

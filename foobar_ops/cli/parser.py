@@ -1,0 +1,159 @@
+"""The `foobar-ops` argument parser: one small builder per command."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TypeAlias
+
+_CHECKOUT_LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
+#: The lab inventory of the checkout foobar_ops runs from, else inventories/lab.yml here.
+DEFAULT_LAB_INVENTORY = _CHECKOUT_LAB if _CHECKOUT_LAB.is_file() else Path("inventories/lab.yml")
+PATTERN_HELP = "host pattern: name, glob, role:NAME, group:NAME"
+
+
+def _inventory(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument(
+        "-i",
+        "--inventory",
+        required=required,
+        type=Path,
+        default=None if required else DEFAULT_LAB_INVENTORY,
+        help="inventory YAML file" + ("" if required else f" (default: {DEFAULT_LAB_INVENTORY})"),
+    )
+
+
+def _common(
+    p: argparse.ArgumentParser,
+    *,
+    hosts: bool = False,
+    json: bool = False,
+    journal: bool = False,
+    parallel: bool = False,
+) -> None:
+    if hosts:
+        p.add_argument("--hosts", dest="pattern", help=PATTERN_HELP)
+    if json:
+        p.add_argument("--json", action="store_true", help="print one JSON document")
+    if journal:
+        p.add_argument(
+            "--journal",
+            type=Path,
+            help="journal path (default: journal.sqlite in the records folder; see `foobar-ops paths`)",
+        )
+    if parallel:
+        p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
+
+
+Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _hosts_ping_run(sub: Sub) -> None:
+    p = sub.add_parser("hosts", help="list the inventory's hosts with their roles")
+    _inventory(p)
+    _common(p, hosts=True, json=True)
+    p = sub.add_parser("ping", help="run a command on every host in parallel: outcome, rtt, kernel")
+    _inventory(p)
+    _common(p, hosts=True, json=True, parallel=True)
+    p.add_argument("--sudo", action="store_true", help="run the probe through sudo")
+    p = sub.add_parser("run", help="run an ad-hoc shell command on hosts in parallel (journaled)")
+    _inventory(p)
+    _common(p, hosts=True, journal=True, parallel=True)
+    p.add_argument("--sudo", action="store_true", help="run it through sudo")
+    p.add_argument("remote", nargs=argparse.REMAINDER, metavar="-- COMMAND")
+
+
+def _apply_rollback(sub: Sub) -> None:
+    p = sub.add_parser("apply", help="apply the roles of each host (highstate); --test changes nothing")
+    _inventory(p)
+    p.add_argument("roles", nargs="*", metavar="ROLE", help="only these roles (default: every role a host has)")
+    _common(p, hosts=True, json=True, journal=True, parallel=True)
+    p.add_argument(
+        "--states",
+        type=Path,
+        metavar="FILE.py",
+        help="apply the states(host, inventory) of this Python file instead of the roles",
+    )
+    p.add_argument("--test", action="store_true", help="dry-run: show what would change, with diffs")
+    p.add_argument("--no-diff", action="store_true", help="leave diffs out of the summary")
+    p = sub.add_parser("rollback", help="switch app hosts back to their previous release")
+    _inventory(p)
+    _common(p, json=True, journal=True)
+    p.add_argument("--hosts", dest="pattern", default="role:app", help="host pattern (default: role:app)")
+
+
+def _lb_verify(sub: Sub) -> None:
+    p = sub.add_parser("lb", help="the HAProxy runtime API: stat, drain, ready, maint")
+    actions = p.add_subparsers(dest="lb_command", required=True, metavar="ACTION")
+    q = actions.add_parser("stat", help="`show stat` as a table")
+    _inventory(q)
+    _common(q, json=True)
+    for action, text in (
+        ("drain", "no new sessions; wait until current sessions reach zero"),
+        ("ready", "back in rotation"),
+        ("maint", "out of rotation at once"),
+    ):
+        q = actions.add_parser(action, help=text)
+        _inventory(q)
+        _common(q, journal=True)
+        q.add_argument("server", metavar="SERVER")
+        q.add_argument("--backend", default="bk_web")
+        if action == "drain":
+            q.add_argument("--timeout", type=float, default=60, help="seconds to wait for sessions to end")
+    p = sub.add_parser("verify", help="send requests through the load balancer; who answered")
+    _inventory(p)
+    _common(p, json=True)
+    p.add_argument("-n", type=int, default=20, help="number of requests")
+    p.add_argument("--wait", type=float, default=30, help="seconds to wait for every server to be UP first")
+
+
+def _records(sub: Sub) -> None:
+    p = sub.add_parser("records", help="the change journal: runs, their results, changes")
+    actions = p.add_subparsers(dest="records_command", required=True, metavar="ACTION")
+    q = actions.add_parser("list", help="runs, newest first")
+    q.add_argument("--limit", type=int, default=20)
+    q = actions.add_parser("show", help="every result of one run")
+    q.add_argument("run_id", metavar="RUN")
+    q = actions.add_parser("changes", help="what changed, newest first")
+    q.add_argument("--host")
+    q.add_argument("--since", help="an age (7d, 12h, 30m) or a date")
+    q.add_argument("--state", help="a state function (file.managed) or state id")
+    for q in actions.choices.values():
+        _common(q, json=True, journal=True)
+
+
+def _lab(sub: Sub) -> None:
+    lab = sub.add_parser("lab", help="the built-in lab of real hosts on this machine")
+    actions = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+    for name, text in (
+        ("up", "boot hosts (all by default); running hosts are left alone"),
+        ("down", "power hosts off cleanly (all by default)"),
+        ("destroy", "power off and remove hosts' disks (all by default)"),
+    ):
+        p = actions.add_parser(name, help=text)
+        _inventory(p, required=False)
+        p.add_argument("names", nargs="*", metavar="HOST")
+    p = actions.add_parser("status", help="table of host, address, state, uptime")
+    _inventory(p, required=False)
+    p.add_argument("--json", action="store_true")
+    p = actions.add_parser("ssh", help="run COMMAND as root on a lab host (a shell without one)")
+    _inventory(p, required=False)
+    p.add_argument("name", metavar="HOST")
+    p.add_argument("remote", nargs=argparse.REMAINDER, metavar="-- COMMAND")
+
+
+def _paths(sub: Sub) -> None:
+    p = sub.add_parser("paths", help="where records (journal, output notebooks) and caches are kept")
+    _common(p, json=True)
+
+
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser of every sub-command.
+
+    description: the program's description.
+    """
+    parser = argparse.ArgumentParser(prog="foobar-ops", description=description)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_hosts_ping_run, _apply_rollback, _lb_verify, _records, _lab, _paths):
+        add(sub)
+    return parser

@@ -1,0 +1,236 @@
+"""One host's apply: gather every state's fact in one command, plan each state (pure), apply the
+ones that must change in order, honour requisites and react to watched changes. Every result goes
+to a callback (the journal) as soon as it is known."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import ConnectionFailed, FactError, FoobarOpsError, StateError
+from ..result import Result, Status
+from ..secrets import mask_deep, mask_known
+from ..shell import STAGE_VAR, cmd
+from ..ssh import Remote
+from ..states.base import Plan, State
+
+_SECTION = re.compile(r"@@FBO (\S+) BEGIN\n(.*?)\n@@FBO \1 END (\d+)\n", re.S)
+VALIDATION_FAILED = 97
+
+Emit = Callable[[Result], None]
+
+
+def section(tag: str, body: str) -> str:
+    """Return a script part whose output and exit code can be told apart from the others."""
+    return (
+        f"printf '\\n@@FBO %s BEGIN\\n' {tag}\n( {body}\n) 2>&1 </dev/null\nprintf '\\n@@FBO %s END %d\\n' {tag} $?\n"
+    )
+
+
+def sections(output: str) -> dict[str, tuple[str, int]]:
+    """Parse script output into tag -> (output, exit code)."""
+    return {m.group(1): (m.group(2), int(m.group(3))) for m in _SECTION.finditer(output)}
+
+
+def check_states(host: str, states: Sequence[State[Any]]) -> None:
+    """Refuse duplicate ids and requisites that name no earlier state, naming host and state."""
+    seen: set[str] = set()
+    for st in states:
+        if st.id in seen:
+            raise StateError(f"host {host}: state id {st.id!r} is declared twice")
+        for kind in ("require", "watch", "onchanges"):
+            for ref in getattr(st, kind):
+                if ref not in seen:
+                    raise StateError(
+                        f"host {host}: state {st.id!r}: {kind} names {ref!r}, which is not a state declared before it"
+                    )
+        seen.add(st.id)
+
+
+def _masked(value: Any) -> Any:
+    """Return value (JSON-able) with every known secret masked."""
+    return mask_deep(json.loads(json.dumps(value, default=str)))
+
+
+class HostApply:
+    """Apply an ordered list of states to one host (or, in test mode, plan them).
+
+    host: the inventory Host.
+    states: its states, in order (checked with check_states beforehand).
+    remote: the host's Remote.
+    test: plan only; change nothing.
+    emit: called with every Result as soon as it is known.
+    After execute(), `lost` holds the connection error when the host stopped answering mid-run.
+    """
+
+    def __init__(self, host: Any, states: Sequence[State[Any]], remote: Remote, test: bool, emit: Emit) -> None:
+        self.host, self.states, self.remote, self.test, self.emit = host, list(states), remote, test, emit
+        self.facts: dict[str, Any] = {}  # state id -> parsed fact value, or the FactError
+        self.results: dict[str, Result] = {}
+        self.become = host.user != "root"
+        self.lost: ConnectionFailed | None = None
+
+    def _script(self, script: str) -> Any:
+        """Run a script as root over the connection; one round trip."""
+        return self.remote.run(cmd("sh", "-c", script), sudo=self.become)
+
+    def _gather(self, states: Sequence[State[Any]], prefix: str = "") -> dict[str, tuple[str, int]]:
+        """Run (prefix and) every state's fact command in one script; keep each parsed value."""
+        facts = [st.fact() for st in states]
+        script = prefix + "".join(section(f"f{i}", f.command()) for i, f in enumerate(facts))
+        out = self._script(script)  # a lost connection raises ConnectionFailed here
+        parts = sections(out.stdout)
+        why = "" if out.ok else f" ({out.error}: {mask_known((out.stderr or out.stdout).strip()[-300:])})"
+        for i, (st, fact) in enumerate(zip(states, facts, strict=True)):
+            self.facts[st.id] = self._parse(fact, parts.get(f"f{i}"), why)
+        if prefix and "apply" not in parts:  # e.g. the command timed out: the state fails, the host stays
+            parts["apply"] = (f"no result came back{why}", -1)
+        return parts
+
+    @staticmethod
+    def _parse(fact: Any, part: tuple[str, int] | None, why: str = "") -> Any:
+        if part is None:
+            return FactError(f"{fact!r}: no output came back for it{why}")
+        output, code = part
+        if code != 0:
+            return FactError(f"{fact!r}: its command failed (exit {code}): {mask_known(output.strip()[-300:])}")
+        try:
+            return fact.parse(output)
+        except FactError as err:
+            return err
+
+    def execute(self) -> list[Result]:
+        """Apply every state; return the results in order. Raises ConnectionFailed when the host
+        cannot be reached at all (nothing was done); a host lost mid-run sets `lost` and its
+        remaining states are reported as not run."""
+        if self.states:
+            self._gather(self.states)
+        for index, st in enumerate(self.states):
+            started = time.perf_counter()
+            if self.lost is not None:
+                result = self._result(st, Status.NOT_RUN, f"not run: the host stopped answering ({self.lost.reason})")
+            else:
+                result = self._guarded(index, st)
+            self._finish(result, started)
+        return list(self.results.values())
+
+    def _guarded(self, index: int, st: State[Any]) -> Result:
+        """Plan and apply one state; turn any error into its failed result."""
+        try:
+            return self._one(index, st)
+        except ConnectionFailed as err:
+            self.lost = err
+            self.remote.close()
+            return self._result(st, Status.FAILED, f"the host stopped answering: {err.reason}")
+        except FoobarOpsError as err:
+            return self._result(st, Status.FAILED, str(err))
+        except Exception as err:  # noqa: BLE001 - one state's surprise must not end the run
+            return self._result(st, Status.FAILED, f"{type(err).__name__}: {err}")
+
+    def _result(self, st: State[Any], status: Status, comment: str = "", **kw: Any) -> Result:
+        return Result(self.host.name, st.id, st.name, st.kind, status, comment=comment, idempotent=st.idempotent, **kw)
+
+    def _finish(self, result: Result, started: float) -> Result:
+        result.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        result.comment = mask_known(result.comment)
+        result.diff = mask_known(result.diff) if result.diff else result.diff
+        result.changes = _masked(result.changes)
+        self.results[result.id] = result  # requisites look results up by the real id
+        result.name, result.id = mask_known(result.name), mask_known(result.id)
+        self.emit(result)
+        return result
+
+    def _changed(self, ids: Sequence[str]) -> list[str]:
+        return [i for i in ids if i in self.results and self.results[i].status in (Status.CHANGED, Status.PENDING)]
+
+    def _pending_ids(self) -> list[str]:
+        return [r.id for r in self.results.values() if r.pending]
+
+    def _one(self, index: int, st: State[Any]) -> Result:
+        blocked = [i for i in st.require + st.watch + st.onchanges if self.results[i].failed]
+        if blocked:
+            return self._result(st, Status.NOT_RUN, f"not run: requisite {', '.join(blocked)} failed or did not run")
+        if st.onchanges and not self._changed(st.onchanges):
+            return self._result(st, Status.OK, "nothing to do: nothing in onchanges changed")
+        fact = self.facts.get(st.id)
+        plan = Plan(error=str(fact)) if isinstance(fact, FactError) else st.plan(fact)
+        if plan.error and self.test and self._pending_ids():
+            return self._result(
+                st,
+                Status.PENDING,
+                "cannot be checked before earlier pending changes "
+                f"({', '.join(self._pending_ids())}) are applied: {plan.error}",
+                changes=plan.changes or {"pending": "after earlier changes"},
+                diff=plan.diff,
+            )
+        if plan.error:
+            return self._result(st, Status.FAILED, plan.error)
+        if not plan.needed:
+            result = self._result(st, Status.OK, plan.comment)
+        elif self.test:
+            result = self._result(
+                st, Status.PENDING, f"would change: {plan.comment}", changes=plan.changes, diff=plan.diff
+            )
+        else:
+            result = self._apply(index, st, plan)
+        return self._react(st, result)
+
+    def _apply(self, index: int, st: State[Any], plan: Plan) -> Result:
+        stage = self._upload(plan.uploads) if plan.uploads else ""
+        body = (
+            f"set -e; {STAGE_VAR}={cmd(stage)}; trap 'rm -rf \"${STAGE_VAR}\"' EXIT; " if stage else "set -e; "
+        ) + "\n".join(plan.commands)
+        later = self.states[index + 1 :]
+        parts = self._gather(later + [st], prefix=section("apply", body))
+        output, code = parts.get("apply", ("", -1))
+        keep = {"changes": plan.changes, "diff": plan.diff}
+        if code == VALIDATION_FAILED:
+            lines = output.strip().splitlines()
+            return self._result(st, Status.FAILED, "\n".join(lines[-20:]) or "validation failed", **keep)
+        if code != 0:
+            tail = "\n".join(output.strip().splitlines()[-10:])
+            return self._result(st, Status.FAILED, f"failed (exit {code}): {tail}", **keep)
+        return self._result(st, Status.CHANGED, plan.comment, **keep)
+
+    def _upload(self, uploads: dict[str, bytes]) -> str:
+        """Copy staged files over SFTP into a private folder of the login user; return it."""
+        conn = self.remote.open()
+        sftp = conn.sftp()
+        folder = f"/tmp/.foobar-stage-{uuid.uuid4().hex[:12]}"
+        sftp.mkdir(folder, 0o700)
+        self.remote.round_trips += 1
+        for name, data in uploads.items():
+            with sftp.open(f"{folder}/{name}", "wb") as out:
+                out.chmod(0o600)
+                out.write(data)
+            self.remote.round_trips += 1
+        return folder
+
+    def _react(self, st: State[Any], result: Result) -> Result:
+        """Reload (or restart) a watching state once when something it watches changed."""
+        changed = self._changed(st.watch)
+        if not changed or result.failed:
+            return result
+        if result.changed and "active" in result.changes.get("new", {}):
+            return result  # it was just started: the new content is already live
+        fact = self.facts.get(st.id)
+        reaction = None if isinstance(fact, FactError) else st.react(fact)
+        if not reaction:
+            return result
+        what, commands = reaction
+        if self.test or result.pending:  # the reaction follows a pending change: say so
+            result.comment = f"{result.comment}; would {what}: {', '.join(changed)} would change"
+            return result
+        out = self._script(section("react", "set -e; " + "\n".join(commands)))
+        output, code = sections(out.stdout).get("react", (out.stderr, out.exit_code or -1))
+        result.changes = dict(result.changes or {}, watch={"done": what, "because": changed})
+        if code != 0:
+            result.status, result.comment = Status.FAILED, f"{what} failed (exit {code}): {output.strip()[-500:]}"
+        else:
+            result.status = Status.CHANGED
+            result.comment = f"{result.comment}; {what}ed: {', '.join(changed)} changed".lstrip("; ")
+        return result

@@ -1,0 +1,250 @@
+"""Apply states across hosts: phases in order, hosts in parallel (or one at a time behind a guard),
+every result journaled as it comes; returns the run's Report."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConnectionFailed, FoobarOpsError, SudoError
+from ..journal import Journal
+from ..report import Report
+from ..result import HostOutcome, Outcome, Result, Status
+from ..secrets import mask_known
+from ..ssh import Remote
+from ..states.base import State
+from .host import Emit, HostApply, check_states
+
+StatesFor = Callable[[Any, Any], Sequence[State[Any]]]
+#: guard(host, inventory, emit): a context manager around a host's apply in a one-at-a-time phase
+Guard = Callable[[Any, Any, Emit], AbstractContextManager[None]]
+#: order(hosts, inventory): the order a one-at-a-time phase takes its hosts in
+Order = Callable[[list[Any], Any], list[Any]]
+
+
+@dataclass
+class Phase:
+    """One phase of a run: the states of every host, applied in parallel, or one host at a time
+    (serial: a rolling change that stops at the first host that fails).
+
+    name: what the phase is, for reports.
+    states_for: function (host, inventory) -> the host's states in this phase.
+    serial: one host at a time; the hosts after a failed one are not run.
+    guard: for a serial phase, wrapped around a host's apply when a plan (one round trip) shows it
+        has changes pending (e.g. taking the host out of the load balancer); a host with nothing
+        pending keeps its plan as its results and is not disturbed.
+    order: for a serial phase, the order hosts are taken in.
+    """
+
+    name: str
+    states_for: StatesFor
+    serial: bool = False
+    guard: Guard | None = None
+    order: Order | None = None
+
+
+def load_state_file(path: Path | str) -> StatesFor:
+    """Load a Python file that defines `states(host, inventory) -> list[State]`.
+
+    path: the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FoobarOpsError(f"state file {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"foobar_states_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001 - a user's file: report, don't crash
+        raise FoobarOpsError(f"state file {path}: {type(err).__name__}: {err}") from None
+    if not callable(getattr(module, "states", None)):
+        raise FoobarOpsError(f"state file {path} defines no function states(host, inventory)")
+    states: StatesFor = module.states
+    return states
+
+
+def apply(
+    inventory: Any,
+    phases: Phase | StatesFor | Sequence[Phase | StatesFor],
+    *,
+    hosts: str | None = None,
+    test: bool = False,
+    journal: Journal | None = None,
+    command: str = "python",
+    parameters: dict[str, Any] | None = None,
+    runbook: str | None = None,
+    run_id: str | None = None,
+    parallel: int = 10,
+    on_result: Callable[[Result], None] | None = None,
+    output_notebook: str | None = None,
+) -> Report:
+    """Apply states to the targeted hosts and return the Report; every result is journaled.
+
+    inventory: the Inventory.
+    phases: a Phase, a function (host, inventory) -> states, or a list of those (applied in order:
+        every host finishes a phase before the next one starts).
+    hosts: host pattern (default: all hosts).
+    test: dry-run: change nothing, report what would change.
+    journal: where to record (default: the journal of the data folder).
+    command: what started the run (recorded).
+    parameters: run parameters (recorded, secrets masked).
+    runbook: the runbook, when a runbook runs.
+    run_id: use this run id (default: a new one).
+    parallel: at most this many hosts at once.
+    on_result: called with every Result as it comes.
+    output_notebook: the runbook's output notebook, linked from the run from its start.
+    """
+    targets = inventory.select(hosts)
+    listed = phases if isinstance(phases, (list, tuple)) else [phases]
+    steps = [p if isinstance(p, Phase) else Phase(f"phase {i + 1}", p) for i, p in enumerate(listed)]
+    journal = journal or Journal()
+    started = time.perf_counter()
+    with journal.recording(
+        command=command,
+        inventory=inventory,
+        test=test,
+        parameters=parameters,
+        runbook=runbook,
+        run_id=run_id,
+        output_notebook=output_notebook,
+    ) as run:
+        # bad input (a template, a role, a secret, a duplicate state id) stops here, before any host
+        # is touched; the run is journaled as an error with the reason
+        declared = [{h.name: list(step.states_for(h, inventory)) for h in targets} for step in steps]
+        for per_host in declared:
+            for name, states in per_host.items():
+                check_states(name, states)
+        report = Report(run.id, test, hosts=[h.name for h in targets])
+
+        def emit(result: Result) -> None:
+            run.add(result)
+            if on_result:
+                on_result(result)
+
+        _Runner(inventory, targets, report, emit, test, parallel).run(steps, declared)
+        report.order_hosts()
+        for outcome in report.outcomes.values():
+            run.add_outcome(outcome)
+    report.duration_s = time.perf_counter() - started
+    return report
+
+
+class _Runner:
+    """Runs phases over hosts and fills the report."""
+
+    def __init__(self, inventory: Any, hosts: list[Any], report: Report, emit: Emit, test: bool, parallel: int) -> None:
+        self.inventory, self.hosts, self.report, self.emit, self.test = inventory, hosts, report, emit, test
+        self.parallel = max(1, min(parallel, len(hosts) or 1))
+        self.remotes = {h.name: Remote(h, inventory) for h in hosts}
+        self.lost: dict[str, str] = {}  # host -> why it cannot be reached
+        self.refused: dict[str, str] = {}  # host -> why it cannot act (e.g. sudo refused the password)
+
+    def run(self, steps: list[Phase], declared: list[dict[str, list[State[Any]]]]) -> None:
+        try:
+            with ThreadPoolExecutor(max_workers=self.parallel) as pool:
+                for step, states in zip(steps, declared, strict=True):
+                    todo = [h for h in self.hosts if states[h.name] and h.name not in self.lost | self.refused]
+                    if step.serial:
+                        self._serial(step, todo, states)
+                    else:
+                        self._parallel(pool, todo, states)
+        finally:
+            for host in self.hosts:
+                remote = self.remotes[host.name]
+                self.report.outcomes[host.name] = self._outcome(host.name, remote.round_trips)
+                remote.close()
+
+    def _parallel(self, pool: ThreadPoolExecutor, hosts: list[Any], states: dict[str, list[State[Any]]]) -> None:
+        """Apply a phase on every host at once."""
+        for results in pool.map(lambda h: self._one(h, states[h.name], self.test), hosts):
+            self.report.results += results
+
+    def _outcome(self, name: str, round_trips: int) -> HostOutcome:
+        if name in self.lost:
+            return HostOutcome(name, Outcome.UNREACHABLE, self.lost[name], round_trips)
+        if name in self.refused:
+            return HostOutcome(name, Outcome.FAILED, self.refused[name], round_trips)
+        bad = any(r.failed for r in self.report.results if r.host == name)
+        return HostOutcome(name, Outcome.FAILED if bad else Outcome.OK, None, round_trips)
+
+    def _one(self, host: Any, states: list[State[Any]], test: bool, emit: Emit | None = None) -> list[Result]:
+        """Apply (or plan) one host's states; a host that cannot be reached is noted as lost."""
+        applier = HostApply(host, states, self.remotes[host.name], test, emit or self.emit)
+        try:
+            results = applier.execute()
+        except ConnectionFailed as err:
+            self.lost[host.name] = mask_known(err.reason)
+            return []
+        except SudoError as err:  # reached, but it cannot act as root: nothing was done, nothing will be
+            self.refused[host.name] = mask_known(err.reason)
+            return []
+        if applier.lost is not None:
+            self.lost[host.name] = mask_known(applier.lost.reason)
+        return results
+
+    def _serial(self, step: Phase, hosts: list[Any], states: dict[str, list[State[Any]]]) -> None:
+        """Apply a phase one host at a time; after a host fails, report the rest as not run."""
+        guarded = step.guard is not None and not self.test
+        order = step.order(hosts, self.inventory) if step.order and guarded else hosts
+        failed: str | None = None
+        for host in order:
+            if failed:
+                self.report.results += self._not_run(
+                    host,
+                    states[host.name],
+                    f"not run: {failed} failed earlier "
+                    "in this one-host-at-a-time phase; stopped so the other "
+                    "servers keep what they run",
+                )
+                continue
+            if guarded:
+                assert step.guard is not None
+                results = self._guarded(step.guard, host, states[host.name])
+            else:
+                results = self._one(host, states[host.name], self.test)
+            self.report.results += results
+            if host.name in self.lost | self.refused or any(r.failed for r in results):
+                failed = host.name
+
+    def _not_run(self, host: Any, states: list[State[Any]], why: str) -> list[Result]:
+        out = [
+            Result(host.name, st.id, st.name, st.kind, Status.NOT_RUN, comment=why, idempotent=st.idempotent)
+            for st in states
+        ]
+        for result in out:
+            self.emit(result)
+        return out
+
+    def _guarded(self, guard: Guard, host: Any, states: list[State[Any]]) -> list[Result]:
+        """Plan first; apply inside the guard only when something is pending (a no-op host costs one
+        round trip and is not disturbed)."""
+        preview: list[Result] = []
+        planned = self._one(host, states, True, preview.append)
+        stopped = host.name in self.lost | self.refused
+        if stopped or any(r.failed for r in planned) or not any(r.pending for r in planned):
+            for result in planned:  # nothing to change, or it cannot be planned: nothing guarded
+                self.emit(result)
+            return planned
+        steps: list[Result] = []  # what the guard itself did (e.g. drain before, ready after)
+
+        def step(result: Result) -> None:
+            self.emit(result)
+            steps.append(result)
+
+        results: list[Result] = []
+        before = 0
+        try:
+            with guard(host, self.inventory, step):
+                before = len(steps)
+                results = self._one(host, states, False)
+        except FoobarOpsError as err:
+            if not results:  # the guard failed before the change: nothing was applied
+                results = self._not_run(host, states, f"not run: {mask_known(str(err))}")
+        return steps[:before] + results + steps[before:]

@@ -1,0 +1,231 @@
+"""Secret references (env:NAME, file:PATH) resolved lazily and never printed.
+
+A Secret shows only its reference (repr) or a mask (str); its value comes out
+through reveal() alone. Every revealed value is remembered so that mask_known()
+can scrub it from logs and command output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import SecretError
+
+MASK = "********"
+SCHEMES = ("env", "file")
+SECRET_KEY_PATTERN = re.compile(r"password|passwd|secret|token|api[_-]?key|private[_-]?key", re.IGNORECASE)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_UNSET = object()
+
+_known_values: set[str] = set()
+_known_lock = threading.Lock()
+
+
+def is_secret_ref(value: object) -> bool:
+    """Tell whether value is a string in secret-reference form (env:/file:).
+
+    value: any object; only strings starting with 'env:' or 'file:' qualify.
+    """
+    return isinstance(value, str) and value.startswith(("env:", "file:"))
+
+
+class Secret:
+    """A reference to a secret value held in an env variable or a file."""
+
+    __slots__ = ("ref", "scheme", "target", "_base_dir", "_value", "_lock")
+
+    def __init__(self, ref: str, base_dir: str | Path | None = None) -> None:
+        """Validate the reference; the value is read on first reveal().
+
+        ref: 'env:NAME' or 'file:PATH'.
+        base_dir: directory that a relative file PATH is resolved against
+            (default: the current directory).
+        """
+        scheme, target = _split_ref(ref)
+        self.ref = ref
+        self.scheme = scheme
+        self._base_dir = base_dir
+        self.target: str | Path = target
+        if scheme == "file":
+            self.target = _expand_path(target, base_dir)
+        self._value: object = _UNSET
+        self._lock = threading.Lock()
+
+    @classmethod
+    def parse(cls, ref: str, base_dir: str | Path | None = None) -> Secret:
+        """Build a Secret from a reference string, raising SecretError if bad.
+
+        ref: 'env:NAME' or 'file:PATH'.
+        base_dir: directory that a relative file PATH is resolved against.
+        """
+        return cls(ref, base_dir)
+
+    @property
+    def revealed(self) -> bool:
+        """Whether the value has already been resolved and cached."""
+        return self._value is not _UNSET
+
+    def reveal(self) -> str:
+        """Return the secret value, resolving it once and caching it."""
+        if self._value is _UNSET:
+            with self._lock:
+                if self._value is _UNSET:
+                    self._value = self._resolve()
+                    register(self)
+        return self._value  # type: ignore[return-value]
+
+    def _resolve(self) -> str:
+        """Read the value from the environment or the file."""
+        if self.scheme == "env":
+            value = os.environ.get(str(self.target))
+            if value is None:
+                raise SecretError(
+                    f"secret {self.ref}: environment variable {self.target} is not set; export it before running"
+                )
+            return value
+        try:
+            text = Path(self.target).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise SecretError(f"secret {self.ref}: cannot read file {self.target}: {reason}") from None
+        return text[:-1] if text.endswith("\n") else text
+
+    def __repr__(self) -> str:
+        """Show the reference only, e.g. Secret('env:NAME')."""
+        return f"Secret({self.ref!r})"
+
+    def __str__(self) -> str:
+        """Show a fixed mask, never the value."""
+        return MASK
+
+    def __format__(self, spec: str) -> str:
+        """Format as the mask, whatever the format spec.
+
+        spec: ignored.
+        """
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        """Compare by reference string.
+
+        other: another object.
+        """
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return self.ref == other.ref
+
+    def __hash__(self) -> int:
+        """Hash by reference string."""
+        return hash(("Secret", self.ref))
+
+    def __copy__(self) -> Secret:
+        """Return self: a Secret is immutable apart from its cache."""
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Secret:
+        """Return self: a Secret is immutable apart from its cache.
+
+        memo: the deepcopy memo (unused).
+        """
+        return self
+
+    def __reduce__(self) -> tuple:
+        """Pickle the reference only, never the value."""
+        return (Secret, (self.ref, self._base_dir))
+
+
+def _split_ref(ref: object) -> tuple[str, str]:
+    """Split and check a reference, returning (scheme, name-or-path).
+
+    ref: the reference string.
+    """
+    if not isinstance(ref, str):
+        raise SecretError(
+            f"a secret reference must be a string such as env:NAME or file:PATH, not {type(ref).__name__}"
+        )
+    match = _SCHEME.match(ref)
+    if not match:
+        raise SecretError("value is not a secret reference; use env:NAME or file:PATH")
+    scheme, target = match.group(1), ref[match.end() :].strip()
+    if scheme not in SCHEMES:
+        raise SecretError(f"secret reference scheme '{scheme}:' is unknown; use env:NAME or file:PATH")
+    if not target:
+        raise SecretError(f"secret reference '{ref}' has an empty {_what(scheme)}")
+    if scheme == "env" and not _ENV_NAME.match(target):
+        raise SecretError(f"secret reference '{ref}': '{target}' is not a valid environment variable name")
+    return scheme, target
+
+
+def _what(scheme: str) -> str:
+    """Name the part after the scheme, for messages.
+
+    scheme: 'env' or 'file'.
+    """
+    return "variable name" if scheme == "env" else "path"
+
+
+def _expand_path(raw: str, base_dir: str | Path | None) -> Path:
+    """Expand ~ and $VAR in raw and anchor it at base_dir when relative.
+
+    raw: the path text after 'file:'.
+    base_dir: directory for relative paths (default: current directory).
+    """
+    path = Path(os.path.expanduser(os.path.expandvars(raw)))
+    if path.is_absolute():
+        return path
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    return Path(os.path.abspath(base / path))
+
+
+def register(secret: Secret) -> None:
+    """Remember a revealed secret's value so mask_known() can hide it.
+
+    secret: a Secret; ignored unless it has been revealed and is non-empty.
+    """
+    value = secret._value
+    if isinstance(value, str) and value:
+        with _known_lock:
+            _known_values.add(value)
+
+
+def _replace_all(text: str, values: Iterable[str]) -> str:
+    """Replace each non-empty value in text with the mask, longest first.
+
+    text: the text to scrub (None and '' are returned as they are).
+    values: the values to hide.
+    """
+    if not text:
+        return text
+    for value in sorted({v for v in values if v}, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+def mask_known(text: str) -> str:
+    """Hide every secret value revealed so far in this process.
+
+    text: the text to scrub.
+    """
+    with _known_lock:
+        values = list(_known_values)
+    return _replace_all(text, values)
+
+
+def mask_deep(value):
+    """Return a copy of a JSON-like structure with every known secret masked in every string
+    (keys included), so that escaping by a later json.dumps cannot hide a value from masking.
+
+    value: dicts, lists, tuples, strings and scalars.
+    """
+    if isinstance(value, str):
+        return mask_known(value)
+    if isinstance(value, dict):
+        return {mask_deep(k) if isinstance(k, str) else k: mask_deep(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_deep(v) for v in value]
+    return value

@@ -1,0 +1,329 @@
+"""The SSH layer: strict, timed-out, keep-alive Fabric connections built from the inventory, and
+parallel runs over many hosts that report one outcome per host."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import paramiko
+from fabric import Config, Connection
+from invoke.exceptions import AuthFailure, CommandTimedOut, UnexpectedExit
+
+from . import hostkeys
+from .errors import AuthError, ConnectionFailed, FoobarOpsError, HostKeyError, HostUnreachable, SudoError
+from .secrets import mask_known
+
+__all__ = ["Remote", "Outcome", "run_many", "connect"]
+
+_print_lock = threading.Lock()
+
+
+class PrefixedOutput:
+    """A stream that prints whole lines prefixed with a host name.
+
+    host: the prefix.
+    stream: where lines go (stdout by default).
+    """
+
+    def __init__(self, host: str, stream: Any = None) -> None:
+        self.host, self.stream, self._buf = host, stream or sys.stdout, ""
+
+    def write(self, data: str) -> int:
+        self._buf += data
+        *lines, self._buf = self._buf.split("\n")
+        with _print_lock:
+            for line in lines:
+                self.stream.write(f"{self.host} | {mask_known(line)}\n")
+            self.stream.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._buf:
+            self.write("\n")
+
+
+@dataclass
+class Outcome:
+    """What one command did on one host: ok, failed (exit code and output) or unreachable."""
+
+    host: str
+    outcome: str
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    rtt_ms: float | None = None
+    connect_ms: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fabric_config(host: Any) -> Config:
+    """Build a Fabric config whose connect settings also reach ProxyJump hops."""
+    ssh = host.ssh
+    connect_kwargs: dict[str, Any] = {
+        "timeout": ssh.connect_timeout,
+        "banner_timeout": ssh.connect_timeout,
+        "auth_timeout": ssh.connect_timeout,
+    }  # floats: Fabric's own timeout is an int
+    if ssh.identity:
+        connect_kwargs.update(key_filename=[str(ssh.identity)], look_for_keys=False, allow_agent=False)
+    overrides = {"connect_kwargs": connect_kwargs, "run": {"hide": True, "warn": True, "in_stream": False}}
+    kwargs: dict[str, Any] = {"overrides": overrides}
+    if ssh.config:
+        kwargs["runtime_ssh_path"] = str(ssh.config)
+    return Config(**kwargs)
+
+
+def connect(host: Any, inventory: Any = None) -> Connection:
+    """Return a lazy Fabric Connection to an inventory host, with strict host key checking.
+
+    host: an inventory Host.
+    inventory: the Inventory, needed when host.ssh.proxy_jump names another inventory host.
+    """
+    gateway = None
+    jump = host.ssh.proxy_jump
+    if jump and inventory is not None and jump in inventory.hosts:
+        gateway = connect(inventory.hosts[jump], inventory)
+    elif jump:
+        gateway = Connection(jump, config=_fabric_config(host))
+    try:
+        conn = Connection(host.address, user=host.user, port=host.port, config=_fabric_config(host), gateway=gateway)
+    except (OSError, ValueError) as err:  # e.g. an unreadable ssh config
+        raise ConnectionFailed(host.name, f"cannot set up the connection: {err}") from None
+    conn.connect_timeout = None  # the float timeout in connect_kwargs rules (ssh_config may set one)
+    hop = conn
+    while isinstance(hop, Connection):  # every hop, ours or ssh_config's ProxyJump, is strict
+        hostkeys.apply_policy(
+            hop.client,
+            host.name if hop is conn else f"{host.name} via {hop.host}",
+            host.ssh.known_hosts,
+            host.ssh.trust_new_keys,
+        )
+        hop = hop.gateway
+    return conn
+
+
+class Remote:
+    """One inventory host over SSH: opened on first use, reused, closed as a context manager.
+
+    host: the inventory Host.
+    inventory: the Inventory (for ProxyJump through another inventory host).
+    """
+
+    def __init__(self, host: Any, inventory: Any = None) -> None:
+        self.host, self.inventory = host, inventory
+        self.conn: Connection | None = None
+        self.connect_ms: float | None = None
+        self.round_trips = 0
+
+    def __enter__(self) -> "Remote":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> Connection:
+        """Connect (once) and return the Fabric connection; raise a ConnectionFailed subclass."""
+        if self.conn is not None and self.conn.is_connected:
+            return self.conn
+        started = time.perf_counter()
+        self.conn = connect(self.host, self.inventory)
+        try:
+            self.conn.open()
+        except Exception as err:  # noqa: BLE001 - classified below
+            self.conn = None
+            raise classify(self.host, err) from None
+        self.connect_ms = (time.perf_counter() - started) * 1000
+        transport = self.conn.transport
+        transport.set_keepalive(int(self.host.ssh.keepalive))
+        if isinstance(transport.sock, socket.socket):
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return self.conn
+
+    def run(self, command: str, *, sudo: bool = False, timeout: float | None = None, stream: bool = False) -> Outcome:
+        """Run a command line (built with shell.cmd) and return its Outcome; never raises for a
+        non-zero exit, raises ConnectionFailed/SudoError for what is not the command's doing.
+
+        command: the command line.
+        sudo: run it through sudo with the inventory's sudo password.
+        timeout: seconds before the command is abandoned (default: the inventory's command_timeout).
+        stream: print output lines as they come, prefixed with the host name.
+        """
+        conn = self.open()
+        opts = {"timeout": timeout or self.host.ssh.command_timeout}
+        if stream:
+            opts.update(
+                hide=False,
+                out_stream=PrefixedOutput(self.host.name),
+                err_stream=PrefixedOutput(self.host.name, sys.stderr),
+            )
+        started = time.perf_counter()
+        self.round_trips += 1
+        try:
+            if sudo:
+                result = conn.sudo(command, password=self._sudo_password(), **opts)
+            else:
+                result = conn.run(command, **opts)
+        except CommandTimedOut as err:
+            return Outcome(
+                self.host.name,
+                "failed",
+                None,
+                mask_known(err.result.stdout),
+                mask_known(err.result.stderr),
+                f"timed out after {err.timeout} s",
+                connect_ms=self.connect_ms,
+            )
+        except AuthFailure:
+            raise SudoError(
+                self.host.name, f"sudo refused the password from {self.host.sudo_password.ref}: check that secret"
+            ) from None
+        except UnexpectedExit as err:
+            result = err.result
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            self.conn = None
+            raise classify(self.host, err) from None
+        rtt = (time.perf_counter() - started) * 1000
+        code = result.exited
+        return Outcome(
+            self.host.name,
+            "ok" if code == 0 else "failed",
+            None if code == -1 else code,
+            mask_known(result.stdout),
+            mask_known(result.stderr),
+            _exit_error(code, rtt / 1000, opts["timeout"]),
+            round(rtt, 2),
+            self.connect_ms and round(self.connect_ms, 2),
+        )
+
+    def _sudo_password(self) -> str:
+        secret = self.host.sudo_password
+        if secret is None:
+            raise SudoError(
+                self.host.name,
+                "sudo needs a password but the inventory sets no "
+                "sudo_password for this host (use env:NAME or file:PATH)",
+            )
+        return secret.reveal()
+
+    def close(self) -> None:
+        """Close the connection (and its gateway hops)."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def _exit_error(code: int, seconds: float, timeout: float) -> str | None:
+    """Return the error of a finished command, or None when it succeeded.
+
+    code: its exit status (-1: the channel closed without one).
+    seconds: how long it ran.
+    timeout: the command timeout it ran under.
+    """
+    if code == 0:
+        return None
+    if code == -1:  # invoke can lose the race between its timeout and the channel closing
+        return (
+            f"timed out after {timeout:g} s"
+            if seconds >= timeout
+            else "the connection closed before the command reported an exit status"
+        )
+    return f"exit code {code}"
+
+
+def classify(host: Any, err: BaseException) -> ConnectionFailed:
+    """Turn a low-level connect error into unreachable, host key or auth errors.
+
+    host: the inventory Host.
+    err: what paramiko, Fabric or the socket raised.
+    """
+    where = f"{host.address}:{host.port}"
+    if isinstance(err, ConnectionFailed):
+        return err
+    if isinstance(err, paramiko.BadHostKeyException):
+        return HostKeyError(host.name, hostkeys.changed_key_message(err, host.ssh.known_hosts))
+    if isinstance(err, paramiko.AuthenticationException):
+        return AuthError(
+            host.name,
+            f"login as {host.user}@{where} refused: {err}; check ssh.identity ({host.ssh.identity}) and the user",
+        )
+    if isinstance(err, (socket.timeout, TimeoutError)):
+        return HostUnreachable(host.name, f"{where} unreachable: no answer within {host.ssh.connect_timeout:g} s")
+    if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError):
+        return HostUnreachable(host.name, f"{where} unreachable: {_strip(err)}")
+    if isinstance(err, OSError):
+        return HostUnreachable(host.name, f"{where} unreachable: {err.strerror or err}")
+    return ConnectionFailed(host.name, f"{where}: {type(err).__name__}: {mask_known(str(err))}")
+
+
+def _strip(err: Exception) -> str:
+    errors = getattr(err, "errors", {})
+    reasons = {getattr(e, "strerror", None) or str(e) for e in errors.values()}
+    return "; ".join(sorted(reasons)) or str(err)
+
+
+def outcome_of_error(host: Any, err: FoobarOpsError) -> Outcome:
+    """Return the Outcome that stands for an error raised before or around a command."""
+    kind = "unreachable" if isinstance(err, HostUnreachable) else "failed"
+    return Outcome(host.name, kind, error=mask_known(str(err)))
+
+
+def run_many(
+    hosts: Iterable[Any],
+    command: str,
+    *,
+    inventory: Any = None,
+    sudo: bool = False,
+    cap: int = 10,
+    timeout: float | None = None,
+    stream: bool = False,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Run one command on many hosts in parallel and return one Outcome per host, in order.
+
+    hosts: inventory Hosts.
+    command: the command line (built with shell.cmd).
+    inventory: the Inventory (for ProxyJump through an inventory host).
+    sudo: run through sudo.
+    cap: at most this many hosts at once.
+    timeout: per-command timeout in seconds.
+    stream: print output lines prefixed with the host name as they come.
+    on_outcome: called with each host's Outcome as soon as it is known (e.g. to journal it).
+    """
+
+    def one(host: Any) -> Outcome:
+        outcome = _one(host)
+        if on_outcome:
+            on_outcome(outcome)
+        return outcome
+
+    def _one(host: Any) -> Outcome:
+        try:
+            with Remote(host, inventory) as remote:
+                return remote.run(command, sudo=sudo, timeout=timeout, stream=stream)
+        except FoobarOpsError as err:
+            return outcome_of_error(host, err)
+        except Exception as err:  # noqa: BLE001 - one host's surprise must not hide the others
+            return Outcome(host.name, "failed", error=f"{type(err).__name__}: {mask_known(str(err))}")
+
+    hosts = list(hosts)
+    if not hosts:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(cap, len(hosts)))) as pool:
+        return list(pool.map(one, hosts))

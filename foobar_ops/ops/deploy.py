@@ -1,0 +1,142 @@
+"""Deploy (or plan) the stack, apply ad-hoc states, roll the app back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.engine import apply, load_state_file
+from ..core.inventory import Inventory
+from ..core.journal import Journal
+from ..core.report import Report
+from ..core.result import Result
+from ..stack import roles as stack_roles
+from ..stack.roles.app import rollback_states
+from ..stack.rolling import rolling_phase
+from .common import inventory_of, journal_of, recorded
+
+OnResult = Callable[[Result], None]
+
+
+def deploy(
+    inventory: Inventory | str | Path,
+    roles: Sequence[str] | None = None,
+    *,
+    hosts: str | None = None,
+    test: bool = False,
+    journal: Journal | str | Path | None = None,
+    command: str = "python: deploy",
+    runbook: str | None = None,
+    output_notebook: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    on_result: OnResult | None = None,
+    parallel: int = 10,
+) -> Report:
+    """Apply the inventory's roles to its hosts, phase by phase (the app one host at a time, each
+    drained in the load balancer while it changes); return the Report.
+
+    inventory: the Inventory, or its path.
+    roles: only these roles (default: every role each host has).
+    hosts: host pattern (default: all hosts).
+    test: plan only: change nothing, show what would change with diffs.
+    journal: the journal (default: the records folder's).
+    command: what is recorded as having started the run.
+    runbook, output_notebook: the runbook and its output notebook, when a runbook runs it.
+    parameters: what is recorded as the run's parameters (default: roles, hosts, test).
+    on_result: called with every result as it comes.
+    parallel: at most this many hosts at once.
+    """
+    roles = list(roles or [])
+    stack_roles.check_roles(roles)
+    inv = inventory_of(inventory)
+    params = parameters if parameters is not None else {"roles": roles, "hosts": hosts, "test": test}
+    return apply(
+        inv,
+        stack_roles.phases(roles or None),
+        hosts=hosts,
+        test=test,
+        journal=journal_of(journal),
+        command=command,
+        parameters=recorded(params),
+        runbook=runbook,
+        output_notebook=output_notebook,
+        on_result=on_result,
+        parallel=parallel,
+    )
+
+
+def plan(inventory: Inventory | str | Path, roles: Sequence[str] | None = None, **kw: Any) -> Report:
+    """Return what a deploy would change, with diffs; nothing changes (deploy with test=True).
+
+    inventory: the Inventory, or its path.
+    roles: only these roles.
+    kw: deploy's other arguments.
+    """
+    kw.setdefault("command", "python: plan")
+    return deploy(inventory, roles, test=True, **kw)
+
+
+def apply_states(
+    inventory: Inventory | str | Path,
+    state_file: str | Path,
+    *,
+    hosts: str | None = None,
+    test: bool = False,
+    journal: Journal | str | Path | None = None,
+    command: str = "python: apply_states",
+    parallel: int = 10,
+    on_result: OnResult | None = None,
+) -> Report:
+    """Apply the states that a Python file's `states(host, inventory)` returns; return the Report.
+
+    inventory: the Inventory, or its path.
+    state_file: the Python file.
+    hosts: host pattern (default: all hosts).
+    test: plan only.
+    journal: the journal (default: the records folder's).
+    command: what is recorded as having started the run.
+    parallel: at most this many hosts at once.
+    on_result: called with every result as it comes.
+    """
+    inv = inventory_of(inventory)
+    return apply(
+        inv,
+        load_state_file(state_file),
+        hosts=hosts,
+        test=test,
+        journal=journal_of(journal),
+        command=command,
+        parameters={"states": str(state_file), "hosts": hosts, "test": test},
+        parallel=parallel,
+        on_result=on_result,
+    )
+
+
+def rollback(
+    inventory: Inventory | str | Path,
+    *,
+    hosts: str = "role:app",
+    journal: Journal | str | Path | None = None,
+    command: str = "python: rollback",
+    on_result: OnResult | None = None,
+) -> Report:
+    """Switch app hosts back to their previous release, one host at a time, each drained in the
+    load balancer first and health-checked after; return the Report.
+
+    inventory: the Inventory, or its path.
+    hosts: host pattern (default: every app host).
+    journal: the journal (default: the records folder's).
+    command: what is recorded as having started the run.
+    on_result: called with every result as it comes.
+    """
+    inv = inventory_of(inventory)
+    return apply(
+        inv,
+        [rolling_phase("rollback", rollback_states)],
+        hosts=hosts,
+        journal=journal_of(journal),
+        command=command,
+        parameters={"hosts": hosts},
+        on_result=on_result,
+    )

@@ -1,0 +1,298 @@
+"""The HAProxy runtime API over SSH: `show stat` as a DataFrame by field name, and drain /
+ready / maint for a server, refusing to take out the last server that is UP. Each state change
+is journaled (unless the caller records it itself)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..core.errors import FoobarOpsError
+from ..core.journal import Journal
+from ..core.result import Result, Status
+from ..core.shell import cmd
+from ..core.ssh import Remote
+from .topology import BACKEND, STATS_SOCKET, lb_host
+
+__all__ = ["HAProxy", "LBError", "parse_stat", "server_result"]
+
+Row = dict[str, Any]
+
+
+class LBError(FoobarOpsError):
+    """The runtime API refused or failed (unknown server, last UP server, drain timeout)."""
+
+
+def parse_stat(text: str) -> list[Row]:
+    """Parse `show stat` CSV (header line `# pxname,svname,...`) into dicts keyed by field name.
+
+    text: the command's output.
+    """
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or not lines[0].startswith("# "):
+        raise LBError(f"unexpected `show stat` output: {text[:200]!r}")
+    reader = csv.DictReader(io.StringIO("\n".join([lines[0][2:]] + lines[1:])))
+    rows = []
+    for row in reader:
+        rows.append({k: _number(v) for k, v in row.items() if k})
+    return rows
+
+
+def is_up(row: Row) -> bool:
+    """Return True when a server row takes traffic: UP, or UP while its checks settle ("UP 1/2")."""
+    return str(row["status"]).startswith("UP")
+
+
+def others_up(servers: dict[str, Row], server: str) -> list[str]:
+    """Return the servers other than `server` that take traffic.
+
+    servers: name -> stat row (HAProxy.servers()).
+    server: the one left out.
+    """
+    return [n for n, r in servers.items() if n != server and is_up(r)]
+
+
+def server_result(
+    lb_host: str,
+    backend: str,
+    server: str,
+    action: str,
+    ok: bool,
+    comment: str,
+    seconds: float,
+    before: Any = None,
+    changed: bool = True,
+) -> Result:
+    """Return the Result that records one server state change on the load balancer.
+
+    lb_host: the load balancer's name.
+    backend, server: which server.
+    action: drain, ready, maint, or as-is (nothing done).
+    ok: it worked.
+    comment: one sentence.
+    seconds: how long it took.
+    before: the server's status before.
+    changed: whether the server's state changed.
+    """
+    name = f"{backend}/{server}"
+    changed = ok and changed
+    status = Status.CHANGED if changed else Status.OK if ok else Status.FAILED
+    return Result(
+        lb_host,
+        f"haproxy.server:{name}:{action}",
+        name,
+        "haproxy.server",
+        status,
+        changes={"old": before, "new": action} if changed else {},
+        comment=comment,
+        duration_ms=round(seconds * 1000, 2),
+    )
+
+
+def _number(value: str | None) -> int | str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+class HAProxy:
+    """The runtime API of the load balancer host (admin stats socket, through SSH as root).
+
+    inventory: the Inventory.
+    host: the load balancer's name (default: the first host with the haproxy role).
+    socket: the admin socket path.
+    journal: where server state changes are recorded (default: the project's journal).
+    command: what is recorded as the command that made them.
+    record: journal each state change as a run of its own (False: the caller records them).
+    """
+
+    def __init__(
+        self,
+        inventory: Any,
+        host: str | None = None,
+        socket: str = STATS_SOCKET,
+        journal: Journal | None = None,
+        command: str = "python: HAProxy",
+        record: bool = True,
+    ) -> None:
+        found = inventory.host(host) if host else lb_host(inventory)
+        if found is None:
+            raise LBError(f"{inventory.path}: no host has the haproxy role")
+        self.host = found
+        self.remote = Remote(self.host, inventory)
+        self.socket = socket
+        self.inventory, self._journal, self.origin, self.record = inventory, journal, command, record
+
+    def command(self, line: str) -> str:
+        """Send one runtime API command and return its answer.
+
+        line: e.g. "show stat" or "set server bk_web/web-01 state drain".
+        """
+        script = f"echo {cmd(line)} | socat -t 5 stdio {cmd('unix-connect:' + self.socket)}"
+        out = self.remote.run(cmd("sh", "-c", script), sudo=self.host.user != "root")
+        if not out.ok:
+            raise LBError(f"{self.host.name}: `{line}` failed: {out.error}: {(out.stderr or out.stdout).strip()}")
+        return out.stdout
+
+    def stat_rows(self) -> list[Row]:
+        """Return `show stat` as a list of dicts keyed by field name."""
+        return parse_stat(self.command("show stat"))
+
+    def stat(self) -> Any:
+        """Return `show stat` as a pandas DataFrame (columns are HAProxy's field names)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.stat_rows())
+
+    def servers(self, backend: str = BACKEND) -> dict[str, Row]:
+        """Return the servers of a backend: name -> stat row."""
+        return {
+            r["svname"]: r
+            for r in self.stat_rows()
+            if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")
+        }
+
+    def _set_state(self, backend: str, server: str, state: str) -> None:
+        servers = self.servers(backend)
+        if server not in servers:
+            raise LBError(f"backend {backend} has no server {server!r} (servers: {', '.join(servers)})")
+        if state in ("drain", "maint") and not others_up(servers, server):
+            raise LBError(f"refusing to {state} {backend}/{server}: it is the last server that is UP")
+        before = servers[server]["status"]
+        started = time.perf_counter()
+        answer = self.command(f"set server {backend}/{server} state {state}").strip()
+        self._record(backend, server, before, state, answer, time.perf_counter() - started)
+        if answer:
+            raise LBError(f"HAProxy refused `set server {backend}/{server} state {state}`: {answer}")
+
+    def _record(self, backend: str, server: str, before: Any, state: str, answer: str, seconds: float) -> None:
+        """Journal a server state change as a run with one result (unless record is off)."""
+        if not self.record:
+            return
+        with (self._journal or Journal()).recording(
+            command=f"{self.origin} {state} {backend}/{server}",
+            inventory=self.inventory,
+            parameters={"backend": backend, "server": server, "state": state},
+        ) as run:
+            run.add(
+                server_result(
+                    self.host.name,
+                    backend,
+                    server,
+                    state,
+                    not answer,
+                    answer or f"{backend}/{server}: {before} -> {state}",
+                    seconds,
+                    before,
+                )
+            )
+
+    def ready(self, server: str, backend: str = BACKEND) -> None:
+        """Put a server back in rotation.
+
+        server: server name (the inventory host name).
+        backend: backend name.
+        """
+        self._set_state(backend, server, "ready")
+
+    def maint(self, server: str, backend: str = BACKEND) -> None:
+        """Take a server out at once (maintenance), unless it is the last one UP."""
+        self._set_state(backend, server, "maint")
+
+    def drain(self, server: str, backend: str = BACKEND, timeout: float = 60, poll: float = 0.5) -> float:
+        """Stop sending new sessions to a server and wait until its current sessions reach zero;
+        return the seconds waited. Refused when it is the last server that is UP.
+
+        server: server name.
+        backend: backend name.
+        timeout: give up (LBError) after this many seconds.
+        poll: seconds between checks.
+        """
+        self._set_state(backend, server, "drain")
+        return self._wait(
+            backend,
+            lambda rows: not rows[server]["scur"],
+            timeout,
+            poll,
+            lambda rows: (
+                f"{backend}/{server} still has {rows[server]['scur']} sessions after {timeout:g} s of draining"
+            ),
+        )
+
+    def wait_up(self, server: str, backend: str = BACKEND, timeout: float = 30, poll: float = 0.5) -> float:
+        """Wait until a server's status is UP (its health checks pass); return the seconds waited.
+
+        server: server name.
+        backend: backend name.
+        timeout: give up (LBError) after this many seconds.
+        poll: seconds between checks.
+        """
+        return self._wait(
+            backend,
+            lambda rows: rows[server]["status"] == "UP",
+            timeout,
+            poll,
+            lambda rows: f"{backend}/{server} is {rows[server]['status']}, not UP, {timeout:g} s after it came back",
+        )
+
+    def wait_others_up(self, server: str, backend: str = BACKEND, timeout: float = 5) -> bool:
+        """Wait until a server other than `server` takes traffic; return False when none did in time.
+
+        server: the server left out.
+        backend: backend name.
+        timeout: seconds to wait (a server may still be rising, e.g. just after a reload).
+        """
+        try:
+            self._wait(backend, lambda rows: others_up(rows, server), timeout, 0.5, lambda rows: "")
+            return True
+        except LBError:
+            return False
+
+    def wait_all_up(self, backend: str = BACKEND, timeout: float = 30) -> dict[str, str]:
+        """Wait until every server of the backend is UP; return their statuses (also on timeout).
+
+        backend: backend name.
+        timeout: seconds to wait.
+        """
+        try:
+            self._wait(
+                backend, lambda rows: all(r["status"] == "UP" for r in rows.values()), timeout, 0.5, lambda rows: ""
+            )
+        except LBError:
+            pass
+        return {name: str(row["status"]) for name, row in self.servers(backend).items()}
+
+    def _wait(
+        self,
+        backend: str,
+        done: Callable[[dict[str, Row]], Any],
+        timeout: float,
+        poll: float,
+        failure: Callable[[dict[str, Row]], str],
+    ) -> float:
+        """Poll the backend's servers until done(rows); return the seconds waited, or raise LBError
+        with failure(rows) after timeout seconds."""
+        started = time.monotonic()
+        while True:
+            rows = self.servers(backend)
+            if done(rows):
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise LBError(failure(rows))
+            time.sleep(poll)
+
+    def close(self) -> None:
+        """Close the SSH connection."""
+        self.remote.close()
+
+    def __enter__(self) -> "HAProxy":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,154 @@
+"""Role app: the foobar.com code base under gunicorn. The wheels are built on the control
+machine and copied over; each release gets its own folder and venv; `current` is switched
+atomically; the app is health-checked after a switch; the newest releases are kept."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ...core import states as s
+from ...core.shell import cmd
+from ...core.states import State
+from ..build import AppBuild, build_app
+from ..topology import APP_ROOT, TopologyError, db_primary, db_read_pool, db_settings, ports
+from .base import Role, template
+
+USER = "foobar"
+ENV_FILE = "/etc/foobar/app.env"
+UNIT = "/etc/systemd/system/foobar-app.service"
+WHEELS = f"{APP_ROOT}/wheels"
+RELEASES = f"{APP_ROOT}/releases"
+CURRENT = f"{APP_ROOT}/current"
+
+
+def release_id(host: Any, build: AppBuild) -> str:
+    """Return the release id: the build's id, plus vars.app_build when set (a forced new release)."""
+    extra = host.vars.get("app_build")
+    if extra is not None and not re.fullmatch(r"[A-Za-z0-9._]{1,32}", str(extra)):
+        raise TopologyError(
+            f"host {host.name}: key 'vars.app_build': {extra!r} must be letters, digits, "
+            "dots or underscores (it becomes part of the release folder name)"
+        )
+    return f"{build.release}-b{extra}" if extra else build.release
+
+
+def health_check(port: int, tries: int = 30) -> str:
+    """Return a command that waits until the app answers /health with 200 (fails after tries s)."""
+    url = f"http://127.0.0.1:{port}/health"
+    return (
+        f"i=0; until curl -fsS -m 2 -o /dev/null {cmd(url)}; do i=$((i+1)); "
+        f"if [ $i -ge {tries} ]; then curl -sS -m 2 {cmd(url)}; exit 1; fi; sleep 1; done"
+    )
+
+
+def states(host: Any, inventory: Any) -> list[State[Any]]:
+    """Return the app role's states for a host."""
+    build = build_app(inventory)
+    release = release_id(host, build)
+    target = f"{RELEASES}/{release}"
+    p, db = ports(inventory), db_settings(inventory)
+    keep = int(host.vars.get("app_keep_releases", 3))
+    wheel_states = [
+        s.file.managed(
+            f"{WHEELS}/{w.name}", content=w.read_bytes(), require=["app:wheels-dir"], id=f"app:wheel:{w.name}"
+        )
+        for w in build.wheels
+    ]
+    install = (
+        f"rm -rf {cmd(target)} && mkdir -p {cmd(target)} && python3 -m venv {cmd(target + '/venv')} && "
+        f"{cmd(target + '/venv/bin/pip')} install --quiet --no-index --find-links {cmd(WHEELS)} "
+        f"{cmd('foobar-app==' + build.version)} && cp -r {cmd(target)}/venv/lib/python3*/site-packages/"
+        f"foobar_app/static {cmd(target + '/static')} && touch {cmd(target + '/.installed')}"
+    )
+    env = {
+        "host": host.name,
+        "release": release,
+        "db_name": db["name"],
+        "db_user": db["user"],
+        "db_password": db["password"],
+        "db_primary": f"{db_primary(inventory).address}:{p['mysql']}",
+        "db_read": [f"{h.address}:{p['mysql']}" for h in db_read_pool(inventory)],
+    }
+    unit = {
+        "user": USER,
+        "env_file": ENV_FILE,
+        "app_root": APP_ROOT,
+        "app_port": p["app"],
+        "workers": host.vars.get("app_workers", 2),
+    }
+    prune = f"cd {cmd(RELEASES)} && ls -1t | grep -vxF {cmd(release)} | tail -n +{keep} | xargs -r -d '\\n' rm -rf --"
+    return [
+        s.pkg.installed("python3-venv", id="app:python"),
+        s.group.present(USER, system=True, id="app:group"),
+        s.user.present(USER, system=True, home=APP_ROOT, require=["app:group"], id="app:user"),
+        s.file.directory(APP_ROOT, id="app:root"),
+        s.file.directory(WHEELS, require=["app:root"], id="app:wheels-dir"),
+        s.file.directory(RELEASES, require=["app:root"], id="app:releases-dir"),
+        *wheel_states,
+        s.cmd.run(
+            install,
+            creates=f"{target}/.installed",
+            label=f"install release {release}",
+            require=["app:python", "app:releases-dir", *(w.id for w in wheel_states)],
+            id="app:release",
+        ),
+        s.file.directory("/etc/foobar", id="app:etc"),
+        s.file.managed(
+            ENV_FILE, template=template("app.env.j2"), context=env, mode="0600", require=["app:etc"], id="app:env"
+        ),
+        s.file.managed(UNIT, template=template("foobar-app.service.j2"), context=unit, id="app:unit"),
+        s.cmd.run(
+            "systemctl daemon-reload", onchanges=["app:unit"], label="systemctl daemon-reload", id="app:daemon-reload"
+        ),
+        s.file.symlink(CURRENT, target, require=["app:release"], id="app:current"),
+        s.service.running(
+            "foobar-app",
+            reload=False,
+            require=["app:daemon-reload", "app:user"],
+            watch=["app:current", "app:env", "app:unit"],
+            id="app:service",
+        ),
+        s.cmd.run(
+            health_check(p["app"]),
+            onchanges=["app:service", "app:current"],
+            require=["app:service"],
+            label="app answers /health",
+            id="app:health",
+        ),
+        s.cmd.run(
+            prune,
+            onchanges=["app:current"],
+            require=["app:health"],
+            label=f"keep the newest {keep} releases",
+            id="app:prune",
+        ),
+    ]
+
+
+def rollback_states(host: Any, inventory: Any) -> list[State[Any]]:
+    """Return the states that switch `current` back to the previous release, restart, and check.
+
+    The previous release is the newest release folder other than the current one. Hosts without
+    the app role get no states.
+    """
+    if "app" not in host.roles:
+        return []
+    p = ports(inventory)
+    switch = (
+        f'cur=$(basename "$(readlink {cmd(CURRENT)})"); '
+        f'prev=$(cd {cmd(RELEASES)} && ls -1t | grep -vxF "$cur" | while read r; do '
+        f'[ -e "$r/.installed" ] && echo "$r" && break; done); '
+        f'[ -n "$prev" ] || {{ echo "no previous release to roll back to (current: $cur)" >&2; exit 1; }}; '
+        f'ln -sfn {cmd(RELEASES)}/"$prev" {cmd(CURRENT)}.rollback && mv -Tf {cmd(CURRENT)}.rollback '
+        f'{cmd(CURRENT)} && touch {cmd(RELEASES)}/"$prev" && '
+        f'sed -i "s/^FOOBAR_RELEASE=.*/FOOBAR_RELEASE=$prev/" {cmd(ENV_FILE)} && '
+        f'systemctl restart foobar-app && echo "rolled back: $cur -> $prev"'
+    )
+    return [
+        s.cmd.run(switch, label="switch current to the previous release", id="app:rollback"),
+        s.cmd.run(health_check(p["app"]), require=["app:rollback"], label="app answers /health", id="app:health"),
+    ]
+
+
+ROLE = Role("app", "app", states, "the foobar.com code base under gunicorn, one release folder each")

@@ -1,0 +1,52 @@
+"""Role haproxy: the load balancer for foobar.com (round robin over the web hosts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...core import states as s
+from ...core.states import State
+from ..topology import STATS_SOCKET, domain, ports, web_hosts
+from .base import Role, template
+
+CFG = "/etc/haproxy/haproxy.cfg"
+
+
+def context(host: Any, inventory: Any) -> dict[str, Any]:
+    """Return the template variables of haproxy.cfg for a host."""
+    v = host.vars
+    p = ports(inventory)
+    return {
+        "domain": domain(inventory),
+        "http_port": p["http"],
+        "stats_socket": STATS_SOCKET,
+        "servers": [{"name": h.name, "address": h.address, "port": p["http"]} for h in web_hosts(inventory)],
+        "timeouts": {
+            "connect": v.get("haproxy_timeout_connect", "3s"),
+            "client": v.get("haproxy_timeout_client", "30s"),
+            "server": v.get("haproxy_timeout_server", "30s"),
+        },
+        "check_interval": v.get("haproxy_check_interval", "1s"),
+        "check_fall": v.get("haproxy_check_fall", 2),
+        "check_rise": v.get("haproxy_check_rise", 2),
+    }
+
+
+def states(host: Any, inventory: Any) -> list[State[Any]]:
+    """Return the haproxy role's states for a host."""
+    return [
+        s.pkg.installed(names=["haproxy", "socat"], id="haproxy:packages"),
+        s.file.managed(
+            CFG,
+            template=template("haproxy.cfg.j2"),
+            context=context(host, inventory),
+            mode="0644",
+            validate="haproxy -c -f {}",
+            require=["haproxy:packages"],
+            id="haproxy:config",
+        ),
+        s.service.running("haproxy", watch=["haproxy:config"], id="haproxy:service"),
+    ]
+
+
+ROLE = Role("haproxy", "web", states, "the load balancer: round robin over the web hosts, health checks on /health")

@@ -1,0 +1,52 @@
+"""Role nginx: the foobar.com server block (static files from the current release, the rest
+proxied to the app), validated with `nginx -t` in context before any reload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...core import states as s
+from ...core.states import State
+from ..topology import APP_ROOT, domain, ports
+from .base import Role, template
+
+SITE = "/etc/nginx/sites-enabled/foobar.conf"
+LOG_FORMAT = "/etc/nginx/conf.d/foobar-log.conf"
+
+
+def states(host: Any, inventory: Any) -> list[State[Any]]:
+    """Return the nginx role's states for a host."""
+    p = ports(inventory)
+    ctx = {
+        "host": host.name,
+        "domain": domain(inventory),
+        "http_port": p["http"],
+        "app_port": p["app"],
+        "app_root": APP_ROOT,
+    }
+    return [
+        s.pkg.installed("nginx", id="nginx:package"),
+        s.file.absent("/etc/nginx/sites-enabled/default", require=["nginx:package"], id="nginx:no-default"),
+        s.file.managed(
+            LOG_FORMAT,
+            template=template("nginx-log.conf.j2"),
+            context=ctx,
+            validate="nginx -t",
+            validate_in_context=True,
+            require=["nginx:package"],
+            id="nginx:log-format",
+        ),
+        s.file.managed(
+            SITE,
+            template=template("nginx-foobar.conf.j2"),
+            context=ctx,
+            validate="nginx -t",
+            validate_in_context=True,
+            require=["nginx:log-format"],
+            id="nginx:site",
+        ),
+        s.service.running("nginx", watch=["nginx:no-default", "nginx:log-format", "nginx:site"], id="nginx:service"),
+    ]
+
+
+ROLE = Role("nginx", "web", states, "the foobar.com server block: static files, the rest proxied to the app")

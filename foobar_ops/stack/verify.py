@@ -1,0 +1,156 @@
+"""Verify the site as users see it: requests through the load balancer with the site's Host, and
+the one rule for a passing verification."""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import topology
+from .topology import TopologyError, domain, ports, web_hosts
+
+
+def lb_host(inventory: Any) -> Any:
+    """Return the load balancer host; TopologyError when the inventory has none."""
+    host = topology.lb_host(inventory)
+    if host is None:
+        raise TopologyError(
+            f"{inventory.path}: no host has the haproxy role, so there is no load balancer to send requests through"
+        )
+    return host
+
+
+def request(
+    address: str,
+    port: int,
+    host_header: str,
+    path: str = "/",
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
+) -> dict[str, Any]:
+    """Send one HTTP request and return status, served_by, db_node, release, ms, body (or error).
+
+    address: where to connect (the load balancer's address).
+    port: its port.
+    host_header: the Host header (the site's domain).
+    path, method, body, headers: the request.
+    timeout: seconds.
+    """
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers={"Host": host_header, **(headers or {})})
+        resp = conn.getresponse()
+        data = resp.read()
+        return {
+            "status": resp.status,
+            "served_by": resp.getheader("X-Served-By"),
+            "db_node": resp.getheader("X-DB-Node"),
+            "release": resp.getheader("X-Release"),
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+            "body": data,
+            "error": None,
+        }
+    except OSError as err:
+        return {
+            "status": None,
+            "served_by": None,
+            "db_node": None,
+            "release": None,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+            "body": b"",
+            "error": str(err),
+        }
+    finally:
+        conn.close()
+
+
+def wait_all_up(inventory: Any, timeout: float = 30.0, backend: str = topology.BACKEND) -> dict[str, str]:
+    """Wait until the load balancer reports every server of the backend UP; return their status.
+
+    A freshly deployed server needs a few passing health checks before it takes traffic.
+    inventory: the Inventory.
+    timeout: give up after this many seconds (the statuses at that moment are returned).
+    backend: the HAProxy backend.
+    """
+    from .lb import HAProxy
+
+    with HAProxy(inventory) as lb:
+        return lb.wait_all_up(backend, timeout)
+
+
+def through_lb(inventory: Any, n: int = 20, path: str = "/") -> Any:
+    """Send n sequential GET requests through the load balancer; return a DataFrame of them.
+
+    inventory: the Inventory.
+    n: number of requests.
+    path: the path requested.
+    """
+    import pandas as pd
+
+    lb = lb_host(inventory)
+    rows = [request(lb.address, ports(inventory)["http"], domain(inventory), path) for _ in range(n)]
+    return pd.DataFrame([{k: v for k, v in r.items() if k != "body"} for r in rows])
+
+
+def summary_line(inventory: Any, frame: Any) -> str:
+    """Return one line saying how the site answered through the load balancer.
+
+    inventory: the Inventory.
+    frame: what through_lb returned.
+    """
+    lb = lb_host(inventory)
+    ok = int((frame["status"] == 200).sum())
+    by = Counter(frame.loc[frame["status"] == 200, "served_by"].dropna())
+    servers = ", ".join(f"{name} {count}" for name, count in sorted(by.items())) or "none"
+    return f"{domain(inventory)} via {lb.name} ({lb.address}): {ok}/{len(frame)} answered 200; served by {servers}"
+
+
+@dataclass
+class Verification:
+    """How the site answered through the load balancer.
+
+    ok: every request answered 200 and every web server answered some (the one rule of a pass).
+    line: one line saying so.
+    requests: a DataFrame of the requests (status, served_by, db_node, release, ms, error).
+    statuses: what the load balancer saw of each server before the requests (when it was asked).
+    """
+
+    ok: bool
+    line: str
+    requests: Any
+    statuses: dict[str, str] = field(default_factory=dict)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        tone = "#1a7f37" if self.ok else "#cf222e"
+        table = self.requests.groupby(["served_by", "status"], dropna=False).size().rename("requests")
+        return (
+            f"<p style='color:{tone}'><b>{'PASS' if self.ok else 'FAIL'}</b> {html.escape(self.line)}</p>"
+            + table.to_frame().to_html()
+        )
+
+
+def check_site(inventory: Any, n: int = 20, wait: float = 30.0) -> Verification:
+    """Wait until the load balancer sees every server UP (up to `wait` seconds), then send n
+    requests through it and judge them.
+
+    inventory: the Inventory.
+    n: requests to send.
+    wait: seconds to wait for every server to be UP first (0: do not ask the load balancer).
+    """
+    statuses = wait_all_up(inventory, wait) if wait > 0 else {}
+    frame = through_lb(inventory, n)
+    answered = set(frame.loc[frame["status"] == 200, "served_by"].dropna())
+    ok = bool((frame["status"] == 200).all()) and answered == {h.name for h in web_hosts(inventory)}
+    line = summary_line(inventory, frame)
+    down = {name: s for name, s in statuses.items() if s != "UP"}
+    if down:
+        line += "; not UP: " + ", ".join(f"{name} {s}" for name, s in down.items())
+    return Verification(ok, line, frame, statuses)
