@@ -13,6 +13,7 @@ that depends on what was asked, such as a file's content only when its hash diff
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import re
 import shlex
@@ -197,9 +198,7 @@ class FakeRemote:
             raise self.breaks_with
         self.round_trips += 1
         self.sudo.append(sudo)
-        args = shlex.split(command)
-        assert args[:2] == ["sh", "-c"] and len(args) == 3, command
-        script = args[2]
+        script = unpacked(command)
         self.scripts.append(script)
         if self.broken:
             return self.broken
@@ -239,3 +238,13 @@ class FakeRemote:
 
     def bodies(self, tag: str) -> list[str]:
         return [body for script in self.scripts for t, body in SECTION_IN_SCRIPT.findall(script) if t == tag]
+
+
+def unpacked(command: str) -> str:
+    """Return the script a command line from engine.packed() runs (plain `sh -c` or gzipped)."""
+    m = re.fullmatch(r"echo ([A-Za-z0-9+/=]+) \| base64 -d \| gzip -dc \| sh", command)
+    if m:
+        return gzip.decompress(base64.b64decode(m.group(1))).decode()
+    args = shlex.split(command)
+    assert args[:2] == ["sh", "-c"] and len(args) == 3, command
+    return args[2]

@@ -495,3 +495,21 @@ def test_a_secret_with_json_special_characters_is_masked_in_changes(monkeypatch)
     results, _, _ = run([st], {st: guards(unless=False)}, test=True)
     assert results[0].status is Status.PENDING
     assert value not in results[0].changes["new"]["command"]
+
+
+@pytest.mark.parametrize("size", [10, 5000])
+def test_a_packed_script_runs_exactly_as_the_script_does(size, tmp_path):
+    """Short scripts go as `sh -c`, long ones gzipped and base64-encoded; a real sh runs either."""
+    import subprocess
+
+    from foobar_ops.core.engine.host import PACK_OVER, packed
+
+    script = f"cd {shlex.quote(str(tmp_path))}; printf '%s\\n' 'it'\\''s' \"$((1 + 2))\" > out; echo done\n"
+    script += "true # padding\n" * (size // 15)
+    line = packed(script)
+    assert (len(script) > PACK_OVER) == line.startswith("echo ")
+    done = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "done\n"
+    assert (tmp_path / "out").read_text() == "it's\n3\n"
+    if size > PACK_OVER:
+        assert len(line) < len(script) / 3  # the bytes on the wire shrink

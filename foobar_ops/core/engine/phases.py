@@ -152,7 +152,7 @@ class _Runner:
                 for step, states in zip(steps, declared, strict=True):
                     todo = [h for h in self.hosts if states[h.name] and h.name not in self.lost | self.refused]
                     if step.serial:
-                        self._serial(step, todo, states)
+                        self._serial(step, todo, states, pool)
                     else:
                         self._parallel(pool, todo, states)
         finally:
@@ -189,24 +189,31 @@ class _Runner:
             self.lost[host.name] = mask_known(applier.lost.reason)
         return results
 
-    def _serial(self, step: Phase, hosts: list[Any], states: dict[str, list[State[Any]]]) -> None:
-        """Apply a phase one host at a time; after a host fails, report the rest as not run."""
+    def _serial(
+        self, step: Phase, hosts: list[Any], states: dict[str, list[State[Any]]], pool: ThreadPoolExecutor
+    ) -> None:
+        """Apply a phase one host at a time; after a host fails, report the rest as not run. With a
+        guard, every host is planned first (in parallel): a phase with nothing pending disturbs no
+        host and does not even ask for an order."""
         guarded = step.guard is not None and not self.test
-        order = step.order(hosts, self.inventory) if step.order and guarded else hosts
+        previews: dict[str, list[Result]] = {}
+        order = hosts
+        if guarded:
+            previews = dict(pool.map(lambda h: (h.name, self._one(h, states[h.name], True, _drop)), hosts))
+            if step.order and any(_pending(previews[h.name]) for h in hosts):
+                order = step.order(hosts, self.inventory)
         failed: str | None = None
         for host in order:
             if failed:
-                self.report.results += self._not_run(
-                    host,
-                    states[host.name],
-                    f"not run: {failed} failed earlier "
-                    "in this one-host-at-a-time phase; stopped so the other "
-                    "servers keep what they run",
+                why = (
+                    f"not run: {failed} failed earlier in this one-host-at-a-time phase; stopped so the other "
+                    "servers keep what they run"
                 )
+                self.report.results += self._not_run(host, states[host.name], why)
                 continue
             if guarded:
                 assert step.guard is not None
-                results = self._guarded(step.guard, host, states[host.name])
+                results = self._guarded(step.guard, host, states[host.name], previews[host.name])
             else:
                 results = self._one(host, states[host.name], self.test)
             self.report.results += results
@@ -222,13 +229,11 @@ class _Runner:
             self.emit(result)
         return out
 
-    def _guarded(self, guard: Guard, host: Any, states: list[State[Any]]) -> list[Result]:
-        """Plan first; apply inside the guard only when something is pending (a no-op host costs one
-        round trip and is not disturbed)."""
-        preview: list[Result] = []
-        planned = self._one(host, states, True, preview.append)
+    def _guarded(self, guard: Guard, host: Any, states: list[State[Any]], planned: list[Result]) -> list[Result]:
+        """Apply inside the guard only when the host's plan has something pending (a no-op host is
+        not disturbed: its plan is its result)."""
         stopped = host.name in self.lost | self.refused
-        if stopped or any(r.failed for r in planned) or not any(r.pending for r in planned):
+        if stopped or any(r.failed for r in planned) or not _pending(planned):
             for result in planned:  # nothing to change, or it cannot be planned: nothing guarded
                 self.emit(result)
             return planned
@@ -248,3 +253,11 @@ class _Runner:
             if not results:  # the guard failed before the change: nothing was applied
                 results = self._not_run(host, states, f"not run: {mask_known(str(err))}")
         return steps[:before] + results + steps[before:]
+
+
+def _drop(result: Result) -> None:
+    """Keep a preview's results out of the journal (they are emitted once the host's turn comes)."""
+
+
+def _pending(results: list[Result]) -> bool:
+    return any(r.pending for r in results)
