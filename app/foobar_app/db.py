@@ -1,29 +1,232 @@
-"""Database access through a small read/write router: writes go to the primary, reads are spread
-round robin over the read pool (the primary alone until a replica joins it)."""
+"""Database access for the app: a pool of connections per node, a monitor that knows every
+node's role and health, and a router that sends writes to the primary and spreads reads over the
+healthy nodes by weight.
+
+The primary is whichever node is writable and not replicating (all nodes start read-only; the
+control plane makes one writable), so a switchover needs no restart: the monitor sees the new
+primary within a check interval, and a write refused as read-only waits for it and is retried.
+A replica leaves the read pool when it is down, stops replicating or lags past max_lag.
+"""
 
 from __future__ import annotations
 
-import itertools
+import logging
 import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import pymysql
 
 from .config import Config, DBNode
 
+log = logging.getLogger("foobar_app.db")
 
-class Router:
-    """Hands out connections: `writer()` to the primary, `reader()` to the next read pool node.
+READ_ONLY_ERROR = 1290  # ER_OPTION_PREVENTS_STATEMENT: the server runs with --read-only
+WRITER_WAIT = 5.0  # seconds a write waits for a primary to appear (e.g. during a switchover)
+GTID_WAIT = 0.5  # seconds a read waits for a replica to catch up with the client's own write
 
-    config: the app's Config.
+
+class NoNode(Exception):
+    """No database node can serve the request (no primary for a write, nothing for a read)."""
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """What the monitor last saw of a node.
+
+    up: it answered.
+    writable: read_only is off.
+    replicating: it is a replica whose two threads run.
+    lag: seconds behind its primary (None: unknown, or not a replica).
+    error: why it is down or not a healthy replica (for /health, in the app's own words).
     """
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self._next = itertools.cycle(range(len(config.read_pool)))
+    up: bool = False
+    writable: bool = False
+    replica: bool = False
+    replicating: bool = False
+    lag: float | None = None
+    error: str | None = "not checked yet"
+
+
+class Pool:
+    """Idle connections to one node, reused across requests; a connection idle for a while is
+    pinged before it is handed out, and one that fails is dropped.
+
+    node: the node.
+    connect: function (node) -> a new connection.
+    size: idle connections kept.
+    """
+
+    def __init__(self, node: DBNode, connect: Callable[[DBNode], Any], size: int) -> None:
+        self.node, self._connect, self.size = node, connect, size
+        self._idle: list[tuple[Any, float]] = []
         self._lock = threading.Lock()
 
-    def _connect(self, node: DBNode):
+    def get(self) -> Any:
+        """Return a working connection (pooled or new)."""
+        while True:
+            with self._lock:
+                conn, since = self._idle.pop() if self._idle else (None, 0.0)
+            if conn is None:
+                return self._connect(self.node)
+            if time.monotonic() - since < 1.0:
+                return conn
+            try:
+                conn.ping(reconnect=False)
+                return conn
+            except pymysql.MySQLError:
+                _close(conn)  # stale: the node restarted, or the connection timed out
+
+    def put(self, conn: Any) -> None:
+        """Give a healthy connection back."""
+        with self._lock:
+            if len(self._idle) < self.size:
+                self._idle.append((conn, time.monotonic()))
+                return
+        _close(conn)
+
+    def clear(self) -> None:
+        """Close every idle connection (the node went down or changed role)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            _close(conn)
+
+
+def _close(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing a broken connection
+        pass
+
+
+class Monitor:
+    """Checks every node on a background thread; knows the primary and the read pool.
+
+    config: the Config.
+    connect: function (node) -> a new connection.
+    """
+
+    def __init__(self, config: Config, connect: Callable[[DBNode], Any]) -> None:
+        self.config, self._connect = config, connect
+        self.states: dict[str, NodeState] = {n.name: NodeState() for n in config.nodes}
+        self._conns: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        """Check every node once now, then keep checking in the background."""
+        self.check_all()
+        self._thread = threading.Thread(target=self._loop, name="foobar-db-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.config.check_interval):
+            self.check_all()
+
+    def check_all(self) -> None:
+        """Check every node now."""
+        for node in self.config.nodes:
+            state = self._check(node)
+            with self._changed:
+                self.states[node.name] = state
+                self._changed.notify_all()
+
+    def _check(self, node: DBNode) -> NodeState:
+        try:
+            conn = self._conns.get(node.name) or self._connect(node)
+            self._conns[node.name] = conn
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@read_only AS ro")
+                read_only = bool(cur.fetchone()["ro"])
+                cur.execute("SHOW SLAVE STATUS")
+                status = cur.fetchone()
+        except pymysql.MySQLError as err:
+            _close(self._conns.pop(node.name, None))
+            log.warning("database node %s is down: %s", node.name, err)
+            return NodeState(error="unreachable")
+        if not status:
+            return NodeState(True, not read_only, error=None if not read_only else "read-only, not replicating")
+        running = status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes"
+        lag = status.get("Seconds_Behind_Master")
+        lag = None if lag is None else float(lag)
+        error = None
+        if not running:
+            error = "replication stopped"
+        elif lag is None or lag > self.config.max_lag:
+            error = f"replication lag {lag} s over {self.config.max_lag:g} s"
+        return NodeState(True, not read_only, True, error is None, lag, error)
+
+    def report_down(self, node: DBNode) -> None:
+        """Take a node out at once after a request failed on it (the next check may put it back)."""
+        with self._changed:
+            self.states[node.name] = NodeState(error="unreachable")
+
+    def writer(self) -> DBNode | None:
+        """Return the primary: the one node that is writable and not a replica (None when there is
+        not exactly one)."""
+        with self._lock:
+            return self._writer()
+
+    def _writer(self) -> DBNode | None:
+        found = [
+            n
+            for n in self.config.nodes
+            if self.states[n.name].up and self.states[n.name].writable and not self.states[n.name].replica
+        ]
+        return found[0] if len(found) == 1 else None
+
+    def wait_writer(self, timeout: float) -> DBNode | None:
+        """Wait up to timeout seconds for a primary (checking all nodes again at once)."""
+        self.check_all()
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while (node := self._writer()) is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._changed.wait(min(left, 0.2))
+        return node
+
+    def readers(self) -> list[DBNode]:
+        """Return the nodes reads may go to: the primary and the healthy replicas, by weight > 0."""
+        with self._lock:
+            writer = self._writer()
+            healthy = [n for n in self.config.nodes if n == writer or self.states[n.name].replicating]
+        weighted = [n for n in healthy if n.weight > 0]
+        return weighted or healthy
+
+
+class Router:
+    """Hands out connections: writer() to the primary, reader() to the next node of the read pool
+    (smooth weighted round robin), each with the node's name.
+
+    config: the Config.
+    connect: function (node) -> a new connection (default: PyMySQL with the config's account).
+    """
+
+    def __init__(self, config: Config, connect: Callable[[DBNode], Any] | None = None) -> None:
+        self.config = config
+        self._connect = connect or self._pymysql
+        self.pools = {n.name: Pool(n, self._connect, config.pool_size) for n in config.nodes}
+        self.monitor = Monitor(config, self._connect)
+        self._current: dict[str, float] = {n.name: 0.0 for n in config.nodes}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start watching the nodes."""
+        self.monitor.start()
+
+    def _pymysql(self, node: DBNode) -> Any:
         c = self.config
         return pymysql.connect(
             host=node.host,
@@ -39,28 +242,89 @@ class Router:
             charset="utf8mb4",
         )
 
-    @contextmanager
-    def writer(self):
-        """Yield (connection, node name) to the primary."""
-        conn = self._connect(self.config.primary)
-        try:
-            yield conn, _node_name(conn)
-        finally:
-            conn.close()
-
-    @contextmanager
-    def reader(self):
-        """Yield (connection, node name) to the next node of the read pool."""
+    def _next_reader(self, nodes: list[DBNode]) -> DBNode:
+        """Smooth weighted round robin: over N picks, each node gets its weight's share, evenly spread."""
         with self._lock:
-            index = next(self._next)
-        conn = self._connect(self.config.read_pool[index])
+            total = sum(max(n.weight, 1) for n in nodes)
+            for n in nodes:
+                self._current[n.name] += max(n.weight, 1)
+            best = max(nodes, key=lambda n: self._current[n.name])
+            self._current[best.name] -= total
+            return best
+
+    @contextmanager
+    def _use(self, node: DBNode) -> Iterator[Any]:
+        pool = self.pools[node.name]
+        conn = pool.get()
         try:
-            yield conn, _node_name(conn)
-        finally:
-            conn.close()
+            yield conn
+        except pymysql.OperationalError:
+            _close(conn)  # the connection may be broken: never reuse it
+            raise
+        except BaseException:
+            pool.put(conn)
+            raise
+        pool.put(conn)
+
+    @contextmanager
+    def writer(self) -> Iterator[tuple[Any, str]]:
+        """Yield (connection, node name) to the primary; NoNode when there is none."""
+        node = self.monitor.writer() or self.monitor.wait_writer(WRITER_WAIT)
+        if node is None:
+            raise NoNode("no writable primary database")
+        with self._use(node) as conn:
+            yield conn, node.name
+
+    def write(self, work: Callable[[Any], Any]) -> tuple[Any, str]:
+        """Run work(connection) on the primary and return (its result, node name). A write refused
+        because the node turned read-only (a switchover) was not made: it waits for the new primary
+        and is retried once. A connection lost mid-write is not retried (the write may have landed).
+
+        work: the function that writes.
+        """
+        try:
+            with self.writer() as (conn, name):
+                return work(conn), name
+        except pymysql.MySQLError as err:
+            if not (err.args and err.args[0] == READ_ONLY_ERROR):
+                raise
+            log.warning("write refused as read-only: waiting for the new primary")
+        if self.monitor.wait_writer(WRITER_WAIT) is None:
+            raise NoNode("no writable primary database")
+        with self.writer() as (conn, name):
+            return work(conn), name
+
+    def read(self, work: Callable[[Any], Any], after: str | None = None) -> tuple[Any, str]:
+        """Run work(connection) on the next node of the read pool and return (its result, node
+        name); a node that fails is taken out and the read goes to another one.
+
+        work: the function that reads.
+        after: the GTID of the client's last write: a replica is used only once it has applied it.
+        """
+        tried: set[str] = set()
+        while True:
+            nodes = [n for n in self.monitor.readers() if n.name not in tried]
+            writer = self.monitor.writer()
+            if nodes:
+                node = self._next_reader(nodes)
+            elif writer is not None and writer.name not in tried:
+                node = writer  # the last resort: the primary, whatever its read weight
+            else:
+                raise NoNode("no database node can serve reads")
+            tried.add(node.name)
+            try:
+                with self._use(node) as conn:
+                    if after and node != writer and not _caught_up(conn, after):
+                        continue
+                    return work(conn), node.name
+            except pymysql.OperationalError as err:
+                log.warning("read on %s failed (%s): trying another node", node.name, err)
+                self.monitor.report_down(node)
+                self.pools[node.name].clear()
 
 
-def _node_name(conn) -> str:
+def _caught_up(conn: Any, gtid: str) -> bool:
+    """Return True when the node has applied the transaction (waiting up to GTID_WAIT seconds)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT @@hostname AS h")
-        return cur.fetchone()["h"]
+        cur.execute("SELECT MASTER_GTID_WAIT(%s, %s) AS w", (gtid, GTID_WAIT))
+        return cur.fetchone()["w"] == 0

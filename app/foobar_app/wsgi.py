@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 from datetime import datetime
+from http.cookies import SimpleCookie
+from typing import Any
 
 import pymysql
 
 from .config import Config
-from .db import Router
+from .db import NoNode, Router
 
 MAX_BODY = 64 * 1024
+GTID_COOKIE = "foobar_gtid"  # the client's last write: its next reads see it (read your writes)
 _ITEM = re.compile(r"^/api/items/(\d+)$")
+_GTID = re.compile(r"^\d+-\d+-\d+$")
+_COLUMNS = "id, name, description, served_by, created_at"
+log = logging.getLogger("foobar_app")
 
 
 class HTTPError(Exception):
@@ -24,24 +31,34 @@ class HTTPError(Exception):
         self.status, self.message = status, message
 
 
-def _reason(err: Exception) -> str:
-    """Return the message of a database error (its last argument, or its type)."""
-    return str(err.args[-1]) if err.args else type(err).__name__
-
-
-def _json_default(value):
+def _json_default(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _last_write(environ: dict[str, Any]) -> str | None:
+    """Return the GTID of the client's last write (from its cookie), when it is well formed."""
+    cookie = SimpleCookie()
+    try:
+        cookie.load(environ.get("HTTP_COOKIE", ""))
+    except Exception:  # noqa: BLE001 - a malformed cookie is no cookie
+        return None
+    morsel = cookie.get(GTID_COOKIE)
+    return morsel.value if morsel is not None and _GTID.match(morsel.value) else None
 
 
 class App:
     """foobar.com.
 
     config: settings (default: from the environment).
+    router: the database router (default: one over the config's nodes, started at once).
     """
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self, config: Config | None = None, router: Router | None = None) -> None:
         self.config = config or Config.from_env()
-        self.db = Router(self.config)
+        if router is None:
+            router = Router(self.config)
+            router.start()
+        self.db = router
 
     def __call__(self, environ, start_response):
         headers = [("X-Served-By", self.config.served_by), ("X-Release", self.config.release)]
@@ -49,13 +66,12 @@ class App:
             status, body, ctype, extra = self.route(environ)
         except HTTPError as err:
             status, body, ctype, extra = err.status, {"error": err.message}, "application/json", []
-        except pymysql.MySQLError as err:
-            status, body, ctype, extra = (
-                "503 Service Unavailable",
-                {"error": f"database: {_reason(err)}"},
-                "application/json",
-                [],
-            )
+        except NoNode as err:
+            status, body, ctype, extra = "503 Service Unavailable", {"error": str(err)}, "application/json", []
+        except pymysql.MySQLError as err:  # details go to the log, never to the client
+            log.error("database error on %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), err)
+            status, body, ctype = "503 Service Unavailable", {"error": "database unavailable"}, "application/json"
+            extra = []
         if ctype == "application/json":
             body = json.dumps(body, default=_json_default)
         data = body.encode()
@@ -70,33 +86,35 @@ class App:
     def route(self, environ):
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
         if path == "/" and method in ("GET", "HEAD"):
-            return self.home()
+            return self.home(environ)
         if path == "/health" and method in ("GET", "HEAD"):
             return self.health()
         if path == "/api/items":
             if method == "GET":
-                return self.list_items()
+                return self.list_items(environ)
             if method == "POST":
                 return self.create_item(environ)
             raise HTTPError("405 Method Not Allowed", f"{method} is not allowed on {path}")
         match = _ITEM.match(path)
         if match and method in ("GET", "HEAD"):
-            return self.get_item(int(match.group(1)))
+            return self.get_item(int(match.group(1)), environ)
         if match:
             raise HTTPError("405 Method Not Allowed", f"{method} is not allowed on {path}")
         raise HTTPError("404 Not Found", f"no route for {method} {path}")
 
     def health(self):
+        """200 when the app can serve reads; the body says which node served them and whether a
+        primary takes writes (its absence alone does not fail the check: both servers share it)."""
         checks = {"app": "ok"}
-        for name, ctx in (("db_primary", self.db.writer), ("db_read", self.db.reader)):
-            try:
-                with ctx() as (conn, node):
-                    with conn.cursor() as cur:
-                        cur.execute("SELECT COUNT(*) AS n FROM items WHERE id < 0")
-                checks[name] = f"ok ({node})"
-            except pymysql.MySQLError as err:
-                checks[name] = f"failed: {_reason(err)}"
-        healthy = all(v.startswith("ok") for v in checks.values())
+        try:
+            _, node = self.db.read(_ping)
+            checks["db_read"] = f"ok ({node})"
+        except (NoNode, pymysql.MySQLError) as err:
+            log.error("health: reads fail: %s", err)
+            checks["db_read"] = "failed"
+        writer = self.db.monitor.writer()
+        checks["db_write"] = f"ok ({writer.name})" if writer else "unavailable: no writable primary"
+        healthy = checks["db_read"].startswith("ok")
         body = {
             "status": "ok" if healthy else "failing",
             "checks": checks,
@@ -105,42 +123,54 @@ class App:
         }
         return ("200 OK" if healthy else "503 Service Unavailable"), body, "application/json", []
 
-    def _latest(self, limit: int = 20):
-        with self.db.reader() as (conn, node):
+    def _latest(self, environ, limit: int = 20):
+        def query(conn):
             with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT id, name, description, served_by, created_at FROM items ORDER BY id DESC LIMIT %s", (limit,)
-                )
-                return cur.fetchall(), node
+                cur.execute(f"SELECT {_COLUMNS} FROM items ORDER BY id DESC LIMIT %s", (limit,))
+                return cur.fetchall()
 
-    def list_items(self):
-        rows, node = self._latest(50)
+        return self.db.read(query, after=_last_write(environ))
+
+    def list_items(self, environ):
+        rows, node = self._latest(environ, 50)
         return "200 OK", {"items": rows}, "application/json", [("X-DB-Node", node)]
 
-    def get_item(self, item_id: int):
-        with self.db.reader() as (conn, node):
+    def get_item(self, item_id: int, environ):
+        def query(conn):
             with conn.cursor() as cur:
-                cur.execute("SELECT id, name, description, served_by, created_at FROM items WHERE id = %s", (item_id,))
-                row = cur.fetchone()
+                cur.execute(f"SELECT {_COLUMNS} FROM items WHERE id = %s", (item_id,))
+                return cur.fetchone()
+
+        row, node = self.db.read(query, after=_last_write(environ))
+        if not row and node != getattr(self.db.monitor.writer(), "name", node):
+            row, node = self.db.write(query)  # not on this replica yet: the primary has the last word
         if not row:
             raise HTTPError("404 Not Found", f"no item {item_id}")
         return "200 OK", row, "application/json", [("X-DB-Node", node)]
 
     def create_item(self, environ):
         item = parse_item(environ)
-        with self.db.writer() as (conn, node):
+
+        def insert(conn):
             with conn.cursor() as cur:
                 cur.execute(
                     "INSERT INTO items (name, description, served_by) VALUES (%s, %s, %s)",
                     (item["name"], item.get("description"), self.config.served_by),
                 )
                 item_id = cur.lastrowid
-                cur.execute("SELECT id, name, description, served_by, created_at FROM items WHERE id = %s", (item_id,))
-                row = cur.fetchone()
-        return "201 Created", row, "application/json", [("X-DB-Node", node), ("Location", f"/api/items/{item_id}")]
+                cur.execute("SELECT @@last_gtid AS gtid")
+                gtid = cur.fetchone()["gtid"]
+                cur.execute(f"SELECT {_COLUMNS} FROM items WHERE id = %s", (item_id,))
+                return cur.fetchone(), gtid
 
-    def home(self):
-        rows, node = self._latest(10)
+        (row, gtid), node = self.db.write(insert)
+        extra = [("X-DB-Node", node), ("Location", f"/api/items/{row['id']}")]
+        if gtid and _GTID.match(gtid):
+            extra.append(("Set-Cookie", f"{GTID_COOKIE}={gtid}; Path=/; Max-Age=300; HttpOnly; SameSite=Lax"))
+        return "201 Created", row, "application/json", extra
+
+    def home(self, environ):
+        rows, node = self._latest(environ, 10)
         items = (
             "".join(
                 f"<li><b>{html.escape(r['name'])}</b> <small>#{r['id']} via {html.escape(r['served_by'])}</small></li>"
@@ -155,6 +185,12 @@ class App:
             items=items,
         )
         return "200 OK", page, "text/html", [("X-DB-Node", node)]
+
+
+def _ping(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) AS n FROM items WHERE id < 0")
+        return int(cur.fetchone()["n"])
 
 
 def parse_item(environ) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -429,15 +430,18 @@ class SQLFact(Fact[SQLRows]):
 
     sql: the query.
     what: what it asks, for messages.
+    missing_table_is_empty: a table or database that does not exist yet reads as no rows.
     """
 
-    def __init__(self, sql: str, what: str = "query") -> None:
-        self.sql, self.what = sql, what
+    def __init__(self, sql: str, what: str = "query", missing_table_is_empty: bool = False) -> None:
+        self.sql, self.what, self.missing_table_is_empty = sql, what, missing_table_is_empty
 
     def command(self) -> str:
         return sql_command(self.sql)
 
     def parse(self, output: str) -> SQLRows:
+        if self.missing_table_is_empty and re.search(r"^ERROR (1146|1049) ", output, re.M):
+            return SQLRows()
         return parse_sql(output, self.what)
 
 
@@ -479,3 +483,134 @@ class AccountFact(Fact["Account | None"]):
         grants = "\n".join(ln[7:] for ln in output.splitlines() if ln.startswith("grant: "))
         granted = parse_sql(grants + "\n", f"grants of {self.user}@{self.host}").rows
         return Account(rows[0][0][1:], tuple("\t".join(r) for r in granted))
+
+
+# ---- MariaDB replication -------------------------------------------------------------------------
+
+_VERTICAL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*): ?(.*)$")
+
+#: What a node says of itself.
+LOCAL_SQL = (
+    "SELECT @@server_id AS server_id, @@read_only AS read_only, @@version AS version, "
+    "@@gtid_binlog_pos AS gtid_binlog_pos, @@gtid_binlog_state AS gtid_binlog_state, "
+    "@@gtid_slave_pos AS gtid_slave_pos, @@gtid_current_pos AS gtid_current_pos, @@log_bin AS log_bin, "
+    "(SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name NOT IN "
+    "('mysql', 'information_schema', 'performance_schema', 'sys')) AS user_schemas"
+)
+#: What a peer says of itself when asked over the network (the replication account sees this much).
+PEER_SQL = (
+    "SELECT @@server_id AS server_id, @@read_only AS read_only, @@gtid_binlog_pos AS gtid_binlog_pos, "
+    "@@gtid_binlog_state AS gtid_binlog_state"
+)
+
+
+def parse_vertical(output: str, what: str) -> list[dict[str, str]]:
+    """Parse `mysql -e '...\\G'` output then `sql-exit=N` into rows of column -> value.
+
+    output: the snippet's output.
+    what: what was asked, for the message.
+    """
+    lines = output.rstrip("\n").split("\n")
+    if not lines or not lines[-1].startswith("sql-exit="):
+        raise FactError(f"{what}: the answer was cut off: {output.strip()[-300:]!r}")
+    if lines[-1] != "sql-exit=0":
+        raise FactError(f"{what}: {' '.join(lines[:-1]).strip()[-300:] or lines[-1]}")
+    rows: list[dict[str, str]] = []
+    for line in lines[:-1]:
+        if line.startswith("*****"):
+            rows.append({})
+            continue
+        m = _VERTICAL.match(line)
+        if m and rows:
+            rows[-1][m.group(1)] = m.group(2).strip()
+    return rows
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another database node, as a fact can reach it.
+
+    name: its inventory name.
+    host, port: where it listens.
+    """
+
+    name: str
+    host: str
+    port: int = 3306
+
+
+@dataclass(frozen=True)
+class ReplicationInfo:
+    """What a MariaDB node says of itself, its replication, and its peers.
+
+    local: server_id, read_only, version, gtid_* positions, log_bin, user_schemas.
+    replica: SHOW SLAVE STATUS by column name ({} when it replicates from nobody).
+    peers: peer name -> its PEER_SQL answer, or the error text when it cannot be asked.
+    """
+
+    local: dict[str, str]
+    replica: dict[str, str]
+    peers: dict[str, dict[str, str] | str] = field(default_factory=dict)
+
+    @property
+    def read_only(self) -> bool:
+        return self.local.get("read_only") == "1"
+
+    def mariadb(self) -> tuple[int, ...] | None:
+        """Return the MariaDB version as numbers, or None when the server is not MariaDB."""
+        version = self.local.get("version", "")
+        m = re.match(r"^(\d+)\.(\d+)\.(\d+)", version)
+        return tuple(int(x) for x in m.groups()) if m and "mariadb" in version.lower() else None
+
+
+class ReplicationFact(Fact[ReplicationInfo]):
+    """A MariaDB node's own state (as the admin), its replica status, and what each peer says of
+    itself (asked over the network with the client option file, e.g. the replication account).
+
+    client_cnf: the option file (user and password) used to ask peers.
+    peers: the nodes to ask.
+    """
+
+    def __init__(self, client_cnf: str | None = None, peers: tuple[Peer, ...] = ()) -> None:
+        self.client_cnf, self.peers = client_cnf, peers
+
+    def command(self) -> str:
+        parts = [
+            f"echo @@local; mysql -e {cmd(LOCAL_SQL + chr(92) + 'G')} 2>&1; echo sql-exit=$?",
+            f"echo @@replica; mysql -e {cmd('SHOW SLAVE STATUS' + chr(92) + 'G')} 2>&1; echo sql-exit=$?",
+        ]
+        for peer in self.peers:
+            cnf = cmd(f"--defaults-extra-file={self.client_cnf}")
+            ask = (
+                f"mysql {cnf} -h {cmd(peer.host)} -P {peer.port} --connect-timeout=3 "
+                f"-e {cmd(PEER_SQL + chr(92) + 'G')} 2>&1; echo sql-exit=$?"
+            )
+            parts.append(
+                f"echo @@peer {cmd(peer.name)}; if [ -r {cmd(self.client_cnf or '')} ]; then {ask}; "
+                f"else echo 'no client option file {self.client_cnf}'; echo sql-exit=2; fi"
+            )
+        return "; ".join(parts)
+
+    def parse(self, output: str) -> ReplicationInfo:
+        blocks: dict[str, str] = {}
+        key = None
+        for line in output.splitlines(keepends=True):
+            if line.startswith("@@"):
+                key = line[2:].strip()
+                blocks[key] = ""
+            elif key is not None:
+                blocks[key] += line
+        if "local" not in blocks or "replica" not in blocks:
+            raise FactError(f"replication: cannot read {output.strip()[-300:]!r}")
+        local = parse_vertical(blocks["local"], "MariaDB")
+        if not local:
+            raise FactError("MariaDB: its variables did not come back")
+        replica = parse_vertical(blocks["replica"], "replica status")
+        peers: dict[str, dict[str, str] | str] = {}
+        for peer in self.peers:
+            try:
+                rows = parse_vertical(blocks.get(f"peer {peer.name}", ""), f"{peer.name} ({peer.host})")
+                peers[peer.name] = rows[0] if rows else f"{peer.name}: no answer"
+            except FactError as err:
+                peers[peer.name] = str(err)
+        return ReplicationInfo(local[0], replica[0] if replica else {}, peers)

@@ -18,19 +18,45 @@ class TemplateError(FoobarOpsError):
     """A template could not be rendered (missing variable, syntax error, unknown template)."""
 
 
+def systemd_env(value: object) -> str:
+    """Quote a value for a systemd EnvironmentFile line: double quotes, with backslash, quote,
+    dollar sign and newline escaped, so that spaces, quotes and backslashes survive as written."""
+    text = str(value)
+    for raw, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("$", "\\$")):
+        text = text.replace(raw, escaped)
+    return f'"{text}"'
+
+
+def mysql_option(value: object) -> str:
+    """Quote a value for a MariaDB option file: double quotes, with backslash and quote escaped."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+FILTERS = {"systemd_env": systemd_env, "mysql_option": mysql_option}
+
+
+def _with_filters(env: jinja2.Environment) -> jinja2.Environment:
+    env.filters.update(FILTERS)
+    return env
+
+
 @lru_cache(maxsize=32)
 def _environment(folder: str) -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(folder),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
+    return _with_filters(
+        jinja2.Environment(
+            loader=jinja2.FileSystemLoader(folder),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
     )
 
 
 #: Inline templates read no file: an {% include %} in one is an error, not a read of the control machine.
-_INLINE = jinja2.Environment(
-    loader=jinja2.DictLoader({}), undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
+_INLINE = _with_filters(
+    jinja2.Environment(
+        loader=jinja2.DictLoader({}), undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
+    )
 )
 
 

@@ -43,10 +43,28 @@ def app_hosts(inventory: Any) -> list[Any]:
     return [h for h in inventory.hosts.values() if "app" in h.roles]
 
 
+def db_hosts(inventory: Any) -> list[Any]:
+    """Return the database hosts (the mysql role), in inventory order; each has vars.mysql_role
+    primary or replica (one alone may leave it out: it is the primary)."""
+    dbs = [h for h in inventory.hosts.values() if "mysql" in h.roles]
+    for h in dbs:
+        role = h.vars.get("mysql_role", "primary" if len(dbs) == 1 else None)
+        if role not in ("primary", "replica"):
+            raise TopologyError(
+                f"{inventory.path}: host '{h.name}': key 'vars.mysql_role': must be primary or replica, not {role!r}"
+            )
+    return dbs
+
+
+def db_role(host: Any, inventory: Any) -> str:
+    """Return a database host's role in the inventory: primary or replica."""
+    return "primary" if host.name == db_primary(inventory).name else "replica"
+
+
 def db_primary(inventory: Any) -> Any:
     """Return the database primary: the mysql host with vars.mysql_role primary (or the only one)."""
-    dbs = [h for h in inventory.hosts.values() if "mysql" in h.roles]
-    primaries = [h for h in dbs if h.vars.get("mysql_role", "primary") == "primary"]
+    dbs = db_hosts(inventory)
+    primaries = [h for h in dbs if h.vars.get("mysql_role", "primary" if len(dbs) == 1 else None) == "primary"]
     if len(primaries) != 1:
         names = ", ".join(h.name for h in primaries) or "none"
         raise TopologyError(
@@ -55,24 +73,57 @@ def db_primary(inventory: Any) -> Any:
     return primaries[0]
 
 
-def db_read_pool(inventory: Any) -> list[Any]:
-    """Return the hosts reads are spread over: the primary, plus replicas once they exist."""
+def db_replicas(inventory: Any) -> list[Any]:
+    """Return the database replicas, in inventory order."""
     primary = db_primary(inventory)
-    replicas = [
-        h
-        for h in inventory.hosts.values()
-        if "mysql" in h.roles and h.vars.get("mysql_role") == "replica" and h.vars.get("mysql_read_pool", False)
-    ]
-    return [primary] + replicas
+    return [h for h in db_hosts(inventory) if h.name != primary.name]
+
+
+def read_weight(host: Any) -> int:
+    """Return a database host's share of reads: vars.mysql_read_weight (default 1); 0 when
+    vars.mysql_read_pool is false (it serves reads only when nothing else can)."""
+    if host.vars.get("mysql_read_pool", True) is False:
+        return 0
+    weight = host.vars.get("mysql_read_weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+        raise TopologyError(
+            f"host '{host.name}': key 'vars.mysql_read_weight': must be a whole number >= 0, not {weight!r}"
+        )
+    return weight
+
+
+def db_read_pool(inventory: Any) -> list[Any]:
+    """Return the hosts reads are spread over (weight above 0), primary first."""
+    primary = db_primary(inventory)
+    return (
+        [primary, *db_replicas(inventory)]
+        if read_weight(primary)
+        else [h for h in db_replicas(inventory) if read_weight(h)]
+    )
 
 
 def db_settings(inventory: Any) -> dict[str, Any]:
-    """Return the database name, app user and the app password secret."""
+    """Return the database name, the app's user and password secret, the replication user and its
+    password secret, and the replication lag a healthy replica stays under."""
     stack = inventory.stack.get("database") or {}
-    try:
-        secret = inventory.secret(stack.get("password_secret", "mysql_app_password"))
-    except FoobarOpsError as err:
-        raise TopologyError(
-            f"{inventory.path}: the app's database password must be a secret (secrets.mysql_app_password): {err}"
-        ) from None
-    return {"name": stack.get("name", "foobar"), "user": stack.get("user", "foobar"), "password": secret}
+    out: dict[str, Any] = {
+        "name": stack.get("name", "foobar"),
+        "user": stack.get("user", "foobar"),
+        "replication_user": stack.get("replication_user", "repl"),
+        "max_lag_s": float(stack.get("max_lag_s", 5)),
+    }
+    needs_replication = len([h for h in inventory.hosts.values() if "mysql" in h.roles]) > 1
+    for key, name, what, needed in (
+        ("password", "mysql_app_password", "the app's database password", True),
+        ("replication_password", "mysql_repl_password", "with a replica, the replication password", needs_replication),
+    ):
+        secret_name = stack.get(f"{key}_secret", name)
+        out[key] = None
+        try:
+            out[key] = inventory.secret(secret_name)
+        except FoobarOpsError as err:
+            if needed:
+                raise TopologyError(
+                    f"{inventory.path}: {what} must be a secret (secrets.{secret_name}): {err}"
+                ) from None
+    return out

@@ -242,9 +242,9 @@ class FakeRemote:
 
 def unpacked(command: str) -> str:
     """Return the script a command line from engine.packed() runs (plain `sh -c` or gzipped)."""
-    m = re.fullmatch(r"echo ([A-Za-z0-9+/=]+) \| base64 -d \| gzip -dc \| sh", command)
-    if m:
-        return gzip.decompress(base64.b64decode(m.group(1))).decode()
     args = shlex.split(command)
     assert args[:2] == ["sh", "-c"] and len(args) == 3, command
+    m = re.fullmatch(r"echo ([A-Za-z0-9+/=]+) \| base64 -d \| gzip -dc \| sh", args[2])
+    if m:
+        return gzip.decompress(base64.b64decode(m.group(1))).decode()
     return args[2]

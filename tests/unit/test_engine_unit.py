@@ -507,7 +507,8 @@ def test_a_packed_script_runs_exactly_as_the_script_does(size, tmp_path):
     script = f"cd {shlex.quote(str(tmp_path))}; printf '%s\\n' 'it'\\''s' \"$((1 + 2))\" > out; echo done\n"
     script += "true # padding\n" * (size // 15)
     line = packed(script)
-    assert (len(script) > PACK_OVER) == line.startswith("echo ")
+    assert shlex.split(line)[:2] == ["sh", "-c"]  # one program, so that sudo runs all of it
+    assert (len(script) > PACK_OVER) == shlex.split(line)[2].startswith("echo ")
     done = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout == "done\n"
     assert (tmp_path / "out").read_text() == "it's\n3\n"

@@ -46,7 +46,7 @@ def packed(script: str) -> str:
     if len(script) <= PACK_OVER:
         return cmd("sh", "-c", script)
     payload = base64.b64encode(gzip.compress(script.encode(), 9)).decode()
-    return f"echo {payload} | base64 -d | gzip -dc | sh"
+    return cmd("sh", "-c", f"echo {payload} | base64 -d | gzip -dc | sh")  # one program: sudo runs it all
 
 
 def sections(output: str) -> dict[str, tuple[str, int]]:
@@ -214,7 +214,7 @@ class HostApply:
             return self._result(st, Status.FAILED, f"failed (exit {code}): {tail}", **keep)
         return self._result(st, Status.CHANGED, plan.comment, **keep)
 
-    def _upload(self, uploads: dict[str, bytes]) -> str:
+    def _upload(self, uploads: dict[str, bytes | Callable[[], bytes]]) -> str:
         """Copy staged files over SFTP into a private folder of the login user; return it."""
         conn = self.remote.open()
         sftp = conn.sftp()
@@ -224,7 +224,7 @@ class HostApply:
         for name, data in uploads.items():
             with sftp.open(f"{folder}/{name}", "wb") as out:
                 out.chmod(0o600)
-                out.write(data)
+                out.write(data() if callable(data) else data)
             self.remote.round_trips += 1
         return folder
 

@@ -197,7 +197,7 @@ class _Runner:
         host and does not even ask for an order."""
         guarded = step.guard is not None and not self.test
         previews: dict[str, list[Result]] = {}
-        order = hosts
+        order = step.order(hosts, self.inventory) if step.order and step.guard is None else hosts
         if guarded:
             previews = dict(pool.map(lambda h: (h.name, self._one(h, states[h.name], True, _drop)), hosts))
             if step.order and any(_pending(previews[h.name]) for h in hosts):

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from .base import Plan, State, StateError
 from .command import Run
 from .files import Absent, Directory, Line, Managed, Symlink
-from .mysql import Database, User
+from .mysql import Database, Primary, Replica, Schema, User
 from .system import GroupPresent, PkgInstalled, PkgRemoved, ServiceDead, ServiceRunning, UserPresent
 
 file = SimpleNamespace(managed=Managed, directory=Directory, absent=Absent, symlink=Symlink, line=Line)
@@ -20,6 +20,6 @@ service = SimpleNamespace(running=ServiceRunning, dead=ServiceDead)
 user = SimpleNamespace(present=UserPresent)
 group = SimpleNamespace(present=GroupPresent)
 cmd = SimpleNamespace(run=Run)
-mysql = SimpleNamespace(database=Database, user=User)
+mysql = SimpleNamespace(database=Database, user=User, schema=Schema, primary=Primary, replica=Replica)
 
 __all__ = ["Plan", "State", "StateError", "file", "pkg", "service", "user", "group", "cmd", "mysql"]

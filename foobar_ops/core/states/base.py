@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -22,8 +22,10 @@ class Plan:
     commands: shell lines, run as root in one script, that make the change.
     diff: unified diff of content changes, or None.
     comment: one sentence for the report.
-    uploads: staged files the commands read: name -> bytes (the engine uploads them and sets
-        $FOOBAR_STAGE to their folder; commands name them with shell.staged(name)).
+    uploads: staged files the commands read: name -> bytes, or a function that returns them when the
+        plan is applied (never in test mode), e.g. a copy of another host's data (the engine uploads
+        them, mode 0600, sets $FOOBAR_STAGE to their folder and removes it after; commands name them
+        with shell.staged(name)).
     error: set when the facts show the state cannot be reached (the state fails with it).
     """
 
@@ -31,7 +33,7 @@ class Plan:
     commands: list[str] = field(default_factory=list)
     diff: str | None = None
     comment: str = ""
-    uploads: dict[str, bytes] = field(default_factory=dict)
+    uploads: dict[str, bytes | Callable[[], bytes]] = field(default_factory=dict)
     error: str | None = None
 
     @property

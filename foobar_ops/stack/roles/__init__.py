@@ -9,12 +9,14 @@ that fails its health check on one host goes no further).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ...core.engine import Phase
 from ...core.errors import FoobarOpsError
 from ...core.states import State
+from .. import topology
 from ..rolling import rolling_phase
 from . import app, haproxy, mysql, nginx
 from .base import Role
@@ -26,20 +28,38 @@ class RoleError(FoobarOpsError):
     """A role is unknown, or not one the host has."""
 
 
+def primary_first(hosts: list[Any], inventory: Any) -> list[Any]:
+    """Order database hosts primary first: a replica is seeded from, and pointed at, a primary that
+    this same run has already brought to its wanted state."""
+    try:
+        primary = topology.db_primary(inventory).name
+    except topology.TopologyError:
+        return hosts
+    return sorted(hosts, key=lambda h: h.name != primary)
+
+
 @dataclass(frozen=True)
 class PhaseSpec:
     """A phase of a stack apply.
 
     name: the name roles give as their phase.
-    rolling: one host at a time behind the load balancer (else every host at once).
+    rolling: one host at a time behind the load balancer (drained while it changes).
+    serial: one host at a time in `order` (stopping at the first host that fails).
+    order: the order of a serial phase.
     """
 
     name: str
     rolling: bool = False
+    serial: bool = False
+    order: Callable[[list[Any], Any], list[Any]] | None = None
 
 
 #: The phases of an apply, in order.
-PHASES: tuple[PhaseSpec, ...] = (PhaseSpec("database"), PhaseSpec("web"), PhaseSpec("app", rolling=True))
+PHASES: tuple[PhaseSpec, ...] = (
+    PhaseSpec("database", serial=True, order=primary_first),
+    PhaseSpec("web"),
+    PhaseSpec("app", rolling=True),
+)
 
 #: Every role, by name, in the order its states are declared within a phase.
 ROLES: dict[str, Role] = {r.name: r for r in (mysql.ROLE, nginx.ROLE, haproxy.ROLE, app.ROLE)}
@@ -94,5 +114,8 @@ def phases(roles: list[str] | tuple[str, ...] | None = None) -> list[Phase]:
         def states(host: Any, inventory: Any, members: tuple[str, ...] = members) -> list[State[Any]]:
             return states_for(host, inventory, members)
 
-        out.append(rolling_phase(spec.name, states) if spec.rolling else Phase(spec.name, states))
+        if spec.rolling:
+            out.append(rolling_phase(spec.name, states))
+        else:
+            out.append(Phase(spec.name, states, serial=spec.serial, order=spec.order))
     return out

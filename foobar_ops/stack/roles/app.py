@@ -11,7 +11,7 @@ from ...core import states as s
 from ...core.shell import cmd
 from ...core.states import State
 from ..build import AppBuild, build_app
-from ..topology import APP_ROOT, TopologyError, db_primary, db_read_pool, db_settings, ports
+from ..topology import APP_ROOT, TopologyError, db_hosts, db_settings, ports, read_weight
 from .base import Role, template
 
 USER = "foobar"
@@ -67,8 +67,10 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
         "db_name": db["name"],
         "db_user": db["user"],
         "db_password": db["password"],
-        "db_primary": f"{db_primary(inventory).address}:{p['mysql']}",
-        "db_read": [f"{h.address}:{p['mysql']}" for h in db_read_pool(inventory)],
+        # every database node with its read weight; the app finds the primary itself (the one
+        # writable node), so a switchover changes nothing here
+        "db_nodes": [f"{h.name}={h.address}:{p['mysql']}:{read_weight(h)}" for h in db_hosts(inventory)],
+        "max_lag_s": db["max_lag_s"],
     }
     unit = {
         "user": USER,

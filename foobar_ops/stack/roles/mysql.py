@@ -1,38 +1,97 @@
-"""Role mysql (first part): MariaDB bound to the host's lab address, the app database and schema,
-and an app user per app host with least privilege; admin through the unix socket."""
+"""Role mysql: MariaDB on every database host, the same server config everywhere (a node starts
+read-only), GTID replication from the inventory's primary to its replicas.
+
+- the primary: made writable (refused when it replicates or a peer is writable), the app's
+  database and its migrations, the app's accounts (one per app host, only the privileges the app
+  uses) and the replication accounts (one per database host, replication rights only); all of
+  them reach the replicas by replication;
+- a replica: seeded from a consistent copy of the primary when new, pointed at the primary with
+  GTIDs, started; a node holding transactions the primary lacks is refused, never overwritten.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ...core import states as s
+from ...core.errors import FoobarOpsError
+from ...core.facts import Peer
 from ...core.shell import cmd
+from ...core.ssh import Remote
 from ...core.states import State
 from ..build import app_source
-from ..topology import app_hosts, db_settings
+from ..topology import TopologyError, app_hosts, db_hosts, db_primary, db_settings, ports
 from .base import Role, template
 
 CNF = "/etc/mysql/mariadb.conf.d/60-foobar.cnf"
-SCHEMA = "/etc/foobar/schema.sql"
-SCHEMA_STAMP = "/var/lib/foobar/schema.sha256"
-APP_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+CLIENT_CNF = "/etc/mysql/foobar-replication.cnf"
+#: What the app does with the database, and nothing more: it reads and adds items, and asks
+#: each node whether it is a healthy replica (SHOW SLAVE STATUS).
+APP_GRANTS = {"*.*": ["SLAVE MONITOR"]}
+APP_DB_PRIVILEGES = ["SELECT", "INSERT"]
 
 
-def schema_sql(inventory: Any) -> str:
-    """Return the app's schema, from the app's source tree."""
-    return (app_source(inventory) / "foobar_app" / "schema.sql").read_text()
+def migrations(inventory: Any) -> list[tuple[str, str]]:
+    """Return the app's schema migrations (version, sql), from the app's source tree, in order."""
+    folder = app_source(inventory) / "foobar_app" / "migrations"
+    found = sorted(folder.glob("*.sql"))
+    if not found:
+        raise TopologyError(f"the app has no schema migrations in {folder}")
+    return [(p.stem, p.read_text()) for p in found]
+
+
+def peer(host: Any, inventory: Any) -> Peer:
+    """Return a database host as the peer facts ask over the network."""
+    return Peer(host.name, host.address, ports(inventory)["mysql"])
+
+
+def seed_from(primary: Any, inventory: Any, database: str) -> Callable[[], bytes]:
+    """Return a function that makes a consistent copy of the primary with its GTID position (a
+    dump of the app's database and the accounts), for seeding a new replica. The copy holds
+    password hashes: it goes from host to host through this process and is never kept.
+
+    primary: the primary's Host.
+    inventory: the Inventory.
+    database: the app's database.
+    """
+
+    def dump() -> bytes:
+        line = cmd(
+            "mariadb-dump",
+            "--single-transaction",
+            "--gtid",
+            "--master-data=1",
+            "--system=users",
+            "--insert-ignore",
+            "--databases",
+            database,
+        )
+        with Remote(primary, inventory) as remote:
+            out = remote.run(line, sudo=primary.user != "root")
+        if not out.ok:
+            raise FoobarOpsError(
+                f"seeding from {primary.name}: mariadb-dump failed: {out.error}: {out.stderr.strip()[-300:]}"
+            )
+        if "gtid_slave_pos" not in out.stdout:
+            raise FoobarOpsError(f"seeding from {primary.name}: the copy carries no GTID position")
+        return out.stdout.encode()
+
+    return dump
 
 
 def states(host: Any, inventory: Any) -> list[State[Any]]:
-    """Return the mysql role's states for a host."""
+    """Return the mysql role's states for a host (its part as primary or replica)."""
     db = db_settings(inventory)
+    primary = db_primary(inventory)
     server_id = host.vars.get("mysql_server_id", int(host.address.split(".")[-1]))
     ctx = {
         "address": host.address,
         "server_id": server_id,
+        "binlog_days": host.vars.get("mysql_binlog_days", 7),
         "max_connections": host.vars.get("mysql_max_connections", 200),
     }
-    out = [
+    out: list[State[Any]] = [
         s.pkg.installed(names=["mariadb-server", "mariadb-client"], id="mysql:packages"),
         s.file.managed(
             CNF,
@@ -44,19 +103,38 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
             id="mysql:config",
         ),
         s.service.running("mariadb", reload=False, watch=["mysql:config"], id="mysql:service"),
-        s.mysql.database(db["name"], require=["mysql:service"], id="mysql:database"),
-        s.file.directory("/etc/foobar", mode="0755", id="mysql:etc"),
-        s.file.directory("/var/lib/foobar", mode="0700", id="mysql:var"),
-        s.file.managed(
-            SCHEMA, content=schema_sql(inventory), mode="0644", require=["mysql:etc"], id="mysql:schema-file"
-        ),
-        s.cmd.run(
-            f"mysql {cmd(db['name'])} < {SCHEMA} && sha256sum {SCHEMA} > {SCHEMA_STAMP}",
-            unless=f"sha256sum --status -c {SCHEMA_STAMP}",
-            label="apply the app schema",
-            require=["mysql:database", "mysql:schema-file", "mysql:var"],
-            id="mysql:schema",
-        ),
+    ]
+    peers = [peer(h, inventory) for h in db_hosts(inventory) if h.name != host.name]
+    if db["replication_password"] is not None:
+        out.append(
+            s.file.managed(
+                CLIENT_CNF,
+                template=template("mysql-client.cnf.j2"),
+                mode="0600",
+                context={"user": db["replication_user"], "password": db["replication_password"]},
+                require=["mysql:packages"],
+                id="mysql:client-cnf",
+            )
+        )
+    if host.name != primary.name:
+        out.append(
+            s.mysql.replica(
+                host.name,
+                primary=peer(primary, inventory),
+                user=db["replication_user"],
+                password=db["replication_password"],
+                client_cnf=CLIENT_CNF,
+                seed=seed_from(primary, inventory, db["name"]),
+                require=["mysql:service", "mysql:client-cnf"],
+                id="mysql:replica",
+            )
+        )
+        return out
+    ready = ["mysql:service"] + (["mysql:client-cnf"] if peers else [])
+    out += [
+        s.mysql.primary(host.name, client_cnf=CLIENT_CNF, peers=peers, require=ready, id="mysql:primary"),
+        s.mysql.database(db["name"], require=["mysql:primary"], id="mysql:database"),
+        s.mysql.schema(db["name"], migrations(inventory), require=["mysql:database"], id="mysql:schema"),
     ]
     for app in app_hosts(inventory):
         out.append(
@@ -64,13 +142,24 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
                 db["user"],
                 host=app.address,
                 password=db["password"],
-                database=db["name"],
-                privileges=APP_PRIVILEGES,
+                grants={f"`{db['name']}`.*": APP_DB_PRIVILEGES, **APP_GRANTS},
                 require=["mysql:database"],
                 id=f"mysql:user:{app.name}",
             )
         )
+    if peers:
+        for node in db_hosts(inventory):
+            out.append(
+                s.mysql.user(
+                    db["replication_user"],
+                    host=node.address,
+                    password=db["replication_password"],
+                    grants={"*.*": ["REPLICATION SLAVE"]},
+                    require=["mysql:primary"],
+                    id=f"mysql:replication-user:{node.name}",
+                )
+            )
     return out
 
 
-ROLE = Role("mysql", "database", states, "MariaDB: the foobar database, its schema and the app's users")
+ROLE = Role("mysql", "database", states, "MariaDB: the primary (database, migrations, accounts) and its replicas")

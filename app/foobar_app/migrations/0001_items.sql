@@ -1,4 +1,5 @@
--- foobar.com schema; applied idempotently by the mysql role (as the database admin).
+-- foobar.com schema, migration 0001: the items table. Applied once, in order, by the mysql role
+-- (state mysql.schema), and recorded in the table schema_migrations; never edit it once applied.
 CREATE TABLE IF NOT EXISTS items (
   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
   name VARCHAR(200) NOT NULL,
