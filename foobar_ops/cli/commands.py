@@ -198,6 +198,50 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 127  # not reached
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    if args.db_command == "status":
+        found = ops.db_status(args.inventory)
+        if args.json:
+            print(json.dumps(found.as_json(), indent=2))
+        else:
+            print(
+                table(
+                    rows(found.frame()),
+                    [
+                        "host",
+                        "role",
+                        "inventory_role",
+                        "read_only",
+                        "io_running",
+                        "sql_running",
+                        "lag_s",
+                        "gtid",
+                        "source",
+                        "error",
+                    ],
+                )
+            )
+            print("replication ok" if found.ok else "replication NOT ok", file=sys.stderr)
+        return 0 if found.ok else 1
+    common = {"test": args.test, "journal": args.journal, "command": args.command_line}
+    if args.db_command == "switchover":
+        change = ops.db_switchover(args.inventory, args.to, **common)
+    else:
+        change = ops.db_failover(args.inventory, **common)
+    if args.json:
+        print(json.dumps(change.as_json(), indent=2, default=str))
+    else:
+        for r in change.results:
+            print(f"{r.host:<10} {r.status.value:<8} {r.name:<10} {r.comment}")
+        outcome = "verified" if change.ok and not change.test else "checks pass" if change.ok else "FAILED"
+        print(
+            f"{change.kind} {change.old} -> {change.new or '?'}: {outcome}"
+            + (f": {change.error}" if change.error else ""),
+            file=sys.stderr,
+        )
+    return 0 if change.ok else 1
+
+
 def cmd_paths(args: argparse.Namespace) -> int:
     found = paths.describe()
     print(
@@ -219,4 +263,5 @@ HANDLERS = {
     "verify": cmd_verify,
     "run": cmd_run,
     "paths": cmd_paths,
+    "db": cmd_db,
 }

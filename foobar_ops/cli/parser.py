@@ -142,6 +142,23 @@ def _lab(sub: Sub) -> None:
     p.add_argument("remote", nargs=argparse.REMAINDER, metavar="-- COMMAND")
 
 
+def _db(sub: Sub) -> None:
+    p = sub.add_parser("db", help="the database pair: replication status, switchover, failover")
+    actions = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    q = actions.add_parser("status", help="replication health of every database node (exit 1 when not ok)")
+    _inventory(q)
+    _common(q, json=True)
+    q = actions.add_parser("switchover", help="make a replica the primary, losing no committed write")
+    _inventory(q)
+    _common(q, json=True, journal=True)
+    q.add_argument("--to", metavar="HOST", help="the replica to promote (default: the only one)")
+    q.add_argument("--test", action="store_true", help="check and show the steps; change nothing")
+    q = actions.add_parser("failover", help="the primary is gone: promote the most advanced replica")
+    _inventory(q)
+    _common(q, json=True, journal=True)
+    q.add_argument("--test", action="store_true", help="check and show the steps; change nothing")
+
+
 def _paths(sub: Sub) -> None:
     p = sub.add_parser("paths", help="where records (journal, output notebooks) and caches are kept")
     _common(p, json=True)
@@ -154,6 +171,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(prog="foobar-ops", description=description)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_hosts_ping_run, _apply_rollback, _lb_verify, _records, _lab, _paths):
+    for add in (_hosts_ping_run, _apply_rollback, _lb_verify, _db, _records, _lab, _paths):
         add(sub)
     return parser

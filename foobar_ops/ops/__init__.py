@@ -7,11 +7,15 @@ changes and returns an object that prints and renders in a notebook.
 from __future__ import annotations
 
 from .adhoc import run_command
+from .db import db_failover, db_status, db_switchover
 from .deploy import apply_states, deploy, plan, rollback
 from .lb import lb_drain, lb_maint, lb_ready, lb_stat
 from .site import verify
 
 __all__ = [
+    "db_failover",
+    "db_status",
+    "db_switchover",
     "apply_states",
     "deploy",
     "lb_drain",

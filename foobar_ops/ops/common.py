@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..core.inventory import Inventory
 from ..core.journal import Journal
+from ..core.result import Result
 from ..stack import load_inventory
+
+OnResult = Callable[[Result], None]
 
 
 def inventory_of(inventory: Inventory | str | Path) -> Inventory:

@@ -295,6 +295,7 @@ class Primary(State[ReplicationInfo]):
         if bad:
             return Plan(error=bad)
         source = fact.replica.get("Master_Host")
+        source = next((peer.name for peer in self.peers if peer.host == source), source)
         if source:
             return Plan(
                 error=f"{self.name} replicates from {source} but the inventory calls it the primary; "
@@ -380,6 +381,12 @@ class Replica(State[ReplicationInfo]):
         rep, p = fact.replica, self.primary
         if rep.get("Master_Host") == p.host and rep.get("Using_Gtid") in ("Slave_Pos", "Current_Pos"):
             return self._running(rep)
+        if not fact.read_only and not rep.get("Master_Host"):
+            return Plan(
+                error=f"{self.name} is a writable primary (it replicates from nobody) but the inventory calls it "
+                f"a replica of {p.name}; run `foobar-ops db switchover` to swap roles without losing "
+                "writes, or make the inventory name the node that is the primary"
+            )
         peer = fact.peers.get(p.name)
         if not isinstance(peer, dict):
             return Plan(error=f"cannot ask the primary {p.name} ({p.host}) for its GTID position: {peer}")
