@@ -26,11 +26,11 @@ class DBNode:
     def parse(cls, text: str) -> DBNode:
         """Parse NAME=HOST:PORT:WEIGHT (PORT and WEIGHT optional; without NAME=, the name is HOST)."""
         text = text.strip()
-        name, sep, rest = text.partition("=")
+        name, sep, rest = (part.strip() for part in text.partition("="))
         if not sep:
             name, rest = "", text
-        host, _, tail = rest.partition(":")
-        port, _, weight = tail.partition(":")
+        host, _, tail = (part.strip() for part in rest.partition(":"))
+        port, _, weight = (part.strip() for part in tail.partition(":"))
         if not host:
             raise ValueError(f"database node {text!r}: no host")
         return cls(name or host, host, int(port or 3306), int(weight or 1))

@@ -25,6 +25,9 @@ from .config import Config, DBNode
 log = logging.getLogger("foobar_app.db")
 
 READ_ONLY_ERROR = 1290  # ER_OPTION_PREVENTS_STATEMENT: the server runs with --read-only
+#: Errors that say the node (or the connection to it) is gone, not that the query was wrong:
+#: can't connect, gone away, lost, shutting down, connection killed.
+NODE_GONE = {2003, 2006, 2013, 2055, 1053, 1927, 1152}
 WRITER_WAIT = 5.0  # seconds a write waits for a primary to appear (e.g. during a switchover)
 GTID_WAIT = 0.5  # seconds a read waits for a replica to catch up with the client's own write
 
@@ -39,7 +42,8 @@ class NodeState:
 
     up: it answered.
     writable: read_only is off.
-    replicating: it is a replica whose two threads run.
+    replica: it replicates (or tries to) from a primary.
+    replicating: it is a replica whose two threads run, within max_lag.
     lag: seconds behind its primary (None: unknown, or not a replica).
     error: why it is down or not a healthy replica (for /health, in the app's own words).
     """
@@ -50,6 +54,7 @@ class NodeState:
     replicating: bool = False
     lag: float | None = None
     error: str | None = "not checked yet"
+    applying: bool = False  # its SQL thread runs (it may still wait for a primary that is gone)
 
 
 class Pool:
@@ -119,6 +124,7 @@ class Monitor:
         self._changed = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._checking = threading.Lock()  # one check at a time: its connections are not shared
 
     def start(self) -> None:
         """Check every node once now, then keep checking in the background."""
@@ -134,12 +140,13 @@ class Monitor:
             self.check_all()
 
     def check_all(self) -> None:
-        """Check every node now."""
-        for node in self.config.nodes:
-            state = self._check(node)
-            with self._changed:
-                self.states[node.name] = state
-                self._changed.notify_all()
+        """Check every node now (a check already under way is waited for, not run twice at once)."""
+        with self._checking:
+            for node in self.config.nodes:
+                state = self._check(node)
+                with self._changed:
+                    self.states[node.name] = state
+                    self._changed.notify_all()
 
     def _check(self, node: DBNode) -> NodeState:
         try:
@@ -156,7 +163,8 @@ class Monitor:
             return NodeState(error="unreachable")
         if not status:
             return NodeState(True, not read_only, error=None if not read_only else "read-only, not replicating")
-        running = status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes"
+        applying = status.get("Slave_SQL_Running") == "Yes"
+        running = status.get("Slave_IO_Running") == "Yes" and applying
         lag = status.get("Seconds_Behind_Master")
         lag = None if lag is None else float(lag)
         error = None
@@ -164,7 +172,7 @@ class Monitor:
             error = "replication stopped"
         elif lag is None or lag > self.config.max_lag:
             error = f"replication lag {lag} s over {self.config.max_lag:g} s"
-        return NodeState(True, not read_only, True, error is None, lag, error)
+        return NodeState(True, not read_only, True, error is None, lag, error, applying)
 
     def report_down(self, node: DBNode) -> None:
         """Take a node out at once after a request failed on it (the next check may put it back)."""
@@ -198,10 +206,14 @@ class Monitor:
         return node
 
     def readers(self) -> list[DBNode]:
-        """Return the nodes reads may go to: the primary and the healthy replicas, by weight > 0."""
+        """Return the nodes reads may go to: the primary and the healthy replicas, by weight > 0.
+        With no primary at all (it is gone, before a failover), replicas that still apply what they
+        received serve reads: stale for a while, but the site keeps answering."""
         with self._lock:
             writer = self._writer()
             healthy = [n for n in self.config.nodes if n == writer or self.states[n.name].replicating]
+            if writer is None and not healthy:
+                healthy = [n for n in self.config.nodes if self.states[n.name].up and self.states[n.name].applying]
         weighted = [n for n in healthy if n.weight > 0]
         return weighted or healthy
 
@@ -261,8 +273,14 @@ class Router:
         except pymysql.OperationalError:
             _close(conn)  # the connection may be broken: never reuse it
             raise
+        except Exception:
+            if getattr(conn, "open", True):
+                pool.put(conn)
+            else:
+                _close(conn)  # PyMySQL closed it (e.g. a packet out of sequence)
+            raise
         except BaseException:
-            pool.put(conn)
+            _close(conn)  # interrupted mid-query: its state is unknown
             raise
         pool.put(conn)
 
@@ -318,6 +336,8 @@ class Router:
                         continue
                     return work(conn), node.name
             except pymysql.OperationalError as err:
+                if not (err.args and err.args[0] in NODE_GONE):
+                    raise  # the query's own fault (e.g. a time limit): not the node's
                 log.warning("read on %s failed (%s): trying another node", node.name, err)
                 self.monitor.report_down(node)
                 self.pools[node.name].clear()

@@ -740,7 +740,7 @@ def test_monitor_state_of_a_writable_primary():
 def test_monitor_state_of_a_healthy_replica():
     mon, _ = make_monitor(primary("db-01"), replica("db-02", lag=2))
     assert mon.states["db-02"] == NodeState(
-        up=True, writable=False, replica=True, replicating=True, lag=2.0, error=None
+        up=True, writable=False, replica=True, replicating=True, lag=2.0, error=None, applying=True
     )
 
 
@@ -1636,3 +1636,14 @@ def test_sql_uses_parameters_never_formatted_values():
             assert sql.count("%s") == len(args)
         else:
             assert "%s" not in sql
+
+
+def test_with_the_primary_gone_replicas_that_still_apply_serve_reads():
+    """The primary is unreachable (before a failover): its replicas' IO threads are `Connecting`, so
+    none is a healthy replica; still, rather than failing every read (and /health on every web
+    server), a replica whose SQL thread runs serves them."""
+    mon, cluster = make_monitor(primary("db-01"), replica("db-02", io="Connecting", lag=None))
+    cluster["db-01"].down = True
+    mon.check_all()
+    assert mon.writer() is None
+    assert [n.name for n in mon.readers()] == ["db-02"]

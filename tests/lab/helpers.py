@@ -1,0 +1,101 @@
+"""What the lab tests share: requests through the load balancer, inventory copies, applies, and
+steady traffic in the background."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from foobar_ops.stack.verify import request
+from tests.conftest import LAB_INVENTORY, run_cli
+
+LB = "10.77.0.10"
+SITE = "foobar.com"
+
+
+def get(path="/", **kw):
+    return request(LB, 80, SITE, path, **kw)
+
+
+def post(body: bytes, ctype="application/json"):
+    return request(LB, 80, SITE, "/api/items", method="POST", body=body, headers={"Content-Type": ctype})
+
+
+def inventory_with(tmp_path: Path, host: str, **vars_) -> Path:
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    for name in [host] if isinstance(host, str) else host:
+        data["hosts"][name].setdefault("vars", {}).update(vars_)
+    path = tmp_path / "stack.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def apply(inv=LAB_INVENTORY, *extra):
+    done = run_cli("apply", "-i", inv, "--json", *extra, timeout=900)
+    assert done.out, done
+    return done, done.json()
+
+
+class Traffic:
+    """Requests through the load balancer in a background thread, bounded in count and time.
+    With writes=TAG, every other request is a POST of an item named TAG-N (every `every`-th, when
+    given); each result keeps its status, the node and server that answered, and the item name."""
+
+    def __init__(self, path="/health", max_seconds=90, max_requests=5000, writes: str | None = None, every: int = 2):
+        self.path, self.max_seconds, self.max_requests, self.writes = path, max_seconds, max_requests, writes
+        self.every = every
+        self.results: list[dict] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        deadline = time.monotonic() + self.max_seconds
+        while not self.stop.is_set() and time.monotonic() < deadline and len(self.results) < self.max_requests:
+            n = len(self.results)
+            if self.writes and n % self.every == self.every - 1:
+                name = f"{self.writes}-{n}"
+                answer = post(json.dumps({"name": name}).encode())
+                self.results.append(
+                    dict(
+                        answer,
+                        status=200 if answer["status"] == 201 else answer["status"],
+                        posted=answer["status"] == 201,
+                        name=name,
+                        write=True,
+                    )
+                )
+            else:
+                self.results.append(dict(get(self.path), write=False))
+            time.sleep(0.01)
+
+    @property
+    def posted(self) -> int:
+        """POSTs acknowledged (201)."""
+        return sum(1 for r in self.results if r.get("posted"))
+
+    @property
+    def acknowledged(self) -> list[str]:
+        """Names of the items whose POST was acknowledged."""
+        return [r["name"] for r in self.results if r.get("posted")]
+
+    def __enter__(self):
+        self.thread.start()
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(0.3)
+        self.stop.set()
+        self.thread.join(10)
+
+    @property
+    def failures(self):
+        return [r for r in self.results if r["status"] != 200]
+
+    @property
+    def read_failures(self):
+        return [r for r in self.failures if not r["write"]]
