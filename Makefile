@@ -32,8 +32,8 @@ demo: setup
 
 # lint and format (ruff), types (mypy), the layering contract (import-linter)
 lint: venv
-	$(BIN)/ruff check foobar_ops tests scripts app
-	$(BIN)/ruff format --check foobar_ops tests scripts app
+	$(BIN)/ruff check foobar_ops tests scripts app runbooks
+	$(BIN)/ruff format --check foobar_ops tests scripts app runbooks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -26,14 +26,31 @@ from .core.errors import (
 )
 from .core.inventory import Host, Inventory
 from .core.journal import Journal, changes, runs
+from .core.progress import Progress
 from .core.report import Report
 from .core.result import HostOutcome, Outcome, Result, Status
 from .core.secrets import Secret
 from .core.version import __version__
-from .ops import apply_states, deploy, lb_drain, lb_maint, lb_ready, lb_stat, plan, rollback, run_command, verify
-from .runbooks import RunbookParameterError, check_parameters
-from .stack import load_inventory
+from .ops import (
+    apply_plan,
+    apply_states,
+    db_failover,
+    db_status,
+    db_switchover,
+    deploy,
+    lb_drain,
+    lb_maint,
+    lb_ready,
+    lb_stat,
+    plan,
+    rollback,
+    run_command,
+    verify,
+)
+from .runbooks import RunbookParameterError, SecretRef, check_parameters, runbook
+from .stack import load_inventory, observe
 from .stack.lb import HAProxy, LBError
+from .stack.replication import probe as replication_probe
 from .stack.verify import Verification
 
 __all__ = [
@@ -44,6 +61,11 @@ __all__ = [
     "Host",
     "Secret",
     # operations
+    "apply_plan",
+    "db_status",
+    "db_switchover",
+    "db_failover",
+    "replication_probe",
     "plan",
     "deploy",
     "rollback",
@@ -65,6 +87,8 @@ __all__ = [
     "HostOutcome",
     "Outcome",
     "Verification",
+    # looking at the running stack (read-only)
+    "observe",
     # records
     "journal",
     "Journal",
@@ -72,7 +96,11 @@ __all__ = [
     "changes",
     "paths",
     # runbooks
+    "runbook",
+    "run_runbook",
     "check_parameters",
+    "SecretRef",
+    "Progress",
     # errors
     "FoobarOpsError",
     "InventoryError",
@@ -87,3 +115,10 @@ __all__ = [
     "LBError",
     "RunbookParameterError",
 ]
+
+
+def run_runbook(name: str, inventory: str | None = None, parameters: dict | None = None, **kw: object) -> object:
+    """Run a runbook with papermill (see foobar_ops.runbooks.runner.run); return its RunbookRun."""
+    from .runbooks import runner
+
+    return runner.run(name, inventory, parameters, **kw)  # type: ignore[arg-type]

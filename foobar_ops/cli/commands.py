@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import ops
 from ..core import paths
+from ..core.errors import FoobarOpsError
 from ..core.journal import Journal
 from ..stack import load_inventory
 from .tables import ago, rows, table
@@ -61,6 +62,15 @@ def cmd_ping(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    if args.save_plan and not args.test:
+        raise FoobarOpsError("--save-plan needs --test: a plan is made in test mode")
+    if args.plan:
+        if args.test or args.states or args.roles or args.pattern:
+            raise FoobarOpsError("--plan applies the saved plan as it is: give no roles, --hosts, --states or --test")
+        report = ops.apply_plan(
+            args.inventory, args.plan, journal=args.journal, command=args.command_line, parallel=args.parallel
+        )
+        return _print_report(report, args)
     if args.states:
         report = ops.apply_states(
             args.inventory,
@@ -70,6 +80,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             journal=args.journal,
             command=args.command_line,
             parallel=args.parallel,
+            save_plan=args.save_plan,
         )
     else:
         report = ops.deploy(
@@ -80,6 +91,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             journal=args.journal,
             command=args.command_line,
             parallel=args.parallel,
+            save_plan=args.save_plan,
         )
     return _print_report(report, args)
 
@@ -242,6 +254,53 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0 if change.ok else 1
 
 
+def cmd_runbook(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ..runbooks import runner
+
+    if args.name == "list":
+        found = runner.catalog_json()
+        if args.json:
+            print(json.dumps(found, indent=2, default=str))
+        else:
+            for rb in found:
+                params = ", ".join(
+                    p["name"] + ("" if p["required"] else "=" + repr(p["default"])) for p in rb["parameters"]
+                )
+                print(f"{rb['name']:<26} {rb['description']}\n{'':<26} parameters: {params or '-'}")
+        return 0
+    given: dict[str, Any] = {}
+    for source in [*(path.read_text() for path in args.file), *args.yaml]:
+        loaded = yaml.safe_load(source) or {}
+        if not isinstance(loaded, dict):
+            raise FoobarOpsError(f"runbook parameters must be a YAML mapping, not {type(loaded).__name__}")
+        given.update(loaded)
+    texts = dict(args.parameter)
+    done = runner.run(
+        args.name,
+        args.inventory,
+        given,
+        texts=texts,
+        test=True if args.test else None,
+        journal=args.journal,
+        stream=False if args.quiet or args.json else None,
+        start_timeout=args.start_timeout,
+        cell_timeout=args.cell_timeout,
+        command=args.command_line,
+    )
+    if args.json:
+        print(json.dumps(done.as_json(), indent=2))
+    else:
+        where = f"; notebook {done.output_notebook}, HTML {done.html}" if done.output_notebook else ""
+        print(
+            f"runbook {done.runbook} ({done.run_id}): {done.outcome}{where}"
+            + (f"\n{done.error}" if done.error else ""),
+            file=sys.stderr,
+        )
+    return done.exit_code
+
+
 def cmd_paths(args: argparse.Namespace) -> int:
     found = paths.describe()
     print(
@@ -264,4 +323,5 @@ HANDLERS = {
     "run": cmd_run,
     "paths": cmd_paths,
     "db": cmd_db,
+    "runbook": cmd_runbook,
 }

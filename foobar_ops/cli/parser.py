@@ -12,14 +12,14 @@ DEFAULT_LAB_INVENTORY = _CHECKOUT_LAB if _CHECKOUT_LAB.is_file() else Path("inve
 PATTERN_HELP = "host pattern: name, glob, role:NAME, group:NAME"
 
 
-def _inventory(p: argparse.ArgumentParser, required: bool = True) -> None:
+def _inventory(p: argparse.ArgumentParser, required: bool = True, default: Path | None = DEFAULT_LAB_INVENTORY) -> None:
     p.add_argument(
         "-i",
         "--inventory",
         required=required,
         type=Path,
-        default=None if required else DEFAULT_LAB_INVENTORY,
-        help="inventory YAML file" + ("" if required else f" (default: {DEFAULT_LAB_INVENTORY})"),
+        default=None if required else default,
+        help="inventory YAML file" + ("" if required or default is None else f" (default: {default})"),
     )
 
 
@@ -75,6 +75,18 @@ def _apply_rollback(sub: Sub) -> None:
         help="apply the states(host, inventory) of this Python file instead of the roles",
     )
     p.add_argument("--test", action="store_true", help="dry-run: show what would change, with diffs")
+    p.add_argument(
+        "--save-plan",
+        metavar="FILE",
+        type=Path,
+        help="with --test: save the plan, to apply exactly it later with --plan",
+    )
+    p.add_argument(
+        "--plan",
+        metavar="FILE",
+        type=Path,
+        help="apply a saved plan: hosts that drifted since are refused, the others changed as planned",
+    )
     p.add_argument("--no-diff", action="store_true", help="leave diffs out of the summary")
     p = sub.add_parser("rollback", help="switch app hosts back to their previous release")
     _inventory(p)
@@ -159,6 +171,42 @@ def _db(sub: Sub) -> None:
     q.add_argument("--test", action="store_true", help="check and show the steps; change nothing")
 
 
+def _runbook(sub: Sub) -> None:
+    p = sub.add_parser(
+        "runbook",
+        help="run a runbook (`runbook list` lists them)",
+        description="Run a runbook: `foobar-ops runbook NAME -i INV [-p NAME VALUE ...]`, or list "
+        "them: `foobar-ops runbook list [--json]`.",
+    )
+    p.add_argument("name", metavar="NAME", help="the runbook (runbooks/NAME.py), or `list`")
+    _inventory(p, required=False, default=None)
+    p.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a parameter (its text is read as the parameter's declared type)",
+    )
+    p.add_argument(
+        "-y",
+        "--yaml",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="parameters as a YAML mapping (for lists and mappings)",
+    )
+    p.add_argument(
+        "-f", "--file", action="append", default=[], type=Path, metavar="FILE", help="parameters from a YAML file"
+    )
+    p.add_argument("--test", action="store_true", help="the runbook's plan-only mode (its `test` parameter)")
+    p.add_argument("--cell-timeout", type=float, default=1800, help="seconds each cell may run (default 1800)")
+    p.add_argument("--start-timeout", type=float, default=60, help="seconds the kernel gets to start (default 60)")
+    p.add_argument("--quiet", action="store_true", help="do not stream the cells' output")
+    _common(p, json=True, journal=True)
+
+
 def _paths(sub: Sub) -> None:
     p = sub.add_parser("paths", help="where records (journal, output notebooks) and caches are kept")
     _common(p, json=True)
@@ -171,6 +219,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(prog="foobar-ops", description=description)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_hosts_ping_run, _apply_rollback, _lb_verify, _db, _records, _lab, _paths):
+    for add in (_hosts_ping_run, _apply_rollback, _lb_verify, _db, _runbook, _records, _lab, _paths):
         add(sub)
     return parser

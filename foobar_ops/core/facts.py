@@ -587,7 +587,7 @@ class ReplicationFact(Fact[ReplicationInfo]):
             )
             parts.append(
                 f"echo @@peer {cmd(peer.name)}; if [ -r {cmd(self.client_cnf or '')} ]; then {ask}; "
-                f"else echo 'no client option file {self.client_cnf}'; echo sql-exit=2; fi"
+                f"else echo {cmd('no client option file ' + (self.client_cnf or ''))}; echo sql-exit=2; fi"
             )
         return "; ".join(parts)
 

@@ -26,7 +26,7 @@ from .version import __version__
 
 #: The source checkout, when foobar_ops runs from one (its git commit is recorded).
 CHECKOUT = Path(__file__).resolve().parents[2]
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,11 +49,26 @@ _MIGRATIONS = [
       WHEN result IS NULL THEN 'pending' WHEN changed = 1 THEN 'changed' ELSE 'ok' END;
     CREATE TABLE IF NOT EXISTS hosts (run_id TEXT NOT NULL REFERENCES runs(run_id), host TEXT NOT NULL,
       outcome TEXT NOT NULL, error TEXT, round_trips INTEGER, PRIMARY KEY (run_id, host));""",
+    # 2 -> 3: a runbook run links its HTML rendering too
+    "ALTER TABLE runs ADD COLUMN output_html TEXT;",
 ]
 
 
 class JournalError(FoobarOpsError):
     """The journal could not be read or written, or a query was malformed."""
+
+
+_context: dict[str, str | None] = {}
+
+
+def set_context(runbook: str | None = None, output_notebook: str | None = None) -> None:
+    """Link every run this process journals from now on to a runbook and its output notebook
+    (set by a runbook's first cell).
+
+    runbook: the runbook's name.
+    output_notebook: its output notebook.
+    """
+    _context.update(runbook=runbook, output_notebook=output_notebook)
 
 
 def _now() -> str:
@@ -161,6 +176,8 @@ class Journal:
         run_id: a given id (default: a new one).
         """
         run_id = run_id or datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        runbook = runbook or _context.get("runbook")
+        output_notebook = output_notebook or _context.get("output_notebook")
         params = mask_known(json.dumps(mask_deep(parameters or {}), default=str, sort_keys=True))
         self._write(
             "INSERT INTO runs (run_id, started, user, command, runbook, parameters, inventory, "
@@ -210,6 +227,14 @@ class Journal:
                 r.duration_ms,
             ),
         )
+
+    def set_outputs(self, run_id: str, notebook: str | None, html: str | None) -> None:
+        """Link a run to its output notebook and its HTML rendering.
+
+        run_id: the run.
+        notebook, html: their paths.
+        """
+        self._write("UPDATE runs SET output_notebook = ?, output_html = ? WHERE run_id = ?", (notebook, html, run_id))
 
     def add_outcome(self, run_id: str, outcome: HostOutcome) -> None:
         """Record how one host fared in a run.

@@ -38,6 +38,7 @@ class Report:
     outcomes: dict[str, HostOutcome] = field(default_factory=dict)
     duration_s: float = 0.0
     hosts: list[str] = field(default_factory=list)
+    plan_file: str | None = None  # where this plan (a test-mode run) was saved, when it was
 
     @property
     def round_trips(self) -> dict[str, int]:

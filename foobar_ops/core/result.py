@@ -45,6 +45,7 @@ class Result:
     diff: unified diff where content changes, else None.
     duration_ms: time spent on this state.
     idempotent: False for a command that runs every time (no guard).
+    digest: a digest of the state's fact and plan (see engine.host.digest).
     """
 
     host: str
@@ -57,6 +58,7 @@ class Result:
     diff: str | None = None
     duration_ms: float = 0.0
     idempotent: bool = True
+    digest: str | None = None  # what the state saw and would do, for saved plans
 
     @property
     def result(self) -> bool | None:

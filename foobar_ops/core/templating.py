@@ -22,14 +22,15 @@ def systemd_env(value: object) -> str:
     """Quote a value for a systemd EnvironmentFile line: double quotes, with backslash, quote,
     dollar sign and newline escaped, so that spaces, quotes and backslashes survive as written."""
     text = str(value)
-    for raw, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("$", "\\$")):
+    for raw, escaped in (("\\", "\\\\"), ('"', '\\"'), ("$", "\\$"), ("`", "\\`")):
         text = text.replace(raw, escaped)
     return f'"{text}"'
 
 
 def mysql_option(value: object) -> str:
     """Quote a value for a MariaDB option file: double quotes, with backslash and quote escaped."""
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{text}"'
 
 
 FILTERS = {"systemd_env": systemd_env, "mysql_option": mysql_option}

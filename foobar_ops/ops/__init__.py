@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from .adhoc import run_command
 from .db import db_failover, db_status, db_switchover
-from .deploy import apply_states, deploy, plan, rollback
+from .deploy import apply_plan, apply_states, deploy, plan, rollback
 from .lb import lb_drain, lb_maint, lb_ready, lb_stat
 from .site import verify
 
 __all__ = [
+    "apply_plan",
     "db_failover",
     "db_status",
     "db_switchover",

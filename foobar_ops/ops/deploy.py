@@ -11,6 +11,7 @@ from ..core.inventory import Inventory
 from ..core.journal import Journal
 from ..core.report import Report
 from ..core.result import Result
+from ..core.savedplan import SavedPlan
 from ..stack import roles as stack_roles
 from ..stack.roles.app import rollback_states
 from ..stack.rolling import rolling_phase
@@ -32,6 +33,8 @@ def deploy(
     parameters: dict[str, Any] | None = None,
     on_result: OnResult | None = None,
     parallel: int = 10,
+    save_plan: str | Path | None = None,
+    expected: dict[str, dict[str, str]] | None = None,
 ) -> Report:
     """Apply the inventory's roles to its hosts, phase by phase (the app one host at a time, each
     drained in the load balancer while it changes); return the Report.
@@ -46,12 +49,14 @@ def deploy(
     parameters: what is recorded as the run's parameters (default: roles, hosts, test).
     on_result: called with every result as it comes.
     parallel: at most this many hosts at once.
+    save_plan: with test, save the plan to this file (apply it later with apply_plan).
+    expected: a saved plan's digests (see apply_plan).
     """
     roles = list(roles or [])
     stack_roles.check_roles(roles)
     inv = inventory_of(inventory)
     params = parameters if parameters is not None else {"roles": roles, "hosts": hosts, "test": test}
-    return apply(
+    report = apply(
         inv,
         stack_roles.phases(roles or None),
         hosts=hosts,
@@ -63,6 +68,69 @@ def deploy(
         output_notebook=output_notebook,
         on_result=on_result,
         parallel=parallel,
+        expected=expected,
+    )
+    _save(report, inv, {"roles": roles, "hosts": hosts, "states": None}, save_plan)
+    return report
+
+
+def _save(report: Report, inventory: Inventory, selection: dict[str, Any], path: str | Path | None) -> None:
+    if path is not None:
+        SavedPlan.from_report(report, inventory, selection).save(path)
+        report.plan_file = str(path)
+
+
+def apply_plan(
+    inventory: Inventory | str | Path,
+    plan_file: str | Path,
+    *,
+    journal: Journal | str | Path | None = None,
+    command: str = "python: apply_plan",
+    on_result: OnResult | None = None,
+    parallel: int = 10,
+    runbook: str | None = None,
+    output_notebook: str | None = None,
+) -> Report:
+    """Apply a saved plan: the same roles (or states file) on the same hosts, only where each host
+    still matches what the plan saw; a host that drifted is refused (its failed result names the
+    state) and the others change exactly as planned.
+
+    inventory: the Inventory, or its path (it must be unchanged since the plan).
+    plan_file: the plan (from deploy/apply_states with test and save_plan).
+    journal: the journal (default: the records folder's).
+    command: what is recorded as having started the run.
+    on_result: called with every result as it comes.
+    parallel: at most this many hosts at once.
+    runbook, output_notebook: the runbook and its output notebook, when a runbook runs it.
+    """
+    inv = inventory_of(inventory)
+    saved = SavedPlan.load(plan_file)
+    saved.check(inv)
+    sel = saved.selection
+    params = {"plan": str(plan_file), "planned_in": saved.run_id, **sel}
+    if sel.get("states"):
+        return apply_states(
+            inv,
+            sel["states"],
+            hosts=sel.get("hosts"),
+            journal=journal,
+            command=command,
+            parallel=parallel,
+            on_result=on_result,
+            expected=saved.digests,
+        )
+    return deploy(
+        inv,
+        sel.get("roles") or None,
+        hosts=sel.get("hosts"),
+        journal=journal,
+        command=command,
+        parameters=params,
+        on_result=on_result,
+        parallel=parallel,
+        expected=saved.digests,
+        runbook=runbook,
+        output_notebook=output_notebook,
     )
 
 
@@ -87,6 +155,8 @@ def apply_states(
     command: str = "python: apply_states",
     parallel: int = 10,
     on_result: OnResult | None = None,
+    save_plan: str | Path | None = None,
+    expected: dict[str, dict[str, str]] | None = None,
 ) -> Report:
     """Apply the states that a Python file's `states(host, inventory)` returns; return the Report.
 
@@ -98,9 +168,11 @@ def apply_states(
     command: what is recorded as having started the run.
     parallel: at most this many hosts at once.
     on_result: called with every result as it comes.
+    save_plan: with test, save the plan to this file (apply it later with apply_plan).
+    expected: a saved plan's digests (see apply_plan).
     """
     inv = inventory_of(inventory)
-    return apply(
+    report = apply(
         inv,
         load_state_file(state_file),
         hosts=hosts,
@@ -110,7 +182,10 @@ def apply_states(
         parameters={"states": str(state_file), "hosts": hosts, "test": test},
         parallel=parallel,
         on_result=on_result,
+        expected=expected,
     )
+    _save(report, inv, {"roles": [], "hosts": hosts, "states": str(Path(state_file).resolve())}, save_plan)
+    return report
 
 
 def rollback(

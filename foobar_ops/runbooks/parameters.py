@@ -1,47 +1,262 @@
-"""Runbook parameters: check the parameters a run was given, by name and type."""
+"""Runbook parameters, declared once in the runbook's `parameters` cell as annotated assignments:
+
+    inventory: str = "inventories/lab.yml"   # the inventory file
+    server: Literal["web-01", "web-02"]      # required (no value): the server to act on
+    requests: int = 20                       # how many requests to verify with
+    token: SecretRef = "env:DEMO_TOKEN"      # a secret, passed by reference only
+    hosts: str | None = None                 # None allowed
+
+The runner reads the declarations from the source (before any cell runs) and the notebook checks
+them again from its own `__annotations__` (when run with papermill directly): an unknown name, a
+missing required one, or a wrong type or value is refused, naming it.
+"""
 
 from __future__ import annotations
 
+import ast
+import difflib
+import io
+import tokenize
 import types
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
 
 from ..core.errors import FoobarOpsError
+from ..core.secrets import is_secret_ref
 
 #: Names an IPython kernel puts in a notebook's namespace before any cell runs.
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "display"}
+#: Parameters the runner sets itself (declared by runbooks that use them).
+RUNNER_SET = ("run_id", "output_notebook")
 
 
 class RunbookParameterError(FoobarOpsError):
-    """A runbook was given an unknown parameter or a value of the wrong type."""
+    """A runbook was given an unknown parameter, no value for a required one, or a wrong value."""
 
 
-def check_parameters(namespace: dict[str, Any], spec: dict[str, tuple[type, ...]]) -> dict[str, Any]:
-    """Check a runbook's parameters by name and type; return them as a dict.
+class SecretRef(str):
+    """A runbook parameter that holds a secret by reference (env:NAME or file:PATH), never a value."""
 
-    namespace: the notebook's globals() right after the parameters cells.
-    spec: parameter name -> allowed types (e.g. {"test": (bool,), "hosts": (str, type(None))}).
-    Raises RunbookParameterError naming an unknown parameter (a typo such as `tset`) or a value of
-    the wrong type (such as the string "false" for a bool).
+
+@dataclass(frozen=True)
+class Param:
+    """One declared runbook parameter.
+
+    name: its name.
+    kind: str, int, float, bool, list, dict or secret.
+    default: its value when none is given (ignored when required).
+    required: it has no default.
+    choices: the allowed values (a Literal annotation), or None.
+    optional: None is allowed.
+    help: the comment on its line.
     """
+
+    name: str
+    kind: str
+    default: Any = None
+    required: bool = False
+    choices: tuple[Any, ...] | None = None
+    optional: bool = False
+    help: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.kind + (" | None" if self.optional else ""),
+            "default": self.default,
+            "required": self.required,
+            "choices": list(self.choices) if self.choices else None,
+            "help": self.help,
+        }
+
+    def check(self, value: Any) -> Any:
+        """Return the value if it fits the declaration; raise RunbookParameterError naming it."""
+        if value is None and self.optional:
+            return None
+        ok = {
+            "str": isinstance(value, str),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
+            "list": isinstance(value, list),
+            "dict": isinstance(value, dict),
+            "secret": is_secret_ref(value),
+        }[self.kind]
+        if not ok:
+            wanted = (
+                "a secret reference (env:NAME or file:PATH), not a value"
+                if self.kind == "secret"
+                else self.kind + (" or None" if self.optional else "")
+            )
+            shown = "(a value)" if self.kind == "secret" else f"{type(value).__name__} {value!r}"
+            raise RunbookParameterError(f"parameter {self.name!r} must be {wanted}, not {shown}")
+        if self.choices is not None and value not in self.choices:
+            raise RunbookParameterError(
+                f"parameter {self.name!r} must be one of {', '.join(map(repr, self.choices))}, not {value!r}"
+            )
+        return float(value) if self.kind == "float" else value
+
+    def parse_text(self, text: str) -> Any:
+        """Turn a command-line value (-p NAME VALUE) into the declared type, as YAML reads it."""
+        if self.kind in ("str", "secret"):
+            return text
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+
+
+_KINDS = {
+    "str": "str",
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "list": "list",
+    "dict": "dict",
+    "SecretRef": "secret",
+}
+
+
+def _annotation(node: ast.expr, name: str) -> tuple[str, tuple[Any, ...] | None, bool]:
+    """Return (kind, choices, optional) from an annotation's syntax."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        for side, other in ((node.left, node.right), (node.right, node.left)):
+            if isinstance(other, ast.Constant) and other.value is None:
+                kind, choices, _ = _annotation(side, name)
+                return kind, choices, True
+    if isinstance(node, ast.Name) and node.id in _KINDS:
+        return _KINDS[node.id], None, False
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "Literal":
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        values = tuple(ast.literal_eval(i) for i in items)
+        kinds = {type(v).__name__ for v in values}
+        return (kinds.pop() if len(kinds) == 1 else "str"), values, False
+    raise RunbookParameterError(
+        f"parameter {name!r}: its type {ast.unparse(node)!r} is not one a runbook "
+        f"takes ({', '.join(_KINDS)}, Literal[...], or one of those | None)"
+    )
+
+
+def _comments(source: str) -> dict[int, str]:
+    out = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                out[tok.start[0]] = tok.string.lstrip("#").strip()
+    except (tokenize.TokenError, IndentationError):
+        pass
+    return out
+
+
+def declared(source: str) -> list[Param]:
+    """Return the parameters a `parameters` cell declares; refuse an undeclared type.
+
+    source: the cell's source.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise RunbookParameterError(f"the parameters cell does not parse: {err}") from None
+    comments = _comments(source)
+    out = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.Expr)):
+            continue
+        if isinstance(node, ast.Assign):
+            names = ", ".join(ast.unparse(t) for t in node.targets)
+            raise RunbookParameterError(f"parameter {names} has no type: declare it as `NAME: TYPE = VALUE`")
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            raise RunbookParameterError(f"the parameters cell may only declare parameters: {ast.unparse(node)!r}")
+        name = node.target.id
+        kind, choices, optional = _annotation(node.annotation, name)
+        default = None
+        if node.value is not None:
+            try:
+                default = ast.literal_eval(node.value)
+            except ValueError:
+                raise RunbookParameterError(f"parameter {name!r}: its default must be a literal value") from None
+        out.append(Param(name, kind, default, node.value is None, choices, optional, comments.get(node.lineno, "")))
+    return out
+
+
+def resolve(params: list[Param], given: dict[str, Any], texts: dict[str, str] | None = None) -> dict[str, Any]:
+    """Return every parameter's value: given ones checked, command-line text parsed to its type,
+    defaults for the rest; refuse an unknown name or a missing required one.
+
+    params: the declarations.
+    given: typed values (from YAML, or Python).
+    texts: command-line values (-p NAME VALUE), parsed to each parameter's type.
+    """
+    by_name = {p.name: p for p in params}
+    values: dict[str, Any] = {}
+    for name, value in [*(texts or {}).items(), *given.items()]:
+        if name not in by_name:
+            close = difflib.get_close_matches(name, list(by_name), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise RunbookParameterError(
+                f"unknown parameter {name!r}{hint}; this runbook takes: {', '.join(by_name) or 'none'}"
+            )
+        if texts and name in texts and name not in given:
+            value = by_name[name].parse_text(value)
+        values[name] = by_name[name].check(value)
+    missing = [p.name for p in params if p.required and p.name not in values and p.name not in RUNNER_SET]
+    if missing:
+        raise RunbookParameterError(
+            f"parameter(s) {', '.join(map(repr, missing))} required: give a value with -p NAME VALUE"
+        )
+    return {p.name: values.get(p.name, p.default) for p in params}
+
+
+def _from_annotation(name: str, annotation: Any) -> Param:
+    """A Param from a runtime annotation (the kernel's __annotations__)."""
+    optional = False
+    if isinstance(annotation, types.UnionType) or get_origin(annotation) is types.UnionType:
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        optional, annotation = len(args) < len(get_args(annotation)), args[0]
+    if get_origin(annotation) is Literal:
+        choices = get_args(annotation)
+        return Param(name, type(choices[0]).__name__, choices=choices, optional=optional)
+    kind = "secret" if annotation is SecretRef else getattr(annotation, "__name__", str(annotation))
+    if kind not in _KINDS.values():
+        raise RunbookParameterError(f"parameter {name!r}: type {annotation!r} is not one a runbook takes")
+    return Param(name, kind, optional=optional)
+
+
+def check_parameters(namespace: dict[str, Any], spec: dict[str, tuple[type, ...]] | None = None) -> dict[str, Any]:
+    """Check a runbook's parameters inside the notebook, right after its parameters cell, from the
+    cell's own annotations; return them as a dict.
+
+    namespace: the notebook's globals().
+    spec: (older runbooks) name -> allowed types, instead of annotations.
+    Raises RunbookParameterError naming an unknown parameter (a typo such as `tset`), a missing
+    one, or a value of the wrong type or not among the declared choices.
+    """
+    if spec is not None:
+        params = [_spec_param(name, types_) for name, types_ in spec.items()]
+    else:
+        params = [_from_annotation(n, a) for n, a in namespace.get("__annotations__", {}).items()]
+    names = {p.name for p in params}
     unknown = sorted(
         n
-        for n in namespace
+        for n, v in namespace.items()
         if not n.startswith("_")
-        and n not in spec
+        and n not in names
         and n not in _KERNEL_NAMES
-        and not callable(namespace[n])
-        and not isinstance(namespace[n], types.ModuleType)
+        and not callable(v)
+        and not isinstance(v, types.ModuleType)
     )
     if unknown:
         raise RunbookParameterError(
-            f"unknown parameter(s): {', '.join(unknown)} (this runbook takes: {', '.join(spec)})"
+            f"unknown parameter(s): {', '.join(unknown)} (this runbook takes: {', '.join(sorted(names))})"
         )
-    missing = [name for name in spec if name not in namespace]
+    missing = [p.name for p in params if p.name not in namespace]
     if missing:
-        raise RunbookParameterError(f"parameter(s) {', '.join(missing)} missing from the runbook's parameters cell")
-    for name, allowed in spec.items():
-        value = namespace[name]
-        if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
-            wanted = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-            raise RunbookParameterError(f"parameter {name!r} must be {wanted}, not {type(value).__name__} {value!r}")
-    return {name: namespace[name] for name in spec}
+        raise RunbookParameterError(f"parameter(s) {', '.join(missing)} required: give a value")
+    return {p.name: p.check(namespace[p.name]) for p in params}
+
+
+def _spec_param(name: str, allowed: tuple[type, ...]) -> Param:
+    kinds = [t for t in allowed if t is not type(None)]
+    return Param(name, kinds[0].__name__ if kinds else "str", optional=type(None) in allowed)

@@ -53,10 +53,12 @@ class NodeStatus:
     source: str | None = None
     error: str | None = None
     binlog_state: str | None = field(default=None, repr=False)
+    last_error: str | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("binlog_state")
+        out.pop("last_error")
         return out
 
 
@@ -115,6 +117,7 @@ def _describe(name: str, inventory_role: str, info: Any, by_address: dict[str, s
         by_address.get(source or "", source) if source else None,
         None,
         info.local.get("gtid_binlog_state"),
+        rep.get("Last_SQL_Error") or rep.get("Last_IO_Error") or None,
     )
     return status
 
@@ -132,7 +135,9 @@ def _judge(status: NodeStatus, primary: str, max_lag: float) -> str | None:
     if status.source != primary:
         return f"replicates from {status.source}, not from the primary {primary}"
     if not status.io_running or not status.sql_running:
-        return f"replication threads stopped (io {status.io_running}, sql {status.sql_running})"
+        return f"replication threads stopped (io {status.io_running}, sql {status.sql_running})" + (
+            f": {status.last_error}" if status.last_error else ""
+        )
     if status.lag_s is None:
         return "replication lag unknown"
     if status.lag_s > max_lag:
@@ -398,7 +403,10 @@ def _switch(
     for seen in before.nodes:
         verdict = "healthy" if seen.error is None else seen.error
         steps.check(seen.host, "check", seen.error is None, f"{seen.role} {seen.host}: {verdict}")
-    errant = gtid.missing(before.node(new.name).binlog_state, before.node(old.name).binlog_state)
+    # the replica's position first, the primary's after it: under writes, the other order would take
+    # a transaction the replica just received for one the primary lacks
+    mine = nodes[new.name].info().local.get("gtid_binlog_state")
+    errant = gtid.missing(mine, nodes[old.name].info().local.get("gtid_binlog_state"))
     steps.check(
         new.name,
         "errant",
@@ -559,7 +567,9 @@ def failover(
             steps.record(h.name, "candidate", Status.OK, f"reachable, has received up to {received or '-'}")
         if not candidates:
             raise ReplicationError("no replica can be reached: nothing to promote")
-        new, received = max(candidates, key=lambda c: sum(g.seq for g in gtid.parse(c[1])))
+        # the most advanced: one whose received position covers every other's (by domain and server)
+        ahead = [c for c in candidates if all(gtid.covers(c[1], other[1]) for other in candidates)]
+        new, received = (ahead or candidates)[0]
         change.new = new.name
         new_node = nodes[new.name]
         steps.do(
@@ -587,3 +597,38 @@ def failover(
         for node in nodes.values():
             node.close()
     return change
+
+
+def probe(inventory: Any, timeout: float = 5.0) -> dict[str, bool]:
+    """Write a probe row on the primary (as the admin, in a table of its own) and return, per
+    replica, whether it arrived within timeout seconds.
+
+    inventory: the Inventory.
+    timeout: seconds each replica gets.
+    """
+    import uuid
+
+    db = db_settings(inventory)["name"]
+    mark = uuid.uuid4().hex
+    table = f"`{db}`.`foobar_ops_probe`"
+    primary = Node(db_primary(inventory), inventory)
+    replicas = [Node(h, inventory) for h in db_hosts(inventory) if h.name != primary.name]
+    try:
+        primary.query(
+            f"CREATE TABLE IF NOT EXISTS {table} (mark CHAR(32) PRIMARY KEY, at TIMESTAMP(6) NOT NULL "
+            f"DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB; INSERT INTO {table} (mark) VALUES ('{mark}'); "
+            f"DELETE FROM {table} WHERE at < NOW() - INTERVAL 1 DAY; SELECT 1 AS ok"
+        )
+        seen = {}
+        for node in replicas:
+            deadline = time.monotonic() + timeout
+            while True:
+                found = node.query(f"SELECT COUNT(*) AS n FROM {table} WHERE mark = '{mark}'")[0]["n"] == "1"
+                if found or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            seen[node.name] = found
+        return seen
+    finally:
+        for node in [primary, *replicas]:
+            node.close()

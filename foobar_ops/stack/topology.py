@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.errors import FoobarOpsError
+from ..core.secrets import Secret
 
 DEFAULT_PORTS = {"http": 80, "app": 8000, "mysql": 3306}
 APP_ROOT = "/srv/foobar"
@@ -82,7 +83,10 @@ def db_replicas(inventory: Any) -> list[Any]:
 def read_weight(host: Any) -> int:
     """Return a database host's share of reads: vars.mysql_read_weight (default 1); 0 when
     vars.mysql_read_pool is false (it serves reads only when nothing else can)."""
-    if host.vars.get("mysql_read_pool", True) is False:
+    pool = host.vars.get("mysql_read_pool", True)
+    if not isinstance(pool, bool):
+        raise TopologyError(f"host '{host.name}': key 'vars.mysql_read_pool': must be true or false, not {pool!r}")
+    if pool is False:
         return 0
     weight = host.vars.get("mysql_read_weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
@@ -94,31 +98,38 @@ def read_weight(host: Any) -> int:
 
 def db_read_pool(inventory: Any) -> list[Any]:
     """Return the hosts reads are spread over (weight above 0), primary first."""
-    primary = db_primary(inventory)
-    return (
-        [primary, *db_replicas(inventory)]
-        if read_weight(primary)
-        else [h for h in db_replicas(inventory) if read_weight(h)]
-    )
+    return [h for h in (db_primary(inventory), *db_replicas(inventory)) if read_weight(h)]
 
 
 def db_settings(inventory: Any) -> dict[str, Any]:
     """Return the database name, the app's user and password secret, the replication user and its
-    password secret, and the replication lag a healthy replica stays under."""
+    password secret, and the replication lag a healthy replica stays under.
+
+    The passwords are the secrets mysql_app_password and mysql_repl_password, or references given
+    as stack.database.password and stack.database.replication_password.
+    """
     stack = inventory.stack.get("database") or {}
+    lag = stack.get("max_lag_s", 5)
+    if isinstance(lag, bool) or not isinstance(lag, (int, float)) or lag <= 0:
+        raise TopologyError(
+            f"{inventory.path}: key 'stack.database.max_lag_s': must be a number of seconds above 0, not {lag!r}"
+        )
     out: dict[str, Any] = {
         "name": stack.get("name", "foobar"),
         "user": stack.get("user", "foobar"),
         "replication_user": stack.get("replication_user", "repl"),
-        "max_lag_s": float(stack.get("max_lag_s", 5)),
+        "max_lag_s": float(lag),
     }
     needs_replication = len([h for h in inventory.hosts.values() if "mysql" in h.roles]) > 1
     for key, name, what, needed in (
         ("password", "mysql_app_password", "the app's database password", True),
         ("replication_password", "mysql_repl_password", "with a replica, the replication password", needs_replication),
     ):
-        secret_name = stack.get(f"{key}_secret", name)
+        secret_name = name
         out[key] = None
+        if isinstance(stack.get(key), Secret):  # a reference given in place
+            out[key] = stack[key]
+            continue
         try:
             out[key] = inventory.secret(secret_name)
         except FoobarOpsError as err:

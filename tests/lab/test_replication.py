@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import uuid
 from collections import Counter
 
 import pytest
@@ -17,10 +18,13 @@ import yaml
 
 from foobar_ops.lab import PASSWORD_PATH
 from tests.conftest import LAB_INVENTORY, run_cli
-from tests.lab.helpers import Traffic, apply, get, post
+from foobar_ops.stack.verify import request
+from tests.lab.helpers import LB, SITE, Traffic, apply, get, post
 
 APP_PASSWORD = "/var/lib/foobar-ops/lab/secrets/mysql_app_password"
 REPL_PASSWORD = "/var/lib/foobar-ops/lab/secrets/mysql_repl_password"
+# on a web host, the app's own password, from its settings file (it never leaves the host)
+READ_APP_PASSWORD = r"""MYSQL_PWD=$(sed -n 's/^FOOBAR_DB_PASSWORD="\(.*\)"$/\1/p' /etc/foobar/app.env); """
 
 
 def sql(lab, host: str, query: str) -> list[list[str]]:
@@ -113,7 +117,7 @@ def test_a_posted_row_is_on_the_replica_within_a_second_and_the_app_cannot_write
         [
             "sh",
             "-c",
-            f"MYSQL_PWD=$(cat {APP_PASSWORD}) 2>/dev/null; export MYSQL_PWD; "
+            READ_APP_PASSWORD + "export MYSQL_PWD; "
             'mysql -h 10.77.0.12 -u foobar foobar -e "INSERT INTO items (name, served_by) '
             "VALUES ('sneaky', 'test')\"",
         ],
@@ -150,7 +154,8 @@ def test_reads_follow_the_weights_and_every_write_lands_on_the_primary(pair, tmp
 
 def test_replica_down_under_reads_then_back_and_caught_up(pair):
     lab = pair["lab"]
-    with Traffic(path="/api/items", writes="outage", every=5, max_seconds=60) as traffic:
+    tag = f"outage{uuid.uuid4().hex[:6]}"  # this run's rows only
+    with Traffic(path="/api/items", writes=tag, every=5, max_seconds=60) as traffic:
         time.sleep(1)
         assert lab.run("web-02", ["systemctl", "stop", "mariadb"]).returncode == 0
         time.sleep(4)
@@ -163,7 +168,7 @@ def test_replica_down_under_reads_then_back_and_caught_up(pair):
     doc = wait_ok(LAB_INVENTORY)
     assert doc["ok"], doc
     same_data(lab)
-    names = [row[0] for row in sql(lab, "web-02", "SELECT name FROM items WHERE name LIKE 'outage-%'")]
+    names = [row[0] for row in sql(lab, "web-02", f"SELECT name FROM items WHERE name LIKE '{tag}-%'")]
     assert sorted(names) == sorted(traffic.acknowledged)  # every acknowledged write, once, on the replica
 
 
@@ -187,7 +192,8 @@ def test_a_switchover_refused_by_a_failed_check_changes_nothing(pair):
 
 def test_switchover_under_writes_loses_and_doubles_nothing_and_switches_back(pair):
     lab, inv = pair["lab"], pair["inv"]
-    with Traffic(path="/api/items", writes="swo", every=2, max_seconds=90) as traffic:
+    tag = f"swo{uuid.uuid4().hex[:6]}"  # this run's rows only
+    with Traffic(path="/api/items", writes=tag, every=2, max_seconds=90) as traffic:
         time.sleep(1.5)
         done = run_cli("db", "switchover", "-i", inv, "--json", timeout=300)
         time.sleep(1.5)
@@ -206,7 +212,7 @@ def test_switchover_under_writes_loses_and_doubles_nothing_and_switches_back(pai
     assert traffic.posted > 30
     wrote_on = {r["db_node"] for r in traffic.results if r.get("posted")}
     assert wrote_on == {"web-01", "web-02"}  # writes went to the new primary, then back
-    rows = sql(lab, "web-01", "SELECT name, COUNT(*) FROM items WHERE name LIKE 'swo-%' GROUP BY name")
+    rows = sql(lab, "web-01", f"SELECT name, COUNT(*) FROM items WHERE name LIKE '{tag}-%' GROUP BY name")
     stored = {name: int(count) for name, count in rows}
     assert all(count == 1 for count in stored.values()), "a write was doubled"
     assert set(traffic.acknowledged) <= set(stored), "an acknowledged write was lost"
@@ -223,7 +229,16 @@ def test_failover_with_the_primary_powered_off_then_it_rejoins_fenced(pair):
     before = int(sql(lab, "web-02", "SELECT COUNT(*) FROM items")[0][0])
     lab.down(["web-01"])
     try:
-        refused = post(json.dumps({"name": "no-primary"}).encode())
+        refused = request(
+            LB,
+            80,
+            SITE,
+            "/api/items",
+            method="POST",
+            body=b'{"name": "no-primary"}',
+            headers={"Content-Type": "application/json"},
+            timeout=20,
+        )
         assert refused["status"] == 503  # no primary: the write is refused, not lost
         done = run_cli("db", "failover", "-i", inv, "--json", timeout=300)
         assert done.code == 0, done

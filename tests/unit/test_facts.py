@@ -32,6 +32,9 @@ from foobar_ops.core.facts import (
     LineFact,
     LineInfo,
     PackagesFact,
+    Peer,
+    ReplicationFact,
+    ReplicationInfo,
     ServiceFact,
     ServiceInfo,
     SQLFact,
@@ -52,6 +55,7 @@ FOLDERS = {
     "guards": "GuardsFact",
     "sql": "SQLFact",
     "account": "AccountFact",
+    "replication": "ReplicationFact",
 }
 FACT_CLASSES = sorted(
     name
@@ -79,7 +83,10 @@ def plain(value: object) -> object:
 
 
 def build(case: dict) -> facts.Fact:
-    return getattr(facts, case["fact"])(**case["args"])
+    args = dict(case["args"])
+    if "peers" in args:  # JSON holds each peer as a dict
+        args["peers"] = tuple(Peer(**p) for p in args["peers"])
+    return getattr(facts, case["fact"])(**args)
 
 
 # --- the fixtures -----------------------------------------------------------------------------
@@ -175,6 +182,10 @@ QUOTING = {
             "SHOW GRANTS FOR 'foobar'@'10.77.0.%'",
         ],
     ),
+    "ReplicationFact": (
+        ReplicationFact(ODD, (Peer("it's b", "db'02 $(id)", 3307),)),
+        [f"--defaults-extra-file={ODD}", ODD, "it's b", "db'02 $(id)"],
+    ),
 }
 
 
@@ -196,6 +207,8 @@ def test_quoting_covers_every_fact():
 def test_fact_command_passes_odd_arguments_as_single_shell_words(name):
     fact, args = QUOTING[name]
     command = fact.command()
+    syntax = subprocess.run(["sh", "-n", "-c", command], capture_output=True, text=True)
+    assert syntax.returncode == 0, f"not a valid shell command ({syntax.stderr.strip()}): {command}"
     for arg in args:
         assert arg in words(command), f"{arg!r} is not one shell word of {command}"
         # every occurrence is quoted: the raw text never appears where the shell would read it
@@ -317,3 +330,51 @@ def test_account_command_reports_an_unreachable_server():
     fail = f"echo {shlex.quote(error)} >&2; return 1"
     with pytest.raises(FactError, match="cannot query the database server: ERROR 2002"):
         fact.parse(run_with(mysql_stub(fail, fail), fact))
+
+
+def vertical(row: dict[str, str]) -> str:
+    """One row as mysql's vertical format (a query ending in \\G) prints it."""
+    width = max(map(len, row))
+    return "*" * 27 + " 1. row " + "*" * 27 + "\n" + "".join(f"{k:>{width}}: {v}\n" for k, v in row.items())
+
+
+LOCAL = {"server_id": "12", "read_only": "1", "version": "10.11.6-MariaDB-0+deb12u1-log", "gtid_binlog_state": ""}
+PEER = {"server_id": "11", "read_only": "0", "gtid_binlog_pos": "0-11-42", "gtid_binlog_state": "0-11-42"}
+
+
+def replication_stub(cnf: str) -> str:
+    """A mysql function answering the node's own query, SHOW SLAVE STATUS (no row: not a replica),
+    and the peer query asked with the option file: 10.77.0.11:3306 answers, any other peer is down."""
+    q = shlex.quote
+    return (
+        "mysql() {\n"
+        f'  if [ $# = 2 ] && [ "$1" = -e ] && [ "$2" = {q(facts.LOCAL_SQL + chr(92) + "G")} ]; then '
+        f"printf '%s' {q(vertical(LOCAL))}; return 0; fi\n"
+        f'  if [ $# = 2 ] && [ "$1" = -e ] && [ "$2" = {q("SHOW SLAVE STATUS" + chr(92) + "G")} ]; then return 0; fi\n'
+        f'  if [ $# = 8 ] && [ "$1" = {q("--defaults-extra-file=" + cnf)} ] '
+        f'&& [ "$2 $4 $6 $7" = "-h -P --connect-timeout=3 -e" ] '
+        f'&& [ "$8" = {q(facts.PEER_SQL + chr(92) + "G")} ]; then\n'
+        f"    if [ \"$3:$5\" = 10.77.0.11:3306 ]; then printf '%s' {q(vertical(PEER))}; return 0; fi\n"
+        "    echo \"ERROR 2002 (HY000): Can't connect to server on '$3' (115)\" >&2; return 1\n"
+        "  fi\n"
+        '  echo "unexpected: mysql $*" >&2; return 9\n'
+        "}"
+    )
+
+
+def test_replication_command_asks_the_node_then_each_peer_with_the_option_file(tmp_path):
+    cnf = tmp_path / "the replication $HOME.cnf"
+    cnf.write_text("[client]\n")
+    fact = ReplicationFact(str(cnf), (Peer("web-01", "10.77.0.11"), Peer("web-03", "10.77.0.13", 3307)))
+    info = fact.parse(run_with(replication_stub(str(cnf)), fact))
+    down = "web-03 (10.77.0.13): ERROR 2002 (HY000): Can't connect to server on '10.77.0.13' (115)"
+    assert info == ReplicationInfo(LOCAL, {}, {"web-01": PEER, "web-03": down})
+    assert info.read_only and info.mariadb() == (10, 11, 6)
+
+
+def test_replication_command_without_the_option_file_says_so_for_each_peer(tmp_path):
+    cnf = tmp_path / "it's not there $HOME.cnf"
+    fact = ReplicationFact(str(cnf), (Peer("web-01", "10.77.0.11"),))
+    info = fact.parse(run_with(replication_stub(str(cnf)), fact))
+    assert info.local == LOCAL
+    assert info.peers == {"web-01": f"web-01 (10.77.0.11): no client option file {cnf}"}

@@ -30,6 +30,7 @@ from foobar_ops.stack.verify import summary_line
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
 PW = "Cl3ar-Pa55word-x7"
 APP_PRIVS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+APP_GRANT = ["DELETE", "INSERT", "SELECT", "UPDATE"]  # as the state and parse_grants list them
 
 
 @pytest.fixture(autouse=True)
@@ -160,7 +161,7 @@ def test_missing_user_is_created_with_the_hash_only(secret):
         f"CREATE USER {WHO_SQL} IDENTIFIED BY PASSWORD '{native_hash(PW)}'",
         f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}",
     ]
-    assert plan.changes == {"old": None, "new": {"privileges": ["DELETE", "INSERT", "SELECT", "UPDATE"]}}
+    assert plan.changes == {"old": None, "new": {"grants": {"`foobar`.*": ["DELETE", "INSERT", "SELECT", "UPDATE"]}}}
     assert "created" in plan.comment
     assert_no_clear_password(plan)
 
@@ -177,12 +178,12 @@ def test_wrong_hash_is_altered(secret):
 def test_different_grants_are_revoked_and_granted(secret):
     plan = user(secret).plan(facts(native_hash(PW), "ALL PRIVILEGES"))
     assert sql_of(plan) == [
-        f"REVOKE ALL PRIVILEGES ON `foobar`.* FROM {WHO_SQL}",
+        f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {WHO_SQL}",
         f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}",
     ]
     assert plan.changes == {
-        "old": {"privileges": ["ALL PRIVILEGES"]},
-        "new": {"privileges": ["DELETE", "INSERT", "SELECT", "UPDATE"]},
+        "old": {"grants": {"`foobar`.*": ["ALL PRIVILEGES"]}},
+        "new": {"grants": {"`foobar`.*": ["DELETE", "INSERT", "SELECT", "UPDATE"]}},
     }
     assert_no_clear_password(plan)
 
@@ -190,20 +191,26 @@ def test_different_grants_are_revoked_and_granted(secret):
 def test_fewer_grants_are_regranted(secret):
     plan = user(secret).plan(facts(native_hash(PW), "SELECT"))
     stmts = sql_of(plan)
-    assert stmts[0].startswith("REVOKE ALL PRIVILEGES ON `foobar`.*")
-    assert stmts[1].startswith("GRANT DELETE, INSERT, SELECT, UPDATE")
+    assert stmts == [
+        f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {WHO_SQL}",
+        f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}",
+    ]
 
 
-def test_existing_user_without_grants_gets_only_the_grant(secret):
+def test_existing_user_without_grants_gets_the_grant_and_keeps_its_password(secret):
     plan = user(secret).plan(facts(native_hash(PW), None))
-    assert sql_of(plan) == [f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}"]
+    assert sql_of(plan) == [
+        f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {WHO_SQL}",
+        f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}",
+    ]
+    assert plan.changes == {"old": {"grants": {}}, "new": {"grants": {"`foobar`.*": APP_GRANT}}}
 
 
 def test_wrong_hash_and_grants_together(secret):
     plan = user(secret).plan(facts("*0000000000000000000000000000000000000000", "SELECT, INSERT"))
     stmts = sql_of(plan)
     assert [st.split()[0] for st in stmts] == ["ALTER", "REVOKE", "GRANT"]
-    assert set(plan.changes["new"]) == {"password", "privileges"}
+    assert set(plan.changes["new"]) == {"password", "grants"}
     assert_no_clear_password(plan)
 
 
@@ -219,14 +226,18 @@ def test_user_in_state_whatever_the_grant_order(secret):
     assert not plan.needed
 
 
-def test_grants_on_another_database_do_not_count(secret):
+def test_grants_on_another_database_do_not_count_and_are_revoked(secret):
     account = facts(
         native_hash(PW),
         None,
         extra=("GRANT SELECT, INSERT, UPDATE, DELETE ON `foobar_old`.* TO `foobar`@`10.77.0.11`",),
     )
     plan = user(secret).plan(account)
-    assert sql_of(plan) == [f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}"]
+    assert sql_of(plan) == [
+        f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {WHO_SQL}",
+        f"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`.* TO {WHO_SQL}",
+    ]
+    assert plan.changes["old"] == {"grants": {"`foobar_old`.*": APP_GRANT}}
 
 
 def test_grant_option_is_not_least_privilege(secret):

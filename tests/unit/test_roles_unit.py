@@ -15,23 +15,29 @@ from foobar_ops.core import secrets as secrets_mod
 from foobar_ops.core.engine import Phase
 from foobar_ops.core.engine.host import check_states
 from foobar_ops.core.errors import InventoryError
+from foobar_ops.core.facts import Peer
 from foobar_ops.core.inventory import load_inventory as core_load_inventory
 from foobar_ops.core.states.mysql import native_hash
 from foobar_ops.stack import load_inventory, roles, rolling, topology
 from foobar_ops.stack.build import AppBuild
 from foobar_ops.stack.roles import ROLES, Role, RoleError, check_roles, names, phases, states_for
 from foobar_ops.stack.roles import app as app_role
+from foobar_ops.stack.roles import mysql as mysql_role
 from foobar_ops.stack.roles.base import template
 from foobar_ops.stack.topology import TopologyError
 
-LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
+ROOT = Path(__file__).resolve().parents[2]
+LAB = ROOT / "inventories" / "lab.yml"
+MIGRATIONS = ROOT / "app" / "foobar_app" / "migrations"
 DB_PW = "t3st-db-pw-9f8e7d"
+REPL_PW = "t3st-repl-pw-5c4b3a"
 SUDO_PW = "t3st-sudo-pw-1a2b3c"
 
 
 @pytest.fixture(autouse=True)
 def _env_secrets(monkeypatch):
     monkeypatch.setenv("TEST_DB_PW", DB_PW)
+    monkeypatch.setenv("TEST_REPL_PW", REPL_PW)
     monkeypatch.setenv("TEST_SUDO", SUDO_PW)
 
 
@@ -57,7 +63,7 @@ def fake_build(tmp_path, monkeypatch):
 
 def lab_doc() -> dict:
     doc = yaml.safe_load(LAB.read_text())
-    doc["secrets"] = {"mysql_app_password": "env:TEST_DB_PW"}
+    doc["secrets"] = {"mysql_app_password": "env:TEST_DB_PW", "mysql_repl_password": "env:TEST_REPL_PW"}
     doc["defaults"]["sudo_password"] = "env:TEST_SUDO"
     return doc
 
@@ -83,6 +89,7 @@ def by_id(states) -> dict:
 
 def test_inventory_copy_uses_env_secrets(inv):
     assert inv.secret("mysql_app_password").reveal() == DB_PW
+    assert inv.secret("mysql_repl_password").reveal() == REPL_PW
     assert inv.host("web-01").sudo_password.reveal() == SUDO_PW
     assert list(inv.hosts) == ["lb-01", "web-01", "web-02"]
 
@@ -90,8 +97,11 @@ def test_inventory_copy_uses_env_secrets(inv):
 def test_topology_of_the_lab(inv):
     assert [h.name for h in topology.web_hosts(inv)] == ["web-01", "web-02"]
     assert [h.name for h in topology.app_hosts(inv)] == ["web-01", "web-02"]
+    assert [h.name for h in topology.db_hosts(inv)] == ["web-01", "web-02"]
     assert topology.db_primary(inv).name == "web-01"
-    assert [h.name for h in topology.db_read_pool(inv)] == ["web-01"]
+    assert [h.name for h in topology.db_replicas(inv)] == ["web-02"]
+    assert [topology.db_role(h, inv) for h in topology.db_hosts(inv)] == ["primary", "replica"]
+    assert [h.name for h in topology.db_read_pool(inv)] == ["web-01", "web-02"]
     assert topology.ports(inv) == {"http": 80, "app": 8000, "mysql": 3306}
     assert topology.domain(inv) == "foobar.com"
 
@@ -204,12 +214,16 @@ def test_app_env_file(inv, fake_build):
     assert env.name == "/etc/foobar/app.env"
     assert env.mode == "0600"
     lines = dict(ln.split("=", 1) for ln in env.content.decode().splitlines() if ln and not ln.startswith("#"))
-    assert lines["FOOBAR_DB_PASSWORD"] == DB_PW
-    assert lines["FOOBAR_DB_PRIMARY"] == "10.77.0.11:3306"
-    assert lines["FOOBAR_DB_READ"] == "10.77.0.11:3306"
-    assert lines["FOOBAR_SERVED_BY"] == "web-02"
-    assert lines["FOOBAR_RELEASE"] == "1.0.0-abc"
-    assert (lines["FOOBAR_DB_NAME"], lines["FOOBAR_DB_USER"]) == ("foobar", "foobar")
+    # values are double-quoted for systemd (the quoting itself: test_replication_unit)
+    assert lines["FOOBAR_DB_PASSWORD"] == f'"{DB_PW}"'
+    # every database node with its read weight; the app finds the primary itself
+    assert lines["FOOBAR_DB_NODES"] == '"web-01=10.77.0.11:3306:1,web-02=10.77.0.12:3306:1"'
+    assert lines["FOOBAR_DB_MAX_LAG"] == "5.0"
+    assert lines["FOOBAR_SERVED_BY"] == '"web-02"'
+    assert lines["FOOBAR_RELEASE"] == '"1.0.0-abc"'
+    assert (lines["FOOBAR_DB_NAME"], lines["FOOBAR_DB_USER"]) == ('"foobar"', '"foobar"')
+    assert "FOOBAR_DB_PRIMARY" not in lines and "FOOBAR_DB_READ" not in lines
+    assert REPL_PW not in env.content.decode()  # the app never holds the replication password
     # the revealed password is remembered, so every other output masks it
     assert secrets_mod.mask_known(f"pw={DB_PW}") == f"pw={secrets_mod.MASK}"
 
@@ -238,7 +252,7 @@ def test_app_build_var_forces_a_new_release(tmp_path, fake_build):
     assert states["app:current"].target == "/srv/foobar/releases/1.0.0-abc-b7"
     assert states["app:release"].creates == "/srv/foobar/releases/1.0.0-abc-b7/.installed"
     env = states["app:env"].content.decode()
-    assert "FOOBAR_RELEASE=1.0.0-abc-b7\n" in env
+    assert 'FOOBAR_RELEASE="1.0.0-abc-b7"\n' in env
     other = by_id(states_for(inv.host("web-02"), inv, ["app"]))
     assert other["app:current"].target == "/srv/foobar/releases/1.0.0-abc"
 
@@ -281,43 +295,136 @@ def test_rollback_states(inv):
 # --- mysql ------------------------------------------------------------------------------------
 
 
+def mysql_states(inv, host: str) -> dict:
+    return by_id(states_for(inv.host(host), inv, ["mysql"]))
+
+
 def test_mysql_user_per_app_host_with_least_privilege(inv):
-    states = states_for(inv.host("web-01"), inv, ["mysql"])
-    users = [st for st in states if st.kind == "mysql.user"]
+    users = [st for st in mysql_states(inv, "web-01").values() if st.kind == "mysql.user" and st.user == "foobar"]
     assert sorted(u.host for u in users) == ["10.77.0.11", "10.77.0.12"]
     for u in users:
-        assert u.user == "foobar" and u.database == "foobar"
-        assert u.privileges == sorted(["SELECT", "INSERT", "UPDATE", "DELETE"])
+        # exactly what the app does: read and add items, and ask a node whether it is a healthy replica
+        assert u.grants == {"*.*": ["SLAVE MONITOR"], "`foobar`.*": ["INSERT", "SELECT"]}
+        assert u.privileges == ["INSERT", "SELECT"]
         assert u.password.reveal() == DB_PW
         assert "mysql:database" in u.require
     assert {u.id for u in users} == {"mysql:user:web-01", "mysql:user:web-02"}
 
 
 def test_mysql_user_plan_grants_exactly_the_app_privileges(inv):
-    user = next(st for st in states_for(inv.host("web-01"), inv, ["mysql"]) if st.kind == "mysql.user")
+    user = mysql_states(inv, "web-01")["mysql:user:web-02"]
     sql = user.plan(None).uploads["sql"].decode()  # no such account yet
-    assert f"IDENTIFIED BY PASSWORD '{native_hash(DB_PW)}'" in sql
-    assert re.search(r"GRANT DELETE, INSERT, SELECT, UPDATE ON `foobar`\.\* TO 'foobar'@'10\.77\.0\.1[12]'", sql)
+    assert sql.splitlines() == [
+        f"CREATE USER 'foobar'@'10.77.0.12' IDENTIFIED BY PASSWORD '{native_hash(DB_PW)}';",
+        "GRANT SLAVE MONITOR ON *.* TO 'foobar'@'10.77.0.12';",
+        "GRANT INSERT, SELECT ON `foobar`.* TO 'foobar'@'10.77.0.12';",
+    ]
     assert DB_PW not in sql
 
 
+def test_mysql_replication_user_per_database_host_with_replication_rights_only(inv):
+    users = [st for st in mysql_states(inv, "web-01").values() if st.kind == "mysql.user" and st.user == "repl"]
+    assert [(u.id, u.host) for u in users] == [
+        ("mysql:replication-user:web-01", "10.77.0.11"),  # the primary too: it is a replica after a switchover
+        ("mysql:replication-user:web-02", "10.77.0.12"),
+    ]
+    for u in users:
+        assert u.grants == {"*.*": ["REPLICATION SLAVE"]}
+        assert u.password.reveal() == REPL_PW
+        assert u.require == ("mysql:primary",)
+
+
 def test_mysql_config_binds_to_the_host_address(inv):
-    states = by_id(states_for(inv.host("web-01"), inv, ["mysql"]))
-    cnf = states["mysql:config"].content.decode()
-    assert re.search(r"^bind-address = 10\.77\.0\.11$", cnf, re.M)
-    assert re.search(r"^server-id = 11$", cnf, re.M)
-    assert "skip-name-resolve = ON" in cnf
-    assert states["mysql:config"].name == "/etc/mysql/mariadb.conf.d/60-foobar.cnf"
+    for host, address, server_id in (("web-01", "10.77.0.11", 11), ("web-02", "10.77.0.12", 12)):
+        states = mysql_states(inv, host)
+        cnf = states["mysql:config"].content.decode()
+        assert re.search(rf"^bind-address = {re.escape(address)}$", cnf, re.M)
+        assert re.search(rf"^server-id = {server_id}$", cnf, re.M)
+        assert "skip-name-resolve = ON" in cnf
+        # the same on every node whatever its role: it starts read-only, with GTIDs in its binlog
+        assert re.search(r"^read_only = ON$", cnf, re.M)
+        assert re.search(r"^gtid_strict_mode = ON$", cnf, re.M) and re.search(r"^log_slave_updates = ON$", cnf, re.M)
+        assert states["mysql:config"].name == "/etc/mysql/mariadb.conf.d/60-foobar.cnf"
 
 
-def test_mysql_schema_is_the_apps(inv):
-    states = by_id(states_for(inv.host("web-01"), inv, ["mysql"]))
-    assert b"CREATE TABLE IF NOT EXISTS items" in states["mysql:schema-file"].content
-    assert states["mysql:schema"].unless
+def test_mysql_server_id_from_the_vars(tmp_path):
+    doc = lab_doc()
+    doc["hosts"]["web-02"]["vars"]["mysql_server_id"] = 702
+    inv = write_inventory(tmp_path, doc)
+    assert re.search(r"^server-id = 702$", mysql_states(inv, "web-02")["mysql:config"].content.decode(), re.M)
 
 
-def test_web_02_has_no_mysql_states(inv, fake_build):
-    assert not [st for st in states_for(inv.host("web-02"), inv) if st.id.startswith("mysql:")]
+def test_mysql_server_id_of_a_host_addressed_by_name_comes_from_its_vars(tmp_path):
+    doc = lab_doc()
+    doc["hosts"]["web-02"]["address"] = "web-02.lab.foobar.com"
+    doc["hosts"]["web-02"]["vars"]["mysql_server_id"] = 12
+    inv = write_inventory(tmp_path, doc)
+    cnf = mysql_states(inv, "web-02")["mysql:config"].content.decode()
+    assert re.search(r"^server-id = 12$", cnf, re.M)
+
+
+def test_mysql_server_id_of_a_host_addressed_by_name_must_be_given(tmp_path):
+    doc = lab_doc()
+    doc["hosts"]["web-02"]["address"] = "web-02.lab.foobar.com"
+    inv = write_inventory(tmp_path, doc)
+    with pytest.raises(TopologyError, match=r"web-02.*vars\.mysql_server_id"):
+        states_for(inv.host("web-02"), inv, ["mysql"])
+
+
+def test_mysql_client_option_file_holds_the_replication_account(inv):
+    cnf = mysql_states(inv, "web-02")["mysql:client-cnf"]
+    assert cnf.name == "/etc/mysql/foobar-replication.cnf" and cnf.mode == "0600"
+    assert cnf.content.decode().splitlines()[1:] == ["[client]", "user = repl", f'password = "{REPL_PW}"']
+
+
+def test_mysql_schema_is_the_apps_migrations(inv):
+    states = mysql_states(inv, "web-01")
+    schema = states["mysql:schema"]
+    assert schema.kind == "mysql.schema" and schema.name == "foobar"
+    found = sorted(MIGRATIONS.glob("*.sql"))
+    assert found and schema.migrations == [(p.stem, p.read_text()) for p in found]
+    assert "CREATE TABLE IF NOT EXISTS items" in schema.migrations[0][1]
+    assert schema.require == ("mysql:database",)
+    assert states["mysql:database"].require == ("mysql:primary",)
+
+
+def test_mysql_primary_is_made_writable_after_asking_its_peers(inv):
+    primary = mysql_states(inv, "web-01")["mysql:primary"]
+    assert primary.kind == "mysql.primary" and primary.name == "web-01"
+    assert primary.peers == (Peer("web-02", "10.77.0.12", 3306),)
+    assert primary.client_cnf == "/etc/mysql/foobar-replication.cnf"
+    assert set(primary.require) == {"mysql:service", "mysql:client-cnf"}
+
+
+def test_web_02_is_a_replica_of_web_01(inv, fake_build):
+    states = mysql_states(inv, "web-02")
+    assert list(states) == ["mysql:packages", "mysql:config", "mysql:service", "mysql:client-cnf", "mysql:replica"]
+    replica = states["mysql:replica"]
+    assert replica.kind == "mysql.replica" and replica.name == "web-02"
+    assert replica.primary == Peer("web-01", "10.77.0.11", 3306)
+    assert replica.user == "repl" and replica.password.reveal() == REPL_PW
+    assert replica.client_cnf == "/etc/mysql/foobar-replication.cnf"
+    assert callable(replica.seed)  # a copy of the primary, made only when a new replica is seeded
+    assert set(replica.require) == {"mysql:service", "mysql:client-cnf"}
+    # the database, its schema and the accounts reach a replica by replication, never by apply
+    all_ids = [st.id for st in states_for(inv.host("web-02"), inv)]
+    assert not [i for i in all_ids if i.startswith(("mysql:user", "mysql:replication-user", "mysql:schema"))]
+    assert "mysql:primary" not in all_ids and "mysql:database" not in all_ids
+
+
+def test_mysql_migrations_are_read_from_the_app_source_in_order(inv, tmp_path, monkeypatch):
+    app = tmp_path / "app"
+    folder = app / "foobar_app" / "migrations"
+    folder.mkdir(parents=True)
+    (folder / "0010_late.sql").write_text("SELECT 10;")
+    (folder / "0002_tags.sql").write_text("SELECT 2;")
+    (folder / "notes.txt").write_text("not a migration")
+    monkeypatch.setattr(mysql_role, "app_source", lambda inventory: app)
+    assert mysql_role.migrations(inv) == [("0002_tags", "SELECT 2;"), ("0010_late", "SELECT 10;")]
+    for p in folder.glob("*.sql"):
+        p.unlink()
+    with pytest.raises(TopologyError, match="no schema migrations"):
+        mysql_role.migrations(inv)
 
 
 # --- topology errors --------------------------------------------------------------------------
@@ -333,15 +440,19 @@ def test_two_primaries_is_a_topology_error(tmp_path, fake_build):
     msg = str(info.value)
     assert str(tmp_path / "two-primaries.yml") in msg
     assert "web-01" in msg and "web-02" in msg
-    with pytest.raises(TopologyError):
-        states_for(inv.host("web-01"), inv, ["app"])
+    with pytest.raises(TopologyError):  # the stack refuses it (the mysql role needs one primary)
+        states_for(inv.host("web-01"), inv)
 
 
-def test_default_mysql_role_is_primary(tmp_path, fake_build):
+def test_default_mysql_role_is_primary_only_for_a_lone_database_host(tmp_path, fake_build):
     doc = lab_doc()
-    doc["hosts"]["web-02"]["roles"] = ["nginx", "app", "mysql"]  # no mysql_role: a primary too
+    doc["hosts"]["web-02"]["roles"] = ["nginx", "app"]
+    del doc["hosts"]["web-01"]["vars"]["mysql_role"]  # the only database host: the primary
     inv = write_inventory(tmp_path, doc)
-    with pytest.raises(TopologyError, match="web-01, web-02"):
+    assert topology.db_primary(inv).name == "web-01" and topology.db_replicas(inv) == []
+    doc["hosts"]["web-02"]["roles"] = ["nginx", "app", "mysql"]  # two database hosts: each must say
+    inv = write_inventory(tmp_path, doc, "unsaid.yml")
+    with pytest.raises(TopologyError, match=r"host 'web-01': key 'vars.mysql_role': must be primary or replica"):
         topology.db_primary(inv)
 
 
@@ -350,7 +461,7 @@ def test_no_primary_is_a_topology_error(tmp_path, fake_build):
     doc["hosts"]["web-01"]["vars"]["mysql_role"] = "replica"
     inv = write_inventory(tmp_path, doc, "no-primary.yml")
     with pytest.raises(TopologyError) as info:
-        states_for(inv.host("web-02"), inv, ["app"])
+        states_for(inv.host("web-02"), inv)
     msg = str(info.value)
     assert str(tmp_path / "no-primary.yml") in msg and "none" in msg
 
@@ -358,7 +469,10 @@ def test_no_primary_is_a_topology_error(tmp_path, fake_build):
 def test_no_mysql_host_at_all_is_a_topology_error(tmp_path, fake_build):
     doc = lab_doc()
     doc["hosts"]["web-01"]["roles"] = ["nginx", "app"]
+    doc["hosts"]["web-02"]["roles"] = ["nginx", "app"]
     inv = write_inventory(tmp_path, doc, "no-db.yml")
+    # the app role refuses it rather than render an env file with no database node (the app
+    # would fall back to 127.0.0.1:3306)
     with pytest.raises(TopologyError, match="no-db.yml"):
         states_for(inv.host("web-01"), inv, ["app"])
 
@@ -377,13 +491,14 @@ def test_replica_in_read_pool(tmp_path, fake_build):
     doc["hosts"]["db-02"] = {
         "address": "10.77.0.21",
         "roles": ["mysql"],
-        "vars": {"mysql_role": "replica", "mysql_read_pool": True},
+        "vars": {"mysql_role": "replica", "mysql_read_weight": 3},
     }
     inv = write_inventory(tmp_path, doc)
-    assert [h.name for h in topology.db_read_pool(inv)] == ["web-01", "db-02"]
+    assert [h.name for h in topology.db_read_pool(inv)] == ["web-01", "web-02", "db-02"]
     env = by_id(states_for(inv.host("web-02"), inv, ["app"]))["app:env"].content.decode()
-    assert "FOOBAR_DB_READ=10.77.0.11:3306,10.77.0.21:3306\n" in env
-    assert "FOOBAR_DB_PRIMARY=10.77.0.11:3306\n" in env
+    assert 'FOOBAR_DB_NODES="web-01=10.77.0.11:3306:1,web-02=10.77.0.12:3306:1,db-02=10.77.0.21:3306:3"\n' in env
+    replica = by_id(states_for(inv.host("db-02"), inv, ["mysql"]))["mysql:replica"]
+    assert replica.primary == Peer("web-01", "10.77.0.11", 3306)
 
 
 # --- role names and phases --------------------------------------------------------------------
@@ -402,13 +517,30 @@ def test_phases_put_mysql_first_and_roll_the_app_one_host_at_a_time(inv, fake_bu
     assert all(isinstance(p, Phase) for p in steps)
     assert [p.name for p in steps] == [spec.name for spec in roles.PHASES] == ["database", "web", "app"]
     assert [spec.rolling for spec in roles.PHASES] == [False, False, True]
-    assert [p.serial for p in steps] == [False, False, True]
+    # the database one host at a time, primary first; the app rolling
+    assert [p.serial for p in steps] == [True, False, True]
+    assert steps[0].order is roles.primary_first and steps[0].guard is None
     web01 = inv.host("web-01")
     ids = [[st.id.split(":")[0] for st in p.states_for(web01, inv)] for p in steps]
     assert set(ids[0]) == {"mysql"} and set(ids[1]) == {"nginx"} and set(ids[2]) == {"app"}
     assert steps[0].states_for(inv.host("lb-01"), inv) == []
     assert {st.id.split(":")[0] for st in steps[1].states_for(inv.host("lb-01"), inv)} == {"haproxy"}
     assert steps[2].states_for(inv.host("lb-01"), inv) == []
+
+
+def test_the_database_phase_takes_the_primary_first(inv):
+    web01, web02 = inv.host("web-01"), inv.host("web-02")
+    assert roles.primary_first([web02, web01], inv) == [web01, web02]
+    assert roles.primary_first([web01, web02], inv) == [web01, web02]
+    assert roles.primary_first([web02], inv) == [web02]
+
+
+def test_the_database_phase_keeps_the_order_when_the_inventory_names_no_primary(tmp_path):
+    doc = lab_doc()
+    doc["hosts"]["web-01"]["vars"]["mysql_role"] = "replica"
+    inv = write_inventory(tmp_path, doc)
+    hosts = [inv.host("web-02"), inv.host("web-01")]
+    assert roles.primary_first(hosts, inv) == hosts  # the states themselves report the error
 
 
 def test_phases_of_the_app_alone_is_one_rolling_phase(inv, fake_build):
@@ -432,6 +564,7 @@ def test_phases_for_haproxy_only(inv):
 def test_phases_for_mysql_and_nginx(inv):
     steps = phases(["nginx", "mysql"])  # the phases' order, whatever the order asked
     assert [p.name for p in steps] == ["database", "web"]
+    assert [(p.serial, p.order) for p in steps] == [(True, roles.primary_first), (False, None)]
     web01 = inv.host("web-01")
     assert {st.id.split(":")[0] for st in steps[0].states_for(web01, inv)} == {"mysql"}
     assert {st.id.split(":")[0] for st in steps[1].states_for(web01, inv)} == {"nginx"}
@@ -501,5 +634,6 @@ def test_role_templates_are_files_of_the_stack():
         "app.env.j2",
         "foobar-app.service.j2",
         "mariadb-foobar.cnf.j2",
+        "mysql-client.cnf.j2",
     ):
         assert template(name) == folder / name and template(name).is_file()

@@ -5,7 +5,9 @@ to a callback (the journal) as soon as it is known."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
+import hashlib
 import json
 import re
 import time
@@ -54,6 +56,48 @@ def sections(output: str) -> dict[str, tuple[str, int]]:
     return {m.group(1): (m.group(2), int(m.group(3))) for m in _SECTION.finditer(output)}
 
 
+def _canonical(value: Any) -> Any:
+    """Return a JSON-able form of a fact value or plan, with bytes as their hash."""
+    if isinstance(value, bytes):
+        return {"sha256": hashlib.sha256(value).hexdigest()}
+    if isinstance(value, FactError):
+        return {"error": str(value)}
+    if callable(value):
+        return {"deferred": True}  # produced when applied (e.g. a copy of another host's data)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def digest(state: State[Any], fact: Any) -> str:
+    """Return a digest of what a state saw (its fact) and would do (its plan): equal digests mean
+    the host is as it was when planned, and the same changes would be made."""
+    try:
+        plan: Any = state.plan(fact) if not isinstance(fact, FactError) else None
+    except Exception as err:  # noqa: BLE001 - a plan that cannot be made is part of what was seen
+        plan = {"error": f"{type(err).__name__}: {err}"}
+    blob = json.dumps([state.kind, state.id, _canonical(fact), _canonical(plan)], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+NOT_PLANNED = "(not in the plan)"
+
+
+def drift(expected: dict[str, str], found: dict[str, str]) -> str | None:
+    """Return how a host's states differ from a saved plan (None when they match)."""
+    for state_id, seen in found.items():
+        if expected.get(state_id, NOT_PLANNED) == NOT_PLANNED:
+            return f"state {state_id} was not in the plan"
+        if expected[state_id] != seen:
+            return f"{state_id} drifted since the plan was made (the host or the declared state changed)"
+    missing = [i for i in expected if i not in found]
+    return f"state {missing[0]} of the plan is no longer declared" if missing else None
+
+
 def check_states(host: str, states: Sequence[State[Any]]) -> None:
     """Refuse duplicate ids and requisites that name no earlier state, naming host and state."""
     seen: set[str] = set()
@@ -85,12 +129,23 @@ class HostApply:
     After execute(), `lost` holds the connection error when the host stopped answering mid-run.
     """
 
-    def __init__(self, host: Any, states: Sequence[State[Any]], remote: Remote, test: bool, emit: Emit) -> None:
+    def __init__(
+        self,
+        host: Any,
+        states: Sequence[State[Any]],
+        remote: Remote,
+        test: bool,
+        emit: Emit,
+        expected: dict[str, str] | None = None,
+    ) -> None:
         self.host, self.states, self.remote, self.test, self.emit = host, list(states), remote, test, emit
         self.facts: dict[str, Any] = {}  # state id -> parsed fact value, or the FactError
         self.results: dict[str, Result] = {}
         self.become = host.user != "root"
         self.lost: ConnectionFailed | None = None
+        self.expected = expected  # state id -> digest from a saved plan: apply only when all match
+        self.digests: dict[str, str] = {}  # state id -> digest of (fact, plan) as first seen
+        self.drifted: str | None = None  # why the host was refused: it no longer matches the plan
 
     def _script(self, script: str) -> Any:
         """Run a script as root over the connection; one round trip."""
@@ -127,9 +182,19 @@ class HostApply:
         remaining states are reported as not run."""
         if self.states:
             self._gather(self.states)
+            self.digests = {st.id: digest(st, self.facts.get(st.id)) for st in self.states}
+            if self.expected is not None:
+                self.drifted = drift(self.expected, self.digests)
         for index, st in enumerate(self.states):
             started = time.perf_counter()
-            if self.lost is not None:
+            if self.drifted is not None:
+                first = index == 0
+                result = self._result(
+                    st,
+                    Status.FAILED if first else Status.NOT_RUN,
+                    f"refused: {self.drifted}" if first else "not run: the host was refused",
+                )
+            elif self.lost is not None:
                 result = self._result(st, Status.NOT_RUN, f"not run: the host stopped answering ({self.lost.reason})")
             else:
                 result = self._guarded(index, st)
@@ -150,7 +215,17 @@ class HostApply:
             return self._result(st, Status.FAILED, f"{type(err).__name__}: {err}")
 
     def _result(self, st: State[Any], status: Status, comment: str = "", **kw: Any) -> Result:
-        return Result(self.host.name, st.id, st.name, st.kind, status, comment=comment, idempotent=st.idempotent, **kw)
+        return Result(
+            self.host.name,
+            st.id,
+            st.name,
+            st.kind,
+            status,
+            comment=comment,
+            idempotent=st.idempotent,
+            digest=self.digests.get(st.id),
+            **kw,
+        )
 
     def _finish(self, result: Result, started: float) -> Result:
         result.duration_ms = round((time.perf_counter() - started) * 1000, 2)

@@ -19,7 +19,7 @@ from ..result import HostOutcome, Outcome, Result, Status
 from ..secrets import mask_known
 from ..ssh import Remote
 from ..states.base import State
-from .host import Emit, HostApply, check_states
+from .host import NOT_PLANNED, Emit, HostApply, check_states
 
 StatesFor = Callable[[Any, Any], Sequence[State[Any]]]
 #: guard(host, inventory, emit): a context manager around a host's apply in a one-at-a-time phase
@@ -84,6 +84,7 @@ def apply(
     parallel: int = 10,
     on_result: Callable[[Result], None] | None = None,
     output_notebook: str | None = None,
+    expected: dict[str, dict[str, str]] | None = None,
 ) -> Report:
     """Apply states to the targeted hosts and return the Report; every result is journaled.
 
@@ -100,6 +101,9 @@ def apply(
     parallel: at most this many hosts at once.
     on_result: called with every Result as it comes.
     output_notebook: the runbook's output notebook, linked from the run from its start.
+    expected: a saved plan's digests (host -> state id -> digest): a host whose states no longer
+        match it is refused (a failed result names the first state that drifted) and changes
+        nothing; the others are applied as planned.
     """
     targets = inventory.select(hosts)
     listed = phases if isinstance(phases, (list, tuple)) else [phases]
@@ -128,7 +132,9 @@ def apply(
             if on_result:
                 on_result(result)
 
-        _Runner(inventory, targets, report, emit, test, parallel).run(steps, declared)
+        runner = _Runner(inventory, targets, report, emit, test, parallel)
+        runner.expected = expected
+        runner.run(steps, declared)
         report.order_hosts()
         for outcome in report.outcomes.values():
             run.add_outcome(outcome)
@@ -145,6 +151,8 @@ class _Runner:
         self.remotes = {h.name: Remote(h, inventory) for h in hosts}
         self.lost: dict[str, str] = {}  # host -> why it cannot be reached
         self.refused: dict[str, str] = {}  # host -> why it cannot act (e.g. sudo refused the password)
+        self.expected: dict[str, dict[str, str]] | None = None  # a saved plan's digests
+        self.drifted: set[str] = set()  # hosts refused because they no longer match the saved plan
 
     def run(self, steps: list[Phase], declared: list[dict[str, list[State[Any]]]]) -> None:
         try:
@@ -176,7 +184,11 @@ class _Runner:
 
     def _one(self, host: Any, states: list[State[Any]], test: bool, emit: Emit | None = None) -> list[Result]:
         """Apply (or plan) one host's states; a host that cannot be reached is noted as lost."""
-        applier = HostApply(host, states, self.remotes[host.name], test, emit or self.emit)
+        expected = None
+        if self.expected is not None:
+            saved = self.expected.get(host.name, {})
+            expected = {st.id: saved.get(st.id, NOT_PLANNED) for st in states}
+        applier = HostApply(host, states, self.remotes[host.name], test, emit or self.emit, expected)
         try:
             results = applier.execute()
         except ConnectionFailed as err:
@@ -187,6 +199,8 @@ class _Runner:
             return []
         if applier.lost is not None:
             self.lost[host.name] = mask_known(applier.lost.reason)
+        if applier.drifted is not None:
+            self.drifted.add(host.name)
         return results
 
     def _serial(
@@ -217,6 +231,8 @@ class _Runner:
             else:
                 results = self._one(host, states[host.name], self.test)
             self.report.results += results
+            if host.name in self.drifted:
+                continue  # refused as it is, nothing changed there: the others go on as planned
             if host.name in self.lost | self.refused or any(r.failed for r in results):
                 failed = host.name
 

@@ -138,6 +138,40 @@ class Inventory:
             )
         return self.hosts[name]
 
+    def with_vars(self, pattern: str | None, **values: Any) -> Inventory:
+        """Return a copy whose selected hosts have these vars too (for one run; the file is unchanged).
+        Its sha256 differs from the file's, so a plan made with it is only applied with it.
+
+        pattern: the hosts (a host pattern).
+        values: the vars to set.
+        """
+        import dataclasses
+        import hashlib
+        import json
+
+        chosen = {h.name for h in self.select(pattern)}
+        hosts = {
+            n: dataclasses.replace(h, vars={**h.vars, **values}) if n in chosen else h for n, h in self.hosts.items()
+        }
+        mark = json.dumps([pattern, values], sort_keys=True, default=str)
+        return dataclasses.replace(self, hosts=hosts, sha256=hashlib.sha256((self.sha256 + mark).encode()).hexdigest())
+
+    def _repr_html_(self) -> str:
+        """The hosts as an HTML table, for notebooks."""
+        import html
+
+        head = "".join(f"<th style='text-align:left'>{h}</th>" for h in ("host", "address", "user", "roles", "groups"))
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td style='text-align:left'>{html.escape(str(v))}</td>"
+                for v in (h.name, h.address, h.user, ", ".join(h.roles), ", ".join(h.groups))
+            )
+            + "</tr>"
+            for h in self.hosts.values()
+        )
+        return f"<p><b>inventory</b> {html.escape(str(self.path))}</p><table><tr>{head}</tr>{rows}</table>"
+
     def secret(self, name: str) -> Secret:
         """Return the secret declared as name under secrets:.
 

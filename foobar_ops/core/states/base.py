@@ -33,7 +33,7 @@ class Plan:
     commands: list[str] = field(default_factory=list)
     diff: str | None = None
     comment: str = ""
-    uploads: dict[str, bytes | Callable[[], bytes]] = field(default_factory=dict)
+    uploads: dict[str, bytes | Callable[[], bytes]] = field(default_factory=dict, repr=False)
     error: str | None = None
 
     @property

@@ -43,6 +43,9 @@ _PRIVS = {
     "ALL PRIVILEGES",
 }
 _GRANT = re.compile(r"^GRANT (.+?) ON (\S+) TO \S+?(?: IDENTIFIED BY .*?)?( WITH GRANT OPTION)?$")
+_ROLE_GRANT = re.compile(r"^GRANT (`[^`]+`) TO \S+$")
+#: Names MariaDB shows for older privilege names (10.5 renamed them).
+ALIASES = {"REPLICATION CLIENT": "BINLOG MONITOR", "REPLICA MONITOR": "SLAVE MONITOR"}
 MIN_MARIADB = (10, 6)
 
 
@@ -116,6 +119,10 @@ def parse_grants(lines: Sequence[str]) -> dict[str, list[str]]:
     """
     out: dict[str, set[str]] = {}
     for line in lines:
+        role = _ROLE_GRANT.match(line.strip())
+        if role:  # a role held: counted, so that an account holding one is not as wanted
+            out.setdefault("roles", set()).add(role.group(1))
+            continue
         m = _GRANT.match(line.strip())
         if not m:
             continue
@@ -160,7 +167,9 @@ class User(State["Account | None"]):
             if database is None:
                 raise StateError(f"mysql.user {name}: give database= and privileges=, or grants=")
             grants = {f"`{_ident(database, 'database')}`.*": privileges}
-        self.grants = {on: sorted({p.upper() for p in privs}) for on, privs in sorted(grants.items())}
+        self.grants = {
+            on: sorted({ALIASES.get(p.upper(), p.upper()) for p in privs}) for on, privs in sorted(grants.items())
+        }
         for on, privs in self.grants.items():
             if not _ON.match(on):
                 raise StateError(f"mysql.user {name}: {on!r} is not *.* or `database`.*")
@@ -198,7 +207,9 @@ class User(State["Account | None"]):
             old["password"], new["password"] = "(other)", "(from the secret)"
         have = parse_grants(fact.grants)
         if have != self.grants:
-            sql += [f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who}", *self._grant_sql(who)]
+            sql += [f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who}"]
+            sql += [f"REVOKE {role} FROM {who}" for role in have.get("roles", [])]
+            sql += self._grant_sql(who)
             old["grants"], new["grants"] = have, self.grants
         if not sql:
             return Plan(comment=f"user {self.name} is in the wanted state")

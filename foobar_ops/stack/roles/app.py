@@ -11,7 +11,7 @@ from ...core import states as s
 from ...core.shell import cmd
 from ...core.states import State
 from ..build import AppBuild, build_app
-from ..topology import APP_ROOT, TopologyError, db_hosts, db_settings, ports, read_weight
+from ..topology import APP_ROOT, TopologyError, db_hosts, db_primary, db_settings, ports, read_weight
 from .base import Role, template
 
 USER = "foobar"
@@ -48,6 +48,7 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
     release = release_id(host, build)
     target = f"{RELEASES}/{release}"
     p, db = ports(inventory), db_settings(inventory)
+    db_primary(inventory)  # the app needs a database: refuse an inventory with none
     keep = int(host.vars.get("app_keep_releases", 3))
     wheel_states = [
         s.file.managed(
@@ -144,7 +145,7 @@ def rollback_states(host: Any, inventory: Any) -> list[State[Any]]:
         f'[ -n "$prev" ] || {{ echo "no previous release to roll back to (current: $cur)" >&2; exit 1; }}; '
         f'ln -sfn {cmd(RELEASES)}/"$prev" {cmd(CURRENT)}.rollback && mv -Tf {cmd(CURRENT)}.rollback '
         f'{cmd(CURRENT)} && touch {cmd(RELEASES)}/"$prev" && '
-        f'sed -i "s/^FOOBAR_RELEASE=.*/FOOBAR_RELEASE=$prev/" {cmd(ENV_FILE)} && '
+        f'sed -i "s/^FOOBAR_RELEASE=.*/FOOBAR_RELEASE=\\"$prev\\"/" {cmd(ENV_FILE)} && '
         f'systemctl restart foobar-app && echo "rolled back: $cur -> $prev"'
     )
     return [

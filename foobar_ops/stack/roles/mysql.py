@@ -80,11 +80,30 @@ def seed_from(primary: Any, inventory: Any, database: str) -> Callable[[], bytes
     return dump
 
 
+def server_id_of(host: Any) -> int:
+    """Return a database host's server id: vars.mysql_server_id, else the last number of its IPv4
+    address (unique on one /24)."""
+    if "mysql_server_id" in host.vars:
+        value = host.vars["mysql_server_id"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**32:
+            raise TopologyError(
+                f"host '{host.name}': key 'vars.mysql_server_id': must be a whole number from 1, not {value!r}"
+            )
+        return value
+    last = host.address.rsplit(".", 1)[-1]
+    if not last.isdigit() or host.address.count(".") != 3:
+        raise TopologyError(
+            f"host '{host.name}': key 'vars.mysql_server_id': needed, as its address "
+            f"{host.address} is not an IPv4 address to take one from"
+        )
+    return int(last)
+
+
 def states(host: Any, inventory: Any) -> list[State[Any]]:
     """Return the mysql role's states for a host (its part as primary or replica)."""
     db = db_settings(inventory)
     primary = db_primary(inventory)
-    server_id = host.vars.get("mysql_server_id", int(host.address.split(".")[-1]))
+    server_id = server_id_of(host)
     ctx = {
         "address": host.address,
         "server_id": server_id,

@@ -1,0 +1,323 @@
+"""Run a runbook: check its parameters before any cell runs, execute it with papermill on the
+project's kernel with start and cell timeouts, stream each finished cell, always keep the output
+notebook and an HTML rendering of it under the records folder (also when it fails), scrub secret
+values from both, and journal the run with its outcome.
+
+Outcomes and exit codes: ok 0, failed 1 (a cell raised, e.g. its verification), refused 2 (a
+parameter error: no cell ran), timeout 3 (a cell ran past its time), kernel-died 4.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..core import paths
+from ..core.errors import FoobarOpsError
+from ..core.journal import Journal
+from ..core.secrets import mask_known
+from .catalog import Runbook, find
+from .parameters import RunbookParameterError, resolve
+
+KERNEL = "foobar-ops"
+EXIT_CODES = {"ok": 0, "failed": 1, "refused": 2, "timeout": 3, "kernel-died": 4}
+
+
+@dataclass
+class RunbookRun:
+    """What one run of a runbook did.
+
+    run_id: its journal id.
+    runbook: the runbook's name.
+    outcome: ok, failed, refused, timeout or kernel-died.
+    output_notebook, html: where the executed notebook and its HTML rendering are.
+    error: why it did not end ok (names the cell).
+    cell: the index of the cell that failed or timed out.
+    seconds: how long it took.
+    """
+
+    run_id: str
+    runbook: str
+    outcome: str
+    output_notebook: Path | None = None
+    html: Path | None = None
+    error: str | None = None
+    cell: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
+
+    def as_json(self) -> dict[str, Any]:
+        """`foobar-ops runbook NAME --json`."""
+        return {
+            "run_id": self.run_id,
+            "runbook": self.runbook,
+            "outcome": self.outcome,
+            "output_notebook": str(self.output_notebook) if self.output_notebook else None,
+            "html": str(self.html) if self.html else None,
+            "error": self.error,
+            "cell": self.cell,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def ensure_kernel() -> str:
+    """Return the project's kernel name, installing its spec (this Python) when it is missing."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if KERNEL not in KernelSpecManager().find_kernel_specs():
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ipykernel",
+                "install",
+                "--sys-prefix",
+                "--name",
+                KERNEL,
+                "--display-name",
+                "foobar-ops",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise FoobarOpsError(f"cannot install the {KERNEL} kernel: {done.stderr.strip()[-300:]}")
+    return KERNEL
+
+
+class _CellLog(logging.Handler):
+    """Streams what papermill logs while it runs: each cell's output, and each finished cell."""
+
+    def __init__(self, name: str, total: int, stream: Any) -> None:
+        super().__init__(logging.INFO)
+        self.name, self.total, self.stream, self.started = name, total, stream, time.monotonic()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = mask_known(record.getMessage())
+        if text.startswith("Ending Cell"):
+            number = text.split()[2].rstrip("-")
+            line = f"[{self.name}] cell {number}/{self.total} done ({time.monotonic() - self.started:.1f} s)"
+        elif text.startswith(("Executing Cell", "Executing notebook", "Input Notebook", "Output Notebook")):
+            return
+        else:
+            line = text.rstrip("\n")
+        if line:
+            print(line, file=self.stream, flush=True)
+
+
+def _scrub(path: Path, inventory: Any) -> None:
+    """Mask every secret value (the inventory's, revealed here) in the output notebook."""
+    if inventory is not None:
+        for secret in [*inventory.secrets.values(), *(h.sudo_password for h in inventory.hosts.values())]:
+            try:
+                secret and secret.reveal()
+            except FoobarOpsError:
+                pass
+    if path.exists():
+        text = path.read_text()
+        masked = mask_known(text)
+        if masked != text:
+            path.write_text(masked)
+
+
+def _html(path: Path) -> Path | None:
+    """Write the HTML rendering of a notebook beside it; return its path."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    if not path.exists():
+        return None
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(path, as_version=4))
+    html = path.with_suffix(".html")
+    html.write_text(body)
+    return html
+
+
+def _note(path: Path, index: int | None, message: str) -> None:
+    """Put a visible note into the output notebook (before the cell that failed, or at the top)."""
+    import nbformat
+
+    if not path.exists():
+        return
+    nb = nbformat.read(path, as_version=4)
+    cell = nbformat.v4.new_markdown_cell(f"<span style='color:red'><b>{message}</b></span>")
+    cell.metadata["tags"] = ["foobar-ops-error"]
+    nb.cells.insert(index if index is not None else 0, cell)
+    nbformat.write(nb, path)
+
+
+def _last_started(path: Path) -> int | None:
+    import nbformat
+
+    if not path.exists():
+        return None
+    started = [
+        i
+        for i, c in enumerate(nbformat.read(path, as_version=4).cells)
+        if c.get("metadata", {}).get("papermill", {}).get("start_time")
+    ]
+    return started[-1] if started else None
+
+
+def _cell_line(nb: Any, index: int | None) -> str:
+    if index is None or index >= len(nb.cells):
+        return "a cell"
+    first = next((ln for ln in nb.cells[index].source.splitlines() if ln.strip()), "")
+    return f"cell {index} ({first.strip()[:60]!r})"
+
+
+def run(
+    name: str,
+    inventory: str | Path | None = None,
+    parameters: dict[str, Any] | None = None,
+    *,
+    texts: dict[str, str] | None = None,
+    test: bool | None = None,
+    journal: Journal | str | Path | None = None,
+    stream: Any = None,
+    start_timeout: float = 60,
+    cell_timeout: float = 1800,
+    command: str | None = None,
+) -> RunbookRun:
+    """Run a runbook and return what it did (never raises for a failing run: see the outcome).
+
+    name: the runbook's name (runbooks/NAME.py).
+    inventory: the inventory, for a runbook that declares an `inventory` parameter.
+    parameters: typed values (e.g. from YAML).
+    texts: command-line values (-p NAME VALUE), parsed to each parameter's declared type.
+    test: set the runbook's `test` parameter (its plan-only mode).
+    journal: the journal (default: the records folder's).
+    stream: where progress goes (default: stderr); False for none.
+    start_timeout: seconds the kernel gets to start.
+    cell_timeout: seconds each cell gets.
+    command: what is recorded as having started the run.
+    """
+    import papermill
+
+    runbook = find(name)
+    journal = journal if isinstance(journal, Journal) else Journal(journal)
+    run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    out = paths.runbook_dir() / f"{name}-{run_id}.ipynb"
+    started = time.monotonic()
+    given = dict(parameters or {})
+    inv = _inventory(runbook, inventory, given)
+    if test is not None:
+        given["test"] = test
+    recorded = {**(texts or {}), **given}
+    try:
+        values = resolve(runbook.parameters(), given, texts)
+    except RunbookParameterError as err:
+        journal.start_run(
+            command=command or f"runbook {name}", inventory=inv, parameters=recorded, runbook=name, run_id=run_id
+        )
+        journal.finish_run(run_id, "refused", str(err))
+        return RunbookRun(run_id, name, "refused", error=str(err), seconds=time.monotonic() - started)
+    declared = {p.name for p in runbook.parameters()}
+    injected = {k: v for k, v in values.items() if k in declared}
+    injected.update({k: v for k, v in (("run_id", run_id), ("output_notebook", str(out))) if k in declared})
+    nb = runbook.notebook()
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "foobar-ops", "language": "python"}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    journal.start_run(
+        command=command or f"runbook {name}",
+        inventory=inv,
+        test=bool(values.get("test", False)),
+        parameters=values,
+        runbook=name,
+        output_notebook=str(out),
+        run_id=run_id,
+    )
+    outcome, error, cell = _execute(papermill, nb, out, injected, name, stream, start_timeout, cell_timeout)
+    if outcome != "ok":
+        _note(out, cell, f"foobar-ops: {outcome}: {error}")
+    _scrub(out, inv)
+    html = _html(out)
+    journal.set_outputs(run_id, str(out), str(html) if html else None)
+    journal.finish_run(run_id, outcome, error)
+    return RunbookRun(run_id, name, outcome, out, html, error, cell, time.monotonic() - started)
+
+
+def _inventory(runbook: Runbook, inventory: str | Path | None, given: dict[str, Any]) -> Any:
+    """Pass the inventory to a runbook that takes one (as an absolute path); return it loaded."""
+    from ..stack import load_inventory
+
+    takes = any(p.name == "inventory" for p in runbook.parameters())
+    if inventory is None:
+        path = given.get("inventory")
+        return load_inventory(path) if takes and isinstance(path, str) else None
+    if not takes:
+        raise RunbookParameterError(f"runbook {runbook.name} takes no inventory")
+    given["inventory"] = str(Path(inventory).resolve())
+    return load_inventory(given["inventory"])
+
+
+def _execute(
+    papermill: Any,
+    nb: Any,
+    out: Path,
+    params: dict[str, Any],
+    name: str,
+    stream: Any,
+    start_timeout: float,
+    cell_timeout: float,
+) -> tuple[str, str | None, int | None]:
+    """Run the notebook; return (outcome, error naming the cell, cell index)."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    log = logging.getLogger("papermill")
+    handler = _CellLog(name, len(nb.cells), sys.stderr if stream is None else stream) if stream is not False else None
+    if handler:
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    try:
+        papermill.execute_notebook(
+            nb,
+            str(out),
+            parameters=params,
+            kernel_name=ensure_kernel(),
+            start_timeout=int(start_timeout),
+            execution_timeout=int(cell_timeout),
+            log_output=handler is not None,
+            progress_bar=False,
+            cwd=str(Path.cwd()),
+        )
+        return "ok", None, None
+    except papermill.PapermillExecutionError as err:
+        return (
+            "failed",
+            f"{_cell_line(nb, err.cell_index)} raised {err.ename}: {mask_known(str(err.evalue))}",
+            err.cell_index,
+        )
+    except CellTimeoutError:
+        index = _last_started(out)
+        return "timeout", f"{_cell_line(nb, index)} ran past its {cell_timeout:g} s", index
+    except DeadKernelError as err:
+        index = _last_started(out)
+        return "kernel-died", f"the kernel died during {_cell_line(nb, index)}: {err}", index
+    finally:
+        if handler:
+            log.removeHandler(handler)
+
+
+def catalog_json() -> list[dict[str, Any]]:
+    """`foobar-ops runbook list --json`."""
+    from .catalog import all_runbooks
+
+    return [r.as_dict() for r in all_runbooks()]
+
+
+__all__ = ["KERNEL", "RunbookRun", "catalog_json", "ensure_kernel", "run"]

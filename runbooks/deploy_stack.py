@@ -1,0 +1,75 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: foobar-ops
+#     language: python
+#     name: foobar-ops
+# ---
+
+# %% [markdown]
+# # Deploy the foobar.com stack: plan with diffs, apply that plan, verify through the load balancer
+#
+# **What it does:** applies the inventory's roles (MariaDB primary and replica, Nginx, HAProxy, the app
+# one server at a time) as a reviewed plan: the plan (test mode, nothing changes) is shown with its
+# diffs and saved, then exactly that plan is applied (a host that drifted meanwhile is refused), then
+# the site is checked through the load balancer.
+#
+# **When to use it:** a first deploy, or to converge the stack after an inventory or code change.
+#
+# **Parameters:** `inventory`, `roles` (only these; empty: all), `hosts` (a host pattern),
+# `test` (plan only), `verify_requests`.
+
+# %% tags=["parameters"]
+inventory: str = "inventories/lab.yml"  # the inventory file
+roles: list = []  # only these roles (empty: every role each host has)
+hosts: str | None = None  # host pattern (None: all hosts)
+test: bool = False  # True: plan only, change nothing
+verify_requests: int = 20  # requests sent through the load balancer at the end
+run_id: str | None = None  # set by the runner
+output_notebook: str | None = None  # set by the runner
+
+# %%
+import foobar_ops as fo  # the public API, in one import
+
+rb = fo.runbook(globals())  # checks the parameters above; links every run below to this notebook
+inv = fo.load_inventory(inventory)
+inv
+
+# %% [markdown]
+# ## Plan: what would change (test mode, nothing changes)
+
+# %%
+plan = fo.plan(inv, roles, hosts=hosts, save_plan=rb.path("plan.json"), **rb.recorded("plan"))
+plan
+
+# %% [markdown]
+# ## Apply the plan above, exactly
+
+# %%
+if test:
+    print("test mode: nothing applied")
+    report = plan
+else:
+    report = fo.apply_plan(inv, plan.plan_file, on_result=rb.progress, **rb.recorded("apply"))
+    print(report.summary(diffs=False))
+assert report.ok, f"apply failed on {', '.join(report.failed_hosts)} (run {report.run_id})"
+
+# %% [markdown]
+# ## Verify through the load balancer
+
+# %%
+check = fo.verify(inv, verify_requests, wait=0 if test else 30)
+print(check.line)
+check
+
+# %%
+assert test or check.ok, check.line

@@ -1,0 +1,67 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: foobar-ops
+#     language: python
+#     name: foobar-ops
+# ---
+
+# %% [markdown]
+# # Load balancer maintenance: drain, take out or put back a web server
+#
+# **What it does:** `drain` stops new sessions to a server and waits until its sessions end;
+# `maint` takes it out at once; `ready` puts it back. Taking out the last server that is UP is
+# refused. Every change is journaled.
+#
+# **When to use it:** before working on a web server by hand, and after.
+#
+# **Parameters:** `inventory`, `server`, `action` (drain, maint or ready), `timeout` (seconds a
+# drain waits).
+
+# %% tags=["parameters"]
+from typing import Literal
+
+inventory: str = "inventories/lab.yml"  # the inventory file
+server: str  # the web server (its inventory host name); required
+action: Literal["drain", "maint", "ready"] = "drain"  # what to do with it
+timeout: float = 60  # seconds a drain waits for sessions to end
+run_id: str | None = None  # set by the runner
+output_notebook: str | None = None  # set by the runner
+
+# %%
+import foobar_ops as fo
+
+rb = fo.runbook(globals())
+inv = fo.load_inventory(inventory)
+keep = ["svname", "status", "weight", "scur", "lbtot", "check_status"]
+fo.lb_stat(inv).query("pxname == 'bk_web' and svname not in ('FRONTEND', 'BACKEND')")[keep]
+
+# %%
+if action == "drain":
+    waited = fo.lb_drain(inv, server, timeout=timeout, **rb.recorded("drain"))
+    print(f"{server} drained in {waited:.1f} s")
+elif action == "maint":
+    print(server, fo.lb_maint(inv, server, **rb.recorded("maint")))
+else:
+    print(server, fo.lb_ready(inv, server, **rb.recorded("ready")))
+
+# %% [markdown]
+# ## Verify: the server is as asked and the site still answers
+
+# %%
+with fo.HAProxy(inv, record=False) as lb:
+    status = lb.wait_up(server) and "UP" if action == "ready" else str(lb.servers()[server]["status"])
+check = fo.verify(inv, 10, wait=0)
+print(f"{server}: {status}; {check.line}")
+wanted = {"drain": "DRAIN", "maint": "MAINT", "ready": "UP"}[action]
+assert status.startswith(wanted), f"{server} is {status}, not {wanted}"
+assert (check.requests["status"] == 200).all(), check.line
