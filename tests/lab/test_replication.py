@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from foobar_ops.lab import PASSWORD_PATH
-from tests.conftest import LAB_INVENTORY, run_cli
 from foobar_ops.stack.verify import request
+from tests.conftest import LAB_INVENTORY, run_cli
 from tests.lab.helpers import LB, SITE, Traffic, apply, get, post
 
 APP_PASSWORD = "/var/lib/foobar-ops/lab/secrets/mysql_app_password"

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from foobar_ops.runbooks import RunbookParameterError, check_parameters
