@@ -49,6 +49,7 @@ class Config:
     max_lag: a replica further behind than this many seconds leaves the read pool.
     check_interval: seconds between checks of every node.
     pool_size: idle connections kept per node.
+    check_timeout: seconds a node's check may take to connect (a node that does not answer is down).
     """
 
     served_by: str
@@ -61,6 +62,7 @@ class Config:
     max_lag: float = 5.0
     check_interval: float = 1.0
     pool_size: int = 8
+    check_timeout: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -82,4 +84,5 @@ class Config:
             max_lag=float(env.get("FOOBAR_DB_MAX_LAG", "5")),
             check_interval=float(env.get("FOOBAR_DB_CHECK_INTERVAL", "1")),
             pool_size=int(env.get("FOOBAR_DB_POOL_SIZE", "8")),
+            check_timeout=float(env.get("FOOBAR_DB_CHECK_TIMEOUT", "1")),
         )

@@ -140,13 +140,22 @@ class Monitor:
             self.check_all()
 
     def check_all(self) -> None:
-        """Check every node now (a check already under way is waited for, not run twice at once)."""
+        """Check every node now, all at once (a node that does not answer costs one check timeout,
+        not one per node); a check already under way is waited for, not run twice at once."""
         with self._checking:
-            for node in self.config.nodes:
-                state = self._check(node)
-                with self._changed:
-                    self.states[node.name] = state
-                    self._changed.notify_all()
+            nodes = list(self.config.nodes)
+            threads = [threading.Thread(target=self._check_and_keep, args=(node,), daemon=True) for node in nodes[1:]]
+            for thread in threads:
+                thread.start()
+            self._check_and_keep(nodes[0])
+            for thread in threads:
+                thread.join()
+
+    def _check_and_keep(self, node: DBNode) -> None:
+        state = self._check(node)
+        with self._changed:
+            self.states[node.name] = state
+            self._changed.notify_all()
 
     def _check(self, node: DBNode) -> NodeState:
         try:
@@ -230,7 +239,9 @@ class Router:
         self.config = config
         self._connect = connect or self._pymysql
         self.pools = {n.name: Pool(n, self._connect, config.pool_size) for n in config.nodes}
-        self.monitor = Monitor(config, self._connect)
+        # the monitor's checks give up sooner: a node that does not answer within check_timeout is down
+        checks = connect or (lambda node: self._pymysql(node, config.check_timeout))
+        self.monitor = Monitor(config, checks)
         self._current: dict[str, float] = {n.name: 0.0 for n in config.nodes}
         self._lock = threading.Lock()
 
@@ -238,7 +249,7 @@ class Router:
         """Start watching the nodes."""
         self.monitor.start()
 
-    def _pymysql(self, node: DBNode) -> Any:
+    def _pymysql(self, node: DBNode, timeout: float | None = None) -> Any:
         c = self.config
         return pymysql.connect(
             host=node.host,
@@ -246,7 +257,7 @@ class Router:
             user=c.db_user,
             password=c.db_password,
             database=c.db_name,
-            connect_timeout=c.connect_timeout,
+            connect_timeout=timeout or c.connect_timeout,
             read_timeout=10,
             write_timeout=10,
             autocommit=True,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import FoobarOpsError
-from .parameters import Param, declared
+from .parameters import RUNNER_SET, Param, declared
 
 _CHECKOUT = Path(__file__).resolve().parents[2] / "runbooks"
 
@@ -64,7 +64,7 @@ class Runbook:
         return {
             "name": self.name,
             "description": self.description(),
-            "parameters": [p.as_dict() for p in self.parameters()],
+            "parameters": [p.as_dict() for p in self.parameters() if p.name not in RUNNER_SET],
         }
 
 

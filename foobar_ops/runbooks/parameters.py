@@ -85,13 +85,14 @@ class Param:
             "secret": is_secret_ref(value),
         }[self.kind]
         if not ok:
-            wanted = (
-                "a secret reference (env:NAME or file:PATH), not a value"
-                if self.kind == "secret"
-                else self.kind + (" or None" if self.optional else "")
+            if self.kind == "secret":  # never echo what may be the secret itself
+                raise RunbookParameterError(
+                    f"parameter {self.name!r} must be a secret reference (env:NAME or file:PATH), not a value"
+                )
+            wanted = self.kind + (" or None" if self.optional else "")
+            raise RunbookParameterError(
+                f"parameter {self.name!r} must be {wanted}, not {type(value).__name__} {value!r}"
             )
-            shown = "(a value)" if self.kind == "secret" else f"{type(value).__name__} {value!r}"
-            raise RunbookParameterError(f"parameter {self.name!r} must be {wanted}, not {shown}")
         if self.choices is not None and value not in self.choices:
             raise RunbookParameterError(
                 f"parameter {self.name!r} must be one of {', '.join(map(repr, self.choices))}, not {value!r}"

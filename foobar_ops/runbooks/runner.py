@@ -119,14 +119,20 @@ class _CellLog(logging.Handler):
             print(line, file=self.stream, flush=True)
 
 
-def _scrub(path: Path, inventory: Any) -> None:
-    """Mask every secret value (the inventory's, revealed here) in the output notebook."""
+def _scrub(path: Path, inventory: Any, secrets: list[str]) -> None:
+    """Mask every secret value in the output notebook: the inventory's and the secret parameters'
+    (revealed here, in the runner, only to be masked)."""
+    from ..core.secrets import Secret
+
+    refs: list[Any] = [Secret(ref) for ref in secrets]
     if inventory is not None:
-        for secret in [*inventory.secrets.values(), *(h.sudo_password for h in inventory.hosts.values())]:
-            try:
-                secret and secret.reveal()
-            except FoobarOpsError:
-                pass
+        refs += [*inventory.secrets.values(), *(h.sudo_password for h in inventory.hosts.values())]
+    for secret in refs:
+        try:
+            if secret is not None:
+                secret.reveal()
+        except FoobarOpsError:
+            pass
     if path.exists():
         text = path.read_text()
         masked = mask_known(text)
@@ -173,10 +179,14 @@ def _last_started(path: Path) -> int | None:
     return started[-1] if started else None
 
 
-def _cell_line(nb: Any, index: int | None) -> str:
-    if index is None or index >= len(nb.cells):
+def _cell_line(path: Path, index: int | None) -> str:
+    """Name a cell of the output notebook by its index and first line."""
+    import nbformat
+
+    cells = nbformat.read(path, as_version=4).cells if path.exists() else []
+    if index is None or index >= len(cells):
         return "a cell"
-    first = next((ln for ln in nb.cells[index].source.splitlines() if ln.strip()), "")
+    first = next((ln for ln in cells[index].source.splitlines() if ln.strip()), "")
     return f"cell {index} ({first.strip()[:60]!r})"
 
 
@@ -217,7 +227,7 @@ def run(
     inv = _inventory(runbook, inventory, given)
     if test is not None:
         given["test"] = test
-    recorded = {**(texts or {}), **given}
+    recorded = _recordable(runbook, {**(texts or {}), **given})
     try:
         values = resolve(runbook.parameters(), given, texts)
     except RunbookParameterError as err:
@@ -244,11 +254,25 @@ def run(
     outcome, error, cell = _execute(papermill, nb, out, injected, name, stream, start_timeout, cell_timeout)
     if outcome != "ok":
         _note(out, cell, f"foobar-ops: {outcome}: {error}")
-    _scrub(out, inv)
+    _scrub(
+        out, inv, [v for p in runbook.parameters() if p.kind == "secret" and isinstance(v := values.get(p.name), str)]
+    )
     html = _html(out)
     journal.set_outputs(run_id, str(out), str(html) if html else None)
     journal.finish_run(run_id, outcome, error)
     return RunbookRun(run_id, name, outcome, out, html, error, cell, time.monotonic() - started)
+
+
+def _recordable(runbook: Runbook, values: dict[str, Any]) -> dict[str, Any]:
+    """Return parameters as the journal may keep them: a secret parameter's value only when it is a
+    reference (a literal given by mistake is masked, never stored)."""
+    from ..core.secrets import MASK, is_secret_ref
+
+    try:
+        secret = {p.name for p in runbook.parameters() if p.kind == "secret"}
+    except RunbookParameterError:
+        secret = set(values)
+    return {k: (v if k not in secret or is_secret_ref(v) else MASK) for k, v in values.items()}
 
 
 def _inventory(runbook: Runbook, inventory: str | Path | None, given: dict[str, Any]) -> Any:
@@ -299,15 +323,15 @@ def _execute(
     except papermill.PapermillExecutionError as err:
         return (
             "failed",
-            f"{_cell_line(nb, err.cell_index)} raised {err.ename}: {mask_known(str(err.evalue))}",
+            f"{_cell_line(out, err.cell_index)} raised {err.ename}: {mask_known(str(err.evalue))}",
             err.cell_index,
         )
     except CellTimeoutError:
         index = _last_started(out)
-        return "timeout", f"{_cell_line(nb, index)} ran past its {cell_timeout:g} s", index
+        return "timeout", f"{_cell_line(out, index)} ran past its {cell_timeout:g} s", index
     except DeadKernelError as err:
         index = _last_started(out)
-        return "kernel-died", f"the kernel died during {_cell_line(nb, index)}: {err}", index
+        return "kernel-died", f"the kernel died during {_cell_line(out, index)}: {err}", index
     finally:
         if handler:
             log.removeHandler(handler)
