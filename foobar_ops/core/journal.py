@@ -1,5 +1,7 @@
 """The change journal: one row per run, one per state result and one per host outcome, written as
-they come in (SQLite in the records folder by default), queryable as DataFrames."""
+they come in, queryable as DataFrames. Embedded (SQLite in the records folder) by default; a
+database URL (MariaDB, PostgreSQL) puts every SRE's runs into one audit trail. The schema is
+versioned and migrated when the journal is opened (SQLAlchemy, one schema for every backend)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import getpass
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import threading
 import uuid
@@ -18,40 +19,114 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
 from . import paths
 from .errors import FoobarOpsError
 from .result import HostOutcome, Result
-from .secrets import mask_deep, mask_known
+from .secrets import Secret, mask_deep, mask_known
 from .version import __version__
 
 #: The source checkout, when foobar_ops runs from one (its git commit is recorded).
 CHECKOUT = Path(__file__).resolve().parents[2]
 SCHEMA_VERSION = 3
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-  run_id TEXT PRIMARY KEY, started TEXT NOT NULL, finished TEXT, user TEXT, command TEXT,
-  runbook TEXT, parameters TEXT, inventory TEXT, inventory_sha256 TEXT, version TEXT,
-  git_commit TEXT, test INTEGER, status TEXT NOT NULL, output_notebook TEXT, error TEXT);
-CREATE TABLE IF NOT EXISTS results (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs(run_id), at TEXT NOT NULL,
-  host TEXT NOT NULL, state_id TEXT NOT NULL, state TEXT, name TEXT, result INTEGER, changed INTEGER,
-  run INTEGER, changes TEXT, comment TEXT, diff TEXT, duration_ms REAL);
-CREATE INDEX IF NOT EXISTS results_run ON results(run_id);
-CREATE INDEX IF NOT EXISTS results_host_at ON results(host, at);
-"""
+METADATA = MetaData()
+RUNS = Table(
+    "runs",
+    METADATA,
+    Column("run_id", String(64), primary_key=True),
+    Column("started", String(40), nullable=False),
+    Column("finished", String(40)),
+    Column("user", String(255)),
+    Column("command", Text),
+    Column("runbook", String(255)),
+    Column("parameters", Text),
+    Column("inventory", Text),
+    Column("inventory_sha256", String(64)),
+    Column("version", String(32)),
+    Column("git_commit", String(64)),
+    Column("test", Integer),
+    Column("status", String(32), nullable=False),
+    Column("output_notebook", Text),
+    Column("error", Text),
+    Column("output_html", Text),
+)
+RESULTS = Table(
+    "results",
+    METADATA,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("state_id", Text, nullable=False),
+    Column("state", String(64)),
+    Column("name", Text),
+    Column("result", Integer),
+    Column("changed", Integer),
+    Column("run", Integer),
+    Column("changes", Text),
+    Column("comment", Text),
+    Column("diff", Text),
+    Column("duration_ms", Float),
+    Column("status", String(16)),
+)
+Index("results_run", RESULTS.c.run_id)
+Index("results_host_at", RESULTS.c.host, RESULTS.c.at)
+HOSTS = Table(
+    "hosts",
+    METADATA,
+    Column("run_id", String(64), primary_key=True),
+    Column("host", String(255), primary_key=True),
+    Column("outcome", String(16), nullable=False),
+    Column("error", Text),
+    Column("round_trips", Integer),
+)
+META = Table("foobar_ops_meta", METADATA, Column("name", String(64), primary_key=True), Column("value", String(255)))
 
-#: Schema changes, in order; entry N takes a journal from version N to N + 1.
-_MIGRATIONS = [
-    "",  # 0 -> 1: the base schema above
+#: Changes to journals made before the schema was versioned in foobar_ops_meta (SQLite ones, by
+#: their PRAGMA user_version): entry N takes one from version N to N + 1.
+_SQLITE_MIGRATIONS = [
+    """CREATE TABLE IF NOT EXISTS runs (
+      run_id TEXT PRIMARY KEY, started TEXT NOT NULL, finished TEXT, user TEXT, command TEXT,
+      runbook TEXT, parameters TEXT, inventory TEXT, inventory_sha256 TEXT, version TEXT,
+      git_commit TEXT, test INTEGER, status TEXT NOT NULL, output_notebook TEXT, error TEXT);
+    CREATE TABLE IF NOT EXISTS results (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs(run_id), at TEXT NOT NULL,
+      host TEXT NOT NULL, state_id TEXT NOT NULL, state TEXT, name TEXT, result INTEGER, changed INTEGER,
+      run INTEGER, changes TEXT, comment TEXT, diff TEXT, duration_ms REAL)""",
     """ALTER TABLE results ADD COLUMN status TEXT;
     UPDATE results SET status = CASE WHEN run = 0 THEN 'not_run' WHEN result = 0 THEN 'failed'
       WHEN result IS NULL THEN 'pending' WHEN changed = 1 THEN 'changed' ELSE 'ok' END;
     CREATE TABLE IF NOT EXISTS hosts (run_id TEXT NOT NULL REFERENCES runs(run_id), host TEXT NOT NULL,
-      outcome TEXT NOT NULL, error TEXT, round_trips INTEGER, PRIMARY KEY (run_id, host));""",
-    # 2 -> 3: a runbook run links its HTML rendering too
-    "ALTER TABLE runs ADD COLUMN output_html TEXT;",
+      outcome TEXT NOT NULL, error TEXT, round_trips INTEGER, PRIMARY KEY (run_id, host))""",
+    "ALTER TABLE runs ADD COLUMN output_html TEXT",
 ]
+#: Changes from SCHEMA_VERSION on, for every backend: entry N takes a journal from N to N + 1
+#: (e.g. a function of the connection that adds a column).
+_MIGRATIONS: dict[int, Any] = {}
 
 
 class JournalError(FoobarOpsError):
@@ -105,24 +180,58 @@ def whoami() -> str:
 
 
 class Journal:
-    """The journal at a path (created on first use); safe to share between threads.
+    """The journal at a path or database URL (created on first use); safe to share between threads.
 
-    path: the SQLite file (default: default_path()).
+    target: a SQLite file path, or a database URL such as mysql+pymysql://journal@db/foobar_ops
+        (default: $FOOBAR_OPS_JOURNAL, else journal.sqlite in the records folder).
+    password: the database password as a Secret (default: $FOOBAR_OPS_JOURNAL_PASSWORD, a reference
+        such as file:PATH), never part of the URL itself.
     """
 
-    def __init__(self, path: Path | str | None = None) -> None:
-        self.path = Path(path) if path else default_path()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self._migrate()
-        except (OSError, sqlite3.Error) as err:
-            raise JournalError(f"journal {self.path}: {err}") from None
+    def __init__(self, target: Path | str | None = None, password: Secret | None = None) -> None:
+        named = str(target) if target else os.environ.get("FOOBAR_OPS_JOURNAL") or str(default_path())
         self.lock = threading.Lock()
+        try:
+            if "://" in named:
+                url = make_url(named)
+                ref = password or (
+                    Secret(os.environ["FOOBAR_OPS_JOURNAL_PASSWORD"])
+                    if os.environ.get("FOOBAR_OPS_JOURNAL_PASSWORD")
+                    else None
+                )
+                if ref is not None:
+                    url = url.set(password=ref.reveal())
+                self.url = url
+                self.path: Path | str = url.render_as_string(hide_password=True)
+                self.engine: Engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+            else:
+                self.path = Path(named)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.engine = create_engine(
+                    f"sqlite:///{self.path}", connect_args={"timeout": 30, "check_same_thread": False}
+                )
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            self._migrate()
+        except (OSError, SQLAlchemyError, FoobarOpsError) as err:
+            raise JournalError(
+                f"journal {self.path if hasattr(self, 'path') else named}: {mask_known(str(err).splitlines()[0])}"
+            ) from None
 
-    def _version(self) -> int:
-        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+    @property
+    def sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    # ---- schema ------------------------------------------------------------------------------
+
+    def _version(self, conn: Connection) -> int:
+        names = set(inspect(conn).get_table_names())
+        if "foobar_ops_meta" in names:
+            row = conn.execute(select(META.c.value).where(META.c.name == "schema_version")).first()
+            version = int(row[0]) if row else 0
+        elif self.sqlite and "runs" in names:
+            version = max(1, int(conn.exec_driver_sql("PRAGMA user_version").scalar() or 0))
+        else:
+            version = 0
         if version > SCHEMA_VERSION:
             raise JournalError(
                 f"journal {self.path} has schema version {version}, newer than this foobar_ops "
@@ -131,28 +240,58 @@ class Journal:
         return version
 
     def _migrate(self) -> None:
-        """Bring the journal's schema to SCHEMA_VERSION (PRAGMA user_version counts the steps), one
-        process at a time (a lock file beside the journal); a newer journal is refused."""
-        if self._version() == SCHEMA_VERSION:
-            return
-        with open(self.path.with_name(self.path.name + ".migrate.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            version = self._version()  # another process may have migrated it meanwhile
+        """Bring the schema to SCHEMA_VERSION, one process at a time; a newer journal is refused."""
+        with self.engine.connect() as conn:
+            if self._version(conn) == SCHEMA_VERSION:
+                return
+        with self._migration_lock(), self.engine.begin() as conn:
+            version = self._version(conn)  # another process may have migrated it meanwhile
             if version == 0:
-                self.db.executescript(_SCHEMA)
-            for step in range(max(version, 1), SCHEMA_VERSION):
-                self.db.executescript(_MIGRATIONS[step])
-            if version < SCHEMA_VERSION:
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                self.db.commit()
+                METADATA.create_all(conn)
+            elif version < 3:  # an embedded journal from before foobar_ops_meta
+                for step in range(version, 3):
+                    for statement in _SQLITE_MIGRATIONS[step].split(";"):
+                        if statement.strip():
+                            conn.exec_driver_sql(statement)
+                META.create(conn, checkfirst=True)
+            for step in range(max(version, 3), SCHEMA_VERSION):
+                _MIGRATIONS[step](conn)
+            conn.execute(META.delete().where(META.c.name == "schema_version"))
+            conn.execute(insert(META).values(name="schema_version", value=str(SCHEMA_VERSION)))
+            if self.sqlite:  # what older foobar_ops read
+                conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Hold the journal's migration lock: a lock file beside SQLite, a named lock on a server."""
+        if self.sqlite:
+            assert isinstance(self.path, Path)
+            with open(self.path.with_name(self.path.name + ".migrate.lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                yield
+            return
+        with self.engine.connect() as conn:
+            name = self.engine.dialect.name
+            if name in ("mysql", "mariadb"):
+                conn.execute(text("SELECT GET_LOCK('foobar_ops_journal', 60)"))
+            elif name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_lock(5150)"))
+            try:
+                yield
+            finally:
+                if name in ("mysql", "mariadb"):
+                    conn.execute(text("SELECT RELEASE_LOCK('foobar_ops_journal')"))
+                elif name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_unlock(5150)"))
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    def _write(self, statement: Any) -> None:
         try:
-            with self.lock:
-                self.db.execute(sql, args)
-                self.db.commit()
-        except sqlite3.Error as err:
-            raise JournalError(f"journal {self.path}: cannot write: {err}") from None
+            with self.lock, self.engine.begin() as conn:
+                conn.execute(statement)
+        except SQLAlchemyError as err:
+            raise JournalError(f"journal {self.path}: cannot write: {mask_known(str(err).splitlines()[0])}") from None
 
     def start_run(
         self,
@@ -171,7 +310,7 @@ class Journal:
         inventory: the Inventory (path and hash are recorded).
         test: dry-run.
         parameters: parameters (masked: secrets never stored).
-        runbook: the runbook's path when a runbook runs.
+        runbook: the runbook's name when a runbook runs.
         output_notebook: where the run's output notebook is written.
         run_id: a given id (default: a new one).
         """
@@ -180,24 +319,21 @@ class Journal:
         output_notebook = output_notebook or _context.get("output_notebook")
         params = mask_known(json.dumps(mask_deep(parameters or {}), default=str, sort_keys=True))
         self._write(
-            "INSERT INTO runs (run_id, started, user, command, runbook, parameters, inventory, "
-            "inventory_sha256, version, git_commit, test, status, output_notebook) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                run_id,
-                _now(),
-                whoami(),
-                mask_known(command),
-                runbook,
-                params,
-                str(inventory.path) if inventory else None,
-                inventory.sha256 if inventory else None,
-                __version__,
-                git_commit(),
-                int(test),
-                "running",
-                output_notebook,
-            ),
+            insert(RUNS).values(
+                run_id=run_id,
+                started=_now(),
+                user=whoami(),
+                command=mask_known(command),
+                runbook=runbook,
+                parameters=params,
+                inventory=str(inventory.path) if inventory else None,
+                inventory_sha256=inventory.sha256 if inventory else None,
+                version=__version__,
+                git_commit=git_commit(),
+                test=int(test),
+                status="running",
+                output_notebook=output_notebook,
+            )
         )
         return run_id
 
@@ -208,24 +344,22 @@ class Journal:
         r: a Result (already masked by the engine; masked again here).
         """
         self._write(
-            "INSERT INTO results (run_id, at, host, state_id, state, name, status, result, changed, run, "
-            "changes, comment, diff, duration_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                run_id,
-                _now(),
-                r.host,
-                mask_known(r.id),
-                r.state,
-                mask_known(r.name),
-                r.status.value,
-                None if r.result is None else int(r.result),
-                int(r.changed),
-                int(r.status.value != "not_run"),
-                mask_known(json.dumps(mask_deep(r.changes), default=str)),
-                mask_known(r.comment),
-                mask_known(r.diff) if r.diff else None,
-                r.duration_ms,
-            ),
+            insert(RESULTS).values(
+                run_id=run_id,
+                at=_now(),
+                host=r.host,
+                state_id=mask_known(r.id),
+                state=r.state,
+                name=mask_known(r.name),
+                status=r.status.value,
+                result=None if r.result is None else int(r.result),
+                changed=int(r.changed),
+                run=int(r.status.value != "not_run"),
+                changes=mask_known(json.dumps(mask_deep(r.changes), default=str)),
+                comment=mask_known(r.comment),
+                diff=mask_known(r.diff) if r.diff else None,
+                duration_ms=r.duration_ms,
+            )
         )
 
     def set_outputs(self, run_id: str, notebook: str | None, html: str | None) -> None:
@@ -234,7 +368,7 @@ class Journal:
         run_id: the run.
         notebook, html: their paths.
         """
-        self._write("UPDATE runs SET output_notebook = ?, output_html = ? WHERE run_id = ?", (notebook, html, run_id))
+        self._write(update(RUNS).where(RUNS.c.run_id == run_id).values(output_notebook=notebook, output_html=html))
 
     def add_outcome(self, run_id: str, outcome: HostOutcome) -> None:
         """Record how one host fared in a run.
@@ -243,30 +377,30 @@ class Journal:
         outcome: the HostOutcome.
         """
         self._write(
-            "INSERT OR REPLACE INTO hosts (run_id, host, outcome, error, round_trips) VALUES (?,?,?,?,?)",
-            (
-                run_id,
-                outcome.host,
-                outcome.outcome.value,
-                mask_known(outcome.error) if outcome.error else None,
-                outcome.round_trips,
-            ),
+            insert(HOSTS).values(
+                run_id=run_id,
+                host=outcome.host,
+                outcome=outcome.outcome.value,
+                error=mask_known(outcome.error) if outcome.error else None,
+                round_trips=outcome.round_trips,
+            )
         )
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         """Record how a run ended: ok, failed or error (with its message, masked).
 
         run_id: the run.
-        status: ok | failed | error.
+        status: ok | failed | error (runbooks: refused, timeout, kernel-died).
         error: what went wrong, when it did.
         """
         self._write(
-            "UPDATE runs SET finished=?, status=?, error=? WHERE run_id=?",
-            (_now(), status, mask_known(error) if error else None, run_id),
+            update(RUNS)
+            .where(RUNS.c.run_id == run_id)
+            .values(finished=_now(), status=status, error=mask_known(error) if error else None)
         )
 
     @contextmanager
-    def recording(self, **start: Any) -> Iterator["RunRecord"]:
+    def recording(self, **start: Any) -> Iterator[RunRecord]:
         """Record one run around a block: yields a RunRecord whose add() journals a result at once;
         the run ends "ok", "failed" (a result was False) or "error" (the block raised, with why).
 
@@ -280,42 +414,55 @@ class Journal:
             raise
         self.finish_run(run.id, "failed" if run.failed else "ok")
 
-    def outcomes(self, run_id: str) -> Any:
-        """Return how each host fared in one run, as a DataFrame."""
+    # ---- reading -----------------------------------------------------------------------------
+
+    def _frame(self, query: Any) -> Any:
         import pandas as pd
 
-        with self.lock:
-            return pd.read_sql_query("SELECT * FROM hosts WHERE run_id = ? ORDER BY rowid", self.db, params=(run_id,))
+        try:
+            with self.engine.connect() as conn:
+                return pd.read_sql_query(query, conn)
+        except SQLAlchemyError as err:
+            raise JournalError(f"journal {self.path}: cannot read: {str(err).splitlines()[0]}") from None
+
+    def outcomes(self, run_id: str) -> Any:
+        """Return how each host fared in one run, as a DataFrame."""
+        return self._frame(select(HOSTS).where(HOSTS.c.run_id == run_id))
 
     def runs(self, limit: int | None = None) -> Any:
         """Return runs, newest first, as a DataFrame (with counts of results, changes and failures)."""
-        import pandas as pd
-
-        sql = (
-            "SELECT r.*, COUNT(x.seq) AS results, COALESCE(SUM(x.changed),0) AS changed, "
-            "COALESCE(SUM(x.result = 0),0) AS failed, (SELECT COUNT(*) FROM hosts h WHERE h.run_id = r.run_id "
-            "AND h.outcome = 'unreachable') AS unreachable FROM runs r LEFT JOIN results x USING (run_id) "
-            "GROUP BY r.run_id ORDER BY r.started DESC" + (" LIMIT ?" if limit else "")
+        unreachable = (
+            select(func.count())
+            .select_from(HOSTS)
+            .where(and_(HOSTS.c.run_id == RUNS.c.run_id, HOSTS.c.outcome == "unreachable"))
+            .scalar_subquery()
         )
-        with self.lock:
-            return pd.read_sql_query(sql, self.db, params=(limit,) if limit else ())
+        query = (
+            select(
+                *RUNS.c,
+                func.count(RESULTS.c.seq).label("results"),
+                func.coalesce(func.sum(RESULTS.c.changed), 0).label("changed"),
+                func.coalesce(func.sum(case((RESULTS.c.result == 0, 1), else_=0)), 0).label("failed"),
+                unreachable.label("unreachable"),
+            )
+            .select_from(RUNS.outerjoin(RESULTS, RESULTS.c.run_id == RUNS.c.run_id))
+            .group_by(*RUNS.c)
+            .order_by(RUNS.c.started.desc())
+        )
+        return self._frame(query.limit(limit) if limit else query)
 
     def results(self, run_id: str) -> Any:
         """Return every result of one run as a DataFrame, in the order they came."""
-        import pandas as pd
-
-        with self.lock:
-            frame = pd.read_sql_query("SELECT * FROM results WHERE run_id = ? ORDER BY seq", self.db, params=(run_id,))
+        frame = self._frame(select(RESULTS).where(RESULTS.c.run_id == run_id).order_by(RESULTS.c.seq))
         if frame.empty and not self.run(run_id):
             raise JournalError(f"no run {run_id!r} in {self.path}")
         return frame
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """Return one run's row as a dict, or None."""
-        with self.lock:
-            cur = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-            row = cur.fetchone()
-            return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+        with self.engine.connect() as conn:
+            row = conn.execute(select(RUNS).where(RUNS.c.run_id == run_id)).mappings().first()
+            return dict(row) if row else None
 
     def changes(self, host: str | None = None, since: Any = None, state: str | None = None, test: bool = False) -> Any:
         """Return the results that changed a host, newest first, as a DataFrame.
@@ -325,32 +472,43 @@ class Journal:
         state: only this state function (e.g. "file.managed") or state id.
         test: include pending changes of test-mode runs instead of real changes.
         """
-        import pandas as pd
-
-        where = ["x.changed = 1" if not test else "x.result IS NULL AND x.changes != '{}'"]
-        args: list[Any] = []
+        where = [RESULTS.c.changed == 1] if not test else [RESULTS.c.result.is_(None), RESULTS.c.changes != "{}"]
         if host:
-            where.append("x.host = ?")
-            args.append(host)
+            where.append(RESULTS.c.host == host)
         if since is not None:
-            where.append("x.at >= ?")
-            args.append(parse_since(since))
+            where.append(RESULTS.c.at >= parse_since(since))
         if state:
-            where.append("(x.state = ? OR x.state_id = ?)")
-            args += [state, state]
-        sql = (
-            "SELECT x.at, x.run_id, r.user, r.command, r.runbook, x.host, x.state_id, x.state, x.name, "
-            "x.comment, x.changes, x.diff FROM results x JOIN runs r USING (run_id) WHERE "
-            + " AND ".join(where)
-            + " ORDER BY x.seq DESC"
+            where.append(or_(RESULTS.c.state == state, RESULTS.c.state_id == state))
+        query = (
+            select(
+                RESULTS.c.at,
+                RESULTS.c.run_id,
+                RUNS.c.user,
+                RUNS.c.command,
+                RUNS.c.runbook,
+                RESULTS.c.host,
+                RESULTS.c.state_id,
+                RESULTS.c.state,
+                RESULTS.c.name,
+                RESULTS.c.comment,
+                RESULTS.c.changes,
+                RESULTS.c.diff,
+            )
+            .select_from(RESULTS.join(RUNS, RUNS.c.run_id == RESULTS.c.run_id))
+            .where(and_(*where))
+            .order_by(RESULTS.c.seq.desc())
         )
-        with self.lock:
-            return pd.read_sql_query(sql, self.db, params=args)
+        return self._frame(query)
 
     def close(self) -> None:
-        """Close the database."""
-        with self.lock:
-            self.db.close()
+        """Close the journal's connections."""
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
 
 
 class RunRecord:

@@ -386,10 +386,9 @@ def test_journal_changes_filters_by_host_state_and_since(journal):
     assert list(journal.changes(state="service.running:nginx")["host"]) == ["web-02"]
     assert len(journal.changes(since="7d")) == 3
     # age one of them: it is older than a week
-    with journal.lock:
-        old = (datetime.now(UTC) - timedelta(days=30)).isoformat(timespec="milliseconds")
-        journal.db.execute("UPDATE results SET at = ? WHERE state_id = 'file.managed:/etc/hosts'", (old,))
-        journal.db.commit()
+    old = (datetime.now(UTC) - timedelta(days=30)).isoformat(timespec="milliseconds")
+    with sqlite3.connect(journal.path) as db:
+        db.execute("UPDATE results SET at = ? WHERE state_id = 'file.managed:/etc/hosts'", (old,))
     assert list(journal.changes(since="7d")["state_id"]) == [
         "service.running:nginx",
         "file.managed:/etc/haproxy/haproxy.cfg",
