@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo test unit lint bench lab-up lab-down lab-status clean
+.PHONY: setup system venv demo test unit lint bench notebook lab-up lab-down lab-status clean
 
 setup: system venv
 
@@ -18,22 +18,27 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name foobar-ops --display-name foobar-ops >/dev/null
 	@touch $@
 
 demo: setup
 	$(BIN)/foobar-ops lab up
 	$(BIN)/foobar-ops lab status
 	$(BIN)/foobar-ops ping -i inventories/lab.yml
-	@out="$$($(BIN)/python -c 'from foobar_ops.core import paths; print(paths.runbook_dir())')/deploy_stack-$$(date +%Y%m%d-%H%M%S).ipynb"; \
-	  mkdir -p "$$(dirname "$$out")"; \
-	  $(BIN)/papermill --no-progress-bar runbooks/deploy_stack.ipynb "$$out" -p output_notebook "$$out" && \
-	  echo "runbook output notebook: $$out"
+	$(BIN)/foobar-ops runbook deploy_stack -i inventories/lab.yml
 	@$(BIN)/foobar-ops verify -i inventories/lab.yml
+
+# JupyterLab on loopback only, with a fresh token, the project's kernel and the runbooks folder
+notebook: venv
+	@token=$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))'); \
+	  echo "JupyterLab: http://127.0.0.1:8888/lab?token=$$token"; \
+	  $(BIN)/jupyter lab --ip=127.0.0.1 --port=8888 --no-browser --ServerApp.token=$$token \
+	    --MappingKernelManager.default_kernel_name=foobar-ops --notebook-dir=$(CURDIR)
 
 # lint and format (ruff), types (mypy), the layering contract (import-linter)
 lint: venv
-	$(BIN)/ruff check foobar_ops tests scripts app runbooks
-	$(BIN)/ruff format --check foobar_ops tests scripts app runbooks
+	$(BIN)/ruff check foobar_ops tests scripts app runbooks loadtests
+	$(BIN)/ruff format --check foobar_ops tests scripts app runbooks loadtests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

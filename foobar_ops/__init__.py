@@ -42,6 +42,7 @@ from .ops import (
     lb_maint,
     lb_ready,
     lb_stat,
+    loadtest,
     plan,
     rollback,
     run_command,
@@ -76,6 +77,7 @@ __all__ = [
     "lb_drain",
     "lb_ready",
     "lb_maint",
+    "loadtest",
     "HAProxy",
     # the engine and its results
     "apply",

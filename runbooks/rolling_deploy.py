@@ -59,10 +59,10 @@ plan
 # %%
 report = fo.apply_plan(inv, plan.plan_file, on_result=rb.progress, **rb.recorded("rolling deploy"))
 print(report.summary(diffs=False))
-if not report.ok:
-    failed = [h for h in report.failed_hosts if h in {x.name for x in inv.select("role:app")}]
-    print(f"the new release failed on {', '.join(failed)}: rolling it back there")
-    back = fo.rollback(inv, hosts=",".join(failed), **rb.recorded("roll back the failed server"))
+switched = sorted({r.host for r in report.results if r.id == "app:current" and r.changed})
+if not report.ok and switched:  # the servers that took the new release before it failed go back
+    print(f"the rolling deploy failed; rolling back {', '.join(switched)} (the others never changed)")
+    back = fo.rollback(inv, hosts=",".join(switched), **rb.recorded("roll back the failed server"))
     print(back.summary(diffs=False))
 assert report.ok, f"the rolling deploy stopped at {', '.join(report.failed_hosts)} (run {report.run_id})"
 

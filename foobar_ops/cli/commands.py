@@ -301,6 +301,37 @@ def cmd_runbook(args: argparse.Namespace) -> int:
     return done.exit_code
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    kind = args.loadtest_command
+    compare = None if kind != "read-scaling" else not args.no_compare
+    test = ops.loadtest(
+        args.inventory,
+        kind,
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        run_time=args.run_time,
+        workers=args.workers,
+        compare=compare,
+        journal=args.journal,
+        command=args.command_line,
+    )
+    if args.json:
+        print(json.dumps(test.as_json(), indent=2, default=str))
+    else:
+        print(
+            table(
+                [{"check": c.name, "expected": c.expected, "measured": c.measured, "ok": c.ok} for c in test.checks],
+                ["check", "expected", "measured", "ok"],
+            )
+        )
+        print(
+            f"{kind}: {test.verdict.upper()}: {test.rps:.0f} req/s, p50 {test.p50_ms} ms, p95 {test.p95_ms} ms, "
+            f"{test.failures} failed of {test.requests}; kept in {test.folder}",
+            file=sys.stderr,
+        )
+    return 0 if test.passed else 1
+
+
 def cmd_paths(args: argparse.Namespace) -> int:
     found = paths.describe()
     print(
@@ -324,4 +355,5 @@ HANDLERS = {
     "paths": cmd_paths,
     "db": cmd_db,
     "runbook": cmd_runbook,
+    "loadtest": cmd_loadtest,
 }

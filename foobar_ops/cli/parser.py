@@ -207,6 +207,26 @@ def _runbook(sub: Sub) -> None:
     _common(p, json=True, journal=True)
 
 
+def _loadtest(sub: Sub) -> None:
+    p = sub.add_parser("loadtest", help="Locust through the load balancer, with a computed verdict")
+    actions = p.add_subparsers(dest="loadtest_command", required=True, metavar="KIND")
+    for kind, text in (
+        ("round-robin", "each server's share of requests against its weight"),
+        ("read-scaling", "each database node's share of reads against its weight; writes"),
+    ):
+        q = actions.add_parser(kind, help=text)
+        _inventory(q)
+        _common(q, json=True, journal=True)
+        q.add_argument("--users", type=int, default=16, help="concurrent users (default 16)")
+        q.add_argument("--spawn-rate", type=float, default=16, help="users started per second (default 16)")
+        q.add_argument("--run-time", default="20s", help="how long (20s, 5m; default 20s)")
+        q.add_argument("--workers", type=int, default=0, help="Locust workers (a master and N local processes)")
+        if kind == "read-scaling":
+            q.add_argument(
+                "--no-compare", action="store_true", help="skip the second run with the replicas out of the read pool"
+            )
+
+
 def _paths(sub: Sub) -> None:
     p = sub.add_parser("paths", help="where records (journal, output notebooks) and caches are kept")
     _common(p, json=True)
@@ -219,6 +239,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(prog="foobar-ops", description=description)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_hosts_ping_run, _apply_rollback, _lb_verify, _db, _runbook, _records, _lab, _paths):
+    for add in (_hosts_ping_run, _apply_rollback, _lb_verify, _db, _runbook, _loadtest, _records, _lab, _paths):
         add(sub)
     return parser

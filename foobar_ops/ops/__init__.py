@@ -10,6 +10,7 @@ from .adhoc import run_command
 from .db import db_failover, db_status, db_switchover
 from .deploy import apply_plan, apply_states, deploy, plan, rollback
 from .lb import lb_drain, lb_maint, lb_ready, lb_stat
+from .loadtest import loadtest
 from .site import verify
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "lb_maint",
     "lb_ready",
     "lb_stat",
+    "loadtest",
     "plan",
     "rollback",
     "run_command",

@@ -6,10 +6,20 @@ from typing import Any
 
 from ...core import states as s
 from ...core.states import State
-from ..topology import STATS_SOCKET, domain, ports, web_hosts
+from ..topology import STATS_SOCKET, TopologyError, domain, ports, web_hosts
 from .base import Role, template
 
 CFG = "/etc/haproxy/haproxy.cfg"
+
+
+def weight(host: Any) -> int:
+    """Return a web server's share of the load balancer's requests: vars.haproxy_weight (default 1)."""
+    value = host.vars.get("haproxy_weight", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 256:
+        raise TopologyError(
+            f"host '{host.name}': key 'vars.haproxy_weight': must be a whole number from 0 to 256, not {value!r}"
+        )
+    return value
 
 
 def context(host: Any, inventory: Any) -> dict[str, Any]:
@@ -20,7 +30,9 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
         "domain": domain(inventory),
         "http_port": p["http"],
         "stats_socket": STATS_SOCKET,
-        "servers": [{"name": h.name, "address": h.address, "port": p["http"]} for h in web_hosts(inventory)],
+        "servers": [
+            {"name": h.name, "address": h.address, "port": p["http"], "weight": weight(h)} for h in web_hosts(inventory)
+        ],
         "timeouts": {
             "connect": v.get("haproxy_timeout_connect", "3s"),
             "client": v.get("haproxy_timeout_client", "30s"),

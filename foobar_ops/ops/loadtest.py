@@ -1,0 +1,95 @@
+"""Load tests with Locust through the load balancer, each kept with its verdict and journaled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..core.inventory import Inventory
+from ..core.journal import Journal
+from ..core.result import Result, Status
+from ..stack import loadtest as lt
+from ..stack.topology import db_replicas, lb_host
+from .common import inventory_of, journal_of
+from .deploy import deploy
+
+
+def loadtest(
+    inventory: Inventory | str | Path,
+    kind: str,
+    *,
+    users: int = 16,
+    spawn_rate: float = 16,
+    run_time: str = "20s",
+    workers: int = 0,
+    compare: bool | None = None,
+    journal: Journal | str | Path | None = None,
+    command: str | None = None,
+) -> lt.LoadTest:
+    """Run a load test (round-robin or read-scaling) and return it with its verdict; the run's files
+    (verdict.json, Locust's CSVs and HTML report, its log) are kept under the records' loadtests/ and
+    the run is journaled (one result per check).
+
+    inventory: the Inventory, or its path.
+    kind: round-robin or read-scaling.
+    users, spawn_rate, run_time: Locust's -u, -r, -t.
+    workers: Locust worker processes (0: one process).
+    compare: for read-scaling, run again with the replicas out of the read pool (the app redeployed
+        for that run, then back) and report the throughput ratio (default: on for read-scaling).
+    journal: the journal (default: the records folder's).
+    command: what is recorded as having started it.
+    """
+    inv = inventory_of(inventory)
+    params = {"kind": kind, "users": users, "spawn_rate": spawn_rate, "run_time": run_time, "workers": workers}
+    with journal_of(journal).recording(
+        command=command or f"python: loadtest {kind}", inventory=inv, parameters=params
+    ) as run:
+        test = lt.run(inv, kind, users=users, spawn_rate=spawn_rate, run_time=run_time, workers=workers)
+        if kind == "read-scaling" and (compare if compare is not None else True) and db_replicas(inv):
+            test.extra["primary_only"] = _primary_only(inv, users, spawn_rate, run_time, workers, journal)
+            alone = test.extra["primary_only"]
+            test.extra["read_scaling_ratio"] = round(test.rps / alone["rps"], 2) if alone.get("rps") else None
+        lb = lb_host(inv).name
+        for check in test.checks:
+            run.add(
+                Result(
+                    lb,
+                    f"loadtest:{kind}:{check.name}",
+                    check.name,
+                    "loadtest.check",
+                    Status.OK if check.ok else Status.FAILED,
+                    changes={"expected": check.expected, "measured": check.measured},
+                    comment=f"{check.name}: expected {check.expected}, measured {check.measured}",
+                )
+            )
+    report = Path(test.folder) / "report.html"
+    journal_of(journal).set_outputs(run.id, None, str(report) if report.exists() else None)
+    journal_of(journal).finish_run(
+        run.id,
+        {"pass": "ok", "fail": "failed"}.get(test.verdict, "invalid"),
+        None if test.passed else "; ".join(f"{c.name}: {c.measured}" for c in test.failed_checks()),
+    )
+    test.run_id = run.id
+    return test
+
+
+def _primary_only(
+    inv: Inventory, users: int, spawn_rate: float, run_time: str, workers: int, journal: Journal | str | Path | None
+) -> dict[str, Any]:
+    """Run the read-scaling load again with every replica out of the read pool; put them back."""
+    alone = inv.with_vars(",".join(h.name for h in db_replicas(inv)), mysql_read_pool=False)
+    out = deploy(alone, ["app"], journal=journal, command="loadtest read-scaling: replicas out of the read pool")
+    if not out.ok:
+        return {"error": f"could not take the replicas out of the read pool: {', '.join(out.failed_hosts)}"}
+    try:
+        again = lt.run(alone, "read-scaling", users=users, spawn_rate=spawn_rate, run_time=run_time, workers=workers)
+    finally:
+        deploy(inv, ["app"], journal=journal, command="loadtest read-scaling: replicas back in the read pool")
+    return {
+        "rps": again.rps,
+        "p50_ms": again.p50_ms,
+        "p95_ms": again.p95_ms,
+        "failures": again.failures,
+        "verdict_reads": {n: d["share"] for n, d in again.db_nodes.items()},
+        "folder": again.folder,
+    }

@@ -1,0 +1,428 @@
+"""Locust load tests through the load balancer, and their verdicts computed, not eyeballed.
+
+A run is Locust in processes of its own (headless, CSV and HTML reports, a run time and a hard
+outer timeout; `workers` > 0: Locust's own master and local workers). Around it, HAProxy's
+per-server `lbtot` and each database node's `Com_select` are read before and after. The verdict
+joins Locust's stats, the per-response tallies of X-Served-By / X-DB-Node, the `lbtot` deltas and
+the database counters, checks each figure against what the inventory configures, and is
+"invalid" (never "pass") when the load generator ran out of CPU.
+
+Traffic goes only to the load balancer's inventory address.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..core import paths
+from ..core.errors import FoobarOpsError
+from .lb import HAProxy
+from .mariadb import DBError, Node
+from .topology import BACKEND, db_hosts, db_primary, domain, lb_host, ports, read_weight
+
+_CHECKOUT_LOADTESTS = Path(__file__).resolve().parents[2] / "loadtests"
+KINDS = {"round-robin": "round_robin.py", "read-scaling": "read_scaling.py"}
+SHARE_TOLERANCE = 0.05  # a server's share of requests may differ from its weight's share by this much
+READ_TOLERANCE = 0.10  # a database node's share of reads, likewise (each gunicorn worker balances alone)
+COUNTER_TOLERANCE = 0.02  # lbtot and the responses' own tally agree within this share of the total
+FAILURE_RATIO = 0.01  # at most this share of requests may fail
+CPU_WARNING = "CPU usage above"  # what Locust logs when the load generator is the bottleneck
+
+
+class LoadTestError(FoobarOpsError):
+    """A load test could not be run (Locust missing, no load balancer, a bad parameter)."""
+
+
+def locustfiles() -> Path:
+    """Return the folder of the locustfiles: $FOOBAR_OPS_LOADTESTS, else the checkout's loadtests/."""
+    named = os.environ.get("FOOBAR_OPS_LOADTESTS")
+    return Path(named) if named else (_CHECKOUT_LOADTESTS if _CHECKOUT_LOADTESTS.is_dir() else Path("loadtests"))
+
+
+@dataclass
+class Check:
+    """One figure of a verdict: what was expected, what was measured, whether it holds."""
+
+    name: str
+    expected: Any
+    measured: Any
+    ok: bool
+
+
+@dataclass
+class LoadTest:
+    """A load test run and its verdict.
+
+    kind: round-robin or read-scaling.
+    run_id: its id (its folder under the records' loadtests/).
+    verdict: pass, fail or invalid.
+    checks: every figure checked.
+    servers: web server -> requests (from the responses), share, lbtot (HAProxy's delta).
+    db_nodes: database node -> reads (from the responses), share, counter (Com_select delta).
+    rps, p50_ms, p95_ms, p99_ms, failures, requests: Locust's aggregated figures.
+    parameters: users, spawn rate, run time, workers.
+    folder: where the run's files are kept.
+    extra: more figures (e.g. the primary-only comparison of a read-scaling run).
+    """
+
+    kind: str
+    run_id: str
+    verdict: str = "invalid"
+    checks: list[Check] = field(default_factory=list)
+    servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    db_nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rps: float = 0.0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    failures: int = 0
+    requests: int = 0
+    parameters: dict[str, Any] = field(default_factory=dict)
+    folder: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def as_json(self) -> dict[str, Any]:
+        """`foobar-ops loadtest ... --json`."""
+        doc = asdict(self)
+        doc["checks"] = [asdict(c) for c in self.checks]
+        return doc
+
+    def _repr_html_(self) -> str:
+        import html
+
+        tone = {"pass": "#1a7f37", "fail": "#cf222e"}.get(self.verdict, "#9a6700")
+        rows = "".join(
+            f"<tr style='color:{'#1a7f37' if c.ok else '#cf222e'}'><td>{html.escape(c.name)}</td>"
+            f"<td>{html.escape(str(c.expected))}</td><td>{html.escape(str(c.measured))}</td></tr>"
+            for c in self.checks
+        )
+        return (
+            f"<p style='color:{tone}'><b>{self.kind}: {self.verdict.upper()}</b> {self.rps:.0f} req/s, "
+            f"p95 {self.p95_ms} ms, {self.failures} failed of {self.requests}</p>"
+            f"<table><tr><th>check</th><th>expected</th><th>measured</th></tr>{rows}</table>"
+        )
+
+
+# ---- measuring around a run ------------------------------------------------------------------------
+
+
+def _lbtot(inventory: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """Return each web server's lbtot and weight, from HAProxy's statistics."""
+    with HAProxy(inventory, record=False) as lb:
+        rows = lb.servers(BACKEND)
+    return {n: int(r["lbtot"] or 0) for n, r in rows.items()}, {n: int(r["weight"] or 0) for n, r in rows.items()}
+
+
+def _selects(inventory: Any) -> dict[str, int | None]:
+    """Return each database node's Com_select (None when it cannot be asked)."""
+    out: dict[str, int | None] = {}
+    for host in db_hosts(inventory):
+        node = Node(host, inventory)
+        try:
+            rows = node.query("SHOW GLOBAL STATUS LIKE 'Com_select'")
+            out[host.name] = int(rows[0]["Value"]) if rows else None
+        except (DBError, FoobarOpsError):
+            out[host.name] = None
+        finally:
+            node.close()
+    return out
+
+
+# ---- running Locust ---------------------------------------------------------------------------------
+
+
+def _seconds(run_time: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    if run_time and run_time[-1] in units and run_time[:-1].isdigit():
+        return float(run_time[:-1]) * units[run_time[-1]]
+    if run_time.isdigit():
+        return float(run_time)
+    raise LoadTestError(f"run time {run_time!r}: give seconds, minutes or hours such as 20s, 5m, 1h")
+
+
+def run_locust(
+    locustfile: Path,
+    host_url: str,
+    site: str,
+    folder: Path,
+    users: int,
+    spawn_rate: float,
+    run_time: str,
+    workers: int = 0,
+) -> dict[str, Any]:
+    """Run Locust headless (a master and `workers` local workers when workers > 0) and return what it
+    left: the aggregated stats row, the tallies, whether it warned of CPU, its exit code.
+
+    locustfile: the locustfile.
+    host_url: the load balancer (http://ADDRESS:PORT).
+    site: the Host header.
+    folder: where its CSV, HTML, tallies and log go.
+    users, spawn_rate, run_time: Locust's -u, -r, -t.
+    workers: local worker processes (0: one process).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, FOOBAR_SITE=site, FOOBAR_TALLY=str(folder / "tally.json"))
+    locust = [sys.executable, "-m", "locust", "-f", str(locustfile)]
+    common = [
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(spawn_rate),
+        "-t",
+        run_time,
+        "--host",
+        host_url,
+        "--csv",
+        str(folder / "locust"),
+        "--csv-full-history",
+        "--html",
+        str(folder / "report.html"),
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+        "--exit-code-on-error",
+        "0",
+    ]
+    limit = _seconds(run_time) + 90  # the hard outer timeout
+    log = open(folder / "locust.log", "w")
+    try:
+        if workers > 0:
+            port = 5557 + (uuid.uuid4().int % 2000)
+            master = subprocess.Popen(
+                [*locust, *common, "--master", "--expect-workers", str(workers), "--master-bind-port", str(port)],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+            helpers = [
+                subprocess.Popen(
+                    [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                )
+                for _ in range(workers)
+            ]
+        else:
+            master, helpers = subprocess.Popen([*locust, *common], env=env, stdout=log, stderr=log), []
+        try:
+            code = master.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            master.kill()
+            code = -9
+        for helper in helpers:
+            try:
+                helper.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+    finally:
+        log.close()
+    text = (folder / "locust.log").read_text(errors="replace")
+    stats = folder / "locust_stats.csv"
+    aggregated: dict[str, str] = {}
+    if stats.exists():
+        with open(stats) as f:
+            aggregated = next((row for row in csv.DictReader(f) if row.get("Name") == "Aggregated"), {})
+    tally_path = folder / "tally.json"
+    return {
+        "code": code,
+        "aggregated": aggregated,
+        "cpu_warning": CPU_WARNING in text,
+        "tally": json.loads(tally_path.read_text()) if tally_path.exists() else {},
+        "timed_out": code == -9,
+    }
+
+
+def _delta(before: int | None, after: int | None) -> int | None:
+    return after - before if before is not None and after is not None else None
+
+
+def _number(row: dict[str, str], key: str) -> float | None:
+    try:
+        value = row.get(key)
+        return round(float(value), 1) if value not in (None, "", "N/A") else None
+    except ValueError:
+        return None
+
+
+# ---- verdicts -----------------------------------------------------------------------------------------
+
+
+def _shares(counts: dict[str, int]) -> dict[str, float]:
+    total = sum(counts.values()) or 1
+    return {k: round(v / total, 4) for k, v in counts.items()}
+
+
+def judge(
+    test: LoadTest,
+    ran: dict[str, Any],
+    lbtot: dict[str, int],
+    weights: dict[str, int],
+    reads_weights: dict[str, int],
+    selects: dict[str, int | None],
+    primary: str | None,
+) -> LoadTest:
+    """Fill a LoadTest's figures and checks from a finished run (pure: no host needed).
+
+    test: the LoadTest (kind, run_id, parameters set).
+    ran: what run_locust returned.
+    lbtot: each web server's lbtot delta.
+    weights: each web server's HAProxy weight.
+    reads_weights: each database node's read weight.
+    selects: each database node's Com_select delta (None: unknown).
+    primary: the database primary's name.
+    """
+    row, tally = ran["aggregated"], ran["tally"]
+    test.requests = int(_number(row, "Request Count") or 0)
+    test.failures = int(_number(row, "Failure Count") or 0)
+    test.rps = _number(row, "Requests/s") or 0.0
+    test.p50_ms, test.p95_ms, test.p99_ms = _number(row, "50%"), _number(row, "95%"), _number(row, "99%")
+    served = {k: int(v) for k, v in tally.get("served_by", {}).items()}
+    share = _shares(served)
+    test.servers = {
+        name: {
+            "requests": served.get(name, 0),
+            "share": share.get(name, 0.0),
+            "lbtot": lbtot.get(name),
+            "weight": weights.get(name),
+        }
+        for name in sorted(set(weights) | set(served))
+    }
+    reads = {k: int(v) for k, v in tally.get("reads", {}).items()}
+    read_share = _shares(reads)
+    test.db_nodes = {
+        name: {
+            "reads": reads.get(name, 0),
+            "share": read_share.get(name, 0.0),
+            "counter": selects.get(name),
+            "weight": reads_weights.get(name),
+        }
+        for name in sorted(set(reads_weights) | set(reads))
+    }
+    checks = test.checks
+    checks.append(Check("requests made", "> 0", test.requests, test.requests > 0))
+    ratio = round(test.failures / test.requests, 4) if test.requests else 1.0
+    checks.append(Check("failure ratio", f"<= {FAILURE_RATIO}", ratio, ratio <= FAILURE_RATIO))
+    if test.kind == "round-robin":
+        total_weight = sum(w for w in weights.values()) or 1
+        for name, w in sorted(weights.items()):
+            expected = round(w / total_weight, 4)
+            got = share.get(name, 0.0)
+            checks.append(
+                Check(
+                    f"share of {name}", f"{expected} +- {SHARE_TOLERANCE}", got, abs(got - expected) <= SHARE_TOLERANCE
+                )
+            )
+        counted = sum(served.values()) or 1
+        for name in sorted(weights):
+            gap = abs((lbtot.get(name) or 0) - served.get(name, 0)) / counted
+            checks.append(
+                Check(
+                    f"lbtot of {name} agrees with the responses",
+                    f"<= {COUNTER_TOLERANCE} apart",
+                    round(gap, 4),
+                    gap <= COUNTER_TOLERANCE,
+                )
+            )
+    else:
+        total_weight = sum(w for w in reads_weights.values()) or 1
+        for name, w in sorted(reads_weights.items()):
+            expected = round(w / total_weight, 4)
+            got = read_share.get(name, 0.0)
+            checks.append(
+                Check(f"reads on {name}", f"{expected} +- {READ_TOLERANCE}", got, abs(got - expected) <= READ_TOLERANCE)
+            )
+        writers = sorted(tally.get("writes", {}))
+        checks.append(Check("writes on the primary only", [primary], writers, writers == [primary]))
+        counters = {n: v for n, v in selects.items() if v is not None}
+        served_by_node = {n: c for n, c in counters.items() if reads_weights.get(n)}
+        rising = all(v > 0 for v in served_by_node.values()) if served_by_node else False
+        checks.append(
+            Check("database read counters rose on every node reads went to", "> 0 each", served_by_node, rising)
+        )
+    if ran["cpu_warning"] or ran["timed_out"] or ran["code"] not in (0,):
+        why = "the load generator ran out of CPU" if ran["cpu_warning"] else f"Locust ended with {ran['code']}"
+        checks.append(Check("load generator not overloaded", "no CPU warning, a clean end", why, False))
+        test.verdict = "invalid"
+    else:
+        checks.append(Check("load generator not overloaded", "no CPU warning, a clean end", "ok", True))
+        test.verdict = "pass" if all(c.ok for c in checks) else "fail"
+    return test
+
+
+def run(
+    inventory: Any,
+    kind: str,
+    *,
+    users: int = 16,
+    spawn_rate: float = 16,
+    run_time: str = "20s",
+    workers: int = 0,
+    folder: Path | None = None,
+) -> LoadTest:
+    """Run one load test through the inventory's load balancer and return it with its verdict.
+
+    inventory: the Inventory.
+    kind: round-robin or read-scaling.
+    users, spawn_rate, run_time: Locust's -u, -r, -t.
+    workers: Locust worker processes (0: one process).
+    folder: where to keep the run (default: a new folder under the records' loadtests/).
+    """
+    if kind not in KINDS:
+        raise LoadTestError(f"unknown load test {kind!r} (load tests: {', '.join(KINDS)})")
+    if users < 1 or spawn_rate <= 0 or workers < 0:
+        raise LoadTestError("users and spawn rate must be above 0, workers 0 or more")
+    _seconds(run_time)
+    lb = lb_host(inventory)
+    if lb is None:
+        raise LoadTestError(f"{inventory.path}: no host has the haproxy role: nothing to send load through")
+    run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    folder = folder or paths.records_dir() / "loadtests" / f"{kind}-{run_id}"
+    test = LoadTest(
+        kind,
+        run_id,
+        parameters={"users": users, "spawn_rate": spawn_rate, "run_time": run_time, "workers": workers},
+        folder=str(folder),
+    )
+    lbtot_before, _ = _lbtot(inventory)
+    selects_before = _selects(inventory)
+    started = time.monotonic()
+    ran = run_locust(
+        locustfiles() / KINDS[kind],
+        f"http://{lb.address}:{ports(inventory)['http']}",
+        domain(inventory),
+        folder,
+        users,
+        spawn_rate,
+        run_time,
+        workers,
+    )
+    test.extra["seconds"] = round(time.monotonic() - started, 1)
+    lbtot_after, weights = _lbtot(inventory)
+    selects_after = _selects(inventory)
+    lbtot = {n: lbtot_after[n] - lbtot_before.get(n, 0) for n in lbtot_after}
+    selects = {n: _delta(selects_before.get(n), selects_after.get(n)) for n in selects_after}
+    reads_weights = {h.name: read_weight(h) for h in db_hosts(inventory)}
+    judge(
+        test, ran, lbtot, weights, reads_weights, selects, db_primary(inventory).name if db_hosts(inventory) else None
+    )
+    (folder / "verdict.json").write_text(json.dumps(test.as_json(), indent=2, default=str))
+    return test
