@@ -303,6 +303,8 @@ def cmd_runbook(args: argparse.Namespace) -> int:
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
     kind = args.loadtest_command
+    if kind in ("schedule", "unschedule", "collect", "history", "baseline"):
+        return _scheduled(args, kind)
     compare = None if kind != "read-scaling" else not args.no_compare
     test = ops.loadtest(
         args.inventory,
@@ -330,6 +332,58 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0 if test.passed else 1
+
+
+def _scheduled(args: argparse.Namespace, action: str) -> int:
+    from ..stack import scheduled
+
+    if action == "schedule":
+        report = ops.loadtest_schedule(
+            args.inventory,
+            args.name,
+            args.kind,
+            every=args.every,
+            users=args.users,
+            spawn_rate=args.spawn_rate,
+            run_time=args.run_time,
+            journal=args.journal,
+            command=args.command_line,
+        )
+        return _print_report(report, args)
+    if action == "unschedule":
+        return _print_report(
+            ops.loadtest_unschedule(args.inventory, args.name, journal=args.journal, command=args.command_line), args
+        )
+    if action == "baseline":
+        chosen = scheduled.set_baseline(args.name, args.run)
+        print(
+            json.dumps(chosen, indent=2)
+            if args.json
+            else f"{args.name}: baseline is {chosen['run_id']} ({chosen['rps']} req/s, p95 {chosen['p95_ms']} ms)"
+        )
+        return 0
+    if action == "history":
+        frame = ops.loadtest_history(args.name)
+        print(
+            json.dumps(rows(frame), indent=2, default=str)
+            if args.json
+            else table(rows(frame), ["run_id", "verdict", "rps", "p95_ms", "failures", "baseline", "failed"])
+            if len(frame)
+            else f"no collected run of {args.name}"
+        )
+        return 0
+    found = ops.loadtest_collect(args.inventory, margin=args.margin, journal=args.journal, command=args.command_line)
+    if args.json:
+        print(json.dumps([t.as_json() for t in found], indent=2, default=str))
+    else:
+        for t in found:
+            failed = "; ".join(f"{c.name}: {c.measured}" for c in t.failed_checks())
+            print(
+                f"{t.extra.get('schedule')} {t.run_id}: {t.verdict} ({t.rps:.0f} req/s, p95 {t.p95_ms} ms)"
+                + (f": {failed}" if failed else "")
+            )
+        print(f"{len(found)} run(s) collected", file=sys.stderr)
+    return 0 if all(t.passed for t in found) else 1
 
 
 def cmd_paths(args: argparse.Namespace) -> int:

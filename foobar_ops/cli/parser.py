@@ -225,6 +225,37 @@ def _loadtest(sub: Sub) -> None:
             q.add_argument(
                 "--no-compare", action="store_true", help="skip the second run with the replicas out of the read pool"
             )
+    q = actions.add_parser("schedule", help="run a load test every so often from the load generators (a timer)")
+    _inventory(q)
+    _common(q, json=True, journal=True)
+    q.add_argument("name", metavar="NAME", help="the schedule's name")
+    q.add_argument("--kind", choices=["round-robin", "read-scaling"], default="round-robin")
+    q.add_argument("--every", default="1h", help="how often (30s, 15m, 1h, 1d; default 1h)")
+    q.add_argument("--users", type=int, default=16)
+    q.add_argument("--spawn-rate", type=float, default=16)
+    q.add_argument("--run-time", default="20s")
+    q = actions.add_parser("unschedule", help="stop and remove a schedule's timer")
+    _inventory(q)
+    _common(q, json=True, journal=True)
+    q.add_argument("name", metavar="NAME")
+    q = actions.add_parser(
+        "collect", help="bring finished scheduled runs into the records, judged against the baseline"
+    )
+    _inventory(q)
+    _common(q, json=True, journal=True)
+    q.add_argument(
+        "--margin",
+        type=float,
+        default=0.5,
+        help="how much p95 may rise, or throughput fall, against the baseline (a share; default 0.5)",
+    )
+    q = actions.add_parser("history", help="a schedule's collected runs: the trend")
+    _common(q, json=True)
+    q.add_argument("name", metavar="NAME")
+    q = actions.add_parser("baseline", help="make a collected run its schedule's baseline")
+    _common(q, json=True)
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("run", metavar="RUN")
 
 
 def _paths(sub: Sub) -> None:

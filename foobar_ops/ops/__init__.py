@@ -10,7 +10,7 @@ from .adhoc import run_command
 from .db import db_failover, db_status, db_switchover
 from .deploy import apply_plan, apply_states, deploy, plan, rollback
 from .lb import lb_drain, lb_maint, lb_ready, lb_stat
-from .loadtest import loadtest
+from .loadtest import loadtest, loadtest_collect, loadtest_history, loadtest_schedule, loadtest_unschedule
 from .site import verify
 
 __all__ = [
@@ -25,6 +25,10 @@ __all__ = [
     "lb_ready",
     "lb_stat",
     "loadtest",
+    "loadtest_collect",
+    "loadtest_history",
+    "loadtest_schedule",
+    "loadtest_unschedule",
     "plan",
     "rollback",
     "run_command",

@@ -93,3 +93,104 @@ def _primary_only(
         "verdict_reads": {n: d["share"] for n, d in again.db_nodes.items()},
         "folder": again.folder,
     }
+
+
+def loadtest_schedule(
+    inventory: Inventory | str | Path,
+    name: str,
+    kind: str = "round-robin",
+    *,
+    every: str = "1h",
+    users: int = 16,
+    spawn_rate: float = 16,
+    run_time: str = "20s",
+    journal: Journal | str | Path | None = None,
+    command: str | None = None,
+) -> Any:
+    """Install (or change) a systemd timer on every load generator (role loadgen) that runs a load
+    test every so often; journaled as an apply. Return its Report.
+
+    inventory: the Inventory, or its path.
+    name: the schedule's name.
+    kind: round-robin or read-scaling.
+    every: how often (30s, 15m, 1h, 1d).
+    users, spawn_rate, run_time: each run's Locust -u, -r, -t.
+    journal: the journal.
+    command: what is recorded as having started it.
+    """
+    from ..core.engine import apply
+    from ..stack import scheduled
+
+    inv = inventory_of(inventory)
+    states = scheduled.schedule_states(inv, name, kind, every, users, spawn_rate, run_time)
+    return apply(
+        inv,
+        states,
+        hosts="role:loadgen",
+        journal=journal_of(journal),
+        command=command or f"python: loadtest schedule {name}",
+        parameters={"name": name, "kind": kind, "every": every, "users": users, "run_time": run_time},
+    )
+
+
+def loadtest_unschedule(
+    inventory: Inventory | str | Path,
+    name: str,
+    *,
+    journal: Journal | str | Path | None = None,
+    command: str | None = None,
+) -> Any:
+    """Stop and remove a scheduled load test's timer from every load generator; return the Report."""
+    from ..core.engine import apply
+    from ..stack import scheduled
+
+    inv = inventory_of(inventory)
+    return apply(
+        inv,
+        scheduled.unschedule_states(name),
+        hosts="role:loadgen",
+        journal=journal_of(journal),
+        command=command or f"python: loadtest unschedule {name}",
+        parameters={"name": name},
+    )
+
+
+def loadtest_collect(
+    inventory: Inventory | str | Path,
+    *,
+    margin: float = 0.5,
+    journal: Journal | str | Path | None = None,
+    command: str | None = None,
+) -> list[lt.LoadTest]:
+    """Bring finished scheduled runs into the records with their verdicts (against the baseline);
+    each collected run is journaled with its checks. Return them, oldest first."""
+    from ..stack import scheduled
+
+    inv = inventory_of(inventory)
+    found = scheduled.collect(inv, margin)
+    for test in found:
+        with journal_of(journal).recording(
+            command=command or "python: loadtest collect",
+            inventory=inv,
+            parameters={"schedule": test.extra.get("schedule"), "run": test.run_id, "kind": test.kind},
+        ) as run:
+            for check in test.checks:
+                run.add(
+                    Result(
+                        str(test.extra.get("load_generator")),
+                        f"loadtest:{test.kind}:{check.name}",
+                        check.name,
+                        "loadtest.check",
+                        Status.OK if check.ok else Status.FAILED,
+                        changes={"expected": check.expected, "measured": check.measured},
+                        comment=f"{check.name}: expected {check.expected}, measured {check.measured}",
+                    )
+                )
+    return found
+
+
+def loadtest_history(name: str) -> Any:
+    """Return a schedule's collected runs as a DataFrame (the trend), oldest first."""
+    from ..stack import scheduled
+
+    return scheduled.history(name)

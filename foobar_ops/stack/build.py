@@ -112,3 +112,62 @@ def _pip_wheel(app_dir: Path, target: Path) -> None:
     (tmp / ".complete").write_text("ok\n")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+
+
+LOADGEN_PLATFORMS = (
+    "manylinux2014_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux_2_5_x86_64",
+    "linux_x86_64",
+)
+
+
+def build_loadgen(version: str | None = None, out_dir: Path | None = None) -> AppBuild:
+    """Fetch (once per version) the wheels of Locust and its dependencies for the lab hosts' Python
+    (CPython 3.11 on x86_64), to install a load generator on a host that has no route out.
+
+    version: Locust's version (default: the one installed here, so both ends speak alike).
+    out_dir: where they are cached (default: CACHE/loadgen-wheels).
+    """
+    from importlib.metadata import version as installed
+
+    version = version or installed("locust")
+    target = (out_dir or paths.cache_dir() / "loadgen-wheels") / version
+    if not (target / ".complete").exists():
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        platforms = [arg for p in LOADGEN_PLATFORMS for arg in ("--platform", p)]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--only-binary=:all:",
+                *platforms,
+                "--python-version",
+                "311",
+                "--implementation",
+                "cp",
+                "--abi",
+                "cp311",
+                "--abi",
+                "abi3",
+                "--abi",
+                "none",
+                "-d",
+                str(tmp),
+                f"locust=={version}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise BuildError(f"pip download locust=={version} failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
+        (tmp / ".complete").write_text("ok\n")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return AppBuild(version, f"locust-{version}", tuple(sorted(target.glob("*.whl"))))

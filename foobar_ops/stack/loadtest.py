@@ -235,7 +235,18 @@ def run_locust(
                 helper.kill()
     finally:
         log.close()
-    text = (folder / "locust.log").read_text(errors="replace")
+    return read_run(folder, code)
+
+
+def read_run(folder: Path, code: int) -> dict[str, Any]:
+    """Read what a Locust run left in a folder: the aggregated stats row, the tallies, whether it
+    warned of CPU, and its exit code (given).
+
+    folder: the run's folder (locust_stats.csv, tally.json, locust.log).
+    code: Locust's exit code (-9: killed at the outer timeout).
+    """
+    log_path = folder / "locust.log"
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
     stats = folder / "locust_stats.csv"
     aggregated: dict[str, str] = {}
     if stats.exists():
@@ -274,20 +285,20 @@ def _shares(counts: dict[str, int]) -> dict[str, float]:
 def judge(
     test: LoadTest,
     ran: dict[str, Any],
-    lbtot: dict[str, int],
+    lbtot: dict[str, int] | None,
     weights: dict[str, int],
     reads_weights: dict[str, int],
-    selects: dict[str, int | None],
+    selects: dict[str, int | None] | None,
     primary: str | None,
 ) -> LoadTest:
     """Fill a LoadTest's figures and checks from a finished run (pure: no host needed).
 
     test: the LoadTest (kind, run_id, parameters set).
     ran: what run_locust returned.
-    lbtot: each web server's lbtot delta.
+    lbtot: each web server's lbtot delta (None: not measured, e.g. a scheduled run).
     weights: each web server's HAProxy weight.
     reads_weights: each database node's read weight.
-    selects: each database node's Com_select delta (None: unknown).
+    selects: each database node's Com_select delta (None: not measured).
     primary: the database primary's name.
     """
     row, tally = ran["aggregated"], ran["tally"]
@@ -301,7 +312,7 @@ def judge(
         name: {
             "requests": served.get(name, 0),
             "share": share.get(name, 0.0),
-            "lbtot": lbtot.get(name),
+            "lbtot": (lbtot or {}).get(name),
             "weight": weights.get(name),
         }
         for name in sorted(set(weights) | set(served))
@@ -312,7 +323,7 @@ def judge(
         name: {
             "reads": reads.get(name, 0),
             "share": read_share.get(name, 0.0),
-            "counter": selects.get(name),
+            "counter": (selects or {}).get(name),
             "weight": reads_weights.get(name),
         }
         for name in sorted(set(reads_weights) | set(reads))
@@ -332,8 +343,8 @@ def judge(
                 )
             )
         counted = sum(served.values()) or 1
-        for name in sorted(weights):
-            gap = abs((lbtot.get(name) or 0) - served.get(name, 0)) / counted
+        for name in sorted(weights) if lbtot is not None else []:
+            gap = abs(((lbtot or {}).get(name) or 0) - served.get(name, 0)) / counted
             checks.append(
                 Check(
                     f"lbtot of {name} agrees with the responses",
@@ -352,13 +363,14 @@ def judge(
             )
         writers = sorted(tally.get("writes", {}))
         checks.append(Check("writes on the primary only", [primary], writers, writers == [primary]))
-        counters = {n: v for n, v in selects.items() if v is not None}
+        counters = {n: v for n, v in (selects or {}).items() if v is not None}
         served_by_node = {n: c for n, c in counters.items() if reads_weights.get(n)}
         rising = all(v > 0 for v in served_by_node.values()) if served_by_node else False
-        checks.append(
-            Check("database read counters rose on every node reads went to", "> 0 each", served_by_node, rising)
-        )
-    if ran["cpu_warning"] or ran["timed_out"] or ran["code"] not in (0,):
+        if selects is not None:
+            checks.append(
+                Check("database read counters rose on every node reads went to", "> 0 each", served_by_node, rising)
+            )
+    if ran["cpu_warning"] or ran["timed_out"] or ran["code"] != 0:
         why = "the load generator ran out of CPU" if ran["cpu_warning"] else f"Locust ended with {ran['code']}"
         checks.append(Check("load generator not overloaded", "no CPU warning, a clean end", why, False))
         test.verdict = "invalid"
@@ -425,4 +437,36 @@ def run(
         test, ran, lbtot, weights, reads_weights, selects, db_primary(inventory).name if db_hosts(inventory) else None
     )
     (folder / "verdict.json").write_text(json.dumps(test.as_json(), indent=2, default=str))
+    return test
+
+
+def against_baseline(test: LoadTest, baseline: dict[str, Any] | None, margin: float) -> LoadTest:
+    """Check a run against its baseline: p95 and throughput within `margin` (a share); a regression
+    fails the run, saying which figure.
+
+    test: the judged run (its verdict is updated).
+    baseline: {"run_id", "rps", "p95_ms"} of the baseline run, or None (the checks are skipped).
+    margin: e.g. 0.5: p95 up to 1.5x the baseline's, throughput down to 0.5x.
+    """
+    if not baseline:
+        return test
+    p95_limit = round(float(baseline["p95_ms"]) * (1 + margin), 1)
+    rps_floor = round(float(baseline["rps"]) * (1 - margin), 1)
+    checks = [
+        Check(
+            f"p95 against baseline {baseline['run_id']}",
+            f"<= {p95_limit} ms",
+            test.p95_ms,
+            test.p95_ms is not None and test.p95_ms <= p95_limit,
+        ),
+        Check(
+            f"throughput against baseline {baseline['run_id']}",
+            f">= {rps_floor} req/s",
+            test.rps,
+            test.rps >= rps_floor,
+        ),
+    ]
+    test.checks += checks
+    if test.verdict == "pass" and not all(c.ok for c in checks):
+        test.verdict = "fail"
     return test

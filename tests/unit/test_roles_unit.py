@@ -91,7 +91,7 @@ def test_inventory_copy_uses_env_secrets(inv):
     assert inv.secret("mysql_app_password").reveal() == DB_PW
     assert inv.secret("mysql_repl_password").reveal() == REPL_PW
     assert inv.host("web-01").sudo_password.reveal() == SUDO_PW
-    assert list(inv.hosts) == ["lb-01", "web-01", "web-02"]
+    assert list(inv.hosts) == ["lb-01", "web-01", "web-02", "loadgen-01"]
 
 
 def test_topology_of_the_lab(inv):
@@ -117,8 +117,8 @@ def haproxy_cfg(inv) -> str:
 def test_haproxy_backend_lists_exactly_the_nginx_hosts(inv):
     cfg = haproxy_cfg(inv)
     backend = cfg.split("backend bk_web", 1)[1]
-    servers = re.findall(r"^\s*server\s+(\S+)\s+(\S+)\s+check\s*$", backend, re.M)
-    assert servers == [("web-01", "10.77.0.11:80"), ("web-02", "10.77.0.12:80")]
+    servers = re.findall(r"^\s*server\s+(\S+)\s+(\S+)\s+check\s+weight\s+(\d+)\s*$", backend, re.M)
+    assert servers == [("web-01", "10.77.0.11:80", "1"), ("web-02", "10.77.0.12:80", "1")]
     assert re.search(r"^\s*balance roundrobin\s*$", backend, re.M)
     assert "lb-01" not in backend
 
@@ -608,7 +608,7 @@ def test_the_stack_loader_refuses_a_role_it_does_not_know(tmp_path):
 
 
 def test_every_role_name_maps_to_its_role_in_the_registry(inv):
-    assert names() == tuple(ROLES) and set(names()) == {"haproxy", "nginx", "app", "mysql"}
+    assert names() == tuple(ROLES) and set(names()) == {"haproxy", "nginx", "app", "mysql", "loadgen"}
     for name, role in ROLES.items():
         assert isinstance(role, Role) and role.name == name and callable(role.states) and role.summary
     assert {role.phase for role in ROLES.values()} <= {spec.name for spec in roles.PHASES}
@@ -621,6 +621,7 @@ def test_roles_are_applied_in_their_phase():
         "mysql": "database",
         "nginx": "web",
         "haproxy": "web",
+        "loadgen": "web",
         "app": "app",
     }
 

@@ -18,7 +18,7 @@ from ...core.errors import FoobarOpsError
 from ...core.states import State
 from .. import topology
 from ..rolling import rolling_phase
-from . import app, haproxy, mysql, nginx
+from . import app, haproxy, loadgen, mysql, nginx
 from .base import Role
 
 __all__ = ["Role", "RoleError", "ROLES", "PHASES", "names", "check_roles", "states_for", "phases"]
@@ -62,7 +62,7 @@ PHASES: tuple[PhaseSpec, ...] = (
 )
 
 #: Every role, by name, in the order its states are declared within a phase.
-ROLES: dict[str, Role] = {r.name: r for r in (mysql.ROLE, nginx.ROLE, haproxy.ROLE, app.ROLE)}
+ROLES: dict[str, Role] = {r.name: r for r in (mysql.ROLE, nginx.ROLE, haproxy.ROLE, loadgen.ROLE, app.ROLE)}
 
 
 def names() -> tuple[str, ...]:

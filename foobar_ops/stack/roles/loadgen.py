@@ -1,0 +1,76 @@
+"""Role loadgen: a host that generates load with Locust: Locust from wheels fetched on the control
+machine (the host has no route out), the stack's locustfiles, and a runner that keeps each run's
+CSVs, report and tallies for `foobar-ops loadtest collect`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...core import states as s
+from ...core.shell import cmd
+from ...core.states import State
+from ..build import build_loadgen
+from ..loadtest import locustfiles
+from .base import Role, template
+
+ROOT = "/opt/foobar-loadgen"
+WHEELS = f"{ROOT}/wheels"
+RUNS = "/var/lib/foobar-loadgen/runs"
+RUNNER = f"{ROOT}/run-loadtest"
+
+
+def venv(build_release: str) -> str:
+    """Return the folder of the load generator's venv for a Locust build."""
+    return f"{ROOT}/{build_release}"
+
+
+def states(host: Any, inventory: Any) -> list[State[Any]]:
+    """Return the loadgen role's states for a host."""
+    build = build_loadgen()
+    env = venv(build.release)
+    wheels = [
+        s.file.managed(
+            f"{WHEELS}/{w.name}", content=w.read_bytes(), require=["loadgen:wheels-dir"], id=f"loadgen:wheel:{w.name}"
+        )
+        for w in build.wheels
+    ]
+    files = [
+        s.file.managed(
+            f"{ROOT}/loadtests/{p.name}",
+            content=p.read_text(),
+            require=["loadgen:files-dir"],
+            id=f"loadgen:file:{p.name}",
+        )
+        for p in sorted(locustfiles().glob("*.py"))
+    ]
+    install = (
+        f"rm -rf {cmd(env)} && python3 -m venv {cmd(env)} && {cmd(env + '/bin/pip')} install --quiet "
+        f"--no-index --find-links {cmd(WHEELS)} {cmd('locust==' + build.version)} && touch {cmd(env + '/.installed')}"
+    )
+    return [
+        s.pkg.installed("python3-venv", id="loadgen:python"),
+        s.file.directory(ROOT, id="loadgen:root"),
+        s.file.directory(WHEELS, require=["loadgen:root"], id="loadgen:wheels-dir"),
+        s.file.directory(f"{ROOT}/loadtests", require=["loadgen:root"], id="loadgen:files-dir"),
+        s.file.directory(RUNS, id="loadgen:runs"),
+        *wheels,
+        *files,
+        s.cmd.run(
+            install,
+            creates=f"{env}/.installed",
+            label=f"install Locust {build.version}",
+            require=["loadgen:python", *(w.id for w in wheels)],
+            id="loadgen:venv",
+        ),
+        s.file.managed(
+            RUNNER,
+            template=template("run-loadtest.j2"),
+            context={"venv": env, "runs": RUNS, "files": f"{ROOT}/loadtests"},
+            mode="0755",
+            require=["loadgen:root"],
+            id="loadgen:runner",
+        ),
+    ]
+
+
+ROLE = Role("loadgen", "web", states, "a load generator: Locust and the stack's locustfiles, for scheduled runs")
