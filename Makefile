@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo test unit lint bench notebook lab-up lab-down lab-status clean
+.PHONY: setup system venv demo test unit lint bench bench-web notebook lab-up lab-down lab-status clean
 
 setup: system venv
 
@@ -51,6 +51,13 @@ unit: venv
 bench: setup
 	$(BIN)/python scripts/bench_apply.py
 	$(BIN)/python scripts/bench_apply.py --stack --runs 3
+
+# the request path through the load balancer and direct (wrk); the stack is deployed first
+bench-web: setup
+	$(BIN)/foobar-ops lab up
+	$(BIN)/foobar-ops apply -i inventories/lab.yml >/dev/null
+	$(BIN)/foobar-ops verify -i inventories/lab.yml
+	$(BIN)/python scripts/bench_web.py
 
 lab-up: setup
 	$(BIN)/foobar-ops lab up
