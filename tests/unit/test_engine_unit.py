@@ -168,7 +168,9 @@ def test_a_change_is_uploaded_then_applied_with_later_states_re_probed_in_the_sa
     assert remote.tags(remote.scripts[1]) == ["apply", "f0", "f1"]
     (body,) = remote.bodies("apply")
     assert body.startswith("set -e; FOOBAR_STAGE=" + shlex.quote(path.rsplit("/", 1)[0]) + ";")
-    assert body.endswith(shlex.join(["mv", "-f", "/etc/haproxy/.haproxy.cfg.foobar-new", CFG]))
+    # the candidate gets a name of this run's own (mktemp, next to the live file), then replaces it
+    assert "; tmp=$(mktemp /etc/haproxy/.haproxy.cfg.foobar-new.XXXXXX); export tmp\n" in body
+    assert body.endswith('\n{ mv -f "$tmp" ' + CFG + '; } || { rc=$?; rm -f "$tmp"; exit $rc; }')
     assert remote.round_trips == 1 + 2 + 1  # facts, mkdir + one file, apply
     assert by_id(results)[after.id].status is Status.OK
 
@@ -184,7 +186,8 @@ def test_a_failing_command_fails_the_state_with_its_output():
 def test_validation_failure_fails_with_the_validators_message_and_changes_nothing():
     cfg = s.file.managed(CFG, NEW, validate="haproxy -c -f {}")
     message = (
-        "validation failed: [ALERT] config : parsing [/etc/haproxy/.haproxy.cfg.foobar-new:2] : unknown keyword 'bind2'"
+        "validation failed: [ALERT] config : parsing [/etc/haproxy/.haproxy.cfg.foobar-new.Q3xZ7k:2] : "
+        "unknown keyword 'bind2'"
     )
     results, _, remote = run([cfg], {cfg: a_file(OLD)}, apply=(message, VALIDATION_FAILED))
     (r,) = results

@@ -147,7 +147,13 @@ def test_haproxy_health_check_stats_socket_and_validation(inv):
     assert config.validate == "haproxy -c -f {}"
     assert config.mode == "0644" and config.name == "/etc/haproxy/haproxy.cfg"
     assert states["haproxy:service"].watch == ("haproxy:config",)
-    assert set(states) == {"haproxy:packages", "haproxy:config", "haproxy:service"}
+    assert set(states) == {
+        "haproxy:packages",
+        "haproxy:config",
+        "haproxy:reload-keeps-state",
+        "haproxy:daemon-reload",
+        "haproxy:service",
+    }
 
 
 def test_haproxy_context_vars(tmp_path):
@@ -174,7 +180,11 @@ def test_nginx_site(inv):
     assert re.search(r"location /static/ \{\s*alias /srv/foobar/current/static/;", text)
     assert re.search(r"upstream foobar_app \{\s*server 127\.0\.0\.1:8000;", text)
     assert "proxy_pass http://foobar_app;" in text
-    assert "listen 80 default_server;" in text
+    # only on the host's own address, and any Host but the site's is refused (444)
+    assert re.search(r"listen 10\.77\.0\.12:80 default_server;\s*server_name _;\s*return 444;", text)
+    assert re.search(r"listen 10\.77\.0\.12:80;\s*server_name foobar\.com", text)
+    assert "listen 80" not in text and "0.0.0.0" not in text
+    assert "set_real_ip_from 10.77.0.10;" in text
     assert "access_log /var/log/nginx/foobar.access.log foobar_timed;" in text
     assert "add_header X-Served-By web-02 always;" in text
     assert site.validate == "nginx -t" and site.validate_in_context is True
@@ -202,7 +212,7 @@ def test_nginx_follows_stack_ports_and_domain(tmp_path):
     inv = write_inventory(tmp_path, doc)
     text = by_id(states_for(inv.host("web-01"), inv, ["nginx"]))["nginx:site"].content.decode()
     assert "server_name example.org www.example.org;" in text
-    assert "server 127.0.0.1:9000;" in text and "listen 8080 default_server;" in text
+    assert "server 127.0.0.1:9000;" in text and re.search(r"listen [0-9.]+:8080 default_server;", text)
 
 
 # --- app --------------------------------------------------------------------------------------
@@ -557,6 +567,8 @@ def test_phases_for_haproxy_only(inv):
     assert [st.id for st in steps[0].states_for(inv.host("lb-01"), inv)] == [
         "haproxy:packages",
         "haproxy:config",
+        "haproxy:reload-keeps-state",
+        "haproxy:daemon-reload",
         "haproxy:service",
     ]
 

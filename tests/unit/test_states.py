@@ -88,6 +88,36 @@ def validator_check(line: str) -> str:
     return re.search(r"out=\$\((.*) 2>&1\)", line).group(1)
 
 
+def mktemp_template(line: str) -> str:
+    """The template of file.managed's first command, tmp=$(mktemp TEMPLATE); export tmp, as one
+    shell word (export: the validator's own shell, in validate_in_context, reads $tmp too)."""
+    match = re.fullmatch(r"tmp=\$\(mktemp (.*)\); export tmp", line)
+    assert match, line
+    (template,) = argv(match.group(1))
+    return template
+
+
+CLEANUP = '{ rc=$?; rm -f "$tmp"; exit $rc; }'  # a failed step takes the candidate with it
+
+
+def unguard(command: str) -> str:
+    """A file.managed step without its cleanup wrapper: `{ STEP; } || { rc=$?; rm -f "$tmp"; exit $rc; }`."""
+    match = re.fullmatch(r"\{ (.*); \} \|\| \{ rc=\$\?; rm -f [^;]+; exit \$rc; \}", command, re.S)
+    return match.group(1) if match else command
+
+
+def steps_of(plan: Plan) -> list[str]:
+    """A plan's commands, each without its cleanup wrapper."""
+    return [unguard(c) for c in plan.commands]
+
+
+def command_kind(command: str) -> str:
+    """What a file.managed command does: mktemp, validate, or its program's name."""
+    if command.startswith("tmp=$(mktemp "):
+        return "mktemp"
+    return "validate" if "exit 97" in command else unguard(command).split()[0]
+
+
 def assert_no_change(plan: Plan) -> None:
     assert plan.error is None
     assert not plan.needed
@@ -126,7 +156,8 @@ def test_state_needs_a_name_and_ids_default_to_kind_and_name():
 # --- the fact each state asks for -------------------------------------------------------------
 
 CFG = "/etc/haproxy/haproxy.cfg"
-TMP = "/etc/haproxy/.haproxy.cfg.foobar-new"
+TEMPLATE = "/etc/haproxy/.haproxy.cfg.foobar-new.XXXXXX"  # mktemp's: next to the live file, a dot file
+CANDIDATE = '"$tmp"'  # the shell word for the candidate mktemp made: one word, whatever the path
 OLD = b"global\n    daemon\nfrontend www\n    bind :80\n"
 NEW = b"global\n    daemon\nfrontend www\n    bind :8080\n"
 
@@ -252,43 +283,64 @@ def test_managed_content_drift_diffs_and_installs_validates_backs_up_and_renames
     }
     assert plan.uploads == {"content": NEW}
 
-    install, validate, mkdir, copy, prune, rename = plan.commands
-    assert argv(install) == ["install", "-o", "root", "-g", "root", "-m", "0644", "$FOOBAR_STAGE/content", TMP]
+    make_tmp, install, validate, mkdir, copy, prune, rename = steps_of(plan)
+    # every step after mktemp but the validation (which cleans up itself) removes the candidate on failure
+    assert [c.endswith(" || " + CLEANUP) for c in plan.commands] == [False, True, False, True, True, True, True]
+    assert mktemp_template(make_tmp) == TEMPLATE  # a name of this run's own, in the live file's folder
+    assert argv(install) == ["install", "-o", "root", "-g", "root", "-m", "0644", "$FOOBAR_STAGE/content", "$tmp"]
     assert '"$FOOBAR_STAGE"/content' in install  # expanded by the shell, not quoted away
-    assert "haproxy -c -f " + shlex.quote(TMP) in validate and "exit 97" in validate
+    assert install.endswith(" " + CANDIDATE)
+    assert argv(validator_check(validate)) == ["haproxy", "-c", "-f", "$tmp"]
+    assert "haproxy -c -f " + CANDIDATE in validate and "exit 97" in validate
     assert argv(mkdir) == ["mkdir", "-p", "-m", "0700", BACKUP_DIR]
     assert argv(copy)[:3] == ["cp", "-p", CFG]
     assert argv(copy)[3].startswith(f"{BACKUP_DIR}/etc%haproxy%haproxy.cfg.$(date")
     assert "tail -n +6" in prune
-    assert argv(rename) == ["mv", "-f", TMP, CFG]
+    assert argv(rename) == ["mv", "-f", "$tmp", CFG]
+    assert rename == f"mv -f {CANDIDATE} {CFG}"
 
 
 def test_managed_validate_puts_the_quoted_candidate_in_place_of_braces():
     path = "/etc/my app/it's.cfg"
-    tmp = "/etc/my app/.it's.cfg.foobar-new"
     plan = s.file.managed(path, "x\n", validate="haproxy -c -f {}").plan(ABSENT)
+    assert mktemp_template(plan.commands[0]) == "/etc/my app/.it's.cfg.foobar-new.XXXXXX"
     line = next(c for c in plan.commands if "exit 97" in c)
     assert "{}" not in line
-    assert argv(validator_check(line)) == ["haproxy", "-c", "-f", tmp]
-    assert "rm -f " + shlex.quote(tmp) in line  # the rejected candidate is removed
+    assert argv(validator_check(line)) == ["haproxy", "-c", "-f", "$tmp"]
+    assert "haproxy -c -f " + CANDIDATE in line  # double-quoted: one argument, spaces and all
+    assert "rm -f " + CANDIDATE in line  # the rejected candidate is removed
 
 
 def test_managed_validate_runs_before_the_live_file_is_touched():
     plan = s.file.managed(CFG, NEW, validate="haproxy -c -f {}").plan(live_file(OLD, fetched=True))
-    kinds = ["validate" if "exit 97" in c else c.split()[0] for c in plan.commands]
-    assert kinds == ["install", "validate", "mkdir", "cp", "ls", "mv"]
+    assert [command_kind(c) for c in plan.commands] == ["mktemp", "install", "validate", "mkdir", "cp", "ls", "mv"]
 
 
 def test_managed_validate_in_context_runs_the_validator_in_a_private_mount_namespace():
     st = s.file.managed(CFG, NEW, validate="haproxy -c -f /etc/haproxy", validate_in_context=True)
-    line = next(c for c in st.plan(live_file(OLD, fetched=True)).commands if "exit 97" in c)
+    commands = st.plan(live_file(OLD, fetched=True)).commands
+    assert commands[0].endswith("; export tmp")  # the inner shell reads $tmp from its environment
+    line = next(c for c in commands if "exit 97" in c)
+    assert 'rm -f "$tmp";' in line  # a rejected candidate is removed, as without a namespace
     check = argv(validator_check(line))
     assert check[:6] == ["unshare", "--mount", "--propagation", "private", "sh", "-c"]
-    inner = check[6]
-    assert 'mount --bind "$d" /etc/haproxy;' in inner
-    assert 'cp /etc/haproxy/.haproxy.cfg.foobar-new "$d"/haproxy.cfg;' in inner
-    assert 'rm -f "$d"/.haproxy.cfg.foobar-new;' in inner
-    assert inner.endswith("haproxy -c -f /etc/haproxy")
+    assert len(check) == 7  # the inner script is one argument
+    steps = check[6].split("; ")
+    assert steps == [
+        "d=$(mktemp -d /tmp/.foobar-validate.XXXXXX) || exit 1",  # a folder of this run's own, or stop
+        'cp -a /etc/haproxy/. "$d"/',  # a copy of the live tree,
+        'rm -f "$d"/"$(basename "$tmp")"',  # without this run's candidate under its temporary name,
+        'cp "$tmp" "$d"/haproxy.cfg',  # with the candidate in place of the live file,
+        'mount --bind "$d" /etc/haproxy || { rm -rf "$d"',  # seen only by the validator (or stop),
+        "exit 1",
+        "}",
+        "haproxy -c -f /etc/haproxy",
+        "rc=$?",
+        "cd /",
+        "umount /etc/haproxy",
+        'rm -rf "$d"',  # then removed: nothing is left in /tmp
+        "exit $rc",  # and the validator's exit code is the check's
+    ]
 
 
 def test_managed_validate_in_context_substitutes_braces_with_the_live_path():
@@ -296,7 +348,7 @@ def test_managed_validate_in_context_substitutes_braces_with_the_live_path():
     line = next(c for c in st.plan(live_file(OLD, fetched=True)).commands if "exit 97" in c)
     inner = argv(validator_check(line))[6]
     assert "{}" not in inner
-    assert inner.endswith("haproxy -c -f " + CFG)
+    assert 'mount --bind "$d" /etc/haproxy || { rm -rf "$d"; exit 1; }; haproxy -c -f ' + CFG + "; rc=$?;" in inner
 
 
 def test_managed_only_mode_differs_gives_chmod_only_and_no_diff():
@@ -320,8 +372,8 @@ def test_managed_absent_file_is_created_without_backup():
     assert plan.changes["old"] is None
     assert plan.diff.startswith(f"--- /dev/null\n+++ {CFG} (wanted)\n")
     assert all(ln.startswith("+") for ln in plan.diff.splitlines()[3:])
-    assert [argv(c)[0] for c in plan.commands] == ["install", "mv"]
-    assert argv(plan.commands[0])[1:7] == ["-o", "haproxy", "-g", "root", "-m", "0600"]
+    assert [command_kind(c) for c in plan.commands] == ["mktemp", "install", "mv"]
+    assert argv(steps_of(plan)[1])[1:7] == ["-o", "haproxy", "-g", "root", "-m", "0600"]
 
 
 def test_managed_missing_parent_is_an_error_unless_makedirs():
@@ -571,6 +623,7 @@ def test_every_file_state_refuses_a_relative_path(make):
 
 LINK = "/etc/nginx/sites-enabled/foobar"
 TARGET = "/etc/nginx/sites-available/foobar"
+LINK_TMP = "/etc/nginx/sites-enabled/.foobar.foobar-link.$$"  # $$: the script's own pid; a dot file
 
 
 def test_symlink_in_wanted_state():
@@ -579,17 +632,16 @@ def test_symlink_in_wanted_state():
 
 def test_symlink_pointing_elsewhere_is_replaced_atomically():
     plan = s.file.symlink(LINK, TARGET).plan(a_link("/etc/nginx/sites-available/old"))
-    assert [argv(c) for c in plan.commands] == [
-        ["ln", "-sfn", TARGET, LINK + ".foobar-link"],
-        ["mv", "-Tf", LINK + ".foobar-link", LINK],
-    ]
+    assert [argv(c) for c in steps_of(plan)] == [["ln", "-sfn", TARGET, LINK_TMP], ["mv", "-Tf", LINK_TMP, LINK]]
+    assert plan.commands[1].endswith(f"|| {{ rc=$?; rm -f {LINK_TMP}; exit $rc; }}")  # no link left behind
+    assert plan.commands[0].endswith(" " + LINK_TMP)  # unquoted: the shell expands $$
     assert plan.changes == {"old": "/etc/nginx/sites-available/old", "new": TARGET}
 
 
 def test_symlink_absent_is_created():
     plan = s.file.symlink(LINK, TARGET).plan(ABSENT)
     assert plan.changes == {"old": None, "new": TARGET}
-    assert argv(plan.commands[0]) == ["ln", "-sfn", TARGET, LINK + ".foobar-link"]
+    assert argv(plan.commands[0]) == ["ln", "-sfn", TARGET, LINK_TMP]
 
 
 def test_symlink_over_a_file_needs_force_and_never_replaces_a_directory():
@@ -889,16 +941,18 @@ def test_cmd_run_cwd_is_quoted():
 # --- quoting of every argument --------------------------------------------------------------
 
 ODD = '/srv/my app/it\'s "quoted".conf'
-ODD_TMP = '/srv/my app/.it\'s "quoted".conf.foobar-new'
+ODD_TEMPLATE = '/srv/my app/.it\'s "quoted".conf.foobar-new.XXXXXX'
+ODD_LINK_TMP = '/srv/my app/.it\'s "quoted".conf.foobar-link.$$'
 
 
 def test_file_managed_commands_quote_paths_with_spaces_and_quotes():
     plan = s.file.managed(ODD, "new\n", owner="www-data", mode="0640").plan(live_file(b"old\n", fetched=True))
-    install, mkdir, copy, prune, rename = plan.commands
-    assert argv(install)[-2:] == ["$FOOBAR_STAGE/content", ODD_TMP]
+    make_tmp, install, mkdir, copy, prune, rename = steps_of(plan)
+    assert mktemp_template(make_tmp) == ODD_TEMPLATE
+    assert argv(install)[-2:] == ["$FOOBAR_STAGE/content", "$tmp"]
     assert argv(copy)[:3] == ["cp", "-p", ODD]
     assert argv(copy)[3].startswith(f'{BACKUP_DIR}/srv%my app%it\'s "quoted".conf.$(date')
-    assert argv(rename) == ["mv", "-f", ODD_TMP, ODD]
+    assert argv(rename) == ["mv", "-f", "$tmp", ODD]
     meta = s.file.managed(ODD, "old\n", owner="www-data", mode="0640").plan(live_file(b"old\n", fetched=False))
     assert [argv(c) for c in meta.commands] == [["chown", "www-data:root", ODD], ["chmod", "0640", ODD]]
 
@@ -926,7 +980,7 @@ def test_file_facts_quote_paths_with_spaces_and_quotes():
         (
             lambda: s.file.symlink(ODD, "/opt/it's target"),
             ABSENT,
-            [["ln", "-sfn", "/opt/it's target", ODD + ".foobar-link"], ["mv", "-Tf", ODD + ".foobar-link", ODD]],
+            [["ln", "-sfn", "/opt/it's target", ODD_LINK_TMP], ["mv", "-Tf", ODD_LINK_TMP, ODD]],
         ),
         (
             lambda: s.file.line(ODD, "say 'hi' $HOME `id`"),
@@ -967,7 +1021,7 @@ def test_file_facts_quote_paths_with_spaces_and_quotes():
 )
 def test_every_command_argument_is_shell_quoted(make, fact, expected):
     plan = make().plan(fact)
-    assert [argv(c) for c in plan.commands] == expected
+    assert [argv(c) for c in steps_of(plan)] == expected
 
 
 def test_line_fact_quotes_the_line_and_path():

@@ -10,11 +10,12 @@ from typing import Any
 
 from ..facts import FETCH_LIMIT, FileFact, FileInfo, LineFact, LineInfo
 from ..secrets import Secret, mask_known
-from ..shell import cmd, staged
+from ..shell import Word, cmd, staged
 from ..templating import render
 from .base import Plan, State, StateError, norm_mode
 
 BACKUP_DIR = "/var/backups/foobar-ops"
+TMP = Word('"$tmp"')  # the candidate's path, chosen on the host (mktemp)
 BACKUPS_KEPT = 5
 
 
@@ -171,33 +172,37 @@ class Managed(State[FileInfo]):
         )
 
     def _replace_commands(self, exists: bool) -> list[str]:
-        """Install the staged content next to the live file, validate it, back up, rename."""
+        """Install the staged content next to the live file under a name of this run's own,
+        validate it, back up the live file, rename the candidate over it (atomic)."""
         path, parent = self.name, posixpath.dirname(self.name)
-        tmp = posixpath.join(parent, "." + posixpath.basename(path) + ".foobar-new")
+        candidate = posixpath.join(parent, "." + posixpath.basename(path) + ".foobar-new.XXXXXX")
         lines = [cmd("mkdir", "-p", parent)] if self.makedirs else []
-        lines.append(cmd("install", "-o", self.owner, "-g", self.group, "-m", self.mode, staged("content"), tmp))
+        lines.append(f"tmp=$(mktemp {cmd(candidate)}); export tmp")  # unique: two runs never share it
+        steps = [cmd("install", "-o", self.owner, "-g", self.group, "-m", self.mode, staged("content"), TMP)]
+        steps += _backup_lines(path) if exists else []
+        steps.append(cmd("mv", "-f", TMP, path))
+        # every step after mktemp takes the candidate with it when it fails: nothing is left behind
+        guarded = [f'{{ {step}; }} || {{ rc=$?; rm -f "$tmp"; exit $rc; }}' for step in steps]
         if self.validate:
-            lines.append(self._validate_line(tmp))
-        if exists:
-            lines += _backup_lines(path)
-        lines.append(cmd("mv", "-f", tmp, path))
-        return lines
+            guarded.insert(1, self._validate_line())
+        return lines + guarded
 
-    def _validate_line(self, tmp: str) -> str:
-        """Run the validator; on failure remove the candidate and fail with its output (exit 97)."""
+    def _validate_line(self) -> str:
+        """Run the validator on the candidate; on failure remove it and fail with its output (exit 97)."""
         validate = self.validate or "true"
         if self.validate_in_context:
             parent, base = posixpath.dirname(self.name), posixpath.basename(self.name)
             inner = (
-                f'd=$(mktemp -d); cp -a {cmd(parent)}/. "$d"/; rm -f "$d"/{cmd(posixpath.basename(tmp))}; '
-                f'cp {cmd(tmp)} "$d"/{cmd(base)}; mount --bind "$d" {cmd(parent)}; '
-                f"{validate.replace('{}', cmd(self.name))}"
+                f'd=$(mktemp -d /tmp/.foobar-validate.XXXXXX) || exit 1; cp -a {cmd(parent)}/. "$d"/; '
+                f'rm -f "$d"/"$(basename "$tmp")"; cp "$tmp" "$d"/{cmd(base)}; '
+                f'mount --bind "$d" {cmd(parent)} || {{ rm -rf "$d"; exit 1; }}; '
+                f'{validate.replace("{}", cmd(self.name))}; rc=$?; cd /; umount {cmd(parent)}; rm -rf "$d"; exit $rc'
             )
             check = cmd("unshare", "--mount", "--propagation", "private", "sh", "-c", inner)
         else:
-            check = validate.replace("{}", cmd(tmp))
+            check = validate.replace("{}", TMP)
         return (
-            f"out=$({check} 2>&1) || {{ rc=$?; rm -f {cmd(tmp)}; "
+            f'out=$({check} 2>&1) || {{ rc=$?; rm -f "$tmp"; '
             f'printf \'validation failed (exit %s): %s\\n\' "$rc" "$out" >&2; exit 97; }}'
         )
 
@@ -298,11 +303,16 @@ class Symlink(State[FileInfo]):
             return Plan(comment=f"{self.name} -> {self.target}")
         if kind == "dir" or (kind in ("file", "other") and not self.force):
             return Plan(error=f"{self.name} exists and is a {kind}; not replacing it with a link")
-        tmp = self.name.rstrip("/") + ".foobar-link"
+        link = self.name.rstrip("/")
+        hidden = posixpath.join(posixpath.dirname(link), "." + posixpath.basename(link) + ".foobar-link.")
+        tmp = Word(cmd(hidden) + "$$")  # this script's own name, hidden from `include dir/*`
         old = fact.target if kind == "link" else (kind if kind != "absent" else None)
         return Plan(
             {"old": old, "new": self.target},
-            [cmd("ln", "-sfn", self.target, tmp), cmd("mv", "-Tf", tmp, self.name)],
+            [
+                cmd("ln", "-sfn", self.target, tmp),
+                f"{{ {cmd('mv', '-Tf', tmp, self.name)}; }} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
+            ],
             comment=f"{self.name} now points at {self.target}",
         )
 

@@ -20,6 +20,8 @@ UNIT = "/etc/systemd/system/foobar-app.service"
 WHEELS = f"{APP_ROOT}/wheels"
 RELEASES = f"{APP_ROOT}/releases"
 CURRENT = f"{APP_ROOT}/current"
+#: The releases deployed, one per line, the current one last; a rollback goes one step down.
+HISTORY = f"{APP_ROOT}/releases.history"
 
 
 def release_id(host: Any, build: AppBuild) -> str:
@@ -105,6 +107,13 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
             "systemctl daemon-reload", onchanges=["app:unit"], label="systemctl daemon-reload", id="app:daemon-reload"
         ),
         s.file.symlink(CURRENT, target, require=["app:release"], id="app:current"),
+        s.cmd.run(
+            f"echo {cmd(release)} >> {cmd(HISTORY)}",
+            unless=f'[ "$(tail -n 1 {cmd(HISTORY)} 2>/dev/null)" = {cmd(release)} ]',
+            require=["app:current"],
+            label="record the release in the deploy history",
+            id="app:history",
+        ),
         s.service.running(
             "foobar-app",
             reload=False,
@@ -130,26 +139,31 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
 
 
 def rollback_states(host: Any, inventory: Any) -> list[State[Any]]:
-    """Return the states that switch `current` back to the previous release, restart, and check.
-
-    The previous release is the newest release folder other than the current one. Hosts without
-    the app role get no states.
+    """Return the states that switch `current` back to the release deployed before it, restart,
+    and check. The deploy history is a stack: a rollback takes the current release off it, so a
+    second rollback goes one release further back (never back to the one rolled back from); the
+    next apply pushes the inventory's release again. Hosts without the app role get no states.
     """
     if "app" not in host.roles:
         return []
     p = ports(inventory)
+    h = cmd(HISTORY)
     switch = (
         f'cur=$(basename "$(readlink {cmd(CURRENT)})"); '
-        f'prev=$(cd {cmd(RELEASES)} && ls -1t | grep -vxF "$cur" | while read r; do '
-        f'[ -e "$r/.installed" ] && echo "$r" && break; done); '
-        f'[ -n "$prev" ] || {{ echo "no previous release to roll back to (current: $cur)" >&2; exit 1; }}; '
-        f'ln -sfn {cmd(RELEASES)}/"$prev" {cmd(CURRENT)}.rollback && mv -Tf {cmd(CURRENT)}.rollback '
-        f'{cmd(CURRENT)} && touch {cmd(RELEASES)}/"$prev" && '
+        f'[ -s {h} ] || {{ echo "no deploy history {HISTORY}: nothing to roll back to (current: $cur)" >&2; '
+        "exit 1; }; "
+        f't=$(mktemp); cp {h} "$t"; '
+        f'while [ -s "$t" ] && [ "$(tail -n 1 "$t")" = "$cur" ]; do sed -i \'$ d\' "$t"; done; '
+        f'prev=; while [ -s "$t" ]; do r=$(tail -n 1 "$t"); '
+        f'if [ -e {cmd(RELEASES)}/"$r"/.installed ]; then prev=$r; break; fi; sed -i \'$ d\' "$t"; done; '
+        f'[ -n "$prev" ] || {{ rm -f "$t"; echo "no earlier release to roll back to (current: $cur)" >&2; exit 1; }}; '
+        f'ln -sfn {cmd(RELEASES)}/"$prev" {cmd(CURRENT)}.rollback && mv -Tf {cmd(CURRENT)}.rollback {cmd(CURRENT)} && '
+        f'mv "$t" {h} && chmod 0644 {h} && '
         f'sed -i "s/^FOOBAR_RELEASE=.*/FOOBAR_RELEASE=\\"$prev\\"/" {cmd(ENV_FILE)} && '
         f'systemctl restart foobar-app && echo "rolled back: $cur -> $prev"'
     )
     return [
-        s.cmd.run(switch, label="switch current to the previous release", id="app:rollback"),
+        s.cmd.run(switch, label="switch current to the release deployed before it", id="app:rollback"),
         s.cmd.run(health_check(p["app"]), require=["app:rollback"], label="app answers /health", id="app:health"),
     ]
 

@@ -10,6 +10,8 @@ from ..topology import STATS_SOCKET, TopologyError, domain, ports, web_hosts
 from .base import Role, template
 
 CFG = "/etc/haproxy/haproxy.cfg"
+DROP_IN = "/etc/systemd/system/haproxy.service.d/foobar-server-state.conf"
+SERVER_STATE = "/var/lib/haproxy/server-state"
 
 
 def weight(host: Any) -> int:
@@ -30,6 +32,7 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
         "domain": domain(inventory),
         "http_port": p["http"],
         "stats_socket": STATS_SOCKET,
+        "server_state": SERVER_STATE,
         "servers": [
             {"name": h.name, "address": h.address, "port": p["http"], "weight": weight(h)} for h in web_hosts(inventory)
         ],
@@ -57,7 +60,21 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
             require=["haproxy:packages"],
             id="haproxy:config",
         ),
-        s.service.running("haproxy", watch=["haproxy:config"], id="haproxy:service"),
+        s.file.managed(
+            DROP_IN,
+            template=template("haproxy-reload.conf.j2"),
+            context={"stats_socket": STATS_SOCKET, "server_state": SERVER_STATE},
+            makedirs=True,
+            require=["haproxy:packages"],
+            id="haproxy:reload-keeps-state",
+        ),
+        s.cmd.run(
+            "systemctl daemon-reload",
+            onchanges=["haproxy:reload-keeps-state"],
+            label="systemctl daemon-reload",
+            id="haproxy:daemon-reload",
+        ),
+        s.service.running("haproxy", watch=["haproxy:config"], require=["haproxy:daemon-reload"], id="haproxy:service"),
     ]
 
 

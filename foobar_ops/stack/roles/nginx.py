@@ -7,7 +7,7 @@ from typing import Any
 
 from ...core import states as s
 from ...core.states import State
-from ..topology import APP_ROOT, domain, ports
+from ..topology import APP_ROOT, domain, lb_host, ports
 from .base import Role, template
 
 SITE = "/etc/nginx/sites-enabled/foobar.conf"
@@ -23,6 +23,8 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
         "http_port": p["http"],
         "app_port": p["app"],
         "app_root": APP_ROOT,
+        "address": host.address,
+        "lb_address": lb.address if (lb := lb_host(inventory)) is not None else None,
     }
     return [
         s.pkg.installed("nginx", id="nginx:package"),
