@@ -32,6 +32,13 @@ class CLIResult:
         return f"<exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}>"
 
 
+def stored_bytes(path: Path | str) -> bytes:
+    """The bytes of a file, read by another process. A SQLite file must never be opened and closed
+    by a process that also holds a connection to it: closing any descriptor of the file drops that
+    process's POSIX locks, and another process may then checkpoint under its feet."""
+    return subprocess.run(["cat", str(path)], capture_output=True, check=True).stdout
+
+
 def run_cli(*args: str, timeout: float = 600) -> CLIResult:
     """Run `foobar-ops ARGS...` and return exit code and output."""
     done = subprocess.run(

@@ -21,7 +21,9 @@ def _print_report(report: Any, args: argparse.Namespace) -> int:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:
         print(report.summary(color=sys.stdout.isatty(), diffs=not getattr(args, "no_diff", False)))
-    return 0 if report.ok else 1
+    for error in report.journal_errors[:3]:  # the run went on; its records wait in the spool
+        print(f"foobar-ops: journal: {error}", file=sys.stderr)
+    return 0 if report.ok and not report.journal_errors else 1
 
 
 def cmd_hosts(args: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shlex
+import signal
 import sys
 
 from ..core.errors import FoobarOpsError
@@ -19,19 +21,36 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(__doc__).parse_args(argv)
     args.command_line = "foobar-ops " + shlex.join(argv)  # what the journal records as the command
+    if getattr(args, "wait", None) is not None:
+        os.environ["FOOBAR_OPS_LOCK_WAIT"] = str(args.wait)
     from .commands import HANDLERS
 
+    # SIGTERM (a cancelled CI job, systemd stopping a unit, `kill`) ends a run as Ctrl-C does: what
+    # a run holds is given back (a drained server is put back) and the journal says how it ended
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: where is it stuck?
     try:
         return HANDLERS[args.command](args)
     except FoobarOpsError as err:
         print(f"foobar-ops: error: {mask_known(str(err))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("foobar-ops: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"foobar-ops: {'terminated' if isinstance(err, Terminated) else 'interrupted'}", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     except BrokenPipeError:  # output piped into `head` and the like: quiet, but not "success"
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM): unwinds like Ctrl-C."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one unwinding at a time: a second TERM waits for it
+    raise Terminated()
 
 
 if __name__ == "__main__":

@@ -43,6 +43,13 @@ def _common(
         )
     if parallel:
         p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
+        p.add_argument(
+            "--wait",
+            type=float,
+            metavar="SECONDS",
+            help="when another run holds a host's lock, wait this long for it (default: refuse at once, "
+            "naming that run; $FOOBAR_OPS_LOCK_WAIT)",
+        )
 
 
 Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import getpass
+import hashlib
 import json
 import os
 import re
@@ -42,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from . import paths
 from .errors import FoobarOpsError
@@ -207,8 +209,13 @@ class Journal:
             else:
                 self.path = Path(named)
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                # a connection per write (NullPool): no descriptor is held between writes, so a
+                # journal made unwritable (a read-only file or mount, a full disk) is noticed at
+                # the next record, and this process never holds stale SQLite locks
                 self.engine = create_engine(
-                    f"sqlite:///{self.path}", connect_args={"timeout": 30, "check_same_thread": False}
+                    f"sqlite:///{self.path}",
+                    connect_args={"timeout": 30, "check_same_thread": False},
+                    poolclass=NullPool,
                 )
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             self._migrate()
@@ -216,6 +223,8 @@ class Journal:
             raise JournalError(
                 f"journal {self.path if hasattr(self, 'path') else named}: {mask_known(str(err).splitlines()[0])}"
             ) from None
+        self.spool = _spool_path(self.path)
+        self.replay()
 
     @property
     def sqlite(self) -> bool:
@@ -293,6 +302,58 @@ class Journal:
         except SQLAlchemyError as err:
             raise JournalError(f"journal {self.path}: cannot write: {mask_known(str(err).splitlines()[0])}") from None
 
+    def _keep(self, table: Table, values: dict[str, Any], run_id: str | None = None) -> None:
+        """Write one row (insert; with run_id, update that run's row); when the journal refuses it,
+        keep it in the spool file, to be added when the journal can be written again, and raise
+        JournalError saying where it is."""
+        statement = (
+            insert(table).values(**values)
+            if run_id is None
+            else update(table).where(table.c.run_id == run_id).values(**values)
+        )
+        try:
+            self._write(statement)
+        except JournalError as err:
+            line = json.dumps({"table": table.name, "run_id": run_id, "values": values}, default=str)
+            try:
+                self.spool.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                with self.lock, os.fdopen(fd, "a") as out:
+                    out.write(line + "\n")
+            except OSError as spool_err:
+                raise JournalError(f"{err}; and the spool {self.spool} cannot be written: {spool_err}") from None
+            raise JournalError(f"{err}; kept in {self.spool}, added when the journal can be written") from None
+
+    def replay(self) -> int:
+        """Add the rows kept in the spool while the journal could not be written; return how many.
+        The spool is first moved aside (a record spooled meanwhile starts a new one); when the
+        journal still refuses, its rows go back to the spool for later."""
+        if not self.spool.exists():
+            return 0
+        taken = self.spool.with_name(f"{self.spool.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+        try:
+            os.rename(self.spool, taken)
+        except OSError:
+            return 0  # another process is replaying it, or it cannot be moved: later
+        tables = {t.name: t for t in (RUNS, RESULTS, HOSTS)}
+        lines = taken.read_text().splitlines(keepends=True)
+        try:
+            rows = [json.loads(line) for line in lines if line.strip()]
+            with self.lock, self.engine.begin() as conn:
+                for row in rows:
+                    table = tables[row["table"]]
+                    if row.get("run_id"):
+                        conn.execute(update(table).where(table.c.run_id == row["run_id"]).values(**row["values"]))
+                    else:
+                        conn.execute(insert(table).values(**row["values"]))
+        except (ValueError, KeyError, SQLAlchemyError):
+            with self.lock, open(self.spool, "a") as back:  # still refused (or damaged): kept for later
+                back.writelines(lines)
+            taken.unlink()
+            return 0
+        taken.unlink()
+        return len(rows)
+
     def start_run(
         self,
         *,
@@ -343,23 +404,24 @@ class Journal:
         run_id: the run.
         r: a Result (already masked by the engine; masked again here).
         """
-        self._write(
-            insert(RESULTS).values(
-                run_id=run_id,
-                at=_now(),
-                host=r.host,
-                state_id=mask_known(r.id),
-                state=r.state,
-                name=mask_known(r.name),
-                status=r.status.value,
-                result=None if r.result is None else int(r.result),
-                changed=int(r.changed),
-                run=int(r.status.value != "not_run"),
-                changes=mask_known(json.dumps(mask_deep(r.changes), default=str)),
-                comment=mask_known(r.comment),
-                diff=mask_known(r.diff) if r.diff else None,
-                duration_ms=r.duration_ms,
-            )
+        self._keep(
+            RESULTS,
+            {
+                "run_id": run_id,
+                "at": _now(),
+                "host": r.host,
+                "state_id": mask_known(r.id),
+                "state": r.state,
+                "name": mask_known(r.name),
+                "status": r.status.value,
+                "result": None if r.result is None else int(r.result),
+                "changed": int(r.changed),
+                "run": int(r.status.value != "not_run"),
+                "changes": mask_known(json.dumps(mask_deep(r.changes), default=str)),
+                "comment": mask_known(r.comment),
+                "diff": mask_known(r.diff) if r.diff else None,
+                "duration_ms": r.duration_ms,
+            },
         )
 
     def set_outputs(self, run_id: str, notebook: str | None, html: str | None) -> None:
@@ -368,7 +430,7 @@ class Journal:
         run_id: the run.
         notebook, html: their paths.
         """
-        self._write(update(RUNS).where(RUNS.c.run_id == run_id).values(output_notebook=notebook, output_html=html))
+        self._keep(RUNS, {"output_notebook": notebook, "output_html": html}, run_id)
 
     def add_outcome(self, run_id: str, outcome: HostOutcome) -> None:
         """Record how one host fared in a run.
@@ -376,14 +438,15 @@ class Journal:
         run_id: the run.
         outcome: the HostOutcome.
         """
-        self._write(
-            insert(HOSTS).values(
-                run_id=run_id,
-                host=outcome.host,
-                outcome=outcome.outcome.value,
-                error=mask_known(outcome.error) if outcome.error else None,
-                round_trips=outcome.round_trips,
-            )
+        self._keep(
+            HOSTS,
+            {
+                "run_id": run_id,
+                "host": outcome.host,
+                "outcome": outcome.outcome.value,
+                "error": mask_known(outcome.error) if outcome.error else None,
+                "round_trips": outcome.round_trips,
+            },
         )
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
@@ -393,11 +456,7 @@ class Journal:
         status: ok | failed | error (runbooks: refused, timeout, kernel-died).
         error: what went wrong, when it did.
         """
-        self._write(
-            update(RUNS)
-            .where(RUNS.c.run_id == run_id)
-            .values(finished=_now(), status=status, error=mask_known(error) if error else None)
-        )
+        self._keep(RUNS, {"finished": _now(), "status": status, "error": mask_known(error) if error else None}, run_id)
 
     @contextmanager
     def recording(self, **start: Any) -> Iterator[RunRecord]:
@@ -406,13 +465,13 @@ class Journal:
 
         start: start_run's arguments.
         """
-        run = RunRecord(self, self.start_run(**start))
+        run = RunRecord(self, self.start_run(**start))  # a journal that cannot start a run stops it here
         try:
             yield run
         except BaseException as err:
-            self.finish_run(run.id, "error", f"{type(err).__name__}: {err}")
+            run.finish("error", f"{type(err).__name__}: {err}")
             raise
-        self.finish_run(run.id, "failed" if run.failed else "ok")
+        run.finish("failed" if run.failed or run.errors else "ok")
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -512,7 +571,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 class RunRecord:
-    """One run being recorded (see Journal.recording).
+    """One run being recorded (see Journal.recording). Once the run has started, a record the
+    journal refuses (a full disk, a file made read-only, a database gone) never stops the run: it
+    is kept in the spool (see Journal.replay) and listed in `errors`.
 
     journal: the Journal.
     id: the run id.
@@ -520,7 +581,17 @@ class RunRecord:
 
     def __init__(self, journal: Journal, run_id: str) -> None:
         self.journal, self.id, self.failed = journal, run_id, False
+        self.errors: list[str] = []  # what could not be written to the journal (kept in the spool)
         self._lock = threading.Lock()
+
+    def _safely(self, write: Any, *args: Any) -> None:
+        try:
+            write(self.id, *args)
+        except Exception as err:  # noqa: BLE001 - the journal's trouble must not stop the run
+            with self._lock:
+                self.errors.append(
+                    mask_known(str(err) if isinstance(err, JournalError) else f"{type(err).__name__}: {err}")
+                )
 
     def add(self, result: Result) -> None:
         """Journal one result now.
@@ -529,7 +600,7 @@ class RunRecord:
         """
         with self._lock:
             self.failed = self.failed or result.failed
-        self.journal.add_result(self.id, result)
+        self._safely(self.journal.add_result, result)
 
     def add_outcome(self, outcome: HostOutcome) -> None:
         """Journal how one host fared.
@@ -538,7 +609,20 @@ class RunRecord:
         """
         with self._lock:
             self.failed = self.failed or outcome.outcome.value != "ok"
-        self.journal.add_outcome(self.id, outcome)
+        self._safely(self.journal.add_outcome, outcome)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Journal how the run ended."""
+        self._safely(self.journal.finish_run, status, error)
+
+
+def _spool_path(journal: Path | str) -> Path:
+    """Where records wait while the journal cannot take them: next to an embedded journal, else
+    in the records folder (one file per journal URL)."""
+    if isinstance(journal, Path):
+        return journal.with_name(journal.name + ".spool.jsonl")
+    tag = hashlib.sha256(str(journal).encode()).hexdigest()[:12]
+    return paths.records_dir() / f"journal-{tag}.spool.jsonl"
 
 
 def parse_since(since: Any) -> str:

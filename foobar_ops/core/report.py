@@ -39,6 +39,7 @@ class Report:
     duration_s: float = 0.0
     hosts: list[str] = field(default_factory=list)
     plan_file: str | None = None  # where this plan (a test-mode run) was saved, when it was
+    journal_errors: list[str] = field(default_factory=list)  # records the journal could not take (kept aside)
 
     @property
     def round_trips(self) -> dict[str, int]:
@@ -120,6 +121,7 @@ class Report:
             "hosts": [self.outcomes[h].as_dict() for h in self.hosts if h in self.outcomes],
             "summary": dict(self.counts(), seconds=round(self.duration_s, 3), failed_hosts=self.failed_hosts),
             "round_trips": self.round_trips,
+            "journal_errors": self.journal_errors,
         }
 
     def summary(self, color: bool = False, diffs: bool = True) -> str:
@@ -162,6 +164,7 @@ class Report:
             f"Total time:   {self.duration_s:.3f} s",
             "Round trips:  " + ", ".join(f"{h} {n_}" for h, n_ in self.round_trips.items()),
             f"{c('red')}Failed hosts: {', '.join(self.failed_hosts)}{c('off')}" if self.failed_hosts else None,
+            f"{c('red')}Journal: {self.journal_errors[0]}{c('off')}" if self.journal_errors else None,
         ]
         return "\n".join(line for line in out if line is not None)
 

@@ -3,6 +3,7 @@ parallel runs over many hosts that report one outcome per host."""
 
 from __future__ import annotations
 
+import math
 import socket
 import sys
 import threading
@@ -96,10 +97,10 @@ def connect(host: Any, inventory: Any = None) -> Connection:
     host: an inventory Host.
     inventory: the Inventory, needed when host.ssh.proxy_jump names another inventory host.
     """
-    gateway = None
+    gateway = own = None  # own: a jump host built from its own inventory entry
     jump = host.ssh.proxy_jump
     if jump and inventory is not None and jump in inventory.hosts:
-        gateway = connect(inventory.hosts[jump], inventory)
+        gateway = own = connect(inventory.hosts[jump], inventory)
     elif jump:
         gateway = Connection(jump, config=_fabric_config(host))
     try:
@@ -108,7 +109,9 @@ def connect(host: Any, inventory: Any = None) -> Connection:
         raise ConnectionFailed(host.name, f"cannot set up the connection: {err}") from None
     conn.connect_timeout = None  # the float timeout in connect_kwargs rules (ssh_config may set one)
     hop = conn
-    while isinstance(hop, Connection):  # every hop, ours or ssh_config's ProxyJump, is strict
+    # every hop, ours or ssh_config's ProxyJump, is strict; a jump host that is an inventory host
+    # keeps the policy (known_hosts, trust_new_keys) of its own entry, set when it was built
+    while isinstance(hop, Connection) and hop is not own:
         hostkeys.apply_policy(
             hop.client,
             host.name if hop is conn else f"{host.name} via {hop.host}",
@@ -131,6 +134,10 @@ class Remote:
         self.conn: Connection | None = None
         self.connect_ms: float | None = None
         self.round_trips = 0
+        #: called after connecting again once a connection was lost (e.g. to take the run lock
+        #: again, which went with the old connection); its error is the connection's
+        self.relock: Callable[[], Any] | None = None
+        self._opened = False
 
     def __enter__(self) -> "Remote":
         return self
@@ -150,11 +157,41 @@ class Remote:
             self.conn = None
             raise classify(self.host, err) from None
         self.connect_ms = (time.perf_counter() - started) * 1000
-        transport = self.conn.transport
+        conn = self.conn
+        transport = conn.transport
         transport.set_keepalive(int(self.host.ssh.keepalive))
+        # opening a channel (every command) waits at most the connect timeout, not paramiko's hour
+        transport.channel_timeout = float(self.host.ssh.connect_timeout)
         if isinstance(transport.sock, socket.socket):
             transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return self.conn
+            # a host that stops answering (powered off, cable cut) is given up after about twice
+            # the connect timeout (TCP keepalive probes, answered by the host's kernel even while
+            # a command prints nothing), instead of after the kernel's ~15 minutes
+            idle = max(1, math.ceil(float(self.host.ssh.connect_timeout)))
+            sock = transport.sock
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, self._user_timeout_ms())
+        again, self._opened = self._opened, True
+        if again and self.relock is not None:
+            self.relock()
+        return conn
+
+    def _user_timeout_ms(self) -> int:
+        return int(max(10.0, 2 * float(self.host.ssh.connect_timeout)) * 1000)
+
+    def alive(self) -> bool:
+        """True when the connection is open and the host answers a trivial command in time (the
+        connect timeout): after a command timed out, tells a slow command from a dead host."""
+        if self.conn is None or not self.conn.is_connected:
+            return False
+        try:
+            result = self.conn.run("true", timeout=max(2.0, float(self.host.ssh.connect_timeout)), hide=True, warn=True)
+        except Exception:  # noqa: BLE001 - any failure means: not answering
+            return False
+        return bool(result.exited == 0)
 
     def run(self, command: str, *, sudo: bool = False, timeout: float | None = None, stream: bool = False) -> Outcome:
         """Run a command line (built with shell.cmd) and return its Outcome; never raises for a
@@ -181,6 +218,13 @@ class Remote:
             else:
                 result = conn.run(command, **opts)
         except CommandTimedOut as err:
+            if not self.alive():  # not a slow command: the host stopped answering
+                self.close()
+                raise HostUnreachable(
+                    self.host.name,
+                    f"{self.host.address}:{self.host.port} stopped answering: a command timed out after "
+                    f"{err.timeout} s and the host does not answer since",
+                ) from None
             return Outcome(
                 self.host.name,
                 "failed",
@@ -201,6 +245,13 @@ class Remote:
             raise classify(self.host, err) from None
         rtt = (time.perf_counter() - started) * 1000
         code = result.exited
+        if code == -1 and (self.conn is None or not self.conn.is_connected):  # the channel died with the link
+            self.conn = None
+            raise HostUnreachable(
+                self.host.name,
+                f"{self.host.address}:{self.host.port}: the connection was lost while a command ran "
+                f"(after {rtt / 1000:.1f} s)",
+            )
         return Outcome(
             self.host.name,
             "ok" if code == 0 else "failed",

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from ..core.errors import FoobarOpsError
+from ..core.errors import ConnectionFailed, FoobarOpsError
 from ..core.journal import Journal
 from ..core.result import Result, Status
 from ..core.shell import cmd
 from ..core.ssh import Remote
 from .topology import BACKEND, STATS_SOCKET, lb_host
+
+MARKS = "/var/lib/foobar-ops/drains"  # on the load balancer: drains made by runs, one file each
+STATE_LOCK = "/run/foobar-ops/lb-state.lock"  # serializes admin state changes on the load balancer
 
 __all__ = ["HAProxy", "LBError", "parse_stat", "server_result"]
 
@@ -135,7 +140,7 @@ class HAProxy:
         line: e.g. "show stat" or "set server bk_web/web-01 state drain".
         """
         script = f"echo {cmd(line)} | socat -t 5 stdio {cmd('unix-connect:' + self.socket)}"
-        out = self.remote.run(cmd("sh", "-c", script), sudo=self.host.user != "root")
+        out = self._run(script)
         if not out.ok:
             raise LBError(f"{self.host.name}: `{line}` failed: {out.error}: {(out.stderr or out.stdout).strip()}")
         return out.stdout
@@ -158,18 +163,58 @@ class HAProxy:
             if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")
         }
 
-    def _set_state(self, backend: str, server: str, state: str) -> None:
-        servers = self.servers(backend)
-        if server not in servers:
-            raise LBError(f"backend {backend} has no server {server!r} (servers: {', '.join(servers)})")
-        if state in ("drain", "maint") and not others_up(servers, server):
-            raise LBError(f"refusing to {state} {backend}/{server}: it is the last server that is UP")
-        before = servers[server]["status"]
+    def _set_state(self, backend: str, server: str, state: str, mark: str | None = None) -> None:
+        """Change a server's admin state in one atomic step on the load balancer (under a lock
+        there, so two runs never both see the other server UP and both take theirs out): a drain
+        or maint is refused when no other server is UP. A drain made by a run carries a mark on
+        the load balancer (mark: the run id) so that the next run can put it back if this one dies;
+        ready removes any mark."""
         started = time.perf_counter()
-        answer = self.command(f"set server {backend}/{server} state {state}").strip()
-        self._record(backend, server, before, state, answer, time.perf_counter() - started)
-        if answer:
-            raise LBError(f"HAProxy refused `set server {backend}/{server} state {state}`: {answer}")
+        out = self.command_script(_state_script(self.socket, backend, server, state, mark))
+        line = out.strip().splitlines()[-1] if out.strip() else ""
+        verdict, _, rest = line.partition("\t") if "\t" in line else line.partition(" ")
+        if verdict == "UNKNOWN":
+            raise LBError(f"backend {backend} has no server {server!r} (servers: {', '.join(rest.split())})")
+        if verdict == "LAST":
+            raise LBError(f"refusing to {state} {backend}/{server}: it is the last server that is UP")
+        if verdict not in ("OK", "REFUSED"):
+            raise LBError(
+                f"{self.host.name}: unexpected answer to `set server {backend}/{server}`: {out.strip()[-300:]}"
+            )
+        before, _, answer = rest.partition("\t")
+        self._record(backend, server, before, state, answer.strip(), time.perf_counter() - started)
+        if verdict != "OK":
+            raise LBError(f"HAProxy refused `set server {backend}/{server} state {state}`: {answer.strip() or out}")
+
+    def command_script(self, script: str) -> str:
+        """Run a shell script as root on the load balancer; return its output (LBError on failure)."""
+        out = self._run(script)
+        if not out.ok:
+            raise LBError(f"{self.host.name}: {out.error}: {(out.stderr or out.stdout).strip()[-300:]}")
+        return out.stdout
+
+    def _run(self, script: str) -> Any:
+        """Run a script as root; a connection cut once is opened again and the script run again
+        (every runtime API step here can be repeated: it sets a state, or reads one)."""
+        line = cmd("sh", "-c", script)
+        try:
+            return self.remote.run(line, sudo=self.host.user != "root")
+        except ConnectionFailed:
+            self.remote.close()
+            return self.remote.run(line, sudo=self.host.user != "root")
+
+    def marks(self, backend: str = BACKEND) -> dict[str, dict[str, Any]]:
+        """Return the drains made by runs that are still marked: server -> {run, at}."""
+        script = f'cd {cmd(MARKS)} 2>/dev/null && for f in {cmd(backend)}.*; do [ -f "$f" ] && cat "$f"; done; true'
+        found: dict[str, dict[str, Any]] = {}
+        for line in self.command_script(script).splitlines():
+            try:
+                mark = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(mark, dict) and mark.get("backend") == backend and mark.get("server"):
+                found[str(mark["server"])] = mark
+        return found
 
     def _record(self, backend: str, server: str, before: Any, state: str, answer: str, seconds: float) -> None:
         """Journal a server state change as a run with one result (unless record is off)."""
@@ -194,7 +239,7 @@ class HAProxy:
             )
 
     def ready(self, server: str, backend: str = BACKEND) -> None:
-        """Put a server back in rotation.
+        """Put a server back in rotation (and forget any run's drain mark on it).
 
         server: server name (the inventory host name).
         backend: backend name.
@@ -205,7 +250,9 @@ class HAProxy:
         """Take a server out at once (maintenance), unless it is the last one UP."""
         self._set_state(backend, server, "maint")
 
-    def drain(self, server: str, backend: str = BACKEND, timeout: float = 60, poll: float = 0.5) -> float:
+    def drain(
+        self, server: str, backend: str = BACKEND, timeout: float = 60, poll: float = 0.5, mark: str | None = None
+    ) -> float:
         """Stop sending new sessions to a server and wait until its current sessions reach zero;
         return the seconds waited. Refused when it is the last server that is UP.
 
@@ -213,8 +260,10 @@ class HAProxy:
         backend: backend name.
         timeout: give up (LBError) after this many seconds.
         poll: seconds between checks.
+        mark: the run id making the drain (marked on the load balancer until ready), or None for
+            an operator's drain (left alone by runs).
         """
-        self._set_state(backend, server, "drain")
+        self._set_state(backend, server, "drain", mark)
         return self._wait(
             backend,
             lambda rows: not rows[server]["scur"],
@@ -296,3 +345,44 @@ class HAProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _state_script(socket: str, backend: str, server: str, state: str, mark: str | None) -> str:
+    """The one step on the load balancer that checks and changes a server's admin state.
+
+    Prints `UNKNOWN <servers>`, `LAST`, `OK <status before>` or `REFUSED <status before> <answer>`.
+    """
+    api = f"socat -t 5 stdio {cmd('unix-connect:' + socket)}"
+    mark_file = f"{MARKS}/{backend}.{server}"
+    if state == "ready":
+        after = f"rm -f {cmd(mark_file)}"
+    elif mark:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = json.dumps({"backend": backend, "server": server, "state": state, "run": mark, "at": stamp})
+        after = f"mkdir -p {cmd(MARKS)} && printf '%s\\n' {cmd(body)} > {cmd(mark_file)}"
+    else:
+        after = "true"
+    checks_others = "1" if state in ("drain", "maint") else "0"
+    awk = (
+        'NR==1 { sub(/^# /, ""); for (i = 1; i <= NF; i++) if ($i == "status") col = i; next } '
+        '$1 == b && $2 != "FRONTEND" && $2 != "BACKEND" { names = names " " $2; '
+        "if ($2 == s) { found = 1; before = $col } else if ($col ~ /^UP/) up++ } "
+        'END { if (!found) print "UNKNOWN" names; else if (o && !up) print "LAST"; else print "GO " before }'
+    )
+    return "\n".join(
+        [
+            f"umask 022; mkdir -p {cmd(STATE_LOCK.rsplit('/', 1)[0])}",
+            f"exec 8>>{cmd(STATE_LOCK)}; flock -w 20 8 || exit 9",
+            f"stat=$(echo 'show stat' | {api}) || exit 9",  # the runtime API cannot be reached: an error
+            f"v=$(printf '%s\\n' \"$stat\" | awk -F, -v b={cmd(backend)} -v s={cmd(server)} -v o={checks_others} "
+            f"{cmd(awk)})",
+            'case "$v" in GO*) ;; *) echo "$v"; exit 0;; esac',
+            "before=${v#GO }",
+            f"a=$(echo {cmd(f'set server {backend}/{server} state {state}')} | {api}) || exit 9",
+            'if [ -n "$(printf %s "$a" | tr -d "[:space:]")" ]; then',
+            '    printf "REFUSED\\t%s\\t%s\\n" "$before" "$a"; exit 0',
+            "fi",
+            after,
+            'printf "OK\\t%s\\n" "$before"',
+        ]
+    )

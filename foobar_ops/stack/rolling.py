@@ -10,9 +10,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..core.engine import Phase
-from ..core.result import Result
+from ..core.engine.phases import current_run
+from ..core.errors import ConnectionFailed
+from ..core.result import Result, Status
 from ..core.states import State
-from .lb import HAProxy, is_up, server_result
+from .lb import HAProxy, LBError, is_up, server_result
 from .topology import BACKEND, lb_host
 
 ANOTHER_UP_WAIT = 5.0  # seconds to wait for another server that is rising (e.g. just after a reload)
@@ -27,7 +29,71 @@ def rolling_phase(name: str, states_for: Callable[[Any, Any], Sequence[State[Any
     name: the phase's name.
     states_for: function (host, inventory) -> the host's states.
     """
-    return Phase(name, states_for, serial=True, guard=drained, order=out_of_rotation_first)
+    return Phase(
+        name,
+        states_for,
+        serial=True,
+        guard=drained,
+        order=out_of_rotation_first,
+        prepare=put_back_left_drained,
+        also_locks=lambda inventory: [lb_host(inventory)],
+    )
+
+
+def put_back_left_drained(inventory: Any, emit: Emit, test: bool, timeout: float = 30) -> None:
+    """Put back in rotation every server that a run drained and never put back (it was killed, lost
+    its connection, or its machine died): such drains carry the run's mark on the load balancer.
+    Drains made by an operator carry no mark and are left alone. Runs before anything else in a
+    run that has a rolling phase (which holds the load balancer's run lock: the run that made the
+    drain is over).
+
+    inventory: the Inventory.
+    emit: where each put-back's result goes.
+    test: dry-run: say what would be put back, change nothing.
+    timeout: seconds to wait for a put-back server to be UP.
+    """
+    if lb_host(inventory) is None:
+        return
+    this_run = current_run.get()
+    try:
+        with HAProxy(inventory, record=False) as lb:
+            marks = lb.marks(BACKEND)
+            rows = lb.servers(BACKEND) if marks else {}
+            for server, mark in marks.items():
+                if mark.get("run") == this_run:
+                    continue
+                started = time.perf_counter()
+                row = rows.get(server)
+                status = row["status"] if row else "absent"
+                left = f"left {mark.get('state', 'drain')}ed by run {mark.get('run')} at {mark.get('at')}"
+                if test:
+                    result = server_result(
+                        lb.host.name, BACKEND, server, "ready", True, f"would put back: {left}", 0.0, status, False
+                    )
+                    result.status = Status.PENDING
+                    emit(result)
+                    continue
+                try:
+                    lb.ready(server, BACKEND)
+                    up = lb.wait_up(server, BACKEND, timeout=timeout)
+                    emit(
+                        _put_back(
+                            lb,
+                            server,
+                            True,
+                            f"put back: {left}, which ended without; UP after {up:.1f} s",
+                            started,
+                            status,
+                        )
+                    )
+                except LBError as err:
+                    emit(_put_back(lb, server, False, f"could not put back ({left}): {err}", started, status))
+    except LBError as err:
+        raise LBError(f"cannot check the load balancer for servers left drained by a dead run: {err}") from None
+
+
+def _put_back(lb: HAProxy, server: str, ok: bool, comment: str, started: float, before: Any) -> Result:
+    return server_result(lb.host.name, BACKEND, server, "ready", ok, comment, time.perf_counter() - started, before)
 
 
 def _result(
@@ -81,28 +147,43 @@ def drained(host: Any, inventory: Any, emit: Emit, timeout: float = 30) -> Itera
         started = time.perf_counter()
         row = lb.servers(BACKEND).get(host.name)
         serving = row is not None and is_up(row)
-        if not serving or not lb.wait_others_up(host.name, BACKEND, ANOTHER_UP_WAIT):
-            why = (
-                f"{row['status'] if row else 'absent'} in the load balancer: changed as it is, its state left alone"
-                if not serving
-                else "the only server UP: changed without draining"
-            )
+        if not serving:
+            why = f"{row['status'] if row else 'absent'} in the load balancer: changed as it is, its state left alone"
             emit(_result(lb, host, "as-is", True, why, started, changed=False))
             yield
             return
         yield from _drain_change_ready(lb, host, emit, timeout, started)
 
 
+def _drain(lb: HAProxy, host: Any, timeout: float) -> float | None:
+    """Drain `host` (marked as this run's), unless it is the only server UP: then wait a little for
+    another one to rise (e.g. just after a reload) and return None when none did."""
+    deadline = time.monotonic() + ANOTHER_UP_WAIT
+    while True:
+        try:
+            return lb.drain(host.name, BACKEND, timeout=timeout, mark=current_run.get() or "a run")
+        except LBError as err:
+            if "last server that is UP" not in str(err) or time.monotonic() > deadline:
+                if "last server that is UP" in str(err):
+                    return None
+                raise
+        time.sleep(0.5)
+
+
 def _drain_change_ready(lb: HAProxy, host: Any, emit: Emit, timeout: float, started: float) -> Iterator[None]:
     """Drain, let the change run (the caller's block), then ready and wait for UP; the server is
     put back whatever happens, and an interrupt stays an interrupt."""
     try:
-        waited = lb.drain(host.name, BACKEND, timeout=timeout)
+        waited = _drain(lb, host, timeout)
     except BaseException as err:
-        emit(_result(lb, host, "drain", False, f"drain failed, server put back: {err}", started))
+        _safe_emit(emit, _result(lb, host, "drain", False, f"drain failed, server put back: {err}", started))
         lb.ready(host.name, BACKEND)
         raise
-    emit(_result(lb, host, "drain", True, f"drained in {waited:.1f} s before its change", started, "UP"))
+    if waited is None:  # checked and refused in one step on the load balancer: nobody else serves
+        emit(_result(lb, host, "as-is", True, "the only server UP: changed without draining", started, changed=False))
+        yield
+        return
+    _safe_emit(emit, _result(lb, host, "drain", True, f"drained in {waited:.1f} s before its change", started, "UP"))
     failed: BaseException | None = None
     try:
         yield
@@ -110,12 +191,24 @@ def _drain_change_ready(lb: HAProxy, host: Any, emit: Emit, timeout: float, star
         failed = err
     started = time.perf_counter()
     try:
-        lb.ready(host.name, BACKEND)
+        try:
+            lb.ready(host.name, BACKEND)
+        except ConnectionFailed:  # the connection to the load balancer was cut: once more, afresh
+            lb.close()
+            lb.ready(host.name, BACKEND)
         up = lb.wait_up(host.name, BACKEND, timeout=timeout)
-        emit(_result(lb, host, "ready", True, f"back in rotation, UP after {up:.1f} s", started, "DRAIN"))
+        _safe_emit(emit, _result(lb, host, "ready", True, f"back in rotation, UP after {up:.1f} s", started, "DRAIN"))
     except Exception as err:
-        emit(_result(lb, host, "ready", False, str(err), started))
+        _safe_emit(emit, _result(lb, host, "ready", False, str(err), started))
         if failed is None:
             raise
     if failed is not None:
         raise failed
+
+
+def _safe_emit(emit: Emit, result: Result) -> None:
+    """Record a drain/ready step; trouble recording it never keeps a server out of rotation."""
+    try:
+        emit(result)
+    except Exception:  # noqa: BLE001 - the run's report still has it; the journal's error is its own
+        pass

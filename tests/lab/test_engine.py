@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from foobar_ops.core.journal import Journal
-from tests.conftest import LAB_INVENTORY, PROJECT, run_cli
+from tests.conftest import LAB_INVENTORY, PROJECT, run_cli, stored_bytes
 
 DEMO = PROJECT / "tests" / "lab" / "statefiles" / "demo.py"
 TOKEN = "tok-3f9c1e7a-never-print-me"
@@ -182,7 +182,7 @@ def test_journal_holds_every_result_of_every_run_and_no_secret(env):
     assert failed["inventory_sha256"] and failed["version"] and failed["user"]
     j.close()
     for path in env["journal"].parent.glob("journal.sqlite*"):
-        assert TOKEN.encode() not in path.read_bytes(), path
+        assert TOKEN.encode() not in stored_bytes(path), path
     listing = run_cli("records", "changes", "--journal", env["journal"], "--host", "lb-01", "--json")
     assert listing.code == 0 and len(listing.json()["rows"]) >= 8
     assert TOKEN not in listing.out
@@ -216,7 +216,7 @@ def test_secret_never_appears_in_output_diffs_or_errors(env, tmp_path):
     assert result["result"] is False and "********" in result["comment"]
     assert TOKEN not in done.out + done.err
     for path in env["journal"].parent.glob("journal.sqlite*"):
-        assert TOKEN.encode() not in path.read_bytes() and old_secret.encode() not in path.read_bytes()
+        assert TOKEN.encode() not in stored_bytes(path) and old_secret.encode() not in stored_bytes(path)
 
 
 def test_unreachable_host_fails_alone(env):

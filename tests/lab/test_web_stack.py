@@ -20,7 +20,7 @@ import pytest
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.stack.lb import HAProxy, LBError
 from foobar_ops.stack.verify import request
-from tests.conftest import LAB_INVENTORY, PROJECT, run_cli
+from tests.conftest import LAB_INVENTORY, PROJECT, run_cli, stored_bytes
 from tests.lab.helpers import LB, SITE, Traffic, apply, get, inventory_with, post
 
 ARTIFACTS = PROJECT / "artifacts"
@@ -302,7 +302,7 @@ def test_the_deploy_runbook_fixes_drift_and_its_output_notebook_holds_no_secret(
         Path("/var/lib/foobar-ops/lab/secrets/mysql_app_password").read_text().strip(),
     ]
     for value in secrets:
-        assert value not in text and value.encode() not in journal.read_bytes()
+        assert value not in text and value.encode() not in stored_bytes(journal)
     assert old not in lab.run("web-02", ["cat", env]).stdout  # the apply put the real value back
     runs = Journal(journal).runs()
     assert set(runs["output_notebook"]) == {str(out)} and set(runs["status"]) == {"ok"}

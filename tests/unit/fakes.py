@@ -1,9 +1,11 @@
 """A fake ssh.Remote for the engine, and the fact answers it gives, as a host would print them.
 
 The fake never runs a script. It reads the `@@FBO` sections the engine wrote (see
-engine.host.section), answers every fact section with what the test chose for that state's fact
-command, and answers `apply` and `react` sections with a chosen output and exit code, printing
-exactly what section()'s printf lines would print.
+engine.host.section and engine.host.apply_section), answers every fact section with what the test
+chose for that state's fact command, and answers `apply` and `react` sections with a chosen output
+and exit code, printing exactly what the scripts' printf lines would print. It keeps what a host
+keeps between scripts (a change's outcome until it is acknowledged, owed-reload markers), and can
+cut one call's connection while later ones are answered again.
 
 An answer is the fact command's output (text), `Answer(text, code)` for a command that exits
 non-zero, MISSING for a section that never comes back, or a function of the Fact (a host's answer
@@ -17,7 +19,8 @@ import gzip
 import hashlib
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -25,6 +28,7 @@ from typing import Any
 from foobar_ops.core.engine.host import section
 from foobar_ops.core.errors import ConnectionFailed
 from foobar_ops.core.facts import Fact, FileFact
+from foobar_ops.core.runlock import HostLock
 
 # A section as section() writes it: printf BEGIN, ( body ) with stdout+stderr, printf END.
 SECTION_IN_SCRIPT = re.compile(
@@ -32,6 +36,70 @@ SECTION_IN_SCRIPT = re.compile(
     r"printf '\\n@@FBO %s END %d\\n' \1 \$\?\n",
     re.S,
 )
+#: every script starts so: it survives a cut connection; then removes the outcomes already read
+HEAD = "trap '' HUP PIPE\n"
+OUT = r"/var/lib/foobar-ops/outcomes"
+ACKS = re.compile(r"rm -f ((?:" + OUT + r"/apply\.[0-9a-f]+\.\* ?)+)\n")
+#: a change (engine.host.apply_section): marked as begun, its output and exit code kept on the
+#: host in files named by one token, then printed in the usual framing
+APPLY_IN_SCRIPT = re.compile(
+    r"printf '\\n@@FBO %s BEGIN\\n' apply\nmkdir -p -m 0700 " + OUT + r"; "
+    r"echo \$\$ >" + OUT + r"/apply\.(?P<token>[0-9a-f]+)\.started\n"
+    r"\( (?P<body>.*?)\n\) >" + OUT + r"/apply\.(?P=token)\.out 2>&1 </dev/null; "
+    r"echo \$\? >" + OUT + r"/apply\.(?P=token)\.rc\.new; "
+    r"mv -f " + OUT + r"/apply\.(?P=token)\.rc\.new " + OUT + r"/apply\.(?P=token)\.rc\n"
+    r"cat " + OUT + r"/apply\.(?P=token)\.out\n"
+    r"printf '\\n@@FBO %s END %d\\n' apply \"\$\(cat " + OUT + r"/apply\.(?P=token)\.rc\)\"\n",
+    re.S,
+)
+#: reading back a change's outcome after the connection was cut: NOT-STARTED when it never began,
+#: else wait (while its shell lives) for its exit code, then print it (rc) and its output (out)
+READ_BACK = re.compile(
+    r"\[ -f " + OUT + r"/apply\.(?P<token>[0-9a-f]+)\.started \] \|\| \{ echo NOT-STARTED; exit 0; \}\n"
+    r"p=\$\(cat " + OUT + r"/apply\.(?P=token)\.started\); i=0\n"
+    r"while \[ ! -f " + OUT + r"/apply\.(?P=token)\.rc \] && \[ \$i -lt \d+ \] && kill -0 \"\$p\" 2>/dev/null; "
+    r"do sleep 1; i=\$\(\(i\+1\)\); done\nsleep 0\.2\n"
+)
+#: what an apply body does to the owed-reload markers (engine.host.owed_marker)
+OWED_DIR = "/var/lib/foobar-ops/owed"
+OWE = re.compile(r"^mkdir -p /var/lib/foobar-ops/owed; touch ((?:/var/lib/foobar-ops/owed/[0-9a-f]+ ?)+)$", re.M)
+PAY = re.compile(r"^rm -f /var/lib/foobar-ops/owed/([0-9a-f]+)$", re.M)
+
+
+@dataclass
+class Parsed:
+    """An engine script, split: its (tag, body) parts in order, the outcome tokens it acknowledges,
+    the token of the change it reads back (if it does), and the token of its change (if any)."""
+
+    parts: list[tuple[str, str]]
+    acks: list[str]
+    reading: str | None
+    token: str | None
+
+
+def parse(script: str) -> Parsed:
+    """Split an engine script into its parts; asserts nothing is left unparsed."""
+    assert script.startswith(HEAD), script[:80]
+    rest = script[len(HEAD) :]
+    acks: list[str] = []
+    m = ACKS.match(rest)
+    if m:
+        files = m.group(1).split()
+        acks = sorted({re.search(r"apply\.([0-9a-f]+)\.", f).group(1) for f in files})
+        assert sorted(files) == sorted(f"{OUT}/apply.{t}.*" for t in acks)
+        rest = rest[m.end() :]
+    parts: list[tuple[str, str]] = []
+    reading = token = None
+    m = READ_BACK.match(rest)
+    if m:
+        reading, rest = m.group("token"), rest[m.end() :]
+    m = APPLY_IN_SCRIPT.match(rest)
+    if m:
+        parts.append(("apply", m.group("body")))
+        token, rest = m.group("token"), rest[m.end() :]
+    found = SECTION_IN_SCRIPT.findall(rest)
+    assert "".join(section(tag, body) for tag, body in found) == rest, "unparsed script text"
+    return Parsed(parts + found, acks, reading, token)
 
 
 def printed(tag: str, output: str, code: int) -> str:
@@ -151,10 +219,19 @@ class FakeRemote:
         command it runs.
     apply, react: (output, exit code) for `apply` and `react` sections.
     breaks_at: the call to run() (1 is the first) from which the host stops answering: that call
-        and every later one (and opening a connection) raise `breaks_with`.
+        and every later one (and opening a connection) raise `breaks_with`; the host never sees
+        those scripts.
     breaks_with: what a broken host raises (default: ConnectionFailed, connection reset).
+    cut_calls: calls to run() whose connection is cut after the host got the script: the host runs
+        it (a change runs to its end, its outcome kept), the caller gets ConnectionFailed; later
+        calls are answered again.
     upload_error: raised while a staged file is written over SFTP.
     log: a list shared by several fakes: (host, body) of every apply section, in order.
+
+    What the host keeps between calls (as its files would): `kept`, the outcome of every change
+    (token -> (output, exit code)) until the engine acknowledges it; `owed`, the names of the
+    owed-reload markers (a change that succeeds touches those its body names, a react or apply
+    that succeeds removes the one it names).
     """
 
     def __init__(
@@ -165,6 +242,7 @@ class FakeRemote:
         react: tuple[str, int] = ("", 0),
         breaks_at: int | None = None,
         breaks_with: Exception | None = None,
+        cut_calls: set[int] | None = None,
         upload_error: Exception | None = None,
         host: str = "web-01",
         log: list[tuple[str, str]] | None = None,
@@ -176,6 +254,7 @@ class FakeRemote:
         self.apply, self.react = apply, react
         self.breaks_at = breaks_at
         self.breaks_with = breaks_with or ConnectionFailed(host, "Connection reset by peer")
+        self.cut_calls = set(cut_calls or ())
         self.upload_error = upload_error
         self.host, self.log = host, log if log is not None else []
         self.round_trips = 0
@@ -186,6 +265,12 @@ class FakeRemote:
         self.modes: dict[str, int] = {}
         self.closed = 0
         self.broken: FakeOutcome | None = None  # the whole script's outcome, sections or not
+        self.owed: list[str] = []  # names of owed-reload markers on the host
+        self.acks: list[str] = []  # outcome tokens the engine said it had read
+        self.kept: dict[str, tuple[str, int]] = {}  # token -> what a change left on the host
+        self.started: set[str] = set()  # tokens of the changes that began on the host
+        self.read_back: list[str] = []  # tokens whose outcome was asked for after a cut
+        self.relock = None
 
     @property
     def down(self) -> bool:
@@ -202,15 +287,49 @@ class FakeRemote:
         self.scripts.append(script)
         if self.broken:
             return self.broken
-        found = SECTION_IN_SCRIPT.findall(script)
-        assert "".join(section(tag, body) for tag, body in found) == script, "unparsed script text"
-        return FakeOutcome("".join(self.answer(tag, body) for tag, body in found))
+        parsed = parse(script)
+        for token in parsed.acks:
+            self.acks.append(token)
+            self.kept.pop(token, None)  # the host removes the files
+        if parsed.reading is not None:
+            out = self._read_back(parsed)
+        else:
+            out = FakeOutcome("".join(self.answer(tag, body, parsed.token) for tag, body in parsed.parts))
+        if self.calls in self.cut_calls:
+            raise ConnectionFailed(self.host, "Connection reset by peer")
+        return out
 
-    def answer(self, tag: str, body: str) -> str:
+    def _read_back(self, parsed: Parsed) -> FakeOutcome:
+        token = parsed.reading
+        assert token is not None
+        files = f"{OUT}/apply.{token}"
+        assert parsed.parts == [("rc", f"cat {files}.rc"), ("out", f"cat {files}.out")], parsed.parts
+        self.read_back.append(token)
+        if token not in self.started:  # the cut came before the change began
+            return FakeOutcome("NOT-STARTED\n")
+        kept = self.kept.get(token)
+        if kept is None:
+            return FakeOutcome(
+                printed("rc", f"cat: {files}.rc: No such file or directory", 1)
+                + printed("out", f"cat: {files}.out: No such file or directory", 1)
+            )
+        return FakeOutcome(printed("rc", f"{kept[1]}\n", 0) + printed("out", kept[0], 0))
+
+    def answer(self, tag: str, body: str, token: str | None = None) -> str:
         if tag == "apply":
+            assert token is not None
             self.log.append((self.host, body))
+            self.started.add(token)
+            self.kept[token] = self.apply
+            if self.apply[1] == 0:
+                self._markers(body)
             return printed(tag, *self.apply)
+        if tag == "owed":
+            assert body == f"ls -1 {OWED_DIR} 2>/dev/null; true", body
+            return printed(tag, "".join(f"{name}\n" for name in self.owed), 0)
         if tag == "react":
+            if self.react[1] == 0:
+                self._markers(body)
             return printed(tag, *self.react)
         assert re.fullmatch(r"f\d+", tag), tag
         assert body in self.answers, f"no answer for fact command {body!r}"
@@ -224,6 +343,17 @@ class FakeRemote:
         assert isinstance(answer, str), answer
         return printed(tag, answer, 0)
 
+    def _markers(self, body: str) -> None:
+        """What a body that ran to its end did to the owed-reload markers."""
+        for m in OWE.finditer(body):
+            for path in m.group(1).split():
+                name = path.rsplit("/", 1)[1]
+                if name not in self.owed:
+                    self.owed.append(name)
+        for m in PAY.finditer(body):
+            if m.group(1) in self.owed:
+                self.owed.remove(m.group(1))
+
     def open(self) -> SimpleNamespace:
         if self.down:
             raise self.breaks_with
@@ -234,10 +364,10 @@ class FakeRemote:
 
     # --- what the tests look at ---
     def tags(self, script: str) -> list[str]:
-        return [tag for tag, _ in SECTION_IN_SCRIPT.findall(script)]
+        return [tag for tag, _ in parse(script).parts]
 
     def bodies(self, tag: str) -> list[str]:
-        return [body for script in self.scripts for t, body in SECTION_IN_SCRIPT.findall(script) if t == tag]
+        return [body for script in self.scripts for t, body in parse(script).parts if t == tag]
 
 
 def unpacked(command: str) -> str:
@@ -248,3 +378,73 @@ def unpacked(command: str) -> str:
     if m:
         return gzip.decompress(base64.b64decode(m.group(1))).decode()
     return args[2]
+
+
+# ---- the run locks (core.runlock.locked, as engine.phases uses it) -----------------------------
+
+
+class FakeHostLock(HostLock):
+    """A runlock.HostLock held on one host without SSH: counts its releases and re-takes."""
+
+    def __init__(self, remote: Any, run_id: str, command: str = "", wait: float = 0.0, **notes: Any) -> None:
+        super().__init__(remote, run_id, command, wait, stale=notes.get("stale"), took_over=notes.get("took_over"))
+        self.released = 0
+        self.reacquired = 0
+
+    @property
+    def host(self) -> str:
+        return str(getattr(self.remote.host, "name", self.remote.host))
+
+    def acquire(self) -> "FakeHostLock":
+        return self
+
+    def reacquire(self) -> None:
+        self.reacquired += 1
+
+    def release(self) -> None:
+        self.released += 1
+
+
+class RunLocks:
+    """Stands for runlock.locked in engine.phases (see the run_locks fixture): takes every host's
+    lock at once, or gives the error set for it in `refuse`, and records what was asked.
+
+    refuse: host -> the error its lock gives (RunLocked, ConnectionFailed, SudoError, ...).
+    notes: host -> {"stale": Holder} or {"took_over": Holder}: a lock a dead run had held.
+    calls: (hosts in the order given, run id, command, wait) of every use.
+    held: host -> FakeHostLock of every lock handed out; `open` counts locks not yet let go.
+    """
+
+    def __init__(self) -> None:
+        self.refuse: dict[str, BaseException] = {}
+        self.notes: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[list[str], str, str, float]] = []
+        self.held: dict[str, FakeHostLock] = {}
+        self.open = 0
+
+    @property
+    def hosts(self) -> list[str]:
+        """The hosts locked (or tried) by the only run that took locks."""
+        assert len(self.calls) == 1, self.calls
+        return self.calls[0][0]
+
+    @contextmanager
+    def locked(self, remotes: Any, run_id: str, command: str = "", wait: float = 0.0) -> Iterator[dict[str, Any]]:
+        remotes = list(remotes)
+        names = [str(getattr(r.host, "name", r.host)) for r in remotes]
+        self.calls.append((names, run_id, command, wait))
+        out: dict[str, Any] = {}
+        for name, remote in zip(names, remotes, strict=True):
+            if name in self.refuse:
+                out[name] = self.refuse[name]
+            else:
+                lock = FakeHostLock(remote, run_id, command, wait, **self.notes.get(name, {}))
+                out[name] = self.held[name] = lock
+        self.open += 1
+        try:
+            yield out
+        finally:
+            self.open -= 1
+            for lock in out.values():
+                if isinstance(lock, FakeHostLock):
+                    lock.release()

@@ -1,7 +1,17 @@
-"""The command line without hosts: inventory errors reach the user as one clear line, exit 2."""
+"""The command line without hosts: inventory errors reach the user as one clear line, exit 2; in
+process, how a command ends on SIGTERM or Ctrl-C, the lock wait, and a journal that refused records."""
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import signal
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from foobar_ops.core.report import Report
 from tests.conftest import run_cli
 
 GOOD_HOST = "hosts:\n  web-01:\n    address: 10.77.0.11\n    roles: [nginx]\n"
@@ -44,3 +54,72 @@ def test_unknown_role_on_the_command_line_is_refused(tmp_path):
 def test_missing_inventory_file_is_named(tmp_path):
     done = run_cli("ping", "-i", tmp_path / "nope.yml")
     assert done.code == 2 and "nope.yml" in done.err
+
+
+# --- in process: how a run ends, what the journal could not take, the lock wait -------------
+
+
+@pytest.fixture(autouse=True)
+def _in_process(monkeypatch):
+    """main() registers a traceback dump on SIGUSR1 to the real stderr, which the captured stderr of
+    a test has not; and --wait sets $FOOBAR_OPS_LOCK_WAIT, which must not outlive the test."""
+    monkeypatch.setattr(faulthandler, "register", lambda *args, **kw: None)
+    monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", "")
+    monkeypatch.delenv("FOOBAR_OPS_LOCK_WAIT")
+
+
+def test_sigterm_ends_a_command_as_an_interrupt_with_its_own_code(monkeypatch, capsys):
+    from foobar_ops.cli import commands
+    from foobar_ops.cli.main import main
+
+    reached = []
+
+    def stopped(args):
+        os.kill(os.getpid(), signal.SIGTERM)  # a cancelled CI job, systemd stopping the unit
+        time.sleep(5)
+        reached.append("after")  # never: the signal unwinds the command
+        return 0
+
+    monkeypatch.setitem(commands.HANDLERS, "hosts", stopped)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["hosts", "-i", "inv.yml"]) == 143
+    assert capsys.readouterr().err == "foobar-ops: terminated\n" and reached == []
+    assert signal.getsignal(signal.SIGTERM) is before  # given back once the command ended
+
+
+def test_ctrl_c_stays_an_interrupt(monkeypatch, capsys):
+    from foobar_ops.cli import commands
+    from foobar_ops.cli.main import main
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(commands.HANDLERS, "hosts", interrupted)
+    assert main(["hosts", "-i", "inv.yml"]) == 130
+    assert capsys.readouterr().err == "foobar-ops: interrupted\n"
+
+
+def test_wait_is_how_long_a_run_waits_for_a_hosts_lock(monkeypatch):
+    from foobar_ops.cli import commands
+    from foobar_ops.cli.main import main
+
+    seen = []
+    monkeypatch.setitem(commands.HANDLERS, "apply", lambda args: seen.append(os.environ.get("FOOBAR_OPS_LOCK_WAIT")))
+    main(["apply", "-i", "inv.yml", "--test"])
+    main(["apply", "-i", "inv.yml", "--wait", "90"])
+    assert seen == [None, "90.0"]
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_a_run_whose_journal_refused_records_fails_and_says_where_they_wait(capsys, ok):
+    from foobar_ops.cli.commands import _print_report
+
+    report = Report("r1", False, [], {}, hosts=[])
+    if ok:
+        assert _print_report(report, SimpleNamespace(json=False)) == 0
+    report.journal_errors = [f"journal j.sqlite: cannot write: disk full; kept in j.spool ({n})" for n in range(5)]
+    assert _print_report(report, SimpleNamespace(json=False)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"foobar-ops: journal: journal j.sqlite: cannot write: disk full; kept in j.spool ({n})" for n in range(3)
+    ]

@@ -2,19 +2,37 @@
 
 The fake (tests/unit/fakes.py) never runs a script: it answers each fact section with the output
 the state's fact command would print (built by small helpers: a_file, a_dir, packages, unit,
-guards), and `apply` / `react` sections with a chosen output and exit code.
+guards), and `apply` / `react` sections with a chosen output and exit code. It keeps what a host
+keeps between scripts (a change's outcome until it is acknowledged, owed-reload markers) and can
+cut one call's connection (`cut_calls`) while later calls are answered again. The scripts that
+must work in a real shell (a change's section, reading its outcome back) are also run by /bin/sh.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
+import signal
+import subprocess
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from foobar_ops import states as s
-from foobar_ops.core.engine.host import VALIDATION_FAILED, HostApply, check_states, section, sections
+from foobar_ops.core.engine import host as engine_host
+from foobar_ops.core.engine.host import (
+    VALIDATION_FAILED,
+    HostApply,
+    apply_section,
+    check_states,
+    owed_marker,
+    section,
+    sections,
+)
 from foobar_ops.core.errors import ConnectionFailed
 from foobar_ops.core.result import Status
 from foobar_ops.core.secrets import MASK, Secret
@@ -30,11 +48,13 @@ from tests.unit.fakes import (
     guards,
     nothing_at,
     packages,
+    parse,
     printed,
     unit,
+    unpacked,
 )
 
-HOST = SimpleNamespace(name="web-01", address="10.77.0.11", user="root")
+HOST = SimpleNamespace(name="web-01", address="10.77.0.11", user="root", ssh=SimpleNamespace(command_timeout=300.0))
 
 
 def run(states, facts, *, test=False, host=HOST, **fake):
@@ -136,7 +156,8 @@ def test_a_no_op_run_is_one_round_trip_for_all_states():
     facts = dict(zip(states, [HAPROXY, a_dir(), a_file(NEW), unit(), guards(creates=True)], strict=True))
     results, emitted, remote = run(states, facts)
     assert remote.round_trips == 1 and len(remote.scripts) == 1
-    assert remote.tags(remote.scripts[0]) == ["f0", "f1", "f2", "f3", "f4"]
+    # a state watches: the same script asks which reloads earlier runs left owed
+    assert remote.tags(remote.scripts[0]) == ["f0", "f1", "f2", "f3", "f4", "owed"]
     assert [r.status for r in results] == [Status.OK] * 5
     assert [r.result for r in results] == [True] * 5 and not any(r.changed for r in results)
     assert emitted == results
@@ -145,7 +166,9 @@ def test_a_no_op_run_is_one_round_trip_for_all_states():
 
 def test_a_non_root_login_runs_the_script_through_sudo():
     st = s.pkg.installed("curl")
-    _, _, remote = run([st], {st: CURL}, host=SimpleNamespace(name="web-02", address="10.77.0.12", user="deploy"))
+    _, _, remote = run(
+        [st], {st: CURL}, host=SimpleNamespace(name="web-02", address="10.77.0.12", user="deploy", ssh=HOST.ssh)
+    )
     assert remote.sudo == [True]
 
 
@@ -234,10 +257,12 @@ def test_a_host_lost_mid_run_fails_that_state_and_does_not_run_the_rest():
     applier = HostApply(HOST, [pkg, cfg, svc], remote, False, emitted.append)
     results = applier.execute()
     assert [r.status for r in results] == [Status.FAILED, Status.NOT_RUN, Status.NOT_RUN]
-    assert results[0].comment == "the host stopped answering: Connection reset by peer"
-    assert all(r.comment == "not run: the host stopped answering (Connection reset by peer)" for r in results[1:])
-    assert isinstance(applier.lost, ConnectionFailed) and applier.lost.reason == "Connection reset by peer"
-    assert remote.closed == 1 and remote.calls == 2  # nothing more was sent to the lost host
+    lost = "Connection reset by peer; the change's outcome could not be read back (it is kept on the host)"
+    assert results[0].comment == f"the host stopped answering: {lost}"
+    assert all(r.comment == f"not run: the host stopped answering ({lost})" for r in results[1:])
+    assert isinstance(applier.lost, ConnectionFailed) and applier.lost.reason == lost
+    # one try to connect again and read the change's outcome back, then nothing more
+    assert remote.closed == 2 and remote.calls == 3
     assert emitted == results
 
 
@@ -388,8 +413,9 @@ def test_test_mode_does_not_react_but_says_it_would():
     svc = s.service.running("haproxy", watch=[cfg])
     results, _, remote = run([cfg, svc], {cfg: a_file(OLD), svc: unit()}, test=True)
     v = by_id(results)[svc.id]
-    assert v.status is Status.OK and v.result is True
-    assert "would reload" in v.comment and cfg.id in v.comment
+    assert v.status is Status.PENDING and v.result is None  # a reload is a change it would make
+    assert v.comment.endswith(f"; would reload: {cfg.id} would change")
+    assert v.changes == {"watch": {"would": "reload", "because": [cfg.id]}}
     assert remote.bodies("react") == [] and remote.round_trips == 1
 
 
@@ -411,7 +437,8 @@ def test_watched_change_makes_the_service_react(can_reload, verb):
     svc = s.service.running("haproxy", watch=[cfg])
     results, _, remote = run([cfg, svc], {cfg: a_file(OLD), svc: unit(can_reload=can_reload)})
     v = by_id(results)[svc.id]
-    assert remote.bodies("react") == [f"set -e; systemctl {verb} haproxy.service"]
+    # the reload (then only) pays the reload the change made owed
+    assert remote.bodies("react") == [f"set -e; (\nsystemctl {verb} haproxy.service\n)\nrm -f {owed_marker(svc.id)}"]
     assert v.status is Status.CHANGED
     assert v.changes["watch"] == {"done": verb, "because": [cfg.id]}
     assert f"{verb}ed" in v.comment
@@ -430,8 +457,10 @@ def test_a_service_just_started_is_not_reloaded_again():
     svc = s.service.running("haproxy", watch=[cfg])
     results, _, remote = run([cfg, svc], {cfg: a_file(OLD), svc: unit(active="inactive")})
     assert remote.bodies("react") == []
-    assert remote.bodies("apply")[1] == "set -e; systemctl start haproxy.service"
+    # started: the new content is live, so the reload the change made owed is paid by the start
+    assert remote.bodies("apply")[1] == f"set -e; systemctl start haproxy.service\nrm -f {owed_marker(svc.id)}"
     assert by_id(results)[svc.id].status is Status.CHANGED
+    assert remote.owed == []
 
 
 def test_a_failed_reload_fails_the_service_state():
@@ -517,3 +546,380 @@ def test_a_packed_script_runs_exactly_as_the_script_does(size, tmp_path):
     assert (tmp_path / "out").read_text() == "it's\n3\n"
     if size > PACK_OVER:
         assert len(line) < len(script) / 3  # the bytes on the wire shrink
+
+
+# --- every script survives a cut connection; outcomes read are acknowledged -----------------
+
+
+def test_every_script_ignores_hangup_and_broken_pipe_first():
+    cfg = s.file.managed(CFG, NEW)
+    svc = s.service.running("haproxy", watch=[cfg])
+    _, _, remote = run([cfg, svc], {cfg: a_file(OLD), svc: unit()})
+    assert len(remote.scripts) == 3  # facts, apply, react
+    assert all(script.startswith("trap '' HUP PIPE\n") for script in remote.scripts)
+
+
+def test_a_change_runs_in_a_section_that_keeps_its_outcome_under_a_token_of_its_own():
+    first, second = s.pkg.installed("haproxy"), s.pkg.installed("curl")
+    _, _, remote = run([first, second], {first: packages(), second: packages()})
+    tokens = [parse(script).token for script in remote.scripts]
+    assert tokens[0] is None and all(re.fullmatch(r"[0-9a-f]{16}", t) for t in tokens[1:])
+    assert len(set(tokens[1:])) == 2  # one token per change
+
+
+def test_an_outcome_read_is_removed_from_the_host_by_the_next_script():
+    first, second = s.pkg.installed("haproxy"), s.pkg.installed("curl")
+    _, _, remote = run([first, second], {first: packages(), second: packages()})
+    facts, one, two = (parse(script) for script in remote.scripts)
+    assert facts.acks == [] and one.acks == []
+    assert two.acks == [one.token]  # read by the engine: the host may forget it
+    assert remote.scripts[2].startswith(f"trap '' HUP PIPE\nrm -f /var/lib/foobar-ops/outcomes/apply.{one.token}.*\n")
+    assert one.token not in remote.kept
+
+
+# --- the connection cut while a change runs --------------------------------------------------
+
+
+def cut_world(**fake):
+    """A watched config, its service, and an independent package, on a fake whose connection can be
+    cut: the config change is the second call (the first gathers the facts)."""
+    cfg = s.file.managed(CFG, NEW)
+    svc = s.service.running("haproxy", watch=[cfg])
+    pkg = s.pkg.installed("curl")
+    remote = FakeRemote({cfg: a_file(OLD), svc: unit(), pkg: packages()}, **fake)
+    emitted = []
+    applier = HostApply(HOST, [cfg, svc, pkg], remote, False, emitted.append)
+    return SimpleNamespace(cfg=cfg, svc=svc, pkg=pkg, remote=remote, applier=applier, emitted=emitted)
+
+
+def test_a_change_cut_off_is_read_back_when_the_host_answers_again_and_the_run_goes_on():
+    w = cut_world(cut_calls={2})
+    results = w.applier.execute()
+    assert statuses(results) == {w.cfg.id: Status.CHANGED, w.svc.id: Status.CHANGED, w.pkg.id: Status.CHANGED}
+    assert w.applier.lost is None and w.remote.closed == 1  # closed once, then connected again
+    token = parse(w.remote.scripts[1]).token
+    assert w.remote.read_back == [token]  # the outcome of that very change was read back
+    # the change ran once: it was not sent again
+    assert [b for _, b in w.remote.log if CFG in b] == [w.remote.bodies("apply")[0]]
+    # after reading it back, the later states' facts were gathered afresh (with the owed reloads)
+    assert w.remote.tags(w.remote.scripts[3]) == ["f0", "f1", "f2", "owed"]
+    # the watching service still reloaded, and that script acknowledged the outcome read back
+    assert w.remote.bodies("react") == [
+        f"set -e; (\nsystemctl reload haproxy.service\n)\nrm -f {owed_marker(w.svc.id)}"
+    ]
+    assert parse(w.remote.scripts[4]).acks == [token]
+    assert by_id(results)[w.svc.id].changes["watch"] == {"done": "reload", "because": [w.cfg.id]}
+    assert w.remote.bodies("apply")[-1].startswith("set -e; DEBIAN_FRONTEND")  # the later state still applied
+    assert w.remote.owed == [] and w.emitted == results
+
+
+def test_a_change_read_back_says_so_in_its_comment():
+    w = cut_world(cut_calls={2})
+    results = w.applier.execute()
+    assert "read back after the connection was cut" in by_id(results)[w.cfg.id].comment
+
+
+def test_a_failed_change_cut_off_is_read_back_with_its_exit_code_and_output():
+    w = cut_world(cut_calls={2}, apply=("E: dpkg was interrupted", 100))
+    results = w.applier.execute()
+    r = by_id(results)
+    assert r[w.cfg.id].status is Status.FAILED
+    assert r[w.cfg.id].comment == (
+        "failed (exit 100): E: dpkg was interrupted\n(read back after the connection was cut: Connection reset by peer)"
+    )
+    assert r[w.svc.id].status is Status.NOT_RUN  # its requisite failed: no reload
+    assert w.remote.bodies("react") == []
+    assert r[w.pkg.id].status is Status.FAILED and r[w.pkg.id].comment.startswith("failed (exit 100)")  # it ran
+    assert w.applier.lost is None
+
+
+def test_a_change_cut_off_on_a_host_that_kept_no_outcome_fails_and_the_host_stays():
+    class Rebooted(FakeRemote):
+        """The host came back without /run: the outcome is gone."""
+
+        def run(self, command, sudo=False):
+            try:
+                return super().run(command, sudo)
+            except ConnectionFailed:
+                self.kept.clear()
+                raise
+
+    cfg, pkg = s.file.managed(CFG, NEW), s.pkg.installed("curl")
+    remote = Rebooted({cfg: a_file(OLD), pkg: CURL}, cut_calls={2})
+    applier = HostApply(HOST, [cfg, pkg], remote, False, lambda r: None)
+    results = by_id(applier.execute())
+    assert results[cfg.id].status is Status.FAILED
+    assert results[cfg.id].comment == (
+        "failed (exit -1): the connection was cut mid-change and it ended without an outcome (interrupted, e.g. "
+        "by a reboot): check the host (Connection reset by peer)"
+    )
+    assert applier.lost is None and results[pkg.id].status is Status.OK
+    assert all(parse(script).acks == [] for script in remote.scripts)  # nothing read: nothing to acknowledge
+
+
+def test_a_change_cut_off_on_a_host_that_does_not_answer_again_loses_the_host():
+    w = cut_world(cut_calls={2}, breaks_at=3)
+    results = w.applier.execute()
+    lost = "Connection reset by peer; the change's outcome could not be read back (it is kept on the host)"
+    assert [r.status for r in results] == [Status.FAILED, Status.NOT_RUN, Status.NOT_RUN]
+    assert results[0].comment == f"the host stopped answering: {lost}"
+    assert isinstance(w.applier.lost, ConnectionFailed) and w.applier.lost.reason == lost
+    assert w.remote.calls == 3 and len(w.remote.kept) == 1  # the host kept the outcome
+    assert w.remote.owed == [owed_marker(w.svc.id).rsplit("/", 1)[1]]  # and the reload is owed
+
+
+def test_a_reload_owed_by_a_run_cut_off_is_done_by_the_next_run():
+    w = cut_world(cut_calls={2}, breaks_at=3)
+    w.applier.execute()
+    w.remote.breaks_at, w.remote.cut_calls, w.remote.calls = None, set(), 0  # reachable again
+    w.remote.answers[w.cfg.fact().command()] = (w.cfg.fact(), a_file(NEW))  # the change did land
+    results = by_id(HostApply(HOST, [w.cfg, w.svc, w.pkg], w.remote, False, lambda r: None).execute())
+    assert results[w.cfg.id].status is Status.OK
+    v = results[w.svc.id]
+    assert v.status is Status.CHANGED
+    assert v.comment.endswith("reloaded: owed by a change of an earlier run that ended before it")
+    assert v.changes["watch"] == {"done": "reload", "because": ["owed"]}
+    assert w.remote.owed == []
+
+
+# --- owed reloads ----------------------------------------------------------------------------
+
+
+def marker_name(state):
+    return owed_marker(state.id).rsplit("/", 1)[1]
+
+
+def test_owed_marker_is_a_safe_name_per_state():
+    a, b = owed_marker("service.running:haproxy"), owed_marker("service.running:nginx")
+    assert a.startswith("/var/lib/foobar-ops/owed/") and a != b
+    assert re.fullmatch(r"[0-9a-f]{20}", a.rsplit("/", 1)[1])
+    assert owed_marker("cmd.run:rm -rf / ; echo $(x)").rsplit("/", 1)[1].isalnum()
+
+
+def test_a_change_to_a_watched_state_marks_each_watchers_reload_owed():
+    cfg = s.file.managed(CFG, NEW)
+    svc = s.service.running("haproxy", watch=[cfg])
+    log = s.service.running("rsyslog", watch=[cfg])
+    other = s.service.running("nginx")
+    results, _, remote = run([cfg, svc, other, log], {cfg: a_file(OLD), svc: unit(), other: unit(), log: unit()})
+    body = remote.bodies("apply")[0]
+    assert body.endswith(f"\nmkdir -p /var/lib/foobar-ops/owed; touch {owed_marker(svc.id)} {owed_marker(log.id)}")
+    # both reloaded, each paying its own; nothing is owed once they have
+    assert remote.bodies("react") == [
+        f"set -e; (\nsystemctl reload haproxy.service\n)\nrm -f {owed_marker(svc.id)}",
+        f"set -e; (\nsystemctl reload rsyslog.service\n)\nrm -f {owed_marker(log.id)}",
+    ]
+    assert remote.owed == [] and statuses(results)[other.id] is Status.OK
+
+
+def test_a_change_nobody_watches_owes_nothing():
+    cfg, pkg = s.file.managed(CFG, NEW), s.pkg.installed("haproxy")
+    _, _, remote = run([cfg, pkg], {cfg: a_file(OLD), pkg: packages()})
+    assert all("/var/lib/foobar-ops/owed" not in body for body in remote.bodies("apply"))
+    assert all("owed" not in remote.tags(script) for script in remote.scripts)  # and nobody asks
+
+
+def test_an_owed_reload_is_done_even_when_nothing_it_watches_changed():
+    cfg = s.file.managed(CFG, NEW)
+    svc = s.service.running("haproxy", watch=[cfg])
+    remote = FakeRemote({cfg: a_file(NEW), svc: unit()})
+    remote.owed = [marker_name(svc)]
+    results = by_id(HostApply(HOST, [cfg, svc], remote, False, lambda r: None).execute())
+    v = results[svc.id]
+    assert v.status is Status.CHANGED
+    assert v.comment.endswith("reloaded: owed by a change of an earlier run that ended before it")
+    assert v.changes == {"watch": {"done": "reload", "because": ["owed"]}}
+    assert remote.bodies("react") == [f"set -e; (\nsystemctl reload haproxy.service\n)\nrm -f {owed_marker(svc.id)}"]
+    assert remote.owed == [] and results[cfg.id].status is Status.OK
+
+
+def test_an_owed_reload_in_test_mode_is_pending_and_not_done():
+    cfg = s.file.managed(CFG, NEW)
+    svc = s.service.running("haproxy", watch=[cfg])
+    remote = FakeRemote({cfg: a_file(NEW), svc: unit()})
+    remote.owed = [marker_name(svc)]
+    (_, v) = HostApply(HOST, [cfg, svc], remote, True, lambda r: None).execute()
+    assert v.status is Status.PENDING and v.result is None
+    assert v.comment.endswith("; would reload: owed by a change of an earlier run that ended before it")
+    assert v.changes == {"watch": {"would": "reload", "because": ["owed"]}}
+    assert remote.bodies("react") == [] and remote.round_trips == 1 and remote.owed == [marker_name(svc)]
+
+
+def test_a_marker_owed_to_another_state_does_not_reload_this_one():
+    cfg = s.file.managed(CFG, NEW)
+    svc = s.service.running("haproxy", watch=[cfg])
+    remote = FakeRemote({cfg: a_file(NEW), svc: unit()})
+    remote.owed = [marker_name(s.service.running("nginx"))]
+    results = by_id(HostApply(HOST, [cfg, svc], remote, False, lambda r: None).execute())
+    assert results[svc.id].status is Status.OK and remote.bodies("react") == []
+
+
+def test_a_failed_owed_reload_fails_and_stays_owed():
+    cfg = s.file.managed(CFG, NEW)
+    svc = s.service.running("haproxy", watch=[cfg])
+    remote = FakeRemote({cfg: a_file(NEW), svc: unit()}, react=("Job for haproxy.service failed.", 1))
+    remote.owed = [marker_name(svc)]
+    results = by_id(HostApply(HOST, [cfg, svc], remote, False, lambda r: None).execute())
+    assert results[svc.id].status is Status.FAILED and "reload failed (exit 1)" in results[svc.id].comment
+    (body,) = remote.bodies("react")
+    assert body.startswith("set -e; ") and body.index("systemctl reload") < body.index("rm -f")  # paid only after
+    assert remote.owed == [marker_name(svc)]
+
+
+def test_a_watcher_started_by_its_own_apply_pays_what_it_owes():
+    cfg = s.file.managed(CFG, NEW)
+    svc = s.service.running("haproxy", watch=[cfg])
+    remote = FakeRemote({cfg: a_file(NEW), svc: unit(active="inactive")})
+    remote.owed = [marker_name(svc)]
+    results = by_id(HostApply(HOST, [cfg, svc], remote, False, lambda r: None).execute())
+    assert results[svc.id].status is Status.CHANGED
+    assert remote.bodies("apply") == [f"set -e; systemctl start haproxy.service\nrm -f {owed_marker(svc.id)}"]
+    assert remote.bodies("react") == [] and remote.owed == []
+
+
+# --- the scripts of a change, in a real shell ------------------------------------------------
+
+
+class ShellRemote:
+    """Runs the engine's scripts in a local /bin/sh (the outcome folder is a temporary one)."""
+
+    def __init__(self):
+        self.closed = 0
+        self.scripts = []
+
+    def run(self, command, sudo=False):
+        script = unpacked(command)
+        self.scripts.append(script)
+        done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30)
+        return FakeOutcome(done.stdout, done.stderr, done.returncode, None if done.returncode == 0 else "failed")
+
+    def close(self):
+        self.closed += 1
+
+
+@pytest.fixture
+def outcomes(tmp_path, monkeypatch):
+    folder = tmp_path / "run-foobar-ops"
+    monkeypatch.setattr(engine_host, "OUTCOMES", str(folder))
+    return folder
+
+
+def test_a_change_section_in_a_shell_prints_its_outcome_and_keeps_it(outcomes):
+    script = "trap '' HUP PIPE\n" + apply_section("0123abcd", "echo out; echo err >&2; exit 3")
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0
+    assert sections(done.stdout) == {"apply": ("out\nerr\n", 3)}
+    assert (outcomes / "apply.0123abcd.out").read_text() == "out\nerr\n"
+    assert (outcomes / "apply.0123abcd.rc").read_text() == "3\n"
+    names = sorted(p.name for p in outcomes.iterdir())
+    assert names == ["apply.0123abcd.out", "apply.0123abcd.rc", "apply.0123abcd.started"]
+    assert (outcomes / "apply.0123abcd.started").read_text().strip().isdigit()  # the pid of its shell
+    assert oct(outcomes.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_change_runs_to_its_end_when_the_connection_hangs_up(outcomes, tmp_path):
+    done = tmp_path / "done"
+    body = f"sleep 0.5; echo finished; touch {done}"
+    script = "trap '' HUP PIPE\n" + apply_section("feed", body)
+    proc = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.PIPE, start_new_session=True)
+    time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGHUP)  # what sshd sends the session when the connection drops
+    proc.stdout.close()  # and nobody reads its output any more
+    proc.wait(timeout=10)
+    assert done.exists()
+    assert (outcomes / "apply.feed.rc").read_text() == "0\n"
+    assert (outcomes / "apply.feed.out").read_text() == "finished\n"
+
+
+def test_reading_back_in_a_shell_waits_for_the_change_to_end(outcomes):
+    outcomes.mkdir()
+    host = SimpleNamespace(name="web-01", user="root", ssh=SimpleNamespace(command_timeout=10.0))
+    applier = HostApply(host, [], ShellRemote(), False, lambda r: None)
+    (outcomes / "apply.beef.started").write_text(f"{os.getpid()}\n")  # begun, its shell alive
+    (outcomes / "apply.beef.out").write_text("installed\n")
+    writer = threading.Timer(1.2, lambda: (outcomes / "apply.beef.rc").write_text("0\n"))  # still running
+    writer.start()
+    try:
+        parts = applier._read_back("beef", ConnectionFailed("web-01", "Connection reset by peer"), [])
+    finally:
+        writer.cancel()
+    assert parts == {"apply": ("installed\n\n(read back after the connection was cut: Connection reset by peer)", 0)}
+    assert applier.remote.closed == 1
+
+
+def test_reading_back_in_a_shell_with_no_outcome_gives_up_after_the_command_timeout(outcomes):
+    outcomes.mkdir()
+    (outcomes / "apply.slow.started").write_text(f"{os.getpid()}\n")  # its shell lives, no exit code yet
+    host = SimpleNamespace(name="web-01", user="root", ssh=SimpleNamespace(command_timeout=1.0))
+    applier = HostApply(host, [], ShellRemote(), False, lambda r: None)
+    started = time.monotonic()
+    parts = applier._read_back("slow", ConnectionFailed("web-01", "Broken pipe"), [])
+    assert 1.0 <= time.monotonic() - started < 8
+    assert parts is not None and parts["apply"][1] == -1 and "ended without an outcome" in parts["apply"][0]
+
+
+def test_reading_back_in_a_shell_stops_waiting_when_the_changes_shell_is_gone(outcomes):
+    outcomes.mkdir()
+    gone = subprocess.run(["/bin/sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
+    (outcomes / "apply.gone.started").write_text(f"{gone}\n")  # begun, then interrupted (e.g. a reboot)
+    host = SimpleNamespace(name="web-01", user="root", ssh=SimpleNamespace(command_timeout=30.0))
+    applier = HostApply(host, [], ShellRemote(), False, lambda r: None)
+    started = time.monotonic()
+    parts = applier._read_back("gone", ConnectionFailed("web-01", "Broken pipe"), [])
+    assert time.monotonic() - started < 5  # not the command timeout
+    assert parts is not None and parts["apply"][1] == -1 and "interrupted" in parts["apply"][0]
+
+
+def test_reading_back_in_a_shell_a_change_that_never_began_is_none(outcomes):
+    outcomes.mkdir()
+    host = SimpleNamespace(name="web-01", user="root", ssh=SimpleNamespace(command_timeout=30.0))
+    applier = HostApply(host, [], ShellRemote(), False, lambda r: None)
+    assert applier._read_back("never", ConnectionFailed("web-01", "Broken pipe"), []) is None
+
+
+def test_a_reload_script_that_exits_early_still_pays_the_reload_it_owed(tmp_path):
+    from foobar_ops.stack.roles import nginx
+
+    cfg = s.file.managed(CFG, NEW)
+    svc = s.service.running("nginx", watch=[cfg], reload_with=nginx.RELOAD)
+    results, _, remote = run([cfg, svc], {cfg: a_file(OLD), svc: unit()})
+    assert by_id(results)[svc.id].status is Status.CHANGED  # the engine takes the reload as done
+    (body,) = remote.bodies("react")
+    owed = tmp_path / "owed"
+    owed.mkdir()
+    marker = owed / owed_marker(svc.id).rsplit("/", 1)[1]
+    marker.touch()  # what the change left owed
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text("#!/bin/sh\nexit 0\n")
+    calls = tmp_path / "pgrep-calls"  # nginx's new workers appear after the reload
+    (bin_dir / "pgrep").write_text(f"#!/bin/sh\nif [ -e {calls} ]; then echo 101; else touch {calls}; echo 100; fi\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    pid = tmp_path / "nginx.pid"
+    pid.write_text("42\n")  # nginx's master process
+    script = section("react", body.replace(engine_host.OWED, str(owed)).replace("/run/nginx.pid", str(pid)))
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env, timeout=30)
+    assert sections(done.stdout)["react"][1] == 0
+    assert not marker.exists()
+
+
+def test_a_change_cut_off_before_it_began_is_made_once_on_the_new_connection():
+    class CutBeforeItBegins(FakeRemote):
+        """The second call never reaches the host: the connection is cut first."""
+
+        def run(self, command, sudo=False):
+            if self.calls == 1:
+                self.calls += 1
+                raise ConnectionFailed(self.host, "Connection reset by peer")
+            return super().run(command, sudo)
+
+    cfg, pkg = s.file.managed(CFG, NEW), s.pkg.installed("curl")
+    remote = CutBeforeItBegins({cfg: a_file(OLD), pkg: CURL})
+    applier = HostApply(HOST, [cfg, pkg], remote, False, lambda r: None)
+    results = by_id(applier.execute())
+    assert results[cfg.id].status is Status.CHANGED
+    assert "made again after the connection was cut before it began" in results[cfg.id].comment
+    assert [b for _, b in remote.log if CFG in b] == [remote.bodies("apply")[0]]  # made exactly once
+    assert applier.lost is None and results[pkg.id].status is Status.OK

@@ -1,11 +1,20 @@
-"""MySQL states (hash, facts, plans, validation), the HAProxy runtime API over a fake remote (parse,
-the refusal to take out the last UP server, drain and its journal record, server_result), and
+"""MySQL states (hash, facts, plans, validation), the HAProxy runtime API (parse; its state changes
+run as the load balancer runs them, by /bin/sh with a fake socat: the refusal to take out the last
+UP server, drain and its journal record, drain marks, the lock), server_result, and
 verify.summary_line."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import re
 import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,6 +31,7 @@ from foobar_ops.core.secrets import Secret
 from foobar_ops.core.ssh import Outcome
 from foobar_ops.core.states.base import StateError
 from foobar_ops.core.states.mysql import native_hash
+from foobar_ops.stack import lb as lb_mod
 from foobar_ops.stack import load_inventory
 from foobar_ops.stack.lb import HAProxy, LBError, parse_stat, server_result
 from foobar_ops.stack.topology import BACKEND, STATS_SOCKET
@@ -399,64 +409,170 @@ def test_parse_stat_header_only():
     assert parse_stat("# pxname,svname,scur,\n") == []
 
 
-# --- haproxy: the runtime API over a fake remote ----------------------------------------------
+# --- haproxy: the runtime API, its scripts run by a real /bin/sh -------------------------------
+#
+# HAProxy's state changes are one shell script on the load balancer (lb._state_script: under a
+# lock, `show stat` through socat, awk decides, then `set server`). Here that script runs in a
+# local /bin/sh with `socat` replaced by a fake on PATH: it answers `show stat` from the servers'
+# state (a JSON file) and applies or refuses `set server` lines, recording every line it got. The
+# lock and the drain marks live in the test's folder (lb.STATE_LOCK, lb.MARKS).
 
 HEADER = SHOW_STAT.splitlines()[0]
 FRONTEND = SHOW_STAT.splitlines()[1]
+SERVER_LINE = (
+    "{backend},{name},0,0,{scur},5,,760,205000,1170000,,0,,0,0,0,0,{status},1,1,0,0,0,3600,0,,1,3,1,,"
+    "760,,2,1,,8,L7OK,200,2,0,740,0,18,2,0,,,,,0,0,"
+)
 
 
-def server_line(name: str, status: str, scur: int) -> str:
-    return (
-        f"bk_web,{name},0,0,{scur},5,,760,205000,1170000,,0,,0,0,0,0,{status},1,1,0,0,0,3600,0,,1,3,1,,"
-        f"760,,2,1,,8,L7OK,200,2,0,740,0,18,2,0,,,,,0,0,"
-    )
+def server_line(name: str, status: str, scur: int, backend: str = "bk_web") -> str:
+    return SERVER_LINE.format(backend=backend, name=name, status=status, scur=scur)
+
+
+FAKE_SOCAT = r"""
+import json, os, sys
+
+path = os.environ["FAKE_HAPROXY"]
+with open(path) as f:
+    state = json.load(f)
+line = sys.stdin.read().strip()
+state["calls"].append({"argv": sys.argv[1:], "line": line})
+
+
+def done(out="", err="", code=0):
+    with open(path, "w") as f:
+        json.dump(state, f)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    sys.exit(code)
+
+
+if state["down"] is True or (state["down"] == "set" and line.startswith("set ")):
+    done(err="2024/01/01 00:00:00 socat[4242] E connect(): Connection refused\n", code=1)
+if line == "show stat":
+    rows = [state["header"], state["frontend"]]
+    for name, status in state["status"].items():
+        values = state["scur"].get(name) or [0]
+        now = values.pop(0) if len(values) > 1 else values[0]
+        rows.append(state["template"].format(backend="bk_web", name=name, status=status, scur=now))
+    rows += state["others"]
+    rows.append(state["template"].format(backend="bk_web", name="BACKEND", status="UP", scur=0))
+    done("\n".join(rows) + "\n\n")
+if line.startswith("set server "):
+    target, _, wanted = line[len("set server "):].partition(" state ")
+    if state["answer"].strip():
+        done(state["answer"])
+    state["status"][target.split("/", 1)[1]] = {"drain": "DRAIN", "maint": "MAINT", "ready": "UP"}[wanted]
+    done("\n")
+done("Unknown command.\n")
+"""
 
 
 class FakeRemote:
-    """Answers the runtime API like HAProxy: `show stat` from the servers' state, `set server` by
-    changing it (an empty answer). scur: name -> list of values for successive `show stat`s."""
+    """The load balancer: runs every command line (`sh -c SCRIPT`) in a local /bin/sh whose `socat`
+    is the fake above. servers: name -> status; scur: name -> values for successive `show stat`s;
+    answer: what HAProxy answers a `set server` (an empty line: done)."""
 
-    def __init__(self, servers: dict[str, str], scur: dict[str, list[int]] | None = None, answer: str = "\n") -> None:
-        self.status = dict(servers)
-        self.scur = {n: list(v) for n, v in (scur or {}).items()}
-        self.answer = answer
-        self.lines: list[str] = []
+    def __init__(self, root: Path, servers: dict[str, str], scur=None, answer: str = "\n", others=()) -> None:
+        self.root = root
+        self.state = root / "haproxy.json"
+        bin_dir = root / "bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        (root / "fake_socat.py").write_text(FAKE_SOCAT)
+        socat = bin_dir / "socat"
+        socat.write_text(
+            f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(root / "fake_socat.py"))} "$@"\n'
+        )
+        socat.chmod(0o755)
+        self.env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_HAPROXY=str(self.state))
+        self._save(
+            {
+                "status": dict(servers),
+                "scur": {n: list(v) for n, v in (scur or {}).items()},
+                "answer": answer,
+                "others": list(others),
+                "down": False,
+                "calls": [],
+                "header": HEADER,
+                "frontend": FRONTEND,
+                "template": SERVER_LINE,
+            }
+        )
+        self.commands: list[str] = []
         self.sudo: list[bool] = []
+
+    def _load(self) -> dict:
+        return json.loads(self.state.read_text())
+
+    def _save(self, state: dict) -> None:
+        self.state.write_text(json.dumps(state))
 
     def run(self, command: str, *, sudo: bool = False, timeout=None):
         argv = shlex.split(command)
-        assert argv[:2] == ["sh", "-c"]
-        script = shlex.split(argv[2])
-        assert script[0] == "echo" and script[2:] == ["|", "socat", "-t", "5", "stdio", f"unix-connect:{STATS_SOCKET}"]
-        line = script[1]
-        self.lines.append(line)
+        assert argv[:2] == ["sh", "-c"] and len(argv) == 3, command
+        self.commands.append(argv[2])
         self.sudo.append(sudo)
-        if line == "show stat":
-            rows = [HEADER, FRONTEND]
-            for name, status in self.status.items():
-                values = self.scur.get(name) or [0]
-                now = values.pop(0) if len(values) > 1 else values[0]
-                rows.append(server_line(name, status, now))
-            rows.append(server_line("BACKEND", "UP", sum(self.scur.get(n, [0])[0] for n in self.status)))
-            return Outcome("lb-01", "ok", 0, "\n".join(rows) + "\n\n")
-        if line.startswith("set server "):
-            target, _, state = line[len("set server ") :].partition(" state ")
-            name = target.split("/", 1)[1]
-            if self.answer.strip():
-                return Outcome("lb-01", "ok", 0, self.answer)
-            self.status[name] = {"drain": "DRAIN", "maint": "MAINT", "ready": "UP"}[state]
-            return Outcome("lb-01", "ok", 0, self.answer)
-        return Outcome("lb-01", "ok", 0, "Unknown command.\n")
+        done = subprocess.run(["/bin/sh", "-c", argv[2]], capture_output=True, text=True, env=self.env, timeout=60)
+        code = done.returncode
+        return Outcome(
+            "lb-01",
+            "ok" if code == 0 else "failed",
+            code,
+            done.stdout,
+            done.stderr,
+            None if code == 0 else f"exit code {code}",
+        )
+
+    def close(self):
+        pass
+
+    # --- what the tests look at / set ---
+    @property
+    def status(self) -> dict[str, str]:
+        return self._load()["status"]
+
+    @property
+    def lines(self) -> list[str]:
+        return [c["line"] for c in self._load()["calls"]]
 
     @property
     def sets(self) -> list[str]:
         return [ln for ln in self.lines if ln.startswith("set server")]
 
-    def close(self):
-        pass
+    @property
+    def argvs(self) -> list[list[str]]:
+        return [c["argv"] for c in self._load()["calls"]]
+
+    def socat_down(self, how: bool | str = True) -> None:
+        """socat cannot reach HAProxy's socket (True), or only for `set server` ("set")."""
+        state = self._load()
+        state["down"] = how
+        self._save(state)
 
 
-def make_lb(tmp_path, remote: FakeRemote) -> HAProxy:
+@pytest.fixture
+def lb_files(tmp_path, monkeypatch):
+    """The load balancer's lock and drain marks, in the test's folder."""
+    files = SimpleNamespace(lock=tmp_path / "lb" / "run" / "lb-state.lock", marks=tmp_path / "lb" / "drains")
+    monkeypatch.setattr(lb_mod, "STATE_LOCK", str(files.lock))
+    monkeypatch.setattr(lb_mod, "MARKS", str(files.marks))
+    return files
+
+
+@pytest.fixture
+def haproxy(tmp_path, lb_files):
+    """haproxy(servers, scur=..., answer=..., others=...) -> (HAProxy, its FakeRemote)."""
+
+    def make(servers: dict[str, str], **kw) -> tuple[HAProxy, FakeRemote]:
+        remote = FakeRemote(tmp_path / "lb", servers, **kw)
+        return make_lb(tmp_path, remote), remote
+
+    if shutil.which("flock") is None or shutil.which("awk") is None:
+        pytest.skip("the load balancer's script needs flock and awk")
+    return make
+
+
+def make_lb(tmp_path, remote) -> HAProxy:
     lb = HAProxy.__new__(HAProxy)
     lb.host = SimpleNamespace(name="lb-01", user="ops", address="10.77.0.10")
     lb.remote = remote
@@ -468,62 +584,68 @@ def make_lb(tmp_path, remote: FakeRemote) -> HAProxy:
     return lb
 
 
-def test_servers_of_the_backend(tmp_path):
-    lb = make_lb(tmp_path, FakeRemote({"web-01": "UP", "web-02": "DOWN"}))
+def test_servers_of_the_backend(haproxy):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "DOWN"})
     servers = lb.servers()
     assert list(servers) == ["web-01", "web-02"]
     assert servers["web-02"]["status"] == "DOWN"
     assert lb.remote.sudo == [True]  # the login user is not root
     assert list(lb.stat()["svname"]) == ["FRONTEND", "web-01", "web-02", "BACKEND"]
+    assert remote.argvs[0] == ["-t", "5", "stdio", f"unix-connect:{STATS_SOCKET}"]
 
 
 @pytest.mark.parametrize("other", ["DOWN", "MAINT", "DRAIN", "NOLB"])
-def test_maint_of_the_last_up_server_is_refused(tmp_path, other):
-    remote = FakeRemote({"web-01": "UP", "web-02": other})
-    lb = make_lb(tmp_path, remote)
-    with pytest.raises(LBError, match="last server that is UP"):
+def test_maint_of_the_last_up_server_is_refused(haproxy, other):
+    lb, remote = haproxy({"web-01": "UP", "web-02": other})
+    with pytest.raises(LBError, match="refusing to maint bk_web/web-01: it is the last server that is UP"):
         lb.maint("web-01")
-    assert remote.sets == []
+    assert remote.sets == [] and remote.status == {"web-01": "UP", "web-02": other}
     assert lb._journal.runs().empty
 
 
-def test_drain_of_the_last_up_server_is_refused(tmp_path):
-    remote = FakeRemote({"web-01": "DOWN", "web-02": "UP"})
-    lb = make_lb(tmp_path, remote)
+def test_drain_of_the_last_up_server_is_refused(haproxy, lb_files):
+    lb, remote = haproxy({"web-01": "DOWN", "web-02": "UP"})
     with pytest.raises(LBError, match="refusing to drain bk_web/web-02"):
-        lb.drain("web-02", timeout=0.05, poll=0.01)
+        lb.drain("web-02", timeout=0.05, poll=0.01, mark="20260101-090000-abc123")
+    assert remote.sets == []
+    assert not lb_files.marks.exists()  # refused: nothing marked
+
+
+def test_a_server_of_another_backend_does_not_count_as_up(haproxy):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "DOWN"}, others=[server_line("web-02", "UP", 0, "bk_api")])
+    with pytest.raises(LBError, match="last server that is UP"):
+        lb.drain("web-01", timeout=0.05, poll=0.01)
     assert remote.sets == []
 
 
-def test_maint_with_another_up_server(tmp_path):
-    remote = FakeRemote({"web-01": "UP", "web-02": "UP 1/2"})
-    lb = make_lb(tmp_path, remote)
+def test_maint_with_another_up_server(haproxy):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "UP 1/2"})  # UP while its checks settle: serving
     lb.maint("web-01")
-    assert remote.sets == ["set server bk_web/web-01 state maint"]
+    # how many times it is sent: test_a_state_change_is_one_step_on_the_load_balancer
+    assert set(remote.sets) == {"set server bk_web/web-01 state maint"}
     assert remote.status["web-01"] == "MAINT"
 
 
-def test_unknown_server(tmp_path):
-    remote = FakeRemote({"web-01": "UP", "web-02": "UP"})
-    lb = make_lb(tmp_path, remote)
-    with pytest.raises(LBError, match="no server 'web-09'.*web-01, web-02"):
+def test_unknown_server(haproxy):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "UP"})
+    with pytest.raises(LBError, match=r"backend bk_web has no server 'web-09' \(servers: web-01, web-02\)"):
         lb.ready("web-09")
     assert remote.sets == []
 
 
-def test_ready_is_never_refused(tmp_path):
-    remote = FakeRemote({"web-01": "MAINT", "web-02": "DOWN"})
-    lb = make_lb(tmp_path, remote)
+@pytest.mark.parametrize("others", ["DOWN", "MAINT"])
+def test_ready_is_never_refused(haproxy, others):
+    lb, remote = haproxy({"web-01": "MAINT", "web-02": others})
     lb.ready("web-01")
-    assert remote.sets == ["set server bk_web/web-01 state ready"]
+    assert set(remote.sets) == {"set server bk_web/web-01 state ready"}
+    assert remote.status["web-01"] == "UP"
 
 
-def test_drain_waits_until_sessions_reach_zero_and_records_the_run(tmp_path):
-    remote = FakeRemote({"web-01": "UP", "web-02": "UP"}, scur={"web-01": [4, 2, 1, 0]})
-    lb = make_lb(tmp_path, remote)
+def test_drain_waits_until_sessions_reach_zero_and_records_the_run(haproxy):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "UP"}, scur={"web-01": [4, 2, 1, 0]})
     waited = lb.drain("web-01", timeout=5, poll=0.001)
     assert waited >= 0
-    assert remote.sets == ["set server bk_web/web-01 state drain"]
+    assert set(remote.sets) == {"set server bk_web/web-01 state drain"}
     assert remote.status["web-01"] == "DRAIN"
     # one show stat for the refusal check, then polls until scur was 0
     assert remote.lines.count("show stat") == 4
@@ -533,7 +655,7 @@ def test_drain_waits_until_sessions_reach_zero_and_records_the_run(tmp_path):
     assert run["command"] == "pytest: HAProxy drain bk_web/web-01"
     assert run["status"] == "ok"
     assert json.loads(run["parameters"]) == {"backend": "bk_web", "server": "web-01", "state": "drain"}
-    assert run["inventory"] == str(tmp_path / "lab.yml")
+    assert run["inventory"] == str(lb.inventory.path)
     results = lb._journal.results(run["run_id"])
     assert len(results) == 1
     res = results.iloc[0]
@@ -541,39 +663,146 @@ def test_drain_waits_until_sessions_reach_zero_and_records_the_run(tmp_path):
     assert res["state_id"] == "haproxy.server:bk_web/web-01:drain"  # one id form with the rolling guard
     assert res["state"] == "haproxy.server"
     assert res["status"] == "changed" and res["result"] == 1 and res["changed"] == 1
-    assert json.loads(res["changes"]) == {"old": "UP", "new": "drain"}
+    # the status before it: test_a_state_change_is_one_step_on_the_load_balancer
+    assert json.loads(res["changes"])["new"] == "drain"
 
 
-def test_drain_times_out_when_sessions_stay(tmp_path):
-    remote = FakeRemote({"web-01": "UP", "web-02": "UP"}, scur={"web-01": [3]})
-    lb = make_lb(tmp_path, remote)
-    with pytest.raises(LBError, match="web-01 still has 3 sessions"):
-        lb.drain("web-01", timeout=0.05, poll=0.005)
-    assert remote.sets == ["set server bk_web/web-01 state drain"]
+def test_drain_times_out_when_sessions_stay(haproxy):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "UP"}, scur={"web-01": [3]})
+    with pytest.raises(LBError, match="web-01 still has 3 sessions after 0.3 s of draining"):
+        lb.drain("web-01", timeout=0.3, poll=0.005)
+    assert set(remote.sets) == {"set server bk_web/web-01 state drain"}
     assert remote.lines.count("show stat") >= 3
     assert len(lb._journal.runs()) == 1  # the state change itself was made and recorded
 
 
-def test_haproxy_refusal_is_an_error_and_a_failed_run(tmp_path):
-    remote = FakeRemote({"web-01": "UP", "web-02": "UP"}, answer="No such server.\n")
-    lb = make_lb(tmp_path, remote)
-    with pytest.raises(LBError, match="HAProxy refused .*No such server"):
-        lb.maint("web-01")
+def test_haproxy_refusal_is_an_error_and_a_failed_run(haproxy, lb_files):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "UP"}, answer="No such server.\n")
+    with pytest.raises(LBError, match="HAProxy refused `set server bk_web/web-01 state drain`: No such server"):
+        lb.drain("web-01", timeout=1, poll=0.01, mark="20260101-090000-abc123")
     runs = lb._journal.runs()
     assert list(runs["status"]) == ["failed"]
     res = lb._journal.results(runs.iloc[0]["run_id"]).iloc[0]
     assert res["status"] == "failed" and res["result"] == 0 and res["changed"] == 0
     assert "No such server" in res["comment"]
+    assert remote.status["web-01"] == "UP" and not lb_files.marks.exists()  # refused: not marked
 
 
 def test_failed_command_is_an_lberror(tmp_path):
-    class Broken(FakeRemote):
+    class Broken:
         def run(self, command, *, sudo=False, timeout=None):
             return Outcome("lb-01", "failed", 1, "", "2024/01/01 socat[1] E connect(): No such file or directory")
 
-    lb = make_lb(tmp_path, Broken({}))
+    lb = make_lb(tmp_path, Broken())
     with pytest.raises(LBError, match="`show stat` failed.*No such file"):
         lb.servers()
+    with pytest.raises(LBError, match="lb-01: .*No such file"):
+        lb.ready("web-01")
+
+
+# --- haproxy: the state script's verdicts, its lock, and the drain marks ----------------------
+
+
+@pytest.mark.parametrize(
+    "servers, server, state, answer, verdict, sets",
+    [
+        ({"web-01": "UP", "web-02": "UP"}, "web-01", "drain", "\n", "OK\tUP", True),
+        ({"web-01": "UP 1/2", "web-02": "UP"}, "web-01", "drain", "\n", "OK\tUP 1/2", True),
+        ({"web-01": "DOWN 1/2", "web-02": "DOWN"}, "web-01", "ready", "\n", "OK\tDOWN 1/2", True),
+        ({"web-01": "UP", "web-02": "UP 1/2"}, "web-01", "maint", "\n", "OK\tUP", True),
+        ({"web-01": "UP", "web-02": "DOWN"}, "web-01", "drain", "\n", "LAST", False),
+        ({"web-01": "UP", "web-02": "NOLB"}, "web-01", "maint", "\n", "LAST", False),
+        ({"web-01": "UP", "web-02": "UP"}, "web-09", "ready", "\n", "UNKNOWN web-01 web-02", False),
+        (
+            {"web-01": "UP", "web-02": "UP"},
+            "web-01",
+            "drain",
+            "No such server.\n",
+            "REFUSED\tUP\tNo such server.",
+            True,
+        ),
+    ],
+    ids=["drain", "status-with-a-space", "ready-the-last", "maint", "last-up", "nolb-is-not-up", "unknown", "refused"],
+)
+def test_the_state_script_decides_on_the_load_balancer(haproxy, servers, server, state, answer, verdict, sets):
+    lb, remote = haproxy(servers, answer=answer)
+    out = lb.command_script(lb_mod._state_script(STATS_SOCKET, "bk_web", server, state, None))
+    assert out.splitlines() == [verdict]
+    assert remote.sets == ([f"set server bk_web/{server} state {state}"] if sets else [])
+    assert remote.lines[0] == "show stat" and len(remote.commands) == 1
+
+
+def test_a_drain_by_a_run_is_marked_and_ready_removes_the_mark(haproxy, lb_files):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "UP"})
+    lb.drain("web-01", timeout=1, poll=0.01, mark="20260101-090000-abc123")
+    mark = json.loads((lb_files.marks / "bk_web.web-01").read_text())
+    assert {k: mark[k] for k in ("backend", "server", "state", "run")} == {
+        "backend": "bk_web",
+        "server": "web-01",
+        "state": "drain",
+        "run": "20260101-090000-abc123",
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", mark["at"])
+    assert lb.marks() == {"web-01": mark}
+    lb.ready("web-01")
+    assert not (lb_files.marks / "bk_web.web-01").exists() and lb.marks() == {}
+
+
+def test_a_drain_without_a_mark_is_an_operators_and_leaves_none(haproxy, lb_files):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "UP"})
+    lb.drain("web-01", timeout=1, poll=0.01)
+    assert remote.status["web-01"] == "DRAIN" and lb.marks() == {}
+
+
+def test_marks_lists_this_backends_marks_only(haproxy, lb_files):
+    lb, _ = haproxy({"web-01": "UP"})
+    assert lb.marks() == {}  # no folder yet
+    lb_files.marks.mkdir(parents=True)
+    web = {"backend": "bk_web", "server": "web-02", "state": "drain", "run": "r1", "at": "2026-01-01T09:00:00Z"}
+    (lb_files.marks / "bk_web.web-02").write_text(json.dumps(web) + "\n")
+    (lb_files.marks / "bk_web.web-03").write_text("half a line {\n")
+    (lb_files.marks / "bk_api.api-01").write_text(json.dumps(dict(web, backend="bk_api", server="api-01")) + "\n")
+    assert lb.marks() == {"web-02": web}
+    assert set(lb.marks("bk_api")) == {"api-01"}
+
+
+def test_a_state_change_waits_for_another_on_the_load_balancer(haproxy, lb_files):
+    lb, remote = haproxy({"web-01": "MAINT", "web-02": "UP"})
+    lb_files.lock.parent.mkdir(parents=True)
+    with open(lb_files.lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another run is checking and changing a server
+        releaser = threading.Timer(0.6, lambda: fcntl.flock(held, fcntl.LOCK_UN))
+        releaser.start()
+        started = time.monotonic()
+        lb.ready("web-01")
+        waited = time.monotonic() - started
+        releaser.join()
+    assert waited >= 0.6 and remote.status["web-01"] == "UP"
+
+
+def test_a_state_change_is_one_step_on_the_load_balancer(haproxy):
+    lb, remote = haproxy({"web-01": "UP 1/2", "web-02": "UP"})
+    lb.drain("web-01", timeout=1, poll=0.01, mark="20260101-090000-abc123")
+    assert sum("flock -w 20 8" in c for c in remote.commands) == 1  # the state script ran once
+    assert remote.sets == ["set server bk_web/web-01 state drain"]
+    res = lb._journal.results(lb._journal.runs().iloc[0]["run_id"]).iloc[0]
+    assert json.loads(res["changes"]) == {"old": "UP 1/2", "new": "drain"}  # the status reported intact
+
+
+def test_a_runtime_api_that_cannot_be_reached_is_not_taken_for_an_unknown_server(haproxy):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "UP"})
+    remote.socat_down()
+    with pytest.raises(LBError) as raised:
+        lb.drain("web-01", timeout=1, poll=0.01)
+    assert "no server" not in str(raised.value)
+
+
+def test_a_set_server_that_could_not_be_sent_is_an_error(haproxy, lb_files):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "UP"})
+    remote.socat_down("set")
+    with pytest.raises(LBError):
+        lb.drain("web-01", timeout=1, poll=0.01, mark="20260101-090000-abc123")
+    assert not (lb_files.marks / "bk_web.web-01").exists()
 
 
 # --- haproxy: server_result --------------------------------------------------------------------

@@ -2,23 +2,29 @@
 
 Phases run in order, a one-host-at-a-time phase stops at the first failed host, bad input stops
 the run before any host is contacted, a host that cannot be reached (or is lost mid-run) is an
-unreachable outcome skipped by later phases, and the journal gets every result and outcome.
+unreachable outcome skipped by later phases, and the journal gets every result and outcome. A run
+locks its hosts (the run_locks fixture stands for core.runlock), runs its phases' prepare hooks
+first, survives a surprise on one host, and goes on when the journal refuses writes (the spool).
 """
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import event
 
 from foobar_ops import states as s
+from foobar_ops.core import journal as records
 from foobar_ops.core.engine import phases
-from foobar_ops.core.engine.phases import Phase, apply
-from foobar_ops.core.errors import FoobarOpsError, StateError, SudoError
+from foobar_ops.core.engine.phases import Phase, apply, current_run
+from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError, StateError, SudoError
 from foobar_ops.core.inventory import load_inventory
-from foobar_ops.core.journal import Journal
+from foobar_ops.core.journal import Journal, JournalError
 from foobar_ops.core.result import HostOutcome, Outcome, Result, Status
+from foobar_ops.core.runlock import Holder, RunLocked
 from tests.unit.fakes import FakeRemote, guards
 
 INVENTORY = """
@@ -42,15 +48,24 @@ def only(*states):
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
+def world(tmp_path, monkeypatch, run_locks):
     """Three hosts, each with a fake remote on which both commands are still to do; `log` is every
-    apply section sent, as (host, body), in order."""
+    apply section sent, as (host, body), in order; `locks` what the run locked (fakes.RunLocks)."""
     path = tmp_path / "inv.yml"
     path.write_text(INVENTORY)
     log: list[tuple[str, str]] = []
     remotes = {name: FakeRemote({FIRST: TODO, SECOND: TODO}, host=name, log=log) for name in HOSTS}
     monkeypatch.setattr(phases, "Remote", lambda host, inventory: remotes[host.name])
-    return SimpleNamespace(inv=load_inventory(path), remotes=remotes, log=log, journal=Journal(tmp_path / "j.sqlite"))
+    monkeypatch.setattr(records, "git_commit", lambda folder=records.CHECKOUT: "abc1234")
+    monkeypatch.delenv("FOOBAR_OPS_LOCK_WAIT", raising=False)  # no lock wait but the test's
+    return SimpleNamespace(
+        inv=load_inventory(path),
+        remotes=remotes,
+        log=log,
+        journal=Journal(tmp_path / "j.sqlite"),
+        locks=run_locks,
+        path=tmp_path / "j.sqlite",
+    )
 
 
 def run(world, *steps, **kw):
@@ -247,8 +262,9 @@ def test_a_host_lost_mid_run_is_unreachable_and_skipped_by_later_phases(world):
     world.remotes["web-02"].breaks_at = 2  # it answers the facts, then drops during the first apply
     report = run(world, only(FIRST, SECOND), only(SECOND))
     assert of(report, "web-02") == [(FIRST.id, Status.FAILED), (SECOND.id, Status.NOT_RUN)]
-    assert report.outcomes["web-02"] == HostOutcome("web-02", Outcome.UNREACHABLE, RESET, 1)
-    assert world.remotes["web-02"].calls == 2
+    lost = f"{RESET}; the change's outcome could not be read back (it is kept on the host)"
+    assert report.outcomes["web-02"] == HostOutcome("web-02", Outcome.UNREACHABLE, lost, 1)
+    assert world.remotes["web-02"].calls == 3  # the apply, one try to read its outcome back, no more
     assert of(report, "web-01") == [
         (FIRST.id, Status.CHANGED),
         (SECOND.id, Status.CHANGED),
@@ -267,3 +283,295 @@ def test_a_host_that_refuses_sudo_fails_with_its_error_and_is_skipped_by_later_p
     )
     assert report.failed_hosts == ["web-03"] and report.unreachable_hosts == []
     assert [r.status for r in report.results] == [Status.CHANGED] * 4  # the other hosts went on
+
+
+# --- run locks -------------------------------------------------------------------------------
+
+HOLDER = Holder(
+    run="20260101-090000-abc123",
+    command="foobar-ops apply web",
+    user="alice",
+    machine="ctl-2",
+    pid=4242,
+    since="2026-01-01T09:00:00Z",
+    shell=777,
+)
+
+
+def extra(name):
+    """A phase's also_locks: one more host it acts on besides its own."""
+    return lambda inventory: [inventory.host(name)]
+
+
+def test_a_run_locks_every_targeted_host_and_the_hosts_its_phases_act_on(world):
+    phase = Phase("deploy", only(FIRST), also_locks=extra("web-03"))
+    report = run(world, phase, Phase("none", only(SECOND), also_locks=lambda inventory: [None]), hosts="web-01,web-02")
+    hosts, run_id, command, wait = world.locks.calls[0]
+    assert sorted(hosts) == HOSTS and len(world.locks.calls) == 1  # once, for the whole run
+    assert (run_id, command, wait) == (report.run_id, "python", 0.0)
+    assert world.remotes["web-03"].calls == 0 and world.remotes["web-03"].closed >= 1  # locked, not changed
+    assert report.hosts == ["web-01", "web-02"] and report.ok
+    for name in ("web-01", "web-02"):  # a lost connection takes the lock again when it reconnects
+        assert world.remotes[name].relock == world.locks.held[name].reacquire
+    assert world.locks.open == 0 and all(lock.released for lock in world.locks.held.values())
+
+
+def test_the_lock_is_held_while_the_phases_run(world):
+    seen = []
+    run(world, only(FIRST), on_result=lambda r: seen.append(world.locks.open))
+    assert seen == [1, 1, 1]
+
+
+@pytest.mark.parametrize("given, env, wait", [(7, None, 7.0), (None, "2.5", 2.5), (None, None, 0.0), (-3, None, 0.0)])
+def test_how_long_a_run_waits_for_a_lock(world, monkeypatch, given, env, wait):
+    if env is None:
+        monkeypatch.delenv("FOOBAR_OPS_LOCK_WAIT", raising=False)
+    else:
+        monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", env)
+    run(world, only(FIRST), lock_wait=given)
+    assert world.locks.calls[0][3] == wait
+
+
+def test_a_lock_wait_that_is_no_number_stops_the_run_before_any_host(world, monkeypatch):
+    monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", "soon")
+    with pytest.raises(FoobarOpsError, match="FOOBAR_OPS_LOCK_WAIT='soon' is not a number of seconds"):
+        run(world, only(FIRST))
+    assert world.locks.calls == [] and all(r.calls == 0 for r in world.remotes.values())
+
+
+def test_a_host_locked_by_another_run_refuses_the_whole_run_naming_that_run(world):
+    world.locks.refuse["web-02"] = RunLocked("web-02", HOLDER, 0)
+    with pytest.raises(RunLocked) as raised:
+        run(world, only(FIRST), Phase("second", only(SECOND), serial=True))
+    assert raised.value is world.locks.refuse["web-02"]  # the holder's own error, naming it
+    assert raised.value.host == "web-02" and HOLDER.describe() in str(raised.value)
+    assert world.log == [] and all(r.calls == 0 for r in world.remotes.values())  # nothing applied anywhere
+    assert world.locks.open == 0 and all(lock.released for lock in world.locks.held.values())
+    (journaled,) = world.journal.runs().to_dict("records")
+    assert journaled["status"] == "error" and "RunLocked" in journaled["error"] and "web-02" in journaled["error"]
+
+
+def test_a_load_balancer_locked_by_another_run_refuses_the_run_too(world):
+    world.locks.refuse["web-03"] = RunLocked("web-03", HOLDER, 5)
+    with pytest.raises(RunLocked) as raised:
+        run(world, Phase("deploy", only(FIRST), also_locks=extra("web-03")), hosts="web-01")
+    assert raised.value.host == "web-03" and HOLDER.describe() in str(raised.value)
+    assert world.log == [] and world.remotes["web-01"].calls == 0
+
+
+def test_a_dry_run_takes_no_lock(world):
+    report = run(world, Phase("deploy", only(FIRST), also_locks=extra("web-03")), test=True)
+    assert world.locks.calls == [] and report.ok
+    assert [r.status for r in report.results] == [Status.PENDING] * 3
+
+
+def test_a_host_that_cannot_be_reached_for_its_lock_is_unreachable_and_the_others_go_on(world):
+    world.locks.refuse["web-02"] = ConnectionFailed("web-02", "10.77.0.12:22 unreachable: No route to host")
+    report = run(world, only(FIRST), only(SECOND))
+    assert report.outcomes["web-02"] == HostOutcome(
+        "web-02", Outcome.UNREACHABLE, "10.77.0.12:22 unreachable: No route to host", 0
+    )
+    assert of(report, "web-02") == [] and world.remotes["web-02"].calls == 0
+    assert sorted(applied(world)) == sorted(
+        (h, c) for h in ("web-01", "web-03") for c in ("deploy first", "deploy second")
+    )
+    assert {c for _, c in applied(world)[:2]} == {"deploy first"}  # phases in order
+
+
+@pytest.mark.parametrize(
+    "error, why",
+    [
+        (
+            SudoError("web-03", "sudo refused the password from env:SUDO_PW"),
+            "sudo refused the password from env:SUDO_PW",
+        ),
+        (
+            FoobarOpsError("web-03: cannot take the run lock: sh: 1: flock: not found"),
+            "cannot take the run lock: sh: 1: flock: not found",
+        ),
+    ],
+    ids=["sudo", "other"],
+)
+def test_a_host_that_refuses_its_lock_fails_and_the_others_go_on(world, error, why):
+    world.locks.refuse["web-03"] = error
+    report = run(world, only(FIRST))
+    assert report.outcomes["web-03"] == HostOutcome("web-03", Outcome.FAILED, why, 0)
+    assert of(report, "web-03") == [] and world.remotes["web-03"].calls == 0
+    assert sorted(h for h, _ in applied(world)) == ["web-01", "web-02"]
+    assert report.failed_hosts == ["web-03"]
+
+
+def test_a_host_acted_on_for_others_that_cannot_be_locked_is_left_to_the_phase(world):
+    world.locks.refuse["web-03"] = ConnectionFailed("web-03", "Connection refused")
+    report = run(world, Phase("deploy", only(FIRST), also_locks=extra("web-03")), hosts="web-01,web-02")
+    assert report.ok and "web-03" not in report.outcomes  # its own step says so when it is needed
+    assert world.remotes["web-03"].closed >= 1 and world.remotes["web-03"].calls == 0
+
+
+@pytest.mark.parametrize(
+    "note, how",
+    [("took_over", "its process is gone: lock taken over"), ("stale", "it ended without releasing it")],
+)
+def test_a_lock_a_dead_run_held_is_noted_as_a_result(world, note, how):
+    world.locks.notes["web-01"] = {note: HOLDER}
+    report = run(world, only(FIRST))
+    (noted,) = [r for r in report.results if r.id == "run.lock"]
+    assert (noted.host, noted.state, noted.status) == ("web-01", "run.lock", Status.OK)
+    assert noted.comment == f"the lock was held by {HOLDER.describe()}; {how}"
+    assert "run.lock" in list(world.journal.results(report.run_id)["state_id"])
+    assert report.ok
+
+
+# --- what a run does before its phases -------------------------------------------------------
+
+
+@pytest.mark.parametrize("test", [False, True], ids=["apply", "dry-run"])
+def test_prepare_runs_once_before_any_phase_and_its_results_are_the_runs(world, test):
+    calls = []
+
+    def prepare(inventory, emit, test):
+        calls.append((inventory, test, list(world.log), current_run.get()))
+        emit(Result("web-03", "put-back", "put back", "haproxy.server", Status.CHANGED, comment="put back"))
+
+    seen = []
+    report = run(
+        world,
+        Phase("one", only(FIRST), prepare=prepare),
+        Phase("two", only(SECOND), serial=True, prepare=prepare),
+        test=test,
+        on_result=seen.append,
+    )
+    assert calls == [(world.inv, test, [], report.run_id)]  # once, before anything was applied
+    (put,) = [r for r in report.results if r.id == "put-back"]
+    assert put in seen and seen[0] is put
+    assert list(world.journal.results(report.run_id)["state_id"]).count("put-back") == 1
+
+
+def test_different_prepares_each_run_once_in_phase_order(world):
+    order = []
+    first = lambda inventory, emit, test: order.append("first")
+    second = lambda inventory, emit, test: order.append("second")
+    run(
+        world,
+        Phase("a", only(FIRST), prepare=second),
+        Phase("b", only(SECOND), prepare=first),
+        Phase("c", only(SECOND), prepare=second),
+    )
+    assert order == ["second", "first"]
+
+
+def test_the_run_id_is_current_only_while_the_run_applies(world):
+    seen = []
+
+    @contextmanager
+    def guard(host, inventory, emit):
+        seen.append(current_run.get())
+        yield
+
+    report = run(world, Phase("deploy", only(FIRST), serial=True, guard=guard))
+    assert seen == [report.run_id] * 3
+    assert current_run.get() is None
+
+
+# --- surprises -------------------------------------------------------------------------------
+
+
+def test_an_unexpected_error_on_one_host_fails_that_host_and_the_run_goes_on(world):
+    remote = world.remotes["web-02"]
+    remote.breaks_at, remote.breaks_with = 1, RuntimeError("boom")
+    report = run(world, only(FIRST, SECOND), only(SECOND))
+    assert of(report, "web-02") == [(FIRST.id, Status.NOT_RUN), (SECOND.id, Status.NOT_RUN)]
+    assert all(r.comment == "not run: RuntimeError: boom" for r in report.results if r.host == "web-02")
+    assert report.outcomes["web-02"].outcome is Outcome.FAILED
+    assert report.outcomes["web-02"].error == "RuntimeError: boom"
+    assert remote.calls == 1  # later phases leave it alone
+    for host in ("web-01", "web-03"):
+        assert of(report, host) == [
+            (FIRST.id, Status.CHANGED),
+            (SECOND.id, Status.CHANGED),
+            (SECOND.id, Status.CHANGED),
+        ]
+
+
+def test_a_result_callback_that_breaks_never_stops_the_change_and_is_reported(world):
+    def on_result(result):
+        if result.host == "web-02" and result.id == FIRST.id and result.status is Status.CHANGED:
+            raise RuntimeError("the notebook's callback broke")
+
+    report = run(world, only(FIRST, SECOND), on_result=on_result)
+    assert of(report, "web-02") == [(FIRST.id, Status.CHANGED), (SECOND.id, Status.CHANGED)]
+    assert report.journal_errors == ["on_result callback failed: RuntimeError: the notebook's callback broke"]
+    assert of(report, "web-01") == [(FIRST.id, Status.CHANGED), (SECOND.id, Status.CHANGED)]
+
+
+def test_an_unexpected_error_on_a_host_fails_that_host_and_the_others_go_on(world):
+    world.remotes["web-02"].breaks_at = 1
+    world.remotes["web-02"].breaks_with = RuntimeError("sftp: No space left on device")
+    report = run(world, only(FIRST, SECOND))
+    assert of(report, "web-02") == [(FIRST.id, Status.NOT_RUN), (SECOND.id, Status.NOT_RUN)]
+    assert all(
+        r.comment == "not run: RuntimeError: sftp: No space left on device"
+        for r in report.results
+        if r.host == "web-02"
+    )
+    assert report.outcomes["web-02"].outcome is Outcome.FAILED
+    assert [b for h, b in world.log if h == "web-02"] == []
+    assert of(report, "web-01") == [(FIRST.id, Status.CHANGED), (SECOND.id, Status.CHANGED)]
+
+
+def test_a_guard_that_breaks_unexpectedly_before_the_change_leaves_the_hosts_states_not_run(world):
+    @contextmanager
+    def guard(host, inventory, emit):
+        raise RuntimeError("socket gone")
+        yield
+
+    report = run(world, Phase("deploy", only(FIRST, SECOND), serial=True, guard=guard))
+    assert world.log == []
+    assert of(report, "web-01") == [(FIRST.id, Status.NOT_RUN), (SECOND.id, Status.NOT_RUN)]
+    assert all(r.comment == "not run: RuntimeError: socket gone" for r in report.results if r.host == "web-01")
+    assert all("web-01 failed earlier" in r.comment for r in report.results if r.host != "web-01")
+    assert report.failed_hosts == HOSTS
+
+
+# --- a journal that refuses writes -----------------------------------------------------------
+
+
+def refuse_writes(journal):
+    """Make the journal's database refuse every write from now on, as a file made read-only does.
+    chmod alone does not stop root (who runs the tests in CI), so every new connection is also made
+    read-only (SQLite's query_only): a write then fails inside SQLite, as it would on a read-only file."""
+    journal.path.chmod(0o444)
+    event.listen(journal.engine, "connect", lambda conn, record: conn.execute("PRAGMA query_only = ON"))
+    journal.engine.dispose()
+
+
+def test_a_journal_that_refuses_writes_mid_run_does_not_stop_it_and_replays_later(world):
+    def on_result(result):
+        if not world.journal.path.stat().st_mode & 0o200:
+            return
+        refuse_writes(world.journal)  # after the first result was journaled
+
+    report = run(world, only(FIRST, SECOND), on_result=on_result, parallel=1)  # one result, then refused
+    assert [r.status for r in report.results] == [Status.CHANGED] * 6 and len(world.log) == 6  # it went on
+    spool = world.path.with_name("j.sqlite.spool.jsonl")
+    assert report.journal_errors and all(f"kept in {spool}" in e for e in report.journal_errors)
+    assert report.as_json()["journal_errors"] == report.journal_errors
+    kept = [json.loads(line) for line in spool.read_text().splitlines()]
+    assert [k["table"] for k in kept] == ["results"] * 5 + ["hosts"] * 3 + ["runs"]
+    assert kept[-1]["run_id"] == report.run_id and kept[-1]["values"]["status"] == "failed"
+
+    world.path.chmod(0o644)
+    reopened = Journal(world.path)  # writable again: the spool goes in
+    assert not spool.exists()
+    assert len(reopened.results(report.run_id)) == 6
+    assert sorted(reopened.outcomes(report.run_id)["host"]) == HOSTS
+    finished = reopened.run(report.run_id)
+    assert finished["finished"] and finished["status"] == "failed"  # its journal was not whole
+
+
+def test_a_journal_that_cannot_start_the_run_refuses_it_before_any_host_is_touched(world):
+    refuse_writes(world.journal)
+    with pytest.raises(JournalError, match="cannot write"):
+        run(world, only(FIRST))
+    assert world.locks.calls == [] and all(r.calls == 0 for r in world.remotes.values())
+    assert not world.path.with_name("j.sqlite.spool.jsonl").exists()

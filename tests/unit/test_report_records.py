@@ -10,6 +10,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 
 from foobar_ops.core import journal as records
 from foobar_ops.core.journal import Journal, JournalError, parse_since
@@ -217,8 +218,9 @@ def test_report_frame_has_one_row_per_result_and_the_columns():
 
 def test_report_as_json_shape():
     doc = sample_report().as_json()
-    assert set(doc) == {"run_id", "test", "results", "hosts", "summary", "round_trips"}
+    assert set(doc) == {"run_id", "test", "results", "hosts", "summary", "round_trips", "journal_errors"}
     assert doc["run_id"] == "20261126-101500-abc123" and doc["test"] is False
+    assert doc["journal_errors"] == []
     assert doc["round_trips"] == {"web-01": 5, "web-02": 1}
     assert doc["summary"] == {
         "succeeded": 3,
@@ -294,6 +296,16 @@ def test_report_summary_names_an_unreachable_host_and_why():
     assert "web-02: unreachable: connection refused" in text
     assert "Unreachable: web-02" in text and "Failed hosts: web-02" in text
     assert "Round trips:  web-01 1, web-02 0" in text
+
+
+def test_journal_errors_are_in_the_json_and_the_summary():
+    report = sample_report()
+    assert "Journal:" not in report.summary()
+    report.journal_errors = ["journal j.sqlite: cannot write: attempt to write a readonly database; kept in j.spool"]
+    assert report.as_json()["journal_errors"] == report.journal_errors
+    assert "Journal: journal j.sqlite: cannot write: attempt to write a readonly database; kept in j.spool" in (
+        report.summary()
+    )
 
 
 def test_report_summary_colours_only_when_asked():
@@ -646,3 +658,90 @@ def test_a_migrated_journal_opens_again_unchanged(old_journal):
         assert list(again.results("old-run")["status"]) == [status for _, status in OLD_ROWS]
     finally:
         again.close()
+
+
+# --- a journal that refuses writes once a run has started: the spool ---------------------------
+
+
+def refuse_writes(journal: Journal) -> None:
+    """Make the journal's database refuse every write from now on, as a file made read-only does.
+    chmod alone does not stop root (who runs the tests in CI), so every new connection is also made
+    read-only (SQLite's query_only): a write then fails inside SQLite, as it would on a read-only file."""
+    journal.path.chmod(0o444)
+    event.listen(journal.engine, "connect", lambda conn, record: conn.execute("PRAGMA query_only = ON"))
+    journal.engine.dispose()
+
+
+def spooled(journal: Journal) -> list[dict]:
+    return [json.loads(line) for line in journal.spool.read_text().splitlines()]
+
+
+def test_the_spool_of_an_embedded_journal_is_next_to_it(journal):
+    assert journal.spool == journal.path.with_name("journal.sqlite.spool.jsonl")
+
+
+def test_a_refused_write_is_kept_in_the_spool_and_says_where(journal):
+    run_id = journal.start_run(command="foobar-ops apply web")
+    refuse_writes(journal)
+    with pytest.raises(JournalError, match=f"cannot write: .*readonly.*; kept in {re.escape(str(journal.spool))}"):
+        journal.add_result(run_id, sample_results()[1])
+    with pytest.raises(JournalError, match="kept in"):
+        journal.finish_run(run_id, "ok")
+    first, second = spooled(journal)
+    assert (first["table"], first["run_id"]) == ("results", None)
+    assert first["values"]["run_id"] == run_id and first["values"]["status"] == "changed"
+    assert (second["table"], second["run_id"]) == ("runs", run_id) and second["values"]["status"] == "ok"
+    assert oct(journal.spool.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_run_being_recorded_goes_on_when_the_journal_refuses_and_says_so(journal):
+    with journal.recording(command="foobar-ops apply web") as run:
+        run.add(sample_results()[0])
+        refuse_writes(journal)
+        run.add(sample_results()[1])  # no error escapes
+        run.add_outcome(outcome("web-01"))
+    assert len(run.errors) == 3 and all("kept in" in e for e in run.errors)  # with how the run ended
+    assert len(spooled(journal)) == 3  # the result, the outcome, and how the run ended
+    assert spooled(journal)[-1]["values"]["status"] == "failed"  # its journal is not whole
+
+
+def test_the_spool_goes_into_the_journal_when_it_can_be_written_again(journal):
+    run_id = journal.start_run(command="foobar-ops apply web")
+    journal.add_result(run_id, sample_results()[0])
+    refuse_writes(journal)
+    for r in sample_results()[1:3]:
+        with pytest.raises(JournalError):
+            journal.add_result(run_id, r)
+    with pytest.raises(JournalError):
+        journal.finish_run(run_id, "failed")
+    assert journal.replay() == 0 and journal.spool.exists()  # still refused: kept for later
+    journal.path.chmod(0o644)
+    reopened = Journal(journal.path)
+    try:
+        assert not reopened.spool.exists()
+        assert list(reopened.results(run_id)["state_id"]) == [r.id for r in sample_results()[:3]]
+        assert reopened.run(run_id)["status"] == "failed" and reopened.run(run_id)["finished"]
+        assert reopened.replay() == 0
+    finally:
+        reopened.close()
+
+
+def test_a_damaged_spool_is_left_for_a_person_to_look_at(journal):
+    journal.spool.write_text('{"table": "results", "run_id": null, "values": {"run_id": "x"\n')
+    assert journal.replay() == 0 and journal.spool.exists()
+
+
+def test_a_refused_write_that_cannot_be_spooled_either_says_both(journal):
+    run_id = journal.start_run(command="foobar-ops apply web")
+    refuse_writes(journal)
+    journal.spool.mkdir()  # not a file: cannot be appended to
+    with pytest.raises(JournalError, match=r"cannot write: .*; and the spool .* cannot be written"):
+        journal.add_result(run_id, sample_results()[1])
+
+
+def test_a_journal_that_cannot_start_a_run_refuses_it(journal):
+    refuse_writes(journal)
+    with pytest.raises(JournalError, match="cannot write"):
+        with journal.recording(command="foobar-ops apply web"):
+            pytest.fail("the run must not start")
+    assert not journal.spool.exists()

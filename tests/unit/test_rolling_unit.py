@@ -1,15 +1,18 @@
-"""The rolling guard without hosts: a fake load balancer records what was asked of it."""
+"""The rolling guard without hosts: a fake load balancer records what was asked of it (drains are
+refused for the last server UP, as HAProxy.drain refuses them, and carry the run's mark). Also the
+put-back of servers a dead run left drained (the rolling phase's prepare)."""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from foobar_ops import states as s
 from foobar_ops.core.engine import phases
-from foobar_ops.core.engine.phases import apply
-from foobar_ops.core.errors import FoobarOpsError
+from foobar_ops.core.engine.phases import apply, current_run
+from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.core.journal import Journal
 from foobar_ops.core.result import Status
@@ -30,10 +33,16 @@ WEB1, WEB2 = SimpleNamespace(name="web-01"), SimpleNamespace(name="web-02")
 
 
 class FakeLB:
+    """Stands for HAProxy: servers' statuses, drain marks (server -> mark), and every call made.
+    A drain (or maint) of the last server UP is refused as HAProxy.drain refuses it, in one step."""
+
     status = {}
     calls = []
     fail = {}
     unreachable = False
+    marked = {}  # server -> the mark a run's drain left on the load balancer
+    drains = []  # (server, mark) of every drain asked for
+    on_refusal = None  # called when a drain is refused (e.g. another server rises meanwhile)
 
     def __init__(self, inventory, record=True):
         if FakeLB.unreachable:
@@ -49,33 +58,52 @@ class FakeLB:
     def servers(self, backend="bk_web"):
         return {n: {"status": s, "scur": 0} for n, s in FakeLB.status.items()}
 
+    def marks(self, backend="bk_web"):
+        FakeLB.calls.append(("marks", None))
+        if "marks" in FakeLB.fail:
+            raise FakeLB.fail["marks"]
+        return {server: dict(mark) for server, mark in FakeLB.marked.items()}
+
     def _act(self, action, server):
         FakeLB.calls.append((action, server))
-        if action in FakeLB.fail:
-            raise FakeLB.fail[action]
+        fail = FakeLB.fail.get(action)
+        if isinstance(fail, list):  # one error per call, then none
+            fail = fail.pop(0) if fail else None
+        if fail is not None:
+            raise fail
 
-    def drain(self, server, backend="bk_web", timeout=30):
+    def drain(self, server, backend="bk_web", timeout=30, poll=0.5, mark=None):
+        FakeLB.drains.append((server, mark))
+        if not haproxy.others_up(self.servers(), server):
+            FakeLB.calls.append(("refused", server))
+            if FakeLB.on_refusal:
+                FakeLB.on_refusal()
+            raise LBError(f"refusing to drain bk_web/{server}: it is the last server that is UP")
         FakeLB.status[server] = "DRAIN"
+        if mark:
+            FakeLB.marked[server] = {"backend": backend, "server": server, "state": "drain", "run": mark}
         self._act("drain", server)
         return 0.1
 
     def ready(self, server, backend="bk_web"):
         self._act("ready", server)
         FakeLB.status[server] = "UP"
-
-    def wait_others_up(self, server, backend="bk_web", timeout=5):
-        return bool(haproxy.others_up(self.servers(), server))
+        FakeLB.marked.pop(server, None)
 
     def wait_up(self, server, backend="bk_web", timeout=30):
         self._act("wait_up", server)
         return 0.2
 
+    def close(self):
+        FakeLB.calls.append(("close", None))
+
 
 @pytest.fixture(autouse=True)
 def fake(monkeypatch):
     monkeypatch.setattr(rolling, "HAProxy", FakeLB)
+    monkeypatch.setattr(rolling, "ANOTHER_UP_WAIT", 0.2)  # the wait for another server to rise
     FakeLB.status, FakeLB.calls, FakeLB.fail = {"web-01": "UP", "web-02": "UP"}, [], {}
-    FakeLB.unreachable = False
+    FakeLB.unreachable, FakeLB.marked, FakeLB.drains, FakeLB.on_refusal = False, {}, [], None
     return FakeLB
 
 
@@ -91,8 +119,11 @@ def steps(emitted):
 
 
 def test_a_serving_host_is_drained_changed_and_put_back():
-    emitted = run(WEB1, lambda: FakeLB.calls.append(("change", "web-01")))
+    marks = []
+    emitted = run(WEB1, lambda: (FakeLB.calls.append(("change", "web-01")), marks.append(dict(FakeLB.marked))))
     assert FakeLB.calls == [("drain", "web-01"), ("change", "web-01"), ("ready", "web-01"), ("wait_up", "web-01")]
+    assert FakeLB.drains == [("web-01", "a run")]  # marked while out (outside a run: "a run")
+    assert list(marks[0]) == ["web-01"] and FakeLB.marked == {}  # and the mark goes with the ready
     assert steps(emitted) == [("lb-01", "drain", Status.CHANGED), ("lb-01", "ready", Status.CHANGED)]
     assert [r.changes for r in emitted] == [{"old": "UP", "new": "drain"}, {"old": "DRAIN", "new": "ready"}]
     assert all(r.state == "haproxy.server" and r.name == "bk_web/web-01" for r in emitted)
@@ -152,9 +183,16 @@ def test_a_server_out_of_rotation_is_changed_as_it_is_and_left_alone():
 
 def test_the_only_server_up_is_changed_without_draining():
     FakeLB.status["web-02"] = "DOWN"
-    emitted = run(WEB1)
-    assert FakeLB.calls == []
-    assert steps(emitted) == [("lb-01", "as-is", Status.OK)] and "only server UP" in emitted[0].comment
+    changed = []
+    started = time.monotonic()
+    emitted = run(WEB1, lambda: changed.append(True))
+    # the load balancer refused to drain it (checked there, in one step), and kept refusing for the wait
+    assert set(FakeLB.calls) == {("refused", "web-01")} and len(FakeLB.calls) >= 1
+    assert time.monotonic() - started >= rolling.ANOTHER_UP_WAIT
+    assert FakeLB.status == {"web-01": "UP", "web-02": "DOWN"} and FakeLB.marked == {}
+    assert changed == [True]
+    assert steps(emitted) == [("lb-01", "as-is", Status.OK)]
+    assert emitted[0].comment == "the only server UP: changed without draining"
 
 
 def test_without_a_load_balancer_the_change_just_runs():
@@ -183,6 +221,13 @@ def test_a_rolling_phase_is_serial_drained_and_out_of_rotation_first():
     phase = rolling.rolling_phase("web", states_for)
     assert (phase.name, phase.states_for, phase.serial) == ("web", states_for, True)
     assert phase.guard is rolling.drained and phase.order is rolling.out_of_rotation_first
+    assert phase.prepare is rolling.put_back_left_drained
+
+
+def test_a_rolling_phase_also_locks_the_load_balancer():
+    phase = rolling.rolling_phase("web", lambda host, inventory: [])
+    assert phase.also_locks(INV) == [INV.hosts["lb-01"]]
+    assert phase.also_locks(NO_LB) == [None]  # nothing more to lock (the run skips it)
 
 
 # --- a rolling phase through apply() ---------------------------------------------------------
@@ -199,7 +244,7 @@ RESTART = s.cmd.run("systemctl restart app", onchanges=[DEPLOY])
 
 
 @pytest.fixture
-def stack(tmp_path, monkeypatch):
+def stack(tmp_path, monkeypatch, run_locks):
     path = tmp_path / "inv.yml"
     path.write_text(STACK)
     FakeLB.status["web-03"] = "UP"
@@ -208,13 +253,16 @@ def stack(tmp_path, monkeypatch):
         name: FakeRemote({DEPLOY: guards(unless=False), RESTART: ""}, host=name, log=log)
         for name in ("web-01", "web-02", "web-03")
     }
+    remotes["lb-01"] = FakeRemote({}, host="lb-01", log=log)  # locked by the run; HAProxy speaks to it
     monkeypatch.setattr(phases, "Remote", lambda host, inventory: remotes[host.name])
-    return SimpleNamespace(inv=load_inventory(path), remotes=remotes, log=log, journal=Journal(tmp_path / "j.sqlite"))
+    return SimpleNamespace(
+        inv=load_inventory(path), remotes=remotes, log=log, journal=Journal(tmp_path / "j.sqlite"), locks=run_locks
+    )
 
 
-def deploy(stack):
+def deploy(stack, test=False):
     phase = rolling.rolling_phase("web", lambda host, inventory: [DEPLOY, RESTART])
-    return apply(stack.inv, phase, hosts="web-*", journal=stack.journal)
+    return apply(stack.inv, phase, hosts="web-*", journal=stack.journal, test=test)
 
 
 def test_a_rolling_deploy_changes_one_host_at_a_time_out_of_rotation_first(stack):
@@ -223,6 +271,7 @@ def test_a_rolling_deploy_changes_one_host_at_a_time_out_of_rotation_first(stack
     assert report.ok
     assert [h for h, _ in stack.log] == ["web-03", "web-03", "web-01", "web-01", "web-02", "web-02"]
     assert FakeLB.calls == [
+        ("marks", None),  # first: anything a dead run left drained?
         ("drain", "web-01"),
         ("ready", "web-01"),
         ("wait_up", "web-01"),
@@ -240,6 +289,10 @@ def test_a_rolling_deploy_changes_one_host_at_a_time_out_of_rotation_first(stack
     ]
     assert [r.status for r in report.results if r.host != "lb-01"] == [Status.CHANGED] * 6
     assert report.hosts == ["web-01", "web-02", "web-03", "lb-01"]
+    assert FakeLB.drains == [("web-01", report.run_id), ("web-02", report.run_id)]  # marked with the run
+    assert FakeLB.marked == {}
+    assert sorted(stack.locks.hosts) == ["lb-01", "web-01", "web-02", "web-03"]  # the load balancer too
+    assert stack.remotes["lb-01"].calls == 0
 
 
 def test_a_drain_that_fails_leaves_the_host_unchanged_and_stops_the_rolling_deploy(stack):
@@ -256,3 +309,165 @@ def test_a_drain_that_fails_leaves_the_host_unchanged_and_stops_the_rolling_depl
         assert all("web-01 failed earlier" in r.comment for r in rest)
     assert [r.status for r in report.results if r.host == "lb-01"] == [Status.FAILED]
     assert report.failed_hosts == ["web-01", "web-02", "web-03", "lb-01"]
+
+
+def test_a_drain_refused_for_the_last_server_up_is_retried_while_another_rises(monkeypatch):
+    monkeypatch.setattr(rolling, "ANOTHER_UP_WAIT", 3.0)
+    FakeLB.status["web-02"] = "DOWN"
+    FakeLB.on_refusal = lambda: FakeLB.status.update({"web-02": "UP"})  # just reloaded: rising
+    emitted = run(WEB1)
+    assert FakeLB.calls == [("refused", "web-01"), ("drain", "web-01"), ("ready", "web-01"), ("wait_up", "web-01")]
+    assert steps(emitted) == [("lb-01", "drain", Status.CHANGED), ("lb-01", "ready", Status.CHANGED)]
+
+
+def test_a_drain_refused_for_another_reason_is_not_retried_and_the_server_goes_back():
+    FakeLB.fail["drain"] = LBError("HAProxy refused `set server bk_web/web-01 state drain`: No such server.")
+    with pytest.raises(LBError, match="No such server"):
+        run(WEB1, lambda: pytest.fail("the change must not run when the drain failed"))
+    assert [c for c in FakeLB.calls if c[0] == "drain"] == [("drain", "web-01")]
+    assert FakeLB.calls[-1] == ("ready", "web-01") and FakeLB.marked == {}
+
+
+@pytest.mark.parametrize("broken", ["drain", "every"])
+def test_an_emit_that_raises_never_keeps_a_server_out(broken):
+    def emit(result):
+        if broken == "every" or result.id.endswith(":drain"):
+            raise RuntimeError("journal gone")
+
+    changed = []
+    with rolling.drained(WEB1, INV, emit):
+        changed.append(True)
+    assert changed == [True]
+    assert FakeLB.calls == [("drain", "web-01"), ("ready", "web-01"), ("wait_up", "web-01")]
+    assert FakeLB.status["web-01"] == "UP" and FakeLB.marked == {}
+
+
+def test_an_emit_that_raises_when_the_drain_failed_still_puts_the_server_back():
+    FakeLB.fail["drain"] = LBError("still has 3 sessions after 30 s")
+
+    def emit(result):
+        raise RuntimeError("journal gone")
+
+    with pytest.raises(LBError, match="still has 3 sessions"):
+        with rolling.drained(WEB1, INV, emit):
+            pytest.fail("the change must not run when the drain failed")
+    assert FakeLB.calls[-1] == ("ready", "web-01") and FakeLB.status["web-01"] == "UP"
+
+
+# --- servers a dead run left drained ---------------------------------------------------------
+
+
+def left_by(run, at="2026-01-01T09:00:00Z"):
+    return {"backend": "bk_web", "state": "drain", "run": run, "at": at}
+
+
+def put_back(test=False, inventory=INV, this_run=None):
+    emitted = []
+    token = current_run.set(this_run)
+    try:
+        rolling.put_back_left_drained(inventory, emitted.append, test)
+    finally:
+        current_run.reset(token)
+    return emitted
+
+
+def test_a_server_a_dead_run_left_drained_is_put_back():
+    FakeLB.status["web-02"] = "DRAIN"
+    FakeLB.marked = {"web-02": dict(left_by("20260101-090000-dead01"), server="web-02")}
+    (r,) = put_back()
+    assert FakeLB.calls == [("marks", None), ("ready", "web-02"), ("wait_up", "web-02")]
+    assert FakeLB.status["web-02"] == "UP" and FakeLB.marked == {}
+    assert (r.host, r.id, r.status) == ("lb-01", "haproxy.server:bk_web/web-02:ready", Status.CHANGED)
+    assert r.comment == (
+        "put back: left drained by run 20260101-090000-dead01 at 2026-01-01T09:00:00Z, which ended without; "
+        "UP after 0.2 s"
+    )
+    assert r.changes == {"old": "DRAIN", "new": "ready"}
+
+
+def test_a_drain_of_this_run_or_of_an_operator_is_left_alone():
+    FakeLB.status.update({"web-01": "DRAIN", "web-02": "DRAIN"})  # web-02: an operator's (no mark)
+    FakeLB.marked = {"web-01": left_by("this-run")}
+    assert put_back(this_run="this-run") == []
+    assert FakeLB.calls == [("marks", None)] and FakeLB.status == {"web-01": "DRAIN", "web-02": "DRAIN"}
+
+
+def test_in_test_mode_a_server_left_drained_would_be_put_back_and_is_not():
+    FakeLB.status["web-02"] = "DRAIN"
+    FakeLB.marked = {"web-02": left_by("20260101-090000-dead01")}
+    (r,) = put_back(test=True)
+    assert r.status is Status.PENDING and r.result is None
+    assert r.comment == "would put back: left drained by run 20260101-090000-dead01 at 2026-01-01T09:00:00Z"
+    assert FakeLB.calls == [("marks", None)] and FakeLB.status["web-02"] == "DRAIN"
+
+
+def test_a_server_that_cannot_be_put_back_is_a_failed_result_and_the_others_still_are():
+    FakeLB.status.update({"web-01": "DRAIN", "web-02": "DRAIN"})
+    FakeLB.marked = {"web-01": left_by("dead-1"), "web-02": left_by("dead-2")}
+    FakeLB.fail["wait_up"] = LBError("bk_web/web-01 is DOWN, not UP, 30 s after it came back")
+    first, second = put_back()
+    assert first.status is Status.FAILED and first.name == "bk_web/web-01"
+    assert first.comment == (
+        "could not put back (left drained by run dead-1 at 2026-01-01T09:00:00Z): "
+        "bk_web/web-01 is DOWN, not UP, 30 s after it came back"
+    )
+    assert ("ready", "web-02") in FakeLB.calls and second.name == "bk_web/web-02"
+
+
+def test_a_load_balancer_that_cannot_say_what_was_left_drained_stops_the_run():
+    FakeLB.fail["marks"] = LBError("lb-01: exit code 1: sudo: a password is required")
+    with pytest.raises(LBError, match="cannot check the load balancer for servers left drained by a dead run: lb-01"):
+        put_back()
+
+
+def test_without_a_load_balancer_nothing_is_put_back():
+    FakeLB.unreachable = True  # any use of the load balancer would raise
+    assert put_back(inventory=NO_LB) == []
+
+
+def test_a_rolling_deploy_first_puts_back_what_a_dead_run_left_drained(stack):
+    FakeLB.status["web-02"] = "DRAIN"
+    FakeLB.marked = {"web-02": left_by("20260101-090000-dead01")}
+    report = deploy(stack)
+    assert report.ok
+    assert FakeLB.calls[:3] == [("marks", None), ("ready", "web-02"), ("wait_up", "web-02")]
+    first = [r for r in report.results if r.host == "lb-01"][0]
+    assert (first.id, first.status) == ("haproxy.server:bk_web/web-02:ready", Status.CHANGED)
+    assert first.comment.startswith("put back: left drained by run 20260101-090000-dead01")
+    assert "haproxy.server:bk_web/web-02:ready" in list(stack.journal.results(report.run_id)["state_id"])
+    assert [h for h, _ in stack.log].count("web-02") == 2  # then it was deployed as the others
+
+
+def test_a_rolling_dry_run_says_what_it_would_put_back(stack):
+    FakeLB.status["web-02"] = "DRAIN"
+    FakeLB.marked = {"web-02": left_by("20260101-090000-dead01")}
+    report = deploy(stack, test=True)
+    lb = [(r.id, r.status) for r in report.results if r.host == "lb-01"]
+    assert lb == [("haproxy.server:bk_web/web-02:ready", Status.PENDING)]
+    assert FakeLB.calls == [("marks", None)] and stack.log == [] and stack.locks.calls == []
+
+
+def test_a_ready_whose_connection_was_cut_is_sent_once_more_afresh():
+    FakeLB.fail["ready"] = [ConnectionFailed("lb-01", "Connection reset by peer")]
+    emitted = run(WEB1)
+    assert FakeLB.calls == [
+        ("drain", "web-01"),
+        ("ready", "web-01"),
+        ("close", None),
+        ("ready", "web-01"),
+        ("wait_up", "web-01"),
+    ]
+    assert FakeLB.status["web-01"] == "UP"
+    assert steps(emitted) == [("lb-01", "drain", Status.CHANGED), ("lb-01", "ready", Status.CHANGED)]
+
+
+def test_a_ready_that_cannot_reach_the_load_balancer_twice_fails_the_ready_step():
+    lost = ConnectionFailed("lb-01", "10.77.0.10:22 unreachable: No route to host")
+    FakeLB.fail["ready"] = [lost, lost]
+    emitted = []
+    with pytest.raises(ConnectionFailed, match="No route to host"):
+        with rolling.drained(WEB1, INV, emitted.append):
+            pass
+    assert [c for c in FakeLB.calls if c[0] == "ready"] == [("ready", "web-01")] * 2
+    assert steps(emitted) == [("lb-01", "drain", Status.CHANGED), ("lb-01", "ready", Status.FAILED)]
+    assert "No route to host" in emitted[1].comment

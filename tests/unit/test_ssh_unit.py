@@ -3,13 +3,18 @@ and how connections are configured (no connection is opened)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import socket
+from types import SimpleNamespace
 
 import paramiko
 import pytest
+from invoke.exceptions import CommandTimedOut
+from invoke.runners import Result
 
 from foobar_ops.core import hostkeys, ssh
-from foobar_ops.core.errors import AuthError, HostKeyError, HostUnreachable
+from foobar_ops.core.errors import AuthError, ConnectionFailed, HostKeyError, HostUnreachable
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.core.secrets import Secret
 
@@ -134,3 +139,198 @@ def test_run_many_gives_every_host_an_outcome_even_when_one_raises(inv, monkeypa
 )
 def test_exit_errors_tell_a_timeout_from_a_lost_channel(code, seconds, error):
     assert ssh._exit_error(code, seconds, 1.0) == error
+
+
+# --- a jump host keeps its own host key policy -----------------------------------------------
+
+
+@pytest.fixture
+def jump_inv(tmp_path):
+    """web-02 jumps through lb-01; each has its own known_hosts and trust_new_keys."""
+    web_known, lb_known = tmp_path / "web_known_hosts", tmp_path / "lb_known_hosts"
+    web_known.write_text(f"10.77.0.12 ssh-rsa {paramiko.RSAKey.generate(1024).get_base64()}\n")
+    lb_known.write_text(f"10.77.0.10 ssh-rsa {paramiko.RSAKey.generate(1024).get_base64()}\n")
+    path = tmp_path / "inv.yml"
+    path.write_text(f"""
+defaults:
+  user: ops
+  ssh: {{known_hosts: {web_known}, connect_timeout: 0.5}}
+hosts:
+  lb-01: {{address: 10.77.0.10, roles: [haproxy], ssh: {{known_hosts: {lb_known}, trust_new_keys: true}}}}
+  web-02: {{address: 10.77.0.12, roles: [nginx], ssh: {{proxy_jump: lb-01}}}}
+  web-03: {{address: 10.77.0.13, roles: [nginx], ssh: {{proxy_jump: bastion.example, trust_new_keys: true}}}}
+""")
+    return SimpleNamespace(inv=load_inventory(path), web_known=web_known, lb_known=lb_known)
+
+
+def test_a_jump_host_of_the_inventory_keeps_its_own_known_hosts_and_trust(jump_inv):
+    conn = ssh.connect(jump_inv.inv.host("web-02"), jump_inv.inv)
+    target, hop = conn.client._policy, conn.gateway.client._policy
+    assert isinstance(target, hostkeys.RefuseUnknown)
+    assert (target.label, target.known_hosts) == ("web-02", jump_inv.web_known)
+    assert isinstance(hop, hostkeys.TrustNew) and hop.known_hosts == jump_inv.lb_known  # lb-01's own entry
+    assert (
+        "10.77.0.10" in conn.gateway.client.get_host_keys() and "10.77.0.12" not in conn.gateway.client.get_host_keys()
+    )
+    assert "10.77.0.12" in conn.client.get_host_keys()
+
+
+def test_a_strict_jump_host_stays_strict_for_a_target_that_trusts_new_keys(jump_inv, tmp_path):
+    inv = jump_inv.inv
+    lb, web = inv.host("lb-01"), inv.host("web-02")
+    strict_lb = dataclasses.replace(lb, ssh=dataclasses.replace(lb.ssh, trust_new_keys=False))
+    trusting_web = dataclasses.replace(web, ssh=dataclasses.replace(web.ssh, trust_new_keys=True))
+    inv.hosts["lb-01"] = strict_lb
+    conn = ssh.connect(trusting_web, inv)
+    assert isinstance(conn.client._policy, hostkeys.TrustNew) and conn.client._policy.known_hosts == jump_inv.web_known
+    hop = conn.gateway.client._policy
+    assert isinstance(hop, hostkeys.RefuseUnknown) and (hop.label, hop.known_hosts) == ("lb-01", jump_inv.lb_known)
+
+
+def test_a_jump_host_outside_the_inventory_gets_the_targets_policy(jump_inv):
+    conn = ssh.connect(jump_inv.inv.host("web-03"), jump_inv.inv)
+    assert conn.gateway.host == "bastion.example"
+    assert isinstance(conn.gateway.client._policy, hostkeys.TrustNew)
+    assert conn.gateway.client._policy.known_hosts == jump_inv.web_known
+
+
+# --- Remote: connection settings, a host that stops answering, the lock taken again ------------
+
+
+class FakeTransport:
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.keepalive = None
+
+    def set_keepalive(self, seconds):
+        self.keepalive = seconds
+
+
+class FakeConn:
+    """Stands for a Fabric Connection: run() gives the results (or raises the errors) in `answers`;
+    the probe `true` of Remote.alive gets `probe`."""
+
+    def __init__(self, answers=(), probe=None):
+        self.answers = list(answers)
+        self.probe = probe
+        self.is_connected = False
+        self.transport = None
+        self.commands = []
+        self.closed = 0
+
+    def open(self):
+        self.is_connected = True
+        self.transport = FakeTransport()
+
+    def run(self, command, **opts):
+        self.commands.append(command)
+        answer = self.probe if command == "true" else self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        if callable(answer):
+            return answer(self)
+        return answer
+
+    sudo = run
+
+    def close(self):
+        self.closed += 1
+        self.is_connected = False
+        if self.transport is not None:
+            self.transport.sock.close()
+
+
+@pytest.fixture
+def conns(monkeypatch):
+    """Every connection Remote opens, in order (ssh.connect gives the next FakeConn)."""
+    made: list[FakeConn] = []  # the next connections to hand out (else a new FakeConn)
+    opened: list[FakeConn] = []
+
+    def connect(host, inventory=None):
+        conn = made.pop(0) if made else FakeConn()
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(ssh, "connect", connect)
+    return SimpleNamespace(next=made, opened=opened)
+
+
+@pytest.mark.parametrize("timeout, user_timeout_ms, idle", [(0.5, 10_000, 1), (30, 60_000, 30), (2.2, 10_000, 3)])
+def test_a_connection_gives_up_on_a_silent_host_in_time(inv, conns, timeout, user_timeout_ms, idle):
+    host = inv.host("web-01")
+    host = dataclasses.replace(host, ssh=dataclasses.replace(host.ssh, connect_timeout=timeout))
+    remote = ssh.Remote(host, inv)
+    transport = remote.open().transport
+    assert transport.channel_timeout == float(timeout)  # opening a channel waits no longer than connecting
+    assert transport.keepalive == 7
+    sock = transport.sock
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == user_timeout_ms
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    # TCP keepalive probes a silent link every second after `idle` seconds, giving up after `idle` probes
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == idle
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == idle
+    remote.close()
+
+
+def test_the_lock_is_taken_again_only_when_a_remote_connects_again(inv, conns):
+    remote = ssh.Remote(inv.host("web-01"), inv)
+    relocked = []
+    remote.relock = lambda: relocked.append(True)
+    remote.open()
+    remote.open()  # still connected: nothing new
+    assert relocked == [] and len(conns.opened) == 1
+    remote.close()
+    remote.open()
+    assert relocked == [True] and len(conns.opened) == 2
+
+
+def test_a_lock_that_cannot_be_taken_again_fails_the_reconnection(inv, conns):
+    remote = ssh.Remote(inv.host("web-01"), inv)
+    remote.open()
+    remote.close()
+
+    def taken():
+        raise ConnectionFailed("web-01", "the connection was lost, and meanwhile web-01: locked by run X")
+
+    remote.relock = taken
+    with pytest.raises(ConnectionFailed, match="meanwhile web-01: locked by run X"):
+        remote.open()
+
+
+def test_a_command_that_times_out_on_a_host_that_no_longer_answers_is_unreachable(inv, conns):
+    conns.next.append(FakeConn([CommandTimedOut(Result(stdout="partial"), 300)], probe=EOFError("gone")))
+    remote = ssh.Remote(inv.host("web-01"), inv)
+    with pytest.raises(HostUnreachable, match=r"10.77.0.11:22 stopped answering: a command timed out after 300 s"):
+        remote.run("sleep 1000")
+    assert conns.opened[0].commands == ["sleep 1000", "true"] and remote.conn is None
+    assert conns.opened[0].closed == 1
+
+
+def test_a_command_that_times_out_on_a_host_that_still_answers_is_a_failed_command(inv, conns):
+    conns.next.append(FakeConn([CommandTimedOut(Result(stdout="partial"), 300)], probe=Result(exited=0)))
+    remote = ssh.Remote(inv.host("web-01"), inv)
+    out = remote.run("sleep 1000")
+    assert (out.outcome, out.exit_code, out.stdout, out.error) == ("failed", None, "partial", "timed out after 300 s")
+    assert remote.conn is conns.opened[0] and remote.conn.is_connected  # the connection is kept
+
+
+def test_a_command_whose_connection_dies_with_it_is_unreachable(inv, conns):
+    def lost(conn):
+        conn.is_connected = False  # the transport went with the link
+        return Result(stdout="", exited=-1)
+
+    conns.next.append(FakeConn([lost]))
+    remote = ssh.Remote(inv.host("web-01"), inv)
+    with pytest.raises(HostUnreachable, match="10.77.0.11:22: the connection was lost while a command ran"):
+        remote.run("apt-get install -y haproxy")
+    assert remote.conn is None
+
+
+def test_a_channel_closed_without_an_exit_status_on_a_live_connection_is_a_failed_command(inv, conns):
+    conns.next.append(FakeConn([Result(stdout="half", exited=-1)]))
+    remote = ssh.Remote(inv.host("web-01"), inv)
+    out = remote.run("systemctl is-active app")
+    assert (out.outcome, out.exit_code) == ("failed", None)
+    assert out.error == "the connection closed before the command reported an exit status"

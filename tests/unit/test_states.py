@@ -791,6 +791,16 @@ def test_service_running_react_reloads_when_it_can(can, reload, verb):
     assert what == verb and [argv(c) for c in commands] == [["systemctl", verb, "nginx.service"]]
 
 
+@pytest.mark.parametrize("can, reload", [(True, True), (False, True), (True, False)])
+def test_service_running_reloads_with_its_own_script_only_when_it_reloads(can, reload):
+    script = "systemctl reload nginx\ncheck-new-workers || systemctl restart nginx"
+    what, commands = s.service.running("nginx", reload=reload, reload_with=script).react(unit(can_reload=can))
+    if can and reload:
+        assert (what, commands) == ("reload", [script])
+    else:  # a restart is a restart, whatever the reload would be
+        assert what == "restart" and [argv(c) for c in commands] == [["systemctl", "restart", "nginx.service"]]
+
+
 def test_states_that_do_not_react_return_none():
     assert s.service.dead("apache2").react(unit()) is None
     assert s.file.managed(CFG, NEW).react(live_file(NEW, fetched=False)) is None

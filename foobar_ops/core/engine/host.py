@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import ConnectionFailed, FactError, FoobarOpsError, StateError
+from ..onhost import OUTCOMES, OWED
 from ..result import Result, Status
 from ..secrets import mask_deep, mask_known
 from ..shell import STAGE_VAR, cmd
@@ -49,6 +50,23 @@ def packed(script: str) -> str:
         return cmd("sh", "-c", script)
     payload = base64.b64encode(gzip.compress(script.encode(), 9)).decode()
     return cmd("sh", "-c", f"echo {payload} | base64 -d | gzip -dc | sh")  # one program: sudo runs it all
+
+
+def apply_section(token: str, body: str) -> str:
+    """Return the script part of a change: it runs to its end even when the connection is cut
+    (SIGHUP and SIGPIPE ignored, output kept in a file), and leaves its output and exit code on
+    the host until the run acknowledges them."""
+    out = f"{OUTCOMES}/apply.{token}"
+    return (
+        f"printf '\\n@@FBO %s BEGIN\\n' apply\nmkdir -p -m 0700 {OUTCOMES}; echo $$ >{out}.started\n"
+        f"( {body}\n) >{out}.out 2>&1 </dev/null; echo $? >{out}.rc.new; mv -f {out}.rc.new {out}.rc\n"
+        f"cat {out}.out\nprintf '\\n@@FBO %s END %d\\n' apply \"$(cat {out}.rc)\"\n"
+    )
+
+
+def owed_marker(state_id: str) -> str:
+    """The file that says a reload of `state_id` is owed (hashed: any id is a safe name)."""
+    return f"{OWED}/{hashlib.sha256(state_id.encode()).hexdigest()[:20]}"
 
 
 def sections(output: str) -> dict[str, tuple[str, int]]:
@@ -146,17 +164,29 @@ class HostApply:
         self.expected = expected  # state id -> digest from a saved plan: apply only when all match
         self.digests: dict[str, str] = {}  # state id -> digest of (fact, plan) as first seen
         self.drifted: str | None = None  # why the host was refused: it no longer matches the plan
+        self.owed: set[str] = set()  # markers of reloads owed by a change of an earlier, cut-off run
+        self.watches = any(st.watch for st in self.states)
+        self._read: list[str] = []  # apply outcomes read back: removed from the host next time
 
     def _script(self, script: str) -> Any:
-        """Run a script as root over the connection; one round trip."""
-        return self.remote.run(packed(script), sudo=self.become)
+        """Run a script as root over the connection; one round trip. The script does not die with
+        the connection (SIGHUP, SIGPIPE ignored) and first removes the outcomes already read."""
+        head = "trap '' HUP PIPE\n"
+        if self._read:
+            head += "rm -f " + " ".join(f"{OUTCOMES}/apply.{t}.*" for t in self._read) + "\n"
+            self._read = []
+        return self.remote.run(packed(head + script), sudo=self.become)
 
     def _gather(self, states: Sequence[State[Any]], prefix: str = "") -> dict[str, tuple[str, int]]:
         """Run (prefix and) every state's fact command in one script; keep each parsed value."""
         facts = [st.fact() for st in states]
         script = prefix + "".join(section(f"f{i}", f.command()) for i, f in enumerate(facts))
+        if self.watches:
+            script += section("owed", f"ls -1 {OWED} 2>/dev/null; true")
         out = self._script(script)  # a lost connection raises ConnectionFailed here
         parts = sections(out.stdout)
+        if "owed" in parts:
+            self.owed = {f"{OWED}/{name}" for name in parts["owed"][0].split()}
         why = "" if out.ok else f" ({out.error}: {mask_known((out.stderr or out.stdout).strip()[-300:])})"
         for i, (st, fact) in enumerate(zip(states, facts, strict=True)):
             self.facts[st.id] = self._parse(fact, parts.get(f"f{i}"), why)
@@ -274,12 +304,33 @@ class HostApply:
 
     def _apply(self, index: int, st: State[Any], plan: Plan) -> Result:
         stage = self._upload(plan.uploads) if plan.uploads else ""
+        commands = list(plan.commands)
+        later = self.states[index + 1 :]
+        watchers = [w.id for w in later if st.id in w.watch]
+        if watchers:  # until they have reloaded, the reloads this change calls for are owed
+            commands.append(f"mkdir -p {OWED}; touch " + " ".join(cmd(owed_marker(w)) for w in watchers))
+        if st.watch and "active" in (plan.changes.get("new") or {}):  # started: new content is live
+            commands.append(cmd("rm", "-f", owed_marker(st.id)))
         body = (
             f"set -e; {STAGE_VAR}={cmd(stage)}; trap 'rm -rf \"${STAGE_VAR}\"' EXIT; " if stage else "set -e; "
-        ) + "\n".join(plan.commands)
-        later = self.states[index + 1 :]
-        parts = self._gather(later + [st], prefix=section("apply", body))
+        ) + "\n".join(commands)
+        token = uuid.uuid4().hex[:16]
+        note = ""
+        try:
+            parts = self._gather(later + [st], prefix=apply_section(token, body))
+        except ConnectionFailed as err:
+            back = self._read_back(token, err, later + [st])
+            if back is None:  # cut before the change began: nothing was done; do it now, once
+                self._read.append(token)
+                token = uuid.uuid4().hex[:16]
+                back = self._gather(later + [st], prefix=apply_section(token, body))
+                note = f" (made again after the connection was cut before it began: {err.reason})"
+            else:
+                note = f" (outcome read back after the connection was cut: {err.reason})"
+            parts = back
         output, code = parts.get("apply", ("", -1))
+        if "apply" in parts and code != -1:
+            self._read.append(token)
         keep = {"changes": plan.changes, "diff": plan.diff}
         if code == VALIDATION_FAILED:
             lines = output.strip().splitlines()
@@ -287,7 +338,49 @@ class HostApply:
         if code != 0:
             tail = "\n".join(output.strip().splitlines()[-10:])
             return self._result(st, Status.FAILED, f"failed (exit {code}): {tail}", **keep)
-        return self._result(st, Status.CHANGED, plan.comment, **keep)
+        return self._result(st, Status.CHANGED, plan.comment + note, **keep)
+
+    def _read_back(
+        self, token: str, cut: ConnectionFailed, states: Sequence[State[Any]]
+    ) -> dict[str, tuple[str, int]] | None:
+        """The connection was cut while a change ran: connect again, wait for the change to end,
+        read its output and exit code, and gather the later states' facts afresh; None when the
+        change never began (the cut came first). Raises the ConnectionFailed when the host cannot
+        be reached again (its outcome then stays unknown here; the host keeps it, and any reload
+        it calls for stays owed to the next run)."""
+        self.remote.close()
+        out = f"{OUTCOMES}/apply.{token}"
+        wait = int(self.host.ssh.command_timeout)
+        script = (
+            f"[ -f {out}.started ] || {{ echo NOT-STARTED; exit 0; }}\n"
+            f"p=$(cat {out}.started); i=0\n"
+            f'while [ ! -f {out}.rc ] && [ $i -lt {wait} ] && kill -0 "$p" 2>/dev/null; do sleep 1; i=$((i+1)); done\n'
+            f"sleep 0.2\n" + section("rc", f"cat {out}.rc") + section("out", f"cat {out}.out")
+        )
+        try:
+            answer = self._script(script).stdout
+            got = sections(answer)
+            if not got and "NOT-STARTED" in answer:
+                return None
+        except ConnectionFailed:
+            raise ConnectionFailed(
+                cut.host, f"{cut.reason}; the change's outcome could not be read back (it is kept on the host)"
+            ) from None
+        rc, out_part = got.get("rc"), got.get("out")
+        if rc is None or rc[1] != 0 or not rc[0].strip().isdigit():
+            return {
+                "apply": (
+                    f"the connection was cut mid-change and it ended without an outcome (interrupted, e.g. by a "
+                    f"reboot): check the host ({cut.reason})",
+                    -1,
+                )
+            }
+        parts = self._gather(states)
+        parts["apply"] = (
+            (out_part[0] if out_part else "") + f"\n(read back after the connection was cut: {cut.reason})",
+            int(rc[0].strip()),
+        )
+        return parts
 
     def _upload(self, uploads: dict[str, bytes | Callable[[], bytes]]) -> str:
         """Copy staged files over SFTP into a private folder of the login user; return it."""
@@ -304,26 +397,39 @@ class HostApply:
         return folder
 
     def _react(self, st: State[Any], result: Result) -> Result:
-        """Reload (or restart) a watching state once when something it watches changed."""
+        """Reload (or restart) a watching state once when something it watches changed, or when
+        an earlier run changed it and ended before the reload (an owed reload)."""
         changed = self._changed(st.watch)
-        if not changed or result.failed:
+        marker = owed_marker(st.id)
+        owed = bool(st.watch) and marker in self.owed
+        if not changed and not owed or result.failed:
             return result
         if result.changed and "active" in result.changes.get("new", {}):
+            self.owed.discard(marker)
             return result  # it was just started: the new content is already live
         fact = self.facts.get(st.id)
         reaction = None if isinstance(fact, FactError) else st.react(fact)
         if not reaction:
             return result
         what, commands = reaction
+        because = ", ".join(changed) if changed else "a change of an earlier run that ended before it"
         if self.test or result.pending:  # the reaction follows a pending change: say so
-            result.comment = f"{result.comment}; would {what}: {', '.join(changed)} would change"
+            why = f"{because} would change" if changed else f"owed by {because}"
+            result.comment = f"{result.comment}; would {what}: {why}"
+            if result.status is Status.OK:
+                result.status = Status.PENDING
+                result.changes = dict(result.changes or {}, watch={"would": what, "because": changed or ["owed"]})
             return result
-        out = self._script(section("react", "set -e; " + "\n".join(commands)))
+        # the reaction in a subshell of its own: a script that ends early with `exit 0` still pays its debt
+        body = "set -e; (\n" + "\n".join(commands) + "\n)\n" + cmd("rm", "-f", marker)
+        out = self._script(section("react", body))
         output, code = sections(out.stdout).get("react", (out.stderr, out.exit_code or -1))
-        result.changes = dict(result.changes or {}, watch={"done": what, "because": changed})
+        result.changes = dict(result.changes or {}, watch={"done": what, "because": changed or ["owed"]})
         if code != 0:
             result.status, result.comment = Status.FAILED, f"{what} failed (exit {code}): {output.strip()[-500:]}"
         else:
+            self.owed.discard(marker)
             result.status = Status.CHANGED
-            result.comment = f"{result.comment}; {what}ed: {', '.join(changed)} changed".lstrip("; ")
+            why = f"{because} changed" if changed else f"owed by {because}"
+            result.comment = f"{result.comment}; {what}ed: {why}".lstrip("; ")
         return result

@@ -4,10 +4,12 @@ every result journaled as it comes; returns the run's Report."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from ..errors import ConnectionFailed, FoobarOpsError, SudoError
 from ..journal import Journal
 from ..report import Report
 from ..result import HostOutcome, Outcome, Result, Status
+from ..runlock import HostLock, RunLocked, locked
 from ..secrets import mask_known
 from ..ssh import Remote
 from ..states.base import State
@@ -26,6 +29,16 @@ StatesFor = Callable[[Any, Any], Sequence[State[Any]]]
 Guard = Callable[[Any, Any, Emit], AbstractContextManager[None]]
 #: order(hosts, inventory): the order a one-at-a-time phase takes its hosts in
 Order = Callable[[list[Any], Any], list[Any]]
+#: prepare(inventory, emit, test): run once before any phase of a run that has this phase (e.g.
+#: putting back what a dead run left drained); its results are the run's
+Prepare = Callable[[Any, Emit, bool], None]
+#: also_locks(inventory): hosts a phase acts on besides its own (e.g. the load balancer)
+AlsoLocks = Callable[[Any], list[Any]]
+
+#: the id of the run being applied (for guards that mark what they do with it)
+current_run: ContextVar[str | None] = ContextVar("foobar_ops_current_run", default=None)
+
+LOCK_WAIT_ENV = "FOOBAR_OPS_LOCK_WAIT"  # seconds a run waits for another run's host lock (default 0)
 
 
 @dataclass
@@ -40,6 +53,8 @@ class Phase:
         has changes pending (e.g. taking the host out of the load balancer); a host with nothing
         pending keeps its plan as its results and is not disturbed.
     order: for a serial phase, the order hosts are taken in.
+    prepare: run before the run's first phase (once, whatever phase names it).
+    also_locks: the hosts this phase acts on besides its targets; the run locks them too.
     """
 
     name: str
@@ -47,6 +62,8 @@ class Phase:
     serial: bool = False
     guard: Guard | None = None
     order: Order | None = None
+    prepare: Prepare | None = None
+    also_locks: AlsoLocks | None = None
 
 
 def load_state_file(path: Path | str) -> StatesFor:
@@ -85,6 +102,7 @@ def apply(
     on_result: Callable[[Result], None] | None = None,
     output_notebook: str | None = None,
     expected: dict[str, dict[str, str]] | None = None,
+    lock_wait: float | None = None,
 ) -> Report:
     """Apply states to the targeted hosts and return the Report; every result is journaled.
 
@@ -104,6 +122,10 @@ def apply(
     expected: a saved plan's digests (host -> state id -> digest): a host whose states no longer
         match it is refused (a failed result names the first state that drifted) and changes
         nothing; the others are applied as planned.
+    lock_wait: seconds to wait for another run holding a host's lock (default: $FOOBAR_OPS_LOCK_WAIT,
+        else 0: refuse at once). A run (not a dry-run) locks every host it targets, and the hosts
+        its phases act on, for its whole life; when another run holds one, it changes nothing and
+        fails with RunLocked naming that run.
     """
     targets = inventory.select(hosts)
     listed = phases if isinstance(phases, (list, tuple)) else [phases]
@@ -128,18 +150,39 @@ def apply(
         report = Report(run.id, test, hosts=[h.name for h in targets])
 
         def emit(result: Result) -> None:
-            run.add(result)
+            run.add(result)  # never raises: what the journal refuses is kept aside and reported
             if on_result:
-                on_result(result)
+                try:
+                    on_result(result)
+                except Exception as err:  # noqa: BLE001 - a display callback's bug must not stop a change
+                    run.errors.append(f"on_result callback failed: {type(err).__name__}: {mask_known(str(err))}")
 
         runner = _Runner(inventory, targets, report, emit, test, parallel)
         runner.expected = expected
-        runner.run(steps, declared)
+        token = current_run.set(run.id)
+        try:
+            with ExitStack() as held:
+                if not test:
+                    runner.lock(steps, held, run.id, command, _lock_wait(lock_wait))
+                runner.run(steps, declared)
+        finally:
+            current_run.reset(token)
         report.order_hosts()
         for outcome in report.outcomes.values():
             run.add_outcome(outcome)
+        report.journal_errors = list(run.errors)
     report.duration_s = time.perf_counter() - started
     return report
+
+
+def _lock_wait(given: float | None) -> float:
+    if given is not None:
+        return max(0.0, float(given))
+    raw = os.environ.get(LOCK_WAIT_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else 0.0
+    except ValueError:
+        raise FoobarOpsError(f"{LOCK_WAIT_ENV}={raw!r} is not a number of seconds") from None
 
 
 class _Runner:
@@ -153,9 +196,60 @@ class _Runner:
         self.refused: dict[str, str] = {}  # host -> why it cannot act (e.g. sudo refused the password)
         self.expected: dict[str, dict[str, str]] | None = None  # a saved plan's digests
         self.drifted: set[str] = set()  # hosts refused because they no longer match the saved plan
+        self.locks: dict[str, HostLock] = {}
+
+    def lock(self, steps: list[Phase], held: ExitStack, run_id: str, command: str, wait: float) -> None:
+        """Take the run lock of every targeted host and of every host the phases act on besides
+        (e.g. the load balancer). A host locked by another run refuses the whole run (RunLocked:
+        nothing is changed anywhere); a host that cannot be reached or refuses sudo is noted as
+        such, and the others go on as they would without it."""
+        extra: dict[str, Any] = {}
+        for step in steps:
+            for host in step.also_locks(self.inventory) if step.also_locks else []:
+                if host is not None and host.name not in self.remotes:
+                    extra[host.name] = host
+        for name, host in extra.items():
+            self.remotes[name] = Remote(host, self.inventory)
+        outcomes = held.enter_context(locked(list(self.remotes.values()), run_id, command, wait))
+        busy = [err for err in outcomes.values() if isinstance(err, RunLocked)]
+        if busy:
+            raise busy[0]
+        for name, outcome in outcomes.items():
+            if isinstance(outcome, HostLock):
+                self.locks[name] = outcome
+                self.remotes[name].relock = outcome.reacquire  # a lost connection took the lock with it
+                if outcome.took_over or outcome.stale:
+                    self._lock_note(name, outcome)
+            elif name not in extra:
+                if isinstance(outcome, ConnectionFailed):
+                    self.lost[name] = mask_known(outcome.reason)
+                else:
+                    self.refused[name] = mask_known(str(outcome).removeprefix(f"{name}: "))
+            else:  # a host acted on for the others: its own step says so when it is needed
+                self.remotes.pop(name).close()
+        for name in extra:
+            if name in self.remotes:
+                held.callback(self.remotes[name].close)
+
+    def _lock_note(self, name: str, lock: HostLock) -> None:
+        """Record that a host's lock came from a run that died holding it."""
+        dead = lock.took_over or lock.stale
+        assert dead is not None
+        how = "its process is gone: lock taken over" if lock.took_over else "it ended without releasing it"
+        result = Result(
+            name,
+            "run.lock",
+            "run lock",
+            "run.lock",
+            Status.OK,
+            comment=f"the lock was held by {dead.describe()}; {how}",
+        )
+        self.emit(result)
+        self.report.results.append(result)
 
     def run(self, steps: list[Phase], declared: list[dict[str, list[State[Any]]]]) -> None:
         try:
+            self._prepare(steps)
             with ThreadPoolExecutor(max_workers=self.parallel) as pool:
                 for step, states in zip(steps, declared, strict=True):
                     todo = [h for h in self.hosts if states[h.name] and h.name not in self.lost | self.refused]
@@ -167,7 +261,24 @@ class _Runner:
             for host in self.hosts:
                 remote = self.remotes[host.name]
                 self.report.outcomes[host.name] = self._outcome(host.name, remote.round_trips)
-                remote.close()
+            for _name, lock in self.locks.items():  # before the connections they ride on
+                lock.release()
+            for host in self.hosts:
+                self.remotes[host.name].close()
+
+    def _prepare(self, steps: list[Phase]) -> None:
+        """Run each distinct prepare hook of the run's phases once, before anything else."""
+        done: list[Prepare] = []
+        for step in steps:
+            if step.prepare is None or step.prepare in done:
+                continue
+            done.append(step.prepare)
+
+            def keep(result: Result) -> None:
+                self.emit(result)
+                self.report.results.append(result)
+
+            step.prepare(self.inventory, keep, self.test)
 
     def _parallel(self, pool: ThreadPoolExecutor, hosts: list[Any], states: dict[str, list[State[Any]]]) -> None:
         """Apply a phase on every host at once."""
@@ -197,6 +308,15 @@ class _Runner:
         except SudoError as err:  # reached, but it cannot act as root: nothing was done, nothing will be
             self.refused[host.name] = mask_known(err.reason)
             return []
+        except Exception as err:  # noqa: BLE001 - a surprise on one host: that host fails, the run goes on
+            self.refused[host.name] = mask_known(f"{type(err).__name__}: {err}")
+            done = list(applier.results.values())
+            seen = {r.id for r in done}
+            return done + self._not_run(
+                host,
+                [st for st in states if st.id not in seen],
+                f"not run: {type(err).__name__}: {mask_known(str(err))}",
+            )
         if applier.lost is not None:
             self.lost[host.name] = mask_known(applier.lost.reason)
         if applier.drifted is not None:
@@ -265,9 +385,10 @@ class _Runner:
             with guard(host, self.inventory, step):
                 before = len(steps)
                 results = self._one(host, states, False)
-        except FoobarOpsError as err:
+        except Exception as err:  # noqa: BLE001 - the guard (or its load balancer) failed: this host fails
+            why = mask_known(str(err) if isinstance(err, FoobarOpsError) else f"{type(err).__name__}: {err}")
             if not results:  # the guard failed before the change: nothing was applied
-                results = self._not_run(host, states, f"not run: {mask_known(str(err))}")
+                results = self._not_run(host, states, f"not run: {why}")
         return steps[:before] + results + steps[before:]
 
 

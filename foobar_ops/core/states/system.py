@@ -91,13 +91,17 @@ class ServiceRunning(State[ServiceInfo]):
     name: the service.
     enabled: also enable at boot (None: leave as is).
     reload: react to watched changes by reload (False: restart).
+    reload_with: a shell script that reloads the service and makes sure the new configuration
+        took (e.g. a daemon whose reload signal can fail quietly); default `systemctl reload`.
     """
 
     kind = "service.running"
 
-    def __init__(self, name: str, *, enabled: bool | None = True, reload: bool = True, **kw: Any) -> None:
+    def __init__(
+        self, name: str, *, enabled: bool | None = True, reload: bool = True, reload_with: str | None = None, **kw: Any
+    ) -> None:
         super().__init__(name, **kw)
-        self.unit, self.enabled, self.reload = _unit(name), enabled, reload
+        self.unit, self.enabled, self.reload, self.reload_with = _unit(name), enabled, reload, reload_with
 
     def fact(self) -> ServiceFact:
         return ServiceFact(self.unit)
@@ -124,6 +128,8 @@ class ServiceRunning(State[ServiceInfo]):
 
     def react(self, fact: ServiceInfo) -> tuple[str, list[str]]:
         verb = "reload" if (self.reload and fact.can_reload) else "restart"
+        if verb == "reload" and self.reload_with:
+            return verb, [self.reload_with]
         return verb, [cmd("systemctl", verb, self.unit)]
 
 

@@ -47,8 +47,28 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
             require=["nginx:log-format"],
             id="nginx:site",
         ),
-        s.service.running("nginx", watch=["nginx:no-default", "nginx:log-format", "nginx:site"], id="nginx:service"),
+        s.service.running(
+            "nginx",
+            watch=["nginx:no-default", "nginx:log-format", "nginx:site"],
+            reload_with=RELOAD,
+            id="nginx:service",
+        ),
     ]
+
+
+#: nginx answers a reload signal before it has tried the new configuration, and keeps the old one
+#: when it cannot apply it (e.g. a listen address it cannot bind while the old socket holds the
+#: port): a reload took only when new worker processes appear. When none do, nginx is restarted
+#: (its configuration was validated before it was installed), and the output says why.
+RELOAD = """m=$(cat /run/nginx.pid 2>/dev/null); old=" $(pgrep -P "$m" | tr '\\n' ' ') "
+systemctl reload nginx
+i=0
+while [ $i -lt 50 ]; do
+    for p in $(pgrep -P "$m"); do case "$old" in *" $p "*) ;; *) exit 0;; esac; done
+    i=$((i + 1)); sleep 0.1
+done
+echo "nginx kept its old configuration after the reload ($(tail -n 1 /var/log/nginx/error.log)): restarting it"
+systemctl restart nginx"""
 
 
 ROLE = Role("nginx", "web", states, "the foobar.com server block: static files, the rest proxied to the app")

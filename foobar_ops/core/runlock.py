@@ -1,0 +1,302 @@
+"""One change at a time per host: a run takes a lock on each host it changes, on the host itself
+(so runs from two control machines exclude each other too), and holds it for its whole life.
+
+The lock is a `flock` held by a shell on the host that lives as long as this run's SSH channel:
+when the run ends, is killed or loses its connection, the channel closes and the lock is released
+with it; nothing has to be cleaned up by hand. Who holds it (run id, user, control machine, pid,
+since when) is written next to it, so a refused run names the run in its way. A holder whose
+control process is gone (same control machine, dead pid) is stale: its shell is ended and the lock
+taken over, and the result says whose it was.
+
+While holding the lock, leftovers of runs that died before cleaning up (upload folders, validation
+copies) are removed: no run of ours can be using them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import ConnectionFailed, FoobarOpsError, SudoError
+from .onhost import LOCK_DIR, OUTCOMES
+from .secrets import mask_known
+from .ssh import Remote
+
+__all__ = ["LOCK_DIR", "RunLocked", "HostLock", "Holder", "locked"]
+
+
+class RunLocked(FoobarOpsError):
+    """Another run holds a host's lock."""
+
+    def __init__(self, host: str, holder: "Holder | None", waited: float) -> None:
+        self.host, self.holder = host, holder
+        who = holder.describe() if holder else "another run (it left no details)"
+        tail = f" after waiting {waited:g} s" if waited else ""
+        super().__init__(f"{host} is locked by {who}{tail}: this run changed nothing")
+
+
+@dataclass
+class Holder:
+    """Who holds (or held) a host's lock."""
+
+    run: str
+    command: str = ""
+    user: str = ""
+    machine: str = ""
+    pid: int = 0
+    since: str = ""
+    shell: int = 0  # the holding shell's pid on the host
+
+    @classmethod
+    def parse(cls, text: str) -> "Holder | None":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or "run" not in data:
+            return None
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def describe(self) -> str:
+        return (
+            f"run {self.run} ({self.command or 'a run'}) of {self.user or '?'} on {self.machine or '?'} "
+            f"(pid {self.pid}), since {self.since or '?'}"
+        )
+
+    def is_dead_here(self) -> bool:
+        """True when the holder ran on this control machine and its process is gone."""
+        if self.machine != socket.gethostname() or self.pid <= 0:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+
+def _script(info: str, wait: float, clean: bool = True) -> str:
+    """The holding shell: take the lock (or say who has it), then hold it until the channel closes.
+
+    clean: remove what runs that died left behind (upload folders, validation copies, change
+        outcomes) once the lock is taken; not when a run takes its lock again after a cut
+        connection (what it left is what it is about to read back).
+    """
+    d = LOCK_DIR
+    leftovers = (
+        "n=$(find /tmp -maxdepth 1 \\( -name '.foobar-stage-*' -o -name '.foobar-validate.*' \\) "
+        f"-print -exec rm -rf {{}} + 2>/dev/null | wc -l); rm -f {OUTCOMES}/apply.*"
+        if clean
+        else "n=0"
+    )
+    return "\n".join(
+        [
+            f"umask 077; mkdir -p {d}; exec 9>>{d}/run.lock",
+            f"if ! flock -w {wait:g} 9; then printf 'BUSY %s\\n' \"$(cat {d}/run.holder 2>/dev/null)\"; exit 3; fi",
+            f"[ -s {d}/run.holder ] && printf 'STALE %s\\n' \"$(cat {d}/run.holder)\"",
+            f'printf \'%s\\n\' {shlex.quote(info)} | sed "s/\\"shell\\": 0/\\"shell\\": $$/" > {d}/run.holder',
+            leftovers,  # nobody else can be using them now
+            'printf "LOCKED %s\\n" "$n"',
+            # held until this run says `release` (it is done: its change outcomes were read and
+            # can go) or its channel closes (a crash, a kill, a lost connection: they stay)
+            f'while read -r line; do [ "$line" = release ] && {{ rm -f {OUTCOMES}/apply.*; break; }}; done',
+            f"rm -f {d}/run.holder",
+        ]
+    )
+
+
+@dataclass
+class HostLock:
+    """The run lock of one host, held through a channel of its own.
+
+    remote: the host's Remote (the lock rides on its connection).
+    run_id, command: who is taking it (recorded on the host).
+    wait: seconds to wait for another run to finish before giving up (0: refuse at once).
+    """
+
+    remote: Remote
+    run_id: str
+    command: str = ""
+    wait: float = 0.0
+    stale: Holder | None = None  # a previous holder that ended without releasing its details
+    cleaned: int = 0  # leftover temporary folders removed
+    took_over: Holder | None = None  # a dead holder whose lock was taken over
+    _channel: Any = field(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        return str(self.remote.host.name)
+
+    def _info(self) -> str:
+        from .journal import whoami  # the journal's notion of who runs
+
+        return json.dumps(
+            {
+                "run": self.run_id,
+                "command": mask_known(self.command)[:200],
+                "user": whoami(),
+                "machine": socket.gethostname(),
+                "pid": os.getpid(),
+                "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "shell": 0,
+            },
+            sort_keys=True,
+        )
+
+    def acquire(self) -> "HostLock":
+        """Take the lock or raise RunLocked naming the holder (ConnectionFailed, SudoError when the
+        host cannot be reached or sudo refuses)."""
+        try:
+            return self._acquire()
+        except RunLocked as err:
+            if err.holder is None or not err.holder.is_dead_here() or err.holder.shell <= 0:
+                raise
+            self._end_shell(err.holder.shell)  # its run is gone: end the shell that kept the lock
+            self.took_over = err.holder
+            return self._acquire()
+
+    def _acquire(self, clean: bool = True) -> "HostLock":
+        conn = self.remote.open()
+        host = self.remote.host
+        timeout = float(host.ssh.connect_timeout) + self.wait + 10
+        script = _script(self._info(), self.wait, clean)
+        sudo = host.user != "root"
+        line = shlex.join(["sudo", "-S", "-p", "", "-H", "--", "sh", "-c", script]) if sudo else script
+        channel = conn.transport.open_session(timeout=float(host.ssh.connect_timeout))
+        channel.settimeout(timeout)
+        channel.exec_command(line)
+        if sudo and host.sudo_password is not None:
+            channel.sendall((host.sudo_password.reveal() + "\n").encode())
+        started = time.monotonic()
+        out, err = b"", b""
+        while True:
+            if channel.recv_ready():
+                out += channel.recv(4096)
+            if channel.recv_stderr_ready():
+                err += channel.recv_stderr(4096)
+            lines = out.decode(errors="replace").splitlines()
+            done = [ln for ln in lines if ln.startswith(("LOCKED", "BUSY"))]
+            if done or channel.exit_status_ready() and not channel.recv_ready():
+                break
+            if b"try again" in err or b"incorrect password" in err:
+                channel.close()
+                raise SudoError(
+                    host.name, f"sudo refused the password from {host.sudo_password.ref}: check that secret"
+                )
+            if time.monotonic() - started > timeout:
+                channel.close()
+                raise ConnectionFailed(host.name, f"no answer to the run lock within {timeout:g} s")
+            time.sleep(0.01)
+        for ln in lines:
+            if ln.startswith("STALE "):
+                self.stale = Holder.parse(ln[6:])
+        if not done or done[0].startswith("BUSY"):
+            channel.close()
+            if not done:
+                why = mask_known((err or out).decode(errors="replace").strip()[-300:])
+                raise FoobarOpsError(f"{host.name}: cannot take the run lock: {why or 'no answer'}")
+            raise RunLocked(host.name, Holder.parse(done[0][5:]), self.wait)
+        self.cleaned = int(done[0].split()[1]) if len(done[0].split()) > 1 else 0
+        self._channel = channel
+        return self
+
+    def _end_shell(self, pid: int) -> None:
+        """End a dead run's holding shell (only a shell holding our lock file: checked on the host)."""
+        check = (
+            f"if ls -l /proc/{pid}/fd 2>/dev/null | grep -q {LOCK_DIR}/run.lock; then kill {pid}; sleep 0.2; fi; true"
+        )
+        self.remote.run(shlex.join(["sh", "-c", check]), sudo=self.remote.host.user != "root", timeout=15)
+
+    def reacquire(self) -> None:
+        """Take the lock again on a new connection (the old one, and the lock with it, was lost);
+        a ConnectionFailed when another run took it meanwhile: this run must not go on there."""
+        self._channel = None
+        try:
+            self._acquire(clean=False)
+        except RunLocked as err:
+            raise ConnectionFailed(self.host, f"the connection was lost, and meanwhile {err}") from None
+
+    @property
+    def held(self) -> bool:
+        return self._channel is not None and not self._channel.closed
+
+    def release(self) -> None:
+        """Let go of the lock (closing the channel ends the holding shell)."""
+        channel, self._channel = self._channel, None
+        if channel is None:
+            return
+        try:
+            channel.sendall(b"release\n")  # done: the shell removes this run's outcomes and exits
+            channel.shutdown_write()
+            deadline = time.monotonic() + 2
+            while not channel.exit_status_ready() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        except Exception:  # noqa: BLE001 - the connection may be gone: the lock went with it
+            pass
+        finally:
+            channel.close()
+
+
+@contextmanager
+def locked(
+    remotes: Iterable[Remote],
+    run_id: str,
+    command: str = "",
+    wait: float = 0.0,
+) -> Iterator[dict[str, HostLock | BaseException]]:
+    """Take the run lock of every host; yield host -> HostLock, or the error that kept it
+    (RunLocked, ConnectionFailed, SudoError); release them all at the end.
+
+    Connections are opened in parallel, then the locks are taken one host at a time in name order
+    and the first host held by another run stops the taking: two runs that want some of the same
+    hosts never end up each holding a part and both refused (nor, when waiting, deadlocked).
+
+    remotes: the hosts' Remotes.
+    run_id, command: who takes them.
+    wait: seconds each may wait for another run.
+    """
+    ordered = sorted(remotes, key=lambda r: str(r.host.name))
+    held: dict[str, HostLock | BaseException] = {}
+
+    def reach(remote: Remote) -> BaseException | None:
+        try:
+            remote.open()
+        except Exception as err:  # noqa: BLE001 - classified by open(); kept as this host's outcome
+            return err
+        return None
+
+    try:
+        if ordered:
+            with ThreadPoolExecutor(max_workers=min(10, len(ordered))) as pool:
+                reached = list(pool.map(reach, ordered))
+        for remote, failed in zip(ordered, reached if ordered else [], strict=True):
+            name = remote.host.name
+            if failed is not None:
+                held[name] = failed
+                continue
+            lock = HostLock(remote, run_id, command, wait)
+            try:
+                held[name] = lock.acquire()
+            except RunLocked as err:
+                held[name] = err
+                break  # the rest are not tried: this run will not go on
+            except FoobarOpsError as err:
+                held[name] = err
+            except Exception as err:  # noqa: BLE001 - a surprise on one host must not hide the others
+                held[name] = FoobarOpsError(f"{name}: cannot take the run lock: {type(err).__name__}: {err}")
+        yield held
+    finally:
+        for outcome in held.values():
+            if isinstance(outcome, HostLock):
+                outcome.release()

@@ -1,0 +1,410 @@
+"""The run lock of a host (core.runlock) without a host: who holds it (Holder), the holding shell's
+script, and HostLock / locked() with that script run by a local /bin/sh over a fake SSH channel
+(the lock folder is a temporary one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from foobar_ops.core import runlock
+from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError, SudoError
+from foobar_ops.core.runlock import Holder, HostLock, RunLocked, locked
+
+HERE = socket.gethostname()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (on this machine)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+# --- Holder ----------------------------------------------------------------------------------
+
+
+def test_a_holder_is_parsed_from_what_the_lock_file_says():
+    text = json.dumps(
+        {
+            "run": "20260101-090000-abc123",
+            "command": "foobar-ops apply web",
+            "user": "alice",
+            "machine": "ctl-2",
+            "pid": 4242,
+            "since": "2026-01-01T09:00:00Z",
+            "shell": 777,
+            "added_later": "ignored",
+        }
+    )
+    assert Holder.parse(text) == Holder(
+        "20260101-090000-abc123", "foobar-ops apply web", "alice", "ctl-2", 4242, "2026-01-01T09:00:00Z", 777
+    )
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '"run"', '{"command": "x"}', '{"run": "x"'])
+def test_a_lock_file_that_names_no_run_is_no_holder(text):
+    assert Holder.parse(text) is None
+
+
+def test_a_holder_describes_itself_whatever_it_left_out():
+    full = Holder("r1", "foobar-ops apply web", "alice", "ctl-2", 4242, "2026-01-01T09:00:00Z")
+    assert full.describe() == "run r1 (foobar-ops apply web) of alice on ctl-2 (pid 4242), since 2026-01-01T09:00:00Z"
+    assert Holder("r2").describe() == "run r2 (a run) of ? on ? (pid 0), since ?"
+
+
+def test_a_holder_is_dead_here_only_when_its_process_on_this_machine_is_gone():
+    assert Holder("r", machine=HERE, pid=dead_pid()).is_dead_here()
+    assert not Holder("r", machine=HERE, pid=os.getpid()).is_dead_here()  # alive
+    assert not Holder("r", machine=HERE + "-other", pid=dead_pid()).is_dead_here()  # cannot tell from here
+    assert not Holder("r", machine=HERE, pid=0).is_dead_here()
+
+
+def test_run_locked_names_the_holder_and_says_nothing_changed():
+    err = RunLocked("web-01", Holder("r1", "foobar-ops apply", "alice", "ctl-2", 42, "T"), 0)
+    assert str(err) == (
+        "web-01 is locked by run r1 (foobar-ops apply) of alice on ctl-2 (pid 42), since T: this run changed nothing"
+    )
+    assert str(RunLocked("web-01", None, 2.5)) == (
+        "web-01 is locked by another run (it left no details) after waiting 2.5 s: this run changed nothing"
+    )
+    assert err.host == "web-01" and err.holder.run == "r1"
+
+
+# --- the holding shell's script ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wait, flag", [(0, "flock -w 0 9"), (30.0, "flock -w 30 9"), (2.5, "flock -w 2.5 9")])
+def test_the_script_waits_as_long_as_asked_for_the_lock(wait, flag):
+    script = runlock._script('{"run": "r1"}', wait)
+    assert f"if ! {flag}; then printf 'BUSY %s\\n' \"$(cat /run/foobar-ops/run.holder 2>/dev/null)\"; exit 3; fi" in (
+        script.splitlines()
+    )
+
+
+def test_the_script_holds_the_lock_in_its_shell_only_until_the_channel_closes():
+    info = json.dumps({"run": "r1", "command": "it's", "shell": 0})
+    lines = runlock._script(info, 0).splitlines()
+    assert lines[0] == "umask 077; mkdir -p /run/foobar-ops; exec 9>>/run/foobar-ops/run.lock"  # on tmpfs
+    # who holds it, with the shell's own pid, next to the lock
+    assert lines[3].startswith('printf \'%s\\n\' \'{"run": "r1", "command": "it\'"\'"\'s", "shell": 0}\' | sed ')
+    assert lines[3].endswith("> /run/foobar-ops/run.holder")
+    # held while the channel is open, until the run says it is done (then its change outcomes go)
+    wait = (
+        'while read -r line; do [ "$line" = release ] && { rm -f /var/lib/foobar-ops/outcomes/apply.*; break; }; done'
+    )
+    assert lines[-2:] == [wait, "rm -f /run/foobar-ops/run.holder"]
+    assert lines.index('printf "LOCKED %s\\n" "$n"') < lines.index(wait)
+    # taking it cleans what dead runs left; taking it again after a cut does not
+    assert "rm -f /var/lib/foobar-ops/outcomes/apply.*" in lines[4] and "find /tmp" in lines[4]
+    assert runlock._script(info, 0, clean=False).splitlines()[4] == "n=0"
+
+
+# --- HostLock and locked(), the script run by a local shell ----------------------------------
+
+
+class ShellChannel:
+    """Stands for a paramiko channel: runs the command line in a local /bin/sh (the /tmp it cleans
+    is the test's; the lock folder is the host's own, within the test's), its stdin being what is
+    sent."""
+
+    def __init__(self, tmp, host="web-01"):
+        self.tmp, self.host = tmp, host
+        self.proc = None
+        self.out, self.err = bytearray(), bytearray()
+        self.closed = False
+        self.timeout = None
+
+    def settimeout(self, seconds):
+        self.timeout = seconds
+
+    def exec_command(self, line):
+        line = line.replace("find /tmp -maxdepth 1 ", f"find {self.tmp} -maxdepth 1 ")
+        line = line.replace(runlock.LOCK_DIR, f"{runlock.LOCK_DIR}/{self.host}")
+        line = line.replace(runlock.OUTCOMES, f"{runlock.OUTCOMES}/{self.host}")
+        self.proc = subprocess.Popen(
+            ["/bin/sh", "-c", line], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=self._pump, args=(stream, into), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream, into):
+        while chunk := os.read(stream.fileno(), 4096):
+            into.extend(chunk)
+
+    def recv_ready(self):
+        return bool(self.out)
+
+    def recv(self, n):
+        data = bytes(self.out[:n])
+        del self.out[:n]
+        return data
+
+    def recv_stderr_ready(self):
+        return bool(self.err)
+
+    def recv_stderr(self, n):
+        data = bytes(self.err[:n])
+        del self.err[:n]
+        return data
+
+    def exit_status_ready(self):
+        return self.proc.poll() is not None
+
+    def sendall(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def shutdown_write(self):
+        self.proc.stdin.close()
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            if not self.proc.stdin.closed:
+                self.proc.stdin.close()  # what the end of the SSH channel does to the shell's stdin
+            self.proc.wait(timeout=10)
+
+
+class ShellRemote:
+    """Stands for ssh.Remote of a host logged into as root: channels and commands run locally."""
+
+    def __init__(self, tmp, name="web-01", user="root"):
+        self.tmp = tmp
+        self.host = SimpleNamespace(name=name, user=user, ssh=SimpleNamespace(connect_timeout=5.0), sudo_password=None)
+        self.channels = []
+        self.commands = []
+
+    def open(self):
+        def open_session(timeout):
+            channel = ShellChannel(self.tmp, self.host.name)
+            self.channels.append(channel)
+            return channel
+
+        return SimpleNamespace(transport=SimpleNamespace(open_session=open_session))
+
+    def run(self, command, sudo=False, timeout=None):
+        self.commands.append(command)
+        command = command.replace(runlock.LOCK_DIR, f"{runlock.LOCK_DIR}/{self.host.name}")
+        done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=30)
+        return SimpleNamespace(ok=done.returncode == 0, stdout=done.stdout)
+
+
+@pytest.fixture
+def lock_dir(tmp_path, monkeypatch):
+    if shutil.which("flock") is None:
+        pytest.skip("the run lock needs flock")
+    folder = tmp_path / "run-foobar-ops"
+    monkeypatch.setattr(runlock, "LOCK_DIR", str(folder))
+    monkeypatch.setattr(runlock, "OUTCOMES", str(tmp_path / "outcomes"))
+    return folder
+
+
+def holder_in(lock_dir, host="web-01"):
+    return Holder.parse((lock_dir / host / "run.holder").read_text())
+
+
+def test_a_free_host_is_locked_with_who_holds_it_and_released(tmp_path, lock_dir):
+    remote = ShellRemote(tmp_path)
+    lock = HostLock(remote, "run-1", "foobar-ops apply web").acquire()
+    try:
+        assert lock.held and lock.stale is None and lock.took_over is None
+        holder = holder_in(lock_dir)
+        assert (holder.run, holder.command, holder.machine, holder.pid) == (
+            "run-1",
+            "foobar-ops apply web",
+            HERE,
+            os.getpid(),
+        )
+        assert holder.shell == remote.channels[0].proc.pid  # the holding shell's own pid
+        assert oct((lock_dir / "web-01" / "run.holder").stat().st_mode & 0o777) == "0o600"
+    finally:
+        lock.release()
+    assert not lock.held and not (lock_dir / "web-01" / "run.holder").exists()
+    assert remote.channels[0].proc.returncode == 0
+
+
+def test_a_host_locked_by_another_run_refuses_naming_it_then_frees_when_it_ends(tmp_path, lock_dir):
+    first = HostLock(ShellRemote(tmp_path), "run-1", "foobar-ops apply web").acquire()
+    try:
+        with pytest.raises(RunLocked) as refused:
+            HostLock(ShellRemote(tmp_path), "run-2").acquire()
+        assert refused.value.holder.run == "run-1" and refused.value.holder.pid == os.getpid()
+        assert "web-01 is locked by run run-1 (foobar-ops apply web)" in str(refused.value)
+    finally:
+        first.release()
+    second = HostLock(ShellRemote(tmp_path), "run-2").acquire()
+    assert holder_in(lock_dir).run == "run-2" and second.stale is None
+    second.release()
+
+
+def test_a_run_may_wait_for_the_lock(tmp_path, lock_dir):
+    first = HostLock(ShellRemote(tmp_path), "run-1").acquire()
+    threading.Timer(0.5, first.release).start()
+    started = time.monotonic()
+    second = HostLock(ShellRemote(tmp_path), "run-2", wait=10).acquire()
+    assert time.monotonic() - started >= 0.4 and holder_in(lock_dir).run == "run-2"
+    second.release()
+
+
+def test_details_left_by_a_run_that_ended_without_removing_them_are_noted(tmp_path, lock_dir):
+    (lock_dir / "web-01").mkdir(parents=True)
+    (lock_dir / "web-01" / "run.holder").write_text(json.dumps({"run": "run-0", "machine": "ctl-9", "pid": 7}) + "\n")
+    lock = HostLock(ShellRemote(tmp_path), "run-1").acquire()
+    assert lock.stale == Holder("run-0", machine="ctl-9", pid=7)
+    lock.release()
+
+
+def test_the_lock_of_a_run_whose_process_died_here_is_taken_over(tmp_path, lock_dir, monkeypatch):
+    gone = dead_pid()
+    dead = HostLock(ShellRemote(tmp_path), "run-0")
+    monkeypatch.setattr(dead, "_info", lambda: json.dumps({"run": "run-0", "machine": HERE, "pid": gone, "shell": 0}))
+    dead.acquire()  # its control process died; its shell on the host still holds the lock
+    shell = dead._channel.proc
+    remote = ShellRemote(tmp_path)
+    lock = HostLock(remote, "run-1").acquire()
+    try:
+        assert lock.took_over is not None and lock.took_over.run == "run-0" and lock.took_over.pid == gone
+        assert shell.wait(timeout=5) != 0  # its shell was ended
+        assert len(remote.commands) == 1 and f"/proc/{shell.pid}/fd" in remote.commands[0]
+        assert holder_in(lock_dir).run == "run-1"
+    finally:
+        lock.release()
+        dead._channel.closed = True
+
+
+def test_the_lock_of_a_live_run_elsewhere_is_never_taken_over(tmp_path, lock_dir, monkeypatch):
+    other = HostLock(ShellRemote(tmp_path), "run-0")
+    monkeypatch.setattr(
+        other, "_info", lambda: json.dumps({"run": "run-0", "machine": "ctl-9", "pid": dead_pid(), "shell": 0})
+    )
+    other.acquire()
+    try:
+        remote = ShellRemote(tmp_path)
+        with pytest.raises(RunLocked, match="locked by run run-0"):
+            HostLock(remote, "run-1").acquire()
+        assert remote.commands == []  # nothing was ended
+    finally:
+        other.release()
+
+
+def test_leftovers_of_dead_runs_are_cleaned_while_the_lock_is_held(tmp_path, lock_dir):
+    for name in (".foobar-stage-0a1b2c", ".foobar-validate.Xy12"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "keep-me").mkdir()
+    lock = HostLock(ShellRemote(tmp_path), "run-1").acquire()
+    lock.release()
+    assert lock.cleaned == 2
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("run-")) == ["keep-me"]
+
+
+def test_the_lock_is_taken_again_after_a_lost_connection_unless_another_run_took_it(tmp_path, lock_dir):
+    lock = HostLock(ShellRemote(tmp_path), "run-1").acquire()
+    lock._channel.close()  # the connection went, and the lock with it
+    other = HostLock(ShellRemote(tmp_path), "run-2").acquire()
+    with pytest.raises(ConnectionFailed, match="the connection was lost, and meanwhile web-01 is locked by run run-2"):
+        lock.reacquire()
+    other.release()
+    lock.reacquire()
+    assert lock.held and holder_in(lock_dir).run == "run-1"
+    lock.release()
+
+
+class SudoRefuses(ShellRemote):
+    def open(self):
+        class Channel(ShellChannel):
+            def exec_command(self, line):
+                assert line.startswith("sudo -S -p '' -H -- sh -c ")
+                self.proc = SimpleNamespace(poll=lambda: None)
+                self.err.extend(b"Sorry, try again.\n")
+
+            def sendall(self, data):
+                self.sent = data
+
+            def close(self):
+                self.closed = True
+
+        return SimpleNamespace(transport=SimpleNamespace(open_session=lambda timeout: Channel(self.tmp)))
+
+
+def test_a_sudo_that_refuses_the_password_is_a_sudo_error(tmp_path, lock_dir):
+    remote = SudoRefuses(tmp_path, user="ops")
+    remote.host.sudo_password = SimpleNamespace(ref="env:SUDO_PW", reveal=lambda: "pw")
+    with pytest.raises(SudoError, match="sudo refused the password from env:SUDO_PW"):
+        HostLock(remote, "run-1").acquire()
+
+
+class Unreachable(ShellRemote):
+    def open(self):
+        raise ConnectionFailed(self.host.name, "No route to host")
+
+
+def test_locked_takes_the_hosts_in_name_order_and_lets_all_go(tmp_path, lock_dir):
+    remotes = [ShellRemote(tmp_path, "web-02"), Unreachable(tmp_path, "web-03"), ShellRemote(tmp_path, "web-01")]
+    with locked(remotes, "run-1", "foobar-ops apply web", 0) as held:
+        assert list(held) == ["web-01", "web-02", "web-03"]
+        assert all(isinstance(held[n], HostLock) and held[n].held for n in ("web-01", "web-02"))
+        assert holder_in(lock_dir, "web-02").command == "foobar-ops apply web"
+        assert isinstance(held["web-03"], ConnectionFailed)  # kept as that host's outcome
+        with pytest.raises(RunLocked):  # held while inside
+            HostLock(ShellRemote(tmp_path, "web-01"), "run-2").acquire()
+    assert not held["web-01"].held and not held["web-02"].held  # let go at the end
+    HostLock(ShellRemote(tmp_path, "web-01"), "run-2").acquire().release()
+
+
+def test_locked_stops_at_the_first_host_held_by_another_run(tmp_path, lock_dir):
+    busy = HostLock(ShellRemote(tmp_path, "web-02"), "run-0").acquire()
+    later = ShellRemote(tmp_path, "web-03")
+    try:
+        with locked([later, ShellRemote(tmp_path, "web-02"), ShellRemote(tmp_path, "web-01")], "run-1") as held:
+            assert list(held) == ["web-01", "web-02"]  # web-03 was not tried: this run will not go on
+            assert isinstance(held["web-02"], RunLocked) and held["web-02"].holder.run == "run-0"
+            assert later.channels == []
+        assert not held["web-01"].held
+    finally:
+        busy.release()
+
+
+def test_locked_turns_a_surprise_while_locking_into_that_hosts_error(tmp_path, lock_dir):
+    class Surprising(ShellRemote):
+        def open(self):
+            def open_session(timeout):
+                raise RuntimeError("surprise")
+
+            return SimpleNamespace(transport=SimpleNamespace(open_session=open_session))
+
+    with locked([Surprising(tmp_path, "web-04"), ShellRemote(tmp_path, "web-05")], "run-1") as held:
+        assert type(held["web-04"]) is FoobarOpsError
+        assert str(held["web-04"]) == "web-04: cannot take the run lock: RuntimeError: surprise"
+        assert held["web-05"].held  # the others are still taken
+
+
+def outcome_files(tmp_path, host="web-01"):
+    folder = tmp_path / "outcomes" / host
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_an_orderly_release_removes_the_runs_change_outcomes_a_lost_connection_keeps_them(tmp_path, lock_dir):
+    folder = tmp_path / "outcomes" / "web-01"
+    folder.mkdir(parents=True)
+    lock = HostLock(ShellRemote(tmp_path), "run-1").acquire()
+    (folder / "apply.aa.rc").write_text("0\n")
+    lock._channel.close()  # cut: the outcome may still have to be read back
+    time.sleep(0.2)
+    assert outcome_files(tmp_path) == ["apply.aa.rc"]
+    lock.reacquire()  # taken again after the cut: what it is about to read back stays
+    assert outcome_files(tmp_path) == ["apply.aa.rc"]
+    lock.release()  # done: its outcomes go with the lock
+    assert outcome_files(tmp_path) == []
+    (folder / "apply.bb.rc").write_text("0\n")  # left by a run that died
+    HostLock(ShellRemote(tmp_path), "run-2").acquire().release()
+    assert outcome_files(tmp_path) == []
