@@ -223,7 +223,8 @@ class Journal:
             raise JournalError(
                 f"journal {self.path if hasattr(self, 'path') else named}: {mask_known(str(err).splitlines()[0])}"
             ) from None
-        self.spool = _spool_path(self.path)
+        self.spools = _spool_paths(self.path)  # where refused records wait, in order of preference
+        self.spool = self.spools[0]
         self.replay()
 
     @property
@@ -315,24 +316,29 @@ class Journal:
             self._write(statement)
         except JournalError as err:
             line = json.dumps({"table": table.name, "run_id": run_id, "values": values}, default=str)
-            try:
-                self.spool.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                with self.lock, os.fdopen(fd, "a") as out:
-                    out.write(line + "\n")
-            except OSError as spool_err:
-                raise JournalError(f"{err}; and the spool {self.spool} cannot be written: {spool_err}") from None
-            raise JournalError(f"{err}; kept in {self.spool}, added when the journal can be written") from None
+            failures = []
+            for spool in self.spools:  # next to the journal; else (its folder refuses too) the records folder
+                try:
+                    spool.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                    with self.lock, os.fdopen(fd, "a") as out:
+                        out.write(line + "\n")
+                except OSError as spool_err:
+                    failures.append(f"{spool}: {spool_err.strerror or spool_err}")
+                    continue
+                raise JournalError(f"{err}; kept in {spool}, added when the journal can be written") from None
+            raise JournalError(f"{err}; and no spool can be written ({'; '.join(failures)})") from None
 
     def replay(self) -> int:
-        """Add the rows kept in the spool while the journal could not be written; return how many.
-        The spool is first moved aside (a record spooled meanwhile starts a new one); when the
-        journal still refuses, its rows go back to the spool for later."""
-        if not self.spool.exists():
-            return 0
-        taken = self.spool.with_name(f"{self.spool.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+        """Add the rows kept in the spools while the journal could not be written; return how many.
+        A spool is first moved aside (a record spooled meanwhile starts a new one); when the
+        journal still refuses, its rows go back to it for later."""
+        return sum(self._replay(spool) for spool in self.spools if spool.exists())
+
+    def _replay(self, spool: Path) -> int:
+        taken = spool.with_name(f"{spool.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
         try:
-            os.rename(self.spool, taken)
+            os.rename(spool, taken)
         except OSError:
             return 0  # another process is replaying it, or it cannot be moved: later
         tables = {t.name: t for t in (RUNS, RESULTS, HOSTS)}
@@ -347,7 +353,7 @@ class Journal:
                     else:
                         conn.execute(insert(table).values(**row["values"]))
         except (ValueError, KeyError, SQLAlchemyError):
-            with self.lock, open(self.spool, "a") as back:  # still refused (or damaged): kept for later
+            with self.lock, open(spool, "a") as back:  # still refused (or damaged): kept for later
                 back.writelines(lines)
             taken.unlink()
             return 0
@@ -616,13 +622,14 @@ class RunRecord:
         self._safely(self.journal.finish_run, status, error)
 
 
-def _spool_path(journal: Path | str) -> Path:
-    """Where records wait while the journal cannot take them: next to an embedded journal, else
-    in the records folder (one file per journal URL)."""
-    if isinstance(journal, Path):
-        return journal.with_name(journal.name + ".spool.jsonl")
+def _spool_paths(journal: Path | str) -> list[Path]:
+    """Where records wait while the journal cannot take them: next to an embedded journal, then in
+    the records folder (one file per journal, named after its path or URL)."""
     tag = hashlib.sha256(str(journal).encode()).hexdigest()[:12]
-    return paths.records_dir() / f"journal-{tag}.spool.jsonl"
+    kept = [paths.records_dir() / f"journal-{tag}.spool.jsonl"]
+    if isinstance(journal, Path):
+        kept.insert(0, journal.with_name(journal.name + ".spool.jsonl"))
+    return kept
 
 
 def parse_since(since: Any) -> str:

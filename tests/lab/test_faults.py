@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from foobar_ops.core.errors import FoobarOpsError
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.stack.lb import HAProxy
+from foobar_ops.stack.verify import request
 from tests.conftest import FOOBAR_OPS, LAB_INVENTORY, PROJECT, run_cli
 from tests.lab.helpers import Traffic, apply, get, inventory_with, post
 
@@ -231,7 +233,7 @@ def test_a_connection_cut_while_a_change_runs_loses_no_outcome(site, tmp_path):
     assert by["cut"]["status"] == "changed" and "outcome read back after the connection was cut" in by["cut"]["comment"]
     assert by["after"]["status"] == "changed"  # the run went on, on a new connection
     site["lab"].run("web-02", ["rm", "-f", "/srv/cut-proof"])
-    listing = site["lab"].run("web-02", ["sh", "-c", "ls /run/foobar-ops/apply.* 2>/dev/null; true"]).stdout
+    listing = site["lab"].run("web-02", ["sh", "-c", "ls /var/lib/foobar-ops/outcomes/ 2>/dev/null; true"]).stdout
     assert listing.split() == []  # the outcomes read back were removed
 
 
@@ -400,3 +402,105 @@ def test_an_upload_that_fails_on_a_full_temporary_folder_fails_that_state_and_th
     assert by[("lb-01", "after")]["status"] == "changed"  # independent states still run
     assert by[("web-01", "big")]["status"] == "changed"  # and other hosts
     lab.run("web-01", ["rm", "-f", "/srv/big.bin"])
+
+
+def test_an_app_password_with_a_backslash_quotes_and_a_trailing_space_still_logs_in(site, tmp_path):
+    secret = tmp_path / "app_password"
+    secret.write_text("pa\\ss\"wo'rd $HOME % ")  # a backslash, both quotes, a $, a %, a trailing space
+    secret.chmod(0o600)
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data["secrets"]["mysql_app_password"] = f"file:{secret}"
+    odd = tmp_path / "odd.yml"
+    odd.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        done, doc = apply(odd, "mysql", "app")
+        assert done.code == 0, json.dumps([r for r in doc["results"] if r["result"] is False], indent=1)
+        assert secret.read_text() not in done.out + done.err
+        for host in WEB:  # each app logs in with it: reads and writes work on both
+            health = request(site["inv"].hosts[host].address, 80, "foobar.com", "/health")
+            assert health["status"] == 200, health
+            checks = json.loads(health["body"])["checks"]
+            assert checks["db_read"].startswith("ok") and checks["db_write"].startswith("ok"), checks
+        assert post(json.dumps({"name": f"odd-password-{os.getpid()}"}).encode())["status"] == 201
+    finally:
+        assert apply(LAB_INVENTORY, "mysql", "app")[0].code == 0
+
+
+def test_the_app_account_ends_with_exactly_its_privileges(site):
+    lab = site["lab"]
+    extra = "GRANT PROCESS ON *.* TO 'foobar'@'10.77.0.12'; GRANT SELECT ON mysql.* TO 'foobar'@'10.77.0.12'"
+    lab.run("web-01", ["mysql", "-e", extra])  # on the primary: replicated
+    done, doc = apply(LAB_INVENTORY, "mysql")
+    assert done.code == 0
+    fixed = [r for r in doc["results"] if r["changed"] and r["id"] == "mysql:user:web-02"]
+    assert fixed, [r["id"] for r in doc["results"] if r["changed"]]
+    grants = lab.run("web-01", ["mysql", "-NBe", "SHOW GRANTS FOR 'foobar'@'10.77.0.12'"]).stdout
+    assert "PROCESS" not in grants and "`mysql`" not in grants
+    assert "GRANT SELECT, INSERT ON `foobar`.*" in grants  # what the app uses, no more (no UPDATE/DELETE)
+    again, doc = apply(LAB_INVENTORY, "mysql")
+    assert again.code == 0 and not [r for r in doc["results"] if r["changed"]]
+
+
+def test_health_and_error_pages_never_show_database_errors(site):
+    lab = site["lab"]
+    lab.run("web-02", ["systemctl", "stop", "mariadb"])
+    try:
+        seen = b""
+        for path in ("/health", "/api/items", "/"):
+            answer = request("10.77.0.12", 80, "foobar.com", path)
+            seen += answer["body"]
+        for leak in (b"foobar@", b"10.77.0.", b"Can't connect", b"pymysql", b"Traceback", b"OperationalError"):
+            assert leak not in seen, (leak, seen[:500])
+    finally:
+        lab.run("web-02", ["systemctl", "start", "mariadb"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if request("10.77.0.12", 80, "foobar.com", "/health")["status"] == 200:
+            break
+        time.sleep(1)
+    apply()  # replication resumes as it was
+
+
+def test_rollback_twice_goes_one_release_further_back_each_time(site, tmp_path):
+    base = site["release"]
+    for build in ("r1", "r2"):
+        assert apply(inventory_with(tmp_path, WEB, app_build=build))[0].code == 0
+    releases = lambda: {get("/health")["release"] for _ in range(6)}
+    assert releases() == {f"{base}-br2"}
+    assert run_cli("rollback", "-i", LAB_INVENTORY).code == 0
+    assert releases() == {f"{base}-br1"}
+    assert run_cli("rollback", "-i", LAB_INVENTORY).code == 0  # not back to r2: further back
+    assert releases() != {f"{base}-br2"} and releases() != {f"{base}-br1"}
+    assert apply()[0].code == 0
+    assert releases() == {base}
+
+
+def test_steady_traffic_through_faults_loses_and_doubles_no_acknowledged_write(site, tmp_path):
+    """A backend killed, a reload, a rolling deploy and a cut SSH connection, under steady traffic
+    through the load balancer: every acknowledged write is stored exactly once."""
+    lab = site["lab"]
+    tag = f"faults-{os.getpid()}"
+    with Traffic(writes=tag, max_seconds=240, every=3) as traffic, LBWatch() as watch:
+        lab.run("web-02", ["systemctl", "kill", "-s", "KILL", "foobar-app"])  # a backend killed
+        time.sleep(3)
+        lab.run("web-02", ["systemctl", "start", "foobar-app"])
+        wait_all_up()
+        reload_inv = inventory_with(tmp_path, "lb-01", haproxy_timeout_server="29s")
+        assert apply(reload_inv, "haproxy")[0].code == 0  # a reload
+        deploy = start_apply(inventory_with(tmp_path, WEB, app_build="faults"))  # a rolling deploy
+        drained = watch.wait_for("DRAIN")
+        lab.run(drained, ["pkill", "-KILL", "-f", "sshd: ops"])  # its SSH connection cut mid-change
+        code, out, err = finish(deploy)
+        assert code == 0, err[-800:]
+        assert apply()[0].code == 0  # back to the inventory's release and haproxy config
+    rows = lab.run("web-01", ["mysql", "-NB", "foobar", "-e", f"SELECT name FROM items WHERE name LIKE '{tag}-%'"])
+    stored = rows.stdout.split()
+    acknowledged = traffic.acknowledged
+    print(
+        f"\nfault run: {len(traffic.results)} requests, {len(traffic.failures)} failed "
+        f"({len(traffic.read_failures)} reads), {len(acknowledged)} writes acknowledged, {len(stored)} stored"
+    )
+    assert sorted(set(stored)) == sorted(stored)  # none doubled
+    assert set(acknowledged) <= set(stored)  # none lost
+    assert watch.none_up == []
+    assert traffic.read_failures == [], traffic.read_failures[:3]

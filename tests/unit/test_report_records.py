@@ -734,9 +734,21 @@ def test_a_damaged_spool_is_left_for_a_person_to_look_at(journal):
 def test_a_refused_write_that_cannot_be_spooled_either_says_both(journal):
     run_id = journal.start_run(command="foobar-ops apply web")
     refuse_writes(journal)
-    journal.spool.mkdir()  # not a file: cannot be appended to
-    with pytest.raises(JournalError, match=r"cannot write: .*; and the spool .* cannot be written"):
+    for spool in journal.spools:
+        spool.parent.mkdir(parents=True, exist_ok=True)
+        spool.mkdir()  # not a file: cannot be appended to
+    with pytest.raises(JournalError, match=r"cannot write: .*; and no spool can be written \(.*spool.*; .*spool"):
         journal.add_result(run_id, sample_results()[1])
+
+
+def test_a_journal_whose_folder_refuses_spools_to_the_records_folder(journal):
+    run_id = journal.start_run(command="foobar-ops apply web")
+    refuse_writes(journal)
+    journal.spools[0].mkdir()  # next to the journal: refused
+    with pytest.raises(JournalError, match="kept in " + re.escape(str(journal.spools[1]))):
+        journal.add_result(run_id, sample_results()[1])
+    assert journal.spools[1].parent != journal.spools[0].parent
+    assert len(journal.spools[1].read_text().splitlines()) == 1
 
 
 def test_a_journal_that_cannot_start_a_run_refuses_it(journal):

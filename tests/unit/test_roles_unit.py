@@ -166,7 +166,9 @@ def test_haproxy_context_vars(tmp_path):
     inv = write_inventory(tmp_path, doc)
     cfg = haproxy_cfg(inv)
     assert "timeout server 45s" in cfg and "timeout client 30s" in cfg
-    assert "default-server inter 2s fall 3 rise 2" in cfg
+    assert (
+        "default-server inter 2s fastinter 200ms fall 3 rise 2 observe layer7 error-limit 3 on-error fastinter" in cfg
+    )
 
 
 # --- nginx ------------------------------------------------------------------------------------
