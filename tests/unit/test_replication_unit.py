@@ -1136,6 +1136,7 @@ def test_app_env_template_reads_back_as_systemd_reads_it():
         "db_user": "foobar",
         "db_password": password,
         "max_lag_s": 5.0,
+        "pool_size": 8,
     }
     assert systemd_env_file(render(template("app.env.j2"), context)) == {
         "FOOBAR_SERVED_BY": "web-02",
@@ -1145,6 +1146,7 @@ def test_app_env_template_reads_back_as_systemd_reads_it():
         "FOOBAR_DB_USER": "foobar",
         "FOOBAR_DB_PASSWORD": password,
         "FOOBAR_DB_MAX_LAG": "5.0",
+        "FOOBAR_DB_POOL_SIZE": "8",
     }
 
 

@@ -14,7 +14,7 @@ import foobar_ops.stack
 from foobar_ops.core import secrets as secrets_mod
 from foobar_ops.core.engine import Phase
 from foobar_ops.core.engine.host import check_states
-from foobar_ops.core.errors import InventoryError
+from foobar_ops.core.errors import FoobarOpsError, InventoryError
 from foobar_ops.core.facts import Peer
 from foobar_ops.core.inventory import load_inventory as core_load_inventory
 from foobar_ops.core.states.mysql import native_hash
@@ -652,3 +652,25 @@ def test_role_templates_are_files_of_the_stack():
         "mysql-client.cnf.j2",
     ):
         assert template(name) == folder / name and template(name).is_file()
+
+
+def test_gunicorn_is_sized_from_the_inventory_with_threads_and_a_pool_per_thread(tmp_path, fake_build):
+    doc = lab_doc()
+    doc["hosts"]["web-02"]["vars"].update(app_workers=3, app_threads=16)
+    inv = write_inventory(tmp_path, doc)
+    states = by_id(states_for(inv.host("web-02"), inv, ["app"]))
+    unit = states["app:unit"].content.decode()
+    assert "--workers 3 --worker-class gthread --threads 16 " in unit
+    assert "--access-logfile" not in unit  # Nginx logs every request already
+    assert "FOOBAR_DB_POOL_SIZE=16" in states["app:env"].content.decode()
+    default = by_id(states_for(inv.host("web-01"), inv, ["app"]))["app:unit"].content.decode()
+    assert "--workers 2 --worker-class gthread --threads 8 " in default
+
+
+@pytest.mark.parametrize("key, value", [("app_workers", 0), ("app_threads", "many"), ("app_access_log", "yes")])
+def test_bad_gunicorn_settings_are_refused_by_name(tmp_path, fake_build, key, value):
+    doc = lab_doc()
+    doc["hosts"]["web-02"]["vars"][key] = value
+    inv = write_inventory(tmp_path, doc)
+    with pytest.raises(FoobarOpsError, match=f"host web-02: key 'vars.{key}'"):
+        states_for(inv.host("web-02"), inv, ["app"])

@@ -416,7 +416,7 @@ class HostApply:
         if self.test or result.pending:  # the reaction follows a pending change: say so
             why = f"{because} would change" if changed else f"owed by {because}"
             result.comment = f"{result.comment}; would {what}: {why}"
-            if result.status is Status.OK:
+            if result.status is Status.OK and not changed:  # owed: nothing else in the plan shows it
                 result.status = Status.PENDING
                 result.changes = dict(result.changes or {}, watch={"would": what, "because": changed or ["owed"]})
             return result

@@ -35,6 +35,36 @@ def release_id(host: Any, build: AppBuild) -> str:
     return f"{build.release}-b{extra}" if extra else build.release
 
 
+def _count(host: Any, key: str, default: int, most: int) -> int:
+    """Return a positive whole number from the host's vars, refusing anything else by name."""
+    value = host.vars.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise TopologyError(f"host {host.name}: key 'vars.{key}': {value!r} must be a whole number from 1 to {most}")
+    return value
+
+
+def server_settings(host: Any) -> dict[str, Any]:
+    """Return how gunicorn serves the app on a host: processes, threads each (the app waits on the
+    database most of its time: threads are cheap concurrency), and the database pool per process
+    (one connection per thread, so no request waits for one).
+
+    vars: app_workers (default 2), app_threads (default 8), app_access_log (default false: Nginx
+    already logs every request with its timings).
+    """
+    workers = _count(host, "app_workers", 2, 64)
+    threads = _count(host, "app_threads", 8, 256)
+    access_log = host.vars.get("app_access_log", False)
+    if not isinstance(access_log, bool):
+        raise TopologyError(f"host {host.name}: key 'vars.app_access_log': {access_log!r} must be true or false")
+    return {
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "access_log": access_log,
+        "pool_size": threads,
+    }
+
+
 def health_check(port: int, tries: int = 30) -> str:
     """Return a command that waits until the app answers /health with 200 (fails after tries s)."""
     url = f"http://127.0.0.1:{port}/health"
@@ -52,6 +82,7 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
     p, db = ports(inventory), db_settings(inventory)
     db_primary(inventory)  # the app needs a database: refuse an inventory with none
     keep = int(host.vars.get("app_keep_releases", 3))
+    serving = server_settings(host)
     wheel_states = [
         s.file.managed(
             f"{WHEELS}/{w.name}", content=w.read_bytes(), require=["app:wheels-dir"], id=f"app:wheel:{w.name}"
@@ -74,13 +105,14 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
         # writable node), so a switchover changes nothing here
         "db_nodes": [f"{h.name}={h.address}:{p['mysql']}:{read_weight(h)}" for h in db_hosts(inventory)],
         "max_lag_s": db["max_lag_s"],
+        "pool_size": serving["pool_size"],
     }
     unit = {
         "user": USER,
         "env_file": ENV_FILE,
         "app_root": APP_ROOT,
         "app_port": p["app"],
-        "workers": host.vars.get("app_workers", 2),
+        **serving,
     }
     prune = f"cd {cmd(RELEASES)} && ls -1t | grep -vxF {cmd(release)} | tail -n +{keep} | xargs -r -d '\\n' rm -rf --"
     return [

@@ -40,6 +40,7 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
             "connect": v.get("haproxy_timeout_connect", "3s"),
             "client": v.get("haproxy_timeout_client", "30s"),
             "server": v.get("haproxy_timeout_server", "30s"),
+            "check": v.get("haproxy_timeout_check", "2s"),
         },
         "check_interval": v.get("haproxy_check_interval", "1s"),
         "check_fall": v.get("haproxy_check_fall", 2),
