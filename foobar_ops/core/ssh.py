@@ -17,7 +17,7 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import AuthFailure, CommandTimedOut, UnexpectedExit
 
-from . import hostkeys
+from . import hostkeys, interrupts
 from .errors import AuthError, ConnectionFailed, FoobarOpsError, HostKeyError, HostUnreachable, SudoError
 from .secrets import mask_known
 
@@ -212,6 +212,7 @@ class Remote:
             )
         started = time.perf_counter()
         self.round_trips += 1
+        interrupted = interrupts.count()
         try:
             if sudo:
                 result = conn.sudo(command, password=self._sudo_password(), **opts)
@@ -243,6 +244,7 @@ class Remote:
         except (paramiko.SSHException, OSError, EOFError) as err:
             self.conn = None
             raise classify(self.host, err) from None
+        interrupts.raise_if_new(interrupted)  # an interrupt the wait swallowed: the command ended, now stop
         rtt = (time.perf_counter() - started) * 1000
         code = result.exited
         if code == -1 and (self.conn is None or not self.conn.is_connected):  # the channel died with the link

@@ -176,8 +176,13 @@ def _drain_change_ready(lb: HAProxy, host: Any, emit: Emit, timeout: float, star
     try:
         waited = _drain(lb, host, timeout)
     except BaseException as err:
-        _safe_emit(emit, _result(lb, host, "drain", False, f"drain failed, server put back: {err}", started))
-        lb.ready(host.name, BACKEND)
+        _put_back_after(lb, host, err)
+        _safe_emit(
+            emit,
+            _result(
+                lb, host, "drain", False, f"drain failed, server put back: {str(err) or type(err).__name__}", started
+            ),
+        )
         raise
     if waited is None:  # checked and refused in one step on the load balancer: nobody else serves
         emit(_result(lb, host, "as-is", True, "the only server UP: changed without draining", started, changed=False))
@@ -191,11 +196,7 @@ def _drain_change_ready(lb: HAProxy, host: Any, emit: Emit, timeout: float, star
         failed = err
     started = time.perf_counter()
     try:
-        try:
-            lb.ready(host.name, BACKEND)
-        except ConnectionFailed:  # the connection to the load balancer was cut: once more, afresh
-            lb.close()
-            lb.ready(host.name, BACKEND)
+        _put_back_after(lb, host, failed)
         up = lb.wait_up(host.name, BACKEND, timeout=timeout)
         _safe_emit(emit, _result(lb, host, "ready", True, f"back in rotation, UP after {up:.1f} s", started, "DRAIN"))
     except Exception as err:
@@ -204,6 +205,18 @@ def _drain_change_ready(lb: HAProxy, host: Any, emit: Emit, timeout: float, star
             raise
     if failed is not None:
         raise failed
+
+
+def _put_back_after(lb: HAProxy, host: Any, err: BaseException | None) -> None:
+    """Ready the server. After an interrupt, on a fresh connection (the one the interrupt hit may
+    be mid-command); a cut connection is tried once more, afresh."""
+    if isinstance(err, KeyboardInterrupt):
+        lb.close()
+    try:
+        lb.ready(host.name, BACKEND)
+    except ConnectionFailed:
+        lb.close()
+        lb.ready(host.name, BACKEND)
 
 
 def _safe_emit(emit: Emit, result: Result) -> None:

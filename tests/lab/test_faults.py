@@ -169,7 +169,7 @@ def test_apply_killed_while_a_server_is_drained_leaves_nothing_drained(site, tmp
         code, out, err = finish(proc, timeout=120)
         if how == "SIGTERM":  # handled like Ctrl-C: the run itself puts the server back
             assert code == 143, err[-800:]
-            assert wait_all_up()[drained] == "UP"
+            assert wait_all_up()[drained] == "UP", (err[-800:], marks(lab))
             assert marks(lab) == []
         else:  # nothing could run: the server stays drained, with the dead run's mark
             assert code == -9

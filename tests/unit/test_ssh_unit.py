@@ -334,3 +334,25 @@ def test_a_channel_closed_without_an_exit_status_on_a_live_connection_is_a_faile
     out = remote.run("systemctl is-active app")
     assert (out.outcome, out.exit_code) == ("failed", None)
     assert out.error == "the connection closed before the command reported an exit status"
+
+
+def test_an_interrupt_swallowed_while_a_command_ran_is_raised_when_it_returns(inv, conns):
+    from foobar_ops.core import interrupts
+
+    def swallowed(conn):
+        interrupts.note_term()  # a SIGTERM came in; invoke caught it, forwarded ^C, kept waiting
+        return Result(stdout="done", exited=0)
+
+    conns.next.append(FakeConn([swallowed, Result(stdout="ok", exited=0)]))
+    remote = ssh.Remote(inv.host("web-01"), inv)
+    with pytest.raises(interrupts.Terminated):
+        remote.run("install something")
+    assert remote.run("echo ready").ok  # the next command (e.g. putting a server back) is not refused
+
+
+def test_an_interrupt_that_came_in_before_a_command_does_not_stop_it(inv, conns):
+    from foobar_ops.core import interrupts
+
+    interrupts.note()  # already delivered and handled: the unwinding runs commands
+    conns.next.append(FakeConn([Result(stdout="ok", exited=0)]))
+    assert ssh.Remote(inv.host("web-01"), inv).run("ready web-01").ok
