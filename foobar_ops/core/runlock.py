@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import ConnectionFailed, FoobarOpsError, SudoError
-from .onhost import LOCK_DIR, OUTCOMES
+from .onhost import CHANGE_WAIT, CHANGES_LOCK_NAME, LOCK_DIR, OUTCOMES
 from .secrets import mask_known
 from .ssh import Remote
 
@@ -42,6 +42,19 @@ class RunLocked(FoobarOpsError):
         who = holder.describe() if holder else "another run (it left no details)"
         tail = f" after waiting {waited:g} s" if waited else ""
         super().__init__(f"{host} is locked by {who}{tail}: this run changed nothing")
+
+
+class ChangeRunning(RunLocked):
+    """A change begun by an earlier run (killed, or cut off) is still running on a host."""
+
+    def __init__(self, host: str, holder: "Holder | None") -> None:
+        self.host, self.holder = host, holder
+        who = holder.describe() if holder else "an earlier run"
+        FoobarOpsError.__init__(
+            self,
+            f"{host}: a change begun by {who} is still running after {CHANGE_WAIT} s: "
+            "this run changed nothing (see what runs there, and wait or end it)",
+        )
 
 
 @dataclass
@@ -106,6 +119,12 @@ def _script(info: str, wait: float, clean: bool = True) -> str:
             f"if ! flock -w {wait:g} 9; then printf 'BUSY %s\\n' \"$(cat {d}/run.holder 2>/dev/null)\"; exit 3; fi",
             f"[ -s {d}/run.holder ] && printf 'STALE %s\\n' \"$(cat {d}/run.holder)\"",
             f'printf \'%s\\n\' {shlex.quote(info)} | sed "s/\\"shell\\": 0/\\"shell\\": $$/" > {d}/run.holder',
+            # a change that outlived its run (killed or cut off: the host went on with it) ends
+            # before this run looks at the host or clears what that change uses
+            f"exec 8>>{d}/{CHANGES_LOCK_NAME}",
+            "if ! flock -x -n 8; then printf 'WAITING\\n'; "
+            f"if ! flock -x -w {CHANGE_WAIT} 8; then rm -f {d}/run.holder; printf 'CHANGING\\n'; exit 4; fi; fi",
+            "flock -u 8; exec 8>&-",
             leftovers,  # nobody else can be using them now
             'printf "LOCKED %s\\n" "$n"',
             # held until this run says `release` (it is done: its change outcomes were read and
@@ -186,7 +205,9 @@ class HostLock:
             if channel.recv_stderr_ready():
                 err += channel.recv_stderr(4096)
             lines = out.decode(errors="replace").splitlines()
-            done = [ln for ln in lines if ln.startswith(("LOCKED", "BUSY"))]
+            done = [ln for ln in lines if ln.startswith(("LOCKED", "BUSY", "CHANGING"))]
+            if "WAITING" in lines and timeout < CHANGE_WAIT:  # for a change left running by a dead run
+                timeout += CHANGE_WAIT
             if done or channel.exit_status_ready() and not channel.recv_ready():
                 break
             if b"try again" in err or b"incorrect password" in err:
@@ -201,8 +222,10 @@ class HostLock:
         for ln in lines:
             if ln.startswith("STALE "):
                 self.stale = Holder.parse(ln[6:])
-        if not done or done[0].startswith("BUSY"):
+        if not done or not done[0].startswith("LOCKED"):
             channel.close()
+            if done and done[0] == "CHANGING":
+                raise ChangeRunning(host.name, self.stale)
             if not done:
                 why = mask_known((err or out).decode(errors="replace").strip()[-300:])
                 raise FoobarOpsError(f"{host.name}: cannot take the run lock: {why or 'no answer'}")

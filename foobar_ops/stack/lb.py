@@ -16,7 +16,7 @@ from ..core.errors import ConnectionFailed, FoobarOpsError
 from ..core.journal import Journal
 from ..core.result import Result, Status
 from ..core.shell import cmd
-from ..core.ssh import Remote
+from ..core.ssh import remote_for
 from .topology import BACKEND, STATS_SOCKET, lb_host
 
 MARKS = "/var/lib/foobar-ops/drains"  # on the load balancer: drains made by runs, one file each
@@ -130,7 +130,7 @@ class HAProxy:
         if found is None:
             raise LBError(f"{inventory.path}: no host has the haproxy role")
         self.host = found
-        self.remote = Remote(self.host, inventory)
+        self.remote, self._owned = remote_for(self.host, inventory)  # a run's own connection, when it has one
         self.socket = socket
         self.inventory, self._journal, self.origin, self.record = inventory, journal, command, record
 
@@ -337,8 +337,9 @@ class HAProxy:
             time.sleep(poll)
 
     def close(self) -> None:
-        """Close the SSH connection."""
-        self.remote.close()
+        """Close the SSH connection (unless it is a run's, which the run closes)."""
+        if self._owned:
+            self.remote.close()
 
     def __enter__(self) -> "HAProxy":
         return self

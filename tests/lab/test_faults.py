@@ -247,8 +247,12 @@ def test_a_journal_made_read_only_mid_run_never_keeps_a_server_out(site, tmp_pat
         watch.wait_for("DRAIN")
         # read-only for root too: a read-only bind mount over the journal's folder
         subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
         try:
+            # the remount is refused ("busy") while the run has the journal open for a write
+            deadline = time.monotonic() + 30
+            while subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True).returncode:
+                assert time.monotonic() < deadline, "the journal's folder could not be made read-only"
+                time.sleep(0.02)
             code, out, err = finish(proc, timeout=300)
         finally:
             subprocess.run(["umount", str(folder)], check=True)
@@ -284,8 +288,11 @@ def test_a_journal_that_cannot_start_a_run_refuses_it_before_any_host_is_touched
 def test_a_host_powered_off_mid_run_is_unreachable_within_seconds_and_the_others_finish(site, tmp_path):
     lab = site["lab"]
     veth = lab.pick(["loadgen-01"])[0].veth
-    proc = start_apply(LAB_INVENTORY, "--states", str(sleeper(tmp_path, 3)))
-    time.sleep(1.0)
+    proc = start_apply(LAB_INVENTORY, "--states", str(sleeper(tmp_path, 6)))
+    deadline = time.monotonic() + 60  # mid-run: its facts are in and its first state is running
+    while lab.run("loadgen-01", ["pgrep", "-fx", "sleep 6"]).returncode != 0:
+        assert proc.poll() is None and time.monotonic() < deadline, "the sleeping state never started"
+        time.sleep(0.1)
     started = time.monotonic()
     subprocess.run(["ip", "link", "set", veth, "down"], check=True)  # as if its power cord was pulled
     try:

@@ -40,12 +40,14 @@ SECTION_IN_SCRIPT = re.compile(
 HEAD = "trap '' HUP PIPE\n"
 OUT = r"/var/lib/foobar-ops/outcomes"
 ACKS = re.compile(r"rm -f ((?:" + OUT + r"/apply\.[0-9a-f]+\.\* ?)+)\n")
-#: a change (engine.host.apply_section): marked as begun, its output and exit code kept on the
-#: host in files named by one token, then printed in the usual framing
+#: a change (engine.host.apply_section): marked as begun, run holding the changes lock (shared),
+#: its output and exit code kept on the host in files named by one token, then printed in the
+#: usual framing
 APPLY_IN_SCRIPT = re.compile(
-    r"printf '\\n@@FBO %s BEGIN\\n' apply\nmkdir -p -m 0700 " + OUT + r"; "
+    r"printf '\\n@@FBO %s BEGIN\\n' apply\nmkdir -p -m 0700 " + OUT + r" /run/foobar-ops; "
     r"echo \$\$ >" + OUT + r"/apply\.(?P<token>[0-9a-f]+)\.started\n"
-    r"\( (?P<body>.*?)\n\) >" + OUT + r"/apply\.(?P=token)\.out 2>&1 </dev/null; "
+    r"\( flock -s 8; \( (?P<body>.*?)\n\) 8>&-; rc=\$\?; exit \$rc \) 8>>/run/foobar-ops/changes\.lock "
+    r">" + OUT + r"/apply\.(?P=token)\.out 2>&1 </dev/null; "
     r"echo \$\? >" + OUT + r"/apply\.(?P=token)\.rc\.new; "
     r"mv -f " + OUT + r"/apply\.(?P=token)\.rc\.new " + OUT + r"/apply\.(?P=token)\.rc\n"
     r"cat " + OUT + r"/apply\.(?P=token)\.out\n"
@@ -285,6 +287,12 @@ class FakeRemote:
         self.sudo.append(sudo)
         script = unpacked(command)
         self.scripts.append(script)
+        out = self._answer(script)
+        if self.calls in self.cut_calls:
+            raise ConnectionFailed(self.host, "Connection reset by peer")
+        return packed_output(out) if is_packed(command) else out
+
+    def _answer(self, script: str) -> FakeOutcome:
         if self.broken:
             return self.broken
         parsed = parse(script)
@@ -295,8 +303,6 @@ class FakeRemote:
             out = self._read_back(parsed)
         else:
             out = FakeOutcome("".join(self.answer(tag, body, parsed.token) for tag, body in parsed.parts))
-        if self.calls in self.cut_calls:
-            raise ConnectionFailed(self.host, "Connection reset by peer")
         return out
 
     def _read_back(self, parsed: Parsed) -> FakeOutcome:
@@ -370,11 +376,22 @@ class FakeRemote:
         return [body for script in self.scripts for t, body in parse(script).parts if t == tag]
 
 
+def is_packed(command: str) -> bool:
+    """Whether a command line from engine.packed() sends its output back compressed."""
+    return command.endswith("base64 -w 0'")
+
+
+def packed_output(out: FakeOutcome) -> FakeOutcome:
+    """What a packed script's output looks like on the wire: gzipped, then base64 on one line."""
+    wire = base64.b64encode(gzip.compress(out.stdout.encode(), 1)).decode()
+    return FakeOutcome(wire, out.stderr, out.exit_code, out.error)
+
+
 def unpacked(command: str) -> str:
     """Return the script a command line from engine.packed() runs (plain `sh -c` or gzipped)."""
     args = shlex.split(command)
     assert args[:2] == ["sh", "-c"] and len(args) == 3, command
-    m = re.fullmatch(r"echo ([A-Za-z0-9+/=]+) \| base64 -d \| gzip -dc \| sh", args[2])
+    m = re.fullmatch(r"echo ([A-Za-z0-9+/=]+) \| base64 -d \| gzip -dc \| sh \| gzip -1 \| base64 -w 0", args[2])
     if m:
         return gzip.decompress(base64.b64decode(m.group(1))).decode()
     return args[2]

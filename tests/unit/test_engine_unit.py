@@ -535,7 +535,7 @@ def test_a_packed_script_runs_exactly_as_the_script_does(size, tmp_path):
     """Short scripts go as `sh -c`, long ones gzipped and base64-encoded; a real sh runs either."""
     import subprocess
 
-    from foobar_ops.core.engine.host import PACK_OVER, packed
+    from foobar_ops.core.engine.host import PACK_OVER, packed, unpacked_output
 
     script = f"cd {shlex.quote(str(tmp_path))}; printf '%s\\n' 'it'\\''s' \"$((1 + 2))\" > out; echo done\n"
     script += "true # padding\n" * (size // 15)
@@ -543,7 +543,8 @@ def test_a_packed_script_runs_exactly_as_the_script_does(size, tmp_path):
     assert shlex.split(line)[:2] == ["sh", "-c"]  # one program, so that sudo runs all of it
     assert (len(script) > PACK_OVER) == shlex.split(line)[2].startswith("echo ")
     done = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout == "done\n"
+    printed = unpacked_output(done.stdout) if len(script) > PACK_OVER else done.stdout
+    assert done.returncode == 0 and printed == "done\n"
     assert (tmp_path / "out").read_text() == "it's\n3\n"
     if size > PACK_OVER:
         assert len(line) < len(script) / 3  # the bytes on the wire shrink
@@ -791,7 +792,7 @@ class ShellRemote:
     def run(self, command, sudo=False):
         script = unpacked(command)
         self.scripts.append(script)
-        done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30)
+        done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=30)
         return FakeOutcome(done.stdout, done.stderr, done.returncode, None if done.returncode == 0 else "failed")
 
     def close(self):
@@ -802,7 +803,30 @@ class ShellRemote:
 def outcomes(tmp_path, monkeypatch):
     folder = tmp_path / "run-foobar-ops"
     monkeypatch.setattr(engine_host, "OUTCOMES", str(folder))
+    monkeypatch.setattr(engine_host, "LOCK_DIR", str(tmp_path / "lock"))
+    monkeypatch.setattr(engine_host, "CHANGES_LOCK", str(tmp_path / "lock" / "changes.lock"))
     return folder
+
+
+def test_a_change_holds_the_changes_lock_while_it_runs_and_its_programs_do_not(outcomes, tmp_path):
+    lock = tmp_path / "lock" / "changes.lock"
+    fds, daemon = tmp_path / "fds", tmp_path / "daemon"
+    body = f"sleep 0.6; ls -l /proc/self/fd > {fds}; sleep 30 >/dev/null 2>&1 & echo $! > {daemon}"
+    script = "trap '' HUP PIPE\n" + apply_section("0123abcd", body)
+    change = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 5
+        while not lock.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        probe = f"exec 8>>{lock}; flock -x -n 8 && echo FREE || echo HELD"
+        assert subprocess.run(["/bin/sh", "-c", probe], capture_output=True, text=True).stdout == "HELD\n"
+        change.communicate(timeout=10)
+        assert str(lock) not in fds.read_text()  # the change's own programs lack it
+        # ended: free, though a program it started (a daemon) still runs
+        assert subprocess.run(["/bin/sh", "-c", probe], capture_output=True, text=True).stdout == "FREE\n"
+    finally:
+        os.kill(int(daemon.read_text()), signal.SIGKILL)
 
 
 def test_a_change_section_in_a_shell_prints_its_outcome_and_keeps_it(outcomes):

@@ -17,7 +17,7 @@ import pytest
 
 from foobar_ops.core import runlock
 from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError, SudoError
-from foobar_ops.core.runlock import Holder, HostLock, RunLocked, locked
+from foobar_ops.core.runlock import ChangeRunning, Holder, HostLock, RunLocked, locked
 
 HERE = socket.gethostname()
 
@@ -104,8 +104,17 @@ def test_the_script_holds_the_lock_in_its_shell_only_until_the_channel_closes():
     assert lines[-2:] == [wait, "rm -f /run/foobar-ops/run.holder"]
     assert lines.index('printf "LOCKED %s\\n" "$n"') < lines.index(wait)
     # taking it cleans what dead runs left; taking it again after a cut does not
-    assert "rm -f /var/lib/foobar-ops/outcomes/apply.*" in lines[4] and "find /tmp" in lines[4]
-    assert runlock._script(info, 0, clean=False).splitlines()[4] == "n=0"
+    # ... after any change that outlived its run has ended (changes hold that lock, shared)
+    clean = next(i for i, line in enumerate(lines) if "find /tmp" in line)
+    assert lines[clean - 3 : clean] == [
+        "exec 8>>/run/foobar-ops/changes.lock",
+        "if ! flock -x -n 8; then printf 'WAITING\\n'; if ! flock -x -w 300 8; then rm -f /run/foobar-ops/run.holder; "
+        "printf 'CHANGING\\n'; exit 4; fi; fi",
+        "flock -u 8; exec 8>&-",
+    ]
+    # taking it cleans what dead runs left; taking it again after a cut does not
+    assert "rm -f /var/lib/foobar-ops/outcomes/apply.*" in lines[clean]
+    assert runlock._script(info, 0, clean=False).splitlines()[clean] == "n=0"
 
 
 # --- HostLock and locked(), the script run by a local shell ----------------------------------
@@ -305,6 +314,53 @@ def test_leftovers_of_dead_runs_are_cleaned_while_the_lock_is_held(tmp_path, loc
     lock.release()
     assert lock.cleaned == 2
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("run-")) == ["keep-me"]
+
+
+def change_left_running(lock_dir, seconds: float, host="web-01") -> subprocess.Popen:
+    """A change of a run that is gone, still running on the host: it holds the changes lock
+    (shared) the way engine.host.apply_section makes every change hold it."""
+    (lock_dir / host).mkdir(parents=True, exist_ok=True)
+    where = lock_dir / host
+    change = f"sleep {seconds}; echo done >> {where}/change.out"
+    body = f"( flock -s 8; ( {change}\n) 8>&-; rc=$?; exit $rc ) 8>>{where}/changes.lock"
+    proc = subprocess.Popen(["/bin/sh", "-c", body])
+    deadline = time.monotonic() + 5
+    while not (lock_dir / host / "changes.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # its flock is taken
+    return proc
+
+
+def test_a_change_that_outlived_its_run_ends_before_the_next_run_takes_the_host(tmp_path, lock_dir):
+    change = change_left_running(lock_dir, 1.0)
+    (tmp_path / ".foobar-stage-0a1b2c").mkdir()  # what that change uses: not cleared under it
+    started = time.monotonic()
+    lock = HostLock(ShellRemote(tmp_path), "run-2").acquire()
+    try:
+        assert time.monotonic() - started >= 0.7  # it waited for the change ...
+        assert (lock_dir / "web-01" / "change.out").read_text() == "done\n"  # ... to its end
+        assert change.wait(timeout=5) == 0 and lock.cleaned == 1
+    finally:
+        lock.release()
+
+
+def test_a_change_still_running_after_the_wait_refuses_the_run_and_frees_the_lock(tmp_path, lock_dir, monkeypatch):
+    monkeypatch.setattr(runlock, "CHANGE_WAIT", 1)
+    change = change_left_running(lock_dir, 4.0)
+    (tmp_path / ".foobar-stage-0a1b2c").mkdir()
+    try:
+        with pytest.raises(ChangeRunning) as refused:
+            HostLock(ShellRemote(tmp_path), "run-2").acquire()
+        assert str(refused.value) == (
+            "web-01: a change begun by an earlier run is still running after 1 s: this run changed nothing "
+            "(see what runs there, and wait or end it)"
+        )
+        assert isinstance(refused.value, RunLocked)  # the whole run stops, as for a lock held
+        assert (tmp_path / ".foobar-stage-0a1b2c").exists()  # nothing was cleared
+        assert not (lock_dir / "web-01" / "run.holder").exists()  # and the lock is free again
+    finally:
+        change.kill()
+        change.wait()
 
 
 def test_the_lock_is_taken_again_after_a_lost_connection_unless_another_run_took_it(tmp_path, lock_dir):

@@ -12,11 +12,12 @@ import json
 import re
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import ConnectionFailed, FactError, FoobarOpsError, StateError
-from ..onhost import OUTCOMES, OWED
+from ..onhost import CHANGES_LOCK, LOCK_DIR, OUTCOMES, OWED
 from ..result import Result, Status
 from ..secrets import mask_deep, mask_known
 from ..shell import STAGE_VAR, cmd
@@ -49,7 +50,24 @@ def packed(script: str) -> str:
     if len(script) <= PACK_OVER:
         return cmd("sh", "-c", script)
     payload = base64.b64encode(gzip.compress(script.encode(), 9)).decode()
-    return cmd("sh", "-c", f"echo {payload} | base64 -d | gzip -dc | sh")  # one program: sudo runs it all
+    # one program (sudo runs it all); its output comes back compressed and in one piece (see
+    # unpacked_output), not as hundreds of small SSH packets, one per printf, that would cost
+    # several times its size
+    return cmd("sh", "-c", f"echo {payload} | base64 -d | gzip -dc | sh | gzip -1 | base64 -w 0")
+
+
+def unpacked_output(text: str) -> str:
+    """Return what a packed script printed (its output travels gzipped and base64-encoded); as
+    much as arrived when it was cut short."""
+    try:
+        data = base64.b64decode(text.strip() + "=" * (-len(text.strip()) % 4), validate=False)
+    except ValueError:
+        return ""
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        return (inflate.decompress(data) + inflate.flush()).decode(errors="replace")
+    except zlib.error:
+        return ""
 
 
 def apply_section(token: str, body: str) -> str:
@@ -57,9 +75,13 @@ def apply_section(token: str, body: str) -> str:
     (SIGHUP and SIGPIPE ignored, output kept in a file), and leaves its output and exit code on
     the host until the run acknowledges them."""
     out = f"{OUTCOMES}/apply.{token}"
+    # the change holds the changes lock (shared) while it runs, its own programs do not (a daemon
+    # started by it must not keep the lock): the next run waits for it (see runlock); the exit
+    # after it keeps sh from exec'ing the change in the shell that holds the lock
     return (
-        f"printf '\\n@@FBO %s BEGIN\\n' apply\nmkdir -p -m 0700 {OUTCOMES}; echo $$ >{out}.started\n"
-        f"( {body}\n) >{out}.out 2>&1 </dev/null; echo $? >{out}.rc.new; mv -f {out}.rc.new {out}.rc\n"
+        f"printf '\\n@@FBO %s BEGIN\\n' apply\nmkdir -p -m 0700 {OUTCOMES} {LOCK_DIR}; echo $$ >{out}.started\n"
+        f"( flock -s 8; ( {body}\n) 8>&-; rc=$?; exit $rc ) 8>>{CHANGES_LOCK} >{out}.out 2>&1 </dev/null; "
+        f"echo $? >{out}.rc.new; mv -f {out}.rc.new {out}.rc\n"
         f"cat {out}.out\nprintf '\\n@@FBO %s END %d\\n' apply \"$(cat {out}.rc)\"\n"
     )
 
@@ -175,7 +197,11 @@ class HostApply:
         if self._read:
             head += "rm -f " + " ".join(f"{OUTCOMES}/apply.{t}.*" for t in self._read) + "\n"
             self._read = []
-        return self.remote.run(packed(head + script), sudo=self.become)
+        line = packed(head + script)
+        out = self.remote.run(line, sudo=self.become)
+        if line.endswith("base64 -w 0'"):  # a packed script: its output travelled compressed
+            out.stdout = mask_known(unpacked_output(out.stdout))
+        return out
 
     def _gather(self, states: Sequence[State[Any]], prefix: str = "") -> dict[str, tuple[str, int]]:
         """Run (prefix and) every state's fact command in one script; keep each parsed value."""

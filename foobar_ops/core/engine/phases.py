@@ -20,7 +20,7 @@ from ..report import Report
 from ..result import HostOutcome, Outcome, Result, Status
 from ..runlock import HostLock, RunLocked, locked
 from ..secrets import mask_known
-from ..ssh import Remote
+from ..ssh import Remote, sharing
 from ..states.base import State
 from .host import NOT_PLANNED, Emit, HostApply, check_states
 
@@ -164,7 +164,8 @@ def apply(
             with ExitStack() as held:
                 if not test:
                     runner.lock(steps, held, run.id, command, _lock_wait(lock_wait))
-                runner.run(steps, declared)
+                with sharing(runner.remotes):  # e.g. the rolling guard talks to the LB on the run's connection
+                    runner.run(steps, declared)
         finally:
             current_run.reset(token)
         report.order_hosts()
