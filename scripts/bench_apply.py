@@ -3,9 +3,10 @@
 
 Rebuilds the lab hosts' disks first (not timed), then times `foobar-ops apply` end to end (tool
 start-up included) and prints states, changes, round trips per host and seconds, and the bytes one
-no-op apply moves per host: read from each host's veth counters on this machine (both directions,
-every byte on the wire, SSH included), less the bytes the same host moved in an idle interval of
-the same length just before (the load balancer's health checks).
+no-op apply moves per host, counted two ways: the SSH stream itself (the run's sockets, as the
+kernel counts them: `ssh_bytes` in `apply --json`), and every byte on each host's veth on this
+machine (both directions, TCP/IP headers and other traffic included), less the bytes the same host
+moved in an idle interval of the same length just before (health checks, replication).
 Usage: .venv/bin/python scripts/bench_apply.py [--runs N] [--stack] [--reuse]
 (--stack: the inventory's roles, i.e. the whole foobar.com stack, instead of the demo state file;
 --reuse: keep the running lab hosts instead of rebuilding them)
@@ -94,16 +95,24 @@ def main() -> int:
     seconds, doc = timed_apply(inventory, work / "journal.sqlite", args.stack)
     print(line("first apply", seconds, doc))
     noop = []
+    ssh: dict[str, list[int]] = {}
     for _ in range(args.runs):
         seconds, doc = timed_apply(inventory, work / "journal.sqlite", args.stack)
         noop.append(seconds)
         if doc["summary"]["changed"]:
             sys.exit("a no-op re-apply changed something: not idempotent")
+        for host in doc["hosts"]:
+            if host.get("ssh_bytes") is not None:
+                ssh.setdefault(host["host"], []).append(host["ssh_bytes"])
     print(line(f"no-op x{args.runs}", statistics.median(noop), doc) + f"  (median; min {min(noop):.2f} s)")
+    print(
+        "no-op SSH bytes per host (the SSH stream both ways, as the run's own sockets counted it; median): "
+        + ", ".join(f"{h} {statistics.median(n) / 1024:.1f} KB" for h, n in ssh.items())
+    )
     moved = noop_bytes(inventory, work / "journal.sqlite", args.stack, list(doc["round_trips"]))
     print(
-        "no-op bytes on the wire per host (SSH included, idle traffic subtracted): "
-        + ", ".join(f"{h} {n / 1024:.1f} KB" for h, n in moved.items())
+        "no-op bytes on each host's link (TCP/IP headers and other traffic included, idle traffic "
+        "subtracted): " + ", ".join(f"{h} {n / 1024:.1f} KB" for h, n in moved.items())
     )
     return 0
 

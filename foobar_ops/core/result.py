@@ -97,13 +97,21 @@ class HostOutcome:
     outcome: ok, failed, unreachable or skipped.
     error: why it was unreachable or skipped (None otherwise).
     round_trips: SSH commands sent to it.
+    ssh_bytes: bytes the run's SSH connections to it moved, both ways (None: not measured).
     """
 
     host: str
     outcome: Outcome
     error: str | None = None
     round_trips: int = 0
+    ssh_bytes: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return {"host": self.host, "outcome": self.outcome.value, "error": self.error, "round_trips": self.round_trips}
+        return {
+            "host": self.host,
+            "outcome": self.outcome.value,
+            "error": self.error,
+            "round_trips": self.round_trips,
+            "ssh_bytes": self.ssh_bytes,
+        }

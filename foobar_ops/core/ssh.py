@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import socket
+import struct
 import sys
 import threading
 import time
@@ -164,6 +165,7 @@ class Remote:
         #: again, which went with the old connection); its error is the connection's
         self.relock: Callable[[], Any] | None = None
         self._opened = False
+        self._bytes_before = 0  # SSH bytes of the connections already closed (or lost)
 
     def __enter__(self) -> "Remote":
         return self
@@ -175,6 +177,8 @@ class Remote:
         """Connect (once) and return the Fabric connection; raise a ConnectionFailed subclass."""
         if self.conn is not None and self.conn.is_connected:
             return self.conn
+        if self.conn is not None:  # it was lost
+            self._forget()
         started = time.perf_counter()
         self.conn = connect(self.host, self.inventory)
         try:
@@ -204,6 +208,21 @@ class Remote:
         if again and self.relock is not None:
             self.relock()
         return conn
+
+    @property
+    def ssh_bytes(self) -> int | None:
+        """Bytes of the SSH stream (both ways, TCP payload: what the SSH protocol moved, without
+        TCP/IP headers) over every connection this Remote made; None when the kernel cannot say
+        (e.g. a connection through a ProxyJump hop)."""
+        now = _tcp_payload(self.conn)
+        if now is None and self.conn is not None:
+            return None
+        return self._bytes_before + (now or 0)
+
+    def _forget(self) -> None:
+        """Drop the connection (lost, or closed), keeping the count of the bytes it moved."""
+        self._bytes_before += _tcp_payload(self.conn) or 0
+        self.conn = None
 
     def _user_timeout_ms(self) -> int:
         return int(max(10.0, 2 * float(self.host.ssh.connect_timeout)) * 1000)
@@ -268,13 +287,13 @@ class Remote:
         except UnexpectedExit as err:
             result = err.result
         except (paramiko.SSHException, OSError, EOFError) as err:
-            self.conn = None
+            self._forget()
             raise classify(self.host, err) from None
         interrupts.raise_if_new(interrupted)  # an interrupt the wait swallowed: the command ended, now stop
         rtt = (time.perf_counter() - started) * 1000
         code = result.exited
         if code == -1 and (self.conn is None or not self.conn.is_connected):  # the channel died with the link
-            self.conn = None
+            self._forget()
             raise HostUnreachable(
                 self.host.name,
                 f"{self.host.address}:{self.host.port}: the connection was lost while a command ran "
@@ -304,8 +323,25 @@ class Remote:
     def close(self) -> None:
         """Close the connection (and its gateway hops)."""
         if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+            conn = self.conn
+            self._forget()
+            conn.close()
+
+
+def _tcp_payload(conn: Any) -> int | None:
+    """Bytes a connection's TCP socket sent (acknowledged) and received so far, from the kernel's
+    TCP_INFO (bytes_acked and bytes_received, Linux ≥ 4.2); None without a TCP socket."""
+    sock = getattr(getattr(conn, "transport", None), "sock", None) if conn is not None else None
+    if not isinstance(sock, socket.socket) or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 192)
+    except OSError:
+        return None
+    if len(info) < 136:
+        return None
+    acked, received = struct.unpack_from("=QQ", info, 120)
+    return int(max(acked - 1, 0) + received)  # the kernel counts our SYN as one byte acknowledged
 
 
 def _exit_error(code: int, seconds: float, timeout: float) -> str | None:

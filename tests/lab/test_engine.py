@@ -76,6 +76,9 @@ def test_apply_twice_second_run_changes_nothing(env):
     changed = [r["id"] for r in doc2["results"] if r["changed"]]
     assert changed == [], changed
     assert doc2["round_trips"]["lb-01"] == 1  # a no-op costs one SSH round trip
+    # the bytes each connection moved are counted (the first apply uploaded the files: more)
+    moved = {run: {h["host"]: h["ssh_bytes"] for h in d["hosts"]} for run, d in (("first", doc), ("no-op", doc2))}
+    assert all(0 < n < moved["first"][h] for h, n in moved["no-op"].items()), moved
     _, doc3 = apply(env, "--test")
     assert doc3["test"] is True and pending(doc3) == []
 

@@ -273,6 +273,7 @@ class FakeRemote:
         self.started: set[str] = set()  # tokens of the changes that began on the host
         self.read_back: list[str] = []  # tokens whose outcome was asked for after a cut
         self.relock = None
+        self.ssh_bytes = None  # not measured
 
     @property
     def down(self) -> bool:

@@ -253,7 +253,9 @@ def test_an_unreachable_host_has_an_outcome_no_results_and_is_skipped_by_later_p
         assert report.outcomes[host].outcome is Outcome.OK
     assert report.unreachable_hosts == report.failed_hosts == ["web-02"] and not report.ok
     assert report.counts()["unreachable"] == 1
-    assert {"host": "web-02", "outcome": "unreachable", "error": RESET, "round_trips": 0} in report.as_json()["hosts"]
+    assert {"host": "web-02", "outcome": "unreachable", "error": RESET, "round_trips": 0, "ssh_bytes": None} in (
+        report.as_json()["hosts"]
+    )
     outcomes = world.journal.outcomes(report.run_id).set_index("host")
     assert outcomes.loc["web-02", "outcome"] == "unreachable" and outcomes.loc["web-01", "outcome"] == "ok"
 

@@ -252,8 +252,8 @@ def test_report_as_json_shape():
     assert (doc["results"][1]["result"], doc["results"][1]["changed"]) == (True, True)
     assert doc["results"][1]["changes"] == {"old": {"size": 25}, "new": {"size": 27}}
     assert doc["hosts"] == [
-        {"host": "web-01", "outcome": "failed", "error": None, "round_trips": 5},
-        {"host": "web-02", "outcome": "ok", "error": None, "round_trips": 1},
+        {"host": "web-01", "outcome": "failed", "error": None, "round_trips": 5, "ssh_bytes": None},
+        {"host": "web-02", "outcome": "ok", "error": None, "round_trips": 1, "ssh_bytes": None},
     ]
     assert json.loads(json.dumps(doc)) == doc  # printable as-is
 
@@ -265,6 +265,7 @@ def test_report_as_json_of_an_unreachable_host():
         "outcome": "unreachable",
         "error": "connection refused",
         "round_trips": 0,
+        "ssh_bytes": None,
     }
     assert doc["summary"]["unreachable"] == 1 and doc["summary"]["failed_hosts"] == ["web-02"]
     assert json.loads(json.dumps(doc)) == doc

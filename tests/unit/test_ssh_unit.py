@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import socket
+import time
 from types import SimpleNamespace
 
 import paramiko
@@ -356,3 +357,32 @@ def test_an_interrupt_that_came_in_before_a_command_does_not_stop_it(inv, conns)
     interrupts.note()  # already delivered and handled: the unwinding runs commands
     conns.next.append(FakeConn([Result(stdout="ok", exited=0)]))
     assert ssh.Remote(inv.host("web-01"), inv).run("ready web-01").ok
+
+
+# --- bytes on the wire ---------------------------------------------------------------------------
+
+
+def test_the_bytes_a_connection_moved_are_counted_both_ways_and_kept_after_it_closes(inv):
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    try:
+        conn = SimpleNamespace(transport=SimpleNamespace(sock=client))
+        client.sendall(b"x" * 3000)
+        assert len(peer.recv(3000, socket.MSG_WAITALL)) == 3000
+        peer.sendall(b"y" * 500)
+        assert len(client.recv(500, socket.MSG_WAITALL)) == 500
+        deadline = time.monotonic() + 5
+        while ssh._tcp_payload(conn) != 3500 and time.monotonic() < deadline:
+            pass  # the last acknowledgement may still be on its way
+        assert ssh._tcp_payload(conn) == 3500
+        remote = ssh.Remote(inv.hosts["web-01"])
+        remote.conn = conn
+        assert remote.ssh_bytes == 3500
+        remote._forget()  # lost: its count stays
+        assert remote.conn is None and remote.ssh_bytes == 3500
+        remote.conn = SimpleNamespace(transport=SimpleNamespace(sock=paramiko.Channel(1)))  # through a hop
+        assert remote.ssh_bytes is None  # cannot be measured
+    finally:
+        for sock in (client, peer, server):
+            sock.close()

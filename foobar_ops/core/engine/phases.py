@@ -259,13 +259,15 @@ class _Runner:
                     else:
                         self._parallel(pool, todo, states)
         finally:
-            for host in self.hosts:
-                remote = self.remotes[host.name]
-                self.report.outcomes[host.name] = self._outcome(host.name, remote.round_trips)
-            for _name, lock in self.locks.items():  # before the connections they ride on
-                lock.release()
-            for host in self.hosts:
-                self.remotes[host.name].close()
+            try:
+                for _name, lock in self.locks.items():  # before the connections they ride on
+                    lock.release()
+                for host in self.hosts:
+                    self.remotes[host.name].close()
+            finally:  # closed: their byte counts are complete
+                for host in self.hosts:
+                    remote = self.remotes[host.name]
+                    self.report.outcomes[host.name] = self._outcome(host.name, remote)
 
     def _prepare(self, steps: list[Phase]) -> None:
         """Run each distinct prepare hook of the run's phases once, before anything else."""
@@ -286,13 +288,14 @@ class _Runner:
         for results in pool.map(lambda h: self._one(h, states[h.name], self.test), hosts):
             self.report.results += results
 
-    def _outcome(self, name: str, round_trips: int) -> HostOutcome:
+    def _outcome(self, name: str, remote: Any) -> HostOutcome:
+        trips, wire = remote.round_trips, remote.ssh_bytes
         if name in self.lost:
-            return HostOutcome(name, Outcome.UNREACHABLE, self.lost[name], round_trips)
+            return HostOutcome(name, Outcome.UNREACHABLE, self.lost[name], trips, wire)
         if name in self.refused:
-            return HostOutcome(name, Outcome.FAILED, self.refused[name], round_trips)
+            return HostOutcome(name, Outcome.FAILED, self.refused[name], trips, wire)
         bad = any(r.failed for r in self.report.results if r.host == name)
-        return HostOutcome(name, Outcome.FAILED if bad else Outcome.OK, None, round_trips)
+        return HostOutcome(name, Outcome.FAILED if bad else Outcome.OK, None, trips, wire)
 
     def _one(self, host: Any, states: list[State[Any]], test: bool, emit: Emit | None = None) -> list[Result]:
         """Apply (or plan) one host's states; a host that cannot be reached is noted as lost."""
