@@ -136,12 +136,20 @@ def test_two_applies_at_once_one_is_refused_naming_the_other_and_never_both_serv
 
 def test_a_run_waits_for_the_lock_when_asked(site, tmp_path):
     holder = start_apply(LAB_INVENTORY, "--states", str(sleeper(tmp_path, 4)), "--hosts", "loadgen-01")
-    time.sleep(1.5)
+    wait_running(site["lab"], holder, "loadgen-01", "sleep 4")  # it holds the lock
     started = time.monotonic()
     done = run_cli("apply", "-i", LAB_INVENTORY, "--hosts", "loadgen-01", "--wait", "30", "--json")
     assert done.code == 0, done
     assert time.monotonic() - started > 1.0  # it waited for the first run
     assert finish(holder)[0] == 0
+
+
+def wait_running(lab, proc: subprocess.Popen, host: str, command: str, timeout: float = 60) -> None:
+    """Wait until `command` runs on `host` (a state of the run `proc` has begun)."""
+    deadline = time.monotonic() + timeout
+    while lab.run(host, ["pgrep", "-fx", command]).returncode != 0:
+        assert proc.poll() is None and time.monotonic() < deadline, f"`{command}` never started on {host}"
+        time.sleep(0.1)
 
 
 def sleeper(tmp_path: Path, seconds: float) -> Path:
@@ -289,10 +297,7 @@ def test_a_host_powered_off_mid_run_is_unreachable_within_seconds_and_the_others
     lab = site["lab"]
     veth = lab.pick(["loadgen-01"])[0].veth
     proc = start_apply(LAB_INVENTORY, "--states", str(sleeper(tmp_path, 6)))
-    deadline = time.monotonic() + 60  # mid-run: its facts are in and its first state is running
-    while lab.run("loadgen-01", ["pgrep", "-fx", "sleep 6"]).returncode != 0:
-        assert proc.poll() is None and time.monotonic() < deadline, "the sleeping state never started"
-        time.sleep(0.1)
+    wait_running(lab, proc, "loadgen-01", "sleep 6")  # mid-run: its facts are in, its first state runs
     started = time.monotonic()
     subprocess.run(["ip", "link", "set", veth, "down"], check=True)  # as if its power cord was pulled
     try:
