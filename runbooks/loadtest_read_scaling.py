@@ -39,11 +39,6 @@ run_id: str | None = None  # set by the runner
 output_notebook: str | None = None  # set by the runner
 
 # %%
-from pathlib import Path
-
-import matplotlib.pyplot as plt
-import pandas as pd
-
 import foobar_ops as fo
 
 rb = fo.runbook(globals())
@@ -63,30 +58,13 @@ test
 # ## Requests per server, reads per database node
 
 # %%
-fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-servers = pd.DataFrame(test.servers).T
-servers[["requests", "lbtot"]].plot(kind="bar", ax=left, title="requests per web server")
-nodes = pd.DataFrame(test.db_nodes).T
-nodes[["reads"]].plot(kind="bar", ax=right, title="reads per database node", legend=False)
-plt.tight_layout()
-plt.show()
-servers
+test.plot_shares()
 
 # %% [markdown]
 # ## Latency percentiles over time
 
 # %%
-history = pd.read_csv(Path(test.folder) / "locust_stats_history.csv")
-history = history[history["Name"] == "Aggregated"].replace("N/A", None)
-history["t"] = history["Timestamp"] - history["Timestamp"].min()
-fig, ax = plt.subplots(figsize=(10, 3.5))
-for column in ("50%", "95%", "99%"):
-    ax.plot(history["t"], pd.to_numeric(history[column]), label=f"p{column.rstrip('%')}")
-ax.set_xlabel("seconds")
-ax.set_ylabel("ms")
-ax.set_title(f"{test.kind}: latency percentiles ({test.rps:.0f} req/s)")
-ax.legend()
-plt.show()
+test.plot_latency()
 test.extra
 
 # %% [markdown]

@@ -104,6 +104,48 @@ class LoadTest:
         doc["checks"] = [asdict(c) for c in self.checks]
         return doc
 
+    def plot_shares(self) -> Any:
+        """Draw requests per web server (responses and HAProxy's lbtot) beside reads per database
+        node; return the servers' table (a DataFrame)."""
+        import matplotlib.pyplot as plt
+        import pandas as pd
+
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+        servers = pd.DataFrame(self.servers).T
+        servers[["requests", "lbtot"]].plot(kind="bar", ax=left, title="requests per web server")
+        nodes = pd.DataFrame(self.db_nodes).T
+        if not nodes.empty:
+            nodes[["reads"]].plot(kind="bar", ax=right, title="reads per database node", legend=False)
+        plt.tight_layout()
+        plt.show()
+        return servers
+
+    def latency_history(self) -> Any:
+        """Return the run's aggregated latency percentiles over time (seconds from its start, ms), a
+        DataFrame read from Locust's stats history."""
+        import pandas as pd
+
+        history = pd.read_csv(Path(self.folder) / "locust_stats_history.csv")
+        history = history[history["Name"] == "Aggregated"].replace("N/A", None)
+        out = pd.DataFrame({"t": history["Timestamp"] - history["Timestamp"].min()})
+        for column in ("50%", "95%", "99%"):
+            out[f"p{column.rstrip('%')}"] = pd.to_numeric(history[column])
+        return out.reset_index(drop=True)
+
+    def plot_latency(self) -> None:
+        """Draw the latency percentiles over the run."""
+        import matplotlib.pyplot as plt
+
+        history = self.latency_history()
+        fig, ax = plt.subplots(figsize=(10, 3.5))
+        for column in ("p50", "p95", "p99"):
+            ax.plot(history["t"], history[column], label=column)
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("ms")
+        ax.set_title(f"{self.kind}: latency percentiles ({self.rps:.0f} req/s)")
+        ax.legend()
+        plt.show()
+
     def _repr_html_(self) -> str:
         import html
 
