@@ -303,7 +303,10 @@ def _execute(
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     log = logging.getLogger("papermill")
-    handler = _CellLog(name, len(nb.cells), sys.stderr if stream is None else stream) if stream is not False else None
+    # papermill adds a cell of its own (the injected parameters: the runner always passes some)
+    injected = any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
+    total = len(nb.cells) + (0 if injected else 1)
+    handler = _CellLog(name, total, sys.stderr if stream is None else stream) if stream is not False else None
     if handler:
         log.addHandler(handler)
         log.setLevel(logging.INFO)

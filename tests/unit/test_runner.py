@@ -232,3 +232,15 @@ def test_resolve_gives_defaults_and_parses_yaml_text():
     with pytest.raises(RunbookParameterError):
         params_mod.check_parameters({"__annotations__": {"n": int}, "n": True})
     assert sys.modules.get("sqlite3") is sqlite3
+
+
+def test_progress_names_each_finished_cell_out_of_all_the_cells_run(books):
+    import io
+
+    stream = io.StringIO()
+    done = run(books, "fine", parameters={"who": "ops"}, stream=stream)
+    assert done.ok
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("[fine] cell ")]
+    notebook = json.loads(done.output_notebook.read_text())
+    total = len(notebook["cells"])  # papermill's injected-parameters cell included
+    assert [line.split(" (")[0] for line in lines] == [f"[fine] cell {n}/{total} done" for n in range(1, total + 1)]
