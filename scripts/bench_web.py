@@ -5,8 +5,10 @@ one web server's Nginx, with Debian's wrk (a client that is not ours).
 For each path (Nginx's static file, the home page, the items API read, an item POST) it prints
 requests per second, p50/p95/p99, errors, the LB/direct ratio, and the load generator's CPU use
 during the run (wrk's own, from /proc: when it nears 100% of a core, wrk is the bottleneck).
-The stack must be deployed (`make demo` or `foobar-ops apply -i inventories/lab.yml`).
-Usage: .venv/bin/python scripts/bench_web.py [--connections 16] [--threads 2] [--seconds 8] [--json]
+A few seconds of unmeasured load come first (--warmup), so that the app's connection pools are
+filled and a run does not measure their set-up. The stack must be deployed (`make demo` or
+`foobar-ops apply -i inventories/lab.yml`).
+Usage: .venv/bin/python scripts/bench_web.py [--connections 16] [--threads 2] [--seconds 8] [--warmup 3] [--json]
 """
 
 from __future__ import annotations
@@ -73,10 +75,14 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of unmeasured load first")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: run `make setup` (Debian package wrk)")
+    if args.warmup:  # fill the app's connection pools (a new database connection costs ~50 ms)
+        for address in (LB, DIRECT):
+            wrk(address, "GET", "/api/items", args.connections, args.threads, args.warmup)
     rows = []
     for name, method, path in PATHS:
         row = {"path": f"{method} {path}", "name": name}
@@ -89,7 +95,7 @@ def main() -> int:
         return 0
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, Host: {SITE}; "
-        f"LB {LB}, direct {DIRECT} (web-01's Nginx)"
+        f"LB {LB}, direct {DIRECT} (web-01's Nginx); after {args.warmup} s of unmeasured load on each"
     )
     print(
         f"{'path':<22} {'where':<7} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'wrk cpu':>8}"
