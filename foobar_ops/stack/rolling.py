@@ -209,7 +209,9 @@ def _drain_change_ready(lb: HAProxy, host: Any, emit: Emit, timeout: float, star
 
 def _put_back_after(lb: HAProxy, host: Any, err: BaseException | None) -> None:
     """Ready the server. After an interrupt, on a fresh connection (the one the interrupt hit may
-    be mid-command); a cut connection is tried once more, afresh."""
+    be mid-command) unless it is the run's own, shared one (the run's lock on the load balancer
+    rides on it; the command gets a new channel of it); a cut connection is tried once more,
+    afresh."""
     if isinstance(err, KeyboardInterrupt):
         lb.close()
     try:
