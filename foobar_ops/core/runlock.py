@@ -107,6 +107,16 @@ def _script(info: str, wait: float, clean: bool = True) -> str:
         connection (what it left is what it is about to read back).
     """
     d = LOCK_DIR
+    # a change that outlived its run (killed or cut off: the host went on with it) ends before this
+    # run looks at the host or clears what that change uses; not when a run takes its lock again
+    # (the change still running is its own, and its outcome is read back once it ends)
+    settle = (
+        f"exec 8>>{d}/{CHANGES_LOCK_NAME}; if ! flock -x -n 8; then printf 'WAITING\\n'; "
+        f"if ! flock -x -w {CHANGE_WAIT} 8; then rm -f {d}/run.holder; printf 'CHANGING\\n'; exit 4; fi; fi; "
+        "flock -u 8; exec 8>&-"
+        if clean
+        else ":"
+    )
     leftovers = (
         "n=$(find /tmp -maxdepth 1 \\( -name '.foobar-stage-*' -o -name '.foobar-validate.*' \\) "
         f"-print -exec rm -rf {{}} + 2>/dev/null | wc -l); rm -f {OUTCOMES}/apply.*"
@@ -119,12 +129,7 @@ def _script(info: str, wait: float, clean: bool = True) -> str:
             f"if ! flock -w {wait:g} 9; then printf 'BUSY %s\\n' \"$(cat {d}/run.holder 2>/dev/null)\"; exit 3; fi",
             f"[ -s {d}/run.holder ] && printf 'STALE %s\\n' \"$(cat {d}/run.holder)\"",
             f'printf \'%s\\n\' {shlex.quote(info)} | sed "s/\\"shell\\": 0/\\"shell\\": $$/" > {d}/run.holder',
-            # a change that outlived its run (killed or cut off: the host went on with it) ends
-            # before this run looks at the host or clears what that change uses
-            f"exec 8>>{d}/{CHANGES_LOCK_NAME}",
-            "if ! flock -x -n 8; then printf 'WAITING\\n'; "
-            f"if ! flock -x -w {CHANGE_WAIT} 8; then rm -f {d}/run.holder; printf 'CHANGING\\n'; exit 4; fi; fi",
-            "flock -u 8; exec 8>&-",
+            settle,
             leftovers,  # nobody else can be using them now
             'printf "LOCKED %s\\n" "$n"',
             # held until this run says `release` (it is done: its change outcomes were read and
@@ -178,6 +183,8 @@ class HostLock:
         host cannot be reached or sudo refuses)."""
         try:
             return self._acquire()
+        except ChangeRunning:
+            raise  # the lock was free: nothing to take over
         except RunLocked as err:
             if err.holder is None or not err.holder.is_dead_here() or err.holder.shell <= 0:
                 raise
@@ -199,6 +206,7 @@ class HostLock:
             channel.sendall((host.sudo_password.reveal() + "\n").encode())
         started = time.monotonic()
         out, err = b"", b""
+        waiting = False
         while True:
             if channel.recv_ready():
                 out += channel.recv(4096)
@@ -206,8 +214,9 @@ class HostLock:
                 err += channel.recv_stderr(4096)
             lines = out.decode(errors="replace").splitlines()
             done = [ln for ln in lines if ln.startswith(("LOCKED", "BUSY", "CHANGING"))]
-            if "WAITING" in lines and timeout < CHANGE_WAIT:  # for a change left running by a dead run
-                timeout += CHANGE_WAIT
+            if "WAITING" in lines and not waiting:  # for a change left running by a dead run
+                waiting = True
+                timeout = time.monotonic() - started + CHANGE_WAIT + 10
             if done or channel.exit_status_ready() and not channel.recv_ready():
                 break
             if b"try again" in err or b"incorrect password" in err:

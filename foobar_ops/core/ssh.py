@@ -166,6 +166,7 @@ class Remote:
         self.relock: Callable[[], Any] | None = None
         self._opened = False
         self._bytes_before = 0  # SSH bytes of the connections already closed (or lost)
+        self._bytes_seen = 0  # the open connection's count after its last command
 
     def __enter__(self) -> "Remote":
         return self
@@ -206,7 +207,11 @@ class Remote:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, self._user_timeout_ms())
         again, self._opened = self._opened, True
         if again and self.relock is not None:
-            self.relock()
+            try:
+                self.relock()
+            except BaseException:
+                self.close()  # never go on without the lock: the next use tries to take it again
+                raise
         return conn
 
     @property
@@ -214,14 +219,17 @@ class Remote:
         """Bytes of the SSH stream (both ways, TCP payload: what the SSH protocol moved, without
         TCP/IP headers) over every connection this Remote made; None when the kernel cannot say
         (e.g. a connection through a ProxyJump hop)."""
-        now = _tcp_payload(self.conn)
-        if now is None and self.conn is not None:
+        if self.conn is not None and not isinstance(_tcp_socket(self.conn), socket.socket):
             return None
-        return self._bytes_before + (now or 0)
+        now = _tcp_payload(self.conn)
+        return self._bytes_before + (now if now is not None else self._bytes_seen)
 
     def _forget(self) -> None:
-        """Drop the connection (lost, or closed), keeping the count of the bytes it moved."""
-        self._bytes_before += _tcp_payload(self.conn) or 0
+        """Drop the connection (lost, or closed), keeping the count of the bytes it moved (as of
+        its last command when its socket is already gone)."""
+        now = _tcp_payload(self.conn)
+        self._bytes_before += now if now is not None else self._bytes_seen
+        self._bytes_seen = 0
         self.conn = None
 
     def _user_timeout_ms(self) -> int:
@@ -238,7 +246,9 @@ class Remote:
             return False
         return bool(result.exited == 0)
 
-    def run(self, command: str, *, sudo: bool = False, timeout: float | None = None, stream: bool = False) -> Outcome:
+    def run(
+        self, command: str, *, sudo: bool = False, timeout: float | None = None, stream: bool = False, mask: bool = True
+    ) -> Outcome:
         """Run a command line (built with shell.cmd) and return its Outcome; never raises for a
         non-zero exit, raises ConnectionFailed/SudoError for what is not the command's doing.
 
@@ -246,7 +256,10 @@ class Remote:
         sudo: run it through sudo with the inventory's sudo password.
         timeout: seconds before the command is abandoned (default: the inventory's command_timeout).
         stream: print output lines as they come, prefixed with the host name.
+        mask: mask known secrets in stdout (False: the caller masks it once it can read it, e.g.
+            compressed output; stderr is always masked).
         """
+        shown = mask_known if mask else _as_is
         conn = self.open()
         opts = {"timeout": timeout or self.host.ssh.command_timeout}
         if stream:
@@ -275,7 +288,7 @@ class Remote:
                 self.host.name,
                 "failed",
                 None,
-                mask_known(err.result.stdout),
+                shown(err.result.stdout),
                 mask_known(err.result.stderr),
                 f"timed out after {err.timeout} s",
                 connect_ms=self.connect_ms,
@@ -289,6 +302,7 @@ class Remote:
         except (paramiko.SSHException, OSError, EOFError) as err:
             self._forget()
             raise classify(self.host, err) from None
+        self._bytes_seen = _tcp_payload(conn) or self._bytes_seen
         interrupts.raise_if_new(interrupted)  # an interrupt the wait swallowed: the command ended, now stop
         rtt = (time.perf_counter() - started) * 1000
         code = result.exited
@@ -303,7 +317,7 @@ class Remote:
             self.host.name,
             "ok" if code == 0 else "failed",
             None if code == -1 else code,
-            mask_known(result.stdout),
+            shown(result.stdout),
             mask_known(result.stderr),
             _exit_error(code, rtt / 1000, opts["timeout"]),
             round(rtt, 2),
@@ -328,10 +342,19 @@ class Remote:
             conn.close()
 
 
+def _as_is(text: str) -> str:
+    return text
+
+
+def _tcp_socket(conn: Any) -> Any:
+    """The socket under a connection's SSH transport (a channel when it goes through a hop)."""
+    return getattr(getattr(conn, "transport", None), "sock", None) if conn is not None else None
+
+
 def _tcp_payload(conn: Any) -> int | None:
     """Bytes a connection's TCP socket sent (acknowledged) and received so far, from the kernel's
     TCP_INFO (bytes_acked and bytes_received, Linux ≥ 4.2); None without a TCP socket."""
-    sock = getattr(getattr(conn, "transport", None), "sock", None) if conn is not None else None
+    sock = _tcp_socket(conn)
     if not isinstance(sock, socket.socket) or not hasattr(socket, "TCP_INFO"):
         return None
     try:

@@ -280,7 +280,7 @@ class FakeRemote:
         return self.breaks_at is not None and self.calls >= self.breaks_at
 
     # --- what the engine calls ---
-    def run(self, command: str, sudo: bool = False) -> FakeOutcome:
+    def run(self, command: str, sudo: bool = False, mask: bool = True) -> FakeOutcome:
         self.calls += 1
         if self.down:
             raise self.breaks_with
@@ -383,16 +383,24 @@ def is_packed(command: str) -> bool:
 
 
 def packed_output(out: FakeOutcome) -> FakeOutcome:
-    """What a packed script's output looks like on the wire: gzipped, then base64 on one line."""
-    wire = base64.b64encode(gzip.compress(out.stdout.encode(), 1)).decode()
-    return FakeOutcome(wire, out.stderr, out.exit_code, out.error)
+    """What a packed script's output looks like on the wire: its exit status appended, gzipped,
+    then base64 on one line (the command itself exits 0); a command that timed out or was cut
+    short sends no exit status."""
+    ended = out.error is None or out.error.startswith("exit code")
+    text = out.stdout + (f"\n@@FBO-EXIT {out.exit_code or 0}\n" if ended else "")
+    wire = base64.b64encode(gzip.compress(text.encode(), 1)).decode()
+    return FakeOutcome(wire, out.stderr, 0, None) if ended else FakeOutcome(wire, out.stderr, out.exit_code, out.error)
 
 
 def unpacked(command: str) -> str:
     """Return the script a command line from engine.packed() runs (plain `sh -c` or gzipped)."""
     args = shlex.split(command)
     assert args[:2] == ["sh", "-c"] and len(args) == 3, command
-    m = re.fullmatch(r"echo ([A-Za-z0-9+/=]+) \| base64 -d \| gzip -dc \| sh \| gzip -1 \| base64 -w 0", args[2])
+    m = re.fullmatch(
+        r"echo ([A-Za-z0-9+/=]+) \| base64 -d \| gzip -dc \| "
+        r"\{ sh; printf '\\n@@FBO-EXIT %d\\n' \$\?; \} \| gzip -1 \| base64 -w 0",
+        args[2],
+    )
     if m:
         return gzip.decompress(base64.b64decode(m.group(1))).decode()
     return args[2]

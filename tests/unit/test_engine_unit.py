@@ -531,23 +531,76 @@ def test_a_secret_with_json_special_characters_is_masked_in_changes(monkeypatch)
 
 
 @pytest.mark.parametrize("size", [10, 5000])
-def test_a_packed_script_runs_exactly_as_the_script_does(size, tmp_path):
-    """Short scripts go as `sh -c`, long ones gzipped and base64-encoded; a real sh runs either."""
+@pytest.mark.parametrize("code", [0, 3])
+def test_a_packed_script_runs_exactly_as_the_script_does(size, code, tmp_path):
+    """Short scripts go as `sh -c`, long ones gzipped and base64-encoded (their output, and their
+    exit status, coming back compressed); a real sh runs either."""
     import subprocess
 
     from foobar_ops.core.engine.host import PACK_OVER, packed, unpacked_output
 
     script = f"cd {shlex.quote(str(tmp_path))}; printf '%s\\n' 'it'\\''s' \"$((1 + 2))\" > out; echo done\n"
-    script += "true # padding\n" * (size // 15)
+    script += "true # padding\n" * (size // 15) + f"exit {code}\n"
     line = packed(script)
     assert shlex.split(line)[:2] == ["sh", "-c"]  # one program, so that sudo runs all of it
     assert (len(script) > PACK_OVER) == shlex.split(line)[2].startswith("echo ")
     done = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
-    printed = unpacked_output(done.stdout) if len(script) > PACK_OVER else done.stdout
-    assert done.returncode == 0 and printed == "done\n"
-    assert (tmp_path / "out").read_text() == "it's\n3\n"
-    if size > PACK_OVER:
+    if len(script) > PACK_OVER:
+        assert done.returncode == 0  # the pipeline's: the script's own comes with its output
+        assert unpacked_output(done.stdout) == ("done\n", code)
         assert len(line) < len(script) / 3  # the bytes on the wire shrink
+    else:
+        assert (done.returncode, done.stdout) == (code, "done\n")
+    assert (tmp_path / "out").read_text() == "it's\n3\n"
+
+
+def test_output_cut_short_keeps_what_arrived_without_an_exit_status():
+    import subprocess
+
+    from foobar_ops.core.engine.host import packed, unpacked_output
+
+    script = "".join(f"echo line {i}\n" for i in range(400))
+    wire = subprocess.run(["sh", "-c", packed(script)], capture_output=True, text=True).stdout.strip()
+    assert unpacked_output(wire) == ("".join(f"line {i}\n" for i in range(400)), 0)
+    full = "".join(f"line {i}\n" for i in range(400))
+    for cut in (1, 2, 3, 5, 11):  # only the gzip trailer lost, whatever the length left
+        assert unpacked_output(wire[:-cut]) == (full, 0)
+    text, code = unpacked_output(wire[: len(wire) // 2])  # half of it: what arrived, no exit status
+    assert code is None and text.startswith("line 0\nline 1\n") and full.startswith(text)
+    assert unpacked_output("") == ("", None) and unpacked_output("not base64 ~~") == ("", None)
+
+
+def test_a_packed_scripts_failure_is_its_outcome_and_masking_happens_once_decoded(monkeypatch):
+    from foobar_ops.core.engine.host import packed
+    from tests.unit.fakes import packed_output
+
+    seen = {}
+
+    class Wire:
+        """Returns what the host sends for a packed script; says whether the caller asked to mask."""
+
+        def __init__(self, out):
+            self.out = out
+
+        def run(self, command, sudo=False, mask=True):
+            seen["mask"] = mask
+            return packed_output(self.out)
+
+    secret = Secret("env:FOOBAR_TEST_PACKED")
+    monkeypatch.setenv("FOOBAR_TEST_PACKED", "s3cr3t-Value")
+    secret.reveal()
+    long = "true\n" * 400
+    applier = HostApply(
+        HOST, [], Wire(FakeOutcome("it printed s3cr3t-Value\n", "", 2, "exit code 2")), False, lambda r: None
+    )
+    out = applier._script(long)
+    assert seen["mask"] is False  # masked by the engine once readable, not on the compressed text
+    assert (out.ok, out.exit_code, out.error) == (False, 2, "exit code 2")
+    assert out.stdout == f"it printed {MASK}\n"
+    cut = HostApply(HOST, [], Wire(FakeOutcome("partial", "", None, "timed out after 5 s")), False, lambda r: None)
+    out = cut._script(long)
+    assert (out.ok, out.error, out.stdout) == (False, "timed out after 5 s", "partial")
+    assert packed(long).endswith("base64 -w 0'")
 
 
 # --- every script survives a cut connection; outcomes read are acknowledged -----------------
@@ -639,9 +692,9 @@ def test_a_change_cut_off_on_a_host_that_kept_no_outcome_fails_and_the_host_stay
     class Rebooted(FakeRemote):
         """The host came back without /run: the outcome is gone."""
 
-        def run(self, command, sudo=False):
+        def run(self, command, sudo=False, mask=True):
             try:
-                return super().run(command, sudo)
+                return super().run(command, sudo, mask)
             except ConnectionFailed:
                 self.kept.clear()
                 raise
@@ -789,7 +842,7 @@ class ShellRemote:
         self.closed = 0
         self.scripts = []
 
-    def run(self, command, sudo=False):
+    def run(self, command, sudo=False, mask=True):
         script = unpacked(command)
         self.scripts.append(script)
         done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=30)
@@ -934,11 +987,11 @@ def test_a_change_cut_off_before_it_began_is_made_once_on_the_new_connection():
     class CutBeforeItBegins(FakeRemote):
         """The second call never reaches the host: the connection is cut first."""
 
-        def run(self, command, sudo=False):
+        def run(self, command, sudo=False, mask=True):
             if self.calls == 1:
                 self.calls += 1
                 raise ConnectionFailed(self.host, "Connection reset by peer")
-            return super().run(command, sudo)
+            return super().run(command, sudo, mask)
 
     cfg, pkg = s.file.managed(CFG, NEW), s.pkg.installed("curl")
     remote = CutBeforeItBegins({cfg: a_file(OLD), pkg: CURL})

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from foobar_ops.core import runlock
+from foobar_ops.core import onhost, runlock
 from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError, SudoError
 from foobar_ops.core.runlock import ChangeRunning, Holder, HostLock, RunLocked, locked
 
@@ -103,18 +103,19 @@ def test_the_script_holds_the_lock_in_its_shell_only_until_the_channel_closes():
     )
     assert lines[-2:] == [wait, "rm -f /run/foobar-ops/run.holder"]
     assert lines.index('printf "LOCKED %s\\n" "$n"') < lines.index(wait)
-    # taking it cleans what dead runs left; taking it again after a cut does not
-    # ... after any change that outlived its run has ended (changes hold that lock, shared)
+    # taking it cleans what dead runs left, once any change that outlived its run has ended
+    # (a change holds the changes lock, shared, while it runs)
     clean = next(i for i, line in enumerate(lines) if "find /tmp" in line)
-    assert lines[clean - 3 : clean] == [
-        "exec 8>>/run/foobar-ops/changes.lock",
-        "if ! flock -x -n 8; then printf 'WAITING\\n'; if ! flock -x -w 300 8; then rm -f /run/foobar-ops/run.holder; "
-        "printf 'CHANGING\\n'; exit 4; fi; fi",
-        "flock -u 8; exec 8>&-",
-    ]
-    # taking it cleans what dead runs left; taking it again after a cut does not
+    assert lines[clean - 1] == (
+        "exec 8>>/run/foobar-ops/changes.lock; if ! flock -x -n 8; then printf 'WAITING\\n'; "
+        "if ! flock -x -w 300 8; then rm -f /run/foobar-ops/run.holder; printf 'CHANGING\\n'; exit 4; fi; fi; "
+        "flock -u 8; exec 8>&-"
+    )
+    # taking it cleans what dead runs left; taking it again after a cut does not, nor waits for
+    # the change still running (the run's own: it reads its outcome back)
     assert "rm -f /var/lib/foobar-ops/outcomes/apply.*" in lines[clean]
-    assert runlock._script(info, 0, clean=False).splitlines()[clean] == "n=0"
+    again = runlock._script(info, 0, clean=False).splitlines()
+    assert again[clean - 1 : clean + 1] == [":", "n=0"]
 
 
 # --- HostLock and locked(), the script run by a local shell ----------------------------------
@@ -142,8 +143,12 @@ class ShellChannel:
         self.proc = subprocess.Popen(
             ["/bin/sh", "-c", line], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
-            threading.Thread(target=self._pump, args=(stream, into), daemon=True).start()
+        self.pumps = [
+            threading.Thread(target=self._pump, args=(stream, into), daemon=True)
+            for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
+        for pump in self.pumps:
+            pump.start()
 
     @staticmethod
     def _pump(stream, into):
@@ -167,7 +172,8 @@ class ShellChannel:
         return data
 
     def exit_status_ready(self):
-        return self.proc.poll() is not None
+        # as over SSH, the exit status comes after all of the output
+        return self.proc.poll() is not None and not any(p.is_alive() for p in self.pumps)
 
     def sendall(self, data):
         self.proc.stdin.write(data)
@@ -316,23 +322,32 @@ def test_leftovers_of_dead_runs_are_cleaned_while_the_lock_is_held(tmp_path, loc
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("run-")) == ["keep-me"]
 
 
-def change_left_running(lock_dir, seconds: float, host="web-01") -> subprocess.Popen:
-    """A change of a run that is gone, still running on the host: it holds the changes lock
-    (shared) the way engine.host.apply_section makes every change hold it."""
-    (lock_dir / host).mkdir(parents=True, exist_ok=True)
+def change_left_running(lock_dir, seconds: float, monkeypatch, host="web-01") -> subprocess.Popen:
+    """A change of a run that is gone, still running on the host: the engine's own change script
+    (engine.host.apply_section), with the host's folders in the test's."""
+    from foobar_ops.core.engine import host as engine_host
+
     where = lock_dir / host
-    change = f"sleep {seconds}; echo done >> {where}/change.out"
-    body = f"( flock -s 8; ( {change}\n) 8>&-; rc=$?; exit $rc ) 8>>{where}/changes.lock"
-    proc = subprocess.Popen(["/bin/sh", "-c", body])
+    monkeypatch.setattr(engine_host, "LOCK_DIR", str(where))
+    monkeypatch.setattr(engine_host, "CHANGES_LOCK", str(where / onhost.CHANGES_LOCK_NAME))
+    monkeypatch.setattr(engine_host, "OUTCOMES", str(where / "outcomes"))
+    script = "trap '' HUP PIPE\n" + engine_host.apply_section(
+        "0a1b", f"sleep {seconds}; echo done >> {where}/change.out"
+    )
+    proc = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 5
-    while not (lock_dir / host / "changes.lock").exists() and time.monotonic() < deadline:
+    while not (where / "outcomes" / "apply.0a1b.started").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.1)  # its flock is taken
+    time.sleep(0.2)  # its flock is taken
     return proc
 
 
-def test_a_change_that_outlived_its_run_ends_before_the_next_run_takes_the_host(tmp_path, lock_dir):
-    change = change_left_running(lock_dir, 1.0)
+def run_lock_free(lock_dir, host="web-01") -> bool:
+    return subprocess.run(["flock", "-n", str(lock_dir / host / "run.lock"), "true"]).returncode == 0
+
+
+def test_a_change_that_outlived_its_run_ends_before_the_next_run_takes_the_host(tmp_path, lock_dir, monkeypatch):
+    change = change_left_running(lock_dir, 1.0, monkeypatch)
     (tmp_path / ".foobar-stage-0a1b2c").mkdir()  # what that change uses: not cleared under it
     started = time.monotonic()
     lock = HostLock(ShellRemote(tmp_path), "run-2").acquire()
@@ -346,7 +361,7 @@ def test_a_change_that_outlived_its_run_ends_before_the_next_run_takes_the_host(
 
 def test_a_change_still_running_after_the_wait_refuses_the_run_and_frees_the_lock(tmp_path, lock_dir, monkeypatch):
     monkeypatch.setattr(runlock, "CHANGE_WAIT", 1)
-    change = change_left_running(lock_dir, 4.0)
+    change = change_left_running(lock_dir, 4.0, monkeypatch)
     (tmp_path / ".foobar-stage-0a1b2c").mkdir()
     try:
         with pytest.raises(ChangeRunning) as refused:
@@ -357,9 +372,31 @@ def test_a_change_still_running_after_the_wait_refuses_the_run_and_frees_the_loc
         )
         assert isinstance(refused.value, RunLocked)  # the whole run stops, as for a lock held
         assert (tmp_path / ".foobar-stage-0a1b2c").exists()  # nothing was cleared
-        assert not (lock_dir / "web-01" / "run.holder").exists()  # and the lock is free again
+        assert not (lock_dir / "web-01" / "run.holder").exists() and run_lock_free(lock_dir)  # free again
     finally:
-        change.kill()
+        change.wait()
+
+
+def test_a_change_running_is_never_a_reason_to_take_over_a_dead_holders_lock(tmp_path, monkeypatch):
+    dead = Holder("run-0", machine=HERE, pid=2**22 + 7, shell=4321)
+    assert dead.is_dead_here()
+    lock = HostLock(ShellRemote(tmp_path), "run-2")
+    ended = []
+    monkeypatch.setattr(lock, "_acquire", lambda clean=True: (_ for _ in ()).throw(ChangeRunning("web-01", dead)))
+    monkeypatch.setattr(lock, "_end_shell", ended.append)
+    with pytest.raises(ChangeRunning):
+        lock.acquire()
+    assert ended == []  # refused at once: not a second wait after ending a shell
+
+
+def test_a_run_taking_its_lock_again_does_not_wait_for_its_own_change(tmp_path, lock_dir, monkeypatch):
+    change = change_left_running(lock_dir, 3.0, monkeypatch)
+    try:
+        started = time.monotonic()
+        lock = HostLock(ShellRemote(tmp_path), "run-1")._acquire(clean=False)
+        assert time.monotonic() - started < 2.0 and lock.held  # its outcome is read back later
+        lock.release()
+    finally:
         change.wait()
 
 

@@ -298,6 +298,22 @@ def test_a_lock_that_cannot_be_taken_again_fails_the_reconnection(inv, conns):
     remote.relock = taken
     with pytest.raises(ConnectionFailed, match="meanwhile web-01: locked by run X"):
         remote.open()
+    # the new connection is not kept: a later command does not run there without the lock
+    assert remote.conn is None and conns.opened[1].closed == 1
+    with pytest.raises(ConnectionFailed, match="locked by run X"):
+        remote.run("systemctl reload haproxy")
+    assert all(c.commands == [] for c in conns.opened)
+
+
+def test_stdout_is_masked_unless_the_caller_masks_it_later(inv, conns, monkeypatch):
+    monkeypatch.setenv("FOOBAR_TEST_SSH_MASK", "s3cr3t-in-output")
+    Secret("env:FOOBAR_TEST_SSH_MASK").reveal()
+    answer = Result(stdout="got s3cr3t-in-output", stderr="err s3cr3t-in-output", exited=0)
+    conns.next.append(FakeConn([answer, answer]))
+    remote = ssh.Remote(inv.host("web-01"), inv)
+    masked, raw = remote.run("cat x"), remote.run("cat x", mask=False)
+    assert masked.stdout == "got ********" and raw.stdout == "got s3cr3t-in-output"
+    assert raw.stderr == masked.stderr == "err ********"  # stderr: always
 
 
 def test_a_command_that_times_out_on_a_host_that_no_longer_answers_is_unreachable(inv, conns):
@@ -379,8 +395,12 @@ def test_the_bytes_a_connection_moved_are_counted_both_ways_and_kept_after_it_cl
         remote = ssh.Remote(inv.hosts["web-01"])
         remote.conn = conn
         assert remote.ssh_bytes == 3500
-        remote._forget()  # lost: its count stays
+        remote._forget()  # dropped: its count stays
         assert remote.conn is None and remote.ssh_bytes == 3500
+        remote.conn, remote._bytes_seen = conn, 3500  # as of its last command ...
+        client.close()  # ... then the link died and paramiko closed the socket
+        remote._forget()
+        assert remote.ssh_bytes == 7000
         remote.conn = SimpleNamespace(transport=SimpleNamespace(sock=paramiko.Channel(1)))  # through a hop
         assert remote.ssh_bytes is None  # cannot be measured
     finally:

@@ -5,6 +5,7 @@ to a callback (the journal) as soon as it is known."""
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import gzip
 import hashlib
@@ -52,22 +53,40 @@ def packed(script: str) -> str:
     payload = base64.b64encode(gzip.compress(script.encode(), 9)).decode()
     # one program (sudo runs it all); its output comes back compressed and in one piece (see
     # unpacked_output), not as hundreds of small SSH packets, one per printf, that would cost
-    # several times its size
-    return cmd("sh", "-c", f"echo {payload} | base64 -d | gzip -dc | sh | gzip -1 | base64 -w 0")
+    # several times its size; the script's exit status rides at the end of it (the pipeline's own
+    # is base64's)
+    return cmd(
+        "sh",
+        "-c",
+        f"echo {payload} | base64 -d | gzip -dc | {{ sh; printf '\\n@@FBO-EXIT %d\\n' $?; }} | gzip -1 | base64 -w 0",
+    )
 
 
-def unpacked_output(text: str) -> str:
-    """Return what a packed script printed (its output travels gzipped and base64-encoded); as
-    much as arrived when it was cut short."""
+_EXIT = re.compile(r"\n@@FBO-EXIT (\d+)\n\Z")
+
+
+def is_packed(line: str) -> bool:
+    """True when a command line from packed() sends its output back compressed."""
+    return line.endswith("base64 -w 0'")
+
+
+def unpacked_output(text: str) -> tuple[str, int | None]:
+    """Return what a packed script printed (its output travels gzipped and base64-encoded) and
+    its exit status; when it was cut short, as much as arrived and None."""
+    clean = text.strip()
     try:
-        data = base64.b64decode(text.strip() + "=" * (-len(text.strip()) % 4), validate=False)
-    except ValueError:
-        return ""
+        data = base64.b64decode(clean[: len(clean) // 4 * 4])
+    except (ValueError, binascii.Error):
+        return "", None
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        return (inflate.decompress(data) + inflate.flush()).decode(errors="replace")
+        out = (inflate.decompress(data) + inflate.flush()).decode(errors="replace")
     except zlib.error:
-        return ""
+        return "", None
+    found = _EXIT.search(out)
+    if found is None:
+        return out, None
+    return out[: found.start()], int(found.group(1))
 
 
 def apply_section(token: str, body: str) -> str:
@@ -198,9 +217,15 @@ class HostApply:
             head += "rm -f " + " ".join(f"{OUTCOMES}/apply.{t}.*" for t in self._read) + "\n"
             self._read = []
         line = packed(head + script)
-        out = self.remote.run(line, sudo=self.become)
-        if line.endswith("base64 -w 0'"):  # a packed script: its output travelled compressed
-            out.stdout = mask_known(unpacked_output(out.stdout))
+        compressed = is_packed(line)
+        out = self.remote.run(line, sudo=self.become, mask=not compressed)  # masked once readable
+        if compressed:
+            text, code = unpacked_output(out.stdout)
+            out.stdout = mask_known(text)
+            if out.ok and code is None:
+                out.outcome, out.exit_code, out.error = "failed", None, "its output came back incomplete"
+            elif out.ok and code != 0:
+                out.outcome, out.exit_code, out.error = "failed", code, f"exit code {code}"
         return out
 
     def _gather(self, states: Sequence[State[Any]], prefix: str = "") -> dict[str, tuple[str, int]]:
