@@ -9,6 +9,7 @@ import signal
 import sys
 
 from ..core import interrupts
+from ..core.engine.phases import LOCK_WAIT_ENV
 from ..core.errors import FoobarOpsError
 from ..core.secrets import mask_known
 from .parser import build_parser
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(__doc__).parse_args(argv)
     args.command_line = "foobar-ops " + shlex.join(argv)  # what the journal records as the command
     if getattr(args, "wait", None) is not None:
-        os.environ["FOOBAR_OPS_LOCK_WAIT"] = str(args.wait)
+        os.environ[LOCK_WAIT_ENV] = str(args.wait)
     from .commands import HANDLERS
 
     # SIGTERM (a cancelled CI job, systemd stopping a unit, `kill`) ends a run as Ctrl-C does: what

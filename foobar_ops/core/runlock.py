@@ -29,7 +29,8 @@ from typing import Any
 from .errors import ConnectionFailed, FoobarOpsError, SudoError
 from .onhost import CHANGE_WAIT, CHANGES_LOCK_NAME, LOCK_DIR, OUTCOMES
 from .secrets import mask_known
-from .ssh import Remote
+from .shell import cmd
+from .ssh import Remote, sudo_password
 
 __all__ = ["LOCK_DIR", "RunLocked", "HostLock", "Holder", "locked"]
 
@@ -198,12 +199,13 @@ class HostLock:
         timeout = float(host.ssh.connect_timeout) + self.wait + 10
         script = _script(self._info(), self.wait, clean)
         sudo = host.user != "root"
-        line = shlex.join(["sudo", "-S", "-p", "", "-H", "--", "sh", "-c", script]) if sudo else script
+        password = sudo_password(host) if sudo else None  # none set: a clear error, not a wait
+        line = cmd("sudo", "-S", "-p", "", "-H", "--", "sh", "-c", script) if sudo else script
         channel = conn.transport.open_session(timeout=float(host.ssh.connect_timeout))
         channel.settimeout(timeout)
         channel.exec_command(line)
-        if sudo and host.sudo_password is not None:
-            channel.sendall((host.sudo_password.reveal() + "\n").encode())
+        if password is not None:
+            channel.sendall((password + "\n").encode())
         started = time.monotonic()
         out, err = b"", b""
         waiting = False
@@ -252,12 +254,20 @@ class HostLock:
 
     def reacquire(self) -> None:
         """Take the lock again on a new connection (the old one, and the lock with it, was lost);
-        a ConnectionFailed when another run took it meanwhile: this run must not go on there."""
+        a ConnectionFailed when another run took it meanwhile: this run must not go on there. A
+        shell of this run's own that still holds it (the host has not noticed the lost
+        connection yet) is ended first."""
         self._channel = None
         try:
             self._acquire(clean=False)
         except RunLocked as err:
-            raise ConnectionFailed(self.host, f"the connection was lost, and meanwhile {err}") from None
+            held, me = err.holder, (self.run_id, socket.gethostname(), os.getpid())
+            if held is None or (held.run, held.machine, held.pid) != me or held.shell <= 0:
+                raise ConnectionFailed(self.host, f"the connection was lost, and meanwhile {err}") from None
+            # the host has not noticed yet that the old connection is gone: its shell still holds
+            # this run's lock; end it and take the lock again
+            self._end_shell(held.shell)
+            self._acquire(clean=False)
 
     @property
     def held(self) -> bool:

@@ -325,14 +325,7 @@ class Remote:
         )
 
     def _sudo_password(self) -> str:
-        secret = self.host.sudo_password
-        if secret is None:
-            raise SudoError(
-                self.host.name,
-                "sudo needs a password but the inventory sets no "
-                "sudo_password for this host (use env:NAME or file:PATH)",
-            )
-        return secret.reveal()
+        return sudo_password(self.host)
 
     def close(self) -> None:
         """Close the connection (and its gateway hops)."""
@@ -340,6 +333,17 @@ class Remote:
             conn = self.conn
             self._forget()
             conn.close()
+
+
+def sudo_password(host: Any) -> str:
+    """Return the host's sudo password; SudoError naming the missing setting when it has none."""
+    secret = host.sudo_password
+    if secret is None:
+        raise SudoError(
+            host.name,
+            "sudo needs a password but the inventory sets no sudo_password for this host (use env:NAME or file:PATH)",
+        )
+    return str(secret.reveal())
 
 
 def _as_is(text: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ..core.errors import ConnectionFailed, FoobarOpsError
+from ..core.errors import AuthError, ConnectionFailed, FoobarOpsError, HostKeyError
 from ..core.journal import Journal
 from ..core.result import Result, Status
 from ..core.shell import cmd
@@ -49,15 +49,6 @@ def parse_stat(text: str) -> list[Row]:
 def is_up(row: Row) -> bool:
     """Return True when a server row takes traffic: UP, or UP while its checks settle ("UP 1/2")."""
     return str(row["status"]).startswith("UP")
-
-
-def others_up(servers: dict[str, Row], server: str) -> list[str]:
-    """Return the servers other than `server` that take traffic.
-
-    servers: name -> stat row (HAProxy.servers()).
-    server: the one left out.
-    """
-    return [n for n, r in servers.items() if n != server and is_up(r)]
 
 
 def server_result(
@@ -168,7 +159,8 @@ class HAProxy:
         there, so two runs never both see the other server UP and both take theirs out): a drain
         or maint is refused when no other server is UP. A drain made by a run carries a mark on
         the load balancer (mark: the run id) so that the next run can put it back if this one dies;
-        ready removes any mark."""
+        any change without a mark (ready, an operator's drain or maint) removes it, and so does
+        asking for a server the backend no longer has."""
         started = time.perf_counter()
         out = self.command_script(_state_script(self.socket, backend, server, state, mark))
         line = out.strip().splitlines()[-1] if out.strip() else ""
@@ -199,8 +191,9 @@ class HAProxy:
         line = cmd("sh", "-c", script)
         try:
             return self.remote.run(line, sudo=self.host.user != "root")
-        except ConnectionFailed:
-            self.remote.close()
+        except (HostKeyError, AuthError):
+            raise  # trying again changes nothing
+        except ConnectionFailed:  # the Remote dropped the lost connection: the next run opens one
             return self.remote.run(line, sudo=self.host.user != "root")
 
     def marks(self, backend: str = BACKEND) -> dict[str, dict[str, Any]]:
@@ -290,19 +283,6 @@ class HAProxy:
             lambda rows: f"{backend}/{server} is {rows[server]['status']}, not UP, {timeout:g} s after it came back",
         )
 
-    def wait_others_up(self, server: str, backend: str = BACKEND, timeout: float = 5) -> bool:
-        """Wait until a server other than `server` takes traffic; return False when none did in time.
-
-        server: the server left out.
-        backend: backend name.
-        timeout: seconds to wait (a server may still be rising, e.g. just after a reload).
-        """
-        try:
-            self._wait(backend, lambda rows: others_up(rows, server), timeout, 0.5, lambda rows: "")
-            return True
-        except LBError:
-            return False
-
     def wait_all_up(self, backend: str = BACKEND, timeout: float = 30) -> dict[str, str]:
         """Wait until every server of the backend is UP; return their statuses (also on timeout).
 
@@ -355,14 +335,13 @@ def _state_script(socket: str, backend: str, server: str, state: str, mark: str 
     """
     api = f"socat -t 5 stdio {cmd('unix-connect:' + socket)}"
     mark_file = f"{MARKS}/{backend}.{server}"
-    if state == "ready":
-        after = f"rm -f {cmd(mark_file)}"
-    elif mark:
+    unmark = f"rm -f {cmd(mark_file)}"
+    if mark:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = json.dumps({"backend": backend, "server": server, "state": state, "run": mark, "at": stamp})
         after = f"mkdir -p {cmd(MARKS)} && printf '%s\\n' {cmd(body)} > {cmd(mark_file)}"
-    else:
-        after = "true"
+    else:  # ready, or an operator's drain/maint: the server's state is nobody's left-over any more
+        after = unmark
     checks_others = "1" if state in ("drain", "maint") else "0"
     awk = (
         'NR==1 { sub(/^# /, ""); for (i = 1; i <= NF; i++) if ($i == "status") col = i; next } '
@@ -377,7 +356,8 @@ def _state_script(socket: str, backend: str, server: str, state: str, mark: str 
             f"stat=$(echo 'show stat' | {api}) || exit 9",  # the runtime API cannot be reached: an error
             f"v=$(printf '%s\\n' \"$stat\" | awk -F, -v b={cmd(backend)} -v s={cmd(server)} -v o={checks_others} "
             f"{cmd(awk)})",
-            'case "$v" in GO*) ;; *) echo "$v"; exit 0;; esac',
+            # a mark for a server the backend no longer has can never be put back: it goes
+            f'case "$v" in GO*) ;; UNKNOWN*) {unmark}; echo "$v"; exit 0;; *) echo "$v"; exit 0;; esac',
             "before=${v#GO }",
             f"a=$(echo {cmd(f'set server {backend}/{server} state {state}')} | {api}) || exit 9",
             'if [ -n "$(printf %s "$a" | tr -d "[:space:]")" ]; then',

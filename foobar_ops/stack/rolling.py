@@ -11,7 +11,6 @@ from typing import Any
 
 from ..core.engine import Phase
 from ..core.engine.phases import current_run
-from ..core.errors import ConnectionFailed
 from ..core.result import Result, Status
 from ..core.states import State
 from .lb import HAProxy, LBError, is_up, server_result
@@ -210,15 +209,11 @@ def _drain_change_ready(lb: HAProxy, host: Any, emit: Emit, timeout: float, star
 def _put_back_after(lb: HAProxy, host: Any, err: BaseException | None) -> None:
     """Ready the server. After an interrupt, on a fresh connection (the one the interrupt hit may
     be mid-command) unless it is the run's own, shared one (the run's lock on the load balancer
-    rides on it; the command gets a new channel of it); a cut connection is tried once more,
-    afresh."""
+    rides on it; the command gets a new channel of it). A cut connection is tried again by the
+    load balancer's own runtime API (HAProxy._run)."""
     if isinstance(err, KeyboardInterrupt):
         lb.close()
-    try:
-        lb.ready(host.name, BACKEND)
-    except ConnectionFailed:
-        lb.close()
-        lb.ready(host.name, BACKEND)
+    lb.ready(host.name, BACKEND)
 
 
 def _safe_emit(emit: Emit, result: Result) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from foobar_ops.core.engine.host import section
+from foobar_ops.core.engine.host import is_packed, section
 from foobar_ops.core.errors import ConnectionFailed
 from foobar_ops.core.facts import Fact, FileFact
 from foobar_ops.core.runlock import HostLock
@@ -375,11 +375,6 @@ class FakeRemote:
 
     def bodies(self, tag: str) -> list[str]:
         return [body for script in self.scripts for t, body in parse(script).parts if t == tag]
-
-
-def is_packed(command: str) -> bool:
-    """Whether a command line from engine.packed() sends its output back compressed."""
-    return command.endswith("base64 -w 0'")
 
 
 def packed_output(out: FakeOutcome) -> FakeOutcome:

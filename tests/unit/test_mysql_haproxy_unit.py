@@ -23,7 +23,7 @@ import pytest
 
 from foobar_ops import states as s
 from foobar_ops.core import journal as records
-from foobar_ops.core.errors import FactError
+from foobar_ops.core.errors import AuthError, ConnectionFailed, FactError, HostKeyError
 from foobar_ops.core.facts import Account, SQLRows
 from foobar_ops.core.journal import Journal
 from foobar_ops.core.result import Status
@@ -748,10 +748,63 @@ def test_a_drain_by_a_run_is_marked_and_ready_removes_the_mark(haproxy, lb_files
     assert not (lb_files.marks / "bk_web.web-01").exists() and lb.marks() == {}
 
 
+@pytest.mark.parametrize(
+    "errors, tries, fails",
+    [
+        ([ConnectionFailed("lb-01", "Connection reset by peer")], 2, False),  # cut once: sent again
+        ([ConnectionFailed("lb-01", "reset"), ConnectionFailed("lb-01", "No route to host")], 2, True),
+        ([AuthError("lb-01", "the host refused the login")], 1, True),  # trying again changes nothing
+        ([HostKeyError("lb-01", "the host key changed")], 1, True),
+    ],
+)
+def test_a_runtime_step_cut_off_is_sent_once_more_and_only_then(haproxy, errors, tries, fails):
+    lb, remote = haproxy({"web-01": "DRAIN", "web-02": "UP"})
+    pending, real_run, sent = list(errors), remote.run, []
+
+    def run(command, **kw):
+        sent.append(command)
+        if pending:
+            raise pending.pop(0)
+        return real_run(command, **kw)
+
+    remote.run = run
+    if fails:
+        with pytest.raises(ConnectionFailed):
+            lb.ready("web-01")
+        assert remote.status["web-01"] == "DRAIN"
+    else:
+        lb.ready("web-01")
+        assert remote.status["web-01"] == "UP"
+    assert len(sent) == tries
+
+
 def test_a_drain_without_a_mark_is_an_operators_and_leaves_none(haproxy, lb_files):
     lb, remote = haproxy({"web-01": "UP", "web-02": "UP"})
     lb.drain("web-01", timeout=1, poll=0.01)
     assert remote.status["web-01"] == "DRAIN" and lb.marks() == {}
+
+
+@pytest.mark.parametrize("how", ["maint", "drain"])
+def test_an_operators_change_after_a_dead_runs_drain_makes_the_state_the_operators(haproxy, lb_files, how):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "UP"})
+    lb.drain("web-01", timeout=1, poll=0.01, mark="20260101-090000-dead01")  # the run then died
+    assert set(lb.marks()) == {"web-01"}
+    remote.status["web-01"] = "UP"  # (any state: the operator now takes the server out by hand)
+    if how == "maint":
+        lb.maint("web-01")
+    else:
+        lb.drain("web-01", timeout=1, poll=0.01)
+    assert lb.marks() == {}  # the next run will not put it back over the operator's choice
+
+
+def test_a_mark_for_a_server_the_backend_no_longer_has_goes_when_asked_for(haproxy, lb_files):
+    lb, remote = haproxy({"web-01": "UP", "web-02": "UP"})
+    lb_files.marks.mkdir(parents=True)
+    gone = {"backend": "bk_web", "server": "web-09", "state": "drain", "run": "r1", "at": "2026-01-01T09:00:00Z"}
+    (lb_files.marks / "bk_web.web-09").write_text(json.dumps(gone) + "\n")
+    with pytest.raises(LBError, match="has no server 'web-09'"):
+        lb.ready("web-09")
+    assert lb.marks() == {} and remote.sets == []  # reported once, never again
 
 
 def test_marks_lists_this_backends_marks_only(haproxy, lb_files):

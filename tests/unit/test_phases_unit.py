@@ -320,8 +320,13 @@ def test_a_run_locks_every_targeted_host_and_the_hosts_its_phases_act_on(world):
 
 def test_the_lock_is_held_while_the_phases_run(world):
     seen = []
-    run(world, only(FIRST), on_result=lambda r: seen.append(world.locks.open))
-    assert seen == [1, 1, 1]
+    run(
+        world,
+        only(FIRST),
+        on_result=lambda r: seen.append(sorted(n for n, k in world.locks.held.items() if not k.released)),
+    )
+    assert seen == [["web-01", "web-02", "web-03"]] * 3  # every host's lock, none let go yet
+    assert all(k.released for k in world.locks.held.values())  # then let go
 
 
 @pytest.mark.parametrize("given, env, wait", [(7, None, 7.0), (None, "2.5", 2.5), (None, None, 0.0), (-3, None, 0.0)])

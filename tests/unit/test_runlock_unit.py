@@ -158,18 +158,20 @@ class ShellChannel:
     def recv_ready(self):
         return bool(self.out)
 
-    def recv(self, n):
-        data = bytes(self.out[:n])
-        del self.out[:n]
+    @staticmethod
+    def _take(buffer, n):
+        data = bytes(buffer[:n])
+        del buffer[:n]
         return data
+
+    def recv(self, n):
+        return self._take(self.out, n)
 
     def recv_stderr_ready(self):
         return bool(self.err)
 
     def recv_stderr(self, n):
-        data = bytes(self.err[:n])
-        del self.err[:n]
-        return data
+        return self._take(self.err, n)
 
     def exit_status_ready(self):
         # as over SSH, the exit status comes after all of the output
@@ -410,6 +412,27 @@ def test_the_lock_is_taken_again_after_a_lost_connection_unless_another_run_took
     lock.reacquire()
     assert lock.held and holder_in(lock_dir).run == "run-1"
     lock.release()
+
+
+def test_a_lock_still_held_by_this_runs_old_connection_is_taken_again(tmp_path, lock_dir):
+    lock = HostLock(ShellRemote(tmp_path), "run-1").acquire()
+    old = lock._channel
+    lock._channel = None  # the link went, but the host has not noticed: its shell still holds the lock
+    assert old.proc.poll() is None and not run_lock_free(lock_dir)
+    lock.reacquire()
+    assert lock.held and lock._channel is not old and holder_in(lock_dir).run == "run-1"
+    assert old.proc.wait(timeout=5) is not None  # the old holding shell was ended
+    lock.release()
+    assert run_lock_free(lock_dir)
+
+
+def test_a_host_without_a_sudo_password_is_a_sudo_error_at_once(tmp_path, lock_dir):
+    remote = SudoRefuses(tmp_path, user="ops")
+    remote.host.sudo_password = None
+    started = time.monotonic()
+    with pytest.raises(SudoError, match="sudo needs a password but the inventory sets no sudo_password"):
+        HostLock(remote, "run-1").acquire()
+    assert time.monotonic() - started < 1  # not a wait for an answer that cannot come
 
 
 class SudoRefuses(ShellRemote):

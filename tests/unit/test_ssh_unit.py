@@ -406,3 +406,16 @@ def test_the_bytes_a_connection_moved_are_counted_both_ways_and_kept_after_it_cl
     finally:
         for sock in (client, peer, server):
             sock.close()
+
+
+def test_a_runs_connection_is_shared_within_the_run_and_left_to_the_run_to_close(inv, conns):
+    lb = inv.host("lb-01")
+    mine, owned = ssh.remote_for(lb, inv)
+    assert owned and mine.host is lb  # outside a run: a connection of its own, to close
+    run = {"lb-01": ssh.Remote(lb, inv)}
+    with ssh.sharing(run):
+        shared, owned = ssh.remote_for(lb, inv)
+        assert shared is run["lb-01"] and not owned
+        other, owned = ssh.remote_for(inv.host("web-01"), inv)
+        assert owned and other is not run.get("web-01")  # a host the run holds no connection to
+    assert ssh.remote_for(lb, inv)[1]  # after the run: not shared any more
