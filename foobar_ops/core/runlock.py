@@ -127,7 +127,11 @@ def _script(info: str, wait: float, clean: bool = True) -> str:
     return "\n".join(
         [
             f"umask 077; mkdir -p {d}; exec 9>>{d}/run.lock",
-            f"if ! flock -w {wait:g} 9; then printf 'BUSY %s\\n' \"$(cat {d}/run.holder 2>/dev/null)\"; exit 3; fi",
+            # held: by a run that has just taken it (its details not written yet) or is just letting
+            # it go, look again for up to 3 s, so the refusal names the holder or the lock is taken
+            f"if ! flock -w {wait:g} 9; then got=; i=0; while [ $i -lt 30 ] && [ ! -s {d}/run.holder ]; do "
+            "if flock -n 9; then got=1; break; fi; sleep 0.1; i=$((i+1)); done; "
+            f'[ -n "$got" ] || {{ printf \'BUSY %s\\n\' "$(cat {d}/run.holder 2>/dev/null)"; exit 3; }}; fi',
             f"[ -s {d}/run.holder ] && printf 'STALE %s\\n' \"$(cat {d}/run.holder)\"",
             f'printf \'%s\\n\' {shlex.quote(info)} | sed "s/\\"shell\\": 0/\\"shell\\": $$/" > {d}/run.holder',
             settle,

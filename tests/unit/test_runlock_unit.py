@@ -84,10 +84,9 @@ def test_run_locked_names_the_holder_and_says_nothing_changed():
 
 @pytest.mark.parametrize("wait, flag", [(0, "flock -w 0 9"), (30.0, "flock -w 30 9"), (2.5, "flock -w 2.5 9")])
 def test_the_script_waits_as_long_as_asked_for_the_lock(wait, flag):
-    script = runlock._script('{"run": "r1"}', wait)
-    assert f"if ! {flag}; then printf 'BUSY %s\\n' \"$(cat /run/foobar-ops/run.holder 2>/dev/null)\"; exit 3; fi" in (
-        script.splitlines()
-    )
+    line = runlock._script('{"run": "r1"}', wait).splitlines()[1]
+    assert line.startswith(f"if ! {flag}; then ")
+    assert line.endswith("{ printf 'BUSY %s\\n' \"$(cat /run/foobar-ops/run.holder 2>/dev/null)\"; exit 3; }; fi")
 
 
 def test_the_script_holds_the_lock_in_its_shell_only_until_the_channel_closes():
@@ -271,6 +270,55 @@ def test_a_run_may_wait_for_the_lock(tmp_path, lock_dir):
     second = HostLock(ShellRemote(tmp_path), "run-2", wait=10).acquire()
     assert time.monotonic() - started >= 0.4 and holder_in(lock_dir).run == "run-2"
     second.release()
+
+
+def held_without_details(lock_dir, host="web-01") -> subprocess.Popen:
+    """A run's holding shell caught between taking the lock and writing who it is."""
+    where = lock_dir / host
+    where.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(["/bin/sh", "-c", f"exec 9>>{where}/run.lock; flock 9; exec sleep 30"])
+    deadline = time.monotonic() + 5
+    while run_lock_free(lock_dir, host) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
+def test_a_run_refused_while_the_holder_is_still_writing_its_details_names_it(tmp_path, lock_dir):
+    holding = held_without_details(lock_dir)
+    info = json.dumps({"run": "run-1", "machine": "ctl-9", "pid": 7, "shell": holding.pid})
+    threading.Timer(0.5, lambda: (lock_dir / "web-01" / "run.holder").write_text(info + "\n")).start()
+    try:
+        with pytest.raises(RunLocked) as refused:
+            HostLock(ShellRemote(tmp_path), "run-2").acquire()
+        assert refused.value.holder is not None and refused.value.holder.run == "run-1"
+        assert "web-01 is locked by run run-1" in str(refused.value)
+    finally:
+        holding.kill()
+        holding.wait()
+
+
+def test_a_lock_let_go_while_refusing_without_details_is_taken(tmp_path, lock_dir):
+    holding = held_without_details(lock_dir)  # a holder that has just removed its details, ending
+    threading.Timer(0.5, holding.kill).start()
+    started = time.monotonic()
+    lock = HostLock(ShellRemote(tmp_path), "run-2").acquire()  # no waiting asked for: it was ending
+    try:
+        assert 0.4 <= time.monotonic() - started < 3 and holder_in(lock_dir).run == "run-2"
+    finally:
+        lock.release()
+        holding.wait()
+
+
+def test_a_holder_that_never_writes_its_details_is_still_refused_within_seconds(tmp_path, lock_dir):
+    holding = held_without_details(lock_dir)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RunLocked, match="another run \\(it left no details\\)"):
+            HostLock(ShellRemote(tmp_path), "run-2").acquire()
+        assert time.monotonic() - started < 5
+    finally:
+        holding.kill()
+        holding.wait()
 
 
 def test_details_left_by_a_run_that_ended_without_removing_them_are_noted(tmp_path, lock_dir):
