@@ -45,6 +45,7 @@ def _common(
         p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
         p.add_argument(
             "--wait",
+            dest="lock_wait",
             type=float,
             metavar="SECONDS",
             help="when another run holds a host's lock, wait this long for it (default: refuse at once, "

@@ -107,7 +107,24 @@ def test_wait_is_how_long_a_run_waits_for_a_hosts_lock(monkeypatch):
     monkeypatch.setitem(commands.HANDLERS, "apply", lambda args: seen.append(os.environ.get("FOOBAR_OPS_LOCK_WAIT")))
     main(["apply", "-i", "inv.yml", "--test"])
     main(["apply", "-i", "inv.yml", "--wait", "90"])
-    assert seen == [None, "90.0"]
+    main(["apply", "-i", "inv.yml"])  # the wait was for that command only
+    assert seen == [None, "90.0", None] and "FOOBAR_OPS_LOCK_WAIT" not in os.environ
+    monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", "5")  # the user's own setting: used, and kept
+    main(["apply", "-i", "inv.yml"])
+    main(["apply", "-i", "inv.yml", "--wait", "90"])
+    assert seen[3:] == ["5", "90.0"] and os.environ["FOOBAR_OPS_LOCK_WAIT"] == "5"
+
+
+def test_verifys_wait_for_servers_up_is_not_a_lock_wait(monkeypatch):
+    from foobar_ops.cli import commands
+    from foobar_ops.cli.main import main
+
+    seen = []
+    monkeypatch.setitem(
+        commands.HANDLERS, "verify", lambda args: seen.append((args.wait, os.environ.get("FOOBAR_OPS_LOCK_WAIT")))
+    )
+    main(["verify", "-i", "inv.yml", "--wait", "7"])
+    assert seen == [(7.0, None)]
 
 
 @pytest.mark.parametrize("ok", [True, False])
