@@ -22,13 +22,17 @@ from .topology import BACKEND, STATS_SOCKET, lb_host
 MARKS = "/var/lib/foobar-ops/drains"  # on the load balancer: drains made by runs, one file each
 STATE_LOCK = "/run/foobar-ops/lb-state.lock"  # serializes admin state changes on the load balancer
 
-__all__ = ["HAProxy", "LBError", "parse_stat", "server_result"]
+__all__ = ["HAProxy", "LBError", "LastServerUp", "parse_stat", "server_result"]
 
 Row = dict[str, Any]
 
 
 class LBError(FoobarOpsError):
     """The runtime API refused or failed (unknown server, last UP server, drain timeout)."""
+
+
+class LastServerUp(LBError):
+    """A drain or maint refused: no other server of the backend is UP."""
 
 
 def parse_stat(text: str) -> list[Row]:
@@ -168,7 +172,7 @@ class HAProxy:
         if verdict == "UNKNOWN":
             raise LBError(f"backend {backend} has no server {server!r} (servers: {', '.join(rest.split())})")
         if verdict == "LAST":
-            raise LBError(f"refusing to {state} {backend}/{server}: it is the last server that is UP")
+            raise LastServerUp(f"refusing to {state} {backend}/{server}: it is the last server that is UP")
         if verdict not in ("OK", "REFUSED"):
             raise LBError(
                 f"{self.host.name}: unexpected answer to `set server {backend}/{server}`: {out.strip()[-300:]}"

@@ -13,7 +13,7 @@ from ..core.engine import Phase
 from ..core.engine.phases import current_run
 from ..core.result import Result, Status
 from ..core.states import State
-from .lb import HAProxy, LBError, is_up, server_result
+from .lb import HAProxy, LastServerUp, LBError, is_up, server_result
 from .topology import BACKEND, lb_host
 
 ANOTHER_UP_WAIT = 5.0  # seconds to wait for another server that is rising (e.g. just after a reload)
@@ -161,11 +161,9 @@ def _drain(lb: HAProxy, host: Any, timeout: float) -> float | None:
     while True:
         try:
             return lb.drain(host.name, BACKEND, timeout=timeout, mark=current_run.get() or "a run")
-        except LBError as err:
-            if "last server that is UP" not in str(err) or time.monotonic() > deadline:
-                if "last server that is UP" in str(err):
-                    return None
-                raise
+        except LastServerUp:
+            if time.monotonic() > deadline:
+                return None
         time.sleep(0.5)
 
 

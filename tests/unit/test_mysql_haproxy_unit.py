@@ -33,7 +33,7 @@ from foobar_ops.core.states.base import StateError
 from foobar_ops.core.states.mysql import native_hash
 from foobar_ops.stack import lb as lb_mod
 from foobar_ops.stack import load_inventory
-from foobar_ops.stack.lb import HAProxy, LBError, parse_stat, server_result
+from foobar_ops.stack.lb import HAProxy, LastServerUp, LBError, parse_stat, server_result
 from foobar_ops.stack.topology import BACKEND, STATS_SOCKET
 from foobar_ops.stack.verify import summary_line
 
@@ -597,7 +597,7 @@ def test_servers_of_the_backend(haproxy):
 @pytest.mark.parametrize("other", ["DOWN", "MAINT", "DRAIN", "NOLB"])
 def test_maint_of_the_last_up_server_is_refused(haproxy, other):
     lb, remote = haproxy({"web-01": "UP", "web-02": other})
-    with pytest.raises(LBError, match="refusing to maint bk_web/web-01: it is the last server that is UP"):
+    with pytest.raises(LastServerUp, match="refusing to maint bk_web/web-01: it is the last server that is UP"):
         lb.maint("web-01")
     assert remote.sets == [] and remote.status == {"web-01": "UP", "web-02": other}
     assert lb._journal.runs().empty
@@ -605,7 +605,7 @@ def test_maint_of_the_last_up_server_is_refused(haproxy, other):
 
 def test_drain_of_the_last_up_server_is_refused(haproxy, lb_files):
     lb, remote = haproxy({"web-01": "DOWN", "web-02": "UP"})
-    with pytest.raises(LBError, match="refusing to drain bk_web/web-02"):
+    with pytest.raises(LastServerUp, match="refusing to drain bk_web/web-02"):
         lb.drain("web-02", timeout=0.05, poll=0.01, mark="20260101-090000-abc123")
     assert remote.sets == []
     assert not lb_files.marks.exists()  # refused: nothing marked
@@ -613,7 +613,7 @@ def test_drain_of_the_last_up_server_is_refused(haproxy, lb_files):
 
 def test_a_server_of_another_backend_does_not_count_as_up(haproxy):
     lb, remote = haproxy({"web-01": "UP", "web-02": "DOWN"}, others=[server_line("web-02", "UP", 0, "bk_api")])
-    with pytest.raises(LBError, match="last server that is UP"):
+    with pytest.raises(LastServerUp, match="last server that is UP"):
         lb.drain("web-01", timeout=0.05, poll=0.01)
     assert remote.sets == []
 

@@ -18,7 +18,7 @@ from foobar_ops.core.journal import Journal
 from foobar_ops.core.result import Status
 from foobar_ops.stack import lb as haproxy
 from foobar_ops.stack import rolling
-from foobar_ops.stack.lb import LBError
+from foobar_ops.stack.lb import LastServerUp, LBError
 from tests.unit.fakes import FakeRemote, guards
 
 INV = SimpleNamespace(
@@ -78,7 +78,7 @@ class FakeLB:
             FakeLB.calls.append(("refused", server))
             if FakeLB.on_refusal:
                 FakeLB.on_refusal()
-            raise LBError(f"refusing to drain bk_web/{server}: it is the last server that is UP")
+            raise LastServerUp(f"refusing to drain bk_web/{server}: it is the last server that is UP")
         FakeLB.status[server] = "DRAIN"
         if mark:
             FakeLB.marked[server] = {"backend": backend, "server": server, "state": "drain", "run": mark}
