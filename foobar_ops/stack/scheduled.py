@@ -21,7 +21,7 @@ from ..core.states import State
 from . import loadtest as lt
 from .roles.base import template
 from .roles.loadgen import RUNNER, RUNS
-from .topology import db_hosts, db_primary, domain, lb_host, ports, read_weight
+from .topology import db_hosts, db_primary, domain, lb_host, ports, read_weight, web_weight
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 _EVERY = re.compile(r"^\d+(s|m|min|h|d)$")
@@ -166,7 +166,7 @@ def collect(inventory: Any, margin: float = MARGIN) -> list[lt.LoadTest]:
     margin: the share by which p95 may rise, or throughput fall, against the baseline.
     """
     out: list[lt.LoadTest] = []
-    weights = {h.name: int(h.vars.get("haproxy_weight", 1)) for h in inventory.hosts.values() if "nginx" in h.roles}
+    weights = {h.name: web_weight(h) for h in inventory.hosts.values() if "nginx" in h.roles}
     reads_weights = {h.name: read_weight(h) for h in db_hosts(inventory)}
     primary = db_primary(inventory).name if db_hosts(inventory) else None
     for host in inventory.select("role:loadgen"):

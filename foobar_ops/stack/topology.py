@@ -19,6 +19,32 @@ class TopologyError(FoobarOpsError):
     """The inventory does not describe a stack the roles can build."""
 
 
+def host_number(host: Any, key: str, default: int, low: int, high: int) -> int:
+    """Return a whole number from a host's vars (`key`, `default` when absent) within [low, high];
+    anything else is a TopologyError naming the host, the key and the value."""
+    value = host.vars.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise TopologyError(
+            f"host '{host.name}': key 'vars.{key}': must be a whole number from {low} to {high}, not {value!r}"
+        )
+    return value
+
+
+def host_switch(host: Any, key: str, default: bool) -> bool:
+    """Return true or false from a host's vars (`key`, `default` when absent); anything else is a
+    TopologyError naming the host, the key and the value."""
+    value = host.vars.get(key, default)
+    if not isinstance(value, bool):
+        raise TopologyError(f"host '{host.name}': key 'vars.{key}': must be true or false, not {value!r}")
+    return value
+
+
+def web_weight(host: Any) -> int:
+    """Return a web server's share of the load balancer's requests: vars.haproxy_weight (default 1,
+    0 to 256 as HAProxy takes it)."""
+    return host_number(host, "haproxy_weight", 1, 0, 256)
+
+
 def ports(inventory: Any) -> dict[str, int]:
     """Return the stack's ports (stack.ports over the defaults)."""
     return {**DEFAULT_PORTS, **(inventory.stack.get("ports") or {})}
@@ -83,17 +109,9 @@ def db_replicas(inventory: Any) -> list[Any]:
 def read_weight(host: Any) -> int:
     """Return a database host's share of reads: vars.mysql_read_weight (default 1); 0 when
     vars.mysql_read_pool is false (it serves reads only when nothing else can)."""
-    pool = host.vars.get("mysql_read_pool", True)
-    if not isinstance(pool, bool):
-        raise TopologyError(f"host '{host.name}': key 'vars.mysql_read_pool': must be true or false, not {pool!r}")
-    if pool is False:
+    if not host_switch(host, "mysql_read_pool", True):
         return 0
-    weight = host.vars.get("mysql_read_weight", 1)
-    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
-        raise TopologyError(
-            f"host '{host.name}': key 'vars.mysql_read_weight': must be a whole number >= 0, not {weight!r}"
-        )
-    return weight
+    return host_number(host, "mysql_read_weight", 1, 0, 1000)
 
 
 def db_read_pool(inventory: Any) -> list[Any]:

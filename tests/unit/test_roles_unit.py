@@ -383,6 +383,39 @@ def test_mysql_server_id_of_a_host_addressed_by_name_must_be_given(tmp_path):
         states_for(inv.host("web-02"), inv, ["mysql"])
 
 
+@pytest.mark.parametrize("value", [0, -3, 2**32, "7", True, 7.0])
+def test_a_bad_mysql_server_id_is_refused_naming_host_key_and_value(tmp_path, value):
+    doc = lab_doc()
+    doc["hosts"]["web-02"]["vars"]["mysql_server_id"] = value
+    inv = write_inventory(tmp_path, doc)
+    with pytest.raises(TopologyError) as refused:
+        states_for(inv.host("web-02"), inv, ["mysql"])
+    assert str(refused.value) == (
+        f"host 'web-02': key 'vars.mysql_server_id': must be a whole number from 1 to {2**32 - 1}, not {value!r}"
+    )
+
+
+@pytest.mark.parametrize("value", [-1, 257, "2", True, 1.5, None])
+def test_a_bad_haproxy_weight_is_refused_naming_host_key_and_value(tmp_path, value):
+    doc = lab_doc()
+    doc["hosts"]["web-01"]["vars"]["haproxy_weight"] = value
+    inv = write_inventory(tmp_path, doc)
+    lb = next(h for h in inv.hosts.values() if "haproxy" in h.roles)
+    with pytest.raises(TopologyError) as refused:
+        states_for(lb, inv, ["haproxy"])
+    assert str(refused.value) == (
+        f"host 'web-01': key 'vars.haproxy_weight': must be a whole number from 0 to 256, not {value!r}"
+    )
+
+
+@pytest.mark.parametrize("weight", [0, 3, 256])
+def test_haproxy_weights_within_range_reach_the_config(tmp_path, weight):
+    doc = lab_doc()
+    doc["hosts"]["web-01"]["vars"]["haproxy_weight"] = weight
+    inv = write_inventory(tmp_path, doc)
+    assert topology.web_weight(inv.host("web-01")) == weight and topology.web_weight(inv.host("web-02")) == 1
+
+
 def test_mysql_client_option_file_holds_the_replication_account(inv):
     cnf = mysql_states(inv, "web-02")["mysql:client-cnf"]
     assert cnf.name == "/etc/mysql/foobar-replication.cnf" and cnf.mode == "0600"
@@ -667,10 +700,12 @@ def test_gunicorn_is_sized_from_the_inventory_with_threads_and_a_pool_per_thread
     assert "--workers 2 --worker-class gthread --threads 8 " in default
 
 
-@pytest.mark.parametrize("key, value", [("app_workers", 0), ("app_threads", "many"), ("app_access_log", "yes")])
+@pytest.mark.parametrize(
+    "key, value", [("app_workers", 0), ("app_workers", 65), ("app_threads", "many"), ("app_access_log", "yes")]
+)
 def test_bad_gunicorn_settings_are_refused_by_name(tmp_path, fake_build, key, value):
     doc = lab_doc()
     doc["hosts"]["web-02"]["vars"][key] = value
     inv = write_inventory(tmp_path, doc)
-    with pytest.raises(FoobarOpsError, match=f"host web-02: key 'vars.{key}'"):
+    with pytest.raises(FoobarOpsError, match=f"host 'web-02': key 'vars.{key}'"):
         states_for(inv.host("web-02"), inv, ["app"])

@@ -11,7 +11,17 @@ from ...core import states as s
 from ...core.shell import cmd
 from ...core.states import State
 from ..build import AppBuild, build_app
-from ..topology import APP_ROOT, TopologyError, db_hosts, db_primary, db_settings, ports, read_weight
+from ..topology import (
+    APP_ROOT,
+    TopologyError,
+    db_hosts,
+    db_primary,
+    db_settings,
+    host_number,
+    host_switch,
+    ports,
+    read_weight,
+)
 from .base import Role, template
 
 USER = "foobar"
@@ -35,14 +45,6 @@ def release_id(host: Any, build: AppBuild) -> str:
     return f"{build.release}-b{extra}" if extra else build.release
 
 
-def _count(host: Any, key: str, default: int, most: int) -> int:
-    """Return a positive whole number from the host's vars, refusing anything else by name."""
-    value = host.vars.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-        raise TopologyError(f"host {host.name}: key 'vars.{key}': {value!r} must be a whole number from 1 to {most}")
-    return value
-
-
 def server_settings(host: Any) -> dict[str, Any]:
     """Return how gunicorn serves the app on a host: processes, threads each (the app waits on the
     database most of its time: threads are cheap concurrency), and the database pool per process
@@ -51,11 +53,9 @@ def server_settings(host: Any) -> dict[str, Any]:
     vars: app_workers (default 2), app_threads (default 8), app_access_log (default false: Nginx
     already logs every request with its timings).
     """
-    workers = _count(host, "app_workers", 2, 64)
-    threads = _count(host, "app_threads", 8, 256)
-    access_log = host.vars.get("app_access_log", False)
-    if not isinstance(access_log, bool):
-        raise TopologyError(f"host {host.name}: key 'vars.app_access_log': {access_log!r} must be true or false")
+    workers = host_number(host, "app_workers", 2, 1, 64)
+    threads = host_number(host, "app_threads", 8, 1, 256)
+    access_log = host_switch(host, "app_access_log", False)
     return {
         "workers": workers,
         "threads": threads,

@@ -6,22 +6,12 @@ from typing import Any
 
 from ...core import states as s
 from ...core.states import State
-from ..topology import STATS_SOCKET, TopologyError, domain, ports, web_hosts
+from ..topology import STATS_SOCKET, domain, ports, web_hosts, web_weight
 from .base import Role, template
 
 CFG = "/etc/haproxy/haproxy.cfg"
 DROP_IN = "/etc/systemd/system/haproxy.service.d/foobar-server-state.conf"
 SERVER_STATE = "/var/lib/haproxy/server-state"
-
-
-def weight(host: Any) -> int:
-    """Return a web server's share of the load balancer's requests: vars.haproxy_weight (default 1)."""
-    value = host.vars.get("haproxy_weight", 1)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 256:
-        raise TopologyError(
-            f"host '{host.name}': key 'vars.haproxy_weight': must be a whole number from 0 to 256, not {value!r}"
-        )
-    return value
 
 
 def context(host: Any, inventory: Any) -> dict[str, Any]:
@@ -34,7 +24,8 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
         "stats_socket": STATS_SOCKET,
         "server_state": SERVER_STATE,
         "servers": [
-            {"name": h.name, "address": h.address, "port": p["http"], "weight": weight(h)} for h in web_hosts(inventory)
+            {"name": h.name, "address": h.address, "port": p["http"], "weight": web_weight(h)}
+            for h in web_hosts(inventory)
         ],
         "timeouts": {
             "connect": v.get("haproxy_timeout_connect", "3s"),

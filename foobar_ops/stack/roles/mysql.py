@@ -21,7 +21,7 @@ from ...core.shell import cmd
 from ...core.ssh import Remote
 from ...core.states import State
 from ..build import app_source
-from ..topology import TopologyError, app_hosts, db_hosts, db_primary, db_settings, ports
+from ..topology import TopologyError, app_hosts, db_hosts, db_primary, db_settings, host_number, ports
 from .base import Role, template
 
 CNF = "/etc/mysql/mariadb.conf.d/60-foobar.cnf"
@@ -84,12 +84,7 @@ def server_id_of(host: Any) -> int:
     """Return a database host's server id: vars.mysql_server_id, else the last number of its IPv4
     address (unique on one /24)."""
     if "mysql_server_id" in host.vars:
-        value = host.vars["mysql_server_id"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**32:
-            raise TopologyError(
-                f"host '{host.name}': key 'vars.mysql_server_id': must be a whole number from 1, not {value!r}"
-            )
-        return value
+        return host_number(host, "mysql_server_id", 0, 1, 2**32 - 1)
     last = host.address.rsplit(".", 1)[-1]
     if not last.isdigit() or host.address.count(".") != 3:
         raise TopologyError(
