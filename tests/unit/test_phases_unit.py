@@ -416,6 +416,36 @@ def test_a_host_acted_on_for_others_that_cannot_be_locked_is_left_to_the_phase(w
 
 
 @pytest.mark.parametrize(
+    "error, why",
+    [
+        (ConnectionFailed("web-03", "Connection refused"), "Connection refused"),
+        (SudoError("web-03", "sudo refused the password from env:SUDO_PW"), "sudo refused the password"),
+    ],
+    ids=["unreachable", "sudo"],
+)
+def test_a_guarded_phase_changes_nothing_when_the_host_it_acts_on_could_not_be_locked(world, error, why):
+    guarded = []
+
+    @contextmanager
+    def guard(host, inventory, emit):  # would reach web-03 (the load balancer) without its lock
+        guarded.append(host.name)
+        yield
+
+    world.locks.refuse["web-03"] = error
+    world.remotes["web-02"] = FakeRemote({FIRST: DONE}, host="web-02", log=world.log)  # nothing to do there
+    phase = Phase("deploy", only(FIRST), serial=True, guard=guard, also_locks=extra("web-03"))
+    report = run(world, phase, hosts="web-01,web-02")
+    assert guarded == [] and world.log == []  # neither the guard nor the change ran
+    (refused,) = [r for r in report.results if r.host == "web-01"]
+    assert refused.status is Status.NOT_RUN
+    assert refused.comment.startswith(f"not run: web-03 could not be locked for this run ({why}")
+    assert refused.comment.endswith("; nothing is changed here without it")
+    (after,) = [r for r in report.results if r.host == "web-02"]  # one at a time: the phase stopped there
+    assert after.status is Status.NOT_RUN and after.comment.startswith("not run: web-01 failed earlier")
+    assert world.remotes["web-03"].calls == 0 and not report.ok
+
+
+@pytest.mark.parametrize(
     "note, how",
     [("took_over", "its process is gone: lock taken over"), ("stale", "it ended without releasing it")],
 )

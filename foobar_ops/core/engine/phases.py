@@ -198,6 +198,7 @@ class _Runner:
         self.expected: dict[str, dict[str, str]] | None = None  # a saved plan's digests
         self.drifted: set[str] = set()  # hosts refused because they no longer match the saved plan
         self.locks: dict[str, HostLock] = {}
+        self.unlocked: dict[str, str] = {}  # a host acted on for the others whose lock failed -> why
 
     def lock(self, steps: list[Phase], held: ExitStack, run_id: str, command: str, wait: float) -> None:
         """Take the run lock of every targeted host and of every host the phases act on besides
@@ -226,7 +227,8 @@ class _Runner:
                     self.lost[name] = mask_known(outcome.reason)
                 else:
                     self.refused[name] = mask_known(str(outcome).removeprefix(f"{name}: "))
-            else:  # a host acted on for the others: its own step says so when it is needed
+            else:  # a host acted on for the others: the phases that need it refuse to go on
+                self.unlocked[name] = mask_known(str(outcome).removeprefix(f"{name}: "))
                 self.remotes.pop(name).close()
         for name in extra:
             if name in self.remotes:
@@ -351,7 +353,7 @@ class _Runner:
                 continue
             if guarded:
                 assert step.guard is not None
-                results = self._guarded(step.guard, host, states[host.name], previews[host.name])
+                results = self._guarded(step, host, states[host.name], previews[host.name])
             else:
                 results = self._one(host, states[host.name], self.test)
             self.report.results += results
@@ -369,14 +371,24 @@ class _Runner:
             self.emit(result)
         return out
 
-    def _guarded(self, guard: Guard, host: Any, states: list[State[Any]], planned: list[Result]) -> list[Result]:
-        """Apply inside the guard only when the host's plan has something pending (a no-op host is
-        not disturbed: its plan is its result)."""
+    def _guarded(self, phase: Phase, host: Any, states: list[State[Any]], planned: list[Result]) -> list[Result]:
+        """Apply inside the phase's guard only when the host's plan has something pending (a no-op
+        host is not disturbed: its plan is its result), and only when every host the phase acts on
+        besides (the load balancer) is locked by this run: what the guard does there is never done
+        beside another run."""
+        guard = phase.guard
+        assert guard is not None
         stopped = host.name in self.lost | self.refused
         if stopped or any(r.failed for r in planned) or not _pending(planned):
             for result in planned:  # nothing to change, or it cannot be planned: nothing guarded
                 self.emit(result)
             return planned
+        also = [h.name for h in (phase.also_locks(self.inventory) if phase.also_locks else []) if h is not None]
+        unlocked = [name for name in also if name in self.unlocked]
+        if unlocked:
+            name = unlocked[0]
+            why = f"{name} could not be locked for this run ({self.unlocked[name]})"
+            return self._not_run(host, states, f"not run: {why}; nothing is changed here without it")
         steps: list[Result] = []  # what the guard itself did (e.g. drain before, ready after)
 
         def step(result: Result) -> None:
