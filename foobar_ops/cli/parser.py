@@ -30,6 +30,7 @@ def _common(
     json: bool = False,
     journal: bool = False,
     parallel: bool = False,
+    lock_wait: bool = False,
 ) -> None:
     if hosts:
         p.add_argument("--hosts", dest="pattern", help=PATTERN_HELP)
@@ -43,6 +44,7 @@ def _common(
         )
     if parallel:
         p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
+    if lock_wait:  # the commands whose runs take the hosts' run locks
         p.add_argument(
             "--wait",
             dest="lock_wait",
@@ -75,7 +77,7 @@ def _apply_rollback(sub: Sub) -> None:
     p = sub.add_parser("apply", help="apply the roles of each host (highstate); --test changes nothing")
     _inventory(p)
     p.add_argument("roles", nargs="*", metavar="ROLE", help="only these roles (default: every role a host has)")
-    _common(p, hosts=True, json=True, journal=True, parallel=True)
+    _common(p, hosts=True, json=True, journal=True, parallel=True, lock_wait=True)
     p.add_argument(
         "--states",
         type=Path,
@@ -98,7 +100,7 @@ def _apply_rollback(sub: Sub) -> None:
     p.add_argument("--no-diff", action="store_true", help="leave diffs out of the summary")
     p = sub.add_parser("rollback", help="switch app hosts back to their previous release")
     _inventory(p)
-    _common(p, json=True, journal=True)
+    _common(p, json=True, journal=True, lock_wait=True)
     p.add_argument("--hosts", dest="pattern", default="role:app", help="host pattern (default: role:app)")
 
 
@@ -212,7 +214,7 @@ def _runbook(sub: Sub) -> None:
     p.add_argument("--cell-timeout", type=float, default=1800, help="seconds each cell may run (default 1800)")
     p.add_argument("--start-timeout", type=float, default=60, help="seconds the kernel gets to start (default 60)")
     p.add_argument("--quiet", action="store_true", help="do not stream the cells' output")
-    _common(p, json=True, journal=True)
+    _common(p, json=True, journal=True, lock_wait=True)
 
 
 def _loadtest(sub: Sub) -> None:

@@ -115,6 +115,30 @@ def test_wait_is_how_long_a_run_waits_for_a_hosts_lock(monkeypatch):
     assert seen[3:] == ["5", "90.0"] and os.environ["FOOBAR_OPS_LOCK_WAIT"] == "5"
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["rollback", "-i", "inv.yml", "--wait", "12"], ["runbook", "records", "-i", "inv.yml", "--wait", "12"]],
+    ids=["rollback", "runbook"],
+)
+def test_every_command_whose_runs_take_locks_has_the_wait(monkeypatch, argv):
+    from foobar_ops.cli import commands
+    from foobar_ops.cli.main import main
+
+    seen = []
+    monkeypatch.setitem(commands.HANDLERS, argv[0], lambda args: seen.append(os.environ.get("FOOBAR_OPS_LOCK_WAIT")))
+    main(argv)
+    assert seen == ["12.0"]
+
+
+@pytest.mark.parametrize("command", ["ping", "run"])
+def test_commands_that_take_no_lock_refuse_a_wait_instead_of_ignoring_it(capsys, command):
+    from foobar_ops.cli.main import main
+
+    with pytest.raises(SystemExit) as ended:
+        main([command, "-i", "inv.yml", "--wait", "5", "--", "true"][: 5 if command == "ping" else 7])
+    assert ended.value.code == 2 and "unrecognized arguments: --wait" in capsys.readouterr().err
+
+
 def test_verifys_wait_for_servers_up_is_not_a_lock_wait(monkeypatch):
     from foobar_ops.cli import commands
     from foobar_ops.cli.main import main
