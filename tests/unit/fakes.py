@@ -60,7 +60,9 @@ READ_BACK = re.compile(
     r"\[ -f " + OUT + r"/apply\.(?P<token>[0-9a-f]+)\.started \] \|\| \{ echo NOT-STARTED; exit 0; \}\n"
     r"p=\$\(cat " + OUT + r"/apply\.(?P=token)\.started\); i=0\n"
     r"while \[ ! -f " + OUT + r"/apply\.(?P=token)\.rc \] && \[ \$i -lt \d+ \] && kill -0 \"\$p\" 2>/dev/null; "
-    r"do sleep 1; i=\$\(\(i\+1\)\); done\nsleep 0\.2\n"
+    r"do sleep 1; i=\$\(\(i\+1\)\); done\n"
+    r"\[ -f " + OUT + r"/apply\.(?P=token)\.rc \] \|\| ! kill -0 \"\$p\" 2>/dev/null \|\| "
+    r"echo \"STILL-RUNNING \$p \$i\"\nsleep 0\.2\n"
 )
 #: what an apply body does to the owed-reload markers (engine.host.owed_marker)
 OWED_DIR = "/var/lib/foobar-ops/owed"
@@ -272,6 +274,7 @@ class FakeRemote:
         self.kept: dict[str, tuple[str, int]] = {}  # token -> what a change left on the host
         self.started: set[str] = set()  # tokens of the changes that began on the host
         self.read_back: list[str] = []  # tokens whose outcome was asked for after a cut
+        self.running: set[str] = set()  # tokens of changes still running when read back (pid 4242)
         self.relock = None
         self.ssh_bytes = None  # not measured
 
@@ -315,6 +318,12 @@ class FakeRemote:
         if token not in self.started:  # the cut came before the change began
             return FakeOutcome("NOT-STARTED\n")
         kept = self.kept.get(token)
+        if token in self.running:  # it outlasted the wait: no exit code yet, no output to speak of
+            return FakeOutcome(
+                "STILL-RUNNING 4242 600\n"
+                + printed("rc", f"cat: {files}.rc: No such file or directory", 1)
+                + printed("out", "", 0)
+            )
         if kept is None:
             return FakeOutcome(
                 printed("rc", f"cat: {files}.rc: No such file or directory", 1)

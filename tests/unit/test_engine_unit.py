@@ -712,6 +712,34 @@ def test_a_change_cut_off_on_a_host_that_kept_no_outcome_fails_and_the_host_stay
     assert all(parse(script).acks == [] for script in remote.scripts)  # nothing read: nothing to acknowledge
 
 
+def test_a_change_cut_off_that_outlasts_the_wait_is_still_running_and_nothing_more_is_done_there():
+    class StillRunning(FakeRemote):
+        """The change goes on past the read-back's wait (a long package install)."""
+
+        def run(self, command, sudo=False, mask=True):
+            try:
+                return super().run(command, sudo, mask)
+            except ConnectionFailed:
+                self.running.update(self.started)
+                raise
+
+    cfg, svc, pkg = s.file.managed(CFG, NEW), s.service.running("haproxy"), s.pkg.installed("curl")
+    remote = StillRunning({cfg: a_file(OLD), svc: unit(), pkg: packages()}, cut_calls={2})
+    applier = HostApply(HOST, [cfg, svc, pkg], remote, False, lambda r: None)
+    results = by_id(applier.execute())
+    assert results[cfg.id].status is Status.FAILED
+    assert results[cfg.id].comment == (
+        "failed (exit -1): the connection was cut mid-change, and the change is still running on the host after "
+        "600 s more (pid 4242): its outcome is unknown here; the next run waits for it to end before changing "
+        "this host (Connection reset by peer)"
+    )
+    busy = "not run: a change cut off earlier in this run is still running on the host (pid 4242)"
+    for later in (svc, pkg):  # independent of it or not: nothing runs there beside that change
+        assert (results[later.id].status, results[later.id].comment) == (Status.NOT_RUN, busy)
+    assert len(remote.scripts) == 3 and remote.log == [(HOST.name, remote.bodies("apply")[0])]
+    assert applier.lost is None and applier.busy is not None
+
+
 def test_a_change_cut_off_on_a_host_that_does_not_answer_again_loses_the_host():
     w = cut_world(cut_calls={2}, breaks_at=3)
     results = w.applier.execute()
@@ -925,7 +953,7 @@ def test_reading_back_in_a_shell_waits_for_the_change_to_end(outcomes):
     assert applier.remote.closed == 1
 
 
-def test_reading_back_in_a_shell_with_no_outcome_gives_up_after_the_command_timeout(outcomes):
+def test_reading_back_in_a_shell_a_change_still_running_gives_up_after_the_command_timeout(outcomes):
     outcomes.mkdir()
     (outcomes / "apply.slow.started").write_text(f"{os.getpid()}\n")  # its shell lives, no exit code yet
     host = SimpleNamespace(name="web-01", user="root", ssh=SimpleNamespace(command_timeout=1.0))
@@ -933,7 +961,9 @@ def test_reading_back_in_a_shell_with_no_outcome_gives_up_after_the_command_time
     started = time.monotonic()
     parts = applier._read_back("slow", ConnectionFailed("web-01", "Broken pipe"), [])
     assert 1.0 <= time.monotonic() - started < 8
-    assert parts is not None and parts["apply"][1] == -1 and "ended without an outcome" in parts["apply"][0]
+    assert parts is not None and parts["apply"][1] == -1
+    assert f"the change is still running on the host after 1 s more (pid {os.getpid()})" in parts["apply"][0]
+    assert applier.busy == f"a change cut off earlier in this run is still running on the host (pid {os.getpid()})"
 
 
 def test_reading_back_in_a_shell_stops_waiting_when_the_changes_shell_is_gone(outcomes):

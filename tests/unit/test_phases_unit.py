@@ -275,6 +275,23 @@ def test_a_host_lost_mid_run_is_unreachable_and_skipped_by_later_phases(world):
     assert report.unreachable_hosts == ["web-02"]
 
 
+def test_a_host_whose_cut_change_is_still_running_fails_and_is_skipped_by_later_phases(world):
+    remote = world.remotes["web-02"]
+    remote.cut_calls = {2}  # cut during the first apply, which outlasts the read-back's wait
+
+    class Running(set):
+        def __contains__(self, token):
+            return True
+
+    remote.running = Running()
+    report = run(world, only(FIRST, SECOND), only(SECOND))
+    busy = "a change cut off earlier in this run is still running on the host (pid 4242)"
+    assert of(report, "web-02") == [(FIRST.id, Status.FAILED), (SECOND.id, Status.NOT_RUN)]  # nothing beside it
+    assert report.outcomes["web-02"] == HostOutcome("web-02", Outcome.FAILED, busy, 3)
+    assert remote.calls == 3  # the facts, the cut apply, the read-back: no later phase there
+    assert len(of(report, "web-01")) == 3 and report.failed_hosts == ["web-02"]
+
+
 def test_a_host_that_refuses_sudo_fails_with_its_error_and_is_skipped_by_later_phases(world):
     remote = world.remotes["web-03"]
     remote.breaks_at, remote.breaks_with = 1, SudoError("web-03", "sudo refused the password from env:SUDO_PW")

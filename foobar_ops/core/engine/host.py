@@ -202,6 +202,9 @@ class HostApply:
         self.results: dict[str, Result] = {}
         self.become = host.user != "root"
         self.lost: ConnectionFailed | None = None
+        #: a change of this run still running on the host after a cut and the wait for it: nothing
+        #: more is done there beside it
+        self.busy: str | None = None
         self.expected = expected  # state id -> digest from a saved plan: apply only when all match
         self.digests: dict[str, str] = {}  # state id -> digest of (fact, plan) as first seen
         self.drifted: str | None = None  # why the host was refused: it no longer matches the plan
@@ -277,6 +280,8 @@ class HostApply:
                 )
             elif self.lost is not None:
                 result = self._result(st, Status.NOT_RUN, f"not run: the host stopped answering ({self.lost.reason})")
+            elif self.busy is not None:
+                result = self._result(st, Status.NOT_RUN, f"not run: {self.busy}")
             else:
                 result = self._guarded(index, st)
             self._finish(result, started)
@@ -406,6 +411,7 @@ class HostApply:
             f"[ -f {out}.started ] || {{ echo NOT-STARTED; exit 0; }}\n"
             f"p=$(cat {out}.started); i=0\n"
             f'while [ ! -f {out}.rc ] && [ $i -lt {wait} ] && kill -0 "$p" 2>/dev/null; do sleep 1; i=$((i+1)); done\n'
+            f'[ -f {out}.rc ] || ! kill -0 "$p" 2>/dev/null || echo "STILL-RUNNING $p $i"\n'
             f"sleep 0.2\n" + section("rc", f"cat {out}.rc") + section("out", f"cat {out}.out")
         )
         try:
@@ -418,6 +424,18 @@ class HostApply:
                 cut.host, f"{cut.reason}; the change's outcome could not be read back (it is kept on the host)"
             ) from None
         rc, out_part = got.get("rc"), got.get("out")
+        running = re.search(r"^STILL-RUNNING (\d+) (\d+)$", answer, re.M)
+        if running and (rc is None or rc[1] != 0):  # outlasted the wait: it goes on there, unknown here
+            pid, waited = running.groups()
+            self.busy = f"a change cut off earlier in this run is still running on the host (pid {pid})"
+            return {
+                "apply": (
+                    f"the connection was cut mid-change, and the change is still running on the host after "
+                    f"{waited} s more (pid {pid}): its outcome is unknown here; the next run waits for it to "
+                    f"end before changing this host ({cut.reason})",
+                    -1,
+                )
+            }
         if rc is None or rc[1] != 0 or not rc[0].strip().isdigit():
             return {
                 "apply": (

@@ -325,6 +325,8 @@ class _Runner:
             )
         if applier.lost is not None:
             self.lost[host.name] = mask_known(applier.lost.reason)
+        elif applier.busy is not None:  # later phases must not change the host beside that change
+            self.refused[host.name] = mask_known(applier.busy)
         if applier.drifted is not None:
             self.drifted.add(host.name)
         return results
