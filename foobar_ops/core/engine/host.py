@@ -31,11 +31,19 @@ VALIDATION_FAILED = 97
 Emit = Callable[[Result], None]
 
 
+def _begin(tag: str) -> str:
+    """The line that opens a section's output (see sections())."""
+    return f"printf '\\n@@FBO %s BEGIN\\n' {tag}\n"
+
+
+def _end(tag: str, code: str) -> str:
+    """The line that closes a section's output with its exit code (a shell word)."""
+    return f"printf '\\n@@FBO %s END %d\\n' {tag} {code}\n"
+
+
 def section(tag: str, body: str) -> str:
     """Return a script part whose output and exit code can be told apart from the others."""
-    return (
-        f"printf '\\n@@FBO %s BEGIN\\n' {tag}\n( {body}\n) 2>&1 </dev/null\nprintf '\\n@@FBO %s END %d\\n' {tag} $?\n"
-    )
+    return _begin(tag) + f"( {body}\n) 2>&1 </dev/null\n" + _end(tag, "$?")
 
 
 #: Scripts longer than this travel compressed (a fact script is repetitive: ~6x smaller on the wire).
@@ -98,10 +106,10 @@ def apply_section(token: str, body: str) -> str:
     # started by it must not keep the lock): the next run waits for it (see runlock); the exit
     # after it keeps sh from exec'ing the change in the shell that holds the lock
     return (
-        f"printf '\\n@@FBO %s BEGIN\\n' apply\nmkdir -p -m 0700 {OUTCOMES} {LOCK_DIR}; echo $$ >{out}.started\n"
+        _begin("apply") + f"mkdir -p -m 0700 {OUTCOMES} {LOCK_DIR}; echo $$ >{out}.started\n"
         f"( flock -s 8; ( {body}\n) 8>&-; rc=$?; exit $rc ) 8>>{CHANGES_LOCK} >{out}.out 2>&1 </dev/null; "
         f"echo $? >{out}.rc.new; mv -f {out}.rc.new {out}.rc\n"
-        f"cat {out}.out\nprintf '\\n@@FBO %s END %d\\n' apply \"$(cat {out}.rc)\"\n"
+        f"cat {out}.out\n" + _end("apply", f'"$(cat {out}.rc)"')
     )
 
 
