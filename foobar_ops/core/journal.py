@@ -303,17 +303,19 @@ class Journal:
         except SQLAlchemyError as err:
             raise JournalError(f"journal {self.path}: cannot write: {mask_known(str(err).splitlines()[0])}") from None
 
+    @staticmethod
+    def _statement(table: Table, values: dict[str, Any], run_id: str | None) -> Any:
+        """One row's write: an insert; with run_id, an update of that run's row."""
+        if run_id is None:
+            return insert(table).values(**values)
+        return update(table).where(table.c.run_id == run_id).values(**values)
+
     def _keep(self, table: Table, values: dict[str, Any], run_id: str | None = None) -> None:
-        """Write one row (insert; with run_id, update that run's row); when the journal refuses it,
-        keep it in the spool file, to be added when the journal can be written again, and raise
-        JournalError saying where it is."""
-        statement = (
-            insert(table).values(**values)
-            if run_id is None
-            else update(table).where(table.c.run_id == run_id).values(**values)
-        )
+        """Write one row (see _statement); when the journal refuses it, keep it in the spool file,
+        to be added when the journal can be written again, and raise JournalError saying where it
+        is."""
         try:
-            self._write(statement)
+            self._write(self._statement(table, values, run_id))
         except JournalError as err:
             line = json.dumps({"table": table.name, "run_id": run_id, "values": values}, default=str)
             failures = []
@@ -347,11 +349,7 @@ class Journal:
             rows = [json.loads(line) for line in lines if line.strip()]
             with self.lock, self.engine.begin() as conn:
                 for row in rows:
-                    table = tables[row["table"]]
-                    if row.get("run_id"):
-                        conn.execute(update(table).where(table.c.run_id == row["run_id"]).values(**row["values"]))
-                    else:
-                        conn.execute(insert(table).values(**row["values"]))
+                    conn.execute(self._statement(tables[row["table"]], row["values"], row.get("run_id") or None))
         except (ValueError, KeyError, SQLAlchemyError):
             with self.lock, open(spool, "a") as back:  # still refused (or damaged): kept for later
                 back.writelines(lines)
