@@ -9,8 +9,8 @@ import signal
 import sys
 
 from ..core import interrupts
-from ..core.engine.phases import LOCK_WAIT_ENV
 from ..core.errors import FoobarOpsError
+from ..core.runlock import LOCK_WAIT_ENV
 from ..core.secrets import mask_known
 from .parser import build_parser
 

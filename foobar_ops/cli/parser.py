@@ -172,12 +172,12 @@ def _db(sub: Sub) -> None:
     _common(q, json=True)
     q = actions.add_parser("switchover", help="make a replica the primary, losing no committed write")
     _inventory(q)
-    _common(q, json=True, journal=True)
+    _common(q, json=True, journal=True, lock_wait=True)
     q.add_argument("--to", metavar="HOST", help="the replica to promote (default: the only one)")
     q.add_argument("--test", action="store_true", help="check and show the steps; change nothing")
     q = actions.add_parser("failover", help="the primary is gone: promote the most advanced replica")
     _inventory(q)
-    _common(q, json=True, journal=True)
+    _common(q, json=True, journal=True, lock_wait=True)
     q.add_argument("--test", action="store_true", help="check and show the steps; change nothing")
 
 

@@ -32,7 +32,21 @@ from .secrets import mask_known
 from .shell import cmd
 from .ssh import Remote, sudo_password
 
-__all__ = ["LOCK_DIR", "RunLocked", "HostLock", "Holder", "locked"]
+__all__ = ["LOCK_DIR", "LOCK_WAIT_ENV", "RunLocked", "HostLock", "Holder", "holding", "lock_wait", "locked"]
+
+LOCK_WAIT_ENV = "FOOBAR_OPS_LOCK_WAIT"  # seconds a run waits for another run's host lock (default 0)
+
+
+def lock_wait(given: float | None = None) -> float:
+    """Return how long a run waits for another run's lock: `given`, else $FOOBAR_OPS_LOCK_WAIT,
+    else 0 (refuse at once); a FoobarOpsError when the variable is not a number."""
+    if given is not None:
+        return max(0.0, float(given))
+    raw = os.environ.get(LOCK_WAIT_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else 0.0
+    except ValueError:
+        raise FoobarOpsError(f"{LOCK_WAIT_ENV}={raw!r} is not a number of seconds") from None
 
 
 class RunLocked(FoobarOpsError):
@@ -346,3 +360,34 @@ def locked(
         for outcome in held.values():
             if isinstance(outcome, HostLock):
                 outcome.release()
+
+
+@contextmanager
+def holding(
+    hosts: Iterable[Any],
+    inventory: Any,
+    run_id: str,
+    command: str = "",
+    wait: float | None = None,
+) -> Iterator[dict[str, HostLock]]:
+    """Hold the run lock of each host for a run that changes them outside the engine (a database
+    role change): yield host -> HostLock of the hosts held. Another run holding one refuses this
+    one (RunLocked, naming it: nothing done yet); a host that refuses its lock (sudo) is that
+    error; a host that cannot be reached is left out (the run's own steps find it: a failover's
+    dead primary). Each lock rides on a connection of its own, closed at the end.
+
+    hosts: the inventory hosts.
+    inventory: the Inventory (for ProxyJump).
+    run_id, command: who holds them.
+    wait: seconds to wait for another run (default: $FOOBAR_OPS_LOCK_WAIT, else 0).
+    """
+    remotes = [Remote(host, inventory) for host in hosts]
+    try:
+        with locked(remotes, run_id, command, lock_wait(wait)) as outcomes:
+            for outcome in outcomes.values():
+                if isinstance(outcome, BaseException) and not isinstance(outcome, ConnectionFailed):
+                    raise outcome
+            yield {name: lock for name, lock in outcomes.items() if isinstance(lock, HostLock)}
+    finally:
+        for remote in remotes:
+            remote.close()

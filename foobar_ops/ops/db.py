@@ -3,13 +3,16 @@ in step with the live roles)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..core.inventory import Inventory
 from ..core.journal import Journal
 from ..core.result import Result
+from ..core.runlock import holding
 from ..stack import replication
 from ..stack.replication import ReplicationStatus, RoleChange
+from ..stack.topology import db_hosts
 from .common import OnResult, inventory_of, journal_of
 
 
@@ -29,6 +32,7 @@ def db_switchover(
     journal: Journal | str | Path | None = None,
     command: str = "python: db switchover",
     on_result: OnResult | None = None,
+    lock_wait: float | None = None,
 ) -> RoleChange:
     """Swap the primary with a replica, losing no committed write; every step journaled; the
     inventory file updated to the new roles. ok only when the new topology is verified.
@@ -39,6 +43,8 @@ def db_switchover(
     journal: the journal (default: the records folder's).
     command: what is recorded as having started it.
     on_result: called with each step's result.
+    lock_wait: seconds to wait for another run holding a database host's run lock (default:
+        $FOOBAR_OPS_LOCK_WAIT, else refuse at once, naming it; a check with test takes no lock).
     """
     inv = inventory_of(inventory)
     with journal_of(journal).recording(
@@ -50,7 +56,8 @@ def db_switchover(
             if on_result:
                 on_result(result)
 
-        return replication.switchover(inv, to, test=test, emit=emit)
+        with nullcontext() if test else holding(db_hosts(inv), inv, run.id, command, lock_wait):
+            return replication.switchover(inv, to, test=test, emit=emit)
 
 
 def db_failover(
@@ -60,6 +67,7 @@ def db_failover(
     journal: Journal | str | Path | None = None,
     command: str = "python: db failover",
     on_result: OnResult | None = None,
+    lock_wait: float | None = None,
 ) -> RoleChange:
     """Promote the most advanced reachable replica when the primary is gone; every step journaled;
     the inventory file updated. ok only when the new topology is verified.
@@ -69,6 +77,8 @@ def db_failover(
     journal: the journal (default: the records folder's).
     command: what is recorded as having started it.
     on_result: called with each step's result.
+    lock_wait: seconds to wait for another run holding a database host's run lock (default:
+        $FOOBAR_OPS_LOCK_WAIT, else refuse at once, naming it; a check with test takes no lock).
     """
     inv = inventory_of(inventory)
     with journal_of(journal).recording(command=command, inventory=inv, test=test, parameters={"test": test}) as run:
@@ -78,4 +88,5 @@ def db_failover(
             if on_result:
                 on_result(result)
 
-        return replication.failover(inv, test=test, emit=emit)
+        with nullcontext() if test else holding(db_hosts(inv), inv, run.id, command, lock_wait):
+            return replication.failover(inv, test=test, emit=emit)

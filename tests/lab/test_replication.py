@@ -16,7 +16,9 @@ from collections import Counter
 import pytest
 import yaml
 
+from foobar_ops.core.runlock import holding
 from foobar_ops.lab import PASSWORD_PATH
+from foobar_ops.stack import load_inventory
 from foobar_ops.stack.verify import request
 from tests.conftest import LAB_INVENTORY, run_cli
 from tests.lab.helpers import LB, SITE, Traffic, apply, get, post
@@ -188,6 +190,25 @@ def test_a_switchover_refused_by_a_failed_check_changes_nothing(pair):
     finally:
         sql(lab, "web-02", "START SLAVE; SELECT 1")
     assert wait_ok(inv)["ok"]
+
+
+def test_a_switchover_while_another_run_holds_a_database_host_is_refused_naming_it(pair):
+    lab, inv = pair["lab"], pair["inv"]
+    before = inv.read_text()
+    loaded = load_inventory(inv)
+    holder = "20261126-000000-a1b2c3"
+    with holding([loaded.host("web-02")], loaded, holder, "foobar-ops apply (another run)"):
+        done = run_cli("db", "switchover", "-i", inv, "--json", timeout=120)
+        checked = run_cli("db", "switchover", "-i", inv, "--test", "--json", timeout=120)
+    assert done.code == 2, done
+    assert f"web-02 is locked by run {holder} (foobar-ops apply (another run))" in done.err
+    assert "this run changed nothing" in done.err
+    assert checked.code == 0 and checked.json()["ok"]  # a check takes no lock: it changes nothing
+    assert inv.read_text() == before and roles(status(inv)) == {"web-01": "primary", "web-02": "replica"}
+    assert sql(lab, "web-01", "SELECT @@read_only") == [["0"]]
+    recent = run_cli("records", "list", "--json", "--limit", "5").json()["rows"]  # newest first
+    refused = next(r for r in recent if r["status"] == "error")
+    assert refused["command"].startswith("foobar-ops db switchover") and holder in refused["error"]
 
 
 def test_switchover_under_writes_loses_and_doubles_nothing_and_switches_back(pair):

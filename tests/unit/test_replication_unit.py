@@ -24,6 +24,7 @@ from foobar_ops.core.engine.host import HostApply
 from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError, InventoryError
 from foobar_ops.core.facts import Account, Peer, ReplicationFact, ReplicationInfo, SQLFact, SQLRows
 from foobar_ops.core.gtid import GTID
+from foobar_ops.core.journal import Journal
 from foobar_ops.core.result import Status
 from foobar_ops.core.secrets import Secret
 from foobar_ops.core.states.base import StateError
@@ -1222,3 +1223,86 @@ def test_mysql_option_value_with_a_newline_reads_back_as_it_was():
 def test_client_option_file_template_reads_back_as_mariadb_reads_it():
     text = render(template("mysql-client.cnf.j2"), {"user": "repl", "password": Secret("env:TEST_REPL_PW")})
     assert mariadb_option_file(text) == {"client": {"user": "repl", "password": REPL_PW}}
+
+
+# --- a role change holds the database hosts' run locks -------------------------------------------
+
+
+@pytest.fixture
+def role_change(tmp_path, monkeypatch):
+    """ops.db_switchover/db_failover with the run locks of core.runlock faked (fakes.RunLocks) and
+    the role change itself recorded instead of made: `seen` is (kind, locks held while it ran)."""
+    from foobar_ops.core import runlock
+    from foobar_ops.stack import replication
+    from foobar_ops.stack.replication import RoleChange
+    from tests.unit.fakes import RunLocks
+
+    locks = RunLocks()
+    monkeypatch.setattr(runlock, "locked", locks.locked)
+    monkeypatch.delenv("FOOBAR_OPS_LOCK_WAIT", raising=False)
+    seen: list[tuple[str, list[str]]] = []
+
+    def change(kind):
+        def made(inventory, *args, test=False, emit=None, **kw):
+            held = sorted(name for name, lock in locks.held.items() if not lock.released)
+            seen.append((kind, held))
+            done = RoleChange(kind, "db-01", "db-02", test)
+            done.ok = True
+            return done
+
+        return made
+
+    monkeypatch.setattr(replication, "switchover", change("switchover"))
+    monkeypatch.setattr(replication, "failover", change("failover"))
+    journal = Journal(tmp_path / "j.sqlite")
+    return SimpleNamespace(inv=inventory_of(tmp_path, db_doc()), locks=locks, seen=seen, journal=journal)
+
+
+@pytest.mark.parametrize("kind", ["switchover", "failover"])
+def test_a_role_change_holds_every_database_hosts_run_lock_while_it_runs(role_change, kind):
+    from foobar_ops import ops
+
+    run = getattr(ops, f"db_{kind}")
+    change = run(role_change.inv, journal=role_change.journal, command=f"foobar-ops db {kind}")
+    assert change.ok and role_change.seen == [(kind, ["db-01", "db-02", "db-03"])]
+    ((hosts, run_id, command, wait),) = role_change.locks.calls
+    assert sorted(hosts) == ["db-01", "db-02", "db-03"] and (command, wait) == (f"foobar-ops db {kind}", 0.0)
+    assert run_id == role_change.journal.runs()["run_id"].iloc[0]  # the journal's run holds them
+    assert all(lock.released for lock in role_change.locks.held.values())  # let go at the end
+
+
+def test_a_role_change_while_another_run_holds_a_database_host_is_refused_naming_it(role_change):
+    from foobar_ops import ops
+    from foobar_ops.core.runlock import Holder, RunLocked
+
+    holder = Holder(run="20260101-090000-abc123", command="foobar-ops apply", user="alice", machine="ctl-2", pid=42)
+    role_change.locks.refuse["db-02"] = RunLocked("db-02", holder, 0)
+    with pytest.raises(RunLocked, match="db-02 is locked by run 20260101-090000-abc123 .*this run changed nothing"):
+        ops.db_switchover(role_change.inv, journal=role_change.journal)
+    assert role_change.seen == []  # nothing done
+    (row,) = role_change.journal.runs().to_dict("records")
+    assert row["status"] == "error" and "20260101-090000-abc123" in row["error"]
+
+
+def test_a_role_change_goes_on_without_a_host_that_cannot_be_reached_but_not_one_that_refuses_sudo(role_change):
+    from foobar_ops import ops
+    from foobar_ops.core.errors import SudoError
+
+    role_change.locks.refuse["db-01"] = ConnectionFailed("db-01", "No route to host")  # a failover's dead primary
+    assert ops.db_failover(role_change.inv, journal=role_change.journal).ok
+    assert role_change.seen == [("failover", ["db-02", "db-03"])]
+    role_change.locks.refuse["db-01"] = SudoError("db-01", "sudo refused the password from env:X")
+    with pytest.raises(SudoError):
+        ops.db_switchover(role_change.inv, journal=role_change.journal)
+    assert len(role_change.seen) == 1
+
+
+def test_a_role_change_check_takes_no_lock_and_a_wait_is_passed_on(role_change, monkeypatch):
+    from foobar_ops import ops
+
+    assert ops.db_switchover(role_change.inv, test=True, journal=role_change.journal).ok
+    assert role_change.locks.calls == [] and role_change.seen == [("switchover", [])]
+    ops.db_switchover(role_change.inv, journal=role_change.journal, lock_wait=9)
+    monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", "4")
+    ops.db_failover(role_change.inv, journal=role_change.journal)
+    assert [call[3] for call in role_change.locks.calls] == [9.0, 4.0]

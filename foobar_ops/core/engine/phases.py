@@ -4,7 +4,6 @@ every result journaled as it comes; returns the run's Report."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from ..journal import Journal
 from ..report import Report
 from ..result import HostOutcome, Outcome, Result, Status
 from ..runlock import HostLock, RunLocked, locked
+from ..runlock import lock_wait as wait_for_locks
 from ..secrets import mask_known
 from ..ssh import Remote, sharing
 from ..states.base import State
@@ -37,8 +37,6 @@ AlsoLocks = Callable[[Any], list[Any]]
 
 #: the id of the run being applied (for guards that mark what they do with it)
 current_run: ContextVar[str | None] = ContextVar("foobar_ops_current_run", default=None)
-
-LOCK_WAIT_ENV = "FOOBAR_OPS_LOCK_WAIT"  # seconds a run waits for another run's host lock (default 0)
 
 
 @dataclass
@@ -163,7 +161,7 @@ def apply(
         try:
             with ExitStack() as held:
                 if not test:
-                    runner.lock(steps, held, run.id, command, _lock_wait(lock_wait))
+                    runner.lock(steps, held, run.id, command, wait_for_locks(lock_wait))
                 with sharing(runner.remotes):  # e.g. the rolling guard talks to the LB on the run's connection
                     runner.run(steps, declared)
         finally:
@@ -174,16 +172,6 @@ def apply(
         report.journal_errors = list(run.errors)
     report.duration_s = time.perf_counter() - started
     return report
-
-
-def _lock_wait(given: float | None) -> float:
-    if given is not None:
-        return max(0.0, float(given))
-    raw = os.environ.get(LOCK_WAIT_ENV, "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else 0.0
-    except ValueError:
-        raise FoobarOpsError(f"{LOCK_WAIT_ENV}={raw!r} is not a number of seconds") from None
 
 
 class _Runner:
