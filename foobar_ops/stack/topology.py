@@ -13,6 +13,12 @@ APP_ROOT = "/srv/foobar"
 #: The load balancer's admin socket (HAProxy runtime API) and the backend of the web servers.
 STATS_SOCKET = "/run/haproxy/admin.sock"
 BACKEND = "bk_web"
+#: Idle keep-alive connections between Nginx and the app: Nginx lets go of one first (after
+#: NGINX_APP_IDLE_S) and the app keeps it open longer (APP_KEEPALIVE_S). The other way round, the
+#: app closes a connection just as Nginx sends a request on it, and a POST (never retried once
+#: sent) fails with a 502.
+NGINX_APP_IDLE_S = 30
+APP_KEEPALIVE_S = 75
 
 
 class TopologyError(FoobarOpsError):

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,30 @@ def test_rollback_returns_the_previous_release_and_the_site_keeps_answering(stac
     assert len(traffic.results) > 10 and traffic.failures == [], traffic.failures[:3]
     done, doc = apply()  # the inventory's release is the rolled-back one: nothing to change
     assert done.code == 0 and [r["id"] for r in doc["results"] if r["changed"]] == []
+
+
+def test_idle_connections_to_the_app_are_let_go_by_nginx_before_the_app_closes_them(stack, lab):
+    """The app closing an idle keep-alive connection just as Nginx sent a POST on it gave that POST
+    a 502 (seen once in a rolling deploy). Nginx now lets go of an idle connection first: the
+    connections it opened under load stay open well past the app's old 2 s, and the app logs no
+    error of its own at start."""
+
+    def to_app() -> int:
+        listed = lab.run("web-01", ["ss", "-Htn", "state", "established", "( dport = :8000 )"]).stdout
+        return len([line for line in listed.splitlines() if line.strip()])
+
+    def one(_: int) -> int:
+        return request("10.77.0.11", 80, SITE, "/api/items")["status"]
+
+    with ThreadPoolExecutor(8) as pool:  # several at once: several connections to the app
+        assert set(pool.map(one, range(80))) == {200}
+    opened = to_app()
+    time.sleep(4)  # only the health checks meanwhile (one connection)
+    kept = to_app()
+    assert opened >= 4 and kept >= opened - 1, (opened, kept)
+    started = lab.run("web-01", ["systemctl", "show", "-P", "InvocationID", "foobar-app"]).stdout.strip()
+    log = lab.run("web-01", ["journalctl", f"_SYSTEMD_INVOCATION_ID={started}", "--no-pager"]).stdout  # this start
+    assert "Listening at" in log and "[ERROR]" not in log, log[-800:]
 
 
 def hold_session_on(lb, server: str, tries: int = 6) -> socket.socket:

@@ -700,6 +700,36 @@ def test_gunicorn_is_sized_from_the_inventory_with_threads_and_a_pool_per_thread
     assert "--workers 2 --worker-class gthread --threads 8 " in default
 
 
+def test_nginx_lets_go_of_an_idle_app_connection_before_the_app_would(tmp_path, fake_build):
+    """Otherwise the app closes a connection just as Nginx sends a POST on it: a 502 (never retried)."""
+    inv = write_inventory(tmp_path, lab_doc())
+    site = by_id(states_for(inv.host("web-01"), inv, ["nginx"]))["nginx:site"].content.decode()
+    unit = by_id(states_for(inv.host("web-01"), inv, ["app"]))["app:unit"].content.decode()
+    upstream = site.split("upstream foobar_app {")[1].split("}")[0]
+    nginx_idle = int(re.search(r"^\s*keepalive_timeout (\d+)s;$", upstream, re.M).group(1))
+    app_keeps = int(re.search(r" --keep-alive (\d+) ", unit).group(1))
+    assert re.search(r"^\s*keepalive \d+;$", upstream, re.M)  # connections to the app are reused
+    assert 0 < nginx_idle < app_keeps
+    assert " --no-control-socket" in unit  # nothing uses it; gunicorn could not create it anyway
+
+
+@pytest.mark.parametrize(
+    "key, value, roles",
+    [
+        ("app_keep_releases", 0, ["app"]),
+        ("app_keep_releases", "3", ["app"]),
+        ("mysql_binlog_days", 100, ["mysql"]),
+        ("mysql_max_connections", "many", ["mysql"]),
+    ],
+)
+def test_other_numbers_of_the_stack_are_refused_by_name(tmp_path, fake_build, key, value, roles):
+    doc = lab_doc()
+    doc["hosts"]["web-02"]["vars"][key] = value
+    inv = write_inventory(tmp_path, doc)
+    with pytest.raises(TopologyError, match=f"host 'web-02': key 'vars.{key}': must be a whole number from"):
+        states_for(inv.host("web-02"), inv, roles)
+
+
 @pytest.mark.parametrize(
     "key, value", [("app_workers", 0), ("app_workers", 65), ("app_threads", "many"), ("app_access_log", "yes")]
 )

@@ -12,6 +12,7 @@ from ...core.shell import cmd
 from ...core.states import State
 from ..build import AppBuild, build_app
 from ..topology import (
+    APP_KEEPALIVE_S,
     APP_ROOT,
     TopologyError,
     db_hosts,
@@ -62,6 +63,7 @@ def server_settings(host: Any) -> dict[str, Any]:
         "worker_class": "gthread" if threads > 1 else "sync",
         "access_log": access_log,
         "pool_size": threads,
+        "keep_alive": APP_KEEPALIVE_S,
     }
 
 
@@ -81,7 +83,7 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
     target = f"{RELEASES}/{release}"
     p, db = ports(inventory), db_settings(inventory)
     db_primary(inventory)  # the app needs a database: refuse an inventory with none
-    keep = int(host.vars.get("app_keep_releases", 3))
+    keep = host_number(host, "app_keep_releases", 3, 1, 100)
     serving = server_settings(host)
     wheel_states = [
         s.file.managed(

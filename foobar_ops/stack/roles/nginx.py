@@ -7,7 +7,7 @@ from typing import Any
 
 from ...core import states as s
 from ...core.states import State
-from ..topology import APP_ROOT, domain, lb_host, ports
+from ..topology import APP_ROOT, NGINX_APP_IDLE_S, domain, lb_host, ports
 from .base import Role, template
 
 SITE = "/etc/nginx/sites-enabled/foobar.conf"
@@ -22,6 +22,7 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
         "domain": domain(inventory),
         "http_port": p["http"],
         "app_port": p["app"],
+        "app_idle_s": NGINX_APP_IDLE_S,
         "app_root": APP_ROOT,
         "address": host.address,
         "lb_address": lb.address if (lb := lb_host(inventory)) is not None else None,
