@@ -718,8 +718,6 @@ def test_nginx_lets_go_of_an_idle_app_connection_before_the_app_would(tmp_path, 
     [
         ("app_keep_releases", 0, ["app"]),
         ("app_keep_releases", "3", ["app"]),
-        ("mysql_binlog_days", 100, ["mysql"]),
-        ("mysql_max_connections", "many", ["mysql"]),
     ],
 )
 def test_other_numbers_of_the_stack_are_refused_by_name(tmp_path, fake_build, key, value, roles):
