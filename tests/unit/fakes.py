@@ -229,6 +229,8 @@ class FakeRemote:
     cut_calls: calls to run() whose connection is cut after the host got the script: the host runs
         it (a change runs to its end, its outcome kept), the caller gets ConnectionFailed; later
         calls are answered again.
+    after_cut: called with the fake when a cut comes, to change what the host keeps (e.g. a
+        reboot that loses the outcomes, a change that goes on past the read-back's wait).
     upload_error: raised while a staged file is written over SFTP.
     log: a list shared by several fakes: (host, body) of every apply section, in order.
 
@@ -247,6 +249,7 @@ class FakeRemote:
         breaks_at: int | None = None,
         breaks_with: Exception | None = None,
         cut_calls: set[int] | None = None,
+        after_cut: Callable[["FakeRemote"], None] | None = None,
         upload_error: Exception | None = None,
         host: str = "web-01",
         log: list[tuple[str, str]] | None = None,
@@ -259,6 +262,7 @@ class FakeRemote:
         self.breaks_at = breaks_at
         self.breaks_with = breaks_with or ConnectionFailed(host, "Connection reset by peer")
         self.cut_calls = set(cut_calls or ())
+        self.after_cut = after_cut
         self.upload_error = upload_error
         self.host, self.log = host, log if log is not None else []
         self.round_trips = 0
@@ -293,6 +297,8 @@ class FakeRemote:
         self.scripts.append(script)
         out = self._answer(script)
         if self.calls in self.cut_calls:
+            if self.after_cut is not None:
+                self.after_cut(self)
             raise ConnectionFailed(self.host, "Connection reset by peer")
         return packed_output(out) if is_packed(command) else out
 

@@ -689,18 +689,9 @@ def test_a_failed_change_cut_off_is_read_back_with_its_exit_code_and_output():
 
 
 def test_a_change_cut_off_on_a_host_that_kept_no_outcome_fails_and_the_host_stays():
-    class Rebooted(FakeRemote):
-        """The host came back without /run: the outcome is gone."""
-
-        def run(self, command, sudo=False, mask=True):
-            try:
-                return super().run(command, sudo, mask)
-            except ConnectionFailed:
-                self.kept.clear()
-                raise
-
     cfg, pkg = s.file.managed(CFG, NEW), s.pkg.installed("curl")
-    remote = Rebooted({cfg: a_file(OLD), pkg: CURL}, cut_calls={2})
+    rebooted = lambda host: host.kept.clear()  # the host came back without its outcomes
+    remote = FakeRemote({cfg: a_file(OLD), pkg: CURL}, cut_calls={2}, after_cut=rebooted)
     applier = HostApply(HOST, [cfg, pkg], remote, False, lambda r: None)
     results = by_id(applier.execute())
     assert results[cfg.id].status is Status.FAILED
@@ -713,18 +704,9 @@ def test_a_change_cut_off_on_a_host_that_kept_no_outcome_fails_and_the_host_stay
 
 
 def test_a_change_cut_off_that_outlasts_the_wait_is_still_running_and_nothing_more_is_done_there():
-    class StillRunning(FakeRemote):
-        """The change goes on past the read-back's wait (a long package install)."""
-
-        def run(self, command, sudo=False, mask=True):
-            try:
-                return super().run(command, sudo, mask)
-            except ConnectionFailed:
-                self.running.update(self.started)
-                raise
-
     cfg, svc, pkg = s.file.managed(CFG, NEW), s.service.running("haproxy"), s.pkg.installed("curl")
-    remote = StillRunning({cfg: a_file(OLD), svc: unit(), pkg: packages()}, cut_calls={2})
+    going_on = lambda host: host.running.update(host.started)  # past the read-back's wait
+    remote = FakeRemote({cfg: a_file(OLD), svc: unit(), pkg: packages()}, cut_calls={2}, after_cut=going_on)
     applier = HostApply(HOST, [cfg, svc, pkg], remote, False, lambda r: None)
     results = by_id(applier.execute())
     assert results[cfg.id].status is Status.FAILED

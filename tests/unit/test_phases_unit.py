@@ -278,12 +278,7 @@ def test_a_host_lost_mid_run_is_unreachable_and_skipped_by_later_phases(world):
 def test_a_host_whose_cut_change_is_still_running_fails_and_is_skipped_by_later_phases(world):
     remote = world.remotes["web-02"]
     remote.cut_calls = {2}  # cut during the first apply, which outlasts the read-back's wait
-
-    class Running(set):
-        def __contains__(self, token):
-            return True
-
-    remote.running = Running()
+    remote.after_cut = lambda host: host.running.update(host.started)
     report = run(world, only(FIRST, SECOND), only(SECOND))
     busy = "a change cut off earlier in this run is still running on the host (pid 4242)"
     assert of(report, "web-02") == [(FIRST.id, Status.FAILED), (SECOND.id, Status.NOT_RUN)]  # nothing beside it
