@@ -287,7 +287,7 @@ class FakeRemote:
         return self.breaks_at is not None and self.calls >= self.breaks_at
 
     # --- what the engine calls ---
-    def run(self, command: str, sudo: bool = False, mask: bool = True) -> FakeOutcome:
+    def run(self, command: str, sudo: bool = False, mask: bool = True, timeout: float | None = None) -> FakeOutcome:
         self.calls += 1
         if self.down:
             raise self.breaks_with

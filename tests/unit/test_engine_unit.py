@@ -582,7 +582,7 @@ def test_a_packed_scripts_failure_is_its_outcome_and_masking_happens_once_decode
         def __init__(self, out):
             self.out = out
 
-        def run(self, command, sudo=False, mask=True):
+        def run(self, command, sudo=False, mask=True, timeout=None):
             seen["mask"] = mask
             return packed_output(self.out)
 
@@ -848,14 +848,21 @@ def test_a_watcher_started_by_its_own_apply_pays_what_it_owes():
 class ShellRemote:
     """Runs the engine's scripts in a local /bin/sh (the outcome folder is a temporary one)."""
 
-    def __init__(self):
+    def __init__(self, command_timeout: float = 30.0):
         self.closed = 0
         self.scripts = []
+        self.command_timeout = command_timeout  # the host's, as Remote.run applies it
 
-    def run(self, command, sudo=False, mask=True):
+    def run(self, command, sudo=False, mask=True, timeout=None):
         script = unpacked(command)
         self.scripts.append(script)
-        done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=30)
+        try:
+            done = subprocess.run(
+                ["/bin/sh", "-c", command], capture_output=True, text=True, timeout=timeout or self.command_timeout
+            )
+        except subprocess.TimeoutExpired as late:
+            out = late.stdout.decode() if isinstance(late.stdout, bytes) else late.stdout or ""
+            return FakeOutcome(out, "", None, "timed out")
         return FakeOutcome(done.stdout, done.stderr, done.returncode, None if done.returncode == 0 else "failed")
 
     def close(self):
@@ -939,7 +946,7 @@ def test_reading_back_in_a_shell_a_change_still_running_gives_up_after_the_comma
     outcomes.mkdir()
     (outcomes / "apply.slow.started").write_text(f"{os.getpid()}\n")  # its shell lives, no exit code yet
     host = SimpleNamespace(name="web-01", user="root", ssh=SimpleNamespace(command_timeout=1.0))
-    applier = HostApply(host, [], ShellRemote(), False, lambda r: None)
+    applier = HostApply(host, [], ShellRemote(command_timeout=1.0), False, lambda r: None)  # as Remote.run
     started = time.monotonic()
     parts = applier._read_back("slow", ConnectionFailed("web-01", "Broken pipe"), [])
     assert 1.0 <= time.monotonic() - started < 8
@@ -999,7 +1006,7 @@ def test_a_change_cut_off_before_it_began_is_made_once_on_the_new_connection():
     class CutBeforeItBegins(FakeRemote):
         """The second call never reaches the host: the connection is cut first."""
 
-        def run(self, command, sudo=False, mask=True):
+        def run(self, command, sudo=False, mask=True, timeout=None):
             if self.calls == 1:
                 self.calls += 1
                 raise ConnectionFailed(self.host, "Connection reset by peer")

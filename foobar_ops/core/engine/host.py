@@ -220,16 +220,17 @@ class HostApply:
         self.watches = any(st.watch for st in self.states)
         self._read: list[str] = []  # apply outcomes read back: removed from the host next time
 
-    def _script(self, script: str) -> Any:
+    def _script(self, script: str, timeout: float | None = None) -> Any:
         """Run a script as root over the connection; one round trip. The script does not die with
-        the connection (SIGHUP, SIGPIPE ignored) and first removes the outcomes already read."""
+        the connection (SIGHUP, SIGPIPE ignored) and first removes the outcomes already read.
+        timeout: seconds before it is abandoned (default: the host's command timeout)."""
         head = "trap '' HUP PIPE\n"
         if self._read:
             head += "rm -f " + " ".join(f"{OUTCOMES}/apply.{t}.*" for t in self._read) + "\n"
             self._read = []
         line = packed(head + script)
         compressed = is_packed(line)
-        out = self.remote.run(line, sudo=self.become, mask=not compressed)  # masked once readable
+        out = self.remote.run(line, sudo=self.become, mask=not compressed, timeout=timeout)  # masked once readable
         if compressed:
             text, code = unpacked_output(out.stdout)
             out.stdout = mask_known(text)
@@ -423,7 +424,7 @@ class HostApply:
             f"sleep 0.2\n" + section("rc", f"cat {out}.rc") + section("out", f"cat {out}.out")
         )
         try:
-            answer = self._script(script).stdout
+            answer = self._script(script, timeout=wait + 30).stdout  # outlasts the wait in the script
             got = sections(answer)
             if not got and "NOT-STARTED" in answer:
                 return None
