@@ -435,7 +435,8 @@ def test_a_host_acted_on_for_others_that_cannot_be_locked_is_left_to_the_phase(w
     ],
     ids=["unreachable", "sudo"],
 )
-def test_a_guarded_phase_changes_nothing_when_the_host_it_acts_on_could_not_be_locked(world, error, why):
+@pytest.mark.parametrize("hosts", ["web-01,web-02", None], ids=["acted-on", "also-targeted"])
+def test_a_guarded_phase_changes_nothing_when_the_host_it_acts_on_could_not_be_locked(world, error, why, hosts):
     guarded = []
 
     @contextmanager
@@ -446,7 +447,7 @@ def test_a_guarded_phase_changes_nothing_when_the_host_it_acts_on_could_not_be_l
     world.locks.refuse["web-03"] = error
     world.remotes["web-02"] = FakeRemote({FIRST: DONE}, host="web-02", log=world.log)  # nothing to do there
     phase = Phase("deploy", only(FIRST), serial=True, guard=guard, also_locks=extra("web-03"))
-    report = run(world, phase, hosts="web-01,web-02")
+    report = run(world, phase, hosts=hosts)
     assert guarded == [] and world.log == []  # neither the guard nor the change ran
     (refused,) = [r for r in report.results if r.host == "web-01"]
     assert refused.status is Status.NOT_RUN
@@ -494,6 +495,23 @@ def test_prepare_runs_once_before_any_phase_and_its_results_are_the_runs(world, 
     (put,) = [r for r in report.results if r.id == "put-back"]
     assert put in seen and seen[0] is put
     assert list(world.journal.results(report.run_id)["state_id"]).count("put-back") == 1
+
+
+@pytest.mark.parametrize("hosts", ["web-01,web-02", None], ids=["acted-on", "also-targeted"])
+def test_a_prepare_is_not_run_when_the_host_it_acts_on_could_not_be_locked(world, hosts):
+    calls = []
+    world.locks.refuse["web-03"] = ConnectionFailed("web-03", "No route to host")
+    prepare = lambda inventory, emit, test: calls.append(test)  # would put back a drained server
+    report = run(world, Phase("deploy", only(FIRST), prepare=prepare, also_locks=extra("web-03")), hosts=hosts)
+    assert calls == []  # never beside another run that may hold the load balancer meanwhile
+    (skipped,) = [r for r in report.results if r.id == "prepare:deploy"]
+    assert (skipped.host, skipped.status) == ("web-03", Status.NOT_RUN)
+    assert skipped.comment == (
+        "not run: web-03 could not be locked for this run (No route to host); a later run does it"
+    )
+    assert sorted(h for h, _ in applied(world)) == ["web-01", "web-02"]  # the rest of the run went on
+    run(world, Phase("deploy", only(FIRST), prepare=prepare, also_locks=extra("web-03")), test=True)
+    assert calls == [True]  # a dry-run takes no lock: it plans the put-back as always
 
 
 def test_different_prepares_each_run_once_in_phase_order(world):

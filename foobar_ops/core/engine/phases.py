@@ -260,17 +260,25 @@ class _Runner:
                     self.report.outcomes[host.name] = self._outcome(host.name, remote)
 
     def _prepare(self, steps: list[Phase]) -> None:
-        """Run each distinct prepare hook of the run's phases once, before anything else."""
+        """Run each distinct prepare hook of the run's phases once, before anything else; not when
+        a host its phase acts on besides could not be locked (what it does there, e.g. putting back
+        a server a dead run left drained, is never done beside another run)."""
         done: list[Prepare] = []
+
+        def keep(result: Result) -> None:
+            self.emit(result)
+            self.report.results.append(result)
+
         for step in steps:
             if step.prepare is None or step.prepare in done:
                 continue
             done.append(step.prepare)
-
-            def keep(result: Result) -> None:
-                self.emit(result)
-                self.report.results.append(result)
-
+            unlocked = self._not_locked(step)
+            if unlocked:
+                name, reason = unlocked
+                why = f"not run: {name} could not be locked for this run ({reason}); a later run does it"
+                keep(Result(name, f"prepare:{step.name}", step.name, "run.prepare", Status.NOT_RUN, comment=why))
+                continue
             step.prepare(self.inventory, keep, self.test)
 
     def _parallel(self, pool: ThreadPoolExecutor, hosts: list[Any], states: dict[str, list[State[Any]]]) -> None:
@@ -352,6 +360,18 @@ class _Runner:
             if host.name in self.lost | self.refused or any(r.failed for r in results):
                 failed = host.name
 
+    def _not_locked(self, phase: Phase) -> tuple[str, str] | None:
+        """The first host a phase acts on besides its own (the load balancer) that this run does
+        not hold the lock of, with why; None when it holds them all (or takes none: a dry-run)."""
+        if self.test or phase.also_locks is None:
+            return None
+        for host in phase.also_locks(self.inventory):
+            if host is None or host.name in self.locks:
+                continue
+            why = self.unlocked.get(host.name) or self.lost.get(host.name) or self.refused.get(host.name)
+            return host.name, why or "no lock"
+        return None
+
     def _not_run(self, host: Any, states: list[State[Any]], why: str) -> list[Result]:
         out = [
             Result(host.name, st.id, st.name, st.kind, Status.NOT_RUN, comment=why, idempotent=st.idempotent)
@@ -373,11 +393,10 @@ class _Runner:
             for result in planned:  # nothing to change, or it cannot be planned: nothing guarded
                 self.emit(result)
             return planned
-        also = [h.name for h in (phase.also_locks(self.inventory) if phase.also_locks else []) if h is not None]
-        unlocked = [name for name in also if name in self.unlocked]
+        unlocked = self._not_locked(phase)
         if unlocked:
-            name = unlocked[0]
-            why = f"{name} could not be locked for this run ({self.unlocked[name]})"
+            name, reason = unlocked
+            why = f"{name} could not be locked for this run ({reason})"
             return self._not_run(host, states, f"not run: {why}; nothing is changed here without it")
         steps: list[Result] = []  # what the guard itself did (e.g. drain before, ready after)
 
