@@ -152,8 +152,10 @@ def _script(info: str, wait: float, clean: bool = True) -> str:
             leftovers,  # nobody else can be using them now
             'printf "LOCKED %s\\n" "$n"',
             # held until this run says `release` (it is done: its change outcomes were read and
-            # can go) or its channel closes (a crash, a kill, a lost connection: they stay)
-            f'while read -r line; do [ "$line" = release ] && {{ rm -f {OUTCOMES}/apply.*; break; }}; done',
+            # can go) or its channel closes (a crash, a kill, a lost connection: they stay); its
+            # details go first, so a run refused meanwhile looks again instead of naming it
+            f'while read -r line; do [ "$line" = release ] && {{ rm -f {d}/run.holder {OUTCOMES}/apply.*; break; }}; '
+            "done",
             f"rm -f {d}/run.holder",
         ]
     )
@@ -384,9 +386,9 @@ def holding(
     remotes = [Remote(host, inventory) for host in hosts]
     try:
         with locked(remotes, run_id, command, lock_wait(wait)) as outcomes:
-            for outcome in outcomes.values():
-                if isinstance(outcome, BaseException) and not isinstance(outcome, ConnectionFailed):
-                    raise outcome
+            errors = [e for e in outcomes.values() if isinstance(e, Exception) and not isinstance(e, ConnectionFailed)]
+            for error in sorted(errors, key=lambda e: not isinstance(e, RunLocked)):  # another run first
+                raise error
             yield {name: lock for name, lock in outcomes.items() if isinstance(lock, HostLock)}
     finally:
         for remote in remotes:

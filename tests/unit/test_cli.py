@@ -117,8 +117,13 @@ def test_wait_is_how_long_a_run_waits_for_a_hosts_lock(monkeypatch):
 
 @pytest.mark.parametrize(
     "argv",
-    [["rollback", "-i", "inv.yml", "--wait", "12"], ["runbook", "records", "-i", "inv.yml", "--wait", "12"]],
-    ids=["rollback", "runbook"],
+    [
+        ["rollback", "-i", "inv.yml", "--wait", "12"],
+        ["runbook", "records", "-i", "inv.yml", "--wait", "12"],
+        ["db", "switchover", "-i", "inv.yml", "--wait", "12"],
+        ["db", "failover", "-i", "inv.yml", "--wait", "12"],
+    ],
+    ids=["rollback", "runbook", "switchover", "failover"],
 )
 def test_every_command_whose_runs_take_locks_has_the_wait(monkeypatch, argv):
     from foobar_ops.cli import commands

@@ -1306,3 +1306,15 @@ def test_a_role_change_check_takes_no_lock_and_a_wait_is_passed_on(role_change, 
     monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", "4")
     ops.db_failover(role_change.inv, journal=role_change.journal)
     assert [call[3] for call in role_change.locks.calls] == [9.0, 4.0]
+
+
+def test_a_role_change_refused_on_two_hosts_names_the_other_run_first(role_change):
+    from foobar_ops import ops
+    from foobar_ops.core.errors import SudoError
+    from foobar_ops.core.runlock import Holder, RunLocked
+
+    role_change.locks.refuse["db-01"] = SudoError("db-01", "sudo refused the password from env:X")
+    role_change.locks.refuse["db-02"] = RunLocked("db-02", Holder(run="20260101-090000-abc123"), 0)
+    with pytest.raises(RunLocked, match="db-02 is locked by run 20260101-090000-abc123"):
+        ops.db_switchover(role_change.inv, journal=role_change.journal)
+    assert role_change.seen == []

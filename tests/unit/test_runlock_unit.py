@@ -98,7 +98,8 @@ def test_the_script_holds_the_lock_in_its_shell_only_until_the_channel_closes():
     assert lines[3].endswith("> /run/foobar-ops/run.holder")
     # held while the channel is open, until the run says it is done (then its change outcomes go)
     wait = (
-        'while read -r line; do [ "$line" = release ] && { rm -f /var/lib/foobar-ops/outcomes/apply.*; break; }; done'
+        'while read -r line; do [ "$line" = release ] && '
+        "{ rm -f /run/foobar-ops/run.holder /var/lib/foobar-ops/outcomes/apply.*; break; }; done"
     )
     assert lines[-2:] == [wait, "rm -f /run/foobar-ops/run.holder"]
     assert lines.index('printf "LOCKED %s\\n" "$n"') < lines.index(wait)
