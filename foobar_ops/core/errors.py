@@ -90,6 +90,17 @@ class SudoError(FoobarOpsError):
         super().__init__(f"{host}: {message}")
 
 
+class ChangeStillRunning(FoobarOpsError):
+    """Raised into a guard (see engine.Phase.guard) when the change it wraps was cut off and is
+    still running on the host: what the guard would do after a change (e.g. put a server back in
+    rotation) must wait for it; a later run does it."""
+
+    def __init__(self, host: str, message: str) -> None:
+        self.host = host
+        self.reason = message
+        super().__init__(f"{host}: {message}")
+
+
 class LabError(FoobarOpsError):
     """The built-in lab could not be created, started or torn down."""
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..core.engine import Phase
 from ..core.engine.phases import current_run
+from ..core.errors import ChangeStillRunning
 from ..core.result import Result, Status
 from ..core.states import State
 from .lb import HAProxy, LastServerUp, LBError, is_up, server_result
@@ -169,7 +170,9 @@ def _drain(lb: HAProxy, host: Any, timeout: float) -> float | None:
 
 def _drain_change_ready(lb: HAProxy, host: Any, emit: Emit, timeout: float, started: float) -> Iterator[None]:
     """Drain, let the change run (the caller's block), then ready and wait for UP; the server is
-    put back whatever happens, and an interrupt stays an interrupt."""
+    put back whatever happens (an interrupt stays an interrupt), except while its change, cut off,
+    still runs on it (ChangeStillRunning): it stays drained with this run's mark, and the next
+    run, which waits for that change to end, puts it back."""
     try:
         waited = _drain(lb, host, timeout)
     except BaseException as err:
@@ -189,6 +192,10 @@ def _drain_change_ready(lb: HAProxy, host: Any, emit: Emit, timeout: float, star
     failed: BaseException | None = None
     try:
         yield
+    except ChangeStillRunning as err:  # out of rotation until it ends: a later run puts it back (the mark)
+        why = f"left out of rotation, marked as this run's: {err.reason}; the next run puts it back once it has ended"
+        _safe_emit(emit, _result(lb, host, "ready", False, why, time.perf_counter()))
+        raise
     except BaseException as err:  # noqa: BLE001 - failed or interrupted: still put the server back, then re-raise
         failed = err
     started = time.perf_counter()

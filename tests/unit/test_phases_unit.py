@@ -287,6 +287,30 @@ def test_a_host_whose_cut_change_is_still_running_fails_and_is_skipped_by_later_
     assert len(of(report, "web-01")) == 3 and report.failed_hosts == ["web-02"]
 
 
+def test_a_guard_is_told_when_the_change_it_wraps_is_still_running(world):
+    from foobar_ops.core.errors import ChangeStillRunning
+
+    seen = []
+
+    @contextmanager
+    def guard(host, inventory, emit):
+        try:
+            yield
+        except ChangeStillRunning as err:  # e.g. the rolling guard: leave the server drained
+            seen.append((host.name, err.reason))
+            raise
+        seen.append((host.name, "put back"))
+
+    remote = world.remotes["web-02"]
+    remote.cut_calls = {3}  # the facts (planned first), the facts again, then the cut apply
+    remote.after_cut = lambda host: host.running.update(host.started)
+    report = run(world, Phase("deploy", only(FIRST), serial=True, guard=guard))
+    busy = "a change cut off earlier in this run is still running on the host (pid 4242)"
+    assert seen == [("web-01", "put back"), ("web-02", busy)]
+    assert of(report, "web-02") == [(FIRST.id, Status.FAILED)]  # its result kept, not turned into not_run
+    assert of(report, "web-03") == [(FIRST.id, Status.NOT_RUN)]  # the phase stopped there
+
+
 def test_a_host_that_refuses_sudo_fails_with_its_error_and_is_skipped_by_later_phases(world):
     remote = world.remotes["web-03"]
     remote.breaks_at, remote.breaks_with = 1, SudoError("web-03", "sudo refused the password from env:SUDO_PW")

@@ -141,6 +141,29 @@ def test_a_failed_change_still_puts_the_server_back_and_its_error_wins():
     assert steps(emitted) == [("lb-01", "drain", Status.CHANGED), ("lb-01", "ready", Status.CHANGED)]
 
 
+def test_a_server_whose_change_still_runs_after_a_cut_stays_drained_and_marked_for_the_next_run():
+    from foobar_ops.core.errors import ChangeStillRunning
+
+    def still_running():
+        raise ChangeStillRunning("web-01", "a change cut off earlier in this run is still running on the host (pid 7)")
+
+    emitted = []
+    token = current_run.set("20260101-090000-abc123")
+    try:
+        with pytest.raises(ChangeStillRunning):
+            with rolling.drained(WEB1, INV, emitted.append):
+                still_running()
+    finally:
+        current_run.reset(token)
+    assert FakeLB.status["web-01"] == "DRAIN" and ("ready", "web-01") not in FakeLB.calls  # not put back
+    assert FakeLB.marked["web-01"]["run"] == "20260101-090000-abc123"  # the next run puts it back
+    assert steps(emitted) == [("lb-01", "drain", Status.CHANGED), ("lb-01", "ready", Status.FAILED)]
+    assert emitted[1].comment == (
+        "left out of rotation, marked as this run's: a change cut off earlier in this run is still running on "
+        "the host (pid 7); the next run puts it back once it has ended"
+    )
+
+
 def test_a_server_that_does_not_come_back_up_after_its_change_fails_the_ready_step():
     FakeLB.fail["wait_up"] = LBError("bk_web/web-01 is DOWN, not UP, 30 s after it came back")
     emitted = []

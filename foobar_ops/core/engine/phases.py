@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConnectionFailed, FoobarOpsError, SudoError
+from ..errors import ChangeStillRunning, ConnectionFailed, FoobarOpsError, SudoError
 from ..journal import Journal
 from ..report import Report
 from ..result import HostOutcome, Outcome, Result, Status
@@ -49,7 +49,9 @@ class Phase:
     serial: one host at a time; the hosts after a failed one are not run.
     guard: for a serial phase, wrapped around a host's apply when a plan (one round trip) shows it
         has changes pending (e.g. taking the host out of the load balancer); a host with nothing
-        pending keeps its plan as its results and is not disturbed.
+        pending keeps its plan as its results and is not disturbed. When the change was cut off
+        and still runs on the host, ChangeStillRunning is raised into it (it must not undo what
+        it guards yet).
     order: for a serial phase, the order hosts are taken in.
     prepare: run before the run's first phase (once, whatever phase names it).
     also_locks: the hosts this phase acts on besides its targets; the run locks them too.
@@ -187,6 +189,7 @@ class _Runner:
         self.drifted: set[str] = set()  # hosts refused because they no longer match the saved plan
         self.locks: dict[str, HostLock] = {}
         self.unlocked: dict[str, str] = {}  # a host acted on for the others whose lock failed -> why
+        self.busy: set[str] = set()  # hosts where a change cut off is still running
 
     def lock(self, steps: list[Phase], held: ExitStack, run_id: str, command: str, wait: float) -> None:
         """Take the run lock of every targeted host and of every host the phases act on besides
@@ -323,6 +326,7 @@ class _Runner:
             self.lost[host.name] = mask_known(applier.lost.reason)
         elif applier.busy is not None:  # later phases must not change the host beside that change
             self.refused[host.name] = mask_known(applier.busy)
+            self.busy.add(host.name)
         if applier.drifted is not None:
             self.drifted.add(host.name)
         return results
@@ -410,6 +414,8 @@ class _Runner:
             with guard(host, self.inventory, step):
                 before = len(steps)
                 results = self._one(host, states, False)
+                if host.name in self.busy:  # the guard must not undo what still runs (put it back)
+                    raise ChangeStillRunning(host.name, self.refused[host.name])
         except Exception as err:  # noqa: BLE001 - the guard (or its load balancer) failed: this host fails
             why = mask_known(str(err) if isinstance(err, FoobarOpsError) else f"{type(err).__name__}: {err}")
             if not results:  # the guard failed before the change: nothing was applied
