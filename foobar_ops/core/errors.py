@@ -50,18 +50,22 @@ class SecretError(FoobarOpsError):
     """A secret reference cannot be parsed or resolved; never holds a value."""
 
 
-class ConnectionFailed(FoobarOpsError):
-    """An SSH connection to a host could not be made or was lost."""
+class HostError(FoobarOpsError):
+    """Something went wrong on (or on the way to) one host: `host: reason`."""
 
     def __init__(self, host: str, message: str) -> None:
         """Record the host and the reason.
 
-        host: the inventory host name (or address) being reached.
-        message: why the connection failed.
+        host: the inventory host name (or address).
+        message: what went wrong there.
         """
         self.host = host
         self.reason = message
         super().__init__(f"{host}: {message}")
+
+
+class ConnectionFailed(HostError):
+    """An SSH connection to a host could not be made or was lost."""
 
 
 class HostUnreachable(ConnectionFailed):
@@ -76,29 +80,14 @@ class AuthError(ConnectionFailed):
     """The host refused the login."""
 
 
-class SudoError(FoobarOpsError):
+class SudoError(HostError):
     """Privilege escalation with sudo failed on a host."""
 
-    def __init__(self, host: str, message: str) -> None:
-        """Record the host and the reason.
 
-        host: the inventory host name.
-        message: why sudo failed.
-        """
-        self.host = host
-        self.reason = message
-        super().__init__(f"{host}: {message}")
-
-
-class ChangeStillRunning(FoobarOpsError):
+class ChangeStillRunning(HostError):
     """Raised into a guard (see engine.Phase.guard) when the change it wraps was cut off and is
     still running on the host: what the guard would do after a change (e.g. put a server back in
     rotation) must wait for it; a later run does it."""
-
-    def __init__(self, host: str, message: str) -> None:
-        self.host = host
-        self.reason = message
-        super().__init__(f"{host}: {message}")
 
 
 class LabError(FoobarOpsError):

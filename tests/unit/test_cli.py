@@ -135,12 +135,16 @@ def test_every_command_whose_runs_take_locks_has_the_wait(monkeypatch, argv):
     assert seen == ["12.0"]
 
 
-@pytest.mark.parametrize("command", ["ping", "run"])
-def test_commands_that_take_no_lock_refuse_a_wait_instead_of_ignoring_it(capsys, command):
+@pytest.mark.parametrize(
+    "argv",
+    [["ping", "-i", "inv.yml", "--wait", "5"], ["run", "-i", "inv.yml", "--wait", "5", "--", "true"]],
+    ids=["ping", "run"],
+)
+def test_commands_that_take_no_lock_refuse_a_wait_instead_of_ignoring_it(capsys, argv):
     from foobar_ops.cli.main import main
 
     with pytest.raises(SystemExit) as ended:
-        main([command, "-i", "inv.yml", "--wait", "5", "--", "true"][: 5 if command == "ping" else 7])
+        main(argv)
     assert ended.value.code == 2 and "unrecognized arguments: --wait" in capsys.readouterr().err
 
 

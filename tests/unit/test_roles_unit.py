@@ -413,7 +413,9 @@ def test_haproxy_weights_within_range_reach_the_config(tmp_path, weight):
     doc = lab_doc()
     doc["hosts"]["web-01"]["vars"]["haproxy_weight"] = weight
     inv = write_inventory(tmp_path, doc)
-    assert topology.web_weight(inv.host("web-01")) == weight and topology.web_weight(inv.host("web-02")) == 1
+    backend = haproxy_cfg(inv).split("backend bk_web", 1)[1]
+    assert re.search(rf"^\s*server web-01 10\.77\.0\.11:80 check weight {weight}$", backend, re.M)
+    assert re.search(r"^\s*server web-02 10\.77\.0\.12:80 check weight 1$", backend, re.M)
 
 
 def test_mysql_client_option_file_holds_the_replication_account(inv):

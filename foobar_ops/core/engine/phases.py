@@ -278,9 +278,9 @@ class _Runner:
             done.append(step.prepare)
             unlocked = self._not_locked(step)
             if unlocked:
-                name, reason = unlocked
-                why = f"not run: {name} could not be locked for this run ({reason}); a later run does it"
-                keep(Result(name, f"prepare:{step.name}", step.name, "run.prepare", Status.NOT_RUN, comment=why))
+                where, said = unlocked
+                why = f"not run: {said}; a later run does it"
+                keep(Result(where, f"prepare:{step.name}", step.name, "run.prepare", Status.NOT_RUN, comment=why))
                 continue
             step.prepare(self.inventory, keep, self.test)
 
@@ -365,15 +365,15 @@ class _Runner:
                 failed = host.name
 
     def _not_locked(self, phase: Phase) -> tuple[str, str] | None:
-        """The first host a phase acts on besides its own (the load balancer) that this run does
-        not hold the lock of, with why; None when it holds them all (or takes none: a dry-run)."""
+        """The host a phase acts on besides its own (the load balancer) this run does not hold the
+        lock of, and a sentence saying so; None when it holds them all (or takes none: a dry-run)."""
         if self.test or phase.also_locks is None:
             return None
         for host in phase.also_locks(self.inventory):
             if host is None or host.name in self.locks:
                 continue
             why = self.unlocked.get(host.name) or self.lost.get(host.name) or self.refused.get(host.name)
-            return host.name, why or "no lock"
+            return host.name, f"{host.name} could not be locked for this run ({why or 'no lock'})"
         return None
 
     def _not_run(self, host: Any, states: list[State[Any]], why: str) -> list[Result]:
@@ -399,9 +399,7 @@ class _Runner:
             return planned
         unlocked = self._not_locked(phase)
         if unlocked:
-            name, reason = unlocked
-            why = f"{name} could not be locked for this run ({reason})"
-            return self._not_run(host, states, f"not run: {why}; nothing is changed here without it")
+            return self._not_run(host, states, f"not run: {unlocked[1]}; nothing is changed here without it")
         steps: list[Result] = []  # what the guard itself did (e.g. drain before, ready after)
 
         def step(result: Result) -> None:
