@@ -250,6 +250,22 @@ def test_a_free_host_is_locked_with_who_holds_it_and_released(tmp_path, lock_dir
     assert remote.channels[0].proc.returncode == 0
 
 
+def test_a_secret_in_the_command_never_reaches_the_lock_details_or_a_refusal(tmp_path, lock_dir, monkeypatch):
+    from foobar_ops.core.secrets import Secret
+
+    monkeypatch.setenv("FOOBAR_TEST_LOCK_SECRET", "hunter2-Lock-Value")
+    value = Secret("env:FOOBAR_TEST_LOCK_SECRET").reveal()  # revealed: known to the masking
+    first = HostLock(ShellRemote(tmp_path), "run-1", f"foobar-ops run -- echo {value}").acquire()
+    try:
+        written = (lock_dir / "web-01" / "run.holder").read_text()
+        assert value not in written and holder_in(lock_dir).command.startswith("foobar-ops run -- echo ")
+        with pytest.raises(RunLocked) as refused:
+            HostLock(ShellRemote(tmp_path), "run-2").acquire()
+        assert value not in str(refused.value) and "run-1" in str(refused.value)
+    finally:
+        first.release()
+
+
 def test_a_host_locked_by_another_run_refuses_naming_it_then_frees_when_it_ends(tmp_path, lock_dir):
     first = HostLock(ShellRemote(tmp_path), "run-1", "foobar-ops apply web").acquire()
     try:
