@@ -9,6 +9,7 @@ import fcntl
 import getpass
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -42,10 +43,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from . import paths
+from . import paths, privacy
 from .errors import FoobarOpsError
 from .result import HostOutcome, Result
 from .secrets import Secret, mask_deep, mask_known
@@ -208,7 +209,7 @@ class Journal:
                 self.engine: Engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600)
             else:
                 self.path = Path(named)
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _private_journal(self.path)
                 # a connection per write (NullPool): no descriptor is held between writes, so a
                 # journal made unwritable (a read-only file or mount, a full disk) is noticed at
                 # the next record, and this process never holds stale SQLite locks
@@ -276,8 +277,7 @@ class Journal:
         """Hold the journal's migration lock: a lock file beside SQLite, a named lock on a server."""
         if self.sqlite:
             assert isinstance(self.path, Path)
-            with open(self.path.with_name(self.path.name + ".migrate.lock"), "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+            with _flocked(self.path.with_name(self.path.name + ".migrate.lock")):
                 yield
             return
         with self.engine.connect() as conn:
@@ -321,10 +321,9 @@ class Journal:
             failures = []
             for spool in self.spools:  # next to the journal; else (its folder refuses too) the records folder
                 try:
-                    spool.parent.mkdir(parents=True, exist_ok=True)
-                    fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                    with self.lock, os.fdopen(fd, "a") as out:
-                        out.write(line + "\n")
+                    privacy.make_dir(spool.parent, tighten_existing=spool.parent == paths.records_dir())
+                    with self.lock, _flocked(_lock_path(spool)):
+                        _append(spool, [line])
                 except OSError as spool_err:
                     failures.append(f"{spool}: {spool_err.strerror or spool_err}")
                     continue
@@ -333,30 +332,62 @@ class Journal:
 
     def replay(self) -> int:
         """Add the rows kept in the spools while the journal could not be written; return how many.
-        A spool is first moved aside (a record spooled meanwhile starts a new one); when the
-        journal still refuses, its rows go back to it for later."""
+        Each spool is read and rewritten under its file lock (appending takes it too: no record
+        is lost to a replay). A line that can never be added (torn, not a record, a duplicate) is
+        set aside in SPOOL.rejected and reported (`rejected`, and a warning); when the journal
+        still refuses, that line and the ones after it stay in the spool, in order, for later."""
+        self.rejected: list[str] = []
         return sum(self._replay(spool) for spool in self.spools if spool.exists())
 
     def _replay(self, spool: Path) -> int:
-        taken = spool.with_name(f"{spool.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
         try:
-            os.rename(spool, taken)
+            with self.lock, _flocked(_lock_path(spool)):
+                return self._replay_locked(spool)
         except OSError:
-            return 0  # another process is replaying it, or it cannot be moved: later
-        tables = {t.name: t for t in (RUNS, RESULTS, HOSTS)}
-        lines = taken.read_text().splitlines(keepends=True)
+            return 0  # it cannot be locked or rewritten now (a read-only folder): later
+
+    def _replay_locked(self, spool: Path) -> int:
         try:
-            rows = [json.loads(line) for line in lines if line.strip()]
-            with self.lock, self.engine.begin() as conn:
-                for row in rows:
-                    conn.execute(self._statement(tables[row["table"]], row["values"], row.get("run_id") or None))
-        except (ValueError, KeyError, SQLAlchemyError):
-            with self.lock, open(spool, "a") as back:  # still refused (or damaged): kept for later
-                back.writelines(lines)
-            taken.unlink()
+            lines = spool.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
             return 0
-        taken.unlink()
-        return len(rows)
+        added, kept, rejected = 0, list[str](), list[tuple[str, str]]()
+        for number, line in enumerate(lines, 1):
+            if kept or not line.strip():
+                kept += [line] if line.strip() else []  # after a refusal, the rest wait in order
+                continue
+            try:
+                row = json.loads(line)
+                statement = self._statement(_TABLES[row["table"]], row["values"], row.get("run_id") or None)
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                rejected.append((line, f"line {number}: not a record ({type(err).__name__})"))
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(statement)
+            except (OperationalError, InterfaceError):  # the journal still refuses: later
+                kept.append(line)
+            except SQLAlchemyError as err:  # this record can never go in (a duplicate, a bad value)
+                rejected.append((line, f"line {number}: {type(err).__name__}"))
+            else:
+                added += 1
+        if rejected:
+            aside = spool.with_name(spool.name + ".rejected")
+            _append(aside, [line for line, _ in rejected])
+            why = "; ".join(reason for _, reason in rejected[:3]) + ("; ..." if len(rejected) > 3 else "")
+            self.rejected.append(
+                f"journal {self.path}: {len(rejected)} spooled record(s) could not be added ({why}): "
+                f"set aside in {aside}"
+            )
+            _log.warning("foobar-ops: %s", self.rejected[-1])
+        if kept:
+            fresh = spool.with_name(spool.name + ".new")
+            fresh.unlink(missing_ok=True)
+            _append(fresh, kept)
+            os.replace(fresh, spool)
+        else:
+            spool.unlink()
+        return added
 
     def start_run(
         self,
@@ -618,6 +649,49 @@ class RunRecord:
     def finish(self, status: str, error: str | None = None) -> None:
         """Journal how the run ended."""
         self._safely(self.journal.finish_run, status, error)
+
+
+_TABLES = {t.name: t for t in (RUNS, RESULTS, HOSTS)}
+_log = logging.getLogger(__name__)
+
+
+def _private_journal(path: Path) -> None:
+    """Make an embedded journal's file (and the folder it is made in) its owner's only, or its
+    team's in a shared records folder; an existing one readable by others is tightened."""
+    privacy.make_dir(path.parent, tighten_existing=path.parent == paths.records_dir())
+    privacy.create_file(path)
+    for kept in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        privacy.tighten(kept)
+
+
+def _lock_path(spool: Path) -> Path:
+    return spool.with_name(spool.name + ".lock")
+
+
+@contextmanager
+def _flocked(path: Path) -> Iterator[None]:
+    """Hold an exclusive file lock (a lock file of its own, kept, never the file it guards)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, privacy.file_mode(path.parent))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _append(path: Path, lines: list[str]) -> None:
+    """Append whole lines to a file (made private); a line torn before (a full disk, a crash) is
+    ended first, so that it stays one bad line of its own."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, privacy.file_mode(path.parent))
+    try:
+        size = os.fstat(fd).st_size
+        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        data = ("\n" if torn else "") + "".join(line + "\n" for line in lines)
+        view = memoryview(data.encode())
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def _spool_paths(journal: Path | str) -> list[Path]:

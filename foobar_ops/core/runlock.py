@@ -5,8 +5,10 @@ The lock is a `flock` held by a shell on the host that lives as long as this run
 when the run ends, is killed or loses its connection, the channel closes and the lock is released
 with it; nothing has to be cleaned up by hand. Who holds it (run id, user, control machine, pid,
 since when) is written next to it, so a refused run names the run in its way. A holder whose
-control process is gone (same control machine, dead pid) is stale: its shell is ended and the lock
-taken over, and the result says whose it was.
+control process is gone is stale: its shell is ended and the lock taken over, and the result says
+whose it was. "Gone" is judged only for a holder of this very machine (its machine id: machine-id,
+boot and pid namespace, never the hostname, which clones share) whose process (pid and start time)
+no longer runs.
 
 While holding the lock, leftovers of runs that died before cleaning up (upload folders, validation
 copies) are removed: no run of ours can be using them.
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from . import machine
 from .errors import ConnectionFailed, FoobarOpsError, SudoError
 from .onhost import CHANGE_WAIT, CHANGES_LOCK_NAME, LOCK_DIR, OUTCOMES
 from .secrets import mask_known
@@ -83,6 +86,8 @@ class Holder:
     pid: int = 0
     since: str = ""
     shell: int = 0  # the holding shell's pid on the host
+    machine_id: str = ""  # the control machine's id (see core.machine); "" from older foobar_ops
+    pid_start: str = ""  # when the control process started (tells a reused pid apart)
 
     @classmethod
     def parse(cls, text: str) -> "Holder | None":
@@ -102,16 +107,11 @@ class Holder:
         )
 
     def is_dead_here(self) -> bool:
-        """True when the holder ran on this control machine and its process is gone."""
-        if self.machine != socket.gethostname() or self.pid <= 0:
+        """True when the holder ran on this very control machine (its machine id, not a hostname
+        that a clone shares) and its process (pid and start time) is gone."""
+        if not self.machine_id or self.machine_id != machine.machine_id() or self.pid <= 0:
             return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return not machine.process_alive(self.pid, self.pid_start)
 
 
 def _script(info: str, wait: float, clean: bool = True) -> str:
@@ -192,7 +192,9 @@ class HostLock:
                 "command": mask_known(self.command)[:200],
                 "user": whoami(),
                 "machine": socket.gethostname(),
+                "machine_id": machine.machine_id(),
                 "pid": os.getpid(),
+                "pid_start": machine.process_start(os.getpid()),
                 "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "shell": 0,
             },
@@ -281,8 +283,8 @@ class HostLock:
         try:
             self._acquire(clean=False)
         except RunLocked as err:
-            held, me = err.holder, (self.run_id, socket.gethostname(), os.getpid())
-            if held is None or (held.run, held.machine, held.pid) != me or held.shell <= 0:
+            held, me = err.holder, (self.run_id, machine.machine_id(), os.getpid())
+            if held is None or (held.run, held.machine_id, held.pid) != me or held.shell <= 0:
                 raise ConnectionFailed(self.host, f"the connection was lost, and meanwhile {err}") from None
             # the host has not noticed yet that the old connection is gone: its shell still holds
             # this run's lock; end it and take the lock again

@@ -16,6 +16,9 @@ from pathlib import Path
 from .errors import SecretError
 
 MASK = "********"
+#: The shortest secret value foobar_ops accepts: a shorter one cannot be masked safely (every
+#: occurrence of a one-letter value in ordinary text would be masked, and the masks would show it).
+MIN_LENGTH = 6
 SCHEMES = ("env", "file")
 SECRET_KEY_PATTERN = re.compile(r"password|passwd|secret|token|api[_-]?key|private[_-]?key", re.IGNORECASE)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -87,13 +90,13 @@ class Secret:
                 raise SecretError(
                     f"secret {self.ref}: environment variable {self.target} is not set; export it before running"
                 )
-            return value
+            return check_maskable(value, f"secret {self.ref}")
         try:
             text = Path(self.target).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
             raise SecretError(f"secret {self.ref}: cannot read file {self.target}: {reason}") from None
-        return text[:-1] if text.endswith("\n") else text
+        return check_maskable(text[:-1] if text.endswith("\n") else text, f"secret {self.ref}")
 
     def __repr__(self) -> str:
         """Show the reference only, e.g. Secret('env:NAME')."""
@@ -182,6 +185,36 @@ def _expand_path(raw: str, base_dir: str | Path | None) -> Path:
     return Path(os.path.abspath(base / path))
 
 
+class SecretTooShort(SecretError):
+    """A secret value too short to be masked safely."""
+
+
+def check_maskable(value: str, what: str) -> str:
+    """Return value when it can be masked safely; else a SecretError naming what it is (never the
+    value). An empty value has nothing to hide and passes.
+
+    value: the secret value.
+    what: what it is, for the message (e.g. "secret env:NAME", "parameter 'token'").
+    """
+    if 0 < len(value) < MIN_LENGTH:
+        raise SecretTooShort(
+            f"{what}: the value is too short to be masked safely ({len(value)} character(s); "
+            f"at least {MIN_LENGTH}): use a longer secret"
+        )
+    return value
+
+
+def remember(value: str) -> None:
+    """Mask a secret value from now on, as a revealed Secret's is (a literal found where a reference
+    belongs: it is refused, and must never be shown either).
+
+    value: the value; ignored when too short to be masked safely or empty.
+    """
+    if isinstance(value, str) and len(value) >= MIN_LENGTH:
+        with _known_lock:
+            _known_values.add(value)
+
+
 def register(secret: Secret) -> None:
     """Remember a revealed secret's value so mask_known() can hide it.
 
@@ -201,9 +234,20 @@ def _replace_all(text: str, values: Iterable[str]) -> str:
     """
     if not text:
         return text
-    for value in sorted({v for v in values if v}, key=len, reverse=True):
+    for value in sorted({form for v in values if v for form in _forms(v)}, key=len, reverse=True):
         text = text.replace(value, MASK)
     return text
+
+
+def _forms(value: str) -> set[str]:
+    """A value as it is, and as it reads escaped in JSON or in a repr() (a traceback, a dict shown):
+    a value with a quote or a backslash must not escape masking by being escaped.
+
+    value: the secret value.
+    """
+    import json
+
+    return {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1]}
 
 
 def mask_known(text: str) -> str:

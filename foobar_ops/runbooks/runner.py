@@ -4,30 +4,46 @@ notebook and an HTML rendering of it under the records folder (also when it fail
 values from both, and journal the run with its outcome.
 
 Outcomes and exit codes: ok 0, failed 1 (a cell raised, e.g. its verification), refused 2 (a
-parameter error: no cell ran), timeout 3 (a cell ran past its time), kernel-died 4.
+parameter error: no cell ran), timeout 3 (a cell ran past its time), kernel-died 4; a run stopped
+by Ctrl-C or SIGTERM is recorded as interrupted or terminated (its notebook and HTML kept, scrubbed)
+and the interrupt goes on (exit 130 or 143 on the command line).
+
+Secret values never leave the runner: every secret the run may see (the inventory's and the secret
+parameters') is revealed before any cell runs, only to be masked in what is streamed, in the
+error, in the notebook and its HTML (every string of the parsed notebook, so escaping cannot hide
+one) and in the journal; a literal given for a secret parameter is refused and masked in the
+recorded command; a secret too short to be masked safely refuses the run.
 """
 
 from __future__ import annotations
 
+import html as html_text
 import logging
+import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..core import paths
-from ..core.errors import FoobarOpsError
+from ..core import interrupts, paths, privacy
+from ..core.errors import FoobarOpsError, SecretError
 from ..core.journal import Journal
-from ..core.secrets import mask_known
+from ..core.secrets import MASK, MIN_LENGTH, Secret, SecretTooShort, is_secret_ref, mask_known, remember
 from .catalog import Runbook, find
 from .parameters import RunbookParameterError, resolve
 
 KERNEL = "foobar-ops"
-EXIT_CODES = {"ok": 0, "failed": 1, "refused": 2, "timeout": 3, "kernel-died": 4}
+EXIT_CODES = {"ok": 0, "failed": 1, "refused": 2, "timeout": 3, "kernel-died": 4, "interrupted": 130, "terminated": 143}
+#: Keys of a notebook whose values are its structure, never text a secret can be in.
+_STRUCTURE = frozenset({"cell_type", "output_type", "id", "nbformat", "nbformat_minor", "execution_count"})
 
 
 @dataclass
@@ -68,7 +84,7 @@ class RunbookRun:
             "outcome": self.outcome,
             "output_notebook": str(self.output_notebook) if self.output_notebook else None,
             "html": str(self.html) if self.html else None,
-            "error": self.error,
+            "error": mask_known(self.error) if self.error else None,
             "cell": self.cell,
             "seconds": round(self.seconds, 2),
         }
@@ -119,25 +135,68 @@ class _CellLog(logging.Handler):
             print(line, file=self.stream, flush=True)
 
 
-def _scrub(path: Path, inventory: Any, secrets: list[str]) -> None:
-    """Mask every secret value in the output notebook: the inventory's and the secret parameters'
-    (revealed here, in the runner, only to be masked)."""
-    from ..core.secrets import Secret
-
-    refs: list[Any] = [Secret(ref) for ref in secrets]
+def _reveal(runbook: Runbook, values: dict[str, Any], inventory: Any) -> None:
+    """Reveal every secret this run may see (the secret parameters' and the inventory's), only so
+    that all that leaves the runner (streamed output, errors, the notebook) can be masked; a value
+    too short to be masked safely refuses the run (a SecretError naming its parameter or secret).
+    One that cannot be read is left to the cell that needs it (it fails there, saying why)."""
+    named: list[tuple[str, Any]] = [
+        (f"parameter {p.name!r}", Secret(str(v)))
+        for p in runbook.parameters()
+        if p.kind == "secret" and is_secret_ref(v := values.get(p.name))
+    ]
     if inventory is not None:
-        refs += [*inventory.secrets.values(), *(h.sudo_password for h in inventory.hosts.values())]
-    for secret in refs:
+        named += [(f"inventory secret {k!r}", v) for k, v in inventory.secrets.items()]
+        named += [(f"host {h.name}'s sudo_password", h.sudo_password) for h in inventory.hosts.values()]
+    for what, secret in named:
+        if not isinstance(secret, Secret):
+            continue
         try:
-            if secret is not None:
-                secret.reveal()
-        except FoobarOpsError:
+            secret.reveal()
+        except SecretTooShort as err:
+            raise SecretTooShort(f"{what}: {err}") from None
+        except SecretError:
             pass
-    if path.exists():
-        text = path.read_text()
-        masked = mask_known(text)
-        if masked != text:
-            path.write_text(masked)
+
+
+def _scrub(path: Path) -> None:
+    """Mask every known secret value in every string of the output notebook (parsed, not its raw
+    JSON: a value with quotes or backslashes is found as it is, and the notebook stays valid)."""
+    import nbformat
+
+    if not path.exists():
+        return
+    nb = nbformat.read(path, as_version=4)
+    if _mask_node(nb):
+        _write_notebook(nb, path)
+
+
+def _mask_node(node: Any) -> bool:
+    """Mask known secrets in every string value of a notebook node, in place; return whether any was."""
+    changed = False
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in list(items):
+        if isinstance(value, str):
+            if key not in _STRUCTURE and (masked := mask_known(value)) != value:
+                node[key], changed = masked, True
+        elif isinstance(value, dict | list):
+            changed = _mask_node(value) or changed
+    return changed
+
+
+def _write_notebook(nb: Any, path: Path) -> None:
+    import nbformat
+
+    path.write_text(nbformat.writes(nb))  # the file keeps its (private) mode
+
+
+def _private_file(path: Path, text: str = "") -> Path:
+    """Write a file of the records: its owner's only (or its team's, in a shared records folder)."""
+    privacy.create_file(path)
+    privacy.tighten(path)
+    if text:
+        path.write_text(text)
+    return path
 
 
 def _html(path: Path) -> Path | None:
@@ -148,9 +207,7 @@ def _html(path: Path) -> Path | None:
     if not path.exists():
         return None
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(path, as_version=4))
-    html = path.with_suffix(".html")
-    html.write_text(body)
-    return html
+    return _private_file(path.with_suffix(".html"), mask_known(body))
 
 
 def _note(path: Path, index: int | None, message: str) -> None:
@@ -160,10 +217,11 @@ def _note(path: Path, index: int | None, message: str) -> None:
     if not path.exists():
         return
     nb = nbformat.read(path, as_version=4)
-    cell = nbformat.v4.new_markdown_cell(f"<span style='color:red'><b>{message}</b></span>")
+    text = html_text.escape(mask_known(message))  # the error's text is data, never markup
+    cell = nbformat.v4.new_markdown_cell(f"<span style='color:red'><b>{text}</b></span>")
     cell.metadata["tags"] = ["foobar-ops-error"]
     nb.cells.insert(index if index is not None else 0, cell)
-    nbformat.write(nb, path)
+    _write_notebook(nb, path)
 
 
 def _last_started(path: Path) -> int | None:
@@ -224,26 +282,28 @@ def run(
     out = paths.runbook_dir() / f"{name}-{run_id}.ipynb"
     started = time.monotonic()
     given = dict(parameters or {})
+    recorded = _recordable(runbook, {**(texts or {}), **given})  # literal secrets: remembered, masked
+    command = _masked_command(command or f"runbook {name}", runbook, {**(texts or {}), **given})
     inv = _inventory(runbook, inventory, given)
     if test is not None:
         given["test"] = test
-    recorded = _recordable(runbook, {**(texts or {}), **given})
     try:
         values = resolve(runbook.parameters(), given, texts)
-    except RunbookParameterError as err:
-        journal.start_run(
-            command=command or f"runbook {name}", inventory=inv, parameters=recorded, runbook=name, run_id=run_id
-        )
+        _reveal(runbook, values, inv)
+    except (RunbookParameterError, SecretError) as err:
+        journal.start_run(command=command, inventory=inv, parameters=recorded, runbook=name, run_id=run_id)
         journal.finish_run(run_id, "refused", str(err))
-        return RunbookRun(run_id, name, "refused", error=str(err), seconds=time.monotonic() - started)
+        return RunbookRun(run_id, name, "refused", error=mask_known(str(err)), seconds=time.monotonic() - started)
     declared = {p.name for p in runbook.parameters()}
     injected = {k: v for k, v in values.items() if k in declared}
     injected.update({k: v for k, v in (("run_id", run_id), ("output_notebook", str(out))) if k in declared})
     nb = runbook.notebook()
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "foobar-ops", "language": "python"}
-    out.parent.mkdir(parents=True, exist_ok=True)
+    privacy.make_dir(paths.records_dir())
+    privacy.make_dir(out.parent)
+    _private_file(out)  # papermill writes into it as cells end: never readable by others, even then
     journal.start_run(
-        command=command or f"runbook {name}",
+        command=command,
         inventory=inv,
         test=bool(values.get("test", False)),
         parameters=values,
@@ -251,28 +311,111 @@ def run(
         output_notebook=str(out),
         run_id=run_id,
     )
-    outcome, error, cell = _execute(papermill, nb, out, injected, name, stream, start_timeout, cell_timeout)
-    if outcome != "ok":
-        _note(out, cell, f"foobar-ops: {outcome}: {error}")
-    _scrub(
-        out, inv, [v for p in runbook.parameters() if p.kind == "secret" and isinstance(v := values.get(p.name), str)]
-    )
-    html = _html(out)
-    journal.set_outputs(run_id, str(out), str(html) if html else None)
+    stopped: KeyboardInterrupt | None = None
+    try:
+        with _sigterm_interrupts():
+            outcome, error, cell = _execute(papermill, nb, out, injected, name, stream, start_timeout, cell_timeout)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: keep the records, then stop
+        stopped, cell = err, _last_started(out)
+        outcome = "terminated" if isinstance(err, interrupts.Terminated) else "interrupted"
+        error = f"{outcome} during {_cell_line(out, cell)}"
+    done = _finish(journal, run_id, name, out, outcome, error, cell, started)
+    if stopped is not None:
+        raise stopped
+    return done
+
+
+def _finish(
+    journal: Journal,
+    run_id: str,
+    name: str,
+    out: Path,
+    outcome: str,
+    error: str | None,
+    cell: int | None,
+    started: float,
+) -> RunbookRun:
+    """Keep what a run leaves (also when it was stopped): its notebook with a note on what went
+    wrong, scrubbed, its HTML, and how it ended in the journal."""
+    error = mask_known(error) if error else None
+    html = None
+    try:
+        if outcome != "ok":
+            _note(out, cell, f"foobar-ops: {outcome}: {error}")
+        _scrub(out)
+        html = _html(out)
+    except Exception as err:  # noqa: BLE001 - a notebook that cannot be rendered must not lose the record
+        error = (error + "; " if error else "") + f"the output could not be rendered: {type(err).__name__}: {err}"
+        error = mask_known(error)
+    journal.set_outputs(run_id, str(out) if out.exists() else None, str(html) if html else None)
     journal.finish_run(run_id, outcome, error)
-    return RunbookRun(run_id, name, outcome, out, html, error, cell, time.monotonic() - started)
+    return RunbookRun(
+        run_id, name, outcome, out if out.exists() else None, html, error, cell, time.monotonic() - started
+    )
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops a run as Ctrl-C does (raises interrupts.Terminated), so that its records are
+    kept, where nobody (the command line does) has said what SIGTERM does yet."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        None,
+    ):
+        yield
+        return
+
+    def terminated(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupts.note_term()
+        raise interrupts.Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _secret_names(runbook: Runbook, values: dict[str, Any]) -> set[str]:
+    try:
+        return {p.name for p in runbook.parameters() if p.kind == "secret"}
+    except RunbookParameterError:
+        return set(values)
 
 
 def _recordable(runbook: Runbook, values: dict[str, Any]) -> dict[str, Any]:
     """Return parameters as the journal may keep them: a secret parameter's value only when it is a
-    reference (a literal given by mistake is masked, never stored)."""
-    from ..core.secrets import MASK, is_secret_ref
+    reference (a literal given by mistake is masked, never stored, and masked from now on wherever
+    it would show)."""
+    secret = _secret_names(runbook, values)
+    kept = {}
+    for k, v in values.items():
+        if k in secret and not is_secret_ref(v):
+            if isinstance(v, str):
+                remember(v)
+            v = MASK
+        kept[k] = v
+    return kept
 
+
+def _masked_command(command: str, runbook: Runbook, values: dict[str, Any]) -> str:
+    """The command as the journal records it: a literal given for a secret parameter is masked (a
+    word that is the value, or holds it; a short value masks its whole word)."""
+    secret = _secret_names(runbook, values)
+    literals = [v for k, v in values.items() if k in secret and isinstance(v, str) and v and not is_secret_ref(v)]
+    if not literals:
+        return mask_known(command)
     try:
-        secret = {p.name for p in runbook.parameters() if p.kind == "secret"}
-    except RunbookParameterError:
-        secret = set(values)
-    return {k: (v if k not in secret or is_secret_ref(v) else MASK) for k, v in values.items()}
+        words = shlex.split(command)
+    except ValueError:
+        return MASK  # cannot be told apart: record nothing of it
+    for value in literals:
+        if len(value) >= MIN_LENGTH:
+            words = [w.replace(value, MASK) for w in words]
+        else:
+            words = [MASK if value in w else w for w in words]
+    return mask_known(shlex.join(words))
 
 
 def _inventory(runbook: Runbook, inventory: str | Path | None, given: dict[str, Any]) -> Any:

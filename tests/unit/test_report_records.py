@@ -727,9 +727,84 @@ def test_the_spool_goes_into_the_journal_when_it_can_be_written_again(journal):
         reopened.close()
 
 
-def test_a_damaged_spool_is_left_for_a_person_to_look_at(journal):
-    journal.spool.write_text('{"table": "results", "run_id": null, "values": {"run_id": "x"\n')
-    assert journal.replay() == 0 and journal.spool.exists()
+def test_a_torn_or_duplicate_spooled_line_is_set_aside_and_the_rest_replayed(journal, caplog):
+    run_id = journal.start_run(command="foobar-ops apply web")
+    refuse_writes(journal)
+    for write in (
+        lambda: journal.add_result(run_id, sample_results()[0]),
+        lambda: journal.add_outcome(run_id, outcome("web-01")),
+        lambda: journal.add_outcome(run_id, outcome("web-01")),  # the same host twice: a duplicate
+        lambda: journal.add_result(run_id, sample_results()[1]),
+    ):
+        with pytest.raises(JournalError, match="kept in"):
+            write()
+    good = journal.spool.read_text().splitlines()
+    torn = good[3][: len(good[3]) // 2]  # a write cut off half-way (a full disk, a kill)
+    journal.spool.write_text("\n".join([good[0], torn, *good[1:]]) + "\n")
+    with pytest.raises(JournalError, match="kept in"):
+        journal.finish_run(run_id, "ok")  # appended after the torn line: not glued to it
+    journal.path.chmod(0o644)
+    reopened = Journal(journal.path)  # replays on open
+    try:
+        assert list(reopened.results(run_id)["state_id"]) == [r.id for r in sample_results()[:2]]
+        assert list(reopened.outcomes(run_id)["host"]) == ["web-01"]
+        assert reopened.run(run_id)["status"] == "ok"
+        aside = journal.spool.with_name(journal.spool.name + ".rejected")
+        assert aside.read_text().splitlines() == [torn, good[2]]  # kept for a person, never lost
+        assert not journal.spool.exists()
+        (said,) = reopened.rejected
+        assert said == (
+            f"journal {journal.path}: 2 spooled record(s) could not be added (line 2: not a record "
+            f"(JSONDecodeError); line 4: IntegrityError): set aside in {aside}"
+        )
+        assert said in caplog.text
+        assert oct(aside.stat().st_mode & 0o777) == "0o600"
+        assert reopened.replay() == 0 and reopened.rejected == []
+    finally:
+        reopened.close()
+
+
+WRITER = """
+import sys
+from foobar_ops.core.journal import Journal, JournalError
+from foobar_ops.core.result import Result, Status
+
+journal = Journal(sys.argv[1])
+
+
+def refused(statement):
+    raise JournalError("journal: cannot write: refused for the test")
+
+
+journal._write = refused  # this writer's journal refuses: every record goes to the spool
+for i in range(int(sys.argv[3])):
+    try:
+        journal.add_result(sys.argv[4], Result("web-01", f"{sys.argv[2]}-{i}", "x", "cmd.run", Status.CHANGED))
+    except JournalError:
+        pass
+"""
+
+
+def test_two_writers_racing_a_replay_lose_no_record(journal, tmp_path):
+    import subprocess
+    import sys
+
+    run_id = journal.start_run(command="foobar-ops apply web")
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    count = 400
+    writers = [
+        subprocess.Popen([sys.executable, str(script), str(journal.path), name, str(count), run_id])
+        for name in ("a", "b")
+    ]
+    replayed = 0
+    while any(w.poll() is None for w in writers):
+        replayed += journal.replay()
+    assert [w.returncode for w in writers] == [0, 0]
+    replayed += journal.replay()
+    ids = list(journal.results(run_id)["state_id"])
+    assert replayed > 0 and len(ids) == len(set(ids)) == 2 * count
+    assert not journal.spool.exists() and not journal.spool.with_name(journal.spool.name + ".rejected").exists()
 
 
 def test_a_refused_write_that_cannot_be_spooled_either_says_both(journal):

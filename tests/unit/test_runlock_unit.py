@@ -15,11 +15,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from foobar_ops.core import onhost, runlock
+from foobar_ops.core import machine, onhost, runlock
 from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError, SudoError
 from foobar_ops.core.runlock import ChangeRunning, Holder, HostLock, RunLocked, locked
 
 HERE = socket.gethostname()
+ME = machine.machine_id()  # this control machine, as the lock details name it
 
 
 def dead_pid() -> int:
@@ -62,10 +63,28 @@ def test_a_holder_describes_itself_whatever_it_left_out():
 
 
 def test_a_holder_is_dead_here_only_when_its_process_on_this_machine_is_gone():
-    assert Holder("r", machine=HERE, pid=dead_pid()).is_dead_here()
-    assert not Holder("r", machine=HERE, pid=os.getpid()).is_dead_here()  # alive
-    assert not Holder("r", machine=HERE + "-other", pid=dead_pid()).is_dead_here()  # cannot tell from here
-    assert not Holder("r", machine=HERE, pid=0).is_dead_here()
+    assert Holder("r", machine=HERE, machine_id=ME, pid=dead_pid()).is_dead_here()
+    assert not Holder("r", machine=HERE, machine_id=ME, pid=os.getpid()).is_dead_here()  # alive
+    assert not Holder("r", machine=HERE, machine_id=ME, pid=0).is_dead_here()
+    # another machine that has the same hostname (a cloned VM, a container): cannot tell from here
+    assert not Holder("r", machine=HERE, machine_id="0f" * 16 + "/boot/1", pid=dead_pid()).is_dead_here()
+    assert not Holder("r", machine=HERE, pid=dead_pid()).is_dead_here()  # no machine id: never judged
+
+
+def test_a_pid_reused_by_another_process_is_not_the_holder():
+    started = machine.process_start(os.getpid())
+    assert started and machine.process_alive(os.getpid(), started)
+    mine = Holder("r", machine=HERE, machine_id=ME, pid=os.getpid(), pid_start=started)
+    assert not mine.is_dead_here()
+    reused = Holder("r", machine=HERE, machine_id=ME, pid=os.getpid(), pid_start=str(int(started) - 1))
+    assert reused.is_dead_here()  # the pid runs, but it is another process than the holder
+
+
+def test_the_machine_id_is_the_machine_its_boot_and_pid_namespace():
+    base, boot, namespace = ME.split("/")
+    assert base == (open("/etc/machine-id").read().strip() if os.path.exists("/etc/machine-id") else base)
+    assert boot == open("/proc/sys/kernel/random/boot_id").read().strip()
+    assert namespace == str(os.stat("/proc/self/ns/pid").st_ino)
 
 
 def test_run_locked_names_the_holder_and_says_nothing_changed():
@@ -349,7 +368,9 @@ def test_details_left_by_a_run_that_ended_without_removing_them_are_noted(tmp_pa
 def test_the_lock_of_a_run_whose_process_died_here_is_taken_over(tmp_path, lock_dir, monkeypatch):
     gone = dead_pid()
     dead = HostLock(ShellRemote(tmp_path), "run-0")
-    monkeypatch.setattr(dead, "_info", lambda: json.dumps({"run": "run-0", "machine": HERE, "pid": gone, "shell": 0}))
+    monkeypatch.setattr(
+        dead, "_info", lambda: json.dumps({"run": "run-0", "machine": HERE, "machine_id": ME, "pid": gone, "shell": 0})
+    )
     dead.acquire()  # its control process died; its shell on the host still holds the lock
     shell = dead._channel.proc
     remote = ShellRemote(tmp_path)
@@ -377,6 +398,35 @@ def test_the_lock_of_a_live_run_elsewhere_is_never_taken_over(tmp_path, lock_dir
         assert remote.commands == []  # nothing was ended
     finally:
         other.release()
+
+
+def test_a_live_lock_of_a_clone_with_the_same_hostname_is_never_taken_over(tmp_path, lock_dir, monkeypatch):
+    # a cloned control machine (same hostname, another machine id) holds the lock: its pid means
+    # nothing here (dead here, alive there), and its holding shell is alive and holds the flock
+    clone = "0f" * 16 + "/" + "1" * 8 + "-0000-0000-0000-" + "2" * 12 + "/4026531836"
+    other = HostLock(ShellRemote(tmp_path), "run-0")
+    info = {"run": "run-0", "machine": HERE, "machine_id": clone, "pid": dead_pid(), "shell": 0}
+    monkeypatch.setattr(other, "_info", lambda: json.dumps(info))
+    other.acquire()
+    try:
+        remote = ShellRemote(tmp_path)
+        with pytest.raises(RunLocked, match=f"locked by run run-0 .* on {HERE} "):
+            HostLock(remote, "run-1").acquire()
+        assert remote.commands == []  # its shell was not ended
+        assert other._channel.proc.poll() is None and other.held  # still held by the clone's run
+        assert holder_in(lock_dir).machine_id == clone
+    finally:
+        other.release()
+
+
+def test_the_lock_details_name_this_machine_and_its_process(tmp_path, lock_dir):
+    lock = HostLock(ShellRemote(tmp_path), "run-1").acquire()
+    try:
+        held = holder_in(lock_dir)
+        assert (held.machine, held.machine_id, held.pid) == (HERE, ME, os.getpid())
+        assert held.pid_start == machine.process_start(os.getpid())
+    finally:
+        lock.release()
 
 
 def test_leftovers_of_dead_runs_are_cleaned_while_the_lock_is_held(tmp_path, lock_dir):
@@ -445,7 +495,7 @@ def test_a_change_still_running_after_the_wait_refuses_the_run_and_frees_the_loc
 
 
 def test_a_change_running_is_never_a_reason_to_take_over_a_dead_holders_lock(tmp_path, monkeypatch):
-    dead = Holder("run-0", machine=HERE, pid=2**22 + 7, shell=4321)
+    dead = Holder("run-0", machine=HERE, machine_id=ME, pid=2**22 + 7, shell=4321)
     assert dead.is_dead_here()
     lock = HostLock(ShellRemote(tmp_path), "run-2")
     ended = []
