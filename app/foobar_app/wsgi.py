@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import json
 import logging
 import re
+import time
 from datetime import datetime
 from http.cookies import SimpleCookie
 from typing import Any
@@ -17,8 +20,12 @@ from .db import NoNode, Router
 
 MAX_BODY = 64 * 1024
 GTID_COOKIE = "foobar_gtid"  # the client's last write: its next reads see it (read your writes)
+#: How long a client's write makes its reads wait for a replica (the cookie's life, in seconds).
+GTID_COOKIE_AGE = 300
 _ITEM = re.compile(r"^/api/items/(\d+)$")
-_GTID = re.compile(r"^\d+-\d+-\d+$")
+_GTID = re.compile(r"(\d{1,10})-(\d{1,10})-(\d{1,20})")
+#: GTID . issued (unix seconds) . signature: only a cookie this app issued counts.
+_SIGNED = re.compile(r"(\d{1,10}-\d{1,10}-\d{1,20})\.(\d{1,12})\.([0-9a-f]{32})")
 _COLUMNS = "id, name, description, served_by, created_at"
 log = logging.getLogger("foobar_app")
 
@@ -35,15 +42,63 @@ def _json_default(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def _last_write(environ: dict[str, Any]) -> str | None:
-    """Return the GTID of the client's last write (from its cookie), when it is well formed."""
+def cookie_key(config: Config) -> bytes:
+    """Return the key that signs the GTID cookie: derived from the app's database password, a
+    secret every app server of the site already shares (so a cookie one issued counts on the
+    other) and no client knows.
+
+    config: the app's settings.
+    """
+    return hmac.new(config.db_password.encode(), b"foobar_app: the gtid cookie, v1", hashlib.sha256).digest()
+
+
+def _gtid_in_range(gtid: str) -> bool:
+    """Tell whether gtid is DOMAIN-SERVER-SEQUENCE with each part within what MariaDB takes."""
+    match = _GTID.fullmatch(gtid)
+    return bool(match) and int(match[1]) < 2**32 and 0 < int(match[2]) < 2**32 and int(match[3]) < 2**64
+
+
+def _signature(key: bytes, gtid: str, issued: int) -> str:
+    return hmac.new(key, f"{gtid}.{issued}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def sign_gtid(key: bytes, gtid: str, now: float | None = None) -> str | None:
+    """Return the cookie value for a client's write (GTID.ISSUED.SIGNATURE), or None when the
+    GTID is not one MariaDB gives.
+
+    key: cookie_key().
+    gtid: @@last_gtid of the write.
+    now: the time it is issued (default: now).
+    """
+    if not _gtid_in_range(gtid):
+        return None
+    issued = int(time.time() if now is None else now)
+    return f"{gtid}.{issued}.{_signature(key, gtid, issued)}"
+
+
+def _last_write(environ: dict[str, Any], key: bytes) -> str | None:
+    """Return the GTID of the client's last write from its cookie, only when this site issued it
+    (signed with key) less than GTID_COOKIE_AGE seconds ago; anything else (unsigned, forged, out
+    of range, expired, malformed) is no cookie at all: it costs the read nothing.
+
+    environ: the WSGI environ.
+    key: cookie_key().
+    """
     cookie = SimpleCookie()
     try:
         cookie.load(environ.get("HTTP_COOKIE", ""))
     except Exception:  # noqa: BLE001 - a malformed cookie is no cookie
         return None
     morsel = cookie.get(GTID_COOKIE)
-    return morsel.value if morsel is not None and _GTID.match(morsel.value) else None
+    match = _SIGNED.fullmatch(morsel.value) if morsel is not None else None
+    if match is None:
+        return None
+    gtid, issued, signature = match[1], int(match[2]), match[3]
+    if not hmac.compare_digest(signature, _signature(key, gtid, issued)):
+        return None
+    if not -30 <= time.time() - issued <= GTID_COOKIE_AGE or not _gtid_in_range(gtid):
+        return None  # expired (or from a clock far ahead)
+    return gtid
 
 
 class App:
@@ -59,6 +114,7 @@ class App:
             router = Router(self.config)
             router.start()
         self.db = router
+        self.cookie_key = cookie_key(self.config)
 
     def __call__(self, environ, start_response):
         headers = [("X-Served-By", self.config.served_by), ("X-Release", self.config.release)]
@@ -129,7 +185,7 @@ class App:
                 cur.execute(f"SELECT {_COLUMNS} FROM items ORDER BY id DESC LIMIT %s", (limit,))
                 return cur.fetchall()
 
-        return self.db.read(query, after=_last_write(environ))
+        return self.db.read(query, after=_last_write(environ, self.cookie_key))
 
     def list_items(self, environ):
         rows, node = self._latest(environ, 50)
@@ -141,7 +197,7 @@ class App:
                 cur.execute(f"SELECT {_COLUMNS} FROM items WHERE id = %s", (item_id,))
                 return cur.fetchone()
 
-        row, node = self.db.read(query, after=_last_write(environ))
+        row, node = self.db.read(query, after=_last_write(environ, self.cookie_key))
         if not row and node != getattr(self.db.monitor.writer(), "name", node):
             row, node = self.db.write(query)  # not on this replica yet: the primary has the last word
         if not row:
@@ -165,8 +221,11 @@ class App:
 
         (row, gtid), node = self.db.write(insert)
         extra = [("X-DB-Node", node), ("Location", f"/api/items/{row['id']}")]
-        if gtid and _GTID.match(gtid):
-            extra.append(("Set-Cookie", f"{GTID_COOKIE}={gtid}; Path=/; Max-Age=300; HttpOnly; SameSite=Lax"))
+        signed = sign_gtid(self.cookie_key, gtid) if isinstance(gtid, str) else None
+        if signed:
+            extra.append(
+                ("Set-Cookie", f"{GTID_COOKIE}={signed}; Path=/; Max-Age={GTID_COOKIE_AGE}; HttpOnly; SameSite=Lax")
+            )
         return "201 Created", row, "application/json", extra
 
     def home(self, environ):

@@ -257,9 +257,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_runbook(args: argparse.Namespace) -> int:
-    import yaml
-
     from ..runbooks import runner
+    from ..runbooks.parameters import yaml_values
 
     if args.name == "list":
         found = runner.catalog_json()
@@ -267,17 +266,18 @@ def cmd_runbook(args: argparse.Namespace) -> int:
             print(json.dumps(found, indent=2, default=str))
         else:
             for rb in found:
+                if rb.get("error"):
+                    print(f"{rb['name']:<26} BROKEN: {rb['error']}")
+                    continue
                 params = ", ".join(
                     p["name"] + ("" if p["required"] else "=" + repr(p["default"])) for p in rb["parameters"]
                 )
                 print(f"{rb['name']:<26} {rb['description']}\n{'':<26} parameters: {params or '-'}")
-        return 0
-    given: dict[str, Any] = {}
-    for source in [*(path.read_text() for path in args.file), *args.yaml]:
-        loaded = yaml.safe_load(source) or {}
-        if not isinstance(loaded, dict):
-            raise FoobarOpsError(f"runbook parameters must be a YAML mapping, not {type(loaded).__name__}")
-        given.update(loaded)
+        broken = [rb for rb in found if rb.get("error")]
+        for rb in broken:
+            print(f"foobar-ops: error: runbook {rb['name']} cannot be read: {rb['error']}", file=sys.stderr)
+        return 1 if broken else 0
+    given = yaml_values(args.file, args.yaml)  # refused naming the -f or -y at fault
     texts = dict(args.parameter)
     done = runner.run(
         args.name,

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..core.inventory import Inventory
 from ..core.journal import Journal
-from ..stack.lb import HAProxy
+from ..stack.lb import HAProxy, check_server
 from ..stack.topology import BACKEND
 from .common import inventory_of, journal_of
 
@@ -21,8 +21,14 @@ def lb_stat(inventory: Inventory | str | Path) -> Any:
         return lb.stat()
 
 
-def _lb(inventory: Inventory | str | Path, journal: Journal | str | Path | None, command: str) -> HAProxy:
-    return HAProxy(inventory_of(inventory), journal=journal_of(journal), command=command)
+def _lb(
+    inventory: Inventory | str | Path, server: str, backend: str, journal: Journal | str | Path | None, command: str
+) -> HAProxy:
+    """The load balancer, once server and backend are known to its configuration (else LBError,
+    before anything runs on any host)."""
+    inv = inventory_of(inventory)
+    check_server(inv, server, backend)
+    return HAProxy(inv, journal=journal_of(journal), command=command)
 
 
 def lb_drain(
@@ -44,7 +50,7 @@ def lb_drain(
     journal: the journal (default: the records folder's).
     command: what is recorded as having made the change.
     """
-    with _lb(inventory, journal, command) as lb:
+    with _lb(inventory, server, backend, journal, command) as lb:
         return lb.drain(server, backend, timeout=timeout)
 
 
@@ -64,7 +70,7 @@ def lb_ready(
     journal: the journal.
     command: what is recorded.
     """
-    with _lb(inventory, journal, command) as lb:
+    with _lb(inventory, server, backend, journal, command) as lb:
         lb.ready(server, backend)
         return str(lb.servers(backend)[server]["status"])
 
@@ -86,6 +92,6 @@ def lb_maint(
     journal: the journal.
     command: what is recorded.
     """
-    with _lb(inventory, journal, command) as lb:
+    with _lb(inventory, server, backend, journal, command) as lb:
         lb.maint(server, backend)
         return str(lb.servers(backend)[server]["status"])

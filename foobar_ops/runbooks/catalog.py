@@ -60,12 +60,18 @@ class Runbook:
         return ""
 
     def as_dict(self) -> dict[str, Any]:
-        """`foobar-ops runbook list --json` for this runbook."""
-        return {
-            "name": self.name,
-            "description": self.description(),
-            "parameters": [p.as_dict() for p in self.parameters() if p.name not in RUNNER_SET],
-        }
+        """`foobar-ops runbook list --json` for this runbook; a runbook that cannot be read (bad
+        notebook, no or a bad parameters cell) is listed with its name and an `error` saying why,
+        so one broken runbook never hides the others."""
+        try:
+            return {
+                "name": self.name,
+                "description": self.description(),
+                "parameters": [p.as_dict() for p in self.parameters() if p.name not in RUNNER_SET],
+            }
+        except Exception as err:  # noqa: BLE001 - whatever a broken file raises, it is named, not raised
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            return {"name": self.name, "description": "", "parameters": [], "error": f"{self.path.name}: {reason}"}
 
 
 def all_runbooks() -> list[Runbook]:

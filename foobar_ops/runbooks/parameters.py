@@ -16,13 +16,17 @@ from __future__ import annotations
 import ast
 import difflib
 import io
+import math
 import tokenize
 import types
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from ..core import safeyaml
 from ..core.errors import FoobarOpsError
 from ..core.secrets import is_secret_ref
 
@@ -93,6 +97,8 @@ class Param:
             raise RunbookParameterError(
                 f"parameter {self.name!r} must be {wanted}, not {type(value).__name__} {value!r}"
             )
+        if self.kind == "float" and not math.isfinite(value):
+            raise RunbookParameterError(f"parameter {self.name!r} must be a finite number, not {value!r}")
         if self.choices is not None and value not in self.choices:
             raise RunbookParameterError(
                 f"parameter {self.name!r} must be one of {', '.join(map(repr, self.choices))}, not {value!r}"
@@ -104,9 +110,53 @@ class Param:
         if self.kind in ("str", "secret"):
             return text
         try:
-            return yaml.safe_load(text)
+            return safeyaml.load(text)
+        except safeyaml.YAMLRefused as err:
+            raise RunbookParameterError(f"parameter {self.name!r}: value refused: {err}") from None
         except yaml.YAMLError:
             return text
+
+
+def yaml_values(files: Iterable[Path], texts: Iterable[str]) -> dict[str, Any]:
+    """Return the parameters given as YAML (-f FILE, then -y TEXT; later ones win), each a mapping;
+    a file that cannot be read, bad YAML, or YAML refused (aliases that expand too much or loop,
+    nesting too deep, a number that is not finite) is a RunbookParameterError naming it.
+
+    files: YAML files (-f).
+    texts: YAML texts (-y).
+    """
+    sources: list[tuple[str, str]] = []
+    for path in files:
+        try:
+            sources.append((f"-f {path}", Path(path).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise RunbookParameterError(f"-f {path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as err:
+            why = getattr(err, "strerror", None) or str(err)
+            raise RunbookParameterError(f"-f {path}: cannot be read ({why})") from None
+    sources += [(f"-y {_short(text)}", text) for text in texts]
+    given: dict[str, Any] = {}
+    for label, text in sources:
+        try:
+            loaded = safeyaml.load(text)
+        except safeyaml.YAMLRefused as err:
+            raise RunbookParameterError(f"{label}: refused: {err}") from None
+        except yaml.YAMLError as err:
+            raise RunbookParameterError(f"{label}: {safeyaml.describe(err)}") from None
+        if loaded is None:
+            continue
+        if not isinstance(loaded, dict):
+            raise RunbookParameterError(
+                f"{label}: runbook parameters must be a YAML mapping (NAME: VALUE), not {type(loaded).__name__}"
+            )
+        given.update({str(k): v for k, v in loaded.items()})
+    return given
+
+
+def _short(text: str) -> str:
+    """text as a message shows it: repr, cut at 60 characters."""
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 _KINDS = {

@@ -7,14 +7,15 @@ from pathlib import Path
 
 from ..core.inventory import Inventory
 from ..core.inventory import load_inventory as _load
-from . import roles
+from . import roles, topology
 
 __all__ = ["load_inventory"]
 
 
 def load_inventory(path: str | Path) -> Inventory:
-    """Read and validate an inventory of the stack (its hosts may only have the stack's roles).
+    """Read and validate an inventory of the stack: its hosts may only have the stack's roles, and
+    every stack and host var the stack uses must be of its type (topology.TYPES).
 
     path: the YAML inventory file.
     """
-    return _load(path, known_roles=roles.names())
+    return _load(path, known_roles=roles.names(), types=topology.TYPES)

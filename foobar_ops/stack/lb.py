@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,12 +18,16 @@ from ..core.journal import Journal
 from ..core.result import Result, Status
 from ..core.shell import cmd
 from ..core.ssh import remote_for
-from .topology import BACKEND, STATS_SOCKET, lb_host
+from .topology import BACKEND, STATS_SOCKET, lb_host, web_hosts
 
 MARKS = "/var/lib/foobar-ops/drains"  # on the load balancer: drains made by runs, one file each
 STATE_LOCK = "/run/foobar-ops/lb-state.lock"  # serializes admin state changes on the load balancer
 
-__all__ = ["HAProxy", "LBError", "LastServerUp", "parse_stat", "server_result"]
+__all__ = ["HAProxy", "LBError", "LastServerUp", "check_server", "parse_stat", "server_result"]
+#: A backend or server name as HAProxy's configuration (and a mark file's name) may hold it.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+#: The backends the role's configuration declares (haproxy.cfg.j2).
+BACKENDS = (BACKEND,)
 
 Row = dict[str, Any]
 
@@ -33,6 +38,37 @@ class LBError(FoobarOpsError):
 
 class LastServerUp(LBError):
     """A drain or maint refused: no other server of the backend is UP."""
+
+
+def _name(what: str, value: Any) -> str:
+    """Return a backend or server name, or raise LBError: it goes into a file name on the load
+    balancer and into runtime API commands, so nothing but a plain name (no '/', no '..') passes.
+    """
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise LBError(f"{what} {value!r} is not a name (letters, digits, '.', '_' or '-'): nothing was done")
+    return value
+
+
+def check_server(inventory: Any, server: str, backend: str = BACKEND) -> None:
+    """Refuse, before any command runs, a backend the configuration does not declare or a server
+    that is not one of its servers (the inventory's web hosts), naming what there is.
+
+    inventory: the Inventory.
+    server: the server asked for.
+    backend: the backend asked for.
+    """
+    _name("backend", backend)
+    _name("server", server)
+    if backend not in BACKENDS:
+        raise LBError(
+            f"no backend {backend!r} in the configuration (backends: {', '.join(BACKENDS)}): nothing was done"
+        )
+    servers = [h.name for h in web_hosts(inventory)]
+    if server not in servers:
+        raise LBError(
+            f"backend {backend} has no server {server!r} in {inventory.path} "
+            f"(servers: {', '.join(servers) or 'none'}): nothing was done"
+        )
 
 
 def parse_stat(text: str) -> list[Row]:
@@ -165,6 +201,8 @@ class HAProxy:
         the load balancer (mark: the run id) so that the next run can put it back if this one dies;
         any change without a mark (ready, an operator's drain or maint) removes it, and so does
         asking for a server the backend no longer has."""
+        _name("backend", backend)
+        _name("server", server)
         started = time.perf_counter()
         out = self.command_script(_state_script(self.socket, backend, server, state, mark))
         line = out.strip().splitlines()[-1] if out.strip() else ""
@@ -201,7 +239,9 @@ class HAProxy:
             return self.remote.run(line, sudo=self.host.user != "root")
 
     def marks(self, backend: str = BACKEND) -> dict[str, dict[str, Any]]:
-        """Return the drains made by runs that are still marked: server -> {run, at}."""
+        """Return the drains made by runs that are still marked: server -> {run, at} (a mark whose
+        server is not a plain name is not one a run made, and is left out)."""
+        _name("backend", backend)
         script = f'cd {cmd(MARKS)} 2>/dev/null && for f in {cmd(backend)}.*; do [ -f "$f" ] && cat "$f"; done; true'
         found: dict[str, dict[str, Any]] = {}
         for line in self.command_script(script).splitlines():
@@ -210,7 +250,8 @@ class HAProxy:
             except ValueError:
                 continue
             if isinstance(mark, dict) and mark.get("backend") == backend and mark.get("server"):
-                found[str(mark["server"])] = mark
+                if isinstance(mark["server"], str) and _NAME.fullmatch(mark["server"]):
+                    found[mark["server"]] = mark
         return found
 
     def _record(self, backend: str, server: str, before: Any, state: str, answer: str, seconds: float) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -190,13 +192,47 @@ def _selects(inventory: Any) -> dict[str, int | None]:
 # ---- running Locust ---------------------------------------------------------------------------------
 
 
-def _seconds(run_time: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    if run_time and run_time[-1] in units and run_time[:-1].isdigit():
-        return float(run_time[:-1]) * units[run_time[-1]]
-    if run_time.isdigit():
-        return float(run_time)
-    raise LoadTestError(f"run time {run_time!r}: give seconds, minutes or hours such as 20s, 5m, 1h")
+_RUN_TIME = re.compile(r"([0-9]{1,6})([smh]?)")
+#: The most a run may last (Locust's -t), and the most users or users per second it may start.
+MAX_RUN_S = 24 * 3600
+MAX_USERS = 100_000
+
+
+def _seconds(run_time: Any) -> float:
+    """Return a run time (20, 20s, 5m, 1h) in seconds; LoadTestError for anything else.
+
+    run_time: Locust's -t as given.
+    """
+    match = _RUN_TIME.fullmatch(run_time) if isinstance(run_time, str) else None
+    seconds = int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)] if match else 0
+    if not 0 < seconds <= MAX_RUN_S:
+        raise LoadTestError(
+            f"run time {run_time!r}: give seconds, minutes or hours such as 20s, 5m, 1h (at most {MAX_RUN_S // 3600} h)"
+        )
+    return float(seconds)
+
+
+def check_load(users: Any, spawn_rate: Any, run_time: Any, workers: Any = 0) -> None:
+    """Refuse load parameters that are not what Locust takes, naming the one at fault: the one
+    check for a run now (loadtest) and a scheduled one (its unit file).
+
+    users: whole number of users, 1 to MAX_USERS.
+    spawn_rate: users started per second, a finite number above 0 (at most MAX_USERS).
+    run_time: 20s, 5m, 1h (at most MAX_RUN_S).
+    workers: Locust worker processes, 0 to 64.
+    """
+    if isinstance(users, bool) or not isinstance(users, int) or not 1 <= users <= MAX_USERS:
+        raise LoadTestError(f"users {users!r}: give a whole number from 1 to {MAX_USERS}")
+    if (
+        isinstance(spawn_rate, bool)
+        or not isinstance(spawn_rate, (int, float))
+        or not math.isfinite(spawn_rate)
+        or not 0 < spawn_rate <= MAX_USERS
+    ):
+        raise LoadTestError(f"spawn rate {spawn_rate!r}: give a number of users per second above 0")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 64:
+        raise LoadTestError(f"workers {workers!r}: give a whole number from 0 to 64")
+    _seconds(run_time)
 
 
 def run_locust(
@@ -442,9 +478,7 @@ def run(
     """
     if kind not in KINDS:
         raise LoadTestError(f"unknown load test {kind!r} (load tests: {', '.join(KINDS)})")
-    if users < 1 or spawn_rate <= 0 or workers < 0:
-        raise LoadTestError("users and spawn rate must be above 0, workers 0 or more")
-    _seconds(run_time)
+    check_load(users, spawn_rate, run_time, workers)
     lb = lb_host(inventory)
     if lb is None:
         raise LoadTestError(f"{inventory.path}: no host has the haproxy role: nothing to send load through")

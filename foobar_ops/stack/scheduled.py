@@ -23,8 +23,10 @@ from .roles.base import template
 from .roles.loadgen import RUNNER, RUNS
 from .topology import db_hosts, db_primary, domain, lb_host, ports, read_weight, web_weight
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
-_EVERY = re.compile(r"^\d+(s|m|min|h|d)$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
+_RUN = re.compile(r"[a-z0-9][a-z0-9-]{0,40}-[0-9]{8}-[0-9]{6}")
+_EVERY = re.compile(r"[0-9]{1,6}(s|m|min|h|d)")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f%$]")
 MARGIN = 0.5  # a run regresses when its p95 exceeds the baseline's by half, or its throughput falls by half
 
 
@@ -35,12 +37,26 @@ def unit(name: str) -> str:
 
 def check_schedule(name: str, kind: str, every: str) -> None:
     """Refuse a bad schedule, naming what is wrong."""
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise lt.LoadTestError(f"schedule name {name!r}: use lowercase letters, digits and '-' (at most 41)")
     if kind not in lt.KINDS:
         raise lt.LoadTestError(f"unknown load test {kind!r} (load tests: {', '.join(lt.KINDS)})")
-    if not _EVERY.match(every):
+    if not isinstance(every, str) or not _EVERY.fullmatch(every):
         raise lt.LoadTestError(f"--every {every!r}: give a time span such as 30s, 15m, 1h or 1d")
+
+
+def unit_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Return the values a unit file of a schedule is rendered from, refusing any that holds a
+    newline or another control character (it would add lines, such as ExecStartPre=, to a unit
+    that runs as root), a '%' (a systemd specifier) or a '$' (a variable), naming the key.
+
+    values: key -> value (each rendered with str()).
+    """
+    for key, value in values.items():
+        text = str(value)
+        if _UNSAFE.search(text):
+            raise lt.LoadTestError(f"{key} {text!r}: a unit file takes no control character, '%' or '$' in a value")
+    return values
 
 
 def schedule_states(
@@ -48,20 +64,23 @@ def schedule_states(
 ) -> Any:
     """Return the function (host, inventory) -> states that installs and starts the timer."""
     check_schedule(name, kind, every)
+    lt.check_load(users, spawn_rate, run_time)
     lb = lb_host(inventory)
     if lb is None:
         raise lt.LoadTestError(f"{inventory.path}: no host has the haproxy role: nothing to send load through")
-    ctx = {
-        "name": name,
-        "kind": kind,
-        "every": every,
-        "users": users,
-        "spawn_rate": spawn_rate,
-        "run_time": run_time,
-        "runner": RUNNER,
-        "host": f"http://{lb.address}:{ports(inventory)['http']}",
-        "site": domain(inventory),
-    }
+    ctx = unit_values(
+        {
+            "name": name,
+            "kind": kind,
+            "every": every,
+            "users": users,
+            "spawn_rate": spawn_rate,
+            "run_time": run_time,
+            "runner": RUNNER,
+            "host": f"http://{lb.address}:{ports(inventory)['http']}",
+            "site": domain(inventory),
+        }
+    )
     base = f"/etc/systemd/system/{unit(name)}"
 
     def states(host: Any, inv: Any) -> list[State[Any]]:
@@ -180,7 +199,7 @@ def collect(inventory: Any, margin: float = MARGIN) -> list[lt.LoadTest]:
                 ),
                 sudo=host.user != "root",
             )
-        for run in sorted(listing.stdout.split()):
+        for run in sorted(r for r in listing.stdout.split() if _RUN.fullmatch(r)):  # what the runner names
             out.append(_collect_one(host, inventory, run, weights, reads_weights, primary, margin))
     return out
 
@@ -197,7 +216,9 @@ def _collect_one(
     data = _fetch(host, inventory, run)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         meta = json.loads(tar.extractfile(f"{run}/meta.json").read())  # type: ignore[union-attr]
-        name = meta["name"]
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or not run.startswith(f"{name}-"):
+            raise lt.LoadTestError(f"{host.name}: run {run!r} names no schedule of its own ({name!r}): not collected")
         target = folder() / name
         target.mkdir(parents=True, exist_ok=True)
         tar.extractall(target, filter="data")

@@ -3,9 +3,12 @@ which hosts serve the app, which one is the database primary, and where reads go
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from ..core.errors import FoobarOpsError
+from ..core.errors import FoobarOpsError, InventoryError
+from ..core.inventory import VarTypes, typed
+from ..core.inventory.context import Ctx
 from ..core.secrets import Secret
 
 DEFAULT_PORTS = {"http": 80, "app": 8000, "mysql": 3306}
@@ -23,6 +26,75 @@ APP_KEEPALIVE_S = 75
 
 class TopologyError(FoobarOpsError):
     """The inventory does not describe a stack the roles can build."""
+
+
+_PORT = typed.whole(1, 65535)
+_SQL_NAME = typed.word(r"[A-Za-z0-9_]{1,64}", "a database name of 1 to 64 letters, digits or '_'")
+_SQL_USER = typed.word(r"[A-Za-z0-9_]{1,32}", "an account name of 1 to 32 letters, digits or '_'")
+#: HAProxy's time format: a whole number and a unit (no unit: milliseconds).
+_DURATION = typed.word(r"[0-9]{1,9}(us|ms|s|m|h|d)?", "a time such as 500ms, 2s or 1m")
+STACK_DATABASE: typed.Spec = {
+    "name": _SQL_NAME,
+    "user": _SQL_USER,
+    "replication_user": _SQL_USER,
+    "max_lag_s": typed.number(0, 3600, above_low=True),
+    "password": typed.secret(),
+    "replication_password": typed.secret(),
+}
+#: What every value of the stack section that a role or command uses must be: checked when the
+#: inventory is loaded (load_inventory), and again where it is read (ports(), domain(), ...).
+STACK_TYPES: typed.Spec = {
+    "ports": typed.mapping_of({"http": _PORT, "app": _PORT, "mysql": _PORT}),
+    "domain": typed.dns_name(),
+    "app_source": typed.plain_path(),
+    "database": typed.mapping_of(STACK_DATABASE, closed=False),
+}
+#: The same for hosts' vars (the roles' settings; the roles check them again where they use them).
+VAR_TYPES: typed.Spec = {
+    "app_build": typed.word(r"[A-Za-z0-9._]{1,32}", "1 to 32 letters, digits, dots or underscores", numbers=True),
+    "app_workers": typed.whole(1, 64),
+    "app_threads": typed.whole(1, 256),
+    "app_access_log": typed.switch(),
+    "app_keep_releases": typed.whole(1, 100),
+    "haproxy_weight": typed.whole(0, 256),
+    "haproxy_timeout_connect": _DURATION,
+    "haproxy_timeout_client": _DURATION,
+    "haproxy_timeout_server": _DURATION,
+    "haproxy_timeout_check": _DURATION,
+    "haproxy_check_interval": _DURATION,
+    "haproxy_check_fall": typed.whole(1, 1000),
+    "haproxy_check_rise": typed.whole(1, 1000),
+    "mysql_role": typed.choice("primary", "replica"),
+    "mysql_server_id": typed.whole(1, 2**32 - 1),
+    "mysql_read_weight": typed.whole(0, 1000),
+    "mysql_read_pool": typed.switch(),
+    "mysql_binlog_days": typed.whole(0, 99),
+    "mysql_max_connections": typed.whole(10, 100000),
+}
+#: Checked where they are read only (db_hosts, read_weight, db_settings: before any use), a
+#: TopologyError there: the database pair's tests expect the inventory to load with them wrong.
+_READ_TIME_VARS = ("mysql_role", "mysql_read_weight", "mysql_read_pool")
+TYPES = VarTypes(
+    stack={
+        **STACK_TYPES,
+        "database": typed.mapping_of(
+            {k: v for k, v in STACK_DATABASE.items() if k != "max_lag_s"},
+            closed=False,
+        ),
+    },
+    vars={k: v for k, v in VAR_TYPES.items() if k not in _READ_TIME_VARS},
+)
+
+
+def stack_vars(inventory: Any) -> dict[str, Any]:
+    """Return the inventory's stack section with every value the stack uses checked (an Inventory
+    built in Python, not loaded from a file, is checked here too); a TopologyError names the key.
+    """
+    ctx = Ctx(Path(str(inventory.path)), Path("."), prefix="stack.")
+    try:
+        return typed.check_tree(inventory.stack, STACK_TYPES, ctx)
+    except InventoryError as err:
+        raise TopologyError(str(err)) from None
 
 
 def host_number(host: Any, key: str, default: int, low: int, high: int) -> int:
@@ -53,12 +125,12 @@ def web_weight(host: Any) -> int:
 
 def ports(inventory: Any) -> dict[str, int]:
     """Return the stack's ports (stack.ports over the defaults)."""
-    return {**DEFAULT_PORTS, **(inventory.stack.get("ports") or {})}
+    return {**DEFAULT_PORTS, **(stack_vars(inventory).get("ports") or {})}
 
 
 def domain(inventory: Any) -> str:
     """Return the site's domain (stack.domain, default foobar.com)."""
-    return str(inventory.stack.get("domain", "foobar.com"))
+    return str(stack_vars(inventory).get("domain") or "foobar.com")
 
 
 def web_hosts(inventory: Any) -> list[Any]:
@@ -132,12 +204,8 @@ def db_settings(inventory: Any) -> dict[str, Any]:
     The passwords are the secrets mysql_app_password and mysql_repl_password, or references given
     as stack.database.password and stack.database.replication_password.
     """
-    stack = inventory.stack.get("database") or {}
+    stack = stack_vars(inventory).get("database") or {}
     lag = stack.get("max_lag_s", 5)
-    if isinstance(lag, bool) or not isinstance(lag, (int, float)) or lag <= 0:
-        raise TopologyError(
-            f"{inventory.path}: key 'stack.database.max_lag_s': must be a number of seconds above 0, not {lag!r}"
-        )
     out: dict[str, Any] = {
         "name": stack.get("name", "foobar"),
         "user": stack.get("user", "foobar"),

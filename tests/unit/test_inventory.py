@@ -189,9 +189,16 @@ def names(hosts: list[Host]) -> list[str]:
     return [h.name for h in hosts]
 
 
-@pytest.mark.parametrize("pattern", [None, "", "all", "*", "web-01,all"])
+@pytest.mark.parametrize("pattern", [None, "all", "*", "web-01,all"])
 def test_select_all(lab: Inventory, pattern: str | None) -> None:
     assert names(lab.select(pattern)) == ["lb-01", "web-01", "web-02", "db-01"]
+
+
+@pytest.mark.parametrize("pattern", ["", " ", ",", "web-01,", ",web-01", "web-01,,web-02", "web-01, ,all"])
+def test_an_empty_pattern_or_term_selects_nothing_it_is_an_error(lab: Inventory, pattern: str) -> None:
+    # `--hosts "$UNSET"` must never mean every host
+    with pytest.raises(InventoryError, match=r"host pattern .* is empty or has an empty term"):
+        lab.select(pattern)
 
 
 @pytest.mark.parametrize(

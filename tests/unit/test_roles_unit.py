@@ -387,7 +387,7 @@ def test_mysql_server_id_of_a_host_addressed_by_name_must_be_given(tmp_path):
 def test_a_bad_mysql_server_id_is_refused_naming_host_key_and_value(tmp_path, value):
     doc = lab_doc()
     doc["hosts"]["web-02"]["vars"]["mysql_server_id"] = value
-    inv = write_inventory(tmp_path, doc)
+    inv = write_inventory(tmp_path, doc, load=core_load_inventory)  # the role checks on its own too
     with pytest.raises(TopologyError) as refused:
         states_for(inv.host("web-02"), inv, ["mysql"])
     assert str(refused.value) == (
@@ -399,7 +399,7 @@ def test_a_bad_mysql_server_id_is_refused_naming_host_key_and_value(tmp_path, va
 def test_a_bad_haproxy_weight_is_refused_naming_host_key_and_value(tmp_path, value):
     doc = lab_doc()
     doc["hosts"]["web-01"]["vars"]["haproxy_weight"] = value
-    inv = write_inventory(tmp_path, doc)
+    inv = write_inventory(tmp_path, doc, load=core_load_inventory)  # the role checks on its own too
     lb = next(h for h in inv.hosts.values() if "haproxy" in h.roles)
     with pytest.raises(TopologyError) as refused:
         states_for(lb, inv, ["haproxy"])
@@ -725,7 +725,7 @@ def test_nginx_lets_go_of_an_idle_app_connection_before_the_app_would(tmp_path, 
 def test_other_numbers_of_the_stack_are_refused_by_name(tmp_path, fake_build, key, value, roles):
     doc = lab_doc()
     doc["hosts"]["web-02"]["vars"][key] = value
-    inv = write_inventory(tmp_path, doc)
+    inv = write_inventory(tmp_path, doc, load=core_load_inventory)  # the role checks on its own too
     with pytest.raises(TopologyError, match=f"host 'web-02': key 'vars.{key}': must be a whole number from"):
         states_for(inv.host("web-02"), inv, roles)
 
@@ -736,6 +736,6 @@ def test_other_numbers_of_the_stack_are_refused_by_name(tmp_path, fake_build, ke
 def test_bad_gunicorn_settings_are_refused_by_name(tmp_path, fake_build, key, value):
     doc = lab_doc()
     doc["hosts"]["web-02"]["vars"][key] = value
-    inv = write_inventory(tmp_path, doc)
+    inv = write_inventory(tmp_path, doc, load=core_load_inventory)  # the role checks on its own too
     with pytest.raises(FoobarOpsError, match=f"host 'web-02': key 'vars.{key}'"):
         states_for(inv.host("web-02"), inv, ["app"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .model import Host, Inventory, SSHOptions, load_inventory, parse_inventory
-from .schema import DEFAULT_KEYS, GROUP_KEYS, HOST_KEYS, LAB_KEYS, SSH_KEYS, TOP_KEYS
+from .schema import DEFAULT_KEYS, GROUP_KEYS, HOST_KEYS, LAB_KEYS, SSH_KEYS, TOP_KEYS, VarTypes
 
 __all__ = [
     "Host",
@@ -11,6 +11,7 @@ __all__ = [
     "SSHOptions",
     "load_inventory",
     "parse_inventory",
+    "VarTypes",
     "TOP_KEYS",
     "HOST_KEYS",
     "DEFAULT_KEYS",

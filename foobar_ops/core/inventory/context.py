@@ -18,6 +18,7 @@ class Ctx:
     host: the host entry being parsed, if any.
     prefix: the dotted key path so far.
     known_roles: role names a host may declare (None: any name).
+    types: what the stack's vars and hosts' vars must be (see typed.py), or None.
     """
 
     path: Path
@@ -25,6 +26,7 @@ class Ctx:
     host: str | None = None
     prefix: str = ""
     known_roles: tuple[str, ...] | None = None
+    types: Any = None
 
     def at(self, key: Any) -> Ctx:
         """Return a context one key deeper.

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InventoryError
 from ..secrets import Secret
-from .schema import parse_document
+from .schema import VarTypes, parse_document
 from .values import suggest
 
 
@@ -84,10 +84,20 @@ class Inventory:
         """Return the hosts matching pattern, in inventory order, once each.
 
         pattern: comma-separated terms (host name, glob, role:NAME,
-            group:NAME, bare group or role name); None/''/'all'/'*' = all.
+            group:NAME, bare group or role name); None, 'all' or '*' = all.
+            An empty pattern or an empty term ('', ',', 'web-01,,') is an error, never
+            "every host": an unset variable must not widen a selection.
         """
-        terms = [t.strip() for t in (pattern or "").split(",") if t.strip()]
-        if not terms or any(t in ("all", "*") for t in terms):
+        if pattern is None:
+            return list(self.hosts.values())
+        terms = [t.strip() for t in pattern.split(",")]
+        if not all(terms):
+            raise InventoryError(
+                f"host pattern {pattern!r} is empty or has an empty term; name hosts, groups or roles "
+                "(or 'all' for every host)",
+                path=self.path,
+            )
+        if any(t in ("all", "*") for t in terms):
             return list(self.hosts.values())
         chosen: set[str] = set()
         for term in terms:
@@ -187,11 +197,14 @@ class Inventory:
         return self.secrets[name]
 
 
-def load_inventory(path: str | Path, known_roles: tuple[str, ...] | None = None) -> Inventory:
+def load_inventory(
+    path: str | Path, known_roles: tuple[str, ...] | None = None, types: VarTypes | None = None
+) -> Inventory:
     """Read and validate the inventory file at path.
 
     path: the YAML inventory file; ~ and $VAR are expanded.
     known_roles: the role names hosts may declare (None: any name).
+    types: what stack vars and host vars must be (None: anything).
     """
     path = Path(os.path.expanduser(os.path.expandvars(str(path))))
     try:
@@ -202,17 +215,20 @@ def load_inventory(path: str | Path, known_roles: tuple[str, ...] | None = None)
         raise InventoryError("is a directory; give the inventory YAML file", path=path) from None
     except OSError as exc:
         raise InventoryError(f"cannot read inventory ({exc.strerror}); check its permissions", path=path) from None
-    return parse_inventory(data, path, known_roles)
+    return parse_inventory(data, path, known_roles, types)
 
 
-def parse_inventory(text: str | bytes, path: str | Path, known_roles: tuple[str, ...] | None = None) -> Inventory:
+def parse_inventory(
+    text: str | bytes, path: str | Path, known_roles: tuple[str, ...] | None = None, types: VarTypes | None = None
+) -> Inventory:
     """Validate inventory YAML and build the Inventory.
 
     text: the YAML document; bytes are hashed as-is, str as UTF-8.
     path: the file it came from; relative paths inside resolve from its dir.
     known_roles: the role names hosts may declare (None: any name).
+    types: what stack vars and host vars must be (None: anything).
     """
-    fields = parse_document(text, Path(path), known_roles)
+    fields = parse_document(text, Path(path), known_roles, types)
     hosts = {name: Host(**{**host, "ssh": SSHOptions(**host["ssh"])}) for name, host in fields.pop("hosts").items()}
     return Inventory(hosts=hosts, **fields)
 

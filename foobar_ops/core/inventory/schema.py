@@ -13,13 +13,14 @@ import hashlib
 import ipaddress
 import os
 import re
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import values
+from .. import safeyaml
+from . import typed, values
 from .context import Ctx
 
 TOP_KEYS = ("stack", "defaults", "hosts", "groups", "secrets", "lab")
@@ -40,14 +41,29 @@ LAB_KEYS = ("bridge", "network")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def parse_document(text: str | bytes, path: Path, known_roles: tuple[str, ...] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class VarTypes:
+    """What the free-form vars must be, declared by the layer that uses them (typed.py).
+
+    stack: key -> check, for the stack section.
+    vars: key -> check, for every host's vars (defaults, groups and its own, merged).
+    """
+
+    stack: typed.Spec = field(default_factory=dict)
+    vars: typed.Spec = field(default_factory=dict)
+
+
+def parse_document(
+    text: str | bytes, path: Path, known_roles: tuple[str, ...] | None = None, types: VarTypes | None = None
+) -> dict[str, Any]:
     """Validate inventory YAML and return the Inventory fields as plain values.
 
     text: the YAML document; bytes are hashed as-is, str as UTF-8.
     path: the file it came from; relative paths inside resolve from its dir.
     known_roles: the role names hosts may declare (None: any name).
+    types: what stack vars and host vars must be (None: anything).
     """
-    ctx = Ctx(path, Path(os.path.abspath(path)).parent, known_roles=known_roles)
+    ctx = Ctx(path, Path(os.path.abspath(path)).parent, known_roles=known_roles, types=types)
     raw = text if isinstance(text, bytes) else text.encode("utf-8")
     try:
         source = raw.decode("utf-8")
@@ -64,18 +80,17 @@ def _load_yaml(source: str, ctx: Ctx) -> dict:
     source: the YAML text.
     ctx: the parse context.
     """
-    loader = yaml.SafeLoader(source)
+    loader = safeyaml.Loader(source)
     try:
         node = loader.get_single_node()
         if node is not None:
+            safeyaml.check_node(node)  # aliases that expand too much or loop, numbers not finite
             _check_duplicates(node, (), ctx, set())
         doc = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ctx.err(f"invalid YAML{where}: {exc.problem or exc.context}; fix the file") from None
+    except safeyaml.YAMLRefused as exc:
+        raise ctx.err(f"refused: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ctx.err(f"invalid YAML ({type(exc).__name__}); fix the file") from None
+        raise ctx.err(f"{safeyaml.describe(exc)}; fix the file") from None
     finally:
         loader.dispose()
     if doc is None:
@@ -139,6 +154,8 @@ def _validate(doc: dict, ctx: Ctx) -> dict[str, Any]:
     if not doc.get("hosts"):
         raise ctx.err("'hosts' is missing or empty; define at least one host", "hosts")
     stack = values.secretize(_mapping(doc, "stack", ctx), ctx.at("stack"))
+    if ctx.types is not None:
+        stack = typed.check_tree(stack, ctx.types.stack, ctx.at("stack"))
     secrets = {
         str(name): values.secret(ref, ctx.at("secrets").at(name)) for name, ref in _mapping(doc, "secrets", ctx).items()
     }
@@ -255,6 +272,8 @@ def _host(name: Any, raw: Any, defaults: dict, members: dict, group_vars: dict, 
     for group in groups:
         merged.update(group_vars.get(group, {}))
     merged.update(own.get("vars") or {})
+    if ctx.types is not None:
+        merged = typed.check_tree(merged, ctx.types.vars, ctx.at("vars"))
     sudo = own["sudo_password"] if "sudo_password" in own else defaults.get("sudo_password")
     return {
         "name": name,

@@ -1,0 +1,139 @@
+"""YAML from people and files that may be hostile: safe types only, and refused fast (before any
+value is built) when it nests too deep, when its aliases expand to too many values or refer to
+themselves, or when it holds a number that is not finite (.nan, .inf, 1e999).
+
+PyYAML builds an alias once and shares it, so a "billion laughs" document loads in no time; what
+walks it afterwards (a copy, a check, json.dumps) pays for every expansion. The node graph is
+measured first, as if every alias were expanded, without expanding anything.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import yaml
+
+__all__ = ["MAX_DEPTH", "MAX_VALUES", "Loader", "YAMLRefused", "check_node", "describe", "load"]
+
+#: Mappings and lists inside each other, at most (an inventory needs about six).
+MAX_DEPTH = 64
+#: Values (scalars, mappings, lists) in the document with every alias expanded, at most.
+MAX_VALUES = 100_000
+
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_FLOATS = yaml.constructor.SafeConstructor()
+
+
+class YAMLRefused(ValueError):
+    """YAML that parses but is refused (too deep, aliases that expand too much or loop, a number
+    that is not finite); its message says which, and where (line, column)."""
+
+
+def _where(mark: Any) -> str:
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+class Loader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting deeper than MAX_DEPTH while it composes (so a deep document
+    never reaches Python's recursion limit)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise YAMLRefused(f"nested deeper than {MAX_DEPTH} levels{_where(self.peek_event().start_mark)}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _finite(node: yaml.Node) -> None:
+    if isinstance(node, yaml.ScalarNode) and node.tag == _FLOAT_TAG:
+        try:
+            value = _FLOATS.construct_yaml_float(node)
+        except (ValueError, yaml.YAMLError):
+            return
+        if not math.isfinite(value):
+            raise YAMLRefused(f"{node.value!r} is not a finite number{_where(node.start_mark)}")
+
+
+def check_node(root: yaml.Node) -> None:
+    """Refuse a composed document whose aliases loop or expand to more than MAX_VALUES values (or
+    deeper than MAX_DEPTH), or that holds a number that is not finite. Linear in the document's
+    size: each node is measured once (iteratively: no recursion limit to reach).
+
+    root: the composed document.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    todo: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while todo:
+        node, finished = todo.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            kids = _children(node)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            if size[key] > MAX_VALUES:
+                raise YAMLRefused(
+                    f"its aliases expand to more than {MAX_VALUES:,} values{_where(node.start_mark)}; "
+                    "write the values out, or use fewer aliases"
+                )
+            if depth[key] > MAX_DEPTH:
+                raise YAMLRefused(f"its aliases nest deeper than {MAX_DEPTH} levels{_where(node.start_mark)}")
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise YAMLRefused(f"an alias refers to a value that contains it{_where(node.start_mark)}")
+        _finite(node)
+        on_path.add(key)
+        todo.append((node, True))
+        for kid in _children(node):
+            if id(kid) in on_path:
+                raise YAMLRefused(f"an alias refers to a value that contains it{_where(kid.start_mark)}")
+            if id(kid) not in size:
+                todo.append((kid, False))
+
+
+def load(source: str) -> Any:
+    """Load one YAML document with safe types, refusing what check_node refuses and nesting deeper
+    than MAX_DEPTH (YAMLRefused), or bad YAML (yaml.YAMLError).
+
+    source: the YAML text.
+    Example: load("a: 1") -> {"a": 1}; load("{x: .nan}") raises YAMLRefused.
+    """
+    loader = Loader(source)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        check_node(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def describe(err: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: what is wrong and where.
+
+    err: the error PyYAML raised.
+    """
+    if isinstance(err, yaml.MarkedYAMLError):
+        return f"invalid YAML{_where(err.problem_mark or err.context_mark)}: {err.problem or err.context}"
+    return f"invalid YAML ({type(err).__name__})"
