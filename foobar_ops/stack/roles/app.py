@@ -116,7 +116,10 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
         "app_port": p["app"],
         **serving,
     }
-    prune = f"cd {cmd(RELEASES)} && ls -1t | grep -vxF {cmd(release)} | tail -n +{keep} | xargs -r -d '\\n' rm -rf --"
+    prune = (
+        f"cd {cmd(RELEASES)} && ls -1t | grep -vxF {cmd(release)} | tail -n {cmd('+' + str(keep))} "
+        "| xargs -r -d '\\n' rm -rf --"
+    )
     return [
         s.pkg.installed("python3-venv", id="app:python"),
         s.group.present(USER, system=True, id="app:group"),
