@@ -163,6 +163,8 @@ def cmd_records(args: argparse.Namespace) -> int:
     if action == "list":
         frame = journal.runs(args.limit)
         cols = ["run_id", "started", "user", "command", "test", "status", "results", "changed", "failed"]
+        if (frame["status"] == "died").any():  # a run whose process is gone: where it was
+            cols.append("last_result")
     elif action == "show":
         frame = journal.results(args.run_id)
         cols = ["at", "host", "state", "name", "status", "comment"]
@@ -240,6 +242,8 @@ def cmd_db(args: argparse.Namespace) -> int:
     common = {"test": args.test, "journal": args.journal, "command": args.command_line}
     if args.db_command == "switchover":
         change = ops.db_switchover(args.inventory, args.to, **common)
+    elif args.db_command == "unfence":
+        change = ops.db_unfence(args.inventory, args.peer_gone, **common)
     else:
         change = ops.db_failover(args.inventory, **common)
     if args.json:

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +47,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from . import paths, privacy
+from . import machine, paths, privacy
 from .errors import FoobarOpsError
 from .result import HostOutcome, Result
 from .secrets import Secret, mask_deep, mask_known
@@ -54,7 +55,11 @@ from .version import __version__
 
 #: The source checkout, when foobar_ops runs from one (its git commit is recorded).
 CHECKOUT = Path(__file__).resolve().parents[2]
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: A run whose process lives beats (its row's heartbeat) this often, in seconds ...
+HEARTBEAT_S = 30.0
+#: ... and one of another machine that has not beaten for this long has died.
+DIED_AFTER_S = 180.0
 
 METADATA = MetaData()
 RUNS = Table(
@@ -76,6 +81,10 @@ RUNS = Table(
     Column("output_notebook", Text),
     Column("error", Text),
     Column("output_html", Text),
+    Column("machine_id", String(255)),  # the control machine (core.machine.machine_id)
+    Column("pid", Integer),  # the run's process there ...
+    Column("pid_start", String(32)),  # ... and when it started (a reused pid is another process)
+    Column("heartbeat", String(40)),  # the last sign of life of a run still running
 )
 RESULTS = Table(
     "results",
@@ -127,9 +136,18 @@ _SQLITE_MIGRATIONS = [
       outcome TEXT NOT NULL, error TEXT, round_trips INTEGER, PRIMARY KEY (run_id, host))""",
     "ALTER TABLE runs ADD COLUMN output_html TEXT",
 ]
+
+
+def _add_liveness(conn: Connection) -> None:
+    """Schema 3 to 4: where a run's process runs, so that a run whose process died shows so."""
+    for name, kind in (("machine_id", "VARCHAR(255)"), ("pid", "INTEGER"), ("pid_start", "VARCHAR(32)")):
+        conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {kind}"))
+    conn.execute(text("ALTER TABLE runs ADD COLUMN heartbeat VARCHAR(40)"))
+
+
 #: Changes from SCHEMA_VERSION on, for every backend: entry N takes a journal from N to N + 1
 #: (e.g. a function of the connection that adds a column).
-_MIGRATIONS: dict[int, Any] = {}
+_MIGRATIONS: dict[int, Any] = {3: _add_liveness}
 
 
 class JournalError(FoobarOpsError):
@@ -194,6 +212,8 @@ class Journal:
     def __init__(self, target: Path | str | None = None, password: Secret | None = None) -> None:
         named = str(target) if target else os.environ.get("FOOBAR_OPS_JOURNAL") or str(default_path())
         self.lock = threading.Lock()
+        self._beating: set[str] = set()  # the runs this journal started and has not finished
+        self._heart: threading.Thread | None = None
         try:
             if "://" in named:
                 url = make_url(named)
@@ -265,7 +285,7 @@ class Journal:
                         if statement.strip():
                             conn.exec_driver_sql(statement)
                 META.create(conn, checkfirst=True)
-            for step in range(max(version, 3), SCHEMA_VERSION):
+            for step in range(max(version, 3), SCHEMA_VERSION) if version else ():  # new: made as it is
                 _MIGRATIONS[step](conn)
             conn.execute(META.delete().where(META.c.name == "schema_version"))
             conn.execute(insert(META).values(name="schema_version", value=str(SCHEMA_VERSION)))
@@ -429,9 +449,38 @@ class Journal:
                 test=int(test),
                 status="running",
                 output_notebook=output_notebook,
+                machine_id=machine.machine_id(),
+                pid=os.getpid(),
+                pid_start=machine.process_start(os.getpid()),
+                heartbeat=_now(),
             )
         )
+        self._beat(run_id)
         return run_id
+
+    def _beat(self, run_id: str, stop: bool = False) -> None:
+        """Keep a running run's heartbeat (a thread of this journal beats every HEARTBEAT_S for
+        each run it started and has not finished); stop: the run ended."""
+        with self.lock:
+            if stop:
+                self._beating.discard(run_id)
+                return
+            self._beating.add(run_id)
+            if self._heart is None or not self._heart.is_alive():
+                self._heart = threading.Thread(target=self._heartbeats, name="journal-heartbeat", daemon=True)
+                self._heart.start()
+
+    def _heartbeats(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_S)
+            with self.lock:
+                running = list(self._beating)
+            if not running:
+                return
+            try:
+                self._write(update(RUNS).where(RUNS.c.run_id.in_(running)).values(heartbeat=_now()))
+            except Exception:  # noqa: BLE001 - a journal that refuses now is reported by the run's records
+                pass
 
     def add_result(self, run_id: str, r: Result) -> None:
         """Record one state result at once (a crash later keeps it).
@@ -491,6 +540,7 @@ class Journal:
         status: ok | failed | error (runbooks: refused, timeout, kernel-died).
         error: what went wrong, when it did.
         """
+        self._beat(run_id, stop=True)
         self._keep(RUNS, {"finished": _now(), "status": status, "error": mask_known(error) if error else None}, run_id)
 
     @contextmanager
@@ -543,7 +593,24 @@ class Journal:
             .group_by(*RUNS.c)
             .order_by(RUNS.c.started.desc())
         )
-        return self._frame(query.limit(limit) if limit else query)
+        return self._alive(self._frame(query.limit(limit) if limit else query))
+
+    def _alive(self, frame: Any) -> Any:
+        """Show a run whose process is gone as `died` (it never said how it ended), with its last
+        result (`last_result`)."""
+        frame["last_result"] = None
+        for index in frame.index[frame["status"] == "running"]:
+            if _died(frame.loc[index].to_dict()):
+                frame.loc[index, "status"] = "died"
+                frame.loc[index, "last_result"] = self._last_result(frame.loc[index, "run_id"])
+        return frame
+
+    def _last_result(self, run_id: str) -> str | None:
+        """The last result a run recorded, as "HOST STATE_ID: STATUS"."""
+        query = select(RESULTS.c.host, RESULTS.c.state_id, RESULTS.c.status).where(RESULTS.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(RESULTS.c.seq.desc()).limit(1)).first()
+        return f"{row[0]} {row[1]}: {row[2]}" if row else None
 
     def results(self, run_id: str) -> Any:
         """Return every result of one run as a DataFrame, in the order they came."""
@@ -556,7 +623,12 @@ class Journal:
         """Return one run's row as a dict, or None."""
         with self.engine.connect() as conn:
             row = conn.execute(select(RUNS).where(RUNS.c.run_id == run_id)).mappings().first()
-            return dict(row) if row else None
+        if row is None:
+            return None
+        found = dict(row)
+        if found["status"] == "running" and _died(found):
+            found.update(status="died", last_result=self._last_result(run_id))
+        return found
 
     def changes(self, host: str | None = None, since: Any = None, state: str | None = None, test: bool = False) -> Any:
         """Return the results that changed a host, newest first, as a DataFrame.
@@ -653,6 +725,23 @@ class RunRecord:
 
 _TABLES = {t.name: t for t in (RUNS, RESULTS, HOSTS)}
 _log = logging.getLogger(__name__)
+
+
+def _died(run: dict[str, Any]) -> bool:
+    """Tell whether a run recorded as running has died: its process on this machine is gone (pid
+    and start time), or, run elsewhere, it has not beaten for DIED_AFTER_S. A run recorded by a
+    foobar_ops that kept neither is left as it says."""
+    pid = run.get("pid")
+    if run.get("machine_id") and run["machine_id"] == machine.machine_id() and pid is not None and pid == pid:
+        return not machine.process_alive(int(pid), run.get("pid_start") or "")
+    beat = run.get("heartbeat")
+    if not isinstance(beat, str) or not beat:
+        return False
+    try:
+        last = datetime.fromisoformat(beat)
+    except ValueError:
+        return False
+    return (datetime.now(UTC) - last).total_seconds() > DIED_AFTER_S
 
 
 def _private_journal(path: Path) -> None:

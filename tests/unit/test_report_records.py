@@ -833,3 +833,72 @@ def test_a_journal_that_cannot_start_a_run_refuses_it(journal):
         with journal.recording(command="foobar-ops apply web"):
             pytest.fail("the run must not start")
     assert not journal.spool.exists()
+
+
+# --- a run whose process is gone: died --------------------------------------------------------
+
+KILLED = """
+import sys, time
+from foobar_ops.core.journal import Journal
+from foobar_ops.core.result import Result, Status
+
+journal = Journal(sys.argv[1])
+run_id = journal.start_run(command="foobar-ops apply web")
+journal.add_result(run_id, Result("web-01", "pkg.installed:nginx", "nginx", "pkg.installed", Status.CHANGED))
+print(run_id, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_run_whose_process_was_killed_shows_as_died_with_its_last_result(journal, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import run_cli
+
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    proc = subprocess.Popen([sys.executable, str(script), str(journal.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        run_id = proc.stdout.readline().strip()
+        assert journal.run(run_id)["status"] == "running"  # its process lives: running
+        assert journal.runs().set_index("run_id").loc[run_id, "status"] == "running"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    row = journal.runs().set_index("run_id").loc[run_id]
+    assert (row["status"], row["last_result"]) == ("died", "web-01 pkg.installed:nginx: changed")
+    assert journal.run(run_id)["status"] == "died"
+    listed = run_cli("records", "list", "--json", "--journal", journal.path)
+    assert [(r["run_id"], r["status"]) for r in listed.json()["rows"]] == [(run_id, "died")], listed
+    shown = run_cli("records", "show", run_id, "--json", "--journal", journal.path).json()
+    assert shown["run"]["status"] == "died" and shown["run"]["last_result"] == "web-01 pkg.installed:nginx: changed"
+
+
+def set_run(journal: Journal, run_id: str, **values) -> None:
+    with journal.engine.begin() as conn:
+        conn.execute(records.RUNS.update().where(records.RUNS.c.run_id == run_id).values(**values))
+
+
+def test_a_pid_reused_by_another_process_is_not_the_run(journal):
+    run_id = journal.start_run(command="foobar-ops apply web")
+    assert journal.run(run_id)["status"] == "running"  # this very process
+    set_run(journal, run_id, pid_start="1")  # the pid runs, but it is a process started at another time
+    assert journal.run(run_id)["status"] == "died" and journal.run(run_id)["last_result"] is None
+
+
+def test_a_run_of_another_machine_has_died_when_it_stopped_beating(journal):
+    now = datetime.now(UTC)
+    quiet, beating, old = (journal.start_run(command=f"foobar-ops apply {n}") for n in ("a", "b", "c"))
+    for run_id, beat in ((quiet, now - timedelta(seconds=records.DIED_AFTER_S + 5)), (beating, now)):
+        set_run(journal, run_id, machine_id="another/machine/1", pid=1, heartbeat=beat.isoformat())
+    set_run(journal, old, machine_id=None, pid=None, pid_start=None, heartbeat=None)  # an older foobar_ops
+    status = journal.runs().set_index("run_id")["status"]
+    assert (status[quiet], status[beating], status[old]) == ("died", "running", "running")
+
+
+def test_a_finished_run_is_never_shown_as_died(journal):
+    run_id = record(journal, sample_results())
+    set_run(journal, run_id, pid_start="1")
+    assert journal.run(run_id)["status"] == "ok"
