@@ -24,6 +24,7 @@ from .config import Config, DBNode
 
 log = logging.getLogger("foobar_app.db")
 
+NO_TABLE, NO_DATABASE, NO_ACCESS = 1146, 1049, 1142  # a database without the topology table
 READ_ONLY_ERROR = 1290  # ER_OPTION_PREVENTS_STATEMENT: the server runs with --read-only
 #: Errors that say the node (or the connection to it) is gone, not that the query was wrong:
 #: can't connect, gone away, lost, shutting down, connection killed.
@@ -55,6 +56,8 @@ class NodeState:
     lag: float | None = None
     error: str | None = "not checked yet"
     applying: bool = False  # its SQL thread runs (it may still wait for a primary that is gone)
+    epoch: int | None = None  # its topology row: the epoch, and the primary that row names
+    names: str | None = None
 
 
 class Pool:
@@ -125,6 +128,7 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._checking = threading.Lock()  # one check at a time: its connections are not shared
+        self._highest: tuple[int, str] | None = None  # the highest topology row seen since start
 
     def start(self) -> None:
         """Check every node once now, then keep checking in the background."""
@@ -155,6 +159,8 @@ class Monitor:
         state = self._check(node)
         with self._changed:
             self.states[node.name] = state
+            if state.epoch is not None and state.names and (self._highest is None or state.epoch > self._highest[0]):
+                self._highest = (state.epoch, state.names)  # never forgotten: a stale primary stays stale
             self._changed.notify_all()
 
     def _check(self, node: DBNode) -> NodeState:
@@ -166,12 +172,14 @@ class Monitor:
                 read_only = bool(cur.fetchone()["ro"])
                 cur.execute("SHOW SLAVE STATUS")
                 status = cur.fetchone()
+                epoch, names = _topology(cur)
         except pymysql.MySQLError as err:
             _close(self._conns.pop(node.name, None))
             log.warning("database node %s is down: %s", node.name, err)
             return NodeState(error="unreachable")
         if not status:
-            return NodeState(True, not read_only, error=None if not read_only else "read-only, not replicating")
+            error = None if not read_only else "read-only, not replicating"
+            return NodeState(True, not read_only, error=error, epoch=epoch, names=names)
         applying = status.get("Slave_SQL_Running") == "Yes"
         running = status.get("Slave_IO_Running") == "Yes" and applying
         lag = status.get("Seconds_Behind_Master")
@@ -181,7 +189,7 @@ class Monitor:
             error = "replication stopped"
         elif lag is None or lag > self.config.max_lag:
             error = f"replication lag {lag} s over {self.config.max_lag:g} s"
-        return NodeState(True, not read_only, True, error is None, lag, error, applying)
+        return NodeState(True, not read_only, True, error is None, lag, error, applying, epoch, names)
 
     def report_down(self, node: DBNode) -> None:
         """Take a node out at once after a request failed on it (the next check may put it back)."""
@@ -195,12 +203,20 @@ class Monitor:
             return self._writer()
 
     def _writer(self) -> DBNode | None:
-        found = [
-            n
-            for n in self.config.nodes
-            if self.states[n.name].up and self.states[n.name].writable and not self.states[n.name].replica
-        ]
-        return found[0] if len(found) == 1 else None
+        """The primary: a writable node that replicates from nobody. With topology rows (a role
+        change writes one, replicated), only the node whose row names itself with the highest
+        epoch any node shows: an old primary back after a failover (a lower epoch) is never
+        written to, nor is any node while the row with the highest epoch names a node out of
+        sight, or than the highest it has seen since it started. Without rows (an older database):
+        the one such node, none when there are two."""
+        up = {n.name: self.states[n.name] for n in self.config.nodes if self.states[n.name].up}
+        found = [n for n in self.config.nodes if n.name in up and up[n.name].writable and not up[n.name].replica]
+        if self._highest is None:
+            return found[0] if len(found) == 1 else None
+        top, name = self._highest
+        named = {s.names for s in up.values() if s.epoch == top} | {name}
+        chosen = [n for n in found if up[n.name].epoch == top and named == {n.name}]
+        return chosen[0] if len(chosen) == 1 else None
 
     def wait_writer(self, timeout: float) -> DBNode | None:
         """Wait up to timeout seconds for a primary (checking all nodes again at once)."""
@@ -352,6 +368,18 @@ class Router:
                 log.warning("read on %s failed (%s): trying another node", node.name, err)
                 self.monitor.report_down(node)
                 self.pools[node.name].clear()
+
+
+def _topology(cur: Any) -> tuple[int | None, str | None]:
+    """The node's topology row (epoch, primary name); (None, None) when it has none (no table)."""
+    try:
+        cur.execute("SELECT epoch, primary_name FROM foobar_topology WHERE id = 1")
+    except pymysql.MySQLError as err:
+        if err.args and err.args[0] in (NO_TABLE, NO_DATABASE, NO_ACCESS):
+            return None, None
+        raise
+    row = cur.fetchone()
+    return (int(row["epoch"]), str(row["primary_name"])) if row else (None, None)
 
 
 def _caught_up(conn: Any, gtid: str) -> bool:

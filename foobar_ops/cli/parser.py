@@ -179,6 +179,11 @@ def _db(sub: Sub) -> None:
     _inventory(q)
     _common(q, json=True, journal=True, lock_wait=True)
     q.add_argument("--test", action="store_true", help="check and show the steps; change nothing")
+    q = actions.add_parser("unfence", help="make the primary writable although peers named are gone for good")
+    _inventory(q)
+    _common(q, json=True, journal=True, lock_wait=True)
+    q.add_argument("--peer-gone", action="append", required=True, metavar="HOST", help="a peer known to be gone")
+    q.add_argument("--test", action="store_true", help="check and show the steps; change nothing")
 
 
 def _runbook(sub: Sub) -> None:

@@ -9,6 +9,7 @@ import struct
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,9 +25,12 @@ from . import hostkeys, interrupts
 from .errors import AuthError, ConnectionFailed, FoobarOpsError, HostKeyError, HostUnreachable, SudoError
 from .secrets import mask_known
 
-__all__ = ["Remote", "Outcome", "run_many", "connect"]
+__all__ = ["Remote", "Outcome", "run_many", "connect", "stage"]
 
 _print_lock = threading.Lock()
+#: where Remote.stage() puts a command's uploads; what a dead run left there is removed by the next
+#: run that takes the host's run lock
+STAGE_PREFIX = "/tmp/.foobar-stage-"
 
 
 class PrefixedOutput:
@@ -333,6 +337,31 @@ class Remote:
             conn = self.conn
             self._forget()
             conn.close()
+
+
+def stage(remote: Any, files: dict[str, bytes | Callable[[], bytes]]) -> str:
+    """Upload files for one command, private from the moment they exist: into a folder of their
+    own (STAGE_PREFIX + random, made mode 0700 by the mkdir request itself, never an existing
+    path), each file created there and set to mode 0600; return the folder. The command that
+    reads them removes the folder; one cut off before it could is removed by the next run that
+    takes the host's run lock (see runlock).
+
+    remote: the host's Remote (its connection is opened when needed).
+    files: name -> content (bytes, or a function that returns them when uploaded).
+    """
+    sftp = remote.open().sftp()
+    folder = f"{STAGE_PREFIX}{uuid.uuid4().hex[:12]}"
+    sftp.mkdir(folder, 0o700)  # the mode travels with the request: private at creation
+    if sftp.stat(folder).st_mode & 0o077:  # an SFTP server that ignored it: never put a secret there
+        sftp.rmdir(folder)
+        raise ConnectionFailed(remote.host.name, f"{folder}: the SFTP server did not create it private (0700)")
+    remote.round_trips += 1
+    for name, data in files.items():
+        with sftp.open(f"{folder}/{name}", "wbx") as out:  # a new file in the private folder
+            out.chmod(0o600)
+            out.write(data() if callable(data) else data)
+        remote.round_trips += 1
+    return folder
 
 
 def sudo_password(host: Any) -> str:

@@ -7,7 +7,7 @@ changes and returns an object that prints and renders in a notebook.
 from __future__ import annotations
 
 from .adhoc import run_command
-from .db import db_failover, db_status, db_switchover
+from .db import db_failover, db_status, db_switchover, db_unfence
 from .deploy import apply_plan, apply_states, deploy, plan, rollback
 from .lb import lb_drain, lb_maint, lb_ready, lb_stat
 from .loadtest import loadtest, loadtest_collect, loadtest_history, loadtest_schedule, loadtest_unschedule
@@ -18,6 +18,7 @@ __all__ = [
     "db_failover",
     "db_status",
     "db_switchover",
+    "db_unfence",
     "apply_states",
     "deploy",
     "lb_drain",

@@ -6,22 +6,46 @@ from __future__ import annotations
 from contextlib import nullcontext
 from pathlib import Path
 
-from ..core.inventory import Inventory
+from ..core.inventory import Inventory, load_inventory
 from ..core.journal import Journal
 from ..core.result import Result
-from ..core.runlock import holding
+from ..core.runlock import RunLocked, holding
 from ..stack import replication
 from ..stack.replication import ReplicationStatus, RoleChange
 from ..stack.topology import db_hosts
 from .common import OnResult, inventory_of, journal_of
 
 
-def db_status(inventory: Inventory | str | Path) -> ReplicationStatus:
-    """Return the replication health of every database node (ok only when strictly healthy).
+def db_status(
+    inventory: Inventory | str | Path,
+    *,
+    repair: bool = True,
+    journal: Journal | str | Path | None = None,
+    command: str = "foobar-ops db status",
+) -> ReplicationStatus:
+    """Return the replication health of every database node (ok only when strictly healthy). First,
+    under the database hosts' run locks and journaled: a role change that died part-way is
+    finished or undone, and a writable old primary that a newer topology epoch supersedes is
+    fenced (read-only); while another run holds a lock, nothing is changed and its marker shows.
 
     inventory: the Inventory, or its path.
+    repair: settle what a dead role change left (False: only look).
+    journal: the journal for a repair (default: the records folder's).
+    command: what is recorded as having started a repair.
     """
-    return replication.status(inventory_of(inventory))
+    inv = inventory_of(inventory)
+    found = replication.status(inv)
+    if not repair or not replication.unsettled(found):
+        return found
+    with journal_of(journal).recording(
+        command=f"{command} (settle)", inventory=inv, test=False, parameters={"settle": True}
+    ) as run:
+        try:
+            with holding(db_hosts(inv), inv, run.id, command, 0):
+                replication.settle(inv, emit=run.add)
+        except RunLocked:
+            return found  # a role change under way: its own run settles it
+    return replication.status(load_inventory(inv.path))
 
 
 def db_switchover(
@@ -57,7 +81,7 @@ def db_switchover(
                 on_result(result)
 
         with nullcontext() if test else holding(db_hosts(inv), inv, run.id, command, lock_wait):
-            return replication.switchover(inv, to, test=test, emit=emit)
+            return replication.switchover(inv, to, test=test, emit=emit, run=run.id)
 
 
 def db_failover(
@@ -89,4 +113,39 @@ def db_failover(
                 on_result(result)
 
         with nullcontext() if test else holding(db_hosts(inv), inv, run.id, command, lock_wait):
-            return replication.failover(inv, test=test, emit=emit)
+            return replication.failover(inv, test=test, emit=emit, run=run.id)
+
+
+def db_unfence(
+    inventory: Inventory | str | Path,
+    gone: list[str],
+    *,
+    test: bool = False,
+    journal: Journal | str | Path | None = None,
+    command: str = "python: db unfence",
+    on_result: OnResult | None = None,
+    lock_wait: float | None = None,
+) -> RoleChange:
+    """Make the inventory's primary writable although the peers named cannot be asked (they are
+    known to be gone): what `apply` refuses, failing closed. Journaled, under the run locks.
+
+    inventory: the Inventory, or its path.
+    gone: the peers known to be gone.
+    test: check and say what would happen; change nothing.
+    journal: the journal (default: the records folder's).
+    command: what is recorded as having started it.
+    on_result: called with each step's result.
+    lock_wait: seconds to wait for another run holding a database host's run lock.
+    """
+    inv = inventory_of(inventory)
+    with journal_of(journal).recording(
+        command=command, inventory=inv, test=test, parameters={"peer_gone": gone, "test": test}
+    ) as run:
+
+        def emit(result: Result) -> None:
+            run.add(result)
+            if on_result:
+                on_result(result)
+
+        with nullcontext() if test else holding(db_hosts(inv), inv, run.id, command, lock_wait):
+            return replication.unfence(inv, gone, test=test, emit=emit)

@@ -1,40 +1,126 @@
 """Edit an inventory file in place, keeping its comments and layout (a YAML round trip), e.g. when
-a switchover makes another host the database primary."""
+a switchover makes another host the database primary. An edit changes exactly the hosts named: a
+host whose vars are shared with another through a YAML anchor gets a copy of its own, and an edit
+that would still change another host is refused."""
 
 from __future__ import annotations
 
+import copy
+import io
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..core.errors import InventoryError
 
 
-def set_host_vars(path: str | Path, changes: dict[str, dict[str, Any]]) -> None:
-    """Set vars of hosts in an inventory file, atomically, keeping comments and order.
+def _edited(path: Path, changes: dict[str, dict[str, Any]]) -> str:
+    """Return the file's text with the changes made, checked to change exactly what they name."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
+    rt = YAML()
+    rt.preserve_quotes = True
+    text = path.read_text()
+    doc = rt.load(text)
+    hosts = doc.get("hosts") if isinstance(doc, dict) else None
+    for host, values in changes.items():
+        entry = (hosts or {}).get(host)
+        if not isinstance(entry, dict):
+            raise InventoryError(f"no host {host} to update", path=path)
+        shared = any(other is entry for name, other in (hosts or {}).items() if name != host)
+        if shared:
+            raise InventoryError(
+                f"hosts.{host} is the same YAML node as another host's (an alias): give it an entry of its own",
+                path=path,
+            )
+        current = entry.get("vars")
+        if current is None:
+            entry["vars"] = CommentedMap()
+        elif _is_shared(current, doc, entry):
+            entry["vars"] = CommentedMap(current.items())  # a copy of its own: the others keep theirs
+        entry["vars"].update(values)
+    out = io.StringIO()
+    rt.dump(doc, out)
+    result = out.getvalue()
+    _check_exact(path, text, result, changes)
+    return result
+
+
+def _is_shared(node: Any, doc: Any, owner: Any) -> bool:
+    """True when `node` (a mapping) appears anywhere in the document other than as owner's vars."""
+    seen = 0
+    stack = [doc]
+    visited: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if id(item) in visited:
+            continue
+        visited.add(id(item))
+        if isinstance(item, dict):
+            for value in item.values():
+                seen += value is node
+                stack.append(value)
+            for base in getattr(item, "merge", None) or []:
+                seen += (base[1] if isinstance(base, tuple) else base) is node
+        elif isinstance(item, list):
+            for value in item:
+                seen += value is node
+                stack.append(value)
+    return seen > 1 or getattr(node, "anchor", None) is not None and bool(node.anchor.value)
+
+
+def _check_exact(path: Path, before: str, after: str, changes: dict[str, dict[str, Any]]) -> None:
+    """Refuse an edit that changes anything but the named vars of the named hosts."""
+    try:
+        old, new = yaml.safe_load(before) or {}, yaml.safe_load(after) or {}
+    except yaml.YAMLError as err:
+        raise InventoryError(f"the edited inventory would not load: {err}", path=path) from None
+    want = copy.deepcopy(old)
+    for host, values in changes.items():
+        entry = want["hosts"][host]
+        entry["vars"] = {**(entry.get("vars") or {}), **values}
+    if new != want:
+        others = sorted(h for h in (new.get("hosts") or {}) if (new["hosts"][h] != want["hosts"].get(h)))
+        raise InventoryError(
+            f"updating {', '.join(changes)} would change more than those hosts ({', '.join(others) or 'other keys'}): "
+            "edit the file by hand so that each database host has vars of its own",
+            path=path,
+        )
+
+
+def check_host_vars(path: str | Path, changes: dict[str, dict[str, Any]]) -> None:
+    """Check, changing nothing, that set_host_vars can make these changes (InventoryError if not):
+    the file can be read, edited to change exactly these hosts' vars, and replaced.
 
     path: the inventory file.
     changes: host name -> {var: value}.
     """
-    from ruamel.yaml import YAML
-
     path = Path(path)
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    with open(path) as src:
-        doc = yaml.load(src)
-    for host, values in changes.items():
-        entry = (doc.get("hosts") or {}).get(host)
-        if entry is None:
-            raise InventoryError(f"no host {host} to update", path=path)
-        if entry.get("vars") is None:
-            entry["vars"] = {}
-        entry["vars"].update(values)
+    try:
+        _edited(path, changes)
+    except OSError as err:
+        raise InventoryError(f"cannot read it: {err.strerror or err}", path=path) from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise InventoryError(f"its folder {path.parent} is not writable (the file is replaced atomically)", path=path)
+
+
+def set_host_vars(path: str | Path, changes: dict[str, dict[str, Any]]) -> None:
+    """Set vars of hosts in an inventory file, atomically, keeping comments and order, changing
+    exactly the hosts named (InventoryError, and the file untouched, when it cannot).
+
+    path: the inventory file.
+    changes: host name -> {var: value}.
+    """
+    path = Path(path)
+    text = _edited(path, changes)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
     try:
         with os.fdopen(fd, "w") as out:
-            yaml.dump(doc, out)
+            out.write(text)
         os.chmod(tmp, path.stat().st_mode & 0o777)
         os.replace(tmp, path)
     except BaseException:

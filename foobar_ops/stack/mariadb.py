@@ -3,6 +3,7 @@ its replication, and statements run on it. Used by replication status, switchove
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -10,12 +11,48 @@ from typing import Any
 from ..core.errors import ConnectionFailed, FoobarOpsError
 from ..core.facts import ReplicationFact, ReplicationInfo, parse_vertical
 from ..core.shell import cmd
-from ..core.ssh import Remote
+from ..core.ssh import Remote, stage
+from ..core.states.mysql import EPOCH_TABLE
 from .topology import ports
+
+#: a role change under way on this host (JSON: run, kind, old, new, phase, since), written before
+#: the primary turns read-only and removed once the new topology is in the inventory: a change
+#: that died part-way is found by the next `db status`, `apply` or role change
+MARKER = "/var/lib/foobar-ops/rolechange"
+MARKER_LOCK = f"{MARKER}.lock"
+#: the transient systemd timer on the old primary that makes it writable again (unless disarmed
+#: before the promotion) when the run that fenced it dies, even with its control machine
+GUARD = "foobar-rolechange-guard"
+_FENCED = 'grep -q \'"phase": "fenced"\' ' + MARKER
+_LOCKED = f"mkdir -p -m 0700 /var/lib/foobar-ops; exec 7>>{MARKER_LOCK}; flock 7"
+#: what the guard runs (as root): still fenced by a dead run, and not made a replica since
+GUARD_SCRIPT = (
+    f"{_LOCKED}; if {_FENCED} && [ -z \"$(mysql -N -e 'SHOW SLAVE STATUS')\" ]; then "
+    f"mysql -e 'SET GLOBAL read_only = 0' && rm -f {MARKER}; fi"
+)
 
 
 class DBError(FoobarOpsError):
     """A database node refused or failed a statement, or could not be asked."""
+
+
+@dataclass
+class Standing:
+    """A node's replication info, the role-change marker on its host, and its topology row.
+
+    info: what the node says of itself and its replication.
+    marker: the role-change marker (None: no role change under way there).
+    epoch: (epoch, primary name) of its topology row (None: no row, or no table yet).
+    """
+
+    info: ReplicationInfo
+    marker: dict[str, Any] | None
+    epoch: tuple[int, str] | None
+
+
+def _write(path: str, text: str) -> str:
+    """A shell command that replaces a file atomically with text (one line)."""
+    return f"printf '%s\\n' {cmd(text)} > {path}.new && mv -f {path}.new {path}"
 
 
 @dataclass
@@ -47,6 +84,76 @@ class Node:
         fact = ReplicationFact()
         return fact.parse(self._run(fact.command()))
 
+    def standing(self, database: str) -> Standing:
+        """Return the node's info, its host's role-change marker and its topology row, in one
+        round trip (raises ConnectionFailed or DBError).
+
+        database: the app's database (it holds the topology table).
+        """
+        fact = ReplicationFact()
+        row = f"SELECT epoch, primary_name FROM `{database}`.`{EPOCH_TABLE}` WHERE id = 1"
+        out = self._run(
+            f"{fact.command()}; echo @@@marker; cat {MARKER} 2>/dev/null; echo; echo @@@epoch; "
+            f"mysql -N -B -e {cmd(row)} 2>&1; echo epoch-exit=$?"
+        )
+        head, _, rest = out.partition("\n@@@marker\n")
+        marked, _, epoch = rest.partition("\n@@@epoch\n")
+        return Standing(fact.parse(head), _marker(marked), _epoch(epoch, self.name))
+
+    def fence(self, marker: dict[str, Any], guard_s: float) -> None:
+        """Turn this node (the primary) read-only for a role change: first the marker, then the
+        guard (a timer that makes it writable again after guard_s seconds unless disarmed), then
+        read_only; any of them failing stops the rest.
+
+        marker: the role change (run, kind, old, new, phase fenced).
+        guard_s: seconds before the guard fires.
+        """
+        unit = cmd(f"{GUARD}.timer", f"{GUARD}.service")
+        self._run(
+            f"{_LOCKED}; {_write(MARKER, json.dumps(marker, sort_keys=True))}; "
+            f"systemctl stop {unit} 2>/dev/null; systemctl reset-failed {unit} 2>/dev/null; "
+            f"systemd-run --quiet --collect --unit={GUARD} --on-active={guard_s:g}s "
+            f"--timer-property=AccuracySec=100ms sh -c {cmd(GUARD_SCRIPT)} && "
+            "mysql -e 'SET GLOBAL read_only = 1'"
+        )
+
+    def disarm(self, marker: dict[str, Any]) -> bool:
+        """Stop the guard before the promotion; True when the node is still fenced by this run
+        (its marker is then rewritten, e.g. phase promoting); False when the guard fired first
+        (the node took writes back).
+
+        marker: the marker's new content.
+        """
+        out = self._run(
+            f"{_LOCKED}; systemctl stop {GUARD}.timer 2>/dev/null; "
+            f"if [ \"$(mysql -N -e 'SELECT @@read_only')\" = 1 ] && {_FENCED}; then "
+            f"{_write(MARKER, json.dumps(marker, sort_keys=True))} && echo DISARMED; else echo FIRED; fi"
+        )
+        return "DISARMED" in out
+
+    def settle(self) -> None:
+        """Stop the guard (if any) and remove the role-change marker: the change is over."""
+        unit = cmd(f"{GUARD}.timer", f"{GUARD}.service")
+        self._run(f"{_LOCKED}; systemctl stop {unit} 2>/dev/null; rm -f {MARKER}")
+
+    def restore(self, sql: str) -> bool:
+        """Make this (old) primary take writes again after a role change that did not reach the
+        promotion, unless it replicates from someone; end its guard and marker. True when done.
+
+        sql: the statements that make it writable (a new topology epoch, read_only off).
+        """
+        unit = cmd(f"{GUARD}.timer", f"{GUARD}.service")
+        out = self._run(
+            f"{_LOCKED}; if [ -n \"$(mysql -N -e 'SHOW SLAVE STATUS')\" ]; then echo REPLICA; exit 0; fi; "
+            f"mysql -e {cmd(sql)} || exit 1; systemctl stop {unit} 2>/dev/null; rm -f {MARKER}; echo RESTORED"
+        )
+        return "RESTORED" in out
+
+    @staticmethod
+    def mark(marker: dict[str, Any]) -> str:
+        """A shell command that writes the role-change marker (for execute(before=...))."""
+        return f"{_LOCKED} && {_write(MARKER, json.dumps(marker, sort_keys=True))}"
+
     def query(self, sql: str, timeout: float | None = None) -> list[dict[str, str]]:
         """Run SQL as the admin and return the rows of its last result by column name.
 
@@ -58,30 +165,25 @@ class Node:
             f"{self.name}: {sql[:60]}",
         )
 
-    def execute(self, sql: str, secret_sql: str | None = None) -> None:
-        """Run statements as the admin; secret_sql (e.g. with a password) travels as a staged file
-        read by mysql, never on a command line.
+    def execute(self, sql: str, secret_sql: str | None = None, *, before: str = "") -> None:
+        """Run statements as the admin; secret_sql (e.g. with a password) travels as a file
+        private from its creation, in a folder of its own (ssh.stage), read by mysql and removed
+        by the same command, never on a command line.
 
         sql: statements.
         secret_sql: statements that hold a secret.
+        before: a shell command run first (e.g. writing a role-change marker); its failure stops it.
         """
         if secret_sql is None:
-            self.query(sql)
+            if before:
+                self._run(f"{before} && mysql -e {cmd(sql)}")
+            else:
+                self.query(sql)
             return
-        conn = self.remote.open()
-        sftp = conn.sftp()
-        path = f"/tmp/.foobar-sql-{socket.gethostname()}-{id(self):x}"
-        with sftp.open(path, "wb") as out:
-            out.chmod(0o600)
-            out.write((secret_sql.rstrip(";\n") + ";\n").encode())
-        try:
-            self._run(
-                f"mysql -e {cmd(sql)} && mysql < {cmd(path)}; rc=$?; rm -f {cmd(path)}; exit $rc"
-                if sql
-                else f"mysql < {cmd(path)}; rc=$?; rm -f {cmd(path)}; exit $rc"
-            )
-        finally:
-            self.remote.round_trips += 1
+        folder = stage(self.remote, {"sql": (secret_sql.rstrip(";\n") + ";\n").encode()})
+        first = " && ".join(part for part in (before, f"mysql -e {cmd(sql)}" if sql else "") if part)
+        read = f"mysql < {cmd(folder + '/sql')}"
+        self._run(f"{first + ' && ' if first else ''}{read}; rc=$?; rm -rf {cmd(folder)}; exit $rc")
 
     def answers(self, timeout: float = 3.0) -> bool:
         """Return True when the node's MariaDB port accepts a connection from here."""
@@ -101,3 +203,27 @@ class Node:
 
     def close(self) -> None:
         self.remote.close()
+
+
+def _marker(text: str) -> dict[str, Any] | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {"phase": "unreadable", "error": text[:200]}
+    return found if isinstance(found, dict) else {"phase": "unreadable", "error": text[:200]}
+
+
+def _epoch(text: str, where: str) -> tuple[int, str] | None:
+    body, _, code = text.rpartition("epoch-exit=")
+    if code.strip() != "0":
+        if "1146" in body or "1049" in body:  # no such table (or database) yet: no epoch
+            return None
+        raise DBError(f"{where}: cannot read the topology row: {body.strip()[-300:]}")
+    line = body.strip().splitlines()[0] if body.strip() else ""
+    if not line:
+        return None
+    epoch, _, name = line.partition("\t")
+    return int(epoch), name

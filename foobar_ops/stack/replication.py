@@ -15,9 +15,9 @@ from typing import Any
 from ..core import gtid
 from ..core.errors import ConnectionFailed, FoobarOpsError
 from ..core.result import Result, Status
-from ..core.states.mysql import sql_string
-from .inventory_file import set_host_vars
-from .mariadb import DBError, Node
+from ..core.states.mysql import MIN_MARIADB, MIN_MARIADB_DEMOTE, epoch_sql, sql_string
+from .inventory_file import check_host_vars, set_host_vars
+from .mariadb import Node, Standing
 from .topology import app_hosts, db_hosts, db_primary, db_settings, domain, ports
 
 Emit = Callable[[Result], None]
@@ -40,6 +40,8 @@ class NodeStatus:
     gtid: its gtid_current_pos.
     source: the node it replicates from (its inventory name, else the address).
     error: what is wrong with it (None when it is healthy).
+    epoch, epoch_primary: its topology row (the epoch, and the primary it names).
+    marker: the role-change marker on its host (a switchover or failover under way, or dead).
     """
 
     host: str
@@ -54,11 +56,15 @@ class NodeStatus:
     error: str | None = None
     binlog_state: str | None = field(default=None, repr=False)
     last_error: str | None = field(default=None, repr=False)
+    epoch: int | None = None
+    epoch_primary: str | None = None
+    marker: dict[str, Any] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out.pop("binlog_state")
-        out.pop("last_error")
+        for key in ("binlog_state", "last_error", "marker"):
+            out.pop(key)
+        out["role_change"] = _marker_text(self.marker) if self.marker else None
         return out
 
 
@@ -99,13 +105,21 @@ class ReplicationStatus:
         )
 
 
-def _describe(name: str, inventory_role: str, info: Any, by_address: dict[str, str]) -> NodeStatus:
-    if isinstance(info, str):
-        return NodeStatus(name, inventory_role, inventory_role, error=info)
+def _marker_text(marker: dict[str, Any]) -> str:
+    return (
+        f"a {marker.get('kind', 'role change')} (run {marker.get('run', '?')}) from {marker.get('old', '?')} "
+        f"to {marker.get('new', '?')} (phase {marker.get('phase', '?')})"
+    )
+
+
+def _describe(name: str, inventory_role: str, seen: Standing | str, by_address: dict[str, str]) -> NodeStatus:
+    if isinstance(seen, str):
+        return NodeStatus(name, inventory_role, inventory_role, error=seen)
+    info = seen.info
     rep = info.replica
     lag = rep.get("Seconds_Behind_Master")
     source = rep.get("Master_Host")
-    status = NodeStatus(
+    return NodeStatus(
         name,
         "replica" if source or info.read_only else "primary",
         inventory_role,
@@ -116,10 +130,12 @@ def _describe(name: str, inventory_role: str, info: Any, by_address: dict[str, s
         info.local.get("gtid_current_pos"),
         by_address.get(source or "", source) if source else None,
         None,
-        info.local.get("gtid_binlog_state"),
-        rep.get("Last_SQL_Error") or rep.get("Last_IO_Error") or None,
+        epoch=seen.epoch[0] if seen.epoch else None,
+        epoch_primary=seen.epoch[1] if seen.epoch else None,
+        binlog_state=info.local.get("gtid_binlog_state"),
+        last_error=rep.get("Last_SQL_Error") or rep.get("Last_IO_Error") or None,
+        marker=seen.marker,
     )
-    return status
 
 
 def _judge(status: NodeStatus, primary: str, max_lag: float) -> str | None:
@@ -162,15 +178,16 @@ def status(inventory: Any, nodes: dict[str, Node] | None = None) -> ReplicationS
     try:
         for h in hosts:
             try:
-                info: Any = nodes[h.name].info()
-            except (ConnectionFailed, DBError, FoobarOpsError) as err:
-                info = f"cannot be asked: {err}"
-            described = _describe(h.name, "primary" if h.name == primary else "replica", info, by_address)
+                seen: Standing | str = nodes[h.name].standing(db_settings(inventory)["name"])
+            except FoobarOpsError as err:
+                seen = f"cannot be asked: {err}"
+            described = _describe(h.name, "primary" if h.name == primary else "replica", seen, by_address)
+            if described.error is None and described.marker:
+                described.error = f"{_marker_text(described.marker)} is under way or ended part-way"
             if described.error is None:
                 described.error = _judge(described, primary, db_settings(inventory)["max_lag_s"])
-                if described.error is None and not isinstance(info, str):
-                    last = info.replica.get("Last_SQL_Error") or info.replica.get("Last_IO_Error")
-                    described.error = f"replication error: {last}" if last else None
+                if described.error is None and described.last_error:
+                    described.error = f"replication error: {described.last_error}"
             out.append(described)
     finally:
         if own:
@@ -301,14 +318,20 @@ def _app_sees(inventory: Any, primary: str, timeout: float = 15.0) -> tuple[list
     return sorted(pending), sorted(silent)
 
 
-# ---- switchover ---------------------------------------------------------------------------------
+# ---- role changes: fenced, guarded, finished or undone whatever way they end -------------------------
+
+
+#: seconds the old primary's guard waits (beyond the catch-up wait) before it makes the old
+#: primary writable again, when the run that fenced it never promoted (it died, with its machine)
+GUARD_MARGIN = 20.0
+_PHASES = ("fenced", "promoting", "promoted")
 
 
 @dataclass
 class RoleChange:
     """What a switchover or failover did.
 
-    kind: switchover or failover.
+    kind: switchover, failover or unfence.
     old, new: the old and the new primary.
     test: nothing was changed.
     ok: the new topology was verified (or, in test mode, every check passed).
@@ -361,6 +384,182 @@ def _target(inventory: Any, to: str | None) -> tuple[Any, Any, list[Any]]:
     return old, match[0], [h for h in replicas if h.name != to]
 
 
+def _standings(inventory: Any, nodes: dict[str, Node]) -> dict[str, Standing | str]:
+    """Each node's standing, or why it cannot be asked."""
+    database = db_settings(inventory)["name"]
+    out: dict[str, Standing | str] = {}
+    for name, node in nodes.items():
+        try:
+            out[name] = node.standing(database)
+        except FoobarOpsError as err:
+            out[name] = f"cannot be asked: {err}"
+    return out
+
+
+def _top_epoch(seen: dict[str, Standing | str]) -> int:
+    return max((s.epoch[0] for s in seen.values() if isinstance(s, Standing) and s.epoch), default=0)
+
+
+def _preflight(
+    inventory: Any,
+    steps: _Steps,
+    seen: dict[str, Standing | str],
+    edits: dict[str, str],
+    demoted: str | None,
+    password: bool,
+) -> None:
+    """Check everything that can fail before the first change: the replication password can be read,
+    every node runs a MariaDB that can do what the change asks of it (MASTER_DEMOTE_TO_SLAVE for the
+    node demoted), and the inventory file can take exactly this edit. Every problem is recorded;
+    any problem raises ReplicationError (nothing changed)."""
+    problems: list[tuple[str, str]] = []
+    if password:
+        secret = db_settings(inventory)["replication_password"]
+        try:
+            if secret is None:
+                raise ReplicationError("the inventory declares no secret mysql_repl_password")
+            secret.reveal()
+        except FoobarOpsError as err:
+            problems.append(("", f"the replication password cannot be read: {err}"))
+    for name, found in seen.items():
+        if not isinstance(found, Standing):
+            continue
+        version = found.info.mariadb()
+        text = found.info.local.get("version", "?")
+        if version is None or version[:2] < MIN_MARIADB:
+            problems.append((name, f"runs {text}: foobar_ops needs MariaDB 10.6 or newer"))
+        elif name == demoted and version[:2] < MIN_MARIADB_DEMOTE:
+            problems.append(
+                (name, f"runs {text}: making it a replica needs MASTER_DEMOTE_TO_SLAVE (MariaDB 10.10 or newer)")
+            )
+        if found.marker:
+            problems.append((name, f"{_marker_text(found.marker)} ended part-way: `foobar-ops db status` settles it"))
+    try:
+        check_host_vars(inventory.path, {name: {"mysql_role": role} for name, role in edits.items()})
+    except FoobarOpsError as err:
+        problems.append(("", f"the inventory cannot be updated: {err}"))
+    for host, problem in problems:
+        steps.record(host or "-", "preflight", Status.FAILED, problem)
+    if problems:
+        raise ReplicationError("; ".join(f"{h + ': ' if h else ''}{p}" for h, p in problems) + ": nothing changed")
+    steps.record("-", "preflight", Status.OK, "secrets, versions and the inventory edit checked")
+
+
+def _marker(kind: str, run: str, old: str, new: str, phase: str) -> dict[str, Any]:
+    return {
+        "run": run or "-",
+        "kind": kind,
+        "old": old,
+        "new": new,
+        "phase": phase,
+        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _patiently(action: Callable[[], Any], seconds: float = 12.0) -> Any:
+    """Run an action, again after a lost connection (it reconnects), for up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return action()
+        except ConnectionFailed:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+def _restore(inventory: Any, steps: _Steps, node: Node, epoch: int, why: str) -> None:
+    """Make the old primary writable again (a new epoch naming it) and end its guard and marker."""
+    sql = f"{epoch_sql(db_settings(inventory)['name'], epoch, node.name)}; SET GLOBAL read_only = 0"
+    try:
+        done = _patiently(lambda: node.restore(sql))
+    except FoobarOpsError as err:
+        steps.record(
+            node.name,
+            "restore",
+            Status.FAILED,
+            f"could not make it writable again ({err}): its guard does so within {GUARD_MARGIN:g} s of the "
+            "catch-up wait; `foobar-ops db status` settles it",
+        )
+        return
+    steps.record(
+        node.name,
+        "restore",
+        Status.CHANGED if done else Status.FAILED,
+        f"made writable again ({why})" if done else "not made writable: it replicates from another node",
+    )
+
+
+def _promoted(node: Node, database: str) -> bool | None:
+    """True when the node took writes (writable, replicating from nobody); None when unknown."""
+    try:
+        seen = _patiently(lambda: node.standing(database))
+    except FoobarOpsError:
+        return None
+    return not seen.info.read_only and not seen.info.replica.get("Master_Host")
+
+
+def _settle_markers(steps: _Steps, nodes: dict[str, Node]) -> None:
+    for node in nodes.values():
+        try:
+            node.settle()
+        except FoobarOpsError as err:
+            steps.record(node.name, "settle", Status.OK, f"its role-change marker stays ({err}): db status removes it")
+
+
+def _finish(inventory: Any, steps: _Steps, nodes: dict[str, Node], new: Any, others: list[Any]) -> bool:
+    """After the promotion: the inventory names the new primary; True when it does."""
+    try:
+        _update_inventory(inventory, steps, new, others)
+        return True
+    except FoobarOpsError as err:
+        steps.record(
+            new.name,
+            "inventory",
+            Status.FAILED,
+            f"{new.name} is the primary but the inventory could not be updated ({err}): "
+            f"set hosts.{new.name}.vars.mysql_role: primary (and the others replica) in {inventory.path}, "
+            f"or run `foobar-ops db status -i {inventory.path}`",
+        )
+        return False
+
+
+def _recover(
+    inventory: Any,
+    steps: _Steps,
+    nodes: dict[str, Node],
+    old: Any,
+    new: Any,
+    others: list[Any],
+    phase: str,
+    epoch: int,
+    err: BaseException,
+) -> None:
+    """Leave exactly one writable node whatever ended the change: before the promotion the old
+    primary, after it the new one, with the inventory naming it."""
+    what = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed ({type(err).__name__})"
+    steps.record(old.name, "recover", Status.FAILED, f"the {phase} role change {what}: settling it")
+    database = db_settings(inventory)["name"]
+    promoted: bool | None = phase in ("promoted", "inventory")
+    if phase == "promoting":
+        promoted = _promoted(nodes[new.name], database)
+        if promoted is None:
+            steps.record(
+                new.name,
+                "recover",
+                Status.FAILED,
+                f"cannot ask {new.name} whether it took writes: {old.name} stays read-only; "
+                f"`foobar-ops db status -i {inventory.path}` finishes or undoes the change when it answers",
+            )
+            return
+    if not promoted:
+        _restore(inventory, steps, nodes[old.name], epoch + 1, "the role change did not reach the promotion")
+        _settle_markers(steps, {n: nodes[n] for n in nodes if n != old.name})
+        return
+    if phase == "inventory" or _finish(inventory, steps, nodes, new, [old, *others]):
+        _settle_markers(steps, nodes)
+
+
 def switchover(
     inventory: Any,
     to: str | None = None,
@@ -368,27 +567,33 @@ def switchover(
     test: bool = False,
     emit: Emit = lambda r: None,
     timeout: float = CATCH_UP_TIMEOUT,
+    run: str = "",
 ) -> RoleChange:
-    """Swap the roles of the primary and a replica without losing a committed write: the primary
-    turns read-only, the replica applies everything it wrote (GTID wait), is checked for errant
-    transactions and promoted, the old primary replicates from it; the inventory is updated and
-    the app seen writing to the new primary. A failed check before the promotion makes the old
-    primary writable again and changes nothing else.
+    """Swap the roles of the primary and a replica without losing a committed write: everything
+    that can fail is checked first (secrets, versions, the inventory edit); the primary turns
+    read-only under a guard that makes it writable again unless this run promotes, the replica
+    applies everything it wrote (GTID wait), is checked for errant transactions and promoted
+    (a new topology epoch naming it); the inventory names it; the old primary replicates from it;
+    the app is seen writing to it. Whatever ends it early (an error, an interrupt, a lost
+    connection) leaves exactly one writable node: the old primary before the promotion, the new
+    one (named by the inventory) after it; a crash of this machine is settled by the guard, or by
+    the next `db status`.
 
     inventory: the Inventory.
     to: the replica to promote (default: the only one).
     test: check and say what would happen; change nothing.
     emit: called with each step's result.
     timeout: seconds the replica gets to catch up.
+    run: the run's id (kept in the role-change marker on the hosts).
     """
     old, new, others = _target(inventory, to)
     change = RoleChange("switchover", old.name, new.name, test)
     steps = _Steps(_collect(change, emit), test)
     nodes = {h.name: Node(h, inventory) for h in db_hosts(inventory)}
     try:
-        _switch(inventory, steps, nodes, old, new, others, timeout)
+        _switch(inventory, steps, nodes, old, new, others, timeout, run)
         change.ok = True
-    except ReplicationError as err:
+    except FoobarOpsError as err:
         change.error = str(err)
     finally:
         for node in nodes.values():
@@ -397,16 +602,27 @@ def switchover(
 
 
 def _switch(
-    inventory: Any, steps: _Steps, nodes: dict[str, Node], old: Any, new: Any, others: list[Any], timeout: float
+    inventory: Any,
+    steps: _Steps,
+    nodes: dict[str, Node],
+    old: Any,
+    new: Any,
+    others: list[Any],
+    timeout: float,
+    run: str,
 ) -> None:
     before = status(inventory, nodes)
     for seen in before.nodes:
         verdict = "healthy" if seen.error is None else seen.error
         steps.check(seen.host, "check", seen.error is None, f"{seen.role} {seen.host}: {verdict}")
+    standing = _standings(inventory, nodes)
+    edits = {new.name: "primary", old.name: "replica", **{h.name: "replica" for h in others}}
+    _preflight(inventory, steps, standing, edits, old.name, True)
+    old_node, new_node = nodes[old.name], nodes[new.name]
     # the replica's position first, the primary's after it: under writes, the other order would take
     # a transaction the replica just received for one the primary lacks
-    mine = nodes[new.name].info().local.get("gtid_binlog_state")
-    errant = gtid.missing(mine, nodes[old.name].info().local.get("gtid_binlog_state"))
+    mine = new_node.info().local.get("gtid_binlog_state")
+    errant = gtid.missing(mine, old_node.info().local.get("gtid_binlog_state"))
     steps.check(
         new.name,
         "errant",
@@ -415,15 +631,19 @@ def _switch(
         if not errant
         else f"holds transactions {old.name} lacks: {', '.join(map(str, errant))}",
     )
-    old_node, new_node = nodes[old.name], nodes[new.name]
-    steps.do(
-        old.name,
-        "read-only",
-        "turn the primary read-only (writes wait)",
-        lambda: old_node.execute("SET GLOBAL read_only = 1"),
-        {"old": {"read_only": False}, "new": {"read_only": True}},
-    )
+    epoch = _top_epoch(standing) + 1
+    database = db_settings(inventory)["name"]
+    guard = timeout + GUARD_MARGIN
+    phase = "fenced"
     try:
+        steps.do(
+            old.name,
+            "read-only",
+            f"turn the primary read-only (writes wait; its guard makes it writable again in {guard:g} s "
+            "unless this run promotes)",
+            lambda: old_node.fence(_marker("switchover", run, old.name, new.name, "fenced"), guard),
+            {"old": {"read_only": False}, "new": {"read_only": True}},
+        )
         position = "" if steps.test else old_node.query("SELECT @@gtid_binlog_pos AS pos")[0]["pos"]
         steps.do(
             new.name,
@@ -443,32 +663,44 @@ def _switch(
                 if not late
                 else f"holds transactions {old.name} lacks: {', '.join(map(str, late))}",
             )
-    except ReplicationError:
-        if not steps.test:
-            steps.do(
+            held = old_node.disarm(_marker("switchover", run, old.name, new.name, "promoting"))
+            steps.check(
                 old.name,
-                "restore",
-                "make the old primary writable again (nothing else changed)",
-                lambda: old_node.execute("SET GLOBAL read_only = 0"),
+                "guard",
+                held,
+                "guard disarmed: still read-only"
+                if held
+                else f"its guard made it writable again before the promotion (over {guard:g} s): nothing promoted",
             )
+        phase = "promoting"
+        steps.do(
+            new.name,
+            "promote",
+            f"stop replicating and take writes (topology epoch {epoch})",
+            lambda: new_node.execute(
+                f"STOP SLAVE; RESET SLAVE ALL; {epoch_sql(database, epoch, new.name)}; SET GLOBAL read_only = 0",
+                before=Node.mark(_marker("switchover", run, old.name, new.name, "promoted")),
+            ),
+            {"old": {"role": "replica"}, "new": {"role": "primary", "epoch": epoch}},
+        )
+        phase = "promoted"
+        _update_inventory(inventory, steps, new, [old, *others])
+        phase = "inventory"
+        steps.do(
+            old.name,
+            "demote",
+            f"replicate from {new.name}",
+            lambda: old_node.execute("", f"{_change_master(inventory, new, 'MASTER_DEMOTE_TO_SLAVE=1')}; START SLAVE"),
+            {"old": {"role": "primary"}, "new": {"role": "replica", "source": new.name}},
+        )
+        for other in others:
+            _re_point(inventory, steps, nodes[other.name], new)
+        if not steps.test:
+            _settle_markers(steps, nodes)
+    except BaseException as err:
+        if not steps.test:
+            _recover(inventory, steps, nodes, old, new, others, phase, epoch, err)
         raise
-    steps.do(
-        new.name,
-        "promote",
-        "stop replicating and take writes",
-        lambda: new_node.execute("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0"),
-        {"old": {"role": "replica"}, "new": {"role": "primary"}},
-    )
-    steps.do(
-        old.name,
-        "demote",
-        f"replicate from {new.name}",
-        lambda: old_node.execute("", f"{_change_master(inventory, new, 'MASTER_DEMOTE_TO_SLAVE=1')}; START SLAVE"),
-        {"old": {"role": "primary"}, "new": {"role": "replica", "source": new.name}},
-    )
-    for other in others:
-        _re_point(inventory, steps, nodes[other.name], new)
-    _update_inventory(inventory, steps, new, [old, *others])
     _verify(inventory, steps, nodes, new, [old, *others])
 
 
@@ -529,16 +761,24 @@ def _verify(inventory: Any, steps: _Steps, nodes: dict[str, Node], primary: Any,
 
 
 def failover(
-    inventory: Any, *, test: bool = False, emit: Emit = lambda r: None, timeout: float = CATCH_UP_TIMEOUT
+    inventory: Any,
+    *,
+    test: bool = False,
+    emit: Emit = lambda r: None,
+    timeout: float = CATCH_UP_TIMEOUT,
+    run: str = "",
 ) -> RoleChange:
     """Promote the most advanced reachable replica when the primary is gone (no SSH, no database
-    port). The old primary is fenced by design (every node starts read-only); when it comes back,
-    the next apply checks its GTID position and makes it a replica, or refuses it.
+    port), under a new topology epoch that names it: an old primary that comes back writable (a
+    partition that heals) has a lower epoch, so the app never writes to it, and the next `db
+    status` (or a role change) fences it. Every node starts read-only, so one that reboots comes
+    back fenced; the next apply makes it a replica, or refuses it.
 
     inventory: the Inventory.
     test: check and say what would happen; change nothing.
     emit: called with each step's result.
     timeout: seconds the chosen replica gets to apply what it already received.
+    run: the run's id (kept in the role-change marker on the hosts).
     """
     old = db_primary(inventory)
     replicas = [h for h in db_hosts(inventory) if h.name != old.name]
@@ -546,52 +786,264 @@ def failover(
     change = RoleChange("failover", old.name, "", test)
     steps = _Steps(_collect(change, emit), test)
     try:
-        gone = not nodes[old.name].answers() and not nodes[old.name].reachable()
-        steps.check(
-            old.name,
-            "gone",
-            gone,
-            "the primary answers neither SSH nor its database port"
-            if gone
-            else "the primary still answers: use `foobar-ops db switchover` (a failover would split the data)",
-        )
-        candidates = []
-        for h in replicas:
-            try:
-                info = nodes[h.name].info()
-            except (ConnectionFailed, DBError) as err:
-                steps.record(h.name, "candidate", Status.OK, f"not a candidate: {err}")
-                continue
-            received = info.replica.get("Gtid_IO_Pos") or info.local.get("gtid_current_pos") or ""
-            candidates.append((h, received))
-            steps.record(h.name, "candidate", Status.OK, f"reachable, has received up to {received or '-'}")
-        if not candidates:
-            raise ReplicationError("no replica can be reached: nothing to promote")
-        # the most advanced: one whose received position covers every other's (by domain and server)
-        ahead = [c for c in candidates if all(gtid.covers(c[1], other[1]) for other in candidates)]
-        new, received = (ahead or candidates)[0]
-        change.new = new.name
-        new_node = nodes[new.name]
-        steps.do(
-            new.name,
-            "catch-up",
-            f"apply what it received from {old.name} ({received or '-'})",
-            lambda: _wait_gtid(new_node, received, timeout) if received else None,
-        )
+        _fail_over(inventory, steps, nodes, change, old, replicas, timeout, run)
+        change.ok = True
+    except FoobarOpsError as err:
+        change.error = str(err)
+    finally:
+        for node in nodes.values():
+            node.close()
+    return change
+
+
+def _fail_over(
+    inventory: Any,
+    steps: _Steps,
+    nodes: dict[str, Node],
+    change: RoleChange,
+    old: Any,
+    replicas: list[Any],
+    timeout: float,
+    run: str,
+) -> None:
+    gone = not nodes[old.name].answers() and not nodes[old.name].reachable()
+    steps.check(
+        old.name,
+        "gone",
+        gone,
+        "the primary answers neither SSH nor its database port"
+        if gone
+        else "the primary still answers: use `foobar-ops db switchover` (a failover would split the data)",
+    )
+    seen = _standings(inventory, {h.name: nodes[h.name] for h in replicas})
+    candidates = []
+    for h in replicas:
+        found = seen[h.name]
+        if not isinstance(found, Standing):
+            steps.record(h.name, "candidate", Status.OK, f"not a candidate: {found}")
+            continue
+        received = found.info.replica.get("Gtid_IO_Pos") or found.info.local.get("gtid_current_pos") or ""
+        candidates.append((h, received))
+        steps.record(h.name, "candidate", Status.OK, f"reachable, has received up to {received or '-'}")
+    if not candidates:
+        raise ReplicationError("no replica can be reached: nothing to promote")
+    # the most advanced: one whose received position covers every other's (by domain and server)
+    ahead = [c for c in candidates if all(gtid.covers(c[1], other[1]) for other in candidates)]
+    new, received = (ahead or candidates)[0]
+    change.new = new.name
+    others = [h for h, _ in candidates if h.name != new.name]
+    edits = {new.name: "primary", **{h.name: "replica" for h in replicas if h.name != new.name}, old.name: "replica"}
+    _preflight(inventory, steps, seen, edits, None, bool(others))
+    new_node = nodes[new.name]
+    epoch = _top_epoch(seen) + 1
+    database = db_settings(inventory)["name"]
+    steps.do(
+        new.name,
+        "catch-up",
+        f"apply what it received from {old.name} ({received or '-'})",
+        lambda: _wait_gtid(new_node, received, timeout) if received else None,
+    )
+    phase = "promoting"
+    try:
         steps.do(
             new.name,
             "promote",
-            "stop replicating and take writes",
-            lambda: new_node.execute("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0"),
-            {"old": {"role": "replica"}, "new": {"role": "primary"}},
+            f"stop replicating and take writes (topology epoch {epoch}: {old.name}, if it comes back "
+            "writable, is never written to and is fenced)",
+            lambda: new_node.execute(
+                f"STOP SLAVE; RESET SLAVE ALL; {epoch_sql(database, epoch, new.name)}; SET GLOBAL read_only = 0",
+                before=Node.mark(_marker("failover", run, old.name, new.name, "promoted")),
+            ),
+            {"old": {"role": "replica"}, "new": {"role": "primary", "epoch": epoch}},
         )
-        others = [h for h, _ in candidates if h.name != new.name]
+        phase = "promoted"
         for other in others:
             _re_point(inventory, steps, nodes[other.name], new)
         _update_inventory(inventory, steps, new, [old, *[h for h in replicas if h.name != new.name]])
-        _verify(inventory, steps, nodes, new, [old, *others])
+        phase = "inventory"
+        if not steps.test:
+            _settle_markers(steps, {h.name: nodes[h.name] for h in replicas})
+    except BaseException as err:
+        if not steps.test and phase != "promoting":
+            _recover(inventory, steps, nodes, old, new, others, phase, epoch, err)
+        raise
+    _verify(inventory, steps, nodes, new, [old, *others])
+
+
+# ---- the next run: a role change that died part-way, an old primary that came back writable ------
+
+
+def unsettled(found: ReplicationStatus) -> bool:
+    """True when `settle` has something to do: a role-change marker, or two writable primaries of
+    which the topology epoch says which one is stale."""
+    if any(n.marker for n in found.nodes):
+        return True
+    return len([n for n in found.nodes if n.read_only is False and n.source is None]) > 1
+
+
+def settle(inventory: Any, *, emit: Emit = lambda r: None) -> list[Result]:
+    """Finish or undo a role change that died part-way (its marker is on the hosts), and fence a
+    writable primary that a newer topology epoch supersedes (an old primary back after a failover).
+    Run under the database hosts' run locks (so no role change is under way). Return the steps.
+
+    inventory: the Inventory (its file is updated when a change is finished).
+    emit: called with each step's result.
+    """
+    steps = _Steps(emit, False)
+    nodes = {h.name: Node(h, inventory) for h in db_hosts(inventory)}
+    try:
+        seen = _standings(inventory, nodes)
+        for marker in {
+            json.dumps(s.marker, sort_keys=True): s.marker
+            for s in seen.values()
+            if isinstance(s, Standing) and s.marker
+        }.values():
+            _settle_one(inventory, steps, nodes, seen, marker)
+        _fence_stale(steps, nodes, _standings(inventory, nodes))
+    finally:
+        for node in nodes.values():
+            node.close()
+    return steps.results
+
+
+def _settle_one(
+    inventory: Any, steps: _Steps, nodes: dict[str, Node], seen: dict[str, Standing | str], marker: dict[str, Any]
+) -> None:
+    old, new = str(marker.get("old")), str(marker.get("new"))
+    what = _marker_text(marker)
+    if old not in nodes or new not in nodes:
+        steps.record("-", "settle", Status.FAILED, f"{what}: names hosts that are not database hosts here")
+        return
+    steps.record(new, "settle", Status.OK, f"{what} ended part-way (its run is over): settling it")
+    phases = [s.marker.get("phase") for s in seen.values() if isinstance(s, Standing) and s.marker]
+    database = db_settings(inventory)["name"]
+    promoted = _promoted(nodes[new], database)
+    if promoted is None and "promoted" not in phases and "promoting" not in phases:
+        promoted = False  # it never reached the promotion: the old primary is the one to keep
+    if promoted is None:
+        steps.record(
+            new,
+            "settle",
+            Status.FAILED,
+            f"cannot ask {new} whether it took writes: nothing changed; run `foobar-ops db status` again "
+            "when it answers",
+        )
+        return
+    if not promoted:
+        _restore(inventory, steps, nodes[old], _top_epoch(seen) + 1, f"{what} did not reach the promotion")
+        _settle_markers(steps, {n: nodes[n] for n in nodes if n != old})
+        return
+    old_seen = seen.get(old)
+    if isinstance(old_seen, Standing) and not old_seen.info.read_only and not old_seen.info.replica.get("Master_Host"):
+        steps.do(old, "fence", f"read-only: {new} took writes", lambda: nodes[old].execute("SET GLOBAL read_only = 1"))
+    others = [h for h in db_hosts(inventory) if h.name != new]
+    if _finish(inventory, steps, nodes, inventory.hosts[new], others):
+        _settle_markers(steps, nodes)
+
+
+def _fencing(node: Node) -> Callable[[], None]:
+    return lambda: node.execute("SET GLOBAL read_only = 1")
+
+
+def _fence_stale(steps: _Steps, nodes: dict[str, Node], seen: dict[str, Standing | str]) -> None:
+    """Two writable primaries: fence every one that is not the one a higher epoch names."""
+    writers = {
+        n: s
+        for n, s in seen.items()
+        if isinstance(s, Standing) and not s.info.read_only and not s.info.replica.get("Master_Host")
+    }
+    if len(writers) < 2:
+        return
+    top = _top_epoch(seen)
+    winner = next((n for n, s in writers.items() if s.epoch and s.epoch == (top, n)), None)
+    if winner is None:
+        steps.record(
+            "-",
+            "fence",
+            Status.FAILED,
+            f"{', '.join(writers)} are all writable and no topology epoch says which is the primary: "
+            "fence the wrong one by hand (SET GLOBAL read_only = 1), then reconcile their data",
+        )
+        return
+    for name, found in writers.items():
+        if name == winner:
+            continue
+        mine = found.epoch[0] if found.epoch else "none"
+        steps.do(
+            name,
+            "fence",
+            f"read-only: a stale primary (topology epoch {mine}; {winner} is the primary at epoch {top})",
+            _fencing(nodes[name]),
+            {"old": {"read_only": False}, "new": {"read_only": True}},
+        )
+
+
+def unfence(inventory: Any, gone: list[str], *, test: bool = False, emit: Emit = lambda r: None) -> RoleChange:
+    """Make the inventory's primary writable although the peers named cannot be asked: the operator
+    says they are gone for good (mysql.primary fails closed while a peer cannot be asked). Refused
+    when a peer named answers, or another peer is writable.
+
+    inventory: the Inventory.
+    gone: the peers known to be gone.
+    test: check and say what would happen; change nothing.
+    emit: called with each step's result.
+    """
+    primary = db_primary(inventory)
+    change = RoleChange("unfence", primary.name, primary.name, test)
+    steps = _Steps(_collect(change, emit), test)
+    nodes = {h.name: Node(h, inventory) for h in db_hosts(inventory)}
+    try:
+        unknown = [n for n in gone if n not in nodes or n == primary.name]
+        steps.check(
+            "-",
+            "peers",
+            not unknown,
+            f"not a peer of {primary.name}: {', '.join(unknown)}" if unknown else "peers named",
+        )
+        for name in gone:
+            silent = not nodes[name].answers() and not nodes[name].reachable()
+            steps.check(
+                name,
+                "gone",
+                silent,
+                "answers neither SSH nor its database port" if silent else "it answers: it is not gone",
+            )
+        seen = _standings(inventory, {n: node for n, node in nodes.items() if n not in gone})
+        for name, found in seen.items():
+            if not isinstance(found, Standing):
+                steps.check(name, "peer", False, f"{found}: name it with --peer-gone only when it is gone for good")
+                continue
+            if name == primary.name:
+                replicating = bool(found.info.replica.get("Master_Host"))
+                steps.check(
+                    name,
+                    "primary",
+                    not replicating,
+                    "replicates from nobody" if not replicating else "it replicates: not a primary",
+                )
+            else:
+                steps.check(
+                    name,
+                    "peer",
+                    bool(found.info.read_only),
+                    "read-only" if found.info.read_only else "writable: a primary already",
+                )
+        mine = seen[primary.name]
+        assert isinstance(mine, Standing)
+        if not mine.info.read_only:
+            steps.record(primary.name, "unfence", Status.OK, "writable already")
+        else:
+            epoch = _top_epoch(seen) + 1
+            sql = f"{epoch_sql(db_settings(inventory)['name'], epoch, primary.name)}; SET GLOBAL read_only = 0"
+            steps.do(
+                primary.name,
+                "unfence",
+                f"take writes (topology epoch {epoch}) without asking {', '.join(gone)}, declared gone",
+                lambda: nodes[primary.name].execute(sql),
+                {"old": {"read_only": True}, "new": {"read_only": False, "epoch": epoch}},
+            )
         change.ok = True
-    except ReplicationError as err:
+    except FoobarOpsError as err:
         change.error = str(err)
     finally:
         for node in nodes.values():

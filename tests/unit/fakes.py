@@ -211,8 +211,11 @@ class FakeSFTP:
     def mkdir(self, path: str, mode: int) -> None:
         self.remote.modes[path] = mode
 
+    def stat(self, path: str) -> SimpleNamespace:
+        return SimpleNamespace(st_mode=self.remote.modes[path])
+
     def open(self, path: str, mode: str) -> FakeFile:
-        assert mode == "wb"
+        assert mode == "wbx"  # a new file, never one that exists
         return FakeFile(self.remote, path)
 
 

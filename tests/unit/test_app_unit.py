@@ -370,7 +370,8 @@ def test_config_refuses_a_non_numeric_setting(key, value):
 
 ADDRESSES = {"db-01": "10.77.0.11", "db-02": "10.77.0.21", "db-03": "10.77.0.22"}
 COLUMNS = "id, name, description, served_by, created_at"
-MONITOR_SQL = ("SELECT @@read_only AS ro", "SHOW SLAVE STATUS")
+TOPOLOGY_SQL = "SELECT epoch, primary_name FROM foobar_topology WHERE id = 1"
+MONITOR_SQL = ("SELECT @@read_only AS ro", "SHOW SLAVE STATUS", TOPOLOGY_SQL)
 READ_ONLY_MESSAGE = "The MariaDB server is running with the --read-only option so it cannot execute this statement"
 
 
@@ -421,6 +422,7 @@ class FakeServer:
         self.log: list[tuple[str, Any]] = []
         self.conns: list[FakeConn] = []
         self.hook = None  # hook(conn, sql): called as each statement arrives
+        self.topology: tuple[int, str] | None = None  # its topology row (None: no table, an older database)
 
     def promote(self) -> None:
         self.read_only, self.status = False, None
@@ -442,6 +444,10 @@ class FakeServer:
             return [{"ro": int(self.read_only)}]
         if sql == "SHOW SLAVE STATUS":
             return [dict(self.status)] if self.status else []
+        if sql == TOPOLOGY_SQL:
+            if self.topology is None:
+                raise pymysql.err.ProgrammingError(1146, "Table 'foobar.foobar_topology' doesn't exist")
+            return [{"epoch": self.topology[0], "primary_name": self.topology[1]}]
         if sql == "SELECT MASTER_GTID_WAIT(%s, %s) AS w":
             return [{"w": 0 if self.caught_up else -1}]
         if sql == "SELECT COUNT(*) AS n FROM items WHERE id < 0":
@@ -778,6 +784,45 @@ def test_monitor_state_of_a_read_only_node_that_does_not_replicate():
     assert mon.writer() is None and mon.readers() == []
 
 
+def test_two_writable_primaries_the_one_the_highest_epoch_names_takes_the_writes():
+    # a failover made db-02 the primary at epoch 2; db-01 came back writable (a partition healed)
+    old, new = primary("db-01"), primary("db-02")
+    old.topology, new.topology = (1, "db-01"), (2, "db-02")
+    mon, _ = make_monitor(old, new)
+    assert mon.states["db-01"].epoch == 1 and mon.states["db-02"].names == "db-02"
+    assert mon.writer().name == "db-02"
+    new.down = True  # the new primary out of sight: the old one is still never written to
+    mon.check_all()
+    assert mon.writer() is None
+
+
+def test_without_topology_rows_two_writable_nodes_take_no_writes_and_one_does():
+    mon, cluster = make_monitor(primary("db-01"), primary("db-02"))
+    assert mon.states["db-01"].epoch is None and mon.writer() is None
+    cluster["db-02"].read_only = True
+    mon.check_all()
+    assert mon.writer().name == "db-01"
+
+
+def test_a_replica_with_the_highest_epoch_naming_another_node_stops_writes_to_a_stale_primary():
+    # three nodes: db-01 an old primary come back writable (epoch 1); db-03 a replica of the new
+    # primary db-02 (epoch 2), which this app cannot reach
+    old, new, rep = primary("db-01"), primary("db-02"), replica("db-03")
+    old.topology, new.topology, rep.topology = (1, "db-01"), (2, "db-02"), (2, "db-02")
+    mon, _ = make_monitor(old, new, rep)
+    assert mon.writer().name == "db-02"
+    new.down = True
+    mon.check_all()
+    assert mon.writer() is None  # db-03 says db-02 is the primary at epoch 2: db-01 is not
+
+
+def test_a_writable_node_whose_row_names_another_node_is_not_the_primary():
+    node = primary("db-01")
+    node.topology = (3, "db-02")  # its row says db-02 is the primary (e.g. restored by hand)
+    mon, _ = make_monitor(node, replica("db-02"))
+    assert mon.writer() is None
+
+
 def test_monitor_nodes_are_down_until_checked():
     mon, cluster = make_monitor(primary("db-01"), check=False)
     assert not mon.states["db-01"].up and mon.writer() is None
@@ -789,7 +834,7 @@ def test_monitor_keeps_one_connection_per_node_across_checks():
     mon.check_all()
     mon.check_all()
     assert sorted(cluster.connects) == ["db-01", "db-02"]
-    assert len(cluster["db-01"].log) == 6  # two statements per check
+    assert len(cluster["db-01"].log) == 9  # three statements per check
 
 
 def test_monitor_drops_a_lost_connection_and_reconnects_on_the_next_check():

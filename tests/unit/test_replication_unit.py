@@ -32,6 +32,7 @@ from foobar_ops.core.states.mysql import native_hash, parse_grants, sql_string
 from foobar_ops.core.templating import mysql_option, render, systemd_env
 from foobar_ops.stack import load_inventory, topology
 from foobar_ops.stack.inventory_file import set_host_vars
+from foobar_ops.stack.mariadb import Standing
 from foobar_ops.stack.replication import NodeStatus, ReplicationStatus, _describe, _judge, status
 from foobar_ops.stack.roles.base import template
 from foobar_ops.stack.topology import TopologyError
@@ -813,7 +814,8 @@ BY_ADDRESS = {"10.77.0.11": "web-01", "10.77.0.12": "web-02", "10.77.0.13": "web
 
 
 def judged(name: str, inventory_role: str, info: Any, max_lag: float = 5.0) -> tuple[NodeStatus, str | None]:
-    described = _describe(name, inventory_role, info, BY_ADDRESS)
+    seen = Standing(info, None, None) if isinstance(info, ReplicationInfo) else info
+    described = _describe(name, inventory_role, seen, BY_ADDRESS)
     return described, _judge(described, "web-01", max_lag)
 
 
@@ -845,6 +847,9 @@ def test_a_healthy_pair():
         "gtid": "0-11-42",
         "source": "web-01",
         "error": None,
+        "epoch": None,  # its topology row: none in this database
+        "epoch_primary": None,
+        "role_change": None,  # no role change under way, nor one that died part-way
     }
 
 
@@ -903,15 +908,26 @@ def test_a_node_that_cannot_be_asked():
 
 
 class FakeNode:
-    """Stands for stack.mariadb.Node: info() returns what the node says, or raises."""
+    """Stands for stack.mariadb.Node: info() and standing() return what the node says, or raise;
+    the statements it was asked to run are kept (`ran`)."""
 
-    def __init__(self, name: str, info: ReplicationInfo | Exception) -> None:
+    def __init__(
+        self, name: str, info: ReplicationInfo | Exception, marker: dict | None = None, epoch: tuple | None = None
+    ) -> None:
         self.name, self._info, self.closed = name, info, 0
+        self.marker, self.epoch = marker, epoch
+        self.ran: list[str] = []
 
     def info(self) -> ReplicationInfo:
         if isinstance(self._info, Exception):
             raise self._info
         return self._info
+
+    def standing(self, database: str) -> Standing:
+        return Standing(self.info(), self.marker, self.epoch)
+
+    def execute(self, sql: str, secret_sql: str | None = None, *, before: str = "") -> None:
+        self.ran.append(sql)
 
     def close(self) -> None:
         self.closed += 1

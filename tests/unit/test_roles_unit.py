@@ -440,19 +440,30 @@ def test_mysql_primary_is_made_writable_after_asking_its_peers(inv):
     assert primary.kind == "mysql.primary" and primary.name == "web-01"
     assert primary.peers == (Peer("web-02", "10.77.0.12", 3306),)
     assert primary.client_cnf == "/etc/mysql/foobar-replication.cnf"
-    assert set(primary.require) == {"mysql:service", "mysql:client-cnf"}
+    assert set(primary.require) == {"mysql:settled", "mysql:client-cnf"}
+    settled = mysql_states(inv, "web-01")["mysql:settled"]  # no dead role change left part-way
+    assert settled.kind == "mysql.settled" and settled.require == ("mysql:service",)
+    topology = mysql_states(inv, "web-01")["mysql:topology"]  # the epoch row naming the primary
+    assert topology.kind == "mysql.topology" and topology.require == ("mysql:database",)
 
 
 def test_web_02_is_a_replica_of_web_01(inv, fake_build):
     states = mysql_states(inv, "web-02")
-    assert list(states) == ["mysql:packages", "mysql:config", "mysql:service", "mysql:client-cnf", "mysql:replica"]
+    assert list(states) == [
+        "mysql:packages",
+        "mysql:config",
+        "mysql:service",
+        "mysql:settled",
+        "mysql:client-cnf",
+        "mysql:replica",
+    ]
     replica = states["mysql:replica"]
     assert replica.kind == "mysql.replica" and replica.name == "web-02"
     assert replica.primary == Peer("web-01", "10.77.0.11", 3306)
     assert replica.user == "repl" and replica.password.reveal() == REPL_PW
     assert replica.client_cnf == "/etc/mysql/foobar-replication.cnf"
     assert callable(replica.seed)  # a copy of the primary, made only when a new replica is seeded
-    assert set(replica.require) == {"mysql:service", "mysql:client-cnf"}
+    assert set(replica.require) == {"mysql:settled", "mysql:client-cnf"}
     # the database, its schema and the accounts reach a replica by replication, never by apply
     all_ids = [st.id for st in states_for(inv.host("web-02"), inv)]
     assert not [i for i in all_ids if i.startswith(("mysql:user", "mysql:replication-user", "mysql:schema"))]

@@ -22,7 +22,7 @@ from ..onhost import CHANGES_LOCK, LOCK_DIR, OUTCOMES, OWED
 from ..result import Result, Status
 from ..secrets import mask_deep, mask_known
 from ..shell import STAGE_VAR, cmd
-from ..ssh import Remote
+from ..ssh import Remote, stage
 from ..states.base import Plan, State
 
 _SECTION = re.compile(r"@@FBO (\S+) BEGIN\n(.*?)\n@@FBO \1 END (\d+)\n", re.S)
@@ -462,17 +462,7 @@ class HostApply:
 
     def _upload(self, uploads: dict[str, bytes | Callable[[], bytes]]) -> str:
         """Copy staged files over SFTP into a private folder of the login user; return it."""
-        conn = self.remote.open()
-        sftp = conn.sftp()
-        folder = f"/tmp/.foobar-stage-{uuid.uuid4().hex[:12]}"
-        sftp.mkdir(folder, 0o700)
-        self.remote.round_trips += 1
-        for name, data in uploads.items():
-            with sftp.open(f"{folder}/{name}", "wb") as out:
-                out.chmod(0o600)
-                out.write(data() if callable(data) else data)
-            self.remote.round_trips += 1
-        return folder
+        return stage(self.remote, uploads)
 
     def _react(self, st: State[Any], result: Result) -> Result:
         """Reload (or restart) a watching state once when something it watches changed, or when

@@ -7,12 +7,13 @@ Identifiers are validated; passwords never travel or appear in clear where a has
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import gtid
-from ..facts import Account, AccountFact, Peer, ReplicationFact, ReplicationInfo, SQLFact, SQLRows
+from ..facts import Account, AccountFact, Fact, Peer, ReplicationFact, ReplicationInfo, SQLFact, SQLRows
 from ..secrets import Secret
 from ..shell import cmd, staged
 from .base import Plan, State, StateError
@@ -47,6 +48,12 @@ _ROLE_GRANT = re.compile(r"^GRANT (`[^`]+`) TO \S+$")
 #: Names MariaDB shows for older privilege names (10.5 renamed them).
 ALIASES = {"REPLICATION CLIENT": "BINLOG MONITOR", "REPLICA MONITOR": "SLAVE MONITOR"}
 MIN_MARIADB = (10, 6)
+#: a switchover turns the old primary into a replica with MASTER_DEMOTE_TO_SLAVE (10.10 and later)
+MIN_MARIADB_DEMOTE = (10, 10)
+#: the topology row: (epoch, primary name), written on the primary by every role change (and by
+#: the role when it finds none), replicated; the app writes only to a writable node that is not
+#: a replica and whose row names itself with the highest epoch the app can see
+EPOCH_TABLE = "foobar_topology"
 
 
 def _ident(value: str, what: str) -> str:
@@ -82,6 +89,23 @@ def _version_error(info: ReplicationInfo, where: str) -> str | None:
             "or newer (GTID replication as MariaDB does it)"
         )
     return None
+
+
+def epoch_sql(database: str, epoch: int, primary: str) -> str:
+    """Return the statements that make the topology row (epoch, primary) in a database.
+
+    database: the app's database.
+    epoch: the new epoch (a whole number, higher than any seen).
+    primary: the name of the node that is the primary from now on.
+    """
+    table = f"`{_ident(database, 'database name')}`.`{EPOCH_TABLE}`"
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} (id TINYINT UNSIGNED PRIMARY KEY, epoch BIGINT UNSIGNED NOT NULL, "
+        "primary_name VARCHAR(255) NOT NULL, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) "
+        "ON UPDATE CURRENT_TIMESTAMP(6)) ENGINE=InnoDB; "
+        f"INSERT INTO {table} (id, epoch, primary_name) VALUES (1, {int(epoch)}, {sql_string(primary)}) "
+        "ON DUPLICATE KEY UPDATE epoch = VALUES(epoch), primary_name = VALUES(primary_name)"
+    )
 
 
 class Database(State[SQLRows]):
@@ -286,17 +310,22 @@ class Schema(State[SQLRows]):
 class Primary(State[ReplicationInfo]):
     """mysql.primary: this node is the writable primary: it replicates from nobody, no peer is
     writable, and read_only is off (every node starts read-only; only this makes one writable).
+    Fail closed: a peer that cannot be asked may be a primary already, so a read-only node is not
+    made writable then (the refusal names the peer and `foobar-ops db unfence`).
 
     name: the node's inventory name.
     client_cnf: the option file used to ask peers.
     peers: the other database nodes.
+    inventory_path: named in the refusal's command.
     """
 
     kind = "mysql.primary"
 
-    def __init__(self, name: str, *, client_cnf: str, peers: Sequence[Peer] = (), **kw: Any) -> None:
+    def __init__(
+        self, name: str, *, client_cnf: str, peers: Sequence[Peer] = (), inventory_path: str = "INVENTORY", **kw: Any
+    ) -> None:
         super().__init__(name, id=kw.pop("id", None) or "mysql:primary", **kw)
-        self.client_cnf, self.peers = client_cnf, tuple(peers)
+        self.client_cnf, self.peers, self.inventory_path = client_cnf, tuple(peers), inventory_path
 
     def fact(self) -> ReplicationFact:
         return ReplicationFact(self.client_cnf, self.peers)
@@ -312,6 +341,17 @@ class Primary(State[ReplicationInfo]):
                 error=f"{self.name} replicates from {source} but the inventory calls it the primary; "
                 "run `foobar-ops db switchover` (or failover) rather than apply, or make the inventory "
                 "name the node that is the primary"
+            )
+        silent = {n: peer for n, peer in fact.peers.items() if not isinstance(peer, dict)}
+        if silent and fact.read_only:
+            names = ", ".join(silent)
+            why = "; ".join(f"{n}: {str(err)[-160:]}" for n, err in silent.items())
+            return Plan(
+                error=f"cannot ask {names} whether it is writable ({why}): refusing to make {self.name} "
+                f"writable, as {names} may be a primary already (fail closed); bring {names} back, or when "
+                f"it is known to be gone for good run `foobar-ops db unfence -i {self.inventory_path} "
+                + " ".join(f"--peer-gone {n}" for n in silent)
+                + "`"
             )
         writable = [n for n, peer in fact.peers.items() if isinstance(peer, dict) and peer.get("read_only") == "0"]
         if writable:
@@ -472,4 +512,99 @@ class Replica(State[ReplicationInfo]):
             [cmd("mysql", "-e", "STOP SLAVE; RESET SLAVE ALL; RESET MASTER"), load, *commands, self._wait_running()],
             comment=comment,
             uploads={**uploads, "seed": seed},
+        )
+
+
+class Topology(State[SQLRows]):
+    """mysql.topology: the primary's topology row names it (epoch, primary); a new one starts at
+    epoch 1, and one that names another node gets the next epoch (this runs after mysql.primary
+    found this node the only writable one). Replicated, it tells the app which writable node to
+    trust when two are (an old primary come back after a failover has a lower epoch).
+
+    name: the primary's inventory name.
+    database: the app's database (it holds the table).
+    """
+
+    kind = "mysql.topology"
+
+    def __init__(self, name: str, *, database: str, **kw: Any) -> None:
+        super().__init__(name, id=kw.pop("id", None) or "mysql:topology", **kw)
+        self.database = _ident(database, "database name")
+
+    def fact(self) -> SQLFact:
+        return SQLFact(
+            f"SELECT epoch, primary_name FROM `{self.database}`.`{EPOCH_TABLE}` WHERE id = 1",
+            f"topology row of {self.database}",
+            missing_table_is_empty=True,
+        )
+
+    def plan(self, fact: SQLRows) -> Plan:
+        row = fact.rows[0] if fact.rows else None
+        if row is not None and len(row) == 2 and row[1] == self.name:
+            return Plan(comment=f"topology epoch {row[0]}: {self.name} is the primary")
+        epoch = int(row[0]) + 1 if row is not None and str(row[0]).isdigit() else 1
+        commands, uploads = _staged_sql([epoch_sql(self.database, epoch, self.name)])
+        return Plan(
+            {
+                "old": {"epoch": row[0], "primary": row[1]} if row else None,
+                "new": {"epoch": epoch, "primary": self.name},
+            },
+            commands,
+            comment=f"topology epoch {epoch}: {self.name} is the primary",
+            uploads=uploads,
+        )
+
+
+class MarkerFact(Fact["dict[str, Any] | None"]):
+    """The role-change marker a switchover or failover keeps on a database host while it runs.
+
+    path: the marker file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def command(self) -> str:
+        return f"cat {cmd(self.path)} 2>/dev/null; true"
+
+    def parse(self, output: str) -> dict[str, Any] | None:
+        text = output.strip()
+        if not text:
+            return None
+        try:
+            found = json.loads(text)
+        except ValueError:
+            return {"phase": "unreadable"}
+        return found if isinstance(found, dict) else {"phase": "unreadable"}
+
+
+class Settled(State["dict[str, Any] | None"]):
+    """mysql.settled: no role change (switchover or failover) is part-way on this host: one that
+    died (its run killed, cut off, its machine gone) leaves its marker, and apply refuses until
+    `foobar-ops db status` has finished or undone it.
+
+    name: the host's inventory name.
+    path: the marker file.
+    inventory_path: named in the refusal's command.
+    """
+
+    kind = "mysql.settled"
+
+    def __init__(self, name: str, *, path: str, inventory_path: str = "INVENTORY", **kw: Any) -> None:
+        super().__init__(name, id=kw.pop("id", None) or "mysql:settled", **kw)
+        self.path, self.inventory_path = path, inventory_path
+
+    def fact(self) -> MarkerFact:
+        return MarkerFact(self.path)
+
+    def plan(self, fact: dict[str, Any] | None) -> Plan:
+        if fact is None:
+            return Plan(comment="no role change part-way")
+        what = (
+            f"a {fact.get('kind', 'role change')} (run {fact.get('run', '?')}) from {fact.get('old', '?')} to "
+            f"{fact.get('new', '?')} ended part-way (phase {fact.get('phase', '?')})"
+        )
+        return Plan(
+            error=f"{self.name}: {what}: run `foobar-ops db status -i {self.inventory_path}`, which finishes or "
+            "undoes it, then apply again"
         )

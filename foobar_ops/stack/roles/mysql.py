@@ -20,7 +20,9 @@ from ...core.facts import Peer
 from ...core.shell import cmd
 from ...core.ssh import Remote
 from ...core.states import State
+from ...core.states.mysql import Settled, Topology
 from ..build import app_source
+from ..mariadb import MARKER
 from ..topology import TopologyError, app_hosts, db_hosts, db_primary, db_settings, host_number, ports
 from .base import Role, template
 
@@ -118,6 +120,10 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
             id="mysql:config",
         ),
         s.service.running("mariadb", reload=False, watch=["mysql:config"], id="mysql:service"),
+        # a switchover or failover that died part-way is finished or undone by `db status` first
+        Settled(
+            host.name, path=MARKER, inventory_path=str(inventory.path), require=["mysql:service"], id="mysql:settled"
+        ),
     ]
     peers = [peer(h, inventory) for h in db_hosts(inventory) if h.name != host.name]
     if db["replication_password"] is not None:
@@ -140,16 +146,25 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
                 password=db["replication_password"],
                 client_cnf=CLIENT_CNF,
                 seed=seed_from(primary, inventory, db["name"]),
-                require=["mysql:service", "mysql:client-cnf"],
+                require=["mysql:settled", "mysql:client-cnf"],
                 id="mysql:replica",
             )
         )
         return out
-    ready = ["mysql:service"] + (["mysql:client-cnf"] if peers else [])
+    ready = ["mysql:settled"] + (["mysql:client-cnf"] if peers else [])
+    primary_state = s.mysql.primary(
+        host.name,
+        client_cnf=CLIENT_CNF,
+        peers=peers,
+        inventory_path=str(inventory.path),
+        require=ready,
+        id="mysql:primary",
+    )
     out += [
-        s.mysql.primary(host.name, client_cnf=CLIENT_CNF, peers=peers, require=ready, id="mysql:primary"),
+        primary_state,
         s.mysql.database(db["name"], require=["mysql:primary"], id="mysql:database"),
         s.mysql.schema(db["name"], migrations(inventory), require=["mysql:database"], id="mysql:schema"),
+        Topology(host.name, database=db["name"], require=["mysql:database"], id="mysql:topology"),
     ]
     for app in app_hosts(inventory):
         out.append(
