@@ -86,6 +86,23 @@ TYPES = VarTypes(
 )
 
 
+def host_value(host: Any, key: str, default: Any) -> Any:
+    """Return a host's var (`default` when absent) checked against its type in VAR_TYPES; anything
+    else is a TopologyError naming the host, the key and the value.
+
+    host: an inventory Host.
+    key: a key of VAR_TYPES.
+    default: its value when the host has none.
+    """
+    value = host.vars.get(key)
+    if value is None:
+        return default
+    try:
+        return VAR_TYPES[key](value, Ctx(Path("."), Path("."), prefix="vars."))
+    except InventoryError as err:
+        raise TopologyError(f"host '{host.name}': key 'vars.{key}': {err.message}") from None
+
+
 def stack_vars(inventory: Any) -> dict[str, Any]:
     """Return the inventory's stack section with every value the stack uses checked (an Inventory
     built in Python, not loaded from a file, is checked here too); a TopologyError names the key.

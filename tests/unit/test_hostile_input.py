@@ -334,3 +334,17 @@ def test_one_broken_runbook_is_named_and_the_others_listed(tmp_path, monkeypatch
     assert "runbook broken cannot be read: broken.py: parameter x has no type" in err
     assert "runbook garbled cannot be read: garbled.ipynb" in err
     assert len(err.strip().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("haproxy_timeout_client", "30s\n    stats socket /tmp/a level admin"), ("haproxy_check_fall", "2 rise 1")],
+)
+def test_the_haproxy_role_checks_its_settings_where_it_reads_them(tmp_path, key, value):
+    from foobar_ops.stack.roles import haproxy
+
+    doc = lab_doc()
+    doc["hosts"]["lb-01"]["vars"] = {key: value}
+    inv = parse_inventory(yaml.safe_dump(doc), tmp_path / "x.yml")  # the core loader: no stack types
+    with pytest.raises(topology.TopologyError, match=rf"^host 'lb-01': key 'vars\.{key}': must be"):
+        haproxy.context(inv.host("lb-01"), inv)

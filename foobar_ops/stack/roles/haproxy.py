@@ -6,7 +6,7 @@ from typing import Any
 
 from ...core import states as s
 from ...core.states import State
-from ..topology import STATS_SOCKET, domain, ports, web_hosts, web_weight
+from ..topology import STATS_SOCKET, domain, host_value, ports, web_hosts, web_weight
 from .base import Role, template
 
 CFG = "/etc/haproxy/haproxy.cfg"
@@ -16,7 +16,6 @@ SERVER_STATE = "/var/lib/haproxy/server-state"
 
 def context(host: Any, inventory: Any) -> dict[str, Any]:
     """Return the template variables of haproxy.cfg for a host."""
-    v = host.vars
     p = ports(inventory)
     return {
         "domain": domain(inventory),
@@ -28,14 +27,14 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
             for h in web_hosts(inventory)
         ],
         "timeouts": {
-            "connect": v.get("haproxy_timeout_connect", "3s"),
-            "client": v.get("haproxy_timeout_client", "30s"),
-            "server": v.get("haproxy_timeout_server", "30s"),
-            "check": v.get("haproxy_timeout_check", "2s"),
+            "connect": host_value(host, "haproxy_timeout_connect", "3s"),
+            "client": host_value(host, "haproxy_timeout_client", "30s"),
+            "server": host_value(host, "haproxy_timeout_server", "30s"),
+            "check": host_value(host, "haproxy_timeout_check", "2s"),
         },
-        "check_interval": v.get("haproxy_check_interval", "1s"),
-        "check_fall": v.get("haproxy_check_fall", 2),
-        "check_rise": v.get("haproxy_check_rise", 2),
+        "check_interval": host_value(host, "haproxy_check_interval", "1s"),
+        "check_fall": host_value(host, "haproxy_check_fall", 2),
+        "check_rise": host_value(host, "haproxy_check_rise", 2),
     }
 
 
