@@ -152,6 +152,9 @@ def set_baseline(name: str, run_id: str) -> dict[str, Any]:
     name: the schedule.
     run_id: a collected run of it.
     """
+    check_schedule(name, "round-robin", "1h")
+    if not isinstance(run_id, str) or not _RUN.fullmatch(run_id):
+        raise lt.LoadTestError(f"run {run_id!r}: give a collected run id such as {name}-20260101-120000")
     verdict = folder() / name / run_id / "verdict.json"
     if not verdict.exists():
         raise lt.LoadTestError(f"no collected run {run_id} of {name} (see `foobar-ops loadtest history {name}`)")
@@ -249,6 +252,7 @@ def history(name: str) -> Any:
     failures, the shares, and whether each was the baseline."""
     import pandas as pd
 
+    check_schedule(name, "round-robin", "1h")  # a name, never a path
     rows = []
     base = baselines().get(name, {}).get("run_id")
     for verdict in sorted((folder() / name).glob("*/verdict.json")):

@@ -348,3 +348,15 @@ def test_the_haproxy_role_checks_its_settings_where_it_reads_them(tmp_path, key,
     inv = parse_inventory(yaml.safe_dump(doc), tmp_path / "x.yml")  # the core loader: no stack types
     with pytest.raises(topology.TopologyError, match=rf"^host 'lb-01': key 'vars\.{key}': must be"):
         haproxy.context(inv.host("lb-01"), inv)
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["loadtest", "history", "../../etc"], "schedule name '../../etc'"),
+        (["loadtest", "baseline", "../..", "x"], "schedule name '../..'"),
+        (["loadtest", "baseline", "nightly", "../../../etc/passwd"], "run '../../../etc/passwd'"),
+    ],
+)
+def test_schedule_names_and_run_ids_are_names_never_paths(capsys, argv, named):
+    assert named in refused(capsys, argv)
