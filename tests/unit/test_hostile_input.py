@@ -135,6 +135,19 @@ def test_every_value_that_reaches_a_command_is_typed_at_load(tmp_path, where, ke
     assert f"key '{named}'" in str(refused_.value) and str(path) in str(refused_.value)
 
 
+@pytest.mark.parametrize("command", [["apply", "--test"], ["apply", "mysql"], ["db", "status"], ["hosts"]])
+def test_a_command_given_a_port_with_a_command_in_it_stops_at_load(tmp_path, capsys, command):
+    doc = lab_doc()
+    doc["stack"]["ports"]["mysql"] = "3306; touch /tmp/pwned"
+    path = write(tmp_path, doc)
+    line = refused(capsys, [*command, "-i", path])
+    assert line == (
+        f"foobar-ops: error: {path}: key 'stack.ports.mysql': must be a whole number from 1 to 65535, "
+        "not '3306; touch /tmp/pwned'"
+    )
+    assert nothing_recorded(tmp_path)
+
+
 def test_an_inventory_built_in_python_is_checked_where_its_ports_are_read(tmp_path):
     inv = parse_inventory(yaml.safe_dump(lab_doc()), tmp_path / "x.yml")  # the core loader: no stack types
     bad = type(inv)(**{**inv.__dict__, "stack": {"ports": {"mysql": "3306; id"}}})
