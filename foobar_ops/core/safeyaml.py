@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from .errors import FoobarOpsError
+
 __all__ = ["MAX_DEPTH", "MAX_VALUES", "Loader", "YAMLRefused", "check_node", "describe", "load"]
 
 #: Mappings and lists inside each other, at most (an inventory needs about six).
@@ -25,7 +27,7 @@ _FLOAT_TAG = "tag:yaml.org,2002:float"
 _FLOATS = yaml.constructor.SafeConstructor()
 
 
-class YAMLRefused(ValueError):
+class YAMLRefused(FoobarOpsError, ValueError):
     """YAML that parses but is refused (too deep, aliases that expand too much or loop, a number
     that is not finite); its message says which, and where (line, column)."""
 
