@@ -142,7 +142,8 @@ def web_weight(host: Any) -> int:
 
 def ports(inventory: Any) -> dict[str, int]:
     """Return the stack's ports (stack.ports over the defaults)."""
-    return {**DEFAULT_PORTS, **(stack_vars(inventory).get("ports") or {})}
+    given = stack_vars(inventory).get("ports") or {}
+    return {**DEFAULT_PORTS, **{k: v for k, v in given.items() if v is not None}}
 
 
 def domain(inventory: Any) -> str:
@@ -222,11 +223,11 @@ def db_settings(inventory: Any) -> dict[str, Any]:
     as stack.database.password and stack.database.replication_password.
     """
     stack = stack_vars(inventory).get("database") or {}
-    lag = stack.get("max_lag_s", 5)
+    lag = stack.get("max_lag_s") or 5  # null: the default
     out: dict[str, Any] = {
-        "name": stack.get("name", "foobar"),
-        "user": stack.get("user", "foobar"),
-        "replication_user": stack.get("replication_user", "repl"),
+        "name": stack.get("name") or "foobar",
+        "user": stack.get("user") or "foobar",
+        "replication_user": stack.get("replication_user") or "repl",
         "max_lag_s": float(lag),
     }
     needs_replication = len([h for h in inventory.hosts.values() if "mysql" in h.roles]) > 1

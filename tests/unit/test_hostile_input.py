@@ -373,3 +373,14 @@ def test_the_haproxy_role_checks_its_settings_where_it_reads_them(tmp_path, key,
 )
 def test_schedule_names_and_run_ids_are_names_never_paths(capsys, argv, named):
     assert named in refused(capsys, argv)
+
+
+def test_a_null_stack_value_is_its_default_never_none(tmp_path):
+    doc = lab_doc()
+    doc["stack"]["ports"]["mysql"] = None
+    doc["stack"]["domain"] = None
+    doc["stack"]["database"] = {"name": None, "user": None, "max_lag_s": None}
+    inv = load_inventory(write(tmp_path, doc))
+    assert topology.ports(inv)["mysql"] == 3306 and topology.domain(inv) == "foobar.com"
+    db = topology.db_settings(inv)
+    assert (db["name"], db["user"], db["max_lag_s"]) == ("foobar", "foobar", 5.0)
