@@ -297,6 +297,8 @@ def cmd_runbook(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps(done.as_json(), indent=2))
+    elif done.outcome == "refused":  # a bad input: one line that names it (nothing ran)
+        print(f"foobar-ops: error: runbook {done.runbook}: {done.error}", file=sys.stderr)
     else:
         where = f"; notebook {done.output_notebook}, HTML {done.html}" if done.output_notebook else ""
         print(

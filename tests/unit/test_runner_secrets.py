@@ -134,8 +134,8 @@ def test_a_secret_too_short_to_mask_is_refused_before_anything_runs(books, monke
     assert Journal(books["journal"]).run(doc["run_id"])["status"] == "refused"
     assert not list(books["records"].rglob("*.ipynb"))  # no cell ran
     plain = run_cli("runbook", "leaks", "-p", "who", "ops", "--journal", books["journal"])
-    assert plain.code == 2 and "Traceback" not in plain.err
-    assert "parameter 'token': secret env:FOOBAR_TEST_RUNNER_TOKEN: the value is too short" in plain.err
+    assert plain.code == 2 and plain.out == ""
+    assert plain.err.splitlines() == [f"foobar-ops: error: runbook leaks: {doc['error']}"]  # one line, naming it
 
 
 @pytest.mark.parametrize(
@@ -161,9 +161,8 @@ def test_a_literal_secret_on_the_command_line_is_refused_and_never_recorded(book
     assert row["command"].startswith("foobar-ops runbook leaks -p who ops")
 
 
-def test_sigterm_mid_run_leaves_a_scrubbed_notebook_its_html_and_a_final_status(books, monkeypatch):
-    value = 'sig"term\\tok-61a'
-    monkeypatch.setenv(TOKEN_ENV, value)
+def start_sleeping(books) -> tuple[subprocess.Popen, list[str]]:
+    """Start `runbook sleeps` and return once its first cell has printed (masked)."""
     proc = subprocess.Popen(
         [str(FOOBAR_OPS), "runbook", "sleeps", "-p", "who", "ops", "--journal", str(books["journal"])],
         cwd=PROJECT,
@@ -180,6 +179,13 @@ def test_sigterm_mid_run_leaves_a_scrubbed_notebook_its_html_and_a_final_status(
         if "started with" in line or not line:
             break
     assert any("started with ********" in line for line in seen), seen
+    return proc, seen
+
+
+def test_sigterm_mid_run_leaves_a_scrubbed_notebook_its_html_and_a_final_status(books, monkeypatch):
+    value = 'sig"term\\tok-61a'
+    monkeypatch.setenv(TOKEN_ENV, value)
+    proc, seen = start_sleeping(books)
     time.sleep(1)  # into the sleeping cell
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -195,6 +201,19 @@ def test_sigterm_mid_run_leaves_a_scrubbed_notebook_its_html_and_a_final_status(
     assert "foobar-ops: terminated" in notebook.read_text()  # the note on the cell it stopped in
     assert_nowhere(value, out, err, "".join(seen), notebook.read_bytes(), page.read_bytes())
     assert_nowhere(value, stored_bytes(books["journal"]))
+
+
+def test_a_runbook_run_killed_outright_shows_as_died(books, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, "tok-7d2c-plain-value")
+    proc, _ = start_sleeping(books)
+    listed = run_cli("records", "list", "--json", "--journal", books["journal"]).json()["rows"]
+    assert [r["status"] for r in listed] == ["running"]  # alive
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    listed = run_cli("records", "list", "--journal", books["journal"])
+    header, row = listed.out.splitlines()
+    assert " died " in row and "LAST_RESULT" in header, listed
+    assert mode(Path(Journal(books["journal"]).runs().iloc[0]["output_notebook"])) == 0o600
 
 
 def mode(path: Path) -> int:
