@@ -50,7 +50,7 @@ from sqlalchemy.pool import NullPool
 from . import machine, paths, privacy
 from .errors import FoobarOpsError
 from .result import HostOutcome, Result
-from .secrets import Secret, mask_deep, mask_known
+from .secrets import Secret, mask_command, mask_deep, mask_known
 from .version import __version__
 
 #: The source checkout, when foobar_ops runs from one (its git commit is recorded).
@@ -439,7 +439,7 @@ class Journal:
                 run_id=run_id,
                 started=_now(),
                 user=whoami(),
-                command=mask_known(command),
+                command=mask_command(command),
                 runbook=runbook,
                 parameters=params,
                 inventory=str(inventory.path) if inventory else None,
@@ -667,7 +667,9 @@ class Journal:
         return self._frame(query)
 
     def close(self) -> None:
-        """Close the journal's connections."""
+        """Close the journal's connections (and stop beating for runs it did not finish)."""
+        with self.lock:
+            self._beating.clear()
         self.engine.dispose()
 
 

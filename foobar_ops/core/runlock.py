@@ -31,7 +31,7 @@ from typing import Any
 from . import machine
 from .errors import ConnectionFailed, FoobarOpsError, SudoError
 from .onhost import CHANGE_WAIT, CHANGES_LOCK_NAME, LOCK_DIR, OUTCOMES
-from .secrets import mask_known
+from .secrets import mask_command, mask_known
 from .shell import cmd
 from .ssh import Remote, sudo_password
 
@@ -189,7 +189,7 @@ class HostLock:
         return json.dumps(
             {
                 "run": self.run_id,
-                "command": mask_known(self.command)[:200],
+                "command": mask_command(self.command)[:200],
                 "user": whoami(),
                 "machine": socket.gethostname(),
                 "machine_id": machine.machine_id(),

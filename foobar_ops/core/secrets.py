@@ -24,6 +24,8 @@ SECRET_KEY_PATTERN = re.compile(r"password|passwd|secret|token|api[_-]?key|priva
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _UNSET = object()
+#: user:PASSWORD@ in a URL (a database URL given on the command line)
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s'\"]*:)([^@\s'\"]+)(@)")
 
 _known_values: set[str] = set()
 _known_lock = threading.Lock()
@@ -258,6 +260,15 @@ def mask_known(text: str) -> str:
     with _known_lock:
         values = list(_known_values)
     return _replace_all(text, values)
+
+
+def mask_command(command: str) -> str:
+    """Return a command line as it may be recorded (the journal, a run lock's details): every known
+    secret masked, and a password written into a URL (`mysql://user:PASSWORD@host/db`).
+
+    command: the command line.
+    """
+    return _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), mask_known(command))
 
 
 def mask_deep(value):

@@ -17,6 +17,7 @@ from foobar_ops.core.journal import Journal, JournalError, parse_since
 from foobar_ops.core.report import COLUMNS, Report
 from foobar_ops.core.result import HostOutcome, Outcome, Result, Status
 from foobar_ops.core.secrets import MASK, Secret
+from tests.conftest import stored_bytes
 
 DIFF = (
     "--- /etc/haproxy/haproxy.cfg (live)\n+++ /etc/haproxy/haproxy.cfg (wanted)\n@@ -1,2 +1,2 @@\n"
@@ -902,3 +903,10 @@ def test_a_finished_run_is_never_shown_as_died(journal):
     run_id = record(journal, sample_results())
     set_run(journal, run_id, pid_start="1")
     assert journal.run(run_id)["status"] == "ok"
+
+
+def test_a_password_in_a_url_on_the_command_line_is_never_recorded(journal):
+    run_id = journal.start_run(command="foobar-ops apply --journal 'mysql+pymysql://ops:Url-Pw-7731@db-1/journal'")
+    assert journal.run(run_id)["command"] == "foobar-ops apply --journal 'mysql+pymysql://ops:********@db-1/journal'"
+    for kept in (journal.path, journal.path.with_name(journal.path.name + "-wal")):
+        assert not kept.exists() or b"Url-Pw-7731" not in stored_bytes(kept)
