@@ -582,7 +582,7 @@ class ReplicationFact(Fact[ReplicationInfo]):
         for peer in self.peers:
             cnf = cmd(f"--defaults-extra-file={self.client_cnf}")
             ask = (
-                f"mysql {cnf} -h {cmd(peer.host)} -P {peer.port} --connect-timeout=3 "
+                f"mysql {cnf} -h {cmd(peer.host)} -P {cmd(peer.port)} --connect-timeout=3 "
                 f"-e {cmd(PEER_SQL + chr(92) + 'G')} 2>&1; echo sql-exit=$?"
             )
             parts.append(
