@@ -50,6 +50,14 @@ class Standing:
     epoch: tuple[int, str] | None
 
 
+def mark(marker: dict[str, Any]) -> str:
+    """A shell command that writes the role-change marker on a host (for Node.execute(before=...)).
+
+    marker: the role change (run, kind, old, new, phase, since).
+    """
+    return f"{_LOCKED} && {_write(MARKER, json.dumps(marker, sort_keys=True))}"
+
+
 def _write(path: str, text: str) -> str:
     """A shell command that replaces a file atomically with text (one line)."""
     return f"printf '%s\\n' {cmd(text)} > {path}.new && mv -f {path}.new {path}"
@@ -148,11 +156,6 @@ class Node:
             f"mysql -e {cmd(sql)} || exit 1; systemctl stop {unit} 2>/dev/null; rm -f {MARKER}; echo RESTORED"
         )
         return "RESTORED" in out
-
-    @staticmethod
-    def mark(marker: dict[str, Any]) -> str:
-        """A shell command that writes the role-change marker (for execute(before=...))."""
-        return f"{_LOCKED} && {_write(MARKER, json.dumps(marker, sort_keys=True))}"
 
     def query(self, sql: str, timeout: float | None = None) -> list[dict[str, str]]:
         """Run SQL as the admin and return the rows of its last result by column name.

@@ -17,7 +17,7 @@ from ..core.errors import ConnectionFailed, FoobarOpsError
 from ..core.result import Result, Status
 from ..core.states.mysql import MIN_MARIADB, MIN_MARIADB_DEMOTE, epoch_sql, sql_string
 from .inventory_file import check_host_vars, set_host_vars
-from .mariadb import Node, Standing
+from .mariadb import Node, Standing, mark
 from .topology import app_hosts, db_hosts, db_primary, db_settings, domain, ports
 
 Emit = Callable[[Result], None]
@@ -324,6 +324,8 @@ def _app_sees(inventory: Any, primary: str, timeout: float = 15.0) -> tuple[list
 #: seconds the old primary's guard waits (beyond the catch-up wait) before it makes the old
 #: primary writable again, when the run that fenced it never promoted (it died, with its machine)
 GUARD_MARGIN = 20.0
+#: seconds a run that must settle a role change keeps trying a host whose connection was lost
+RECONNECT_S = 12.0
 _PHASES = ("fenced", "promoting", "promoted")
 
 
@@ -456,9 +458,9 @@ def _marker(kind: str, run: str, old: str, new: str, phase: str) -> dict[str, An
     }
 
 
-def _patiently(action: Callable[[], Any], seconds: float = 12.0) -> Any:
-    """Run an action, again after a lost connection (it reconnects), for up to `seconds`."""
-    deadline = time.monotonic() + seconds
+def _patiently(action: Callable[[], Any]) -> Any:
+    """Run an action, again after a lost connection (it reconnects), for up to RECONNECT_S."""
+    deadline = time.monotonic() + RECONNECT_S
     while True:
         try:
             return action()
@@ -679,7 +681,7 @@ def _switch(
             f"stop replicating and take writes (topology epoch {epoch})",
             lambda: new_node.execute(
                 f"STOP SLAVE; RESET SLAVE ALL; {epoch_sql(database, epoch, new.name)}; SET GLOBAL read_only = 0",
-                before=Node.mark(_marker("switchover", run, old.name, new.name, "promoted")),
+                before=mark(_marker("switchover", run, old.name, new.name, "promoted")),
             ),
             {"old": {"role": "replica"}, "new": {"role": "primary", "epoch": epoch}},
         )
@@ -852,7 +854,7 @@ def _fail_over(
             "writable, is never written to and is fenced)",
             lambda: new_node.execute(
                 f"STOP SLAVE; RESET SLAVE ALL; {epoch_sql(database, epoch, new.name)}; SET GLOBAL read_only = 0",
-                before=Node.mark(_marker("failover", run, old.name, new.name, "promoted")),
+                before=mark(_marker("failover", run, old.name, new.name, "promoted")),
             ),
             {"old": {"role": "replica"}, "new": {"role": "primary", "epoch": epoch}},
         )

@@ -223,7 +223,8 @@ def test_switchover_under_writes_loses_and_doubles_nothing_and_switches_back(pai
     assert done.code == 0 and done.json()["ok"] and done.json()["new_primary"] == "web-02", done
     assert back.code == 0 and back.json()["ok"] and back.json()["new_primary"] == "web-01", back
     steps = [r["id"].split(":")[-1] for r in done.json()["results"] if r["status"] == "changed"]
-    assert steps[:4] == ["read-only", "catch-up", "promote", "demote"]
+    # the inventory names the new primary right after the promotion, before the old one is demoted
+    assert steps[:6] == ["read-only", "catch-up", "promote", "inventory", "inventory", "demote"]
     failures = traffic.failures
     print(
         f"switchover there and back under load: {len(traffic.results)} requests, {traffic.posted} writes "

@@ -255,7 +255,9 @@ def test_after_a_failover_an_old_primary_back_writable_takes_no_app_write_and_is
     recent = run_cli("records", "list", "--json", "--limit", "3").json()["rows"]
     settle = next(r for r in recent if "(settle)" in r["command"])
     steps = run_cli("records", "show", settle["run_id"], "--json").json()["results"]
-    assert any(r["host"] == "web-01" and r["state_id"] == "mysql.role:fence" and r["status"] == "changed" for r in steps)
+    assert any(
+        r["host"] == "web-01" and r["state_id"] == "mysql.role:fence" and r["status"] == "changed" for r in steps
+    )
     done, doc = apply(inv, "mysql")  # it rejoins as a replica of web-02 (it took no write)
     assert done.code == 0, [r for r in doc["results"] if r["result"] is False]
     assert wait_ok(inv)["ok"]
