@@ -116,23 +116,34 @@ def ensure_kernel() -> str:
 
 
 class _CellLog(logging.Handler):
-    """Streams what papermill logs while it runs: each cell's output, and each finished cell."""
+    """Streams what papermill logs while it runs: each cell's output, and each finished cell. Output
+    goes out by whole lines, each masked as a whole (a secret written in two pieces is still found)."""
 
     def __init__(self, name: str, total: int, stream: Any) -> None:
         super().__init__(logging.INFO)
         self.name, self.total, self.stream, self.started = name, total, stream, time.monotonic()
+        self.pending = ""
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = mask_known(record.getMessage())
+        text = record.getMessage()
         if text.startswith("Ending Cell"):
+            self.flush_lines(final=True)
             number = text.split()[2].rstrip("-")
-            line = f"[{self.name}] cell {number}/{self.total} done ({time.monotonic() - self.started:.1f} s)"
-        elif text.startswith(("Executing Cell", "Executing notebook", "Input Notebook", "Output Notebook")):
-            return
-        else:
-            line = text.rstrip("\n")
-        if line:
-            print(line, file=self.stream, flush=True)
+            self._print(f"[{self.name}] cell {number}/{self.total} done ({time.monotonic() - self.started:.1f} s)")
+        elif not text.startswith(("Executing Cell", "Executing notebook", "Input Notebook", "Output Notebook")):
+            self.pending += text
+            self.flush_lines()
+
+    def flush_lines(self, final: bool = False) -> None:
+        """Print the whole lines received so far (all of it when final)."""
+        cut = len(self.pending) if final else self.pending.rfind("\n") + 1
+        done, self.pending = self.pending[:cut], self.pending[cut:]
+        for line in mask_known(done).splitlines():
+            if line:
+                self._print(line)
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
 
 
 def _reveal(runbook: Runbook, values: dict[str, Any], inventory: Any) -> None:
@@ -167,8 +178,26 @@ def _scrub(path: Path) -> None:
     if not path.exists():
         return
     nb = nbformat.read(path, as_version=4)
-    if _mask_node(nb):
+    joined = [_join_streams(cell) for cell in nb.cells]
+    if _mask_node(nb) or any(joined):
         _write_notebook(nb, path)
+
+
+def _join_streams(cell: Any) -> bool:
+    """Join a cell's consecutive outputs of one stream (as Jupyter shows them), so that a value
+    written in pieces is masked whole; return whether any were joined."""
+    outputs, kept = cell.get("outputs") or [], list[Any]()
+    for out in outputs:
+        last = kept[-1] if kept else None
+        if out.get("output_type") == "stream" and last is not None and last.get("output_type") == "stream":
+            if last.get("name") == out.get("name"):
+                last["text"] = "".join(last["text"]) + "".join(out["text"])
+                continue
+        kept.append(out)
+    if len(kept) == len(outputs):
+        return False
+    cell["outputs"] = kept
+    return True
 
 
 def _mask_node(node: Any) -> bool:
@@ -224,24 +253,24 @@ def _note(path: Path, index: int | None, message: str) -> None:
     _write_notebook(nb, path)
 
 
-def _last_started(path: Path) -> int | None:
+def _cells(path: Path) -> list[Any]:
+    """The cells of the output notebook as papermill left it (none when it wrote nothing readable)."""
     import nbformat
 
-    if not path.exists():
-        return None
-    started = [
-        i
-        for i, c in enumerate(nbformat.read(path, as_version=4).cells)
-        if c.get("metadata", {}).get("papermill", {}).get("start_time")
-    ]
+    try:
+        return list(nbformat.read(path, as_version=4).cells)
+    except Exception:  # noqa: BLE001 - missing, empty or cut short: no cell to name
+        return []
+
+
+def _last_started(path: Path) -> int | None:
+    started = [i for i, c in enumerate(_cells(path)) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
     return started[-1] if started else None
 
 
 def _cell_line(path: Path, index: int | None) -> str:
     """Name a cell of the output notebook by its index and first line."""
-    import nbformat
-
-    cells = nbformat.read(path, as_version=4).cells if path.exists() else []
+    cells = _cells(path)
     if index is None or index >= len(cells):
         return "a cell"
     first = next((ln for ln in cells[index].source.splitlines() if ln.strip()), "")
@@ -319,6 +348,10 @@ def run(
         stopped, cell = err, _last_started(out)
         outcome = "terminated" if isinstance(err, interrupts.Terminated) else "interrupted"
         error = f"{outcome} during {_cell_line(out, cell)}"
+    except Exception as err:  # noqa: BLE001 - e.g. the kernel never started: the run failed, and says why
+        outcome, cell = "failed", _last_started(out)
+        why = (str(err).strip().splitlines() or [""])[0]
+        error = f"the runbook could not run: {type(err).__name__}: {why}"
     done = _finish(journal, run_id, name, out, outcome, error, cell, started)
     if stopped is not None:
         raise stopped
@@ -339,6 +372,8 @@ def _finish(
     wrong, scrubbed, its HTML, and how it ended in the journal."""
     error = mask_known(error) if error else None
     html = None
+    if out.exists() and out.stat().st_size == 0:
+        out.unlink()  # made for papermill, which never wrote it (no cell ran)
     try:
         if outcome != "ok":
             _note(out, cell, f"foobar-ops: {outcome}: {error}")
@@ -480,6 +515,7 @@ def _execute(
         return "kernel-died", f"the kernel died during {_cell_line(out, index)}: {err}", index
     finally:
         if handler:
+            handler.flush_lines(final=True)
             log.removeHandler(handler)
 
 

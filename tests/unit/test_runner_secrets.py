@@ -41,6 +41,21 @@ LEAKS = """
     raise RuntimeError(f"refused token {value} <img src=x onerror=alert(1)>")
 """
 
+PIECES = """
+    # %%
+    import sys
+    import time
+
+    import foobar_ops as fo
+
+    rb = fo.runbook(globals())
+    value = fo.Secret(token).reveal()
+    sys.stdout.write("in two pieces: " + value[:4])
+    sys.stdout.flush()
+    time.sleep(0.5)  # the first piece goes out as an output of its own
+    print(value[4:], "and the rest")
+"""
+
 SLEEPS = """
     # %%
     import foobar_ops as fo
@@ -63,6 +78,7 @@ def books(tmp_path, monkeypatch):
     monkeypatch.setenv("FOOBAR_OPS_HOME", str(tmp_path / "records"))
     write(folder, "leaks", LEAKS)
     write(folder, "sleeps", SLEEPS)
+    write(folder, "pieces", PIECES)
     return {"folder": folder, "journal": tmp_path / "journal.sqlite", "records": tmp_path / "records"}
 
 
@@ -109,6 +125,19 @@ def test_a_secret_printed_and_raised_is_in_none_of_the_outputs(books, monkeypatc
     )
     row = Journal(books["journal"]).run(doc["run_id"])
     assert row["status"] == "failed" and row["output_html"] == str(page)
+
+
+def test_a_secret_written_in_two_pieces_is_masked_in_the_streamed_output(books, monkeypatch):
+    value = "tok-7d2c-in-pieces"
+    monkeypatch.setenv(TOKEN_ENV, value)
+    done = run_cli("runbook", "pieces", "-p", "who", "ops", "--journal", books["journal"])
+    assert done.code == 0, done
+    assert "in two pieces: ******** and the rest" in done.err.splitlines()
+    assert_nowhere(value, done.out, done.err)
+    assert value[:4] not in done.err and value[4:] not in done.err
+    (notebook,) = (books["records"] / "runbooks").glob("pieces-*.ipynb")
+    assert "in two pieces: ******** and the rest" in notebook.read_text()
+    assert value[4:] not in notebook.read_text()
 
 
 def test_the_error_is_text_in_the_html_never_markup(books, monkeypatch):
