@@ -261,3 +261,26 @@ def test_after_a_failover_an_old_primary_back_writable_takes_no_app_write_and_is
     done, doc = apply(inv, "mysql")  # it rejoins as a replica of web-02 (it took no write)
     assert done.code == 0, [r for r in doc["results"] if r["result"] is False]
     assert wait_ok(inv)["ok"]
+
+
+def test_secret_uploads_leave_nothing_behind_and_a_cut_one_goes_with_the_next_run(pair):
+    lab, inv = pair["lab"], pair["inv"]
+    from foobar_ops.core.ssh import Remote, stage
+    from foobar_ops.stack import load_inventory
+
+    password = open("/var/lib/foobar-ops/lab/secrets/mysql_repl_password").read().strip()
+    for to in ("web-02", "web-01"):  # the demotions carry the replication password
+        done = run_cli("db", "switchover", "-i", inv, "--to", to, "--json", timeout=300)
+        assert done.code == 0 and done.json()["ok"], done
+    for host in ("web-01", "web-02"):
+        found = lab.run(host, ["sh", "-c", "ls -a /tmp | grep '^[.]foobar'; grep -rlsF -- \"$0\" /tmp", password])
+        assert found.stdout.strip() == "", found.stdout  # no staged file, nothing holding the password
+    # an upload whose command never ran (the connection was cut): private, and gone with the next run
+    loaded = load_inventory(inv)
+    with Remote(loaded.host("web-01"), loaded) as remote:
+        folder = stage(remote, {"sql": b"SELECT 1"})
+    mode = lab.run("web-01", ["stat", "-c", "%a %U", folder, f"{folder}/sql"]).stdout.split("\n")
+    assert mode[0] == "700 ops" and mode[1] == "600 ops", mode
+    done, doc = apply(inv, "mysql")  # takes web-01's run lock: what a dead run left goes
+    assert done.code == 0
+    assert lab.run("web-01", ["test", "-e", folder]).returncode != 0
