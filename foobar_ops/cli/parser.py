@@ -39,8 +39,8 @@ def _common(
     if journal:
         p.add_argument(
             "--journal",
-            type=Path,
-            help="journal path (default: journal.sqlite in the records folder; see `foobar-ops paths`)",
+            type=str,  # a path, or a database URL (a Path would fold its '//')
+            help="journal path or database URL (default: journal.sqlite in the records folder; see `foobar-ops paths`)",
         )
     if parallel:
         p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")

@@ -910,3 +910,14 @@ def test_a_password_in_a_url_on_the_command_line_is_never_recorded(journal):
     assert journal.run(run_id)["command"] == "foobar-ops apply --journal 'mysql+pymysql://ops:********@db-1/journal'"
     for kept in (journal.path, journal.path.with_name(journal.path.name + "-wal")):
         assert not kept.exists() or b"Url-Pw-7731" not in stored_bytes(kept)
+
+
+def test_a_journal_url_given_with_journal_is_a_url_and_its_password_is_never_shown():
+    from tests.conftest import PROJECT, run_cli
+
+    done = run_cli("records", "list", "--journal", "mysql+pymysql://ops:Url-Pw-8812@127.0.0.1:1/journal")
+    assert done.code == 2 and done.out == "", done
+    (line,) = done.err.splitlines()  # one line, naming the journal, no traceback
+    assert line.startswith("foobar-ops: error: journal mysql+pymysql://ops:***@127.0.0.1:1/journal: ")
+    assert "Url-Pw-8812" not in done.err
+    assert not (PROJECT / "mysql+pymysql:").exists()  # never taken for a SQLite path
