@@ -1420,9 +1420,12 @@ def test_post_sets_the_gtid_cookie_of_the_write():
     r = post(app, {"name": "w"})
     assert r.code == 201
     assert cluster["db-01"].gtid == "0-1-101"
-    assert [v for k, v in r.header_list if k == "Set-Cookie"] == [
-        "foobar_gtid=0-1-101; Path=/; Max-Age=300; HttpOnly; SameSite=Lax"
-    ]
+    (value,) = [v for k, v in r.header_list if k == "Set-Cookie"]
+    cookie, attributes = value.split(";", 1)
+    gtid, issued, _ = cookie.removeprefix("foobar_gtid=").split(".")  # signed: GTID.ISSUED.SIGNATURE
+    assert gtid == "0-1-101"
+    assert cookie == "foobar_gtid=" + wsgi.sign_gtid(wsgi.cookie_key(app.config), gtid, int(issued))
+    assert attributes == " Path=/; Max-Age=300; HttpOnly; SameSite=Lax"
 
 
 def test_post_without_a_gtid_sets_no_cookie():
@@ -1445,7 +1448,7 @@ def test_a_clients_reads_after_its_write_see_it():
     app, cluster = make_app([item(1, "old")])
     w = post(app, {"name": "mine"})
     cookie = w.headers["Set-Cookie"].split(";")[0]
-    assert cookie == "foobar_gtid=0-1-101"
+    assert cookie.startswith("foobar_gtid=0-1-101.")  # signed (see test_app_cookie.py)
     cluster["db-02"].caught_up = False  # the replica has not applied it yet
 
     r = call(app, "GET", "/api/items", cookie=cookie)
