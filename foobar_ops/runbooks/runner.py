@@ -130,9 +130,15 @@ class _CellLog(logging.Handler):
             self.flush_lines(final=True)
             number = text.split()[2].rstrip("-")
             self._print(f"[{self.name}] cell {number}/{self.total} done ({time.monotonic() - self.started:.1f} s)")
-        elif not text.startswith(("Executing Cell", "Executing notebook", "Input Notebook", "Output Notebook")):
+        elif text.startswith(("Executing Cell", "Executing notebook", "Input Notebook", "Output Notebook")):
+            return
+        elif record.funcName == "log_output_message":  # a piece of a cell's output: by whole lines
             self.pending += text
             self.flush_lines()
+        else:  # papermill's own message: a line of its own
+            self.flush_lines(final=True)
+            self.pending = text
+            self.flush_lines(final=True)
 
     def flush_lines(self, final: bool = False) -> None:
         """Print the whole lines received so far (all of it when final)."""

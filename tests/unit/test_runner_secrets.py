@@ -133,6 +133,7 @@ def test_a_secret_written_in_two_pieces_is_masked_in_the_streamed_output(books, 
     done = run_cli("runbook", "pieces", "-p", "who", "ops", "--journal", books["journal"])
     assert done.code == 0, done
     assert "in two pieces: ******** and the rest" in done.err.splitlines()
+    assert [line for line in done.err.splitlines() if "Working directory:" in line] == [f"Working directory: {PROJECT}"]
     assert_nowhere(value, done.out, done.err)
     assert value[:4] not in done.err and value[4:] not in done.err
     (notebook,) = (books["records"] / "runbooks").glob("pieces-*.ipynb")
