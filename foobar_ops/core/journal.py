@@ -5,7 +5,6 @@ versioned and migrated when the journal is opened (SQLAlchemy, one schema for ev
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import hashlib
 import json
@@ -51,6 +50,7 @@ from . import machine, paths, privacy
 from .errors import FoobarOpsError
 from .result import HostOutcome, Result
 from .secrets import Secret, mask_command, mask_deep, mask_known
+from .spool import Refused, Spool, flocked
 from .version import __version__
 
 #: The source checkout, when foobar_ops runs from one (its git commit is recorded).
@@ -297,7 +297,7 @@ class Journal:
         """Hold the journal's migration lock: a lock file beside SQLite, a named lock on a server."""
         if self.sqlite:
             assert isinstance(self.path, Path)
-            with _flocked(self.path.with_name(self.path.name + ".migrate.lock")):
+            with flocked(self.path.with_name(self.path.name + ".migrate.lock")):
                 yield
             return
         with self.engine.connect() as conn:
@@ -337,13 +337,12 @@ class Journal:
         try:
             self._write(self._statement(table, values, run_id))
         except JournalError as err:
-            line = json.dumps({"table": table.name, "run_id": run_id, "values": values}, default=str)
+            record = {"table": table.name, "run_id": run_id, "values": values}
             failures = []
             for spool in self.spools:  # next to the journal; else (its folder refuses too) the records folder
                 try:
-                    privacy.make_dir(spool.parent, tighten_existing=spool.parent == paths.records_dir())
-                    with self.lock, _flocked(_lock_path(spool)):
-                        _append(spool, [line])
+                    with self.lock:
+                        Spool(spool).append(record, paths.records_dir())
                 except OSError as spool_err:
                     failures.append(f"{spool}: {spool_err.strerror or spool_err}")
                     continue
@@ -361,53 +360,27 @@ class Journal:
 
     def _replay(self, spool: Path) -> int:
         try:
-            with self.lock, _flocked(_lock_path(spool)):
-                return self._replay_locked(spool)
+            with self.lock:
+                done = Spool(spool).replay(self._add_spooled)
         except OSError:
             return 0  # it cannot be locked or rewritten now (a read-only folder): later
-
-    def _replay_locked(self, spool: Path) -> int:
-        try:
-            lines = spool.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return 0
-        added, kept, rejected = 0, list[str](), list[tuple[str, str]]()
-        for number, line in enumerate(lines, 1):
-            if kept or not line.strip():
-                kept += [line] if line.strip() else []  # after a refusal, the rest wait in order
-                continue
-            try:
-                row = json.loads(line)
-                statement = self._statement(_TABLES[row["table"]], row["values"], row.get("run_id") or None)
-            except (ValueError, KeyError, TypeError, AttributeError) as err:
-                rejected.append((line, f"line {number}: not a record ({type(err).__name__})"))
-                continue
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(statement)
-            except (OperationalError, InterfaceError):  # the journal still refuses: later
-                kept.append(line)
-            except SQLAlchemyError as err:  # this record can never go in (a duplicate, a bad value)
-                rejected.append((line, f"line {number}: {type(err).__name__}"))
-            else:
-                added += 1
-        if rejected:
-            aside = spool.with_name(spool.name + ".rejected")
-            _append(aside, [line for line, _ in rejected])
-            why = "; ".join(reason for _, reason in rejected[:3]) + ("; ..." if len(rejected) > 3 else "")
+        if done.rejected:
+            why = "; ".join(done.rejected[:3]) + ("; ..." if len(done.rejected) > 3 else "")
             self.rejected.append(
-                f"journal {self.path}: {len(rejected)} spooled record(s) could not be added ({why}): "
-                f"set aside in {aside}"
+                f"journal {self.path}: {len(done.rejected)} spooled record(s) could not be added ({why}): "
+                f"set aside in {done.aside}"
             )
             _log.warning("foobar-ops: %s", self.rejected[-1])
-        if kept:
-            fresh = spool.with_name(spool.name + ".new")
-            fresh.unlink(missing_ok=True)
-            _append(fresh, kept)
-            os.replace(fresh, spool)
-        else:
-            spool.unlink()
-        return added
+        return done.added
+
+    def _add_spooled(self, record: dict[str, Any]) -> None:
+        """Add one spooled record (spool.Refused while the journal still refuses)."""
+        statement = self._statement(_TABLES[record["table"]], record["values"], record.get("run_id") or None)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(statement)
+        except (OperationalError, InterfaceError) as err:
+            raise Refused(str(err)) from None
 
     def start_run(
         self,
@@ -753,36 +726,6 @@ def _private_journal(path: Path) -> None:
     privacy.create_file(path)
     for kept in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         privacy.tighten(kept)
-
-
-def _lock_path(spool: Path) -> Path:
-    return spool.with_name(spool.name + ".lock")
-
-
-@contextmanager
-def _flocked(path: Path) -> Iterator[None]:
-    """Hold an exclusive file lock (a lock file of its own, kept, never the file it guards)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, privacy.file_mode(path.parent))
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _append(path: Path, lines: list[str]) -> None:
-    """Append whole lines to a file (made private); a line torn before (a full disk, a crash) is
-    ended first, so that it stays one bad line of its own."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, privacy.file_mode(path.parent))
-    try:
-        size = os.fstat(fd).st_size
-        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
-        data = ("\n" if torn else "") + "".join(line + "\n" for line in lines)
-        view = memoryview(data.encode())
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
 
 
 def _spool_paths(journal: Path | str) -> list[Path]:
