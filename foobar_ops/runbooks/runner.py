@@ -17,7 +17,6 @@ recorded command; a secret too short to be masked safely refuses the run.
 
 from __future__ import annotations
 
-import html as html_text
 import logging
 import shlex
 import signal
@@ -37,13 +36,12 @@ from ..core import interrupts, paths, privacy
 from ..core.errors import FoobarOpsError, SecretError
 from ..core.journal import Journal
 from ..core.secrets import MASK, MIN_LENGTH, Secret, SecretTooShort, is_secret_ref, mask_known, remember
+from . import outputs
 from .catalog import Runbook, find
 from .parameters import RunbookParameterError, resolve
 
 KERNEL = "foobar-ops"
 EXIT_CODES = {"ok": 0, "failed": 1, "refused": 2, "timeout": 3, "kernel-died": 4, "interrupted": 130, "terminated": 143}
-#: Keys of a notebook whose values are its structure, never text a secret can be in.
-_STRUCTURE = frozenset({"cell_type", "output_type", "id", "nbformat", "nbformat_minor", "execution_count"})
 
 
 @dataclass
@@ -176,113 +174,6 @@ def _reveal(runbook: Runbook, values: dict[str, Any], inventory: Any) -> None:
             pass
 
 
-def _scrub(path: Path) -> None:
-    """Mask every known secret value in every string of the output notebook (parsed, not its raw
-    JSON: a value with quotes or backslashes is found as it is, and the notebook stays valid)."""
-    import nbformat
-
-    if not path.exists():
-        return
-    nb = nbformat.read(path, as_version=4)
-    joined = [_join_streams(cell) for cell in nb.cells]
-    if _mask_node(nb) or any(joined):
-        _write_notebook(nb, path)
-
-
-def _join_streams(cell: Any) -> bool:
-    """Join a cell's consecutive outputs of one stream (as Jupyter shows them), so that a value
-    written in pieces is masked whole; return whether any were joined."""
-    outputs, kept = cell.get("outputs") or [], list[Any]()
-    for out in outputs:
-        last = kept[-1] if kept else None
-        if out.get("output_type") == "stream" and last is not None and last.get("output_type") == "stream":
-            if last.get("name") == out.get("name"):
-                last["text"] = "".join(last["text"]) + "".join(out["text"])
-                continue
-        kept.append(out)
-    if len(kept) == len(outputs):
-        return False
-    cell["outputs"] = kept
-    return True
-
-
-def _mask_node(node: Any) -> bool:
-    """Mask known secrets in every string value of a notebook node, in place; return whether any was."""
-    changed = False
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, value in list(items):
-        if isinstance(value, str):
-            if key not in _STRUCTURE and (masked := mask_known(value)) != value:
-                node[key], changed = masked, True
-        elif isinstance(value, dict | list):
-            changed = _mask_node(value) or changed
-    return changed
-
-
-def _write_notebook(nb: Any, path: Path) -> None:
-    import nbformat
-
-    path.write_text(nbformat.writes(nb))  # the file keeps its (private) mode
-
-
-def _private_file(path: Path, text: str = "") -> Path:
-    """Write a file of the records: its owner's only (or its team's, in a shared records folder)."""
-    privacy.create_file(path)
-    privacy.tighten(path)
-    if text:
-        path.write_text(text)
-    return path
-
-
-def _html(path: Path) -> Path | None:
-    """Write the HTML rendering of a notebook beside it; return its path."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    if not path.exists():
-        return None
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(path, as_version=4))
-    return _private_file(path.with_suffix(".html"), mask_known(body))
-
-
-def _note(path: Path, index: int | None, message: str) -> None:
-    """Put a visible note into the output notebook (before the cell that failed, or at the top)."""
-    import nbformat
-
-    if not path.exists():
-        return
-    nb = nbformat.read(path, as_version=4)
-    text = html_text.escape(mask_known(message))  # the error's text is data, never markup
-    cell = nbformat.v4.new_markdown_cell(f"<span style='color:red'><b>{text}</b></span>")
-    cell.metadata["tags"] = ["foobar-ops-error"]
-    nb.cells.insert(index if index is not None else 0, cell)
-    _write_notebook(nb, path)
-
-
-def _cells(path: Path) -> list[Any]:
-    """The cells of the output notebook as papermill left it (none when it wrote nothing readable)."""
-    import nbformat
-
-    try:
-        return list(nbformat.read(path, as_version=4).cells)
-    except Exception:  # noqa: BLE001 - missing, empty or cut short: no cell to name
-        return []
-
-
-def _last_started(path: Path) -> int | None:
-    started = [i for i, c in enumerate(_cells(path)) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
-    return started[-1] if started else None
-
-
-def _cell_line(path: Path, index: int | None) -> str:
-    """Name a cell of the output notebook by its index and first line."""
-    cells = _cells(path)
-    if index is None or index >= len(cells):
-        return "a cell"
-    first = next((ln for ln in cells[index].source.splitlines() if ln.strip()), "")
-    return f"cell {index} ({first.strip()[:60]!r})"
-
-
 def run(
     name: str,
     inventory: str | Path | None = None,
@@ -336,7 +227,7 @@ def run(
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "foobar-ops", "language": "python"}
     privacy.make_dir(paths.records_dir())
     privacy.make_dir(out.parent)
-    _private_file(out)  # papermill writes into it as cells end: never readable by others, even then
+    outputs.private_file(out)  # papermill writes into it as cells end: never readable by others, even then
     journal.start_run(
         command=command,
         inventory=inv,
@@ -351,11 +242,11 @@ def run(
         with _sigterm_interrupts():
             outcome, error, cell = _execute(papermill, nb, out, injected, name, stream, start_timeout, cell_timeout)
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: keep the records, then stop
-        stopped, cell = err, _last_started(out)
+        stopped, cell = err, outputs.last_started(out)
         outcome = "terminated" if isinstance(err, interrupts.Terminated) else "interrupted"
-        error = f"{outcome} during {_cell_line(out, cell)}"
+        error = f"{outcome} during {outputs.cell_line(out, cell)}"
     except Exception as err:  # noqa: BLE001 - e.g. the kernel never started: the run failed, and says why
-        outcome, cell = "failed", _last_started(out)
+        outcome, cell = "failed", outputs.last_started(out)
         why = (str(err).strip().splitlines() or [""])[0]
         error = f"the runbook could not run: {type(err).__name__}: {why}"
     done = _finish(journal, run_id, name, out, outcome, error, cell, started)
@@ -382,9 +273,9 @@ def _finish(
         out.unlink()  # made for papermill, which never wrote it (no cell ran)
     try:
         if outcome != "ok":
-            _note(out, cell, f"foobar-ops: {outcome}: {error}")
-        _scrub(out)
-        html = _html(out)
+            outputs.note(out, cell, f"foobar-ops: {outcome}: {error}")
+        outputs.scrub(out)
+        html = outputs.html(out)
     except Exception as err:  # noqa: BLE001 - a notebook that cannot be rendered must not lose the record
         error = (error + "; " if error else "") + f"the output could not be rendered: {type(err).__name__}: {err}"
         error = mask_known(error)
@@ -510,15 +401,15 @@ def _execute(
     except papermill.PapermillExecutionError as err:
         return (
             "failed",
-            f"{_cell_line(out, err.cell_index)} raised {err.ename}: {mask_known(str(err.evalue))}",
+            f"{outputs.cell_line(out, err.cell_index)} raised {err.ename}: {mask_known(str(err.evalue))}",
             err.cell_index,
         )
     except CellTimeoutError:
-        index = _last_started(out)
-        return "timeout", f"{_cell_line(out, index)} ran past its {cell_timeout:g} s", index
+        index = outputs.last_started(out)
+        return "timeout", f"{outputs.cell_line(out, index)} ran past its {cell_timeout:g} s", index
     except DeadKernelError as err:
-        index = _last_started(out)
-        return "kernel-died", f"the kernel died during {_cell_line(out, index)}: {err}", index
+        index = outputs.last_started(out)
+        return "kernel-died", f"the kernel died during {outputs.cell_line(out, index)}: {err}", index
     finally:
         if handler:
             handler.flush_lines(final=True)
