@@ -76,6 +76,12 @@ def create_file(path: Path) -> None:
         os.close(fd)
 
 
+def _everyones(path: Path) -> bool:
+    """A folder that holds more than foobar_ops' records: the root, a home folder."""
+    resolved = path.resolve()
+    return resolved == Path("/") or resolved == Path.home().resolve() or resolved.parent == Path("/home")
+
+
 def tighten(path: Path) -> None:
     """Take away what others may do with a file or folder this user owns (and its group's too,
     unless its folder, or it, is shared); by path, never by opening it.
@@ -88,6 +94,8 @@ def tighten(path: Path) -> None:
         return
     if info.st_uid != os.geteuid():
         return
+    if stat.S_ISDIR(info.st_mode) and (info.st_mode & stat.S_ISVTX or _everyones(Path(path))):
+        return  # a folder such as /tmp or a home, named as the records folder: not ours to close
     mode = stat.S_IMODE(info.st_mode)
     group_ok = shared(path if stat.S_ISDIR(info.st_mode) else path.parent)
     wanted = mode & ~0o007 if group_ok else mode & ~0o077

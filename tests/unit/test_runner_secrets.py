@@ -269,3 +269,18 @@ def test_a_records_folder_a_team_shares_on_purpose_keeps_its_group(books, monkey
     assert mode(books["records"]) == 0o2770 and mode(books["records"] / "runbooks") == 0o2770
     assert mode(Path(doc["output_notebook"])) == 0o660 and mode(Path(doc["html"])) == 0o660
     assert mode(books["records"] / "journal.sqlite") == 0o660
+
+
+def test_a_shared_folder_named_as_the_records_folder_is_never_closed(tmp_path):
+    from foobar_ops.core import privacy
+
+    sticky = tmp_path / "like-tmp"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    privacy.make_dir(sticky)  # FOOBAR_OPS_HOME=/tmp, say
+    assert mode(sticky) == 0o1777
+    mine = tmp_path / "records"
+    mine.mkdir()
+    os.chmod(mine, 0o755)
+    privacy.make_dir(mine)
+    assert mode(mine) == 0o700
