@@ -190,6 +190,29 @@ def test_a_switchover_killed_in_its_catch_up_wait_is_settled_by_the_next_db_stat
     assert any(r["state_id"] == "mysql.role:restore" and r["status"] == "changed" for r in steps), steps
 
 
+def test_apply_after_a_killed_switchover_refuses_naming_the_command_that_settles_it(pair):
+    lab, inv = pair["lab"], pair["inv"]
+    held = HeldReplica(lab)
+    try:
+        proc = start_switchover(inv)
+        wait_fenced(lab, proc)
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        held.release(lab)
+    done, doc = apply(inv, "mysql")
+    assert done.code != 0
+    refused = next(r for r in doc["results"] if r["host"] == "web-01" and r["id"] == "mysql:settled")
+    assert refused["result"] is False and "a switchover (run " in refused["comment"]
+    assert "from web-01 to web-02 ended part-way (phase fenced)" in refused["comment"]
+    assert f"run `foobar-ops db status -i {inv}`, which finishes or undoes it" in refused["comment"]
+    assert not [r for r in doc["results"] if r["changed"]]  # nothing changed by apply
+    code, status_doc = status(inv)  # the command it names
+    assert code == 0 and status_doc["ok"] and read_only(lab) == {"web-01": "0", "web-02": "1"}
+    done, doc = apply(inv, "mysql")
+    assert done.code == 0 and not [r for r in doc["results"] if r["changed"]]
+
+
 def test_a_switchover_killed_with_its_machine_is_undone_by_the_guard_on_the_old_primary(pair):
     lab, inv = pair["lab"], pair["inv"]
     held = HeldReplica(lab)
