@@ -112,8 +112,8 @@ class DB:
             self.read_only = False
         if "read_only = 1" in sql:
             self.read_only = True
-        if secret_sql and "MASTER_DEMOTE_TO_SLAVE" in secret_sql:
-            self.source = "10.77.0.12"
+        if secret_sql and "CHANGE MASTER" in secret_sql:  # demoted, or re-pointed
+            self.source = secret_sql.split("MASTER_HOST='")[1].split("'")[0]
 
     def fence(self, marker: dict, guard_s: float) -> None:
         self._call("fence")
@@ -200,18 +200,43 @@ def test_a_switchover_checks_show_every_preflight_refusal_with_test(pair, monkey
     assert changes(pair.dbs) == []
 
 
-def test_a_switchover_whose_inventory_edit_would_change_another_host_changes_nothing(pair, tmp_path):
-    # web-02's entry is an alias of web-01's whole entry: no edit can tell them apart
-    text = pair.path.read_text()
-    doc = yaml.safe_load(text)
-    assert doc["hosts"]["web-01"]
-    pair.path.write_text(
-        text.replace("  web-01:\n", "  web-01: &web\n", 1).replace(
-            text[text.index("  web-02:\n") : text.index("  loadgen-01:")], "  web-02: *web\n"
-        )
-    )
-    with pytest.raises(InventoryError, match="the same YAML node as another host's"):
-        check_host_vars(pair.path, {"web-02": {"mysql_role": "primary"}})
+def test_a_switchover_whose_inventory_cannot_be_updated_changes_nothing(pair, monkeypatch):
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # the folder is read-only
+    before = pair.path.read_text()
+    change = replication.switchover(pair.inv())
+    assert not change.ok and "the inventory cannot be updated" in change.error and "is not writable" in change.error
+    assert changes(pair.dbs) == [] and writers(pair.dbs) == ["web-01"] and pair.path.read_text() == before
+
+
+THREE = """\
+secrets:
+  mysql_app_password: env:TEST_APP_PW
+  mysql_repl_password: env:TEST_REPL_PW
+hosts:
+  web-01:
+    address: 10.77.0.11
+    roles: [mysql]
+    vars: {mysql_role: primary}
+  web-02:
+    address: 10.77.0.12
+    roles: [mysql]
+    vars: &replica     # the replicas share their vars
+      mysql_role: replica
+  web-03:
+    address: 10.77.0.13
+    roles: [mysql]
+    vars: *replica
+"""
+
+
+def test_a_switchover_to_a_replica_sharing_anchored_vars_makes_only_it_the_primary(pair):
+    pair.path.write_text(THREE)
+    pair.dbs["web-03"] = DB("web-03", writable=False, source="10.77.0.11")
+    change = replication.switchover(pair.inv(), "web-02")
+    assert change.ok, change.error
+    roles = {name: h["vars"]["mysql_role"] for name, h in yaml.safe_load(pair.path.read_text())["hosts"].items()}
+    assert roles == {"web-01": "replica", "web-02": "primary", "web-03": "replica"}  # before: web-03 too
+    assert "# the replicas share their vars" in pair.path.read_text()
 
 
 def test_a_switchover_refuses_while_a_dead_role_change_is_unsettled(pair):
