@@ -183,7 +183,10 @@ def status(inventory: Any, nodes: dict[str, Node] | None = None) -> ReplicationS
                 seen = f"cannot be asked: {err}"
             described = _describe(h.name, "primary" if h.name == primary else "replica", seen, by_address)
             if described.error is None and described.marker:
-                described.error = f"{_marker_text(described.marker)} is under way or ended part-way"
+                described.error = (
+                    f"{_marker_text(described.marker)} is under way, or ended part-way: "
+                    "`foobar-ops db status` settles it once its run is over"
+                )
             if described.error is None:
                 described.error = _judge(described, primary, db_settings(inventory)["max_lag_s"])
                 if described.error is None and described.last_error:
