@@ -396,6 +396,9 @@ def _execute(
             log_output=handler is not None,
             progress_bar=False,
             cwd=str(Path.cwd()),
+            # the kernel's own log (not the cells' output) is noise on the terminal: its transport
+            # warning, and the tracebacks of a kernel shut down mid-cell (Ctrl-C, SIGTERM)
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
         return "ok", None, None
     except papermill.PapermillExecutionError as err:
