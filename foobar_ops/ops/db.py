@@ -3,8 +3,10 @@ in step with the live roles)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 from ..core.inventory import Inventory, load_inventory
 from ..core.journal import Journal
@@ -71,17 +73,16 @@ def db_switchover(
         $FOOBAR_OPS_LOCK_WAIT, else refuse at once, naming it; a check with test takes no lock).
     """
     inv = inventory_of(inventory)
-    with journal_of(journal).recording(
-        command=command, inventory=inv, test=test, parameters={"to": to, "test": test}
-    ) as run:
-
-        def emit(result: Result) -> None:
-            run.add(result)
-            if on_result:
-                on_result(result)
-
-        with nullcontext() if test else holding(db_hosts(inv), inv, run.id, command, lock_wait):
-            return replication.switchover(inv, to, test=test, emit=emit, run=run.id)
+    return _role_change(
+        inv,
+        journal,
+        command,
+        {"to": to, "test": test},
+        on_result,
+        lock_wait,
+        test,
+        lambda emit, run: replication.switchover(inv, to, test=test, emit=emit, run=run),
+    )
 
 
 def db_failover(
@@ -105,15 +106,16 @@ def db_failover(
         $FOOBAR_OPS_LOCK_WAIT, else refuse at once, naming it; a check with test takes no lock).
     """
     inv = inventory_of(inventory)
-    with journal_of(journal).recording(command=command, inventory=inv, test=test, parameters={"test": test}) as run:
-
-        def emit(result: Result) -> None:
-            run.add(result)
-            if on_result:
-                on_result(result)
-
-        with nullcontext() if test else holding(db_hosts(inv), inv, run.id, command, lock_wait):
-            return replication.failover(inv, test=test, emit=emit, run=run.id)
+    return _role_change(
+        inv,
+        journal,
+        command,
+        {"test": test},
+        on_result,
+        lock_wait,
+        test,
+        lambda emit, run: replication.failover(inv, test=test, emit=emit, run=run),
+    )
 
 
 def db_unfence(
@@ -138,9 +140,31 @@ def db_unfence(
     lock_wait: seconds to wait for another run holding a database host's run lock.
     """
     inv = inventory_of(inventory)
-    with journal_of(journal).recording(
-        command=command, inventory=inv, test=test, parameters={"peer_gone": gone, "test": test}
-    ) as run:
+    return _role_change(
+        inv,
+        journal,
+        command,
+        {"peer_gone": gone, "test": test},
+        on_result,
+        lock_wait,
+        test,
+        lambda emit, run: replication.unfence(inv, gone, test=test, emit=emit),
+    )
+
+
+def _role_change(
+    inv: Inventory,
+    journal: Journal | str | Path | None,
+    command: str,
+    parameters: dict[str, Any],
+    on_result: OnResult | None,
+    lock_wait: float | None,
+    test: bool,
+    change: Callable[[Callable[[Result], None], str], RoleChange],
+) -> RoleChange:
+    """Run a role change journaled (each step a result) under the database hosts' run locks (none
+    with test): change(emit, run_id) makes it."""
+    with journal_of(journal).recording(command=command, inventory=inv, test=test, parameters=parameters) as run:
 
         def emit(result: Result) -> None:
             run.add(result)
@@ -148,4 +172,4 @@ def db_unfence(
                 on_result(result)
 
         with nullcontext() if test else holding(db_hosts(inv), inv, run.id, command, lock_wait):
-            return replication.unfence(inv, gone, test=test, emit=emit)
+            return change(emit, run.id)
