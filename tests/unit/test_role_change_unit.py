@@ -407,6 +407,17 @@ def test_primary_is_not_made_writable_while_a_peer_cannot_be_asked():
     assert "fail closed" in plan.error and "`foobar-ops db unfence -i inv/lab.yml --peer-gone web-02`" in plan.error
 
 
+def test_a_first_primary_holding_no_database_is_made_writable_before_its_peers_run_mariadb():
+    # the first deploy of the pair: the primary is set up before its peers have MariaDB at all
+    fresh = {**local(read_only=True, binlog=""), "user_schemas": "0"}
+    info = ReplicationInfo(fresh, {}, {"web-02": "web-02 (10.77.0.12): ERROR 2002: Can't connect"})
+    plan = primary_state().plan(info)
+    assert plan.error is None and plan.needed
+    holding = {**fresh, "user_schemas": "1"}  # the same node once it holds the app's database
+    refused = primary_state().plan(ReplicationInfo(holding, {}, {"web-02": "web-02: ERROR 2002"}))
+    assert refused.error is not None and "fail closed" in refused.error and not refused.needed
+
+
 def test_a_writable_primary_whose_peer_cannot_be_asked_is_left_as_it_is():
     info = ReplicationInfo(local(read_only=False), {}, {"web-02": "web-02: no answer"})
     plan = primary_state().plan(info)

@@ -343,7 +343,10 @@ class Primary(State[ReplicationInfo]):
                 "name the node that is the primary"
             )
         silent = {n: peer for n, peer in fact.peers.items() if not isinstance(peer, dict)}
-        if silent and fact.read_only:
+        # a node that holds no database of its own is the pair's first primary being set up (its
+        # peers may not run MariaDB yet): it has no data that a second primary could split
+        holds_data = str(fact.local.get("user_schemas", "1")) != "0"
+        if silent and fact.read_only and holds_data:
             names = ", ".join(silent)
             why = "; ".join(f"{n}: {str(err)[-160:]}" for n, err in silent.items())
             return Plan(
