@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import uuid
 
+from foobar_ops.core.inventory import load_inventory
+from foobar_ops.stack.lb import HAProxy
 from tests.conftest import LAB_INVENTORY, run_cli
+from tests.lab.helpers import apply
 
 HOSTS = ("lb-01", "web-01", "web-02", "loadgen-01")
 
@@ -17,6 +20,10 @@ def on_host(host: str, script: str) -> str:
 
 
 def test_refused_commands_reach_no_host(lab):
+    done, _ = apply()  # the stack as the inventory says (an earlier test may have left bare hosts)
+    assert done.code == 0, done
+    with HAProxy(load_inventory(LAB_INVENTORY), record=False) as lb:
+        assert lb.wait_all_up(timeout=60) == {"web-01": "UP", "web-02": "UP"}
     mark = f"/tmp/foobar-hostile-{uuid.uuid4().hex[:8]}"
     inv = ["-i", str(LAB_INVENTORY)]
     refused = [
