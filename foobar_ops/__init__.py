@@ -29,7 +29,7 @@ from .core.journal import Journal, changes, runs
 from .core.progress import Progress
 from .core.report import Report
 from .core.result import HostOutcome, Outcome, Result, Status
-from .core.secrets import Secret
+from .core.secrets import Secret, SecretTooShort
 from .core.version import __version__
 from .ops import (
     apply_plan,
@@ -37,6 +37,7 @@ from .ops import (
     db_failover,
     db_status,
     db_switchover,
+    db_unfence,
     deploy,
     lb_drain,
     lb_maint,
@@ -51,6 +52,7 @@ from .ops import (
 from .runbooks import RunbookParameterError, SecretRef, check_parameters, runbook
 from .stack import load_inventory, observe
 from .stack.lb import HAProxy, LBError
+from .stack.replication import ReplicationError
 from .stack.replication import probe as replication_probe
 from .stack.verify import Verification
 
@@ -66,6 +68,7 @@ __all__ = [
     "db_status",
     "db_switchover",
     "db_failover",
+    "db_unfence",
     "replication_probe",
     "plan",
     "deploy",
@@ -107,6 +110,7 @@ __all__ = [
     "FoobarOpsError",
     "InventoryError",
     "SecretError",
+    "SecretTooShort",
     "StateError",
     "FactError",
     "ConnectionFailed",
@@ -115,6 +119,7 @@ __all__ = [
     "AuthError",
     "SudoError",
     "LBError",
+    "ReplicationError",
     "RunbookParameterError",
 ]
 
