@@ -12,7 +12,7 @@ from ..core.errors import ConnectionFailed, FoobarOpsError
 from ..core.facts import ReplicationFact, ReplicationInfo, parse_vertical
 from ..core.shell import cmd
 from ..core.ssh import Remote, stage
-from ..core.states.mysql import EPOCH_TABLE
+from ..core.states.mysql import EPOCH_TABLE, MarkerFact
 from .topology import ports
 
 #: a role change under way on this host (JSON: run, kind, old, new, phase, since), written before
@@ -98,15 +98,15 @@ class Node:
 
         database: the app's database (it holds the topology table).
         """
-        fact = ReplicationFact()
+        fact, marker = ReplicationFact(), MarkerFact(MARKER)
         row = f"SELECT epoch, primary_name FROM `{database}`.`{EPOCH_TABLE}` WHERE id = 1"
         out = self._run(
-            f"{fact.command()}; echo @@@marker; cat {MARKER} 2>/dev/null; echo; echo @@@epoch; "
+            f"{fact.command()}; echo @@@marker; {marker.command()}; echo; echo @@@epoch; "
             f"mysql -N -B -e {cmd(row)} 2>&1; echo epoch-exit=$?"
         )
         head, _, rest = out.partition("\n@@@marker\n")
         marked, _, epoch = rest.partition("\n@@@epoch\n")
-        return Standing(fact.parse(head), _marker(marked), _epoch(epoch, self.name))
+        return Standing(fact.parse(head), marker.parse(marked), _epoch(epoch, self.name))
 
     def fence(self, marker: dict[str, Any], guard_s: float) -> None:
         """Turn this node (the primary) read-only for a role change: first the marker, then the
@@ -206,17 +206,6 @@ class Node:
 
     def close(self) -> None:
         self.remote.close()
-
-
-def _marker(text: str) -> dict[str, Any] | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        found = json.loads(text)
-    except ValueError:
-        return {"phase": "unreadable", "error": text[:200]}
-    return found if isinstance(found, dict) else {"phase": "unreadable", "error": text[:200]}
 
 
 def _epoch(text: str, where: str) -> tuple[int, str] | None:

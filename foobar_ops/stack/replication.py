@@ -15,7 +15,7 @@ from typing import Any
 from ..core import gtid
 from ..core.errors import ConnectionFailed, FoobarOpsError
 from ..core.result import Result, Status
-from ..core.states.mysql import MIN_MARIADB, MIN_MARIADB_DEMOTE, epoch_sql, sql_string
+from ..core.states.mysql import MIN_MARIADB, MIN_MARIADB_DEMOTE, epoch_sql, marker_text, sql_string
 from .inventory_file import check_host_vars, set_host_vars
 from .mariadb import Node, Standing, mark
 from .topology import app_hosts, db_hosts, db_primary, db_settings, domain, ports
@@ -64,7 +64,7 @@ class NodeStatus:
         out = asdict(self)
         for key in ("binlog_state", "last_error", "marker"):
             out.pop(key)
-        out["role_change"] = _marker_text(self.marker) if self.marker else None
+        out["role_change"] = marker_text(self.marker) if self.marker else None
         return out
 
 
@@ -103,13 +103,6 @@ class ReplicationStatus:
             f"<p style='color:{tone}'><b>replication {'OK' if self.ok else 'NOT OK'}</b> "
             f"(lag threshold {self.max_lag_s:g} s)</p>" + self.frame().to_html(index=False)
         )
-
-
-def _marker_text(marker: dict[str, Any]) -> str:
-    return (
-        f"a {marker.get('kind', 'role change')} (run {marker.get('run', '?')}) from {marker.get('old', '?')} "
-        f"to {marker.get('new', '?')} (phase {marker.get('phase', '?')})"
-    )
 
 
 def _describe(name: str, inventory_role: str, seen: Standing | str, by_address: dict[str, str]) -> NodeStatus:
@@ -184,7 +177,7 @@ def status(inventory: Any, nodes: dict[str, Node] | None = None) -> ReplicationS
             described = _describe(h.name, "primary" if h.name == primary else "replica", seen, by_address)
             if described.error is None and described.marker:
                 described.error = (
-                    f"{_marker_text(described.marker)} is under way, or ended part-way: "
+                    f"{marker_text(described.marker)} is under way, or ended part-way: "
                     "`foobar-ops db status` settles it once its run is over"
                 )
             if described.error is None:
@@ -438,7 +431,7 @@ def _preflight(
                 (name, f"runs {text}: making it a replica needs MASTER_DEMOTE_TO_SLAVE (MariaDB 10.10 or newer)")
             )
         if found.marker:
-            problems.append((name, f"{_marker_text(found.marker)} ended part-way: `foobar-ops db status` settles it"))
+            problems.append((name, f"{marker_text(found.marker)} ended part-way: `foobar-ops db status` settles it"))
     try:
         check_host_vars(inventory.path, {name: {"mysql_role": role} for name, role in edits.items()})
     except FoobarOpsError as err:
@@ -915,7 +908,7 @@ def _settle_one(
     inventory: Any, steps: _Steps, nodes: dict[str, Node], seen: dict[str, Standing | str], marker: dict[str, Any]
 ) -> None:
     old, new = str(marker.get("old")), str(marker.get("new"))
-    what = _marker_text(marker)
+    what = marker_text(marker)
     if old not in nodes or new not in nodes:
         steps.record("-", "settle", Status.FAILED, f"{what}: names hosts that are not database hosts here")
         return

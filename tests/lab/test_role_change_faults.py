@@ -204,7 +204,7 @@ def test_apply_after_a_killed_switchover_refuses_naming_the_command_that_settles
     assert done.code != 0
     refused = next(r for r in doc["results"] if r["host"] == "web-01" and r["id"] == "mysql:settled")
     assert refused["result"] is False and "a switchover (run " in refused["comment"]
-    assert "from web-01 to web-02 ended part-way (phase fenced)" in refused["comment"]
+    assert "from web-01 to web-02 (phase fenced) ended part-way" in refused["comment"]
     assert f"run `foobar-ops db status -i {inv}`, which finishes or undoes it" in refused["comment"]
     assert not [r for r in doc["results"] if r["changed"]]  # nothing changed by apply
     code, status_doc = status(inv)  # the command it names

@@ -451,10 +451,11 @@ def test_a_role_change_marker_refuses_apply_naming_db_status():
     marker = {"run": "r1", "kind": "switchover", "old": "web-01", "new": "web-02", "phase": "fenced"}
     fact = MarkerFact(MARKER)
     assert fact.parse("") is None and fact.parse(json.dumps(marker)) == marker
+    assert fact.parse("{half a marke") == fact.parse("[]") == {"phase": "unreadable"}  # still a marker
     st = Settled("web-01", path=MARKER, inventory_path="inv/lab.yml")
     assert st.plan(None).error is None
     refused = st.plan(marker).error
-    assert "a switchover (run r1) from web-01 to web-02 ended part-way" in refused
+    assert "a switchover (run r1) from web-01 to web-02 (phase fenced) ended part-way" in refused
     assert "`foobar-ops db status -i inv/lab.yml`" in refused
 
 
@@ -594,3 +595,29 @@ def test_a_statement_with_a_secret_is_staged_read_and_removed_by_one_command(mon
     script = shlex.split(line)[-1]
     assert REPL_PW not in line  # never on a command line
     assert f"mysql < {folder}/sql" in script and script.endswith(f"rm -rf {folder}; exit $rc")
+
+
+# --- what a node says of its standing, in one round trip -------------------------------------------
+
+PRIMARY_OUT = json.loads((Path(__file__).parent / "fixtures/facts/replication/primary.json").read_text())["output"]
+ALONE = PRIMARY_OUT.split("@@peer")[0]  # the node itself and its replication, no peers asked
+
+
+def node_saying(output: str) -> Node:
+    node = Node.__new__(Node)
+    node.host, node.inventory = SimpleNamespace(name="web-01", user="root", address="10.77.0.11"), None
+    node.remote = SimpleNamespace(run=lambda line, sudo=False, timeout=None: SimpleNamespace(ok=True, stdout=output))
+    return node
+
+
+def test_a_standing_reads_the_marker_and_the_topology_row_with_the_markers_one_parser():
+    marker = {"run": "r1", "kind": "switchover", "old": "web-01", "new": "web-02", "phase": "fenced"}
+    said = f"{ALONE}@@@marker\n{json.dumps(marker)}\n\n@@@epoch\n3\tweb-01\nepoch-exit=0\n"
+    found = node_saying(said).standing("foobar")
+    assert found.info.local["gtid_current_pos"] == "0-11-42"
+    assert found.marker == marker and found.epoch == (3, "web-01")
+    torn = f"{ALONE}@@@marker\n{{half\n\n@@@epoch\nERROR 1146 (42S02): Table doesn't exist\nepoch-exit=1\n"
+    found = node_saying(torn).standing("foobar")
+    assert found.marker == MarkerFact(MARKER).parse("{half") == {"phase": "unreadable"} and found.epoch is None
+    none = node_saying(f"{ALONE}@@@marker\n\n@@@epoch\nepoch-exit=0\n").standing("foobar")
+    assert none.marker is None and none.epoch is None

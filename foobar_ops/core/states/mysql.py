@@ -558,6 +558,17 @@ class Topology(State[SQLRows]):
         )
 
 
+def marker_text(marker: dict[str, Any]) -> str:
+    """Describe a role-change marker in one phrase (for refusals, status and steps).
+
+    marker: the marker as MarkerFact parses it (run, kind, old, new, phase; any may be missing).
+    """
+    return (
+        f"a {marker.get('kind', 'role change')} (run {marker.get('run', '?')}) from {marker.get('old', '?')} "
+        f"to {marker.get('new', '?')} (phase {marker.get('phase', '?')})"
+    )
+
+
 class MarkerFact(Fact["dict[str, Any] | None"]):
     """The role-change marker a switchover or failover keeps on a database host while it runs.
 
@@ -603,11 +614,7 @@ class Settled(State["dict[str, Any] | None"]):
     def plan(self, fact: dict[str, Any] | None) -> Plan:
         if fact is None:
             return Plan(comment="no role change part-way")
-        what = (
-            f"a {fact.get('kind', 'role change')} (run {fact.get('run', '?')}) from {fact.get('old', '?')} to "
-            f"{fact.get('new', '?')} ended part-way (phase {fact.get('phase', '?')})"
-        )
         return Plan(
-            error=f"{self.name}: {what}: run `foobar-ops db status -i {self.inventory_path}`, which finishes or "
-            "undoes it, then apply again"
+            error=f"{self.name}: {marker_text(fact)} ended part-way: run `foobar-ops db status -i "
+            f"{self.inventory_path}`, which finishes or undoes it, then apply again"
         )
