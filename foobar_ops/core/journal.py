@@ -706,9 +706,9 @@ def _died(run: dict[str, Any]) -> bool:
     """Tell whether a run recorded as running has died: its process on this machine is gone (pid
     and start time), or, run elsewhere, it has not beaten for DIED_AFTER_S. A run recorded by a
     foobar_ops that kept neither is left as it says."""
-    pid = run.get("pid")
-    if run.get("machine_id") and run["machine_id"] == machine.machine_id() and pid is not None and pid == pid:
-        return not machine.process_alive(int(pid), run.get("pid_start") or "")
+    gone = machine.process_gone(run.get("machine_id"), run.get("pid"), run.get("pid_start"))
+    if gone is not None:
+        return gone
     beat = run.get("heartbeat")
     if not isinstance(beat, str) or not beat:
         return False

@@ -14,8 +14,9 @@ import os
 import socket
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-__all__ = ["machine_id", "process_start", "process_alive"]
+__all__ = ["machine_id", "process_start", "process_alive", "process_gone"]
 
 
 def _read(path: str) -> str:
@@ -68,3 +69,22 @@ def process_alive(pid: int, started: str = "") -> bool:
         now = process_start(pid)
         return now == "" or now == started  # unreadable: cannot tell, so alive
     return True
+
+
+def process_gone(where: str | None, pid: Any, started: Any = "") -> bool | None:
+    """Tell whether a process recorded by where it ran, its pid and its start time has ended: True
+    or False for a process of this very machine, None when that cannot be told from here (another
+    machine or a clone of this one, or nothing recorded). What a run lock's holder and a journal's
+    run are both judged by.
+
+    where: the machine id machine_id() gave where it ran ('' or None when not recorded).
+    pid: its pid (None, or NaN as a DataFrame reads a missing one, when not recorded).
+    started: its start time as process_start() gave it ('' or None when unknown).
+    """
+    try:
+        number = int(pid)
+    except (TypeError, ValueError):  # None, NaN
+        return None
+    if not where or where != machine_id() or number <= 0:
+        return None
+    return not process_alive(number, started if isinstance(started, str) else "")

@@ -109,9 +109,7 @@ class Holder:
     def is_dead_here(self) -> bool:
         """True when the holder ran on this very control machine (its machine id, not a hostname
         that a clone shares) and its process (pid and start time) is gone."""
-        if not self.machine_id or self.machine_id != machine.machine_id() or self.pid <= 0:
-            return False
-        return not machine.process_alive(self.pid, self.pid_start)
+        return machine.process_gone(self.machine_id, self.pid, self.pid_start) is True
 
 
 def _script(info: str, wait: float, clean: bool = True) -> str:

@@ -80,9 +80,14 @@ def test_a_pid_reused_by_another_process_is_not_the_holder():
     assert reused.is_dead_here()  # the pid runs, but it is another process than the holder
 
 
+def read(path: str) -> str:
+    return open(path).read().strip() if os.path.exists(path) else ""
+
+
 def test_the_machine_id_is_the_machine_its_boot_and_pid_namespace():
     base, boot, namespace = ME.split("/")
-    assert base == (open("/etc/machine-id").read().strip() if os.path.exists("/etc/machine-id") else base)
+    kept = [text for p in ("/etc/machine-id", "/var/lib/dbus/machine-id") if (text := read(p))]
+    assert base == (kept[0] if kept else "host:" + HERE)  # never the hostname while a machine id is there
     assert boot == open("/proc/sys/kernel/random/boot_id").read().strip()
     assert namespace == str(os.stat("/proc/self/ns/pid").st_ino)
 
@@ -639,3 +644,14 @@ def test_an_orderly_release_removes_the_runs_change_outcomes_a_lost_connection_k
     (folder / "apply.bb.rc").write_text("0\n")  # left by a run that died
     HostLock(ShellRemote(tmp_path), "run-2").acquire().release()
     assert outcome_files(tmp_path) == []
+
+
+def test_a_process_is_judged_gone_only_when_it_ran_on_this_very_machine():
+    started = machine.process_start(os.getpid())
+    assert machine.process_gone(ME, dead_pid(), "") is True
+    assert machine.process_gone(ME, os.getpid(), started) is False
+    assert machine.process_gone(ME, os.getpid(), str(int(started) - 1)) is True  # a reused pid
+    # cannot be told from here: another machine (a clone with this hostname), or nothing recorded
+    for where, pid in (("0f" * 16 + "/boot/1", dead_pid()), ("", dead_pid()), (None, 5), (ME, None), (ME, 0)):
+        assert machine.process_gone(where, pid, "") is None
+    assert machine.process_gone(ME, float("nan"), None) is None  # as a DataFrame reads a missing pid
