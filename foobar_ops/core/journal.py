@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +47,7 @@ from sqlalchemy.pool import NullPool
 
 from . import machine, paths, privacy
 from .errors import FoobarOpsError
+from .heartbeat import Heartbeat, died
 from .result import HostOutcome, Result
 from .secrets import Secret, mask_command, mask_deep, mask_known
 from .spool import Refused, Spool, flocked
@@ -56,10 +56,6 @@ from .version import __version__
 #: The source checkout, when foobar_ops runs from one (its git commit is recorded).
 CHECKOUT = Path(__file__).resolve().parents[2]
 SCHEMA_VERSION = 4
-#: A run whose process lives beats (its row's heartbeat) this often, in seconds ...
-HEARTBEAT_S = 30.0
-#: ... and one of another machine that has not beaten for this long has died.
-DIED_AFTER_S = 180.0
 
 METADATA = MetaData()
 RUNS = Table(
@@ -212,8 +208,7 @@ class Journal:
     def __init__(self, target: Path | str | None = None, password: Secret | None = None) -> None:
         named = str(target) if target else os.environ.get("FOOBAR_OPS_JOURNAL") or str(default_path())
         self.lock = threading.Lock()
-        self._beating: set[str] = set()  # the runs this journal started and has not finished
-        self._heart: threading.Thread | None = None
+        self._heartbeat = Heartbeat(self._beat)  # for the runs this journal started and has not finished
         try:
             if "://" in named:
                 url = make_url(named)
@@ -428,32 +423,12 @@ class Journal:
                 heartbeat=_now(),
             )
         )
-        self._beat(run_id)
+        self._heartbeat.start(run_id)
         return run_id
 
-    def _beat(self, run_id: str, stop: bool = False) -> None:
-        """Keep a running run's heartbeat (a thread of this journal beats every HEARTBEAT_S for
-        each run it started and has not finished); stop: the run ended."""
-        with self.lock:
-            if stop:
-                self._beating.discard(run_id)
-                return
-            self._beating.add(run_id)
-            if self._heart is None or not self._heart.is_alive():
-                self._heart = threading.Thread(target=self._heartbeats, name="journal-heartbeat", daemon=True)
-                self._heart.start()
-
-    def _heartbeats(self) -> None:
-        while True:
-            time.sleep(HEARTBEAT_S)
-            with self.lock:
-                running = list(self._beating)
-            if not running:
-                return
-            try:
-                self._write(update(RUNS).where(RUNS.c.run_id.in_(running)).values(heartbeat=_now()))
-            except Exception:  # noqa: BLE001 - a journal that refuses now is reported by the run's records
-                pass
+    def _beat(self, run_ids: list[str]) -> None:
+        """Record that these runs still run (see core.heartbeat)."""
+        self._write(update(RUNS).where(RUNS.c.run_id.in_(run_ids)).values(heartbeat=_now()))
 
     def add_result(self, run_id: str, r: Result) -> None:
         """Record one state result at once (a crash later keeps it).
@@ -513,7 +488,7 @@ class Journal:
         status: ok | failed | error (runbooks: refused, timeout, kernel-died).
         error: what went wrong, when it did.
         """
-        self._beat(run_id, stop=True)
+        self._heartbeat.stop(run_id)
         self._keep(RUNS, {"finished": _now(), "status": status, "error": mask_known(error) if error else None}, run_id)
 
     @contextmanager
@@ -573,9 +548,8 @@ class Journal:
         result (`last_result`)."""
         frame["last_result"] = None
         for index in frame.index[frame["status"] == "running"]:
-            if _died(frame.loc[index].to_dict()):
-                frame.loc[index, "status"] = "died"
-                frame.loc[index, "last_result"] = self._last_result(frame.loc[index, "run_id"])
+            if died(frame.loc[index].to_dict()):
+                frame.loc[index, ["status", "last_result"]] = ["died", self._last_result(frame.loc[index, "run_id"])]
         return frame
 
     def _last_result(self, run_id: str) -> str | None:
@@ -599,7 +573,7 @@ class Journal:
         if row is None:
             return None
         found = dict(row)
-        if found["status"] == "running" and _died(found):
+        if found["status"] == "running" and died(found):
             found.update(status="died", last_result=self._last_result(run_id))
         return found
 
@@ -641,8 +615,7 @@ class Journal:
 
     def close(self) -> None:
         """Close the journal's connections (and stop beating for runs it did not finish)."""
-        with self.lock:
-            self._beating.clear()
+        self._heartbeat.stop()
         self.engine.dispose()
 
 
@@ -700,23 +673,6 @@ class RunRecord:
 
 _TABLES = {t.name: t for t in (RUNS, RESULTS, HOSTS)}
 _log = logging.getLogger(__name__)
-
-
-def _died(run: dict[str, Any]) -> bool:
-    """Tell whether a run recorded as running has died: its process on this machine is gone (pid
-    and start time), or, run elsewhere, it has not beaten for DIED_AFTER_S. A run recorded by a
-    foobar_ops that kept neither is left as it says."""
-    gone = machine.process_gone(run.get("machine_id"), run.get("pid"), run.get("pid_start"))
-    if gone is not None:
-        return gone
-    beat = run.get("heartbeat")
-    if not isinstance(beat, str) or not beat:
-        return False
-    try:
-        last = datetime.fromisoformat(beat)
-    except ValueError:
-        return False
-    return (datetime.now(UTC) - last).total_seconds() > DIED_AFTER_S
 
 
 def _private_journal(path: Path) -> None:

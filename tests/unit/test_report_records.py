@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event
 
+from foobar_ops.core import heartbeat
 from foobar_ops.core import journal as records
 from foobar_ops.core.journal import Journal, JournalError, parse_since
 from foobar_ops.core.report import COLUMNS, Report
@@ -892,11 +894,38 @@ def test_a_pid_reused_by_another_process_is_not_the_run(journal):
 def test_a_run_of_another_machine_has_died_when_it_stopped_beating(journal):
     now = datetime.now(UTC)
     quiet, beating, old = (journal.start_run(command=f"foobar-ops apply {n}") for n in ("a", "b", "c"))
-    for run_id, beat in ((quiet, now - timedelta(seconds=records.DIED_AFTER_S + 5)), (beating, now)):
+    for run_id, beat in ((quiet, now - timedelta(seconds=heartbeat.DIED_AFTER_S + 5)), (beating, now)):
         set_run(journal, run_id, machine_id="another/machine/1", pid=1, heartbeat=beat.isoformat())
     set_run(journal, old, machine_id=None, pid=None, pid_start=None, heartbeat=None)  # an older foobar_ops
     status = journal.runs().set_index("run_id")["status"]
     assert (status[quiet], status[beating], status[old]) == ("died", "running", "running")
+
+
+def test_a_running_run_beats_until_it_ends_and_a_run_started_later_beats_too(journal, monkeypatch):
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_S", 0.05)
+
+    def beats(run_id: str) -> str:
+        return journal.run(run_id)["heartbeat"]
+
+    def advances(run_id: str) -> bool:
+        first = beats(run_id)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and beats(run_id) == first:
+            time.sleep(0.02)
+        return beats(run_id) != first
+
+    first = journal.start_run(command="foobar-ops apply web")
+    assert advances(first)  # the thread beats while the run runs
+    journal.finish_run(first, "ok")
+    last = beats(first)
+    time.sleep(0.3)  # the beating thread has ended: no run left
+    assert beats(first) == last
+    second = journal.start_run(command="foobar-ops apply web")  # a new thread beats for it
+    assert advances(second)
+    journal.close()
+    last = beats(second)
+    time.sleep(0.3)
+    assert beats(second) == last  # a closed journal stops beating
 
 
 def test_a_finished_run_is_never_shown_as_died(journal):
