@@ -49,6 +49,11 @@ class Standing:
     marker: dict[str, Any] | None
     epoch: tuple[int, str] | None
 
+    @property
+    def writer(self) -> bool:
+        """True when the node takes writes: writable, and replicating from nobody."""
+        return not self.info.read_only and not self.info.replica.get("Master_Host")
+
 
 def mark(marker: dict[str, Any]) -> str:
     """A shell command that writes the role-change marker on a host (for Node.execute(before=...)).

@@ -165,23 +165,21 @@ def status(inventory: Any, nodes: dict[str, Node] | None = None) -> ReplicationS
     hosts = db_hosts(inventory)
     primary = db_primary(inventory).name
     by_address = {h.address: h.name for h in hosts}
+    max_lag = db_settings(inventory)["max_lag_s"]
     own = nodes is None
     nodes = nodes if nodes is not None else {h.name: Node(h, inventory) for h in hosts}
     out = []
     try:
+        seen = _standings(inventory, {h.name: nodes[h.name] for h in hosts})
         for h in hosts:
-            try:
-                seen: Standing | str = nodes[h.name].standing(db_settings(inventory)["name"])
-            except FoobarOpsError as err:
-                seen = f"cannot be asked: {err}"
-            described = _describe(h.name, "primary" if h.name == primary else "replica", seen, by_address)
+            described = _describe(h.name, "primary" if h.name == primary else "replica", seen[h.name], by_address)
             if described.error is None and described.marker:
                 described.error = (
                     f"{marker_text(described.marker)} is under way, or ended part-way: "
                     "`foobar-ops db status` settles it once its run is over"
                 )
             if described.error is None:
-                described.error = _judge(described, primary, db_settings(inventory)["max_lag_s"])
+                described.error = _judge(described, primary, max_lag)
                 if described.error is None and described.last_error:
                     described.error = f"replication error: {described.last_error}"
             out.append(described)
@@ -189,7 +187,7 @@ def status(inventory: Any, nodes: dict[str, Node] | None = None) -> ReplicationS
         if own:
             for node in nodes.values():
                 node.close()
-    return ReplicationStatus(out, db_settings(inventory)["max_lag_s"])
+    return ReplicationStatus(out, max_lag)
 
 
 # ---- steps as results -------------------------------------------------------------------------------
@@ -269,10 +267,6 @@ def _update_inventory(inventory: Any, steps: _Steps, primary: Any, others: list[
     """Make the inventory file say what is live: `primary` is the primary, `others` its replicas."""
     wanted = {primary.name: "primary", **{h.name: "replica" for h in others}}
     changes = {name: role for name, role in wanted.items() if inventory.hosts[name].vars.get("mysql_role") != role}
-
-    def write() -> None:
-        set_host_vars(inventory.path, {name: {"mysql_role": role} for name, role in changes.items()})
-
     for name, role in changes.items():
         old = inventory.hosts[name].vars.get("mysql_role")
         steps.record(
@@ -283,7 +277,7 @@ def _update_inventory(inventory: Any, steps: _Steps, primary: Any, others: list[
             {"old": {"mysql_role": old}, "new": {"mysql_role": role}},
         )
     if changes and not steps.test:
-        write()
+        set_host_vars(inventory.path, {name: {"mysql_role": role} for name, role in changes.items()})
 
 
 def _app_sees(inventory: Any, primary: str, timeout: float = 15.0) -> tuple[list[str], list[str]]:
@@ -322,7 +316,6 @@ def _app_sees(inventory: Any, primary: str, timeout: float = 15.0) -> tuple[list
 GUARD_MARGIN = 20.0
 #: seconds a run that must settle a role change keeps trying a host whose connection was lost
 RECONNECT_S = 12.0
-_PHASES = ("fenced", "promoting", "promoted")
 
 
 @dataclass
@@ -357,12 +350,27 @@ class RoleChange:
         }
 
 
-def _collect(change: RoleChange, emit: Emit) -> Emit:
+def _carry_out(
+    inventory: Any, change: RoleChange, emit: Emit, body: Callable[[_Steps, dict[str, Node]], None]
+) -> RoleChange:
+    """Run a role change's body with every database node open, each step recorded in the change
+    and emitted; the change is ok when the body returns, its error the refusal or failure that
+    ended it (anything else, e.g. an interrupt, is raised once the nodes are closed)."""
+
     def both(result: Result) -> None:
         change.results.append(result)
         emit(result)
 
-    return both
+    nodes = {h.name: Node(h, inventory) for h in db_hosts(inventory)}
+    try:
+        body(_Steps(both, change.test), nodes)
+        change.ok = True
+    except FoobarOpsError as err:
+        change.error = str(err)
+    finally:
+        for node in nodes.values():
+            node.close()
+    return change
 
 
 def _target(inventory: Any, to: str | None) -> tuple[Any, Any, list[Any]]:
@@ -494,7 +502,7 @@ def _promoted(node: Node, database: str) -> bool | None:
         seen = _patiently(lambda: node.standing(database))
     except FoobarOpsError:
         return None
-    return not seen.info.read_only and not seen.info.replica.get("Master_Host")
+    return seen.writer
 
 
 def _settle_markers(steps: _Steps, nodes: dict[str, Node]) -> None:
@@ -505,7 +513,7 @@ def _settle_markers(steps: _Steps, nodes: dict[str, Node]) -> None:
             steps.record(node.name, "settle", Status.OK, f"its role-change marker stays ({err}): db status removes it")
 
 
-def _finish(inventory: Any, steps: _Steps, nodes: dict[str, Node], new: Any, others: list[Any]) -> bool:
+def _finish(inventory: Any, steps: _Steps, new: Any, others: list[Any]) -> bool:
     """After the promotion: the inventory names the new primary; True when it does."""
     try:
         _update_inventory(inventory, steps, new, others)
@@ -554,7 +562,7 @@ def _recover(
         _restore(inventory, steps, nodes[old.name], epoch + 1, "the role change did not reach the promotion")
         _settle_markers(steps, {n: nodes[n] for n in nodes if n != old.name})
         return
-    if phase == "inventory" or _finish(inventory, steps, nodes, new, [old, *others]):
+    if phase == "inventory" or _finish(inventory, steps, new, [old, *others]):
         _settle_markers(steps, nodes)
 
 
@@ -585,18 +593,12 @@ def switchover(
     run: the run's id (kept in the role-change marker on the hosts).
     """
     old, new, others = _target(inventory, to)
-    change = RoleChange("switchover", old.name, new.name, test)
-    steps = _Steps(_collect(change, emit), test)
-    nodes = {h.name: Node(h, inventory) for h in db_hosts(inventory)}
-    try:
-        _switch(inventory, steps, nodes, old, new, others, timeout, run)
-        change.ok = True
-    except FoobarOpsError as err:
-        change.error = str(err)
-    finally:
-        for node in nodes.values():
-            node.close()
-    return change
+    return _carry_out(
+        inventory,
+        RoleChange("switchover", old.name, new.name, test),
+        emit,
+        lambda steps, nodes: _switch(inventory, steps, nodes, old, new, others, timeout, run),
+    )
 
 
 def _switch(
@@ -617,18 +619,7 @@ def _switch(
     edits = {new.name: "primary", old.name: "replica", **{h.name: "replica" for h in others}}
     _preflight(inventory, steps, standing, edits, old.name, True)
     old_node, new_node = nodes[old.name], nodes[new.name]
-    # the replica's position first, the primary's after it: under writes, the other order would take
-    # a transaction the replica just received for one the primary lacks
-    mine = new_node.info().local.get("gtid_binlog_state")
-    errant = gtid.missing(mine, old_node.info().local.get("gtid_binlog_state"))
-    steps.check(
-        new.name,
-        "errant",
-        not errant,
-        "holds nothing the primary lacks"
-        if not errant
-        else f"holds transactions {old.name} lacks: {', '.join(map(str, errant))}",
-    )
+    _check_errant(steps, new_node, old_node, "holds nothing the primary lacks")
     epoch = _top_epoch(standing) + 1
     database = db_settings(inventory)["name"]
     guard = timeout + GUARD_MARGIN
@@ -650,17 +641,7 @@ def _switch(
             lambda: _wait_gtid(new_node, position, timeout),
         )
         if not steps.test:
-            late = gtid.missing(
-                new_node.info().local.get("gtid_binlog_state"), old_node.info().local.get("gtid_binlog_state")
-            )
-            steps.check(
-                new.name,
-                "errant",
-                not late,
-                "still holds nothing the primary lacks"
-                if not late
-                else f"holds transactions {old.name} lacks: {', '.join(map(str, late))}",
-            )
+            _check_errant(steps, new_node, old_node, "still holds nothing the primary lacks")
             held = old_node.disarm(_marker("switchover", run, old.name, new.name, "promoting"))
             steps.check(
                 old.name,
@@ -700,6 +681,19 @@ def _switch(
             _recover(inventory, steps, nodes, old, new, others, phase, epoch, err)
         raise
     _verify(inventory, steps, nodes, new, [old, *others])
+
+
+def _check_errant(steps: _Steps, replica: Node, primary: Node, ok: str) -> None:
+    """Refuse a replica that holds transactions the primary lacks (errant GTIDs).
+
+    ok: what the step says when it holds none.
+    """
+    # the replica's position first, the primary's after it: under writes, the other order would take
+    # a transaction the replica just received for one the primary lacks
+    mine = replica.info().local.get("gtid_binlog_state")
+    errant = gtid.missing(mine, primary.info().local.get("gtid_binlog_state"))
+    lacks = f"holds transactions {primary.name} lacks: {', '.join(map(str, errant))}"
+    steps.check(replica.name, "errant", not errant, lacks if errant else ok)
 
 
 def _re_point(inventory: Any, steps: _Steps, node: Node, primary: Any) -> None:
@@ -780,18 +774,13 @@ def failover(
     """
     old = db_primary(inventory)
     replicas = [h for h in db_hosts(inventory) if h.name != old.name]
-    nodes = {h.name: Node(h, inventory) for h in db_hosts(inventory)}
     change = RoleChange("failover", old.name, "", test)
-    steps = _Steps(_collect(change, emit), test)
-    try:
-        _fail_over(inventory, steps, nodes, change, old, replicas, timeout, run)
-        change.ok = True
-    except FoobarOpsError as err:
-        change.error = str(err)
-    finally:
-        for node in nodes.values():
-            node.close()
-    return change
+    return _carry_out(
+        inventory,
+        change,
+        emit,
+        lambda steps, nodes: _fail_over(inventory, steps, nodes, change, old, replicas, timeout, run),
+    )
 
 
 def _fail_over(
@@ -932,24 +921,26 @@ def _settle_one(
         _settle_markers(steps, {n: nodes[n] for n in nodes if n != old})
         return
     old_seen = seen.get(old)
-    if isinstance(old_seen, Standing) and not old_seen.info.read_only and not old_seen.info.replica.get("Master_Host"):
-        steps.do(old, "fence", f"read-only: {new} took writes", lambda: nodes[old].execute("SET GLOBAL read_only = 1"))
+    if isinstance(old_seen, Standing) and old_seen.writer:
+        _fence(steps, nodes[old], f"read-only: {new} took writes")
     others = [h for h in db_hosts(inventory) if h.name != new]
-    if _finish(inventory, steps, nodes, inventory.hosts[new], others):
+    if _finish(inventory, steps, inventory.hosts[new], others):
         _settle_markers(steps, nodes)
 
 
-def _fencing(node: Node) -> Callable[[], None]:
-    return lambda: node.execute("SET GLOBAL read_only = 1")
+def _fence(steps: _Steps, node: Node, comment: str) -> None:
+    steps.do(
+        node.name,
+        "fence",
+        comment,
+        lambda: node.execute("SET GLOBAL read_only = 1"),
+        {"old": {"read_only": False}, "new": {"read_only": True}},
+    )
 
 
 def _fence_stale(steps: _Steps, nodes: dict[str, Node], seen: dict[str, Standing | str]) -> None:
     """Two writable primaries: fence every one that is not the one a higher epoch names."""
-    writers = {
-        n: s
-        for n, s in seen.items()
-        if isinstance(s, Standing) and not s.info.read_only and not s.info.replica.get("Master_Host")
-    }
+    writers = {n: s for n, s in seen.items() if isinstance(s, Standing) and s.writer}
     if len(writers) < 2:
         return
     top = _top_epoch(seen)
@@ -967,12 +958,10 @@ def _fence_stale(steps: _Steps, nodes: dict[str, Node], seen: dict[str, Standing
         if name == winner:
             continue
         mine = found.epoch[0] if found.epoch else "none"
-        steps.do(
-            name,
-            "fence",
+        _fence(
+            steps,
+            nodes[name],
             f"read-only: a stale primary (topology epoch {mine}; {winner} is the primary at epoch {top})",
-            _fencing(nodes[name]),
-            {"old": {"read_only": False}, "new": {"read_only": True}},
         )
 
 
@@ -986,67 +975,61 @@ def unfence(inventory: Any, gone: list[str], *, test: bool = False, emit: Emit =
     test: check and say what would happen; change nothing.
     emit: called with each step's result.
     """
-    primary = db_primary(inventory)
-    change = RoleChange("unfence", primary.name, primary.name, test)
-    steps = _Steps(_collect(change, emit), test)
-    nodes = {h.name: Node(h, inventory) for h in db_hosts(inventory)}
-    try:
-        unknown = [n for n in gone if n not in nodes or n == primary.name]
+    primary = db_primary(inventory).name
+    return _carry_out(
+        inventory,
+        RoleChange("unfence", primary, primary, test),
+        emit,
+        lambda steps, nodes: _unfence(inventory, steps, nodes, primary, gone),
+    )
+
+
+def _unfence(inventory: Any, steps: _Steps, nodes: dict[str, Node], primary: str, gone: list[str]) -> None:
+    unknown = [n for n in gone if n not in nodes or n == primary]
+    steps.check(
+        "-", "peers", not unknown, f"not a peer of {primary}: {', '.join(unknown)}" if unknown else "peers named"
+    )
+    for name in gone:
+        silent = not nodes[name].answers() and not nodes[name].reachable()
         steps.check(
-            "-",
-            "peers",
-            not unknown,
-            f"not a peer of {primary.name}: {', '.join(unknown)}" if unknown else "peers named",
+            name,
+            "gone",
+            silent,
+            "answers neither SSH nor its database port" if silent else "it answers: it is not gone",
         )
-        for name in gone:
-            silent = not nodes[name].answers() and not nodes[name].reachable()
+    seen = _standings(inventory, {n: node for n, node in nodes.items() if n not in gone})
+    for name, found in seen.items():
+        if not isinstance(found, Standing):
+            steps.check(name, "peer", False, f"{found}: name it with --peer-gone only when it is gone for good")
+        elif name == primary:
+            replicating = bool(found.info.replica.get("Master_Host"))
             steps.check(
                 name,
-                "gone",
-                silent,
-                "answers neither SSH nor its database port" if silent else "it answers: it is not gone",
+                "primary",
+                not replicating,
+                "it replicates: not a primary" if replicating else "replicates from nobody",
             )
-        seen = _standings(inventory, {n: node for n, node in nodes.items() if n not in gone})
-        for name, found in seen.items():
-            if not isinstance(found, Standing):
-                steps.check(name, "peer", False, f"{found}: name it with --peer-gone only when it is gone for good")
-                continue
-            if name == primary.name:
-                replicating = bool(found.info.replica.get("Master_Host"))
-                steps.check(
-                    name,
-                    "primary",
-                    not replicating,
-                    "replicates from nobody" if not replicating else "it replicates: not a primary",
-                )
-            else:
-                steps.check(
-                    name,
-                    "peer",
-                    bool(found.info.read_only),
-                    "read-only" if found.info.read_only else "writable: a primary already",
-                )
-        mine = seen[primary.name]
-        assert isinstance(mine, Standing)
-        if not mine.info.read_only:
-            steps.record(primary.name, "unfence", Status.OK, "writable already")
         else:
-            epoch = _top_epoch(seen) + 1
-            sql = f"{epoch_sql(db_settings(inventory)['name'], epoch, primary.name)}; SET GLOBAL read_only = 0"
-            steps.do(
-                primary.name,
-                "unfence",
-                f"take writes (topology epoch {epoch}) without asking {', '.join(gone)}, declared gone",
-                lambda: nodes[primary.name].execute(sql),
-                {"old": {"read_only": True}, "new": {"read_only": False, "epoch": epoch}},
+            steps.check(
+                name,
+                "peer",
+                bool(found.info.read_only),
+                "read-only" if found.info.read_only else "writable: a primary already",
             )
-        change.ok = True
-    except FoobarOpsError as err:
-        change.error = str(err)
-    finally:
-        for node in nodes.values():
-            node.close()
-    return change
+    mine = seen[primary]
+    assert isinstance(mine, Standing)
+    if not mine.info.read_only:
+        steps.record(primary, "unfence", Status.OK, "writable already")
+        return
+    epoch = _top_epoch(seen) + 1
+    sql = f"{epoch_sql(db_settings(inventory)['name'], epoch, primary)}; SET GLOBAL read_only = 0"
+    steps.do(
+        primary,
+        "unfence",
+        f"take writes (topology epoch {epoch}) without asking {', '.join(gone)}, declared gone",
+        lambda: nodes[primary].execute(sql),
+        {"old": {"read_only": True}, "new": {"read_only": False, "epoch": epoch}},
+    )
 
 
 def probe(inventory: Any, timeout: float = 5.0) -> dict[str, bool]:
@@ -1059,21 +1042,21 @@ def probe(inventory: Any, timeout: float = 5.0) -> dict[str, bool]:
     import uuid
 
     db = db_settings(inventory)["name"]
-    mark = uuid.uuid4().hex
+    token = uuid.uuid4().hex
     table = f"`{db}`.`foobar_ops_probe`"
     primary = Node(db_primary(inventory), inventory)
     replicas = [Node(h, inventory) for h in db_hosts(inventory) if h.name != primary.name]
     try:
         primary.query(
             f"CREATE TABLE IF NOT EXISTS {table} (mark CHAR(32) PRIMARY KEY, at TIMESTAMP(6) NOT NULL "
-            f"DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB; INSERT INTO {table} (mark) VALUES ('{mark}'); "
+            f"DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB; INSERT INTO {table} (mark) VALUES ('{token}'); "
             f"DELETE FROM {table} WHERE at < NOW() - INTERVAL 1 DAY; SELECT 1 AS ok"
         )
         seen = {}
         for node in replicas:
             deadline = time.monotonic() + timeout
             while True:
-                found = node.query(f"SELECT COUNT(*) AS n FROM {table} WHERE mark = '{mark}'")[0]["n"] == "1"
+                found = node.query(f"SELECT COUNT(*) AS n FROM {table} WHERE mark = '{token}'")[0]["n"] == "1"
                 if found or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
