@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event
 
-from foobar_ops.core import heartbeat
+from foobar_ops.core import heartbeat, schema
 from foobar_ops.core import journal as records
 from foobar_ops.core.journal import Journal, JournalError, parse_since
 from foobar_ops.core.report import COLUMNS, Report
 from foobar_ops.core.result import HostOutcome, Outcome, Result, Status
 from foobar_ops.core.secrets import MASK, Secret
+from foobar_ops.core.version import __version__
 from tests.conftest import stored_bytes
 
 DIFF = (
@@ -630,13 +631,13 @@ def user_version(path) -> int:
 
 def test_a_new_journal_has_the_current_schema_version(tmp_path):
     Journal(tmp_path / "new.sqlite").close()
-    assert user_version(tmp_path / "new.sqlite") == records.SCHEMA_VERSION
+    assert user_version(tmp_path / "new.sqlite") == schema.SCHEMA_VERSION
 
 
 def test_an_old_journal_is_migrated_on_open_and_its_rows_get_a_status(old_journal):
     journal = Journal(old_journal)
     try:
-        assert user_version(old_journal) == records.SCHEMA_VERSION
+        assert user_version(old_journal) == schema.SCHEMA_VERSION
         frame = journal.results("old-run")
         assert list(frame["state_id"]) == [row[0] for row, _ in OLD_ROWS]  # nothing lost
         assert list(frame["status"]) == [status for _, status in OLD_ROWS]
@@ -654,11 +655,26 @@ def test_an_old_journal_is_migrated_on_open_and_its_rows_get_a_status(old_journa
         journal.close()
 
 
+def test_a_journal_of_a_newer_foobar_ops_is_refused_in_one_line_and_left_as_it_is(tmp_path):
+    path = tmp_path / "newer.sqlite"
+    Journal(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE foobar_ops_meta SET value = '99' WHERE name = 'schema_version'")
+    with pytest.raises(JournalError) as refused:
+        Journal(path)
+    assert str(refused.value) == (
+        f"journal {path}: it has schema version 99, newer than this foobar_ops ({__version__}, "
+        f"schema {schema.SCHEMA_VERSION}): upgrade foobar_ops to use it"
+    )
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM foobar_ops_meta").fetchall() == [("99",)]
+
+
 def test_a_migrated_journal_opens_again_unchanged(old_journal):
     Journal(old_journal).close()
     again = Journal(old_journal)
     try:
-        assert user_version(old_journal) == records.SCHEMA_VERSION
+        assert user_version(old_journal) == schema.SCHEMA_VERSION
         assert list(again.results("old-run")["status"]) == [status for _, status in OLD_ROWS]
     finally:
         again.close()
