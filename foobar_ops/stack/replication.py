@@ -236,7 +236,7 @@ class _Steps:
             value = action()
         except FoobarOpsError as err:
             self.record(host, step, Status.FAILED, f"{comment}: failed: {err}", changes, started)
-            raise ReplicationError(f"{host}: {comment}: {err}") from None
+            raise ReplicationError(f"{_where(host)}{comment}: {err}") from None
         self.record(host, step, Status.CHANGED, comment, changes or {"step": step}, started)
         return value
 
@@ -244,7 +244,12 @@ class _Steps:
         """Record a check; raise ReplicationError when it did not pass."""
         self.record(host, step, Status.OK if ok else Status.FAILED, comment)
         if not ok:
-            raise ReplicationError(f"{host}: {comment}")
+            raise ReplicationError(f"{_where(host)}{comment}")
+
+
+def _where(host: str) -> str:
+    """The host a step's error names ('-': a step of the whole change, no host named)."""
+    return "" if host == "-" else f"{host}: "
 
 
 def _change_master(inventory: Any, source: Any, *extra: str) -> str:

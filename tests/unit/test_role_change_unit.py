@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,9 +24,9 @@ from foobar_ops.core.states.mysql import MarkerFact, Settled, Topology
 from foobar_ops.stack import load_inventory, replication
 from foobar_ops.stack.inventory_file import check_host_vars, set_host_vars
 from foobar_ops.stack.mariadb import MARKER, Node, Standing
+from tests.unit.test_replication_unit import MARIADB, node, slave
 
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
-MARIADB = "10.11.6-MariaDB-0+deb12u1-log"
 REPL_PW = "repl-Pa55-word-9"
 
 
@@ -33,33 +34,6 @@ REPL_PW = "repl-Pa55-word-9"
 def _secrets(monkeypatch):
     monkeypatch.setenv("TEST_APP_PW", "app-Pa55-q7")
     monkeypatch.setenv("TEST_REPL_PW", REPL_PW)
-
-
-def local(read_only: bool, binlog: str = "0-11-42", version: str = MARIADB) -> dict[str, str]:
-    return {
-        "server_id": "11",
-        "read_only": "1" if read_only else "0",
-        "version": version,
-        "gtid_binlog_pos": binlog,
-        "gtid_binlog_state": binlog,
-        "gtid_slave_pos": "",
-        "gtid_current_pos": binlog,
-        "log_bin": "1",
-        "user_schemas": "1",
-    }
-
-
-def replicating(source: str = "10.77.0.11") -> dict[str, str]:
-    return {
-        "Master_Host": source,
-        "Slave_IO_Running": "Yes",
-        "Slave_SQL_Running": "Yes",
-        "Using_Gtid": "Slave_Pos",
-        "Seconds_Behind_Master": "0",
-        "Gtid_IO_Pos": "0-11-42",
-        "Last_SQL_Error": "",
-        "Last_IO_Error": "",
-    }
 
 
 class DB:
@@ -85,7 +59,7 @@ class DB:
     def info(self) -> ReplicationInfo:
         self._call("info")
         return ReplicationInfo(
-            local(self.read_only, version=self.version), replicating(self.source) if self.source else {}
+            node(self.read_only, "0-11-42", schemas=1, version=self.version), slave(self.source) if self.source else {}
         )
 
     def standing(self, database: str) -> Standing:
@@ -258,6 +232,11 @@ def test_a_switchover_runs_fence_catch_up_disarm_promote_inventory_demote_settle
     assert pair.dbs["web-01"].source and not pair.dbs["web-01"].guard
     assert pair.dbs["web-01"].marker is None and pair.dbs["web-02"].marker is None
     assert "mysql_role: primary" in pair.path.read_text().split("web-02:")[1].split("loadgen-01")[0]
+    # the demotion carries the replication password as a staged file, never in a statement on a
+    # command line, and no step's record holds it
+    assert [line for line in pair.dbs["web-01"].log if "+secret" in line] == [" +secret"]
+    assert not [line for db in pair.dbs.values() for line in db.log if REPL_PW in line]
+    assert REPL_PW not in json.dumps(change.as_json())
 
 
 @pytest.mark.parametrize(
@@ -284,20 +263,12 @@ def test_a_switchover_ended_before_the_promotion_leaves_the_old_primary_the_one_
 
     db._call = call_then_break
     before = pair.path.read_text()
-    with pytest.raises(type(error)) if not isinstance(error, ConnectionFailed) else _no_raise():
+    with nullcontext() if isinstance(error, ConnectionFailed) else pytest.raises(type(error)):
         change = replication.switchover(pair.inv())
         assert not change.ok
     assert writers(pair.dbs) == ["web-01"]  # before the fix: both read-only (no restore)
     assert pair.dbs["web-01"].marker is None and not pair.dbs["web-01"].guard
     assert pair.dbs["web-02"].source and pair.path.read_text() == before
-
-
-class _no_raise:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_a_switchover_whose_old_primary_cannot_be_reached_to_restore_it_leaves_it_to_its_guard(pair):
@@ -345,6 +316,37 @@ def test_a_switchover_interrupted_after_the_promotion_updates_the_inventory(pair
         replication.switchover(pair.inv())
     assert writers(pair.dbs) == ["web-02"] and calls["n"] == 2
     assert "mysql_role: primary" in pair.path.read_text().split("web-02:")[1].split("loadgen-01")[0]
+
+
+# --- failover: the primary is gone -----------------------------------------------------------------
+
+
+def test_a_failover_refuses_while_the_primary_answers_and_changes_nothing(pair):
+    before = pair.path.read_text()
+    change = replication.failover(pair.inv())
+    assert not change.ok and "the primary still answers: use `foobar-ops db switchover`" in change.error
+    assert changes(pair.dbs) == [] and writers(pair.dbs) == ["web-01"] and pair.path.read_text() == before
+
+
+def test_a_failover_promotes_the_replica_under_a_new_epoch_and_the_inventory_names_it(pair):
+    old, new = pair.dbs["web-01"], pair.dbs["web-02"]
+    old.down = True  # no SSH, no database port
+    change = replication.failover(pair.inv(), run="run-2")
+    assert change.ok and change.new == "web-02", change.error
+    assert [r.name for r in change.results if r.status.value == "changed"] == [
+        "catch-up",
+        "promote",
+        "inventory",
+        "inventory",
+    ]
+    assert not new.read_only and new.source is None and new.epoch == (2, "web-02") and new.marker is None
+    assert "not reachable now" in next(r.comment for r in change.results if r.host == "web-01" and r.name == "verify")
+    roles = {
+        name: h["vars"]["mysql_role"]
+        for name, h in yaml.safe_load(pair.path.read_text())["hosts"].items()
+        if "vars" in h and "mysql_role" in h["vars"]
+    }
+    assert roles == {"web-01": "replica", "web-02": "primary"}
 
 
 # --- the next run: settle what a dead role change left, fence a stale primary ---------------------
@@ -400,7 +402,7 @@ def primary_state() -> Any:
 
 
 def test_primary_is_not_made_writable_while_a_peer_cannot_be_asked():
-    info = ReplicationInfo(local(read_only=True), {}, {"web-02": "web-02 (10.77.0.12): ERROR 2002: Can't connect"})
+    info = ReplicationInfo(node(True, "0-11-42", 1), {}, {"web-02": "web-02 (10.77.0.12): ERROR 2002: Can't connect"})
     plan = primary_state().plan(info)
     assert not plan.needed and plan.commands == []  # before: made writable, counting only who answered
     assert plan.error.startswith("cannot ask web-02 whether it is writable")
@@ -409,7 +411,7 @@ def test_primary_is_not_made_writable_while_a_peer_cannot_be_asked():
 
 def test_a_first_primary_holding_no_database_is_made_writable_before_its_peers_run_mariadb():
     # the first deploy of the pair: the primary is set up before its peers have MariaDB at all
-    fresh = {**local(read_only=True, binlog=""), "user_schemas": "0"}
+    fresh = node(read_only=True, binlog="", schemas=0)
     info = ReplicationInfo(fresh, {}, {"web-02": "web-02 (10.77.0.12): ERROR 2002: Can't connect"})
     plan = primary_state().plan(info)
     assert plan.error is None and plan.needed
@@ -419,7 +421,7 @@ def test_a_first_primary_holding_no_database_is_made_writable_before_its_peers_r
 
 
 def test_a_writable_primary_whose_peer_cannot_be_asked_is_left_as_it_is():
-    info = ReplicationInfo(local(read_only=False), {}, {"web-02": "web-02: no answer"})
+    info = ReplicationInfo(node(False, "0-11-42", 1), {}, {"web-02": "web-02: no answer"})
     plan = primary_state().plan(info)
     assert plan.error is None and not plan.needed
 
@@ -432,6 +434,14 @@ def test_unfence_refuses_a_peer_that_answers_and_makes_the_primary_writable_when
     peer.down = True
     done = replication.unfence(pair.inv(), ["web-02"])
     assert done.ok and writers(pair.dbs) == ["web-01"] and old.epoch == (2, "web-01")
+
+
+@pytest.mark.parametrize("name", ["web-01", "web-09"])
+def test_unfence_refuses_a_name_that_is_not_a_peer_in_one_line_changing_nothing(pair, name):
+    pair.dbs["web-01"].read_only = True
+    refused = replication.unfence(pair.inv(), [name])
+    assert not refused.ok and refused.error == f"not a peer of web-01: {name}"
+    assert changes(pair.dbs) == [] and writers(pair.dbs) == []
 
 
 # --- the topology row and the role-change marker as states ----------------------------------------
