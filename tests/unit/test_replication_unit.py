@@ -908,15 +908,10 @@ def test_a_node_that_cannot_be_asked():
 
 
 class FakeNode:
-    """Stands for stack.mariadb.Node: info() and standing() return what the node says, or raise;
-    the statements it was asked to run are kept (`ran`)."""
+    """Stands for stack.mariadb.Node: info() and standing() return what the node says, or raise."""
 
-    def __init__(
-        self, name: str, info: ReplicationInfo | Exception, marker: dict | None = None, epoch: tuple | None = None
-    ) -> None:
+    def __init__(self, name: str, info: ReplicationInfo | Exception) -> None:
         self.name, self._info, self.closed = name, info, 0
-        self.marker, self.epoch = marker, epoch
-        self.ran: list[str] = []
 
     def info(self) -> ReplicationInfo:
         if isinstance(self._info, Exception):
@@ -924,10 +919,7 @@ class FakeNode:
         return self._info
 
     def standing(self, database: str) -> Standing:
-        return Standing(self.info(), self.marker, self.epoch)
-
-    def execute(self, sql: str, secret_sql: str | None = None, *, before: str = "") -> None:
-        self.ran.append(sql)
+        return Standing(self.info(), None, None)
 
     def close(self) -> None:
         self.closed += 1
