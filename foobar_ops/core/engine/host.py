@@ -368,7 +368,7 @@ class HostApply:
         return self._react(st, result)
 
     def _apply(self, index: int, st: State[Any], plan: Plan) -> Result:
-        stage = self._upload(plan.uploads) if plan.uploads else ""
+        folder = stage(self.remote, plan.uploads) if plan.uploads else ""
         commands = list(plan.commands)
         later = self.states[index + 1 :]
         watchers = [w.id for w in later if st.id in w.watch]
@@ -377,7 +377,7 @@ class HostApply:
         if st.watch and "active" in (plan.changes.get("new") or {}):  # started: new content is live
             commands.append(cmd("rm", "-f", owed_marker(st.id)))
         body = (
-            f"set -e; {STAGE_VAR}={cmd(stage)}; trap 'rm -rf \"${STAGE_VAR}\"' EXIT; " if stage else "set -e; "
+            f"set -e; {STAGE_VAR}={cmd(folder)}; trap 'rm -rf \"${STAGE_VAR}\"' EXIT; " if folder else "set -e; "
         ) + "\n".join(commands)
         token = uuid.uuid4().hex[:16]
         note = ""
@@ -459,10 +459,6 @@ class HostApply:
             int(rc[0].strip()),
         )
         return parts
-
-    def _upload(self, uploads: dict[str, bytes | Callable[[], bytes]]) -> str:
-        """Copy staged files over SFTP into a private folder of the login user; return it."""
-        return stage(self.remote, uploads)
 
     def _react(self, st: State[Any], result: Result) -> Result:
         """Reload (or restart) a watching state once when something it watches changed, or when
