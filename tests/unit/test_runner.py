@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -18,45 +16,13 @@ from foobar_ops.runbooks import parameters as params_mod
 from foobar_ops.runbooks import runner
 from foobar_ops.runbooks.parameters import RunbookParameterError, declared, resolve
 from tests.conftest import run_cli
-
-HEADER = """# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#   kernelspec:
-#     display_name: foobar-ops
-#     language: python
-#     name: foobar-ops
-# ---
-
-"""
-
-PARAMS = """# %% tags=["parameters"]
-from typing import Literal  # noqa: F401
-
-from foobar_ops.runbooks import SecretRef  # noqa: F401
-
-count: int = 2  # how many
-mode: Literal["fast", "slow"] = "fast"  # how
-who: str  # required
-token: SecretRef = "env:FOOBAR_TEST_RUNNER_TOKEN"  # a secret, by reference
-run_id: str | None = None
-output_notebook: str | None = None
-"""
-
-
-def write(folder: Path, name: str, body: str) -> None:
-    (folder / f"{name}.py").write_text(
-        HEADER + "# %% [markdown]\n# # A test runbook\n\n" + PARAMS + textwrap.dedent(body)
-    )
+from tests.unit.runbook_files import PARAMS, runbook_folders, write
 
 
 @pytest.fixture
 def books(tmp_path, monkeypatch):
-    folder = tmp_path / "runbooks"
-    folder.mkdir()
-    monkeypatch.setenv("FOOBAR_OPS_RUNBOOKS", str(folder))
-    monkeypatch.setenv("FOOBAR_OPS_HOME", str(tmp_path / "records"))
+    found = runbook_folders(tmp_path, monkeypatch)
+    folder = found["folder"]
     monkeypatch.setenv("FOOBAR_TEST_RUNNER_TOKEN", "tok-runner-7d2c-never-shown")
     write(
         folder,
@@ -110,7 +76,7 @@ def books(tmp_path, monkeypatch):
         os._exit(3)
     """,
     )
-    return {"folder": folder, "journal": tmp_path / "journal.sqlite", "tmp": tmp_path}
+    return found
 
 
 def run(books, name, **kw):

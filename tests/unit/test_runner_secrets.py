@@ -21,7 +21,7 @@ import pytest
 
 from foobar_ops.core.journal import Journal
 from tests.conftest import FOOBAR_OPS, PROJECT, run_cli, stored_bytes
-from tests.unit.test_runner import write
+from tests.unit.runbook_files import runbook_folders, write
 
 TOKEN_ENV = "FOOBAR_TEST_RUNNER_TOKEN"
 
@@ -72,14 +72,10 @@ SLEEPS = """
 
 @pytest.fixture
 def books(tmp_path, monkeypatch):
-    folder = tmp_path / "runbooks"
-    folder.mkdir()
-    monkeypatch.setenv("FOOBAR_OPS_RUNBOOKS", str(folder))
-    monkeypatch.setenv("FOOBAR_OPS_HOME", str(tmp_path / "records"))
-    write(folder, "leaks", LEAKS)
-    write(folder, "sleeps", SLEEPS)
-    write(folder, "pieces", PIECES)
-    return {"folder": folder, "journal": tmp_path / "journal.sqlite", "records": tmp_path / "records"}
+    found = runbook_folders(tmp_path, monkeypatch)
+    for name, body in (("leaks", LEAKS), ("sleeps", SLEEPS), ("pieces", PIECES)):
+        write(found["folder"], name, body)
+    return found
 
 
 def forms(value: str) -> set[str]:
