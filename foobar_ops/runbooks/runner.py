@@ -52,7 +52,7 @@ class RunbookRun:
     runbook: the runbook's name.
     outcome: ok, failed, refused, timeout or kernel-died.
     output_notebook, html: where the executed notebook and its HTML rendering are.
-    error: why it did not end ok (names the cell).
+    error: why it did not end ok (names the cell); every known secret masked.
     cell: the index of the cell that failed or timed out.
     seconds: how long it took.
     """
@@ -65,6 +65,9 @@ class RunbookRun:
     error: str | None = None
     cell: int | None = None
     seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.error = mask_known(self.error) if self.error else self.error
 
     @property
     def ok(self) -> bool:
@@ -82,7 +85,7 @@ class RunbookRun:
             "outcome": self.outcome,
             "output_notebook": str(self.output_notebook) if self.output_notebook else None,
             "html": str(self.html) if self.html else None,
-            "error": mask_known(self.error) if self.error else None,
+            "error": self.error,
             "cell": self.cell,
             "seconds": round(self.seconds, 2),
         }
@@ -135,14 +138,17 @@ class _CellLog(logging.Handler):
             self.flush_lines()
         else:  # papermill's own message: a line of its own
             self.flush_lines(final=True)
-            self.pending = text
-            self.flush_lines(final=True)
+            self._print_lines(text)
 
     def flush_lines(self, final: bool = False) -> None:
         """Print the whole lines received so far (all of it when final)."""
         cut = len(self.pending) if final else self.pending.rfind("\n") + 1
         done, self.pending = self.pending[:cut], self.pending[cut:]
-        for line in mask_known(done).splitlines():
+        self._print_lines(done)
+
+    def _print_lines(self, text: str) -> None:
+        """Print text's lines, masked as a whole (the one way out to the terminal)."""
+        for line in mask_known(text).splitlines():
             if line:
                 self._print(line)
 
@@ -208,8 +214,9 @@ def run(
     out = paths.runbook_dir() / f"{name}-{run_id}.ipynb"
     started = time.monotonic()
     given = dict(parameters or {})
-    recorded = _recordable(runbook, {**(texts or {}), **given})  # literal secrets: remembered, masked
-    command = _masked_command(command or f"runbook {name}", runbook, {**(texts or {}), **given})
+    literals = _literal_secrets(runbook, {**(texts or {}), **given})  # refused below, never recorded
+    recorded = {k: MASK if k in literals else v for k, v in {**(texts or {}), **given}.items()}
+    command = _masked_command(command or f"runbook {name}", list(literals.values()))
     inv = _inventory(runbook, inventory, given)
     if test is not None:
         given["test"] = test
@@ -219,7 +226,7 @@ def run(
     except (RunbookParameterError, SecretError) as err:
         journal.start_run(command=command, inventory=inv, parameters=recorded, runbook=name, run_id=run_id)
         journal.finish_run(run_id, "refused", str(err))
-        return RunbookRun(run_id, name, "refused", error=mask_known(str(err)), seconds=time.monotonic() - started)
+        return RunbookRun(run_id, name, "refused", error=str(err), seconds=time.monotonic() - started)
     declared = {p.name for p in runbook.parameters()}
     injected = {k: v for k, v in values.items() if k in declared}
     injected.update({k: v for k, v in (("run_id", run_id), ("output_notebook", str(out))) if k in declared})
@@ -266,8 +273,7 @@ def _finish(
     started: float,
 ) -> RunbookRun:
     """Keep what a run leaves (also when it was stopped): its notebook with a note on what went
-    wrong, scrubbed, its HTML, and how it ended in the journal."""
-    error = mask_known(error) if error else None
+    wrong, scrubbed, its HTML, and how it ended in the journal (each masks the error itself)."""
     html = None
     if out.exists() and out.stat().st_size == 0:
         out.unlink()  # made for papermill, which never wrote it (no cell ran)
@@ -278,7 +284,6 @@ def _finish(
         html = outputs.html(out)
     except Exception as err:  # noqa: BLE001 - a notebook that cannot be rendered must not lose the record
         error = (error + "; " if error else "") + f"the output could not be rendered: {type(err).__name__}: {err}"
-        error = mask_known(error)
     journal.set_outputs(run_id, str(out) if out.exists() else None, str(html) if html else None)
     journal.finish_run(run_id, outcome, error)
     return RunbookRun(
@@ -309,45 +314,38 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _secret_names(runbook: Runbook, values: dict[str, Any]) -> set[str]:
+def _literal_secrets(runbook: Runbook, values: dict[str, Any]) -> dict[str, Any]:
+    """The values given for secret parameters that are not references (every value, when the
+    runbook's parameters cannot be read): each is refused, never recorded, and remembered so that
+    it is masked from now on wherever it would show."""
     try:
-        return {p.name for p in runbook.parameters() if p.kind == "secret"}
+        secret = {p.name for p in runbook.parameters() if p.kind == "secret"}
     except RunbookParameterError:
-        return set(values)
+        secret = set(values)
+    literals = {k: v for k, v in values.items() if k in secret and not is_secret_ref(v)}
+    for value in literals.values():
+        if isinstance(value, str):
+            remember(value)
+    return literals
 
 
-def _recordable(runbook: Runbook, values: dict[str, Any]) -> dict[str, Any]:
-    """Return parameters as the journal may keep them: a secret parameter's value only when it is a
-    reference (a literal given by mistake is masked, never stored, and masked from now on wherever
-    it would show)."""
-    secret = _secret_names(runbook, values)
-    kept = {}
-    for k, v in values.items():
-        if k in secret and not is_secret_ref(v):
-            if isinstance(v, str):
-                remember(v)
-            v = MASK
-        kept[k] = v
-    return kept
-
-
-def _masked_command(command: str, runbook: Runbook, values: dict[str, Any]) -> str:
-    """The command as the journal records it: a literal given for a secret parameter is masked (a
-    word that is the value, or holds it; a short value masks its whole word)."""
-    secret = _secret_names(runbook, values)
-    literals = [v for k, v in values.items() if k in secret and isinstance(v, str) and v and not is_secret_ref(v)]
-    if not literals:
-        return mask_known(command)
+def _masked_command(command: str, literals: list[Any]) -> str:
+    """The command as the journal records it (which masks every known secret): a literal given for
+    a secret parameter is masked word by word, so shell quoting cannot split it (a value too short
+    to be masked as text masks its whole word)."""
+    texts = [v for v in literals if isinstance(v, str) and v]
+    if not texts:
+        return command
     try:
         words = shlex.split(command)
     except ValueError:
         return MASK  # cannot be told apart: record nothing of it
-    for value in literals:
+    for value in texts:
         if len(value) >= MIN_LENGTH:
             words = [w.replace(value, MASK) for w in words]
         else:
             words = [MASK if value in w else w for w in words]
-    return mask_known(shlex.join(words))
+    return shlex.join(words)
 
 
 def _inventory(runbook: Runbook, inventory: str | Path | None, given: dict[str, Any]) -> Any:
@@ -404,7 +402,7 @@ def _execute(
     except papermill.PapermillExecutionError as err:
         return (
             "failed",
-            f"{outputs.cell_line(out, err.cell_index)} raised {err.ename}: {mask_known(str(err.evalue))}",
+            f"{outputs.cell_line(out, err.cell_index)} raised {err.ename}: {err.evalue}",
             err.cell_index,
         )
     except CellTimeoutError:
