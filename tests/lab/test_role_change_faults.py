@@ -15,13 +15,14 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from foobar_ops.stack.mariadb import MARKER
 from tests.conftest import FOOBAR_OPS, LAB_INVENTORY, PROJECT, run_cli
 from tests.lab.helpers import apply, post
-
-MARKER = "/var/lib/foobar-ops/rolechange"
 
 
 def sql(lab, host: str, query: str) -> list[list[str]]:
@@ -114,8 +115,13 @@ class HeldReplica:
         lab.run("web-02", ["sh", "-c", f'mysql -NB -e "{find}" | xargs -r -n1 mysqladmin kill'])
 
 
-def start_switchover(inv) -> subprocess.Popen:
-    return subprocess.Popen(
+@contextmanager
+def in_catch_up_wait(lab, inv) -> Iterator[tuple[subprocess.Popen, float]]:
+    """A `db switchover` stuck in its catch-up wait (web-02 held back, web-01 fenced): yields the
+    run's process and when web-01 was fenced; web-02 is released (and a run still going killed)
+    on the way out."""
+    held = HeldReplica(lab)
+    proc = subprocess.Popen(
         [str(FOOBAR_OPS), "db", "switchover", "-i", str(inv), "--json"],
         cwd=PROJECT,
         stdin=subprocess.DEVNULL,
@@ -123,26 +129,25 @@ def start_switchover(inv) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_fenced(lab, proc: subprocess.Popen) -> float:
-    """Wait until the switchover has made web-01 read-only (it is then in its catch-up wait)."""
-    deadline = time.monotonic() + 30
-    while read_only(lab)["web-01"] != "1":
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the switchover never fenced web-01"
-        time.sleep(0.1)
-    return time.monotonic()
+    try:
+        deadline = time.monotonic() + 30
+        while read_only(lab)["web-01"] != "1":
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the switchover never fenced web-01"
+            time.sleep(0.1)
+        yield proc, time.monotonic()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        held.release(lab)
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_switchover_interrupted_in_its_catch_up_wait_leaves_the_old_primary_the_one_writer(pair, signum, code):
     lab, inv = pair["lab"], pair["inv"]
     before = inv.read_text()
-    held = HeldReplica(lab)
-    try:
-        proc = start_switchover(inv)
-        wait_fenced(lab, proc)
+    with in_catch_up_wait(lab, inv) as (proc, _):
         time.sleep(1)
         interrupted = time.monotonic()
         proc.send_signal(signum)  # Ctrl-C, or a cancelled CI job
@@ -151,8 +156,6 @@ def test_a_switchover_interrupted_in_its_catch_up_wait_leaves_the_old_primary_th
         print(f"interrupted switchover: ended {took:.1f} s after {signum.name} (exit {proc.returncode})")
         assert proc.returncode == code, err
         assert read_only(lab) == {"web-01": "0", "web-02": "1"}  # exactly one writer: the old primary
-    finally:
-        held.release(lab)
     assert inv.read_text() == before  # the inventory still names web-01
     assert leftovers(lab, "web-01") == "" and leftovers(lab, "web-02") == ""
     doc = wait_ok(inv)
@@ -167,17 +170,12 @@ def test_a_switchover_interrupted_in_its_catch_up_wait_leaves_the_old_primary_th
 def test_a_switchover_killed_in_its_catch_up_wait_is_settled_by_the_next_db_status(pair):
     lab, inv = pair["lab"], pair["inv"]
     before = inv.read_text()
-    held = HeldReplica(lab)
-    try:
-        proc = start_switchover(inv)
-        wait_fenced(lab, proc)
+    with in_catch_up_wait(lab, inv) as (proc, _):
         time.sleep(1)
         proc.kill()  # SIGKILL: no handler runs; only what is on the hosts remains
         proc.communicate(timeout=30)
         assert read_only(lab) == {"web-01": "1", "web-02": "1"}  # both read-only: settled next
         assert '"phase": "fenced"' in leftovers(lab, "web-01")
-    finally:
-        held.release(lab)
     started = time.monotonic()
     code, doc = status(inv)  # finds the marker, settles it under the run locks, then judges
     print(f"killed switchover: settled by db status in {time.monotonic() - started:.1f} s")
@@ -192,14 +190,9 @@ def test_a_switchover_killed_in_its_catch_up_wait_is_settled_by_the_next_db_stat
 
 def test_apply_after_a_killed_switchover_refuses_naming_the_command_that_settles_it(pair):
     lab, inv = pair["lab"], pair["inv"]
-    held = HeldReplica(lab)
-    try:
-        proc = start_switchover(inv)
-        wait_fenced(lab, proc)
+    with in_catch_up_wait(lab, inv) as (proc, _):
         proc.kill()
         proc.communicate(timeout=30)
-    finally:
-        held.release(lab)
     done, doc = apply(inv, "mysql")
     assert done.code != 0
     refused = next(r for r in doc["results"] if r["host"] == "web-01" and r["id"] == "mysql:settled")
@@ -215,10 +208,7 @@ def test_apply_after_a_killed_switchover_refuses_naming_the_command_that_settles
 
 def test_a_switchover_killed_with_its_machine_is_undone_by_the_guard_on_the_old_primary(pair):
     lab, inv = pair["lab"], pair["inv"]
-    held = HeldReplica(lab)
-    try:
-        proc = start_switchover(inv)
-        fenced = wait_fenced(lab, proc)
+    with in_catch_up_wait(lab, inv) as (proc, fenced):
         proc.kill()
         proc.communicate(timeout=30)
         # nobody runs anything: the guard (catch-up wait 10 s + 20 s) makes web-01 writable again
@@ -228,8 +218,6 @@ def test_a_switchover_killed_with_its_machine_is_undone_by_the_guard_on_the_old_
         print(f"killed switchover: the guard restored web-01 {time.monotonic() - fenced:.1f} s after it was fenced")
         assert read_only(lab)["web-02"] == "1"
         assert leftovers(lab, "web-01") == ""
-    finally:
-        held.release(lab)
     assert wait_ok(inv)["ok"]
 
 
