@@ -12,8 +12,9 @@ from ..core.inventory import Inventory, load_inventory
 from ..core.journal import Journal
 from ..core.result import Result
 from ..core.runlock import RunLocked, holding
-from ..stack import replication
-from ..stack.replication import ReplicationStatus, RoleChange
+from ..stack import replication, rolechange
+from ..stack.replication import ReplicationStatus
+from ..stack.rolechange import RoleChange
 from ..stack.topology import db_hosts
 from .common import OnResult, inventory_of, journal_of
 
@@ -37,14 +38,14 @@ def db_status(
     """
     inv = inventory_of(inventory)
     found = replication.status(inv)
-    if not repair or not replication.unsettled(found):
+    if not repair or not rolechange.unsettled(found):
         return found
     with journal_of(journal).recording(
         command=f"{command} (settle)", inventory=inv, test=False, parameters={"settle": True}
     ) as run:
         try:
             with holding(db_hosts(inv), inv, run.id, command, 0):
-                replication.settle(inv, emit=run.add)
+                rolechange.settle(inv, emit=run.add)
         except RunLocked:
             return found  # a role change under way: its own run settles it
     return replication.status(load_inventory(inv.path))
@@ -81,7 +82,7 @@ def db_switchover(
         on_result,
         lock_wait,
         test,
-        lambda emit, run: replication.switchover(inv, to, test=test, emit=emit, run=run),
+        lambda emit, run: rolechange.switchover(inv, to, test=test, emit=emit, run=run),
     )
 
 
@@ -114,7 +115,7 @@ def db_failover(
         on_result,
         lock_wait,
         test,
-        lambda emit, run: replication.failover(inv, test=test, emit=emit, run=run),
+        lambda emit, run: rolechange.failover(inv, test=test, emit=emit, run=run),
     )
 
 
@@ -148,7 +149,7 @@ def db_unfence(
         on_result,
         lock_wait,
         test,
-        lambda emit, run: replication.unfence(inv, gone, test=test, emit=emit),
+        lambda emit, run: rolechange.unfence(inv, gone, test=test, emit=emit),
     )
 
 

@@ -1241,8 +1241,8 @@ def role_change(tmp_path, monkeypatch):
     """ops.db_switchover/db_failover with the run locks of core.runlock faked (fakes.RunLocks) and
     the role change itself recorded instead of made: `seen` is (kind, locks held while it ran)."""
     from foobar_ops.core import runlock
-    from foobar_ops.stack import replication
-    from foobar_ops.stack.replication import RoleChange
+    from foobar_ops.stack import rolechange
+    from foobar_ops.stack.rolechange import RoleChange
     from tests.unit.fakes import RunLocks
 
     locks = RunLocks()
@@ -1260,8 +1260,8 @@ def role_change(tmp_path, monkeypatch):
 
         return made
 
-    monkeypatch.setattr(replication, "switchover", change("switchover"))
-    monkeypatch.setattr(replication, "failover", change("failover"))
+    monkeypatch.setattr(rolechange, "switchover", change("switchover"))
+    monkeypatch.setattr(rolechange, "failover", change("failover"))
     journal = Journal(tmp_path / "j.sqlite")
     return SimpleNamespace(inv=inventory_of(tmp_path, db_doc()), locks=locks, seen=seen, journal=journal)
 

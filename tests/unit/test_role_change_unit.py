@@ -21,7 +21,7 @@ from foobar_ops.core.errors import ConnectionFailed, InventoryError
 from foobar_ops.core.facts import Peer, ReplicationInfo, SQLRows
 from foobar_ops.core.ssh import STAGE_PREFIX, stage
 from foobar_ops.core.states.mysql import MarkerFact, Settled, Topology
-from foobar_ops.stack import load_inventory, replication
+from foobar_ops.stack import load_inventory, replication, rolechange
 from foobar_ops.stack.inventory_file import check_host_vars, set_host_vars
 from foobar_ops.stack.mariadb import MARKER, Node, Standing
 from tests.unit.test_replication_unit import MARIADB, node, slave
@@ -129,10 +129,10 @@ def pair(tmp_path, monkeypatch):
     path = tmp_path / "lab.yml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     dbs = {"web-01": DB("web-01", writable=True), "web-02": DB("web-02", writable=False, source="10.77.0.11")}
-    monkeypatch.setattr(replication, "Node", lambda host, inventory: dbs[host.name])
-    monkeypatch.setattr(replication, "_app_sees", lambda inventory, primary: ([], []))
-    monkeypatch.setattr(replication.time, "sleep", lambda seconds: None)
-    monkeypatch.setattr(replication, "RECONNECT_S", 0.0)
+    monkeypatch.setattr(rolechange, "Node", lambda host, inventory: dbs[host.name])
+    monkeypatch.setattr(rolechange, "_app_sees", lambda inventory, primary: ([], []))
+    monkeypatch.setattr(rolechange.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(rolechange, "RECONNECT_S", 0.0)
     return SimpleNamespace(path=path, dbs=dbs, inv=lambda: load_inventory(path))
 
 
@@ -150,7 +150,7 @@ def writers(dbs: dict[str, DB]) -> list[str]:
 def test_a_switchover_whose_replication_password_cannot_be_read_changes_nothing(pair, monkeypatch):
     monkeypatch.delenv("TEST_REPL_PW")
     before = pair.path.read_text()
-    change = replication.switchover(pair.inv())
+    change = rolechange.switchover(pair.inv())
     assert not change.ok and "the replication password cannot be read" in change.error
     assert "TEST_REPL_PW" in change.error and "nothing changed" in change.error
     assert changes(pair.dbs) == []  # before: the replica was promoted, then the demotion failed
@@ -160,7 +160,7 @@ def test_a_switchover_whose_replication_password_cannot_be_read_changes_nothing(
 
 def test_a_switchover_to_demote_a_mariadb_without_master_demote_to_slave_changes_nothing(pair):
     pair.dbs["web-01"].version = "10.6.16-MariaDB-0+deb12u1-log"  # the role accepts it; DEMOTE needs 10.10
-    change = replication.switchover(pair.inv())
+    change = rolechange.switchover(pair.inv())
     assert not change.ok and "web-01: runs 10.6.16" in change.error and "MASTER_DEMOTE_TO_SLAVE" in change.error
     assert changes(pair.dbs) == [] and writers(pair.dbs) == ["web-01"]
 
@@ -168,7 +168,7 @@ def test_a_switchover_to_demote_a_mariadb_without_master_demote_to_slave_changes
 def test_a_switchover_checks_show_every_preflight_refusal_with_test(pair, monkeypatch):
     monkeypatch.delenv("TEST_REPL_PW")
     pair.dbs["web-01"].version = "10.9.8-MariaDB"
-    change = replication.switchover(pair.inv(), test=True)
+    change = rolechange.switchover(pair.inv(), test=True)
     failed = [r.comment for r in change.results if r.status.value == "failed"]
     assert len(failed) == 2 and "password" in failed[0] and "10.9.8" in failed[1]
     assert changes(pair.dbs) == []
@@ -177,7 +177,7 @@ def test_a_switchover_checks_show_every_preflight_refusal_with_test(pair, monkey
 def test_a_switchover_whose_inventory_cannot_be_updated_changes_nothing(pair, monkeypatch):
     monkeypatch.setattr("os.access", lambda path, mode: False)  # the folder is read-only
     before = pair.path.read_text()
-    change = replication.switchover(pair.inv())
+    change = rolechange.switchover(pair.inv())
     assert not change.ok and "the inventory cannot be updated" in change.error and "is not writable" in change.error
     assert changes(pair.dbs) == [] and writers(pair.dbs) == ["web-01"] and pair.path.read_text() == before
 
@@ -206,7 +206,7 @@ hosts:
 def test_a_switchover_to_a_replica_sharing_anchored_vars_makes_only_it_the_primary(pair):
     pair.path.write_text(THREE)
     pair.dbs["web-03"] = DB("web-03", writable=False, source="10.77.0.11")
-    change = replication.switchover(pair.inv(), "web-02")
+    change = rolechange.switchover(pair.inv(), "web-02")
     assert change.ok, change.error
     roles = {name: h["vars"]["mysql_role"] for name, h in yaml.safe_load(pair.path.read_text())["hosts"].items()}
     assert roles == {"web-01": "replica", "web-02": "primary", "web-03": "replica"}  # before: web-03 too
@@ -215,7 +215,7 @@ def test_a_switchover_to_a_replica_sharing_anchored_vars_makes_only_it_the_prima
 
 def test_a_switchover_refuses_while_a_dead_role_change_is_unsettled(pair):
     pair.dbs["web-02"].marker = {"run": "r1", "kind": "switchover", "old": "web-01", "new": "web-02", "phase": "fenced"}
-    change = replication.switchover(pair.inv())
+    change = rolechange.switchover(pair.inv())
     assert not change.ok and "ended part-way" in change.error
     assert changes(pair.dbs) == []
 
@@ -224,7 +224,7 @@ def test_a_switchover_refuses_while_a_dead_role_change_is_unsettled(pair):
 
 
 def test_a_switchover_runs_fence_catch_up_disarm_promote_inventory_demote_settle(pair):
-    change = replication.switchover(pair.inv(), run="run-1")
+    change = rolechange.switchover(pair.inv(), run="run-1")
     assert change.ok, change.error
     done = [r.name for r in change.results if r.status.value == "changed"]
     assert done == ["read-only", "catch-up", "promote", "inventory", "inventory", "demote"]
@@ -264,7 +264,7 @@ def test_a_switchover_ended_before_the_promotion_leaves_the_old_primary_the_one_
     db._call = call_then_break
     before = pair.path.read_text()
     with nullcontext() if isinstance(error, ConnectionFailed) else pytest.raises(type(error)):
-        change = replication.switchover(pair.inv())
+        change = rolechange.switchover(pair.inv())
         assert not change.ok
     assert writers(pair.dbs) == ["web-01"]  # before the fix: both read-only (no restore)
     assert pair.dbs["web-01"].marker is None and not pair.dbs["web-01"].guard
@@ -281,7 +281,7 @@ def test_a_switchover_whose_old_primary_cannot_be_reached_to_restore_it_leaves_i
             old.down = True  # the link goes right after the primary was fenced
 
     old._call = cut
-    change = replication.switchover(pair.inv())
+    change = rolechange.switchover(pair.inv())
     assert not change.ok
     restore = [r for r in change.results if r.name == "restore"]
     assert restore and "its guard does so" in restore[0].comment
@@ -294,7 +294,7 @@ def test_a_switchover_whose_old_primary_cannot_be_reached_to_restore_it_leaves_i
 
 def test_a_switchover_that_fails_after_the_promotion_still_names_the_new_primary(pair):
     pair.dbs["web-01"].on["execute"] = ConnectionFailed("web-01", "connection reset")  # the demotion
-    change = replication.switchover(pair.inv())
+    change = rolechange.switchover(pair.inv())
     assert not change.ok and "demote" in [r.name for r in change.results if r.status.value == "failed"]
     assert writers(pair.dbs) == ["web-02"]
     assert "mysql_role: primary" in pair.path.read_text().split("web-02:")[1].split("loadgen-01")[0]
@@ -302,7 +302,7 @@ def test_a_switchover_that_fails_after_the_promotion_still_names_the_new_primary
 
 
 def test_a_switchover_interrupted_after_the_promotion_updates_the_inventory(pair, monkeypatch):
-    real = replication._update_inventory
+    real = rolechange._update_inventory
     calls = {"n": 0}
 
     def interrupted(*args: Any) -> None:
@@ -311,9 +311,9 @@ def test_a_switchover_interrupted_after_the_promotion_updates_the_inventory(pair
             raise KeyboardInterrupt()
         real(*args)
 
-    monkeypatch.setattr(replication, "_update_inventory", interrupted)
+    monkeypatch.setattr(rolechange, "_update_inventory", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        replication.switchover(pair.inv())
+        rolechange.switchover(pair.inv())
     assert writers(pair.dbs) == ["web-02"] and calls["n"] == 2
     assert "mysql_role: primary" in pair.path.read_text().split("web-02:")[1].split("loadgen-01")[0]
 
@@ -323,7 +323,7 @@ def test_a_switchover_interrupted_after_the_promotion_updates_the_inventory(pair
 
 def test_a_failover_refuses_while_the_primary_answers_and_changes_nothing(pair):
     before = pair.path.read_text()
-    change = replication.failover(pair.inv())
+    change = rolechange.failover(pair.inv())
     assert not change.ok and "the primary still answers: use `foobar-ops db switchover`" in change.error
     assert changes(pair.dbs) == [] and writers(pair.dbs) == ["web-01"] and pair.path.read_text() == before
 
@@ -331,7 +331,7 @@ def test_a_failover_refuses_while_the_primary_answers_and_changes_nothing(pair):
 def test_a_failover_promotes_the_replica_under_a_new_epoch_and_the_inventory_names_it(pair):
     old, new = pair.dbs["web-01"], pair.dbs["web-02"]
     old.down = True  # no SSH, no database port
-    change = replication.failover(pair.inv(), run="run-2")
+    change = rolechange.failover(pair.inv(), run="run-2")
     assert change.ok and change.new == "web-02", change.error
     assert [r.name for r in change.results if r.status.value == "changed"] == [
         "catch-up",
@@ -357,8 +357,8 @@ def test_settle_undoes_a_role_change_killed_before_the_promotion(pair):
     old.read_only, old.guard = True, True
     old.marker = {"run": "r1", "kind": "switchover", "old": "web-01", "new": "web-02", "phase": "fenced"}
     status = replication.status(pair.inv(), pair.dbs)
-    assert replication.unsettled(status) and "ended part-way" in status.node("web-01").error
-    results = replication.settle(pair.inv())
+    assert rolechange.unsettled(status) and "ended part-way" in status.node("web-01").error
+    results = rolechange.settle(pair.inv())
     assert [r.name for r in results if r.status.value == "changed"] == ["restore"]
     assert writers(pair.dbs) == ["web-01"] and old.marker is None and old.epoch[0] == 2
 
@@ -368,7 +368,7 @@ def test_settle_finishes_a_role_change_killed_after_the_promotion(pair):
     marker = {"run": "r1", "kind": "switchover", "old": "web-01", "new": "web-02"}
     old.read_only, old.marker = True, {**marker, "phase": "promoting"}
     new.read_only, new.source, new.marker, new.epoch = False, None, {**marker, "phase": "promoted"}, (2, "web-02")
-    replication.settle(pair.inv())
+    rolechange.settle(pair.inv())
     assert writers(pair.dbs) == ["web-02"] and old.marker is None and new.marker is None
     assert "mysql_role: primary" in pair.path.read_text().split("web-02:")[1].split("loadgen-01")[0]
 
@@ -376,8 +376,8 @@ def test_settle_finishes_a_role_change_killed_after_the_promotion(pair):
 def test_settle_fences_the_old_primary_that_a_newer_epoch_supersedes(pair):
     new = pair.dbs["web-02"]
     new.read_only, new.source, new.epoch = False, None, (2, "web-02")  # a failover made it the primary
-    assert replication.unsettled(replication.status(pair.inv(), pair.dbs))
-    results = replication.settle(pair.inv())
+    assert rolechange.unsettled(replication.status(pair.inv(), pair.dbs))
+    results = rolechange.settle(pair.inv())
     fenced = [r for r in results if r.name == "fence"]
     assert [(r.host, r.status.value) for r in fenced] == [("web-01", "changed")]
     assert "topology epoch 1; web-02 is the primary at epoch 2" in fenced[0].comment
@@ -388,7 +388,7 @@ def test_settle_does_not_guess_between_two_primaries_without_epochs(pair):
     new = pair.dbs["web-02"]
     new.read_only, new.source = False, None
     pair.dbs["web-01"].epoch = new.epoch = None
-    results = replication.settle(pair.inv())
+    results = rolechange.settle(pair.inv())
     assert [r.status.value for r in results] == ["failed"] and "no topology epoch" in results[0].comment
     assert sorted(writers(pair.dbs)) == ["web-01", "web-02"]
 
@@ -429,17 +429,17 @@ def test_a_writable_primary_whose_peer_cannot_be_asked_is_left_as_it_is():
 def test_unfence_refuses_a_peer_that_answers_and_makes_the_primary_writable_when_it_is_gone(pair):
     old, peer = pair.dbs["web-01"], pair.dbs["web-02"]
     old.read_only = True
-    refused = replication.unfence(pair.inv(), ["web-02"])
+    refused = rolechange.unfence(pair.inv(), ["web-02"])
     assert not refused.ok and "it answers: it is not gone" in refused.error and writers(pair.dbs) == []
     peer.down = True
-    done = replication.unfence(pair.inv(), ["web-02"])
+    done = rolechange.unfence(pair.inv(), ["web-02"])
     assert done.ok and writers(pair.dbs) == ["web-01"] and old.epoch == (2, "web-01")
 
 
 @pytest.mark.parametrize("name", ["web-01", "web-09"])
 def test_unfence_refuses_a_name_that_is_not_a_peer_in_one_line_changing_nothing(pair, name):
     pair.dbs["web-01"].read_only = True
-    refused = replication.unfence(pair.inv(), [name])
+    refused = rolechange.unfence(pair.inv(), [name])
     assert not refused.ok and refused.error == f"not a peer of web-01: {name}"
     assert changes(pair.dbs) == [] and writers(pair.dbs) == []
 
