@@ -301,7 +301,9 @@ def test_a_switchover_that_fails_after_the_promotion_still_names_the_new_primary
     assert pair.dbs["web-02"].marker is None  # settled: the next apply rejoins web-01
 
 
-def test_a_switchover_interrupted_after_the_promotion_updates_the_inventory(pair, monkeypatch):
+@pytest.mark.parametrize("kind", ["switchover", "failover"])
+def test_a_role_change_interrupted_after_the_promotion_updates_the_inventory(pair, monkeypatch, kind):
+    pair.dbs["web-01"].down = kind == "failover"  # a failover's primary is gone
     real = rolechange._update_inventory
     calls = {"n": 0}
 
@@ -313,8 +315,8 @@ def test_a_switchover_interrupted_after_the_promotion_updates_the_inventory(pair
 
     monkeypatch.setattr(rolechange, "_update_inventory", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        rolechange.switchover(pair.inv())
-    assert writers(pair.dbs) == ["web-02"] and calls["n"] == 2
+        getattr(rolechange, kind)(pair.inv())
+    assert [name for name in writers(pair.dbs) if not pair.dbs[name].down] == ["web-02"] and calls["n"] == 2
     assert "mysql_role: primary" in pair.path.read_text().split("web-02:")[1].split("loadgen-01")[0]
 
 
