@@ -7,10 +7,12 @@ can scrub it from logs and command output.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import SecretError
@@ -222,10 +224,8 @@ def register(secret: Secret) -> None:
 
     secret: a Secret; ignored unless it has been revealed and is non-empty.
     """
-    value = secret._value
-    if isinstance(value, str) and value:
-        with _known_lock:
-            _known_values.add(value)
+    if isinstance(secret._value, str):
+        remember(secret._value)  # revealed: checked to be long enough, or empty
 
 
 def _replace_all(text: str, values: Iterable[str]) -> str:
@@ -241,15 +241,15 @@ def _replace_all(text: str, values: Iterable[str]) -> str:
     return text
 
 
-def _forms(value: str) -> set[str]:
+@lru_cache(maxsize=1024)
+def _forms(value: str) -> frozenset[str]:
     """A value as it is, and as it reads escaped in JSON or in a repr() (a traceback, a dict shown):
-    a value with a quote or a backslash must not escape masking by being escaped.
+    a value with a quote or a backslash must not escape masking by being escaped. Kept once worked
+    out: every streamed line and every string of a notebook is masked.
 
     value: the secret value.
     """
-    import json
-
-    return {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1]}
+    return frozenset({value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1]})
 
 
 def mask_known(text: str) -> str:
