@@ -167,7 +167,7 @@ class Journal:
             for spool in self.spools:  # next to the journal; else (its folder refuses too) the records folder
                 try:
                     with self.lock:
-                        Spool(spool).append(record, paths.records_dir())
+                        Spool(spool).append(record)
                 except OSError as spool_err:
                     failures.append(f"{spool}: {spool_err.strerror or spool_err}")
                     continue
@@ -507,7 +507,7 @@ _log = logging.getLogger(__name__)
 def _private_journal(path: Path) -> None:
     """Make an embedded journal's file (and the folder it is made in) its owner's only, or its
     team's in a shared records folder; an existing one readable by others is tightened."""
-    privacy.make_dir(path.parent, tighten_existing=path.parent == paths.records_dir())
+    privacy.make_dir(path.parent)
     privacy.create_file(path)
     for kept in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         privacy.tighten(kept)

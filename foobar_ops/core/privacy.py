@@ -9,6 +9,8 @@ import os
 import stat
 from pathlib import Path
 
+from . import paths
+
 __all__ = ["shared", "dir_mode", "file_mode", "make_dir", "create_file", "tighten"]
 
 
@@ -33,13 +35,12 @@ def file_mode(folder: Path) -> int:
     return 0o660 if shared(folder) else 0o600
 
 
-def make_dir(path: Path, tighten_existing: bool = True) -> Path:
-    """Make a folder (and its missing parents) private, or group-shared inside a shared folder; an
-    existing one owned by this user loses what others may do (and, unless shared, its group's).
+def make_dir(path: Path) -> Path:
+    """Make a folder (and its missing parents) private, or group-shared inside a shared folder. An
+    existing one that is foobar_ops' own (the records folder, or one inside it) is tightened (see
+    tighten); one it merely names (the folder a journal path puts the journal in) is left as it is.
 
     path: the folder.
-    tighten_existing: also tighten it when it exists (the records folder; not a folder such as
-        /tmp that a journal path happens to name).
     """
     path = Path(path)
     missing = []
@@ -54,9 +55,15 @@ def make_dir(path: Path, tighten_existing: bool = True) -> Path:
         except FileExistsError:
             continue
         os.chmod(folder, mode)  # whatever the umask took away or added
-    if tighten_existing and not missing:
+    if not missing and _ours(path):
         tighten(path)
     return path
+
+
+def _ours(path: Path) -> bool:
+    """A folder foobar_ops keeps: the records folder, or one inside it."""
+    records, found = paths.records_dir().resolve(), path.resolve()
+    return found == records or records in found.parents
 
 
 def create_file(path: Path) -> None:

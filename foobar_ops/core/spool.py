@@ -53,13 +53,12 @@ class Spool:
         with flocked(self.path.with_name(self.path.name + ".lock")):
             yield
 
-    def append(self, record: dict[str, Any], records_dir: Path | None = None) -> None:
+    def append(self, record: dict[str, Any]) -> None:
         """Append one record (an OSError when the spool cannot be written).
 
         record: a JSON-ready dict.
-        records_dir: the records folder (tightened when the spool is made there).
         """
-        privacy.make_dir(self.path.parent, tighten_existing=self.path.parent == records_dir)
+        privacy.make_dir(self.path.parent)
         line = json.dumps(record, default=str)
         with self.locked():
             append_lines(self.path, [line])

@@ -267,16 +267,30 @@ def test_a_records_folder_a_team_shares_on_purpose_keeps_its_group(books, monkey
     assert mode(books["records"] / "journal.sqlite") == 0o660
 
 
-def test_a_shared_folder_named_as_the_records_folder_is_never_closed(tmp_path):
+def test_a_shared_folder_named_as_the_records_folder_is_never_closed(tmp_path, monkeypatch):
     from foobar_ops.core import privacy
 
     sticky = tmp_path / "like-tmp"
     sticky.mkdir()
     os.chmod(sticky, 0o1777)
-    privacy.make_dir(sticky)  # FOOBAR_OPS_HOME=/tmp, say
+    monkeypatch.setenv("FOOBAR_OPS_HOME", str(sticky))  # FOOBAR_OPS_HOME=/tmp, say
+    privacy.make_dir(sticky)
     assert mode(sticky) == 0o1777
     mine = tmp_path / "records"
     mine.mkdir()
     os.chmod(mine, 0o755)
+    monkeypatch.setenv("FOOBAR_OPS_HOME", str(mine))
     privacy.make_dir(mine)
     assert mode(mine) == 0o700
+
+
+def test_a_folder_a_journal_path_names_is_left_as_it_is_and_the_journal_is_private(tmp_path, monkeypatch):
+    monkeypatch.setenv("FOOBAR_OPS_HOME", str(tmp_path / "records"))
+    elsewhere = tmp_path / "team-journals"
+    elsewhere.mkdir()
+    os.chmod(elsewhere, 0o755)  # not foobar_ops' to close: --journal merely puts a file there
+    Journal(elsewhere / "journal.sqlite").close()
+    assert mode(elsewhere) == 0o755 and mode(elsewhere / "journal.sqlite") == 0o600
+    made = tmp_path / "new" / "deeper"
+    Journal(made / "journal.sqlite").close()  # the folders it makes are private
+    assert mode(made) == 0o700 and mode(made.parent) == 0o700
