@@ -20,7 +20,8 @@ class TemplateError(FoobarOpsError):
 
 def systemd_env(value: object) -> str:
     """Quote a value for a systemd EnvironmentFile line: double quotes, with backslash, quote,
-    dollar sign and newline escaped, so that spaces, quotes and backslashes survive as written."""
+    dollar sign and backtick escaped, so that spaces, quotes and backslashes survive as written.
+    A newline is kept as it is: inside double quotes systemd takes it as part of the value."""
     text = str(value)
     for raw, escaped in (("\\", "\\\\"), ('"', '\\"'), ("$", "\\$"), ("`", "\\`")):
         text = text.replace(raw, escaped)
