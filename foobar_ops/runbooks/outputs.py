@@ -13,59 +13,66 @@ from typing import Any
 from ..core import privacy
 from ..core.secrets import mask_known
 
-__all__ = ["cell_line", "html", "last_started", "note", "private_file", "scrub"]
+__all__ = ["cell_line", "keep", "last_started", "private_file"]
 
 #: Keys of a notebook whose values are its structure, never text a secret can be in.
 _STRUCTURE = frozenset({"cell_type", "output_type", "id", "nbformat", "nbformat_minor", "execution_count"})
 
 
-def scrub(path: Path) -> None:
-    """Mask every known secret value in every string of the output notebook (parsed, not its raw
-    JSON: a value with quotes or backslashes is found as it is, and the notebook stays valid)."""
+def keep(path: Path, index: int | None = None, message: str | None = None) -> Path | None:
+    """Keep what a run left in its output notebook, read once and written once: a note on what went
+    wrong, every known secret masked in every string (parsed, not its raw JSON: a value with quotes
+    or backslashes is found as it is, and the notebook stays valid), and the HTML rendering of that
+    beside it. Return the HTML's path; None when papermill wrote no notebook (an empty one made for
+    it is removed).
+
+    path: the output notebook.
+    index: the cell the note goes before (None: at the top).
+    message: the note (None: the run ended ok, no note).
+    """
     import nbformat
+    from nbconvert import HTMLExporter
 
-    if not path.exists():
-        return
-    nb = nbformat.read(path, as_version=4)
-    joined = [_join_streams(cell) for cell in nb.cells]
-    if _mask_node(nb) or any(joined):
-        _write_notebook(nb, path)
+    if not path.exists() or path.stat().st_size == 0:
+        path.unlink(missing_ok=True)  # made for papermill, which never wrote it (no cell ran)
+        return None
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # cut short (a stop while papermill wrote it): masked as text, kept for a person
+        path.write_text(mask_known(path.read_text(errors="replace")))
+        raise
+    if message is not None:
+        _note(nb, index, message)
+    for cell in nb.cells:
+        _join_streams(cell)
+    _mask_node(nb)
+    path.write_text(nbformat.writes(nb))  # the file keeps its (private) mode
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    return private_file(path.with_suffix(".html"), mask_known(body))
 
 
-def _join_streams(cell: Any) -> bool:
+def _join_streams(cell: Any) -> None:
     """Join a cell's consecutive outputs of one stream (as Jupyter shows them), so that a value
-    written in pieces is masked whole; return whether any were joined."""
-    outputs, kept = cell.get("outputs") or [], list[Any]()
-    for out in outputs:
-        last = kept[-1] if kept else None
-        if out.get("output_type") == "stream" and last is not None and last.get("output_type") == "stream":
-            if last.get("name") == out.get("name"):
-                last["text"] = "".join(last["text"]) + "".join(out["text"])
-                continue
-        kept.append(out)
-    if len(kept) == len(outputs):
-        return False
-    cell["outputs"] = kept
-    return True
+    written in pieces is masked whole."""
+    kept: list[Any] = []
+    for out in cell.get("outputs") or []:
+        last = kept[-1] if kept else {}
+        if out.get("output_type") == last.get("output_type") == "stream" and out.get("name") == last.get("name"):
+            last["text"] = "".join(last["text"]) + "".join(out["text"])
+        else:
+            kept.append(out)
+    if "outputs" in cell:
+        cell["outputs"] = kept
 
 
-def _mask_node(node: Any) -> bool:
-    """Mask known secrets in every string value of a notebook node, in place; return whether any was."""
-    changed = False
+def _mask_node(node: Any) -> None:
+    """Mask known secrets in every string value of a notebook node, in place."""
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for key, value in list(items):
-        if isinstance(value, str):
-            if key not in _STRUCTURE and (masked := mask_known(value)) != value:
-                node[key], changed = masked, True
+        if isinstance(value, str) and key not in _STRUCTURE:
+            node[key] = mask_known(value)
         elif isinstance(value, dict | list):
-            changed = _mask_node(value) or changed
-    return changed
-
-
-def _write_notebook(nb: Any, path: Path) -> None:
-    import nbformat
-
-    path.write_text(nbformat.writes(nb))  # the file keeps its (private) mode
+            _mask_node(value)
 
 
 def private_file(path: Path, text: str = "") -> Path:
@@ -77,29 +84,14 @@ def private_file(path: Path, text: str = "") -> Path:
     return path
 
 
-def html(path: Path) -> Path | None:
-    """Write the HTML rendering of a notebook beside it; return its path."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    if not path.exists():
-        return None
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(path, as_version=4))
-    return private_file(path.with_suffix(".html"), mask_known(body))
-
-
-def note(path: Path, index: int | None, message: str) -> None:
-    """Put a visible note into the output notebook (before the cell that failed, or at the top)."""
+def _note(nb: Any, index: int | None, message: str) -> None:
+    """Put a visible note into a notebook (before the cell that failed, or at the top)."""
     import nbformat
 
-    if not path.exists():
-        return
-    nb = nbformat.read(path, as_version=4)
     text = html_text.escape(mask_known(message))  # the error's text is data, never markup
     cell = nbformat.v4.new_markdown_cell(f"<span style='color:red'><b>{text}</b></span>")
     cell.metadata["tags"] = ["foobar-ops-error"]
     nb.cells.insert(index if index is not None else 0, cell)
-    _write_notebook(nb, path)
 
 
 def _cells(path: Path) -> list[Any]:

@@ -275,13 +275,8 @@ def _finish(
     """Keep what a run leaves (also when it was stopped): its notebook with a note on what went
     wrong, scrubbed, its HTML, and how it ended in the journal (each masks the error itself)."""
     html = None
-    if out.exists() and out.stat().st_size == 0:
-        out.unlink()  # made for papermill, which never wrote it (no cell ran)
     try:
-        if outcome != "ok":
-            outputs.note(out, cell, f"foobar-ops: {outcome}: {error}")
-        outputs.scrub(out)
-        html = outputs.html(out)
+        html = outputs.keep(out, cell, f"foobar-ops: {outcome}: {error}" if outcome != "ok" else None)
     except Exception as err:  # noqa: BLE001 - a notebook that cannot be rendered must not lose the record
         error = (error + "; " if error else "") + f"the output could not be rendered: {type(err).__name__}: {err}"
     journal.set_outputs(run_id, str(out) if out.exists() else None, str(html) if html else None)

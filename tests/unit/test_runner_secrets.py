@@ -294,3 +294,19 @@ def test_a_folder_a_journal_path_names_is_left_as_it_is_and_the_journal_is_priva
     made = tmp_path / "new" / "deeper"
     Journal(made / "journal.sqlite").close()  # the folders it makes are private
     assert mode(made) == 0o700 and mode(made.parent) == 0o700
+
+
+def test_a_notebook_cut_short_is_still_masked_as_text(tmp_path):
+    from foobar_ops.core.secrets import remember
+    from foobar_ops.runbooks import outputs
+
+    value = 'cut"short\\tok-5e1'
+    remember(value)
+    notebook = tmp_path / "cut.ipynb"
+    printed = nbformat.v4.new_output("stream", name="stdout", text=f"the token is {value}\n")
+    whole = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(token)", outputs=[printed])])
+    notebook.write_text(nbformat.writes(whole)[:-40])  # papermill stopped while writing it
+    with pytest.raises(nbformat.reader.NotJSONError):
+        outputs.keep(notebook, None, "foobar-ops: terminated")
+    assert_nowhere(value, notebook.read_bytes())
+    assert "********" in notebook.read_text()
