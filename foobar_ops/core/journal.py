@@ -509,7 +509,7 @@ def _private_journal(path: Path) -> None:
     team's in a shared records folder; an existing one readable by others is tightened."""
     privacy.make_dir(path.parent)
     privacy.create_file(path)
-    for kept in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+    for kept in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         privacy.tighten(kept)
 
 

@@ -67,8 +67,9 @@ def _ours(path: Path) -> bool:
 
 
 def create_file(path: Path) -> None:
-    """Create an empty file with its folder's mode when it does not exist yet (never opening an
-    existing one: closing a descriptor of a SQLite file would drop this process's locks on it).
+    """Make a file private: create it empty with its folder's mode when it does not exist yet, else
+    tighten it (by path, never opening it: closing a descriptor of a SQLite file would drop this
+    process's locks on it).
 
     path: the file.
     """
@@ -76,6 +77,7 @@ def create_file(path: Path) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
+        tighten(path)
         return
     try:
         os.fchmod(fd, mode)

@@ -78,7 +78,6 @@ def _mask_node(node: Any) -> None:
 def private_file(path: Path, text: str = "") -> Path:
     """Write a file of the records: its owner's only (or its team's, in a shared records folder)."""
     privacy.create_file(path)
-    privacy.tighten(path)
     if text:
         path.write_text(text)
     return path

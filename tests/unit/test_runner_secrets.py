@@ -291,6 +291,9 @@ def test_a_folder_a_journal_path_names_is_left_as_it_is_and_the_journal_is_priva
     os.chmod(elsewhere, 0o755)  # not foobar_ops' to close: --journal merely puts a file there
     Journal(elsewhere / "journal.sqlite").close()
     assert mode(elsewhere) == 0o755 and mode(elsewhere / "journal.sqlite") == 0o600
+    os.chmod(elsewhere / "journal.sqlite", 0o644)  # made readable by all (an older foobar_ops, a hand)
+    Journal(elsewhere / "journal.sqlite").close()
+    assert mode(elsewhere / "journal.sqlite") == 0o600  # tightened when it is next opened
     made = tmp_path / "new" / "deeper"
     Journal(made / "journal.sqlite").close()  # the folders it makes are private
     assert mode(made) == 0o700 and mode(made.parent) == 0o700
