@@ -10,21 +10,19 @@ or raises the context's InventoryError naming the file, the host, the key and th
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..secrets import Secret
 from .context import Ctx
-from .values import kind, suggest
+from .values import is_dns_name, kind, suggest
 
 Check = Callable[[Any, Ctx], Any]
 #: A check per key; keys a spec does not name are left alone unless the mapping is closed.
 Spec = Mapping[str, Check]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 __all__ = [
     "Check",
@@ -47,56 +45,51 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def whole(low: int, high: int) -> Check:
-    """A whole number within [low, high] (true/false are not numbers)."""
+def _refusing(ok: Callable[[Any], bool], wanted: str, show: bool = True) -> Check:
+    """A check that returns the value when ok(value), else refuses it: "must be WANTED, not VALUE".
 
-    def check(value: Any, ctx: Ctx) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ctx.err(f"must be a whole number from {low} to {high}, not {_shown(value)}")
+    ok: whether a value is of the type.
+    wanted: what the value must be, for the message.
+    show: name the value in the message (never for a secret).
+    """
+
+    def check(value: Any, ctx: Ctx) -> Any:
+        if not ok(value):
+            raise ctx.err(f"must be {wanted}, not {_shown(value)}" if show else f"must be {wanted}")
         return value
 
     return check
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def whole(low: int, high: int) -> Check:
+    """A whole number within [low, high] (true/false are not numbers)."""
+    return _refusing(lambda v: _is_whole(v) and low <= v <= high, f"a whole number from {low} to {high}")
 
 
 def number(low: float, high: float, above_low: bool = False) -> Check:
     """A finite number within [low, high] ((low, high] with above_low)."""
+    span = f"above {low:g} and at most {high:g}" if above_low else f"from {low:g} to {high:g}"
 
-    def check(value: Any, ctx: Ctx) -> float:
-        ok = (
-            not isinstance(value, bool)
-            and isinstance(value, (int, float))
-            and math.isfinite(value)
-            and (low < value if above_low else low <= value)
-            and value <= high
-        )
-        if not ok:
-            span = f"above {low:g} and at most {high:g}" if above_low else f"from {low:g} to {high:g}"
-            raise ctx.err(f"must be a finite number {span}, not {_shown(value)}")
-        return value
+    def ok(v: Any) -> bool:
+        # within finite bounds is finite: nan and inf fail a comparison (math.isfinite would
+        # overflow on a whole number too large for a float)
+        return (_is_whole(v) or isinstance(v, float)) and (low < v if above_low else low <= v) and v <= high
 
-    return check
+    return _refusing(ok, f"a finite number {span}")
 
 
 def switch() -> Check:
     """true or false."""
-
-    def check(value: Any, ctx: Ctx) -> bool:
-        if not isinstance(value, bool):
-            raise ctx.err(f"must be true or false, not {_shown(value)}")
-        return value
-
-    return check
+    return _refusing(lambda v: isinstance(v, bool), "true or false")
 
 
 def choice(*options: str) -> Check:
     """One of the options."""
-
-    def check(value: Any, ctx: Ctx) -> str:
-        if value not in options:
-            raise ctx.err(f"must be one of {', '.join(options)}, not {_shown(value)}")
-        return value
-
-    return check
+    return _refusing(lambda v: v in options, f"one of {', '.join(options)}")
 
 
 def word(pattern: str, hint: str, numbers: bool = False) -> Check:
@@ -107,53 +100,26 @@ def word(pattern: str, hint: str, numbers: bool = False) -> Check:
     numbers: a whole number is allowed as well.
     """
     compiled = re.compile(pattern)
-
-    def check(value: Any, ctx: Ctx) -> Any:
-        ok = isinstance(value, str) or (numbers and isinstance(value, int) and not isinstance(value, bool))
-        if not ok or not compiled.fullmatch(str(value)):
-            raise ctx.err(f"must be {hint}, not {_shown(value)}")
-        return value
-
-    return check
+    return _refusing(
+        lambda v: (isinstance(v, str) or (numbers and _is_whole(v))) and compiled.fullmatch(str(v)) is not None, hint
+    )
 
 
 def dns_name() -> Check:
     """A DNS name (letters, digits and '-' in dot-separated labels), not an IP address."""
-
-    def check(value: Any, ctx: Ctx) -> str:
-        labels = value.rstrip(".").split(".") if isinstance(value, str) else []
-        if (
-            labels
-            and len(value) <= 253
-            and all(_LABEL.fullmatch(label) for label in labels)
-            and not labels[-1].isdigit()
-        ):
-            return value
-        raise ctx.err(f"must be a DNS name such as foobar.com, not {_shown(value)}")
-
-    return check
+    return _refusing(lambda v: isinstance(v, str) and is_dns_name(v), "a DNS name such as foobar.com")
 
 
 def plain_path() -> Check:
     """A file path without control characters (no newline can split a command or a file)."""
-
-    def check(value: Any, ctx: Ctx) -> str:
-        if not isinstance(value, str) or not value.strip() or _CONTROL.search(value):
-            raise ctx.err(f"must be a path without control characters, not {_shown(value)}")
-        return value
-
-    return check
+    return _refusing(
+        lambda v: isinstance(v, str) and bool(v.strip()) and not _CONTROL.search(v), "a path without control characters"
+    )
 
 
 def secret() -> Check:
-    """A secret reference (the loader has made it a Secret already)."""
-
-    def check(value: Any, ctx: Ctx) -> Secret:
-        if not isinstance(value, Secret):
-            raise ctx.err("must be a secret reference such as env:NAME or file:PATH")
-        return value
-
-    return check
+    """A secret reference (the loader has made it a Secret already); the value is never shown."""
+    return _refusing(lambda v: isinstance(v, Secret), "a secret reference such as env:NAME or file:PATH", show=False)
 
 
 def mapping_of(spec: Spec, closed: bool = True) -> Check:

@@ -88,12 +88,19 @@ def address(raw: dict, ctx: Ctx) -> str:
         what = "empty" if value in (None, "") else kind(value)
         raise ctx.err(f"address must be an IP address or DNS name, not {what}", "address")
     value = value.strip()
-    labels = value.rstrip(".").split(".")
-    if _is_ip(value) or (
-        len(value) <= 253 and not labels[-1].isdigit() and all(_DNS_LABEL.match(label) for label in labels)
-    ):
+    if _is_ip(value) or is_dns_name(value):
         return value
     raise ctx.err(f"address '{value}' is neither a valid IP address nor a DNS name", "address")
+
+
+def is_dns_name(text: str) -> bool:
+    """Tell whether text is a DNS name: letters, digits and '-' in dot-separated labels, at most 253
+    characters, the last label not all digits (so an IP address is not one).
+
+    text: the candidate name.
+    """
+    labels = text.rstrip(".").split(".")
+    return len(text) <= 253 and not labels[-1].isdigit() and all(_DNS_LABEL.match(label) for label in labels)
 
 
 def _is_ip(text: str) -> bool:
