@@ -86,21 +86,27 @@ TYPES = VarTypes(
 )
 
 
+_VARS = Ctx(Path("."), Path("."), prefix="vars.")
+
+
+def _host_checked(host: Any, key: str, value: Any, check: typed.Check) -> Any:
+    """Return value checked; a TopologyError naming the host, the key and the value otherwise."""
+    try:
+        return check(value, _VARS)
+    except InventoryError as err:
+        raise TopologyError(f"host '{host.name}': key 'vars.{key}': {err.message}") from None
+
+
 def host_value(host: Any, key: str, default: Any) -> Any:
-    """Return a host's var (`default` when absent) checked against its type in VAR_TYPES; anything
-    else is a TopologyError naming the host, the key and the value.
+    """Return a host's var (`default` when absent or null) checked against its type in VAR_TYPES;
+    anything else is a TopologyError naming the host, the key and the value.
 
     host: an inventory Host.
     key: a key of VAR_TYPES.
     default: its value when the host has none.
     """
     value = host.vars.get(key)
-    if value is None:
-        return default
-    try:
-        return VAR_TYPES[key](value, Ctx(Path("."), Path("."), prefix="vars."))
-    except InventoryError as err:
-        raise TopologyError(f"host '{host.name}': key 'vars.{key}': {err.message}") from None
+    return default if value is None else _host_checked(host, key, value, VAR_TYPES[key])
 
 
 def stack_vars(inventory: Any) -> dict[str, Any]:
@@ -116,22 +122,14 @@ def stack_vars(inventory: Any) -> dict[str, Any]:
 
 def host_number(host: Any, key: str, default: int, low: int, high: int) -> int:
     """Return a whole number from a host's vars (`key`, `default` when absent) within [low, high];
-    anything else is a TopologyError naming the host, the key and the value."""
-    value = host.vars.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise TopologyError(
-            f"host '{host.name}': key 'vars.{key}': must be a whole number from {low} to {high}, not {value!r}"
-        )
-    return value
+    anything else (null too) is a TopologyError naming the host, the key and the value."""
+    return int(_host_checked(host, key, host.vars.get(key, default), typed.whole(low, high)))
 
 
 def host_switch(host: Any, key: str, default: bool) -> bool:
-    """Return true or false from a host's vars (`key`, `default` when absent); anything else is a
-    TopologyError naming the host, the key and the value."""
-    value = host.vars.get(key, default)
-    if not isinstance(value, bool):
-        raise TopologyError(f"host '{host.name}': key 'vars.{key}': must be true or false, not {value!r}")
-    return value
+    """Return true or false from a host's vars (`key`, `default` when absent); anything else (null
+    too) is a TopologyError naming the host, the key and the value."""
+    return bool(_host_checked(host, key, host.vars.get(key, default), typed.switch()))
 
 
 def web_weight(host: Any) -> int:

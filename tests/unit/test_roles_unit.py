@@ -742,7 +742,15 @@ def test_other_numbers_of_the_stack_are_refused_by_name(tmp_path, fake_build, ke
 
 
 @pytest.mark.parametrize(
-    "key, value", [("app_workers", 0), ("app_workers", 65), ("app_threads", "many"), ("app_access_log", "yes")]
+    "key, value",
+    [
+        ("app_workers", 0),
+        ("app_workers", 65),
+        ("app_threads", "many"),
+        ("app_access_log", "yes"),
+        ("app_build", "../../../etc"),  # part of the release folder's name
+        ("app_build", True),
+    ],
 )
 def test_bad_gunicorn_settings_are_refused_by_name(tmp_path, fake_build, key, value):
     doc = lab_doc()

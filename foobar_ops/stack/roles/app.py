@@ -4,7 +4,6 @@ atomically; the app is health-checked after a switch; the newest releases are ke
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ...core import states as s
@@ -14,12 +13,12 @@ from ..build import AppBuild, build_app
 from ..topology import (
     APP_KEEPALIVE_S,
     APP_ROOT,
-    TopologyError,
     db_hosts,
     db_primary,
     db_settings,
     host_number,
     host_switch,
+    host_value,
     ports,
     read_weight,
 )
@@ -37,12 +36,7 @@ HISTORY = f"{APP_ROOT}/releases.history"
 
 def release_id(host: Any, build: AppBuild) -> str:
     """Return the release id: the build's id, plus vars.app_build when set (a forced new release)."""
-    extra = host.vars.get("app_build")
-    if extra is not None and not re.fullmatch(r"[A-Za-z0-9._]{1,32}", str(extra)):
-        raise TopologyError(
-            f"host {host.name}: key 'vars.app_build': {extra!r} must be letters, digits, "
-            "dots or underscores (it becomes part of the release folder name)"
-        )
+    extra = host_value(host, "app_build", None)  # part of the release folder's name
     return f"{build.release}-b{extra}" if extra else build.release
 
 
