@@ -1,6 +1,7 @@
 """YAML from people and files that may be hostile: safe types only, and refused fast (before any
 value is built) when it nests too deep, when its aliases expand to too many values or refer to
-themselves, or when it holds a number that is not finite (.nan, .inf, 1e999).
+themselves, or when it holds a number that is not finite (.nan, .inf, 1e999) or a number or date
+that cannot be built (thousands of digits, 2026-13-45).
 
 PyYAML builds an alias once and shares it, so a "billion laughs" document loads in no time; what
 walks it afterwards (a copy, a check, json.dumps) pays for every expansion. The node graph is
@@ -10,6 +11,7 @@ measured first, as if every alias were expanded, without expanding anything.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -23,8 +25,13 @@ MAX_DEPTH = 64
 #: Values (scalars, mappings, lists) in the document with every alias expanded, at most.
 MAX_VALUES = 100_000
 
-_FLOAT_TAG = "tag:yaml.org,2002:float"
-_FLOATS = yaml.constructor.SafeConstructor()
+#: The scalars built when measured, so one that cannot be built is refused where it is: what.
+_BUILT = {
+    "tag:yaml.org,2002:int": "whole number",
+    "tag:yaml.org,2002:float": "number",
+    "tag:yaml.org,2002:timestamp": "date",
+}
+_SCALARS = yaml.constructor.SafeConstructor()
 
 
 class YAMLRefused(FoobarOpsError, ValueError):
@@ -62,19 +69,27 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def _finite(node: yaml.Node) -> None:
-    if isinstance(node, yaml.ScalarNode) and node.tag == _FLOAT_TAG:
-        try:
-            value = _FLOATS.construct_yaml_float(node)
-        except (ValueError, yaml.YAMLError):
-            return
-        if not math.isfinite(value):
-            raise YAMLRefused(f"{node.value!r} is not a finite number{_where(node.start_mark)}")
+def _scalar(node: yaml.Node) -> None:
+    """Refuse a number or a date that cannot be built (2026-13-45, a whole number of thousands of
+    digits: a ValueError deep in PyYAML otherwise) or a number that is not finite."""
+    what = _BUILT.get(node.tag) if isinstance(node, yaml.ScalarNode) else None
+    if what is None:
+        return
+    shown = repr(node.value) if len(node.value) <= 40 else repr(node.value[:37] + "...")
+    try:
+        value = _SCALARS.yaml_constructors[node.tag](_SCALARS, node)
+    except (ValueError, OverflowError):
+        raise YAMLRefused(f"{shown} is a {what} out of range{_where(node.start_mark)}") from None
+    except yaml.YAMLError:
+        return  # not built as such here: left to the constructor, which says why
+    if isinstance(value, float) and not math.isfinite(value):
+        raise YAMLRefused(f"{shown} is not a finite number{_where(node.start_mark)}")
 
 
 def check_node(root: yaml.Node) -> None:
     """Refuse a composed document whose aliases loop or expand to more than MAX_VALUES values (or
-    deeper than MAX_DEPTH), or that holds a number that is not finite. Linear in the document's
+    deeper than MAX_DEPTH), or that holds a number that is not finite or a number or date that
+    cannot be built. Linear in the document's
     size: each node is measured once (iteratively: no recursion limit to reach).
 
     root: the composed document.
@@ -101,9 +116,7 @@ def check_node(root: yaml.Node) -> None:
             continue
         if key in size:
             continue
-        if key in on_path:
-            raise YAMLRefused(f"an alias refers to a value that contains it{_where(node.start_mark)}")
-        _finite(node)
+        _scalar(node)
         on_path.add(key)
         todo.append((node, True))
         for kid in _children(node):
@@ -113,11 +126,12 @@ def check_node(root: yaml.Node) -> None:
                 todo.append((kid, False))
 
 
-def load(source: str) -> Any:
+def load(source: str, check: Callable[[yaml.Node], None] | None = None) -> Any:
     """Load one YAML document with safe types, refusing what check_node refuses and nesting deeper
     than MAX_DEPTH (YAMLRefused), or bad YAML (yaml.YAMLError).
 
     source: the YAML text.
+    check: a check of its own on the composed document, before any value is built.
     Example: load("a: 1") -> {"a": 1}; load("{x: .nan}") raises YAMLRefused.
     """
     loader = Loader(source)
@@ -126,6 +140,8 @@ def load(source: str) -> Any:
         if node is None:
             return None
         check_node(node)
+        if check is not None:
+            check(node)
         return loader.construct_document(node)
     finally:
         loader.dispose()

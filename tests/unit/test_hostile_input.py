@@ -199,6 +199,19 @@ def test_a_number_that_is_not_finite_is_refused(tmp_path, capsys, value):
     assert "is not a finite number" in line and "line" in line
 
 
+@pytest.mark.parametrize(
+    "value, named",
+    [("2026-13-45", "'2026-13-45' is a date out of range"), ("9" * 5000, "is a whole number out of range")],
+)
+def test_a_number_or_date_that_cannot_be_built_is_one_line_not_a_traceback(tmp_path, capsys, value, named):
+    path = write(tmp_path, f"stack:\n  when: {value}\nhosts:\n  h1: {{address: 10.0.0.1}}\n")
+    line = refused(capsys, ["hosts", "-i", path])
+    assert str(path) in line and named in line and "at line 2, column 9" in line
+    line = refused(capsys, ["runbook", "lb_maintenance", "-i", LAB, "-y", f"{{when: {value}}}"])
+    assert named in line
+    assert nothing_recorded(tmp_path)
+
+
 def test_aliases_that_stay_small_still_load():
     assert safeyaml.load("a: &a {x: 1}\nb: *a\nc: [*a, *a]") == {"a": {"x": 1}, "b": {"x": 1}, "c": [{"x": 1}] * 2}
 

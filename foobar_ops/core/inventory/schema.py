@@ -80,19 +80,12 @@ def _load_yaml(source: str, ctx: Ctx) -> dict:
     source: the YAML text.
     ctx: the parse context.
     """
-    loader = safeyaml.Loader(source)
     try:
-        node = loader.get_single_node()
-        if node is not None:
-            safeyaml.check_node(node)  # aliases that expand too much or loop, numbers not finite
-            _check_duplicates(node, (), ctx, set())
-        doc = loader.construct_document(node) if node is not None else None
+        doc = safeyaml.load(source, check=lambda node: _check_duplicates(node, (), ctx, set()))
     except safeyaml.YAMLRefused as exc:
         raise ctx.err(f"refused: {exc}") from None
     except yaml.YAMLError as exc:
         raise ctx.err(f"{safeyaml.describe(exc)}; fix the file") from None
-    finally:
-        loader.dispose()
     if doc is None:
         raise ctx.err("inventory is empty; it needs at least a 'hosts' mapping")
     if not isinstance(doc, dict):
