@@ -35,10 +35,17 @@ def unit(name: str) -> str:
     return f"foobar-loadtest-{name}"
 
 
-def check_schedule(name: str, kind: str, every: str) -> None:
-    """Refuse a bad schedule, naming what is wrong."""
+def check_name(name: str) -> str:
+    """Return a schedule's name, or refuse it naming it: it names a unit and a records folder, so
+    it is a name, never a path."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise lt.LoadTestError(f"schedule name {name!r}: use lowercase letters, digits and '-' (at most 41)")
+    return name
+
+
+def check_schedule(name: str, kind: str, every: str) -> None:
+    """Refuse a bad schedule, naming what is wrong."""
+    check_name(name)
     if kind not in lt.KINDS:
         raise lt.LoadTestError(f"unknown load test {kind!r} (load tests: {', '.join(lt.KINDS)})")
     if not isinstance(every, str) or not _EVERY.fullmatch(every):
@@ -109,7 +116,7 @@ def schedule_states(
 
 def unschedule_states(name: str) -> Any:
     """Return the function (host, inventory) -> states that stops and removes the timer."""
-    check_schedule(name, "round-robin", "1h")
+    check_name(name)
     base = f"/etc/systemd/system/{unit(name)}"
 
     def states(host: Any, inv: Any) -> list[State[Any]]:
@@ -152,7 +159,7 @@ def set_baseline(name: str, run_id: str) -> dict[str, Any]:
     name: the schedule.
     run_id: a collected run of it.
     """
-    check_schedule(name, "round-robin", "1h")
+    check_name(name)
     if not isinstance(run_id, str) or not _RUN.fullmatch(run_id):
         raise lt.LoadTestError(f"run {run_id!r}: give a collected run id such as {name}-20260101-120000")
     verdict = folder() / name / run_id / "verdict.json"
@@ -252,7 +259,7 @@ def history(name: str) -> Any:
     failures, the shares, and whether each was the baseline."""
     import pandas as pd
 
-    check_schedule(name, "round-robin", "1h")  # a name, never a path
+    check_name(name)
     rows = []
     base = baselines().get(name, {}).get("run_id")
     for verdict in sorted((folder() / name).glob("*/verdict.json")):

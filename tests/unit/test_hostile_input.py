@@ -385,10 +385,12 @@ def test_the_haproxy_role_checks_its_settings_where_it_reads_them(tmp_path, key,
         (["loadtest", "history", "../../etc"], "schedule name '../../etc'"),
         (["loadtest", "baseline", "../..", "x"], "schedule name '../..'"),
         (["loadtest", "baseline", "nightly", "../../../etc/passwd"], "run '../../../etc/passwd'"),
+        (["loadtest", "unschedule", "../../etc/x", "-i", LAB], "schedule name '../../etc/x'"),
     ],
 )
-def test_schedule_names_and_run_ids_are_names_never_paths(capsys, argv, named):
+def test_schedule_names_and_run_ids_are_names_never_paths(tmp_path, capsys, argv, named):
     assert named in refused(capsys, argv)
+    assert nothing_recorded(tmp_path)
 
 
 def test_a_null_stack_value_is_its_default_never_none(tmp_path):
