@@ -19,22 +19,7 @@ from foobar_ops.core.inventory import parse_inventory
 from foobar_ops.stack import lb as lb_mod
 from foobar_ops.stack import load_inventory, scheduled, topology
 from foobar_ops.stack import loadtest as lt
-
-ROOT = Path(__file__).resolve().parents[2]
-LAB = ROOT / "inventories" / "lab.yml"
-
-
-def lab_doc() -> dict:
-    doc = yaml.safe_load(LAB.read_text())
-    doc["secrets"] = {"mysql_app_password": "env:TEST_DB_PW", "mysql_repl_password": "env:TEST_REPL_PW"}
-    doc["defaults"]["sudo_password"] = "env:TEST_SUDO"
-    return doc
-
-
-def write(tmp_path: Path, doc: dict | str, name: str = "inv.yml") -> Path:
-    path = tmp_path / name
-    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
-    return path
+from tests.unit.inventories import LAB, ROOT, lab_doc, write_doc
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +72,7 @@ def test_a_port_is_a_whole_number_from_1_to_65535_when_the_inventory_is_loaded(t
     doc = lab_doc()
     doc["stack"]["ports"][key] = value
     with pytest.raises(InventoryError, match=rf"key 'stack\.ports\.{key}'") as refused_:
-        load_inventory(write(tmp_path, doc))
+        load_inventory(write_doc(tmp_path, doc))
     assert "\n" not in str(refused_.value)
 
 
@@ -125,7 +110,7 @@ def test_every_value_that_reaches_a_command_is_typed_at_load(tmp_path, where, ke
     else:
         doc["hosts"]["web-02"]["vars"][key] = value
         named = f"vars.{key}"
-    path = write(tmp_path, doc)
+    path = write_doc(tmp_path, doc)
     if key == "max_lag_s":  # the database pair's own check, before any use: a TopologyError
         inv = load_inventory(path)
         with pytest.raises(topology.TopologyError, match=rf"key '{named}'.*finite number") as refused_:
@@ -142,7 +127,7 @@ def test_every_value_that_reaches_a_command_is_typed_at_load(tmp_path, where, ke
 def test_a_command_given_a_port_with_a_command_in_it_stops_at_load(tmp_path, capsys, command):
     doc = lab_doc()
     doc["stack"]["ports"]["mysql"] = "3306; touch /tmp/pwned"
-    path = write(tmp_path, doc)
+    path = write_doc(tmp_path, doc)
     line = refused(capsys, [*command, "-i", path])
     assert line == (
         f"foobar-ops: error: {path}: key 'stack.ports.mysql': must be a whole number from 1 to 65535, "
@@ -173,7 +158,7 @@ def alias_bomb(levels: int = 9) -> str:
 
 
 def test_an_alias_bomb_in_an_inventory_is_refused_fast(tmp_path, capsys):
-    path = write(tmp_path, alias_bomb())
+    path = write_doc(tmp_path, alias_bomb())
     started = time.perf_counter()
     line = refused(capsys, ["hosts", "-i", path])
     assert time.perf_counter() - started < 2
@@ -181,20 +166,20 @@ def test_an_alias_bomb_in_an_inventory_is_refused_fast(tmp_path, capsys):
 
 
 def test_deep_nesting_is_refused(tmp_path, capsys):
-    path = write(tmp_path, "stack:\n  deep: " + "[" * 5000 + "]" * 5000 + "\nhosts:\n  h1: {address: 10.0.0.1}\n")
+    path = write_doc(tmp_path, "stack:\n  deep: " + "[" * 5000 + "]" * 5000 + "\nhosts:\n  h1: {address: 10.0.0.1}\n")
     line = refused(capsys, ["hosts", "-i", path])
     assert str(path) in line and "nested deeper than 64 levels" in line
 
 
 def test_a_recursive_alias_is_refused(tmp_path, capsys):
-    path = write(tmp_path, "stack:\n  loop: &a [*a]\nhosts:\n  h1: {address: 10.0.0.1}\n")
+    path = write_doc(tmp_path, "stack:\n  loop: &a [*a]\nhosts:\n  h1: {address: 10.0.0.1}\n")
     assert "an alias refers to a value that contains it" in refused(capsys, ["hosts", "-i", path])
 
 
 @pytest.mark.parametrize("value", [".nan", ".NaN", ".inf", "-.inf", "1.0e+999"])
 def test_a_number_that_is_not_finite_is_refused(tmp_path, capsys, value):
     doc = yaml.safe_dump(lab_doc()).replace("mysql: 3306", "mysql: 3306\n  database:\n    max_lag_s: " + value)
-    path = write(tmp_path, doc)
+    path = write_doc(tmp_path, doc)
     line = refused(capsys, ["hosts", "-i", path])
     assert "is not a finite number" in line and "line" in line
 
@@ -204,7 +189,7 @@ def test_a_number_that_is_not_finite_is_refused(tmp_path, capsys, value):
     [("2026-13-45", "'2026-13-45' is a date out of range"), ("9" * 5000, "is a whole number out of range")],
 )
 def test_a_number_or_date_that_cannot_be_built_is_one_line_not_a_traceback(tmp_path, capsys, value, named):
-    path = write(tmp_path, f"stack:\n  when: {value}\nhosts:\n  h1: {{address: 10.0.0.1}}\n")
+    path = write_doc(tmp_path, f"stack:\n  when: {value}\nhosts:\n  h1: {{address: 10.0.0.1}}\n")
     line = refused(capsys, ["hosts", "-i", path])
     assert str(path) in line and named in line and "at line 2, column 9" in line
     line = refused(capsys, ["runbook", "lb_maintenance", "-i", LAB, "-y", f"{{when: {value}}}"])
@@ -221,14 +206,14 @@ def test_aliases_that_stay_small_still_load():
 
 @pytest.mark.parametrize("pattern", ["", ",", " , ", "web-01,"])
 def test_run_with_an_empty_host_pattern_runs_nothing_anywhere(tmp_path, capsys, pattern):
-    line = refused(capsys, ["run", "-i", write(tmp_path, lab_doc()), "--hosts", pattern, "--", "reboot"])
+    line = refused(capsys, ["run", "-i", write_doc(tmp_path, lab_doc()), "--hosts", pattern, "--", "reboot"])
     assert "host pattern" in line and "empty" in line
     assert nothing_recorded(tmp_path)
 
 
 @pytest.mark.parametrize("command", [["apply", "--test"], ["ping"], ["hosts"]])
 def test_every_command_refuses_an_empty_host_pattern(tmp_path, capsys, command):
-    line = refused(capsys, [*command, "-i", write(tmp_path, lab_doc()), "--hosts", ""])
+    line = refused(capsys, [*command, "-i", write_doc(tmp_path, lab_doc()), "--hosts", ""])
     assert "host pattern '' is empty" in line
 
 
@@ -249,7 +234,7 @@ def test_every_command_refuses_an_empty_host_pattern(tmp_path, capsys, command):
 def test_lb_refuses_names_its_configuration_does_not_have_before_any_command(
     tmp_path, capsys, action, server, backend, named
 ):
-    line = refused(capsys, ["lb", action, server, "--backend", backend, "-i", write(tmp_path, lab_doc())])
+    line = refused(capsys, ["lb", action, server, "--backend", backend, "-i", write_doc(tmp_path, lab_doc())])
     assert named in line and "nothing was done" in line
     assert nothing_recorded(tmp_path)
 
@@ -283,7 +268,7 @@ SCHEDULE = ["loadtest", "schedule", "nightly"]
     ],
 )
 def test_loadtest_schedule_checks_its_load_before_any_host(tmp_path, capsys, option, value, named):
-    line = refused(capsys, [*SCHEDULE, "-i", write(tmp_path, lab_doc()), f"{option}={value}"])
+    line = refused(capsys, [*SCHEDULE, "-i", write_doc(tmp_path, lab_doc()), f"{option}={value}"])
     assert named in line
     assert nothing_recorded(tmp_path)
 
@@ -293,7 +278,7 @@ def test_loadtest_schedule_checks_its_load_before_any_host(tmp_path, capsys, opt
     [("--run-time", "20s\nx", "run time"), ("--spawn-rate", "nan", "spawn rate"), ("--users", "0", "users")],
 )
 def test_loadtest_now_checks_the_same(tmp_path, capsys, option, value, named):
-    line = refused(capsys, ["loadtest", "round-robin", "-i", write(tmp_path, lab_doc()), f"{option}={value}"])
+    line = refused(capsys, ["loadtest", "round-robin", "-i", write_doc(tmp_path, lab_doc()), f"{option}={value}"])
     assert named in line
 
 
@@ -304,7 +289,7 @@ def test_the_unit_renderer_refuses_a_value_with_a_control_character(value):
 
 
 def test_a_good_schedule_renders_one_exec_line(tmp_path):
-    inv = load_inventory(write(tmp_path, lab_doc()))
+    inv = load_inventory(write_doc(tmp_path, lab_doc()))
     states = scheduled.schedule_states(inv, "nightly", "round-robin", "1h", 16, 2.5, "5m")(None, inv)
     service = next(s for s in states if s.id == "schedule:service")
     text = service.content.decode() if isinstance(service.content, bytes) else str(service.content)
@@ -335,7 +320,7 @@ def test_runbook_parameters_that_cannot_be_read_are_one_line(tmp_path, capsys, g
 
 
 def test_runbook_yaml_alias_bomb_is_refused_fast(tmp_path, capsys):
-    path = write(tmp_path, alias_bomb().replace("stack:\n  bomb:\n", "bomb:\n").split("hosts:")[0], "p.yml")
+    path = write_doc(tmp_path, alias_bomb().replace("stack:\n  bomb:\n", "bomb:\n").split("hosts:")[0], "p.yml")
     started = time.perf_counter()
     line = refused(capsys, ["runbook", "lb_maintenance", "-i", LAB, "-f", path])
     assert time.perf_counter() - started < 2
@@ -398,7 +383,7 @@ def test_a_null_stack_value_is_its_default_never_none(tmp_path):
     doc["stack"]["ports"]["mysql"] = None
     doc["stack"]["domain"] = None
     doc["stack"]["database"] = {"name": None, "user": None, "max_lag_s": None}
-    inv = load_inventory(write(tmp_path, doc))
+    inv = load_inventory(write_doc(tmp_path, doc))
     assert topology.ports(inv)["mysql"] == 3306 and topology.domain(inv) == "foobar.com"
     db = topology.db_settings(inv)
     assert (db["name"], db["user"], db["max_lag_s"]) == ("foobar", "foobar", 5.0)

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 import foobar_ops.stack
 from foobar_ops.core import secrets as secrets_mod
@@ -25,9 +24,8 @@ from foobar_ops.stack.roles import app as app_role
 from foobar_ops.stack.roles import mysql as mysql_role
 from foobar_ops.stack.roles.base import template
 from foobar_ops.stack.topology import TopologyError
+from tests.unit.inventories import ROOT, lab_doc, write_doc
 
-ROOT = Path(__file__).resolve().parents[2]
-LAB = ROOT / "inventories" / "lab.yml"
 MIGRATIONS = ROOT / "app" / "foobar_app" / "migrations"
 DB_PW = "t3st-db-pw-9f8e7d"
 REPL_PW = "t3st-repl-pw-5c4b3a"
@@ -61,18 +59,9 @@ def fake_build(tmp_path, monkeypatch):
     return build, calls
 
 
-def lab_doc() -> dict:
-    doc = yaml.safe_load(LAB.read_text())
-    doc["secrets"] = {"mysql_app_password": "env:TEST_DB_PW", "mysql_repl_password": "env:TEST_REPL_PW"}
-    doc["defaults"]["sudo_password"] = "env:TEST_SUDO"
-    return doc
-
-
 def write_inventory(tmp_path: Path, doc: dict, name: str = "lab.yml", load=load_inventory):
     """Write the inventory and load it (with the stack's loader, which knows its role names)."""
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return load(path)
+    return load(write_doc(tmp_path, doc, name))
 
 
 @pytest.fixture

@@ -1,0 +1,32 @@
+"""The lab's inventory as unit tests vary it: read as a mapping with its secrets as env:
+references the tests set, changed, and written where a test reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = ROOT / "inventories" / "lab.yml"
+
+
+def lab_doc() -> dict:
+    """The lab inventory as a mapping; its secrets are env:TEST_DB_PW, env:TEST_REPL_PW and the
+    sudo password env:TEST_SUDO."""
+    doc = yaml.safe_load(LAB.read_text())
+    doc["secrets"] = {"mysql_app_password": "env:TEST_DB_PW", "mysql_repl_password": "env:TEST_REPL_PW"}
+    doc["defaults"]["sudo_password"] = "env:TEST_SUDO"
+    return doc
+
+
+def write_doc(folder: Path, doc: dict | str, name: str = "lab.yml") -> Path:
+    """Write an inventory and return its path.
+
+    folder: where (a test's tmp_path).
+    doc: the mapping (written in its own order) or YAML text as it is.
+    name: the file's name.
+    """
+    path = folder / name
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+    return path
