@@ -4,7 +4,9 @@ roles and phases."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -256,6 +258,23 @@ def test_app_build_var_forces_a_new_release(tmp_path, fake_build):
     assert 'FOOBAR_RELEASE="1.0.0-abc-b7"\n' in env
     other = by_id(states_for(inv.host("web-02"), inv, ["app"]))
     assert other["app:current"].target == "/srv/foobar/releases/1.0.0-abc"
+
+
+def test_app_prune_keeps_the_newest_releases_and_the_current_one_in_a_real_shell(tmp_path, fake_build):
+    doc = lab_doc()
+    doc["hosts"]["web-01"]["vars"]["app_keep_releases"] = 2
+    inv = write_inventory(tmp_path, doc)
+    prune = by_id(states_for(inv.host("web-01"), inv, ["app"]))["app:prune"].command
+    releases = tmp_path / "releases"
+    names = ["1.0.0-abc", "r1", "r2", "r3", "r4", "r5"]  # the current release oldest of all (a rollback)
+    for age, name in enumerate(names):
+        (releases / name).mkdir(parents=True)
+        os.utime(releases / name, (1_000_000 - age * 1000, 1_000_000 - age * 1000))
+    script = prune.replace(app_role.RELEASES, str(releases))
+    for _ in range(2):  # and again: nothing more goes
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=10)
+        assert done.returncode == 0, done.stderr
+        assert sorted(p.name for p in releases.iterdir()) == ["1.0.0-abc", "r1"]
 
 
 def test_app_unit_file(inv, fake_build):
