@@ -933,12 +933,14 @@ def test_a_running_run_beats_until_it_ends_and_a_run_started_later_beats_too(jou
     first = journal.start_run(command="foobar-ops apply web")
     assert advances(first)  # the thread beats while the run runs
     journal.finish_run(first, "ok")
+    time.sleep(0.2)  # a beat already on its way lands
     last = beats(first)
     time.sleep(0.3)  # the beating thread has ended: no run left
     assert beats(first) == last
     second = journal.start_run(command="foobar-ops apply web")  # a new thread beats for it
     assert advances(second)
     journal.close()
+    time.sleep(0.2)
     last = beats(second)
     time.sleep(0.3)
     assert beats(second) == last  # a closed journal stops beating
