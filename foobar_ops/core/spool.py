@@ -75,6 +75,7 @@ class Spool:
                 lines = self.path.read_text(errors="replace").splitlines()
             except FileNotFoundError:
                 return done
+            fresh = self._fresh()  # before anything is added: a spool that cannot be rewritten adds nothing
             kept: list[str] = []
             aside: list[str] = []
             for number, line in enumerate(lines, 1):
@@ -94,17 +95,21 @@ class Spool:
             if aside:
                 append_lines(self.rejected_path, aside)
                 done.aside = self.rejected_path
-            self._keep(kept)
+            if kept:
+                append_lines(fresh, kept)
+                os.replace(fresh, self.path)
+            else:
+                fresh.unlink()
+                self.path.unlink()
         return done
 
-    def _keep(self, kept: list[str]) -> None:
-        if not kept:
-            self.path.unlink()
-            return
+    def _fresh(self) -> Path:
+        """Make the empty file the spool is rewritten into (an OSError when its folder refuses:
+        records added and then left in the spool would be added again by the next replay)."""
         fresh = self.path.with_name(self.path.name + ".new")
         fresh.unlink(missing_ok=True)
-        append_lines(fresh, kept)
-        os.replace(fresh, self.path)
+        os.close(os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, privacy.file_mode(fresh.parent)))
+        return fresh
 
 
 def _add(line: str, add: Callable[[dict[str, Any]], None]) -> str | None:

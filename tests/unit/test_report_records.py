@@ -746,6 +746,26 @@ def test_the_spool_goes_into_the_journal_when_it_can_be_written_again(journal):
         reopened.close()
 
 
+def test_a_spool_that_cannot_be_rewritten_adds_nothing_so_nothing_is_added_twice(journal):
+    run_id = journal.start_run(command="foobar-ops apply web")
+    refuse_writes(journal)
+    for r in sample_results()[:2]:
+        with pytest.raises(JournalError, match="kept in"):
+            journal.add_result(run_id, r)
+    journal.path.chmod(0o644)
+    blocked = journal.spool.with_name(journal.spool.name + ".new")
+    blocked.mkdir()  # the spool cannot be rewritten (as in a folder made read-only)
+    reopened = Journal(journal.path)
+    try:
+        assert reopened.results(run_id).empty and len(spooled(journal)) == 2  # nothing added, all kept
+        blocked.rmdir()
+        assert reopened.replay() == 2 and reopened.replay() == 0
+        assert list(reopened.results(run_id)["state_id"]) == [r.id for r in sample_results()[:2]]  # once each
+        assert not journal.spool.exists() and not blocked.exists()
+    finally:
+        reopened.close()
+
+
 def test_a_torn_or_duplicate_spooled_line_is_set_aside_and_the_rest_replayed(journal, caplog):
     run_id = journal.start_run(command="foobar-ops apply web")
     refuse_writes(journal)
