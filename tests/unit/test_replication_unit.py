@@ -37,11 +37,11 @@ from foobar_ops.stack.replication import NodeStatus, ReplicationStatus, _describ
 from foobar_ops.stack.roles.base import template
 from foobar_ops.stack.topology import TopologyError
 from tests.unit.fakes import FakeRemote
+from tests.unit.mariadb_said import node, slave
 
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
 APP_PW = "app-Pa55-q7"
 REPL_PW = "it's a \\ repl pw $x"  # a quote and a backslash: SQL string escaping matters
-MARIADB = "10.11.6-MariaDB-0+deb12u1-log"
 CNF = "/etc/mysql/foobar-replication.cnf"
 STAGED_SQL = 'mysql < "$FOOBAR_STAGE"/sql'
 STAGED_CHANGE = 'mysql < "$FOOBAR_STAGE"/change'
@@ -330,21 +330,6 @@ WEB_02 = Peer("web-02", "10.77.0.12", 3306)
 WEB_03 = Peer("web-03", "10.77.0.13", 3306)
 
 
-def node(read_only: bool = True, binlog: str = "", schemas: int = 0, version: str = MARIADB) -> dict[str, str]:
-    """What a node says of itself (LOCAL_SQL)."""
-    return {
-        "server_id": "12",
-        "read_only": "1" if read_only else "0",
-        "version": version,
-        "gtid_binlog_pos": binlog,
-        "gtid_binlog_state": binlog,
-        "gtid_slave_pos": "",
-        "gtid_current_pos": binlog,
-        "log_bin": "1",
-        "user_schemas": str(schemas),
-    }
-
-
 def said(read_only: bool = True, binlog: str = "0-11-42") -> dict[str, str]:
     """What a peer says of itself (PEER_SQL)."""
     return {
@@ -352,22 +337,6 @@ def said(read_only: bool = True, binlog: str = "0-11-42") -> dict[str, str]:
         "read_only": "1" if read_only else "0",
         "gtid_binlog_pos": binlog,
         "gtid_binlog_state": binlog,
-    }
-
-
-def slave(host: str = "10.77.0.11", io: str = "Yes", sql: str = "Yes", using: str = "Slave_Pos", **more: str) -> dict:
-    """SHOW SLAVE STATUS (the columns the states and the status read)."""
-    return {
-        "Master_Host": host,
-        "Slave_IO_Running": io,
-        "Slave_SQL_Running": sql,
-        "Using_Gtid": using,
-        "Seconds_Behind_Master": "0" if io == sql == "Yes" else "NULL",
-        "Gtid_IO_Pos": "0-11-42",
-        "Last_SQL_Errno": "0",
-        "Last_SQL_Error": "",
-        "Last_IO_Error": "",
-        **more,
     }
 
 

@@ -24,7 +24,7 @@ from foobar_ops.core.states.mysql import MarkerFact, Settled, Topology
 from foobar_ops.stack import load_inventory, replication, rolechange
 from foobar_ops.stack.inventory_file import check_host_vars, set_host_vars
 from foobar_ops.stack.mariadb import MARKER, Node, Standing
-from tests.unit.test_replication_unit import MARIADB, node, slave
+from tests.unit.mariadb_said import MARIADB, node, slave
 
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
 REPL_PW = "repl-Pa55-word-9"
