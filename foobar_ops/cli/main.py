@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # SIGTERM (a cancelled CI job, systemd stopping a unit, `kill`) ends a run as Ctrl-C does: what
     # a run holds is given back (a drained server is put back) and the journal says how it ended
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    previous_int = signal.signal(signal.SIGINT, _interrupted)
+    previous = signal.signal(signal.SIGTERM, interrupts.on_sigterm)
+    previous_int = signal.signal(signal.SIGINT, interrupts.on_sigint)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: where is it stuck?
     try:
         return HANDLERS[args.command](args)
@@ -58,17 +58,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 Terminated = interrupts.Terminated
-
-
-def _terminated(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one unwinding at a time: a second TERM waits for it
-    interrupts.note_term()  # should a remote command's wait swallow it, the next command raises it
-    raise Terminated()
-
-
-def _interrupted(signum: int, frame: object) -> None:
-    interrupts.note()
-    raise KeyboardInterrupt()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ in raises it again (see ssh.Remote.run), so a run stops at the next command boun
 
 from __future__ import annotations
 
+import signal
+
 _count = 0
 
 
@@ -42,3 +44,17 @@ def note_term() -> int:
     global _last_was_term
     _last_was_term = True
     return note()
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    """A SIGTERM handler: stop as Ctrl-C does (raise Terminated), counted so that a remote
+    command's wait cannot swallow it; a second SIGTERM waits for the first one's unwinding."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    note_term()
+    raise Terminated()
+
+
+def on_sigint(signum: int, frame: object) -> None:
+    """A SIGINT handler: Ctrl-C, counted so that a remote command's wait cannot swallow it."""
+    note()
+    raise KeyboardInterrupt()

@@ -297,12 +297,7 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
         return
 
-    def terminated(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        interrupts.note_term()
-        raise interrupts.Terminated()
-
-    previous = signal.signal(signal.SIGTERM, terminated)
+    previous = signal.signal(signal.SIGTERM, interrupts.on_sigterm)
     try:
         yield
     finally:
