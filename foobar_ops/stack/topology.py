@@ -71,20 +71,8 @@ VAR_TYPES: typed.Spec = {
     "mysql_binlog_days": typed.whole(0, 99),
     "mysql_max_connections": typed.whole(10, 100000),
 }
-#: Checked where they are read only (db_hosts, read_weight, db_settings: before any use), a
-#: TopologyError there: the database pair's tests expect the inventory to load with them wrong.
-_READ_TIME_VARS = ("mysql_role", "mysql_read_weight", "mysql_read_pool")
-TYPES = VarTypes(
-    stack={
-        **STACK_TYPES,
-        "database": typed.mapping_of(
-            {k: v for k, v in STACK_DATABASE.items() if k != "max_lag_s"},
-            closed=False,
-        ),
-    },
-    vars={k: v for k, v in VAR_TYPES.items() if k not in _READ_TIME_VARS},
-)
-
+#: What the stack loader (stack.load_inventory) checks when it reads an inventory.
+TYPES = VarTypes(stack=STACK_TYPES, vars=VAR_TYPES)
 
 _VARS = Ctx(Path("."), Path("."), prefix="vars.")
 

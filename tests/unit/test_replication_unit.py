@@ -24,6 +24,7 @@ from foobar_ops.core.engine.host import HostApply
 from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError, InventoryError
 from foobar_ops.core.facts import Account, Peer, ReplicationFact, ReplicationInfo, SQLFact, SQLRows
 from foobar_ops.core.gtid import GTID
+from foobar_ops.core.inventory import load_inventory as core_load_inventory
 from foobar_ops.core.journal import Journal
 from foobar_ops.core.result import Status
 from foobar_ops.core.secrets import Secret
@@ -37,6 +38,7 @@ from foobar_ops.stack.replication import NodeStatus, ReplicationStatus, _describ
 from foobar_ops.stack.roles.base import template
 from foobar_ops.stack.topology import TopologyError
 from tests.unit.fakes import FakeRemote
+from tests.unit.inventories import write_doc
 from tests.unit.mariadb_said import node, slave
 
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
@@ -648,10 +650,8 @@ def db_doc() -> dict:
     }
 
 
-def inventory_of(tmp_path: Path, doc: dict, name: str = "db.yml") -> Any:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return load_inventory(path)
+def inventory_of(tmp_path: Path, doc: dict, name: str = "db.yml", load: Any = load_inventory) -> Any:
+    return load(write_doc(tmp_path, doc, name))
 
 
 def names(hosts: list[Any]) -> list[str]:
@@ -697,7 +697,7 @@ def test_read_pool_leaves_out_the_hosts_of_weight_0(tmp_path):
 def test_a_bad_read_weight_is_a_topology_error_naming_host_and_key(tmp_path, weight):
     doc = db_doc()
     doc["hosts"]["db-03"]["vars"]["mysql_read_weight"] = weight
-    inv = inventory_of(tmp_path, doc)
+    inv = inventory_of(tmp_path, doc, load=core_load_inventory)  # the stack loader refuses it at load
     with pytest.raises(TopologyError, match="host 'db-03': key 'vars.mysql_read_weight'"):
         topology.read_weight(inv.host("db-03"))
 
@@ -706,7 +706,7 @@ def test_a_bad_read_weight_is_a_topology_error_naming_host_and_key(tmp_path, wei
 def test_a_read_pool_switch_that_is_not_true_or_false_is_a_topology_error(tmp_path, switch):
     doc = db_doc()
     doc["hosts"]["db-03"]["vars"]["mysql_read_pool"] = switch
-    inv = inventory_of(tmp_path, doc)
+    inv = inventory_of(tmp_path, doc, load=core_load_inventory)  # the stack loader refuses it at load
     with pytest.raises(TopologyError, match="host 'db-03': key 'vars.mysql_read_pool'"):
         topology.read_weight(inv.host("db-03"))
 
@@ -714,7 +714,7 @@ def test_a_read_pool_switch_that_is_not_true_or_false_is_a_topology_error(tmp_pa
 def test_a_bad_database_role_is_a_topology_error_naming_file_host_and_key(tmp_path):
     doc = db_doc()
     doc["hosts"]["db-03"]["vars"]["mysql_role"] = "master"
-    inv = inventory_of(tmp_path, doc, "bad-role.yml")
+    inv = inventory_of(tmp_path, doc, "bad-role.yml", load=core_load_inventory)  # refused at load too
     with pytest.raises(TopologyError) as info:
         topology.db_hosts(inv)
     assert str(info.value) == (
@@ -773,8 +773,9 @@ def test_replication_password_is_needed_only_with_a_replica(tmp_path):
 def test_a_bad_lag_threshold_is_a_topology_error_naming_the_key(tmp_path, lag):
     doc = db_doc()
     doc["stack"] = {"database": {"max_lag_s": lag}}
+    inv = inventory_of(tmp_path, doc, load=core_load_inventory)  # the stack loader refuses it at load
     with pytest.raises(TopologyError, match="max_lag_s"):
-        topology.db_settings(inventory_of(tmp_path, doc))
+        topology.db_settings(inv)
 
 
 # --- replication status: each node described, then judged -----------------------------------
