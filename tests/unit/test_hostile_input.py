@@ -97,6 +97,9 @@ def test_a_port_is_a_whole_number_from_1_to_65535_when_the_inventory_is_loaded(t
         ("vars", "app_workers", "2 --bind 0.0.0.0:9"),
         ("vars", "haproxy_weight", "1 backup"),
         ("vars", "mysql_server_id", "7"),
+        ("vars", "mysql_role", "master"),
+        ("vars", "mysql_read_weight", -1),
+        ("vars", "mysql_read_pool", "no"),
     ],
 )
 def test_every_value_that_reaches_a_command_is_typed_at_load(tmp_path, where, key, value):
@@ -111,13 +114,8 @@ def test_every_value_that_reaches_a_command_is_typed_at_load(tmp_path, where, ke
         doc["hosts"]["web-02"]["vars"][key] = value
         named = f"vars.{key}"
     path = write_doc(tmp_path, doc)
-    if key == "max_lag_s":  # the database pair's own check, before any use: a TopologyError
-        inv = load_inventory(path)
-        with pytest.raises(topology.TopologyError, match=rf"key '{named}'.*finite number") as refused_:
-            topology.db_settings(inv)
-    else:
-        with pytest.raises(InventoryError) as refused_:
-            load_inventory(path)
+    with pytest.raises(InventoryError) as refused_:
+        load_inventory(path)
     message = str(refused_.value)  # one line naming the file, the key and the value
     assert "\n" not in message and str(path) in message and f"key '{named}'" in message
     assert repr(value)[:40] in message
@@ -387,3 +385,17 @@ def test_a_null_stack_value_is_its_default_never_none(tmp_path):
     assert topology.ports(inv)["mysql"] == 3306 and topology.domain(inv) == "foobar.com"
     db = topology.db_settings(inv)
     assert (db["name"], db["user"], db["max_lag_s"]) == ("foobar", "foobar", 5.0)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("mysql_max_connections", "200\ninit_file=/tmp/evil.sql"), ("mysql_binlog_days", "7\nplugin_load=x")],
+)
+def test_the_mysql_role_checks_its_settings_where_it_reads_them(tmp_path, key, value):
+    from foobar_ops.stack.roles import mysql
+
+    doc = lab_doc()
+    doc["hosts"]["web-01"].setdefault("vars", {})[key] = value
+    inv = parse_inventory(yaml.safe_dump(doc), tmp_path / "x.yml")  # the core loader: no stack types
+    with pytest.raises(topology.TopologyError, match=rf"^host 'web-01': key 'vars\.{key}': must be"):
+        mysql.states(inv.host("web-01"), inv)

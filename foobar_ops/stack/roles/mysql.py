@@ -23,7 +23,7 @@ from ...core.states import State
 from ...core.states.mysql import Settled, Topology
 from ..build import app_source
 from ..mariadb import MARKER
-from ..topology import TopologyError, app_hosts, db_hosts, db_primary, db_settings, host_number, ports
+from ..topology import TopologyError, app_hosts, db_hosts, db_primary, db_settings, host_number, host_value, ports
 from .base import Role, template
 
 CNF = "/etc/mysql/mariadb.conf.d/60-foobar.cnf"
@@ -104,9 +104,9 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
     ctx = {
         "address": host.address,
         "server_id": server_id,
-        # checked by MariaDB itself: the file is validated on the host before it is installed
-        "binlog_days": host.vars.get("mysql_binlog_days", 7),
-        "max_connections": host.vars.get("mysql_max_connections", 200),
+        # typed where they are read (and MariaDB validates the file on the host before it is installed)
+        "binlog_days": host_value(host, "mysql_binlog_days", 7),
+        "max_connections": host_value(host, "mysql_max_connections", 200),
     }
     out: list[State[Any]] = [
         s.pkg.installed(names=["mariadb-server", "mariadb-client"], id="mysql:packages"),
