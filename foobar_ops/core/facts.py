@@ -539,6 +539,19 @@ class Peer:
     port: int = 3306
 
 
+#: the replica status columns that say how replication is set up and whether it runs (not where it is)
+_STEADY_REPLICA = (
+    "Master_Host",
+    "Master_Port",
+    "Master_User",
+    "Using_Gtid",
+    "Slave_IO_Running",
+    "Slave_SQL_Running",
+    "Last_SQL_Errno",
+    "Last_SQL_Error",
+)
+
+
 @dataclass(frozen=True)
 class ReplicationInfo:
     """What a MariaDB node says of itself, its replication, and its peers.
@@ -555,6 +568,24 @@ class ReplicationInfo:
     @property
     def read_only(self) -> bool:
         return self.local.get("read_only") == "1"
+
+    def steady(self, *, peers: bool = False) -> dict[str, Any]:
+        """Return what of this node does not move while nothing changes it: its settings and
+        replication setup, without GTID positions, lag or log coordinates (a primary that takes
+        writes moves them every moment); with peers, whether each peer answers and is writable.
+
+        peers: include the peers' writability.
+        """
+        local = {k: v for k, v in self.local.items() if not k.startswith("gtid_")}
+        local["has_binlog_history"] = bool(self.local.get("gtid_binlog_state"))
+        replica = {k: self.replica[k] for k in _STEADY_REPLICA if k in self.replica}
+        out: dict[str, Any] = {"local": local, "replica": replica}
+        if peers:
+            out["peers"] = {
+                name: peer.get("read_only") if isinstance(peer, dict) else "no answer"
+                for name, peer in sorted(self.peers.items())
+            }
+        return out
 
     def mariadb(self) -> tuple[int, ...] | None:
         """Return the MariaDB version as numbers, or None when the server is not MariaDB."""

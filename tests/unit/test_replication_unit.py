@@ -437,6 +437,37 @@ class Seed:
         return b"-- a dump\n"
 
 
+def test_a_saved_plan_of_a_running_replica_holds_while_the_primary_takes_writes():
+    """A primary that takes writes moves every GTID position and the lag; the same run may make
+    the primary writable before the replica's turn: none of that is drift of the replica."""
+    from foobar_ops.core.engine.host import digest
+
+    state = replica_state()
+    planned = seen(node(binlog="0-12-5"), slave(), primary=said(read_only=True, binlog="0-11-42"))
+    later = seen(
+        node(binlog="0-12-5"),
+        slave(Gtid_IO_Pos="0-11-977", Seconds_Behind_Master="3"),
+        primary=said(read_only=False, binlog="0-11-977"),
+    )
+    assert state.plan(planned).comment != state.plan(later).comment  # the comment names the position
+    assert digest(state, planned) == digest(state, later)
+    stopped = seen(node(binlog="0-12-5"), slave(sql="No"), primary=said(read_only=False))
+    assert digest(state, stopped) != digest(state, planned)  # replication stopped: a change is due
+
+
+def test_a_saved_plan_of_a_primary_drifts_when_a_peer_turns_writable_not_when_positions_move():
+    from foobar_ops.core.engine.host import digest
+
+    state = primary_state()
+    planned = ReplicationInfo(node(read_only=False, binlog="0-11-42"), {}, {"web-02": said(), "web-03": said()})
+    moved = ReplicationInfo(
+        node(read_only=False, binlog="0-11-99"), {}, {"web-02": said(binlog="0-11-99"), "web-03": said()}
+    )
+    assert digest(state, planned) == digest(state, moved)
+    split = ReplicationInfo(node(read_only=False), {}, {"web-02": said(read_only=False), "web-03": said()})
+    assert digest(state, split) != digest(state, planned)
+
+
 def test_replica_asks_itself_and_the_primary():
     st = replica_state()
     assert st.id == "mysql:replica"

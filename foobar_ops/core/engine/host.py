@@ -141,13 +141,20 @@ def _canonical(value: Any) -> Any:
 
 
 def digest(state: State[Any], fact: Any) -> str:
-    """Return a digest of what a state saw (its fact) and would do (its plan): equal digests mean
-    the host is as it was when planned, and the same changes would be made."""
+    """Return a digest of what a state saw (the steady part of its fact, see State.steady) and
+    would do (its plan, less the comment that only describes it): equal digests mean the host is
+    as it was when planned, and the same changes would be made."""
+    seen: Any = fact
     try:
-        plan: Any = state.plan(fact) if not isinstance(fact, FactError) else None
+        plan: Any = None
+        if not isinstance(fact, FactError):
+            made = state.plan(fact)
+            plan = {"changes": made.changes, "commands": made.commands, "diff": made.diff, "error": made.error}
+            plan["uploads"] = sorted(made.uploads)
+            seen = state.steady(fact)
     except Exception as err:  # noqa: BLE001 - a plan that cannot be made is part of what was seen
         plan = {"error": f"{type(err).__name__}: {err}"}
-    blob = json.dumps([state.kind, state.id, _canonical(fact), _canonical(plan)], sort_keys=True, default=str)
+    blob = json.dumps([state.kind, state.id, _canonical(seen), _canonical(plan)], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

@@ -83,6 +83,15 @@ class State(Generic[T]):
         """
         raise NotImplementedError
 
+    def steady(self, fact: T) -> Any:
+        """Return what of a fact a saved plan is held to (see engine digest()): by default all of
+        it; a state whose fact carries values that move on their own while nothing changes (a
+        replica's position, its lag) returns the fact without them.
+
+        fact: the parsed value of fact().
+        """
+        return fact
+
     def react(self, fact: T) -> tuple[str, list[str]] | None:
         """Return how this state reacts to a watched change: (verb, commands), e.g. ("reload",
         ["systemctl reload nginx.service"]); None when it does not react.

@@ -330,6 +330,9 @@ class Primary(State[ReplicationInfo]):
     def fact(self) -> ReplicationFact:
         return ReplicationFact(self.client_cnf, self.peers)
 
+    def steady(self, fact: ReplicationInfo) -> Any:
+        return fact.steady(peers=True)  # whether a peer is writable (or silent) decides this plan
+
     def plan(self, fact: ReplicationInfo) -> Plan:
         bad = _version_error(fact, self.name)
         if bad:
@@ -405,6 +408,11 @@ class Replica(State[ReplicationInfo]):
 
     def fact(self) -> ReplicationFact:
         return ReplicationFact(self.client_cnf, (self.primary,))
+
+    def steady(self, fact: ReplicationInfo) -> Any:
+        # not the primary's own state: the same run may just have made it writable (the database
+        # phase takes the primary first); what of it decides this plan shows in the plan itself
+        return fact.steady()
 
     def _change_master(self, *extra: str) -> str:
         p = self.primary
