@@ -24,6 +24,7 @@ import pytest
 
 from foobar_ops import states as s
 from foobar_ops.core.engine import host as engine_host
+from foobar_ops.core.engine import wire
 from foobar_ops.core.engine.host import (
     VALIDATION_FAILED,
     HostApply,
@@ -537,7 +538,7 @@ def test_a_packed_script_runs_exactly_as_the_script_does(size, code, tmp_path):
     exit status, coming back compressed); a real sh runs either."""
     import subprocess
 
-    from foobar_ops.core.engine.host import PACK_OVER, packed, unpacked_output
+    from foobar_ops.core.engine.wire import PACK_OVER, packed, unpacked_output
 
     script = f"cd {shlex.quote(str(tmp_path))}; printf '%s\\n' 'it'\\''s' \"$((1 + 2))\" > out; echo done\n"
     script += "true # padding\n" * (size // 15) + f"exit {code}\n"
@@ -557,7 +558,7 @@ def test_a_packed_script_runs_exactly_as_the_script_does(size, code, tmp_path):
 def test_output_cut_short_keeps_what_arrived_without_an_exit_status():
     import subprocess
 
-    from foobar_ops.core.engine.host import packed, unpacked_output
+    from foobar_ops.core.engine.wire import packed, unpacked_output
 
     script = "".join(f"echo line {i}\n" for i in range(400))
     wire = subprocess.run(["sh", "-c", packed(script)], capture_output=True, text=True).stdout.strip()
@@ -571,7 +572,7 @@ def test_output_cut_short_keeps_what_arrived_without_an_exit_status():
 
 
 def test_a_packed_scripts_failure_is_its_outcome_and_masking_happens_once_decoded(monkeypatch):
-    from foobar_ops.core.engine.host import packed
+    from foobar_ops.core.engine.wire import packed
     from tests.unit.fakes import packed_output
 
     seen = {}
@@ -872,9 +873,9 @@ class ShellRemote:
 @pytest.fixture
 def outcomes(tmp_path, monkeypatch):
     folder = tmp_path / "run-foobar-ops"
-    monkeypatch.setattr(engine_host, "OUTCOMES", str(folder))
-    monkeypatch.setattr(engine_host, "LOCK_DIR", str(tmp_path / "lock"))
-    monkeypatch.setattr(engine_host, "CHANGES_LOCK", str(tmp_path / "lock" / "changes.lock"))
+    monkeypatch.setattr(wire, "OUTCOMES", str(folder))
+    monkeypatch.setattr(wire, "LOCK_DIR", str(tmp_path / "lock"))
+    monkeypatch.setattr(wire, "CHANGES_LOCK", str(tmp_path / "lock" / "changes.lock"))
     return folder
 
 

@@ -446,16 +446,14 @@ def test_leftovers_of_dead_runs_are_cleaned_while_the_lock_is_held(tmp_path, loc
 
 def change_left_running(lock_dir, seconds: float, monkeypatch, host="web-01") -> subprocess.Popen:
     """A change of a run that is gone, still running on the host: the engine's own change script
-    (engine.host.apply_section), with the host's folders in the test's."""
-    from foobar_ops.core.engine import host as engine_host
+    (engine.wire.apply_section), with the host's folders in the test's."""
+    from foobar_ops.core.engine import wire
 
     where = lock_dir / host
-    monkeypatch.setattr(engine_host, "LOCK_DIR", str(where))
-    monkeypatch.setattr(engine_host, "CHANGES_LOCK", str(where / onhost.CHANGES_LOCK_NAME))
-    monkeypatch.setattr(engine_host, "OUTCOMES", str(where / "outcomes"))
-    script = "trap '' HUP PIPE\n" + engine_host.apply_section(
-        "0a1b", f"sleep {seconds}; echo done >> {where}/change.out"
-    )
+    monkeypatch.setattr(wire, "LOCK_DIR", str(where))
+    monkeypatch.setattr(wire, "CHANGES_LOCK", str(where / onhost.CHANGES_LOCK_NAME))
+    monkeypatch.setattr(wire, "OUTCOMES", str(where / "outcomes"))
+    script = wire.HEAD + wire.apply_section("0a1b", f"sleep {seconds}; echo done >> {where}/change.out")
     proc = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 5
     while not (where / "outcomes" / "apply.0a1b.started").exists() and time.monotonic() < deadline:

@@ -4,123 +4,41 @@ to a callback (the journal) as soon as it is known."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import gzip
 import hashlib
 import json
 import re
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConnectionFailed, FactError, FoobarOpsError, StateError
-from ..onhost import CHANGES_LOCK, LOCK_DIR, OUTCOMES, OWED
+from ..onhost import OWED
 from ..result import Result, Status
 from ..secrets import mask_deep, mask_known
 from ..shell import STAGE_VAR, cmd
 from ..ssh import Remote, stage
 from ..states.base import Plan, State
-
-_SECTION = re.compile(r"@@FBO (\S+) BEGIN\n(.*?)\n@@FBO \1 END (\d+)\n", re.S)
-VALIDATION_FAILED = 97
+from .wire import (
+    VALIDATION_FAILED,
+    apply_section,
+    decode,
+    fact_tag,
+    gather_script,
+    is_packed,
+    owed_marker,
+    packed,
+    read_back_script,
+    script_head,
+    section,
+    sections,
+)
 
 Emit = Callable[[Result], None]
 
-
-def _begin(tag: str) -> str:
-    """The line that opens a section's output (see sections())."""
-    return f"printf '\\n@@FBO %s BEGIN\\n' {tag}\n"
-
-
-def _end(tag: str, code: str) -> str:
-    """The line that closes a section's output with its exit code (a shell word)."""
-    return f"printf '\\n@@FBO %s END %d\\n' {tag} {code}\n"
-
-
-def section(tag: str, body: str) -> str:
-    """Return a script part whose output and exit code can be told apart from the others."""
-    return _begin(tag) + f"( {body}\n) 2>&1 </dev/null\n" + _end(tag, "$?")
-
-
-#: Scripts longer than this travel compressed (a fact script is repetitive: ~6x smaller on the wire).
-PACK_OVER = 1024
-
-
-def packed(script: str) -> str:
-    """Return the command line that runs a script with sh: as it is when short, else gzipped and
-    base64-encoded (no shell quoting to expand, a fraction of the bytes on the wire).
-
-    script: the shell script.
-    """
-    if len(script) <= PACK_OVER:
-        return cmd("sh", "-c", script)
-    payload = base64.b64encode(gzip.compress(script.encode(), 9)).decode()
-    # one program (sudo runs it all); its output comes back compressed and in one piece (see
-    # unpacked_output), not as hundreds of small SSH packets, one per printf, that would cost
-    # several times its size; the script's exit status rides at the end of it (the pipeline's own
-    # is base64's)
-    return cmd(
-        "sh",
-        "-c",
-        f"echo {payload} | base64 -d | gzip -dc | {{ sh; printf '\\n@@FBO-EXIT %d\\n' $?; }} | gzip -1 | base64 -w 0",
-    )
-
-
-_EXIT = re.compile(r"\n@@FBO-EXIT (\d+)\n\Z")
-
-
-def is_packed(line: str) -> bool:
-    """True when a command line from packed() sends its output back compressed."""
-    return line.endswith("base64 -w 0'")
-
-
-def unpacked_output(text: str) -> tuple[str, int | None]:
-    """Return what a packed script printed (its output travels gzipped and base64-encoded) and
-    its exit status; when it was cut short, as much as arrived and None."""
-    clean = text.strip()
-    try:
-        data = base64.b64decode(clean[: len(clean) // 4 * 4])
-    except (ValueError, binascii.Error):
-        return "", None
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = (inflate.decompress(data) + inflate.flush()).decode(errors="replace")
-    except zlib.error:
-        return "", None
-    found = _EXIT.search(out)
-    if found is None:
-        return out, None
-    return out[: found.start()], int(found.group(1))
-
-
-def apply_section(token: str, body: str) -> str:
-    """Return the script part of a change: it runs to its end even when the connection is cut
-    (SIGHUP and SIGPIPE ignored, output kept in a file), and leaves its output and exit code on
-    the host until the run acknowledges them."""
-    out = f"{OUTCOMES}/apply.{token}"
-    # the change holds the changes lock (shared) while it runs, its own programs do not (a daemon
-    # started by it must not keep the lock): the next run waits for it (see runlock); the exit
-    # after it keeps sh from exec'ing the change in the shell that holds the lock
-    return (
-        _begin("apply") + f"mkdir -p -m 0700 {OUTCOMES} {LOCK_DIR}; echo $$ >{out}.started\n"
-        f"( flock -s 8; ( {body}\n) 8>&-; rc=$?; exit $rc ) 8>>{CHANGES_LOCK} >{out}.out 2>&1 </dev/null; "
-        f"echo $? >{out}.rc.new; mv -f {out}.rc.new {out}.rc\n"
-        f"cat {out}.out\n" + _end("apply", f'"$(cat {out}.rc)"')
-    )
-
-
-def owed_marker(state_id: str) -> str:
-    """The file that says a reload of `state_id` is owed (hashed: any id is a safe name)."""
-    return f"{OWED}/{hashlib.sha256(state_id.encode()).hexdigest()[:20]}"
-
-
-def sections(output: str) -> dict[str, tuple[str, int]]:
-    """Parse script output into tag -> (output, exit code)."""
-    return {m.group(1): (m.group(2), int(m.group(3))) for m in _SECTION.finditer(output)}
+__all__ = ["HostApply", "Emit", "Gathered", "NOT_PLANNED", "VALIDATION_FAILED", "check_states", "digest", "drift"]
 
 
 def _canonical(value: Any) -> Any:
@@ -192,6 +110,21 @@ def _masked(value: Any) -> Any:
     return mask_deep(json.loads(json.dumps(value, default=str)))
 
 
+@dataclass
+class Gathered:
+    """Facts already gathered for a host (by the command that took its run lock, or the run's
+    opening command in a dry-run): the sections of one gather of every phase's states.
+
+    parts: tag -> (output, exit code), as sections() decodes them.
+    offset: the index, in that gather, of the first state of the phase at hand.
+    why: what to add to a fact's error when its section is missing (the command's own error).
+    """
+
+    parts: dict[str, tuple[str, int]]
+    offset: int = 0
+    why: str = ""
+
+
 class HostApply:
     """Apply an ordered list of states to one host (or, in test mode, plan them).
 
@@ -200,6 +133,9 @@ class HostApply:
     remote: the host's Remote.
     test: plan only; change nothing.
     emit: called with every Result as soon as it is known.
+    expected: a saved plan's digests (state id -> digest): the host is applied only when all match.
+    gathered: the facts of these states already gathered in this run (nothing changed since): the
+        host is not asked again for them.
     After execute(), `lost` holds the connection error when the host stopped answering mid-run.
     """
 
@@ -211,7 +147,9 @@ class HostApply:
         test: bool,
         emit: Emit,
         expected: dict[str, str] | None = None,
+        gathered: Gathered | None = None,
     ) -> None:
+        self.gathered = gathered
         self.host, self.states, self.remote, self.test, self.emit = host, list(states), remote, test, emit
         self.facts: dict[str, Any] = {}  # state id -> parsed fact value, or the FactError
         self.results: dict[str, Result] = {}
@@ -231,15 +169,12 @@ class HostApply:
         """Run a script as root over the connection; one round trip. The script does not die with
         the connection (SIGHUP, SIGPIPE ignored) and first removes the outcomes already read.
         timeout: seconds before it is abandoned (default: the host's command timeout)."""
-        head = "trap '' HUP PIPE\n"
-        if self._read:
-            head += "rm -f " + " ".join(f"{OUTCOMES}/apply.{t}.*" for t in self._read) + "\n"
-            self._read = []
-        line = packed(head + script)
+        line = packed(script_head(self._read) + script)
+        self._read = []
         compressed = is_packed(line)
         out = self.remote.run(line, sudo=self.become, mask=not compressed, timeout=timeout)  # masked once readable
         if compressed:
-            text, code = unpacked_output(out.stdout)
+            text, code, _ = decode(out.stdout, True)
             out.stdout = mask_known(text)
             if out.ok and code is None:
                 out.outcome, out.exit_code, out.error = "failed", None, "its output came back incomplete"
@@ -250,19 +185,20 @@ class HostApply:
     def _gather(self, states: Sequence[State[Any]], prefix: str = "") -> dict[str, tuple[str, int]]:
         """Run (prefix and) every state's fact command in one script; keep each parsed value."""
         facts = [st.fact() for st in states]
-        script = prefix + "".join(section(f"f{i}", f.command()) for i, f in enumerate(facts))
-        if self.watches:
-            script += section("owed", f"ls -1 {OWED} 2>/dev/null; true")
-        out = self._script(script)  # a lost connection raises ConnectionFailed here
-        parts = sections(out.stdout)
-        if "owed" in parts:
-            self.owed = {f"{OWED}/{name}" for name in parts["owed"][0].split()}
+        out = self._script(prefix + gather_script([f.command() for f in facts], self.watches))
+        parts = sections(out.stdout)  # a lost connection raised ConnectionFailed above
         why = "" if out.ok else f" ({out.error}: {mask_known((out.stderr or out.stdout).strip()[-300:])})"
-        for i, (st, fact) in enumerate(zip(states, facts, strict=True)):
-            self.facts[st.id] = self._parse(fact, parts.get(f"f{i}"), why)
+        self._take(states, facts, Gathered(parts, 0, why))
         if prefix and "apply" not in parts:  # e.g. the command timed out: the state fails, the host stays
             parts["apply"] = (f"no result came back{why}", -1)
         return parts
+
+    def _take(self, states: Sequence[State[Any]], facts: Sequence[Any], got: Gathered) -> None:
+        """Keep the parsed fact of every state (and the owed markers) from a gather's sections."""
+        if "owed" in got.parts:
+            self.owed = {f"{OWED}/{name}" for name in got.parts["owed"][0].split()}
+        for i, (st, fact) in enumerate(zip(states, facts, strict=True)):
+            self.facts[st.id] = self._parse(fact, got.parts.get(fact_tag(got.offset + i)), got.why)
 
     @staticmethod
     def _parse(fact: Any, part: tuple[str, int] | None, why: str = "") -> Any:
@@ -280,7 +216,9 @@ class HostApply:
         """Apply every state; return the results in order. Raises ConnectionFailed when the host
         cannot be reached at all (nothing was done); a host lost mid-run sets `lost` and its
         remaining states are reported as not run."""
-        if self.states:
+        if self.states and self.gathered is not None:  # asked already in this run, nothing changed since
+            self._take(self.states, [st.fact() for st in self.states], self.gathered)
+        elif self.states:
             self._gather(self.states)
             self.digests = {st.id: digest(st, self.facts.get(st.id)) for st in self.states}
             if self.expected is not None:
@@ -421,15 +359,8 @@ class HostApply:
         be reached again (its outcome then stays unknown here; the host keeps it, and any reload
         it calls for stays owed to the next run)."""
         self.remote.close()
-        out = f"{OUTCOMES}/apply.{token}"
         wait = int(self.host.ssh.command_timeout)
-        script = (
-            f"[ -f {out}.started ] || {{ echo NOT-STARTED; exit 0; }}\n"
-            f"p=$(cat {out}.started); i=0\n"
-            f'while [ ! -f {out}.rc ] && [ $i -lt {wait} ] && kill -0 "$p" 2>/dev/null; do sleep 1; i=$((i+1)); done\n'
-            f'[ -f {out}.rc ] || ! kill -0 "$p" 2>/dev/null || echo "STILL-RUNNING $p $i"\n'
-            f"sleep 0.2\n" + section("rc", f"cat {out}.rc") + section("out", f"cat {out}.out")
-        )
+        script = read_back_script(token, wait)
         try:
             answer = self._script(script, timeout=wait + 30).stdout  # outlasts the wait in the script
             got = sections(answer)
