@@ -36,6 +36,7 @@ test: bool = False  # True: plan only, change nothing
 verify_requests: int = 20  # requests sent through the load balancer at the end
 run_id: str | None = None  # set by the runner
 output_notebook: str | None = None  # set by the runner
+lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo  # the public API, in one import
@@ -59,7 +60,7 @@ if test:
     print("test mode: nothing applied")
     report = plan
 else:
-    report = fo.apply_plan(inv, plan.plan_file, on_result=rb.progress, **rb.recorded("apply"))
+    report = fo.apply_plan(inv, plan.plan_file, on_result=rb.progress, lock_wait=rb.lock_wait, **rb.recorded("apply"))
     print(report.summary(diffs=False))
 assert report.ok, f"apply failed on {', '.join(report.failed_hosts)} (run {report.run_id})"
 

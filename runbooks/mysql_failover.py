@@ -33,6 +33,7 @@ inventory: str = "inventories/lab.yml"  # the inventory file (it is updated to t
 test: bool = False  # True: check and show the steps, change nothing
 run_id: str | None = None  # set by the runner
 output_notebook: str | None = None  # set by the runner
+lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo
@@ -42,7 +43,7 @@ inv = fo.load_inventory(inventory)
 fo.db_status(inv)
 
 # %%
-change = fo.db_failover(inv, test=test, on_result=rb.progress, **rb.recorded("failover"))
+change = fo.db_failover(inv, test=test, on_result=rb.progress, lock_wait=rb.lock_wait, **rb.recorded("failover"))
 print(f"{change.kind} {change.old} -> {change.new or '?'}: {'ok' if change.ok else 'FAILED: ' + str(change.error)}")
 
 # %% [markdown]

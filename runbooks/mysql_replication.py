@@ -34,6 +34,7 @@ test: bool = False  # True: plan only, change nothing
 max_wait: float = 5  # seconds a row written through the site gets to reach every replica
 run_id: str | None = None  # set by the runner
 output_notebook: str | None = None  # set by the runner
+lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo
@@ -50,7 +51,11 @@ plan = fo.plan(inv, ["mysql"], save_plan=rb.path("plan.json"), **rb.recorded("pl
 plan
 
 # %%
-report = plan if test else fo.apply_plan(inv, plan.plan_file, on_result=rb.progress, **rb.recorded("apply"))
+report = (
+    plan
+    if test
+    else fo.apply_plan(inv, plan.plan_file, on_result=rb.progress, lock_wait=rb.lock_wait, **rb.recorded("apply"))
+)
 assert report.ok, f"failed on {', '.join(report.failed_hosts)} (run {report.run_id})"
 
 # %% [markdown]

@@ -34,6 +34,7 @@ to: str | None = None  # the replica to promote (None: the only one)
 test: bool = False  # True: check and show the steps, change nothing
 run_id: str | None = None  # set by the runner
 output_notebook: str | None = None  # set by the runner
+lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo
@@ -43,7 +44,9 @@ inv = fo.load_inventory(inventory)
 fo.db_status(inv)
 
 # %%
-change = fo.db_switchover(inv, to, test=test, on_result=rb.progress, **rb.recorded("switchover"))
+change = fo.db_switchover(
+    inv, to, test=test, on_result=rb.progress, lock_wait=rb.lock_wait, **rb.recorded("switchover")
+)
 print(f"{change.kind} {change.old} -> {change.new}: {'ok' if change.ok else 'FAILED: ' + str(change.error)}")
 
 # %% [markdown]

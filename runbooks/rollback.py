@@ -32,6 +32,7 @@ hosts: str = "role:app"  # the app servers to roll back
 verify_requests: int = 20  # requests sent through the load balancer at the end
 run_id: str | None = None  # set by the runner
 output_notebook: str | None = None  # set by the runner
+lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo
@@ -43,7 +44,7 @@ old = sorted(set(before.requests["release"].dropna()))
 print("serving now:", old)
 
 # %%
-report = fo.rollback(inv, hosts=hosts, on_result=rb.progress, **rb.recorded("rollback"))
+report = fo.rollback(inv, hosts=hosts, on_result=rb.progress, lock_wait=rb.lock_wait, **rb.recorded("rollback"))
 print(report.summary(diffs=False))
 assert report.ok, f"rollback failed on {', '.join(report.failed_hosts)}"
 

@@ -35,6 +35,7 @@ build: str = ""  # a label forcing a new release (letters, digits, dots, undersc
 verify_requests: int = 20  # requests sent through the load balancer at the end
 run_id: str | None = None  # set by the runner
 output_notebook: str | None = None  # set by the runner
+lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo
@@ -57,12 +58,16 @@ plan
 # ## Apply it one server at a time
 
 # %%
-report = fo.apply_plan(inv, plan.plan_file, on_result=rb.progress, **rb.recorded("rolling deploy"))
+report = fo.apply_plan(
+    inv, plan.plan_file, on_result=rb.progress, lock_wait=rb.lock_wait, **rb.recorded("rolling deploy")
+)
 print(report.summary(diffs=False))
 switched = sorted({r.host for r in report.results if r.id == "app:current" and r.changed})
 if not report.ok and switched:  # the servers that took the new release before it failed go back
     print(f"the rolling deploy failed; rolling back {', '.join(switched)} (the others never changed)")
-    back = fo.rollback(inv, hosts=",".join(switched), **rb.recorded("roll back the failed server"))
+    back = fo.rollback(
+        inv, hosts=",".join(switched), lock_wait=rb.lock_wait, **rb.recorded("roll back the failed server")
+    )
     print(back.summary(diffs=False))
 assert report.ok, f"the rolling deploy stopped at {', '.join(report.failed_hosts)} (run {report.run_id})"
 

@@ -41,7 +41,13 @@ def cmd_ping(args: argparse.Namespace) -> int:
     from ..core import ssh
 
     inv = load_inventory(args.inventory)
-    outcomes = ssh.run_many(inv.select(args.pattern), "uname -r", inventory=inv, sudo=args.sudo, cap=args.parallel)
+    outcomes = ssh.run_many(
+        inv.select(args.pattern),
+        "uname -r",
+        inventory=inv,
+        sudo=args.sudo,
+        cap=args.parallel or getattr(inv, "parallel", 10),
+    )
     found = [
         {
             "host": o.host,
@@ -70,7 +76,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if args.test or args.states or args.roles or args.pattern:
             raise FoobarOpsError("--plan applies the saved plan as it is: give no roles, --hosts, --states or --test")
         report = ops.apply_plan(
-            args.inventory, args.plan, journal=args.journal, command=args.command_line, parallel=args.parallel
+            args.inventory,
+            args.plan,
+            journal=args.journal,
+            command=args.command_line,
+            parallel=args.parallel,
+            lock_wait=args.lock_wait,
         )
         return _print_report(report, args)
     if args.states:
@@ -83,6 +94,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             command=args.command_line,
             parallel=args.parallel,
             save_plan=args.save_plan,
+            lock_wait=args.lock_wait,
         )
     else:
         report = ops.deploy(
@@ -94,6 +106,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             command=args.command_line,
             parallel=args.parallel,
             save_plan=args.save_plan,
+            lock_wait=args.lock_wait,
         )
     return _print_report(report, args)
 
@@ -118,7 +131,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    report = ops.rollback(args.inventory, hosts=args.pattern, journal=args.journal, command=args.command_line)
+    report = ops.rollback(
+        args.inventory, hosts=args.pattern, journal=args.journal, command=args.command_line, lock_wait=args.lock_wait
+    )
     return _print_report(report, args)
 
 
@@ -239,7 +254,7 @@ def cmd_db(args: argparse.Namespace) -> int:
             )
             print("replication ok" if found.ok else "replication NOT ok", file=sys.stderr)
         return 0 if found.ok else 1
-    common = {"test": args.test, "journal": args.journal, "command": args.command_line}
+    common = {"test": args.test, "journal": args.journal, "command": args.command_line, "lock_wait": args.lock_wait}
     if args.db_command == "switchover":
         change = ops.db_switchover(args.inventory, args.to, **common)
     elif args.db_command == "unfence":
@@ -294,6 +309,7 @@ def cmd_runbook(args: argparse.Namespace) -> int:
         start_timeout=args.start_timeout,
         cell_timeout=args.cell_timeout,
         command=args.command_line,
+        lock_wait=args.lock_wait,
     )
     if args.json:
         print(json.dumps(done.as_json(), indent=2))

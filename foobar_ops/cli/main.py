@@ -10,7 +10,6 @@ import sys
 
 from ..core import interrupts
 from ..core.errors import FoobarOpsError
-from ..core.runlock import LOCK_WAIT_ENV
 from ..core.secrets import mask_known
 from .parser import build_parser
 
@@ -24,12 +23,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(__doc__).parse_args(argv)
     args.command_line = "foobar-ops " + shlex.join(argv)  # what the journal records as the command
     from .commands import HANDLERS
-
-    # --wait reaches the runs' lock taking through the environment, for this command only (main()
-    # may be called more than once in one process: a notebook, a test)
-    lock_wait, wait_before = getattr(args, "lock_wait", None), os.environ.get(LOCK_WAIT_ENV)
-    if lock_wait is not None:
-        os.environ[LOCK_WAIT_ENV] = str(lock_wait)
 
     # SIGTERM (a cancelled CI job, systemd stopping a unit, `kill`) ends a run as Ctrl-C does: what
     # a run holds is given back (a drained server is put back) and the journal says how it ended
@@ -50,11 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
-        if lock_wait is not None:
-            if wait_before is None:
-                os.environ.pop(LOCK_WAIT_ENV, None)
-            else:
-                os.environ[LOCK_WAIT_ENV] = wait_before
 
 
 Terminated = interrupts.Terminated

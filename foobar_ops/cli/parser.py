@@ -43,7 +43,12 @@ def _common(
             help="journal path or database URL (default: journal.sqlite in the records folder; see `foobar-ops paths`)",
         )
     if parallel:
-        p.add_argument("--parallel", type=int, default=10, help="at most this many hosts at once")
+        p.add_argument(
+            "--parallel",
+            type=int,
+            default=None,
+            help="at most this many hosts at once (default: the inventory's ssh.parallel, else 10)",
+        )
     if lock_wait:  # the commands whose runs take the hosts' run locks
         p.add_argument(
             "--wait",
@@ -51,7 +56,7 @@ def _common(
             type=float,
             metavar="SECONDS",
             help="when another run holds a host's lock, wait this long for it (default: refuse at once, "
-            "naming that run; $FOOBAR_OPS_LOCK_WAIT)",
+            "naming that run)",
         )
 
 

@@ -12,7 +12,7 @@ import base64
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .errors import FactError
 from .shell import cmd
@@ -576,7 +576,7 @@ class ReplicationInfo:
 
         peers: include the peers' writability.
         """
-        local = {k: v for k, v in self.local.items() if not k.startswith("gtid_")}
+        local: dict[str, Any] = {k: v for k, v in self.local.items() if not k.startswith("gtid_")}
         local["has_binlog_history"] = bool(self.local.get("gtid_binlog_state"))
         replica = {k: self.replica[k] for k in _STEADY_REPLICA if k in self.replica}
         out: dict[str, Any] = {"local": local, "replica": replica}

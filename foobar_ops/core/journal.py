@@ -42,19 +42,6 @@ class JournalError(FoobarOpsError):
     """The journal could not be read or written, or a query was malformed."""
 
 
-_context: dict[str, str | None] = {}
-
-
-def set_context(runbook: str | None = None, output_notebook: str | None = None) -> None:
-    """Link every run this process journals from now on to a runbook and its output notebook
-    (set by a runbook's first cell).
-
-    runbook: the runbook's name.
-    output_notebook: its output notebook.
-    """
-    _context.update(runbook=runbook, output_notebook=output_notebook)
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -97,7 +84,17 @@ class Journal:
         such as file:PATH), never part of the URL itself.
     """
 
-    def __init__(self, target: Path | str | None = None, password: Secret | None = None) -> None:
+    def __init__(
+        self,
+        target: Path | str | None = None,
+        password: Secret | None = None,
+        *,
+        runbook: str | None = None,
+        output_notebook: str | None = None,
+    ) -> None:
+        #: every run journaled through this object is linked to this runbook and its output
+        #: notebook (a runbook's own journal: see runbooks.context)
+        self.runbook, self.output_notebook = runbook, output_notebook
         named = str(target) if target else os.environ.get("FOOBAR_OPS_JOURNAL") or str(default_path())
         self.lock = threading.Lock()
         self._heartbeat = Heartbeat(self._beat)  # for the runs this journal started and has not finished
@@ -229,8 +226,8 @@ class Journal:
         run_id: a given id (default: a new one).
         """
         run_id = run_id or datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        runbook = runbook or _context.get("runbook")
-        output_notebook = output_notebook or _context.get("output_notebook")
+        runbook = runbook or self.runbook
+        output_notebook = output_notebook or self.output_notebook
         params = mask_known(json.dumps(mask_deep(parameters or {}), default=str, sort_keys=True))
         self._write(
             insert(RUNS).values(

@@ -16,6 +16,8 @@ copies) are removed: no run of ours can be using them.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 import shlex
@@ -35,21 +37,11 @@ from .secrets import mask_command, mask_known
 from .shell import cmd
 from .ssh import Remote, sudo_password
 
-__all__ = ["LOCK_DIR", "LOCK_WAIT_ENV", "RunLocked", "HostLock", "Holder", "holding", "lock_wait", "locked"]
+__all__ = ["LOCK_DIR", "OPENED", "RunLocked", "HostLock", "Holder", "holding", "locked"]
 
-LOCK_WAIT_ENV = "FOOBAR_OPS_LOCK_WAIT"  # seconds a run waits for another run's host lock (default 0)
-
-
-def lock_wait(given: float | None = None) -> float:
-    """Return how long a run waits for another run's lock: `given`, else $FOOBAR_OPS_LOCK_WAIT,
-    else 0 (refuse at once); a FoobarOpsError when the variable is not a number."""
-    if given is not None:
-        return max(0.0, float(given))
-    raw = os.environ.get(LOCK_WAIT_ENV, "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else 0.0
-    except ValueError:
-        raise FoobarOpsError(f"{LOCK_WAIT_ENV}={raw!r} is not a number of seconds") from None
+#: the line the holding shell prints once the facts it gathered for the run (see HostLock.opening)
+#: have all been sent
+OPENED = "@@FBO-OPENED"
 
 
 class RunLocked(FoobarOpsError):
@@ -112,8 +104,12 @@ class Holder:
         return machine.process_gone(self.machine_id, self.pid, self.pid_start) is True
 
 
-def _script(info: str, wait: float, clean: bool = True) -> str:
+def _script(info: str, wait: float, clean: bool = True, then: str | None = None) -> str:
     """The holding shell: take the lock (or say who has it), then hold it until the channel closes.
+
+    then: a script to run once the lock is held (the facts every phase of the run needs, see
+        HostLock.opening): its output and exit status come back gzipped and base64-encoded on
+        one line, followed by a line OPENED; the lock and the facts cost the host one command.
 
     clean: remove what runs that died left behind (upload folders, validation copies, change
         outcomes) once the lock is taken; not when a run takes its lock again after a cut
@@ -149,6 +145,7 @@ def _script(info: str, wait: float, clean: bool = True) -> str:
             settle,
             leftovers,  # nobody else can be using them now
             'printf "LOCKED %s\\n" "$n"',
+            _opening(then) if then else ":",
             # held until this run says `release` (it is done: its change outcomes were read and
             # can go) or its channel closes (a crash, a kill, a lost connection: they stay); its
             # details go first, so a run refused meanwhile looks again instead of naming it
@@ -159,6 +156,23 @@ def _script(info: str, wait: float, clean: bool = True) -> str:
     )
 
 
+def _opening(script: str) -> str:
+    """The holding shell's part that runs a script (as root, under the lock) and prints what it
+    printed and its exit status, gzipped and base64-encoded on one line, then a line OPENED."""
+    payload = base64.b64encode(gzip.compress(script.encode(), 9)).decode()
+    return (
+        f"echo {payload} | base64 -d | gzip -dc | {{ sh; printf '\\n@@FBO-EXIT %d\\n' $?; }} "
+        f"| gzip -1 | base64 -w 0; printf '\\n{OPENED}\\n'"
+    )
+
+
+def _opened(text: str, locked_line: str) -> str:
+    """The opening script's output as it came (gzipped, base64: the engine's wire decodes it),
+    from the holding shell's output."""
+    after = text.split(locked_line + "\n", 1)[-1]
+    return after.split(f"\n{OPENED}\n", 1)[0].strip()
+
+
 @dataclass
 class HostLock:
     """The run lock of one host, held through a channel of its own.
@@ -166,12 +180,17 @@ class HostLock:
     remote: the host's Remote (the lock rides on its connection).
     run_id, command: who is taking it (recorded on the host).
     wait: seconds to wait for another run to finish before giving up (0: refuse at once).
+    opening: a script the holding shell runs once the lock is held (the facts of every phase of
+        the run): what it printed comes back as `opened` (packed: gzipped, base64, its exit
+        status inside, as engine.wire.unpacked_output reads it).
     """
 
     remote: Remote
     run_id: str
     command: str = ""
     wait: float = 0.0
+    opening: str | None = None
+    opened: str | None = None
     stale: Holder | None = None  # a previous holder that ended without releasing its details
     cleaned: int = 0  # leftover temporary folders removed
     took_over: Holder | None = None  # a dead holder whose lock was taken over
@@ -217,29 +236,36 @@ class HostLock:
         conn = self.remote.open()
         host = self.remote.host
         timeout = float(host.ssh.connect_timeout) + self.wait + 10
-        script = _script(self._info(), self.wait, clean)
+        then = self.opening if clean else None  # a lock taken again after a cut gathers nothing
+        script = _script(self._info(), self.wait, clean, then)
         sudo = host.user != "root"
         password = sudo_password(host) if sudo else None  # none set: a clear error, not a wait
         line = cmd("sudo", "-S", "-p", "", "-H", "--", "sh", "-c", script) if sudo else script
         channel = conn.transport.open_session(timeout=float(host.ssh.connect_timeout))
+        self.remote.round_trips += 1  # the lock's command is one of the host's round trips
         channel.settimeout(timeout)
         channel.exec_command(line)
         if password is not None:
             channel.sendall((password + "\n").encode())
         started = time.monotonic()
         out, err = b"", b""
-        waiting = False
+        waiting = opening = False
         while True:
             if channel.recv_ready():
-                out += channel.recv(4096)
+                out += channel.recv(65536)
             if channel.recv_stderr_ready():
                 err += channel.recv_stderr(4096)
-            lines = out.decode(errors="replace").splitlines()
+            text = out.decode(errors="replace")
+            lines = text.splitlines()
             done = [ln for ln in lines if ln.startswith(("LOCKED", "BUSY", "CHANGING"))]
             if "WAITING" in lines and not waiting:  # for a change left running by a dead run
                 waiting = True
                 timeout = time.monotonic() - started + CHANGE_WAIT + 10
-            if done or channel.exit_status_ready() and not channel.recv_ready():
+            if done and done[0].startswith("LOCKED") and then and not opening:  # now the facts
+                opening = True
+                timeout = time.monotonic() - started + float(host.ssh.command_timeout)
+            finished = done and (not opening or f"\n{OPENED}\n" in text)
+            if finished or channel.exit_status_ready() and not channel.recv_ready():
                 break
             if b"try again" in err or b"incorrect password" in err:
                 channel.close()
@@ -249,7 +275,8 @@ class HostLock:
             if time.monotonic() - started > timeout:
                 channel.close()
                 raise ConnectionFailed(host.name, f"no answer to the run lock within {timeout:g} s")
-            time.sleep(0.01)
+            if not channel.recv_ready():
+                time.sleep(0.005)
         for ln in lines:
             if ln.startswith("STALE "):
                 self.stale = Holder.parse(ln[6:])
@@ -262,6 +289,8 @@ class HostLock:
                 raise FoobarOpsError(f"{host.name}: cannot take the run lock: {why or 'no answer'}")
             raise RunLocked(host.name, Holder.parse(done[0][5:]), self.wait)
         self.cleaned = int(done[0].split()[1]) if len(done[0].split()) > 1 else 0
+        if opening:
+            self.opened = _opened(text, done[0])
         self._channel = channel
         return self
 
@@ -316,47 +345,53 @@ def locked(
     run_id: str,
     command: str = "",
     wait: float = 0.0,
+    opening: dict[str, str] | None = None,
+    parallel: int = 10,
 ) -> Iterator[dict[str, HostLock | BaseException]]:
     """Take the run lock of every host; yield host -> HostLock, or the error that kept it
     (RunLocked, ConnectionFailed, SudoError); release them all at the end.
 
-    Connections are opened in parallel, then the locks are taken one host at a time in name order
-    and the first host held by another run stops the taking: two runs that want some of the same
-    hosts never end up each holding a part and both refused (nor, when waiting, deadlocked).
+    Every host is tried at once (connect, lock, and the opening script, one command each). When
+    another run holds one of them, every lock taken is let go and the locks are taken again one
+    host at a time in name order, waiting up to `wait` s each, and the first host still held stops
+    the taking: two runs that want some of the same hosts never end up each holding a part (nor,
+    when waiting, deadlocked); at worst both start the ordered pass, where one of them wins.
 
     remotes: the hosts' Remotes.
     run_id, command: who takes them.
     wait: seconds each may wait for another run.
+    opening: host name -> a script its holding shell runs once the lock is held (HostLock.opening).
+    parallel: at most this many hosts at once.
     """
     ordered = sorted(remotes, key=lambda r: str(r.host.name))
+    scripts = opening or {}
     held: dict[str, HostLock | BaseException] = {}
 
-    def reach(remote: Remote) -> BaseException | None:
+    def take(remote: Remote, patience: float) -> HostLock | BaseException:
+        name = remote.host.name
         try:
             remote.open()
-        except Exception as err:  # noqa: BLE001 - classified by open(); kept as this host's outcome
+            return HostLock(remote, run_id, command, patience, opening=scripts.get(name)).acquire()
+        except (FoobarOpsError, ConnectionFailed) as err:  # RunLocked, SudoError, unreachable
             return err
-        return None
+        except Exception as err:  # noqa: BLE001 - a surprise on one host must not hide the others
+            return FoobarOpsError(f"{name}: cannot take the run lock: {type(err).__name__}: {err}")
 
     try:
         if ordered:
-            with ThreadPoolExecutor(max_workers=min(10, len(ordered))) as pool:
-                reached = list(pool.map(reach, ordered))
-        for remote, failed in zip(ordered, reached if ordered else [], strict=True):
-            name = remote.host.name
-            if failed is not None:
-                held[name] = failed
-                continue
-            lock = HostLock(remote, run_id, command, wait)
-            try:
-                held[name] = lock.acquire()
-            except RunLocked as err:
-                held[name] = err
-                break  # the rest are not tried: this run will not go on
-            except FoobarOpsError as err:
-                held[name] = err
-            except Exception as err:  # noqa: BLE001 - a surprise on one host must not hide the others
-                held[name] = FoobarOpsError(f"{name}: cannot take the run lock: {type(err).__name__}: {err}")
+            with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(ordered)))) as pool:
+                first = list(pool.map(lambda r: take(r, 0.0), ordered))
+            held = {r.host.name: got for r, got in zip(ordered, first, strict=True)}
+        if any(isinstance(got, RunLocked) and not isinstance(got, ChangeRunning) for got in held.values()):
+            for got in held.values():  # another run holds a host: let go, then one host at a time
+                if isinstance(got, HostLock):
+                    got.release()
+            held = {}
+            for remote in ordered:
+                got = take(remote, wait)
+                held[remote.host.name] = got
+                if isinstance(got, RunLocked):
+                    break  # the rest are not tried: this run will not go on
         yield held
     finally:
         for outcome in held.values():
@@ -381,11 +416,11 @@ def holding(
     hosts: the inventory hosts.
     inventory: the Inventory (for ProxyJump).
     run_id, command: who holds them.
-    wait: seconds to wait for another run (default: $FOOBAR_OPS_LOCK_WAIT, else 0).
+    wait: seconds to wait for another run (default: 0, refuse at once).
     """
     remotes = [Remote(host, inventory) for host in hosts]
     try:
-        with locked(remotes, run_id, command, lock_wait(wait)) as outcomes:
+        with locked(remotes, run_id, command, float(wait or 0.0)) as outcomes:
             errors = [e for e in outcomes.values() if isinstance(e, Exception) and not isinstance(e, ConnectionFailed)]
             for error in sorted(errors, key=lambda e: not isinstance(e, RunLocked)):  # another run first
                 raise error

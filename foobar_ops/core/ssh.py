@@ -10,10 +10,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -127,30 +125,6 @@ def connect(host: Any, inventory: Any = None) -> Connection:
         )
         hop = hop.gateway
     return conn
-
-
-#: the connections a run holds (host name -> Remote): other parts of the same run (the load
-#: balancer's runtime API in a rolling phase) use them instead of opening their own
-_shared: ContextVar[dict[str, Remote] | None] = ContextVar("foobar_ops_shared_remotes", default=None)
-
-
-@contextmanager
-def sharing(remotes: dict[str, Remote]) -> Iterator[None]:
-    """Let remote_for() hand out these connections within the block (the current context)."""
-    token = _shared.set(remotes)
-    try:
-        yield
-    finally:
-        _shared.reset(token)
-
-
-def remote_for(host: Any, inventory: Any = None) -> tuple[Remote, bool]:
-    """Return a Remote for `host` and whether the caller owns it (must close it): the run's own
-    connection to that host when one is being shared, else a new one."""
-    shared = _shared.get()
-    if shared is not None and host.name in shared:
-        return shared[host.name], False
-    return Remote(host, inventory), True
 
 
 class Remote:

@@ -20,7 +20,7 @@ def run_command(
     *,
     hosts: str | None = None,
     sudo: bool = False,
-    parallel: int = 10,
+    parallel: int | None = None,
     stream: bool = False,
     journal: Journal | str | Path | None = None,
     origin: str = "python: run",
@@ -32,7 +32,7 @@ def run_command(
     command: shell text (a string), or a program and its arguments (a list, quoted one by one).
     hosts: host pattern (default: all hosts).
     sudo: run it through sudo (the whole shell text runs as root).
-    parallel: at most this many hosts at once.
+    parallel: at most this many hosts at once (default: the inventory's ssh.parallel, else 10).
     stream: print output lines as they come, prefixed with the host name.
     journal: the journal (default: the records folder's).
     origin: what is recorded as having started the run.
@@ -64,4 +64,12 @@ def run_command(
                 )
             )
 
-        return ssh.run_many(targets, remote, inventory=inv, sudo=sudo, cap=parallel, stream=stream, on_outcome=record)
+        return ssh.run_many(
+            targets,
+            remote,
+            inventory=inv,
+            sudo=sudo,
+            cap=parallel if parallel is not None else int(getattr(inv, "parallel", 10)),
+            stream=stream,
+            on_outcome=record,
+        )

@@ -11,6 +11,7 @@ from typing import Any
 from ..core.inventory import Inventory, load_inventory
 from ..core.journal import Journal
 from ..core.result import Result
+from ..core.run import check_lock_wait
 from ..core.runlock import RunLocked, holding
 from ..stack import replication, rolechange
 from ..stack.replication import ReplicationStatus
@@ -70,8 +71,8 @@ def db_switchover(
     journal: the journal (default: the records folder's).
     command: what is recorded as having started it.
     on_result: called with each step's result.
-    lock_wait: seconds to wait for another run holding a database host's run lock (default:
-        $FOOBAR_OPS_LOCK_WAIT, else refuse at once, naming it; a check with test takes no lock).
+    lock_wait: seconds to wait for another run holding a database host's run lock (default 0:
+        refuse at once, naming it; a check with test takes no lock).
     """
     inv = inventory_of(inventory)
     return _role_change(
@@ -103,8 +104,8 @@ def db_failover(
     journal: the journal (default: the records folder's).
     command: what is recorded as having started it.
     on_result: called with each step's result.
-    lock_wait: seconds to wait for another run holding a database host's run lock (default:
-        $FOOBAR_OPS_LOCK_WAIT, else refuse at once, naming it; a check with test takes no lock).
+    lock_wait: seconds to wait for another run holding a database host's run lock (default 0:
+        refuse at once, naming it; a check with test takes no lock).
     """
     inv = inventory_of(inventory)
     return _role_change(
@@ -165,6 +166,7 @@ def _role_change(
 ) -> RoleChange:
     """Run a role change journaled (each step a result) under the database hosts' run locks (none
     with test): change(emit, run_id) makes it."""
+    wait = check_lock_wait(lock_wait)  # a bad value is refused before anything is recorded
     with journal_of(journal).recording(command=command, inventory=inv, test=test, parameters=parameters) as run:
 
         def emit(result: Result) -> None:
@@ -172,5 +174,5 @@ def _role_change(
             if on_result:
                 on_result(result)
 
-        with nullcontext() if test else holding(db_hosts(inv), inv, run.id, command, lock_wait):
+        with nullcontext() if test else holding(db_hosts(inv), inv, run.id, command, wait):
             return change(emit, run.id)

@@ -32,9 +32,10 @@ def deploy(
     output_notebook: str | None = None,
     parameters: dict[str, Any] | None = None,
     on_result: OnResult | None = None,
-    parallel: int = 10,
+    parallel: int | None = None,
     save_plan: str | Path | None = None,
     expected: dict[str, dict[str, str]] | None = None,
+    lock_wait: float | None = None,
 ) -> Report:
     """Apply the inventory's roles to its hosts, phase by phase (the app one host at a time, each
     drained in the load balancer while it changes); return the Report.
@@ -48,9 +49,11 @@ def deploy(
     runbook, output_notebook: the runbook and its output notebook, when a runbook runs it.
     parameters: what is recorded as the run's parameters (default: roles, hosts, test).
     on_result: called with every result as it comes.
-    parallel: at most this many hosts at once.
+    parallel: at most this many hosts at once (default: the inventory's ssh.parallel).
     save_plan: with test, save the plan to this file (apply it later with apply_plan).
     expected: a saved plan's digests (see apply_plan).
+    lock_wait: seconds to wait for another run holding a host's run lock (default 0: refuse at once,
+        naming that run; a dry-run takes no lock).
     """
     roles = list(roles or [])
     stack_roles.check_roles(roles)
@@ -58,7 +61,7 @@ def deploy(
     params = parameters if parameters is not None else {"roles": roles, "hosts": hosts, "test": test}
     report = apply(
         inv,
-        stack_roles.phases(roles or None),
+        stack_roles.phases(roles or None, inventory=inv, hosts=hosts),
         hosts=hosts,
         test=test,
         journal=journal_of(journal),
@@ -69,6 +72,7 @@ def deploy(
         on_result=on_result,
         parallel=parallel,
         expected=expected,
+        lock_wait=lock_wait,
     )
     _save(report, inv, {"roles": roles, "hosts": hosts, "states": None}, save_plan)
     return report
@@ -87,9 +91,10 @@ def apply_plan(
     journal: Journal | str | Path | None = None,
     command: str = "python: apply_plan",
     on_result: OnResult | None = None,
-    parallel: int = 10,
+    parallel: int | None = None,
     runbook: str | None = None,
     output_notebook: str | None = None,
+    lock_wait: float | None = None,
 ) -> Report:
     """Apply a saved plan: the same roles (or states file) on the same hosts, only where each host
     still matches what the plan saw; a host that drifted is refused (its failed result names the
@@ -100,8 +105,10 @@ def apply_plan(
     journal: the journal (default: the records folder's).
     command: what is recorded as having started the run.
     on_result: called with every result as it comes.
-    parallel: at most this many hosts at once.
+    parallel: at most this many hosts at once (default: the inventory's ssh.parallel).
     runbook, output_notebook: the runbook and its output notebook, when a runbook runs it.
+    lock_wait: seconds to wait for another run holding a host's run lock (default 0: refuse at once,
+        naming that run; a dry-run takes no lock).
     """
     inv = inventory_of(inventory)
     saved = SavedPlan.load(plan_file)
@@ -118,6 +125,7 @@ def apply_plan(
             parallel=parallel,
             on_result=on_result,
             expected=saved.digests,
+            lock_wait=lock_wait,
         )
     return deploy(
         inv,
@@ -131,6 +139,7 @@ def apply_plan(
         expected=saved.digests,
         runbook=runbook,
         output_notebook=output_notebook,
+        lock_wait=lock_wait,
     )
 
 
@@ -153,10 +162,11 @@ def apply_states(
     test: bool = False,
     journal: Journal | str | Path | None = None,
     command: str = "python: apply_states",
-    parallel: int = 10,
+    parallel: int | None = None,
     on_result: OnResult | None = None,
     save_plan: str | Path | None = None,
     expected: dict[str, dict[str, str]] | None = None,
+    lock_wait: float | None = None,
 ) -> Report:
     """Apply the states that a Python file's `states(host, inventory)` returns; return the Report.
 
@@ -166,10 +176,12 @@ def apply_states(
     test: plan only.
     journal: the journal (default: the records folder's).
     command: what is recorded as having started the run.
-    parallel: at most this many hosts at once.
+    parallel: at most this many hosts at once (default: the inventory's ssh.parallel).
     on_result: called with every result as it comes.
     save_plan: with test, save the plan to this file (apply it later with apply_plan).
     expected: a saved plan's digests (see apply_plan).
+    lock_wait: seconds to wait for another run holding a host's run lock (default 0: refuse at once,
+        naming that run; a dry-run takes no lock).
     """
     inv = inventory_of(inventory)
     report = apply(
@@ -183,6 +195,7 @@ def apply_states(
         parallel=parallel,
         on_result=on_result,
         expected=expected,
+        lock_wait=lock_wait,
     )
     _save(report, inv, {"roles": [], "hosts": hosts, "states": str(Path(state_file).resolve())}, save_plan)
     return report
@@ -195,6 +208,7 @@ def rollback(
     journal: Journal | str | Path | None = None,
     command: str = "python: rollback",
     on_result: OnResult | None = None,
+    lock_wait: float | None = None,
 ) -> Report:
     """Switch app hosts back to their previous release, one host at a time, each drained in the
     load balancer first and health-checked after; return the Report.
@@ -204,6 +218,8 @@ def rollback(
     journal: the journal (default: the records folder's).
     command: what is recorded as having started the run.
     on_result: called with every result as it comes.
+    lock_wait: seconds to wait for another run holding a host's run lock (default 0: refuse at once,
+        naming that run; a dry-run takes no lock).
     """
     inv = inventory_of(inventory)
     return apply(
@@ -214,4 +230,5 @@ def rollback(
         command=command,
         parameters={"hosts": hosts},
         on_result=on_result,
+        lock_wait=lock_wait,
     )

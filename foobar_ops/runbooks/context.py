@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..core import journal
+from ..core.journal import Journal
 from ..core.progress import Progress
 from .parameters import check_parameters
 
@@ -16,6 +16,11 @@ class RunbookContext:
 
     namespace: the notebook's globals() (right after its parameters cell).
     name: the runbook's name (default: from the output notebook's name).
+
+    journal: the runbook's own journal: every run journaled through it is linked to the runbook
+        and its output notebook (recorded() hands it to each operation).
+    lock_wait: seconds an operation waits for another run's host lock (the runner's --wait, given
+        to a runbook that declares a `lock_wait` parameter; default 0: refuse at once).
     """
 
     def __init__(self, namespace: dict[str, Any], name: str | None = None) -> None:
@@ -24,12 +29,14 @@ class RunbookContext:
         self.output_notebook = self.params.get("output_notebook")
         stem = Path(self.output_notebook).stem if self.output_notebook else None
         self.name = name or (stem.rsplit("-", 3)[0] if stem else "notebook")
-        journal.set_context(runbook=self.name, output_notebook=self.output_notebook)
+        self.journal = Journal(runbook=self.name, output_notebook=self.output_notebook)
+        self.lock_wait = float(self.params.get("lock_wait") or 0.0)
         self.progress = Progress()
 
     def recorded(self, step: str) -> dict[str, Any]:
-        """The keyword arguments that record an operation as this runbook's step."""
-        return {"command": f"runbook {self.name}: {step}"}
+        """The keyword arguments that record an operation as this runbook's step, in the
+        runbook's journal (linked to its output notebook)."""
+        return {"command": f"runbook {self.name}: {step}", "journal": self.journal}
 
     def path(self, name: str) -> str:
         """Return a path for a file this run keeps beside its output notebook (e.g. its plan)."""

@@ -33,7 +33,7 @@ from ..core.secrets import is_secret_ref
 #: Names an IPython kernel puts in a notebook's namespace before any cell runs.
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "display"}
 #: Parameters the runner sets itself (declared by runbooks that use them).
-RUNNER_SET = ("run_id", "output_notebook")
+RUNNER_SET = ("run_id", "output_notebook", "lock_wait")
 
 
 class RunbookParameterError(FoobarOpsError):

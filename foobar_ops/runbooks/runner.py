@@ -35,6 +35,7 @@ from typing import Any
 from ..core import interrupts, paths, privacy
 from ..core.errors import FoobarOpsError, SecretError
 from ..core.journal import Journal
+from ..core.run import check_lock_wait
 from ..core.secrets import MASK, MIN_LENGTH, Secret, SecretTooShort, is_secret_ref, mask_known, remember
 from . import outputs
 from .catalog import Runbook, find
@@ -192,6 +193,7 @@ def run(
     start_timeout: float = 60,
     cell_timeout: float = 1800,
     command: str | None = None,
+    lock_wait: float | None = None,
 ) -> RunbookRun:
     """Run a runbook and return what it did (never raises for a failing run: see the outcome).
 
@@ -205,6 +207,8 @@ def run(
     start_timeout: seconds the kernel gets to start.
     cell_timeout: seconds each cell gets.
     command: what is recorded as having started the run.
+    lock_wait: seconds the runbook's operations wait for another run holding a host's lock
+        (given to a runbook that declares a `lock_wait` parameter; default 0: refuse at once).
     """
     import papermill
 
@@ -229,7 +233,8 @@ def run(
         return RunbookRun(run_id, name, "refused", error=str(err), seconds=time.monotonic() - started)
     declared = {p.name for p in runbook.parameters()}
     injected = {k: v for k, v in values.items() if k in declared}
-    injected.update({k: v for k, v in (("run_id", run_id), ("output_notebook", str(out))) if k in declared})
+    runner_set = (("run_id", run_id), ("output_notebook", str(out)), ("lock_wait", check_lock_wait(lock_wait)))
+    injected.update({k: v for k, v in runner_set if k in declared})
     nb = runbook.notebook()
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "foobar-ops", "language": "python"}
     privacy.make_dir(paths.records_dir())

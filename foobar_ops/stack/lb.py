@@ -17,7 +17,7 @@ from ..core.errors import AuthError, ConnectionFailed, FoobarOpsError, HostKeyEr
 from ..core.journal import Journal
 from ..core.result import Result, Status
 from ..core.shell import cmd
-from ..core.ssh import remote_for
+from ..core.ssh import Remote
 from .topology import BACKEND, STATS_SOCKET, lb_host, web_hosts
 
 MARKS = "/var/lib/foobar-ops/drains"  # on the load balancer: drains made by runs, one file each
@@ -137,6 +137,13 @@ def _number(value: str | None) -> int | str | None:
         return value
 
 
+def marks_command(backend: str = BACKEND) -> str:
+    """The command that prints the drain marks of a backend's servers, one JSON line each (run as
+    root on the load balancer)."""
+    _name("backend", backend)
+    return f'cd {cmd(MARKS)} 2>/dev/null && for f in {cmd(backend)}.*; do [ -f "$f" ] && cat "$f"; done; true'
+
+
 class HAProxy:
     """The runtime API of the load balancer host (admin stats socket, through SSH as root).
 
@@ -146,6 +153,8 @@ class HAProxy:
     journal: where server state changes are recorded (default: the project's journal).
     command: what is recorded as the command that made them.
     record: journal each state change as a run of its own (False: the caller records them).
+    remote: a connection to the load balancer to use (a run's own, which holds its run lock: the
+        run closes it, not this object); default: a connection of its own.
     """
 
     def __init__(
@@ -156,12 +165,14 @@ class HAProxy:
         journal: Journal | None = None,
         command: str = "python: HAProxy",
         record: bool = True,
+        remote: Remote | None = None,
     ) -> None:
         found = inventory.host(host) if host else lb_host(inventory)
         if found is None:
             raise LBError(f"{inventory.path}: no host has the haproxy role")
         self.host = found
-        self.remote, self._owned = remote_for(self.host, inventory)  # a run's own connection, when it has one
+        self._owned = remote is None
+        self.remote = remote if remote is not None else Remote(self.host, inventory)
         self.socket = socket
         self.inventory, self._journal, self.origin, self.record = inventory, journal, command, record
 
@@ -238,13 +249,17 @@ class HAProxy:
         except ConnectionFailed:  # the Remote dropped the lost connection: the next run opens one
             return self.remote.run(line, sudo=self.host.user != "root")
 
-    def marks(self, backend: str = BACKEND) -> dict[str, dict[str, Any]]:
+    def marks(self, backend: str = BACKEND, said: str | None = None) -> dict[str, dict[str, Any]]:
         """Return the drains made by runs that are still marked: server -> {run, at} (a mark whose
-        server is not a plain name is not one a run made, and is left out)."""
-        _name("backend", backend)
-        script = f'cd {cmd(MARKS)} 2>/dev/null && for f in {cmd(backend)}.*; do [ -f "$f" ] && cat "$f"; done; true'
+        server is not a plain name is not one a run made, and is left out).
+
+        backend: the backend.
+        said: what marks_command(backend) printed on the load balancer, when it was already
+            asked (e.g. in a run's opening command); default: ask it now.
+        """
+        text = said if said is not None else self.command_script(marks_command(backend))
         found: dict[str, dict[str, Any]] = {}
-        for line in self.command_script(script).splitlines():
+        for line in text.splitlines():
             try:
                 mark = json.loads(line)
             except ValueError:

@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..core.engine import Phase
-from ..core.engine.phases import current_run
 from ..core.errors import ChangeStillRunning
 from ..core.result import Result, Status
+from ..core.run import Run
 from ..core.states import State
-from .lb import HAProxy, LastServerUp, LBError, is_up, server_result
+from .lb import HAProxy, LastServerUp, LBError, is_up, marks_command, server_result
 from .topology import BACKEND, lb_host
 
 ANOTHER_UP_WAIT = 5.0  # seconds to wait for another server that is rising (e.g. just after a reload)
@@ -37,27 +37,35 @@ def rolling_phase(name: str, states_for: Callable[[Any, Any], Sequence[State[Any
         order=out_of_rotation_first,
         prepare=put_back_left_drained,
         also_locks=lambda inventory: [lb_host(inventory)],
+        reads=_marks_read,
     )
 
 
-def put_back_left_drained(inventory: Any, emit: Emit, test: bool, timeout: float = 30) -> None:
+def _marks_read(inventory: Any) -> list[tuple[Any, str, str]]:
+    """The drain marks on the load balancer, read in its opening command (the put-back's input)."""
+    lb = lb_host(inventory)
+    return [(lb, "drain-marks", marks_command(BACKEND))] if lb is not None else []
+
+
+def put_back_left_drained(run: Run, emit: Emit, timeout: float = 30) -> None:
     """Put back in rotation every server that a run drained and never put back (it was killed, lost
     its connection, or its machine died): such drains carry the run's mark on the load balancer.
     Drains made by an operator carry no mark and are left alone. Runs before anything else in a
     run that has a rolling phase (which holds the load balancer's run lock: the run that made the
     drain is over).
 
-    inventory: the Inventory.
+    run: the run (its inventory, its id, whether it is a dry-run: then it says what would be put
+        back and changes nothing; its connection to the load balancer).
     emit: where each put-back's result goes.
-    test: dry-run: say what would be put back, change nothing.
     timeout: seconds to wait for a put-back server to be UP.
     """
-    if lb_host(inventory) is None:
+    inventory, test, this_run = run.inventory, run.test, run.id
+    lb_name = lb_host(inventory)
+    if lb_name is None:
         return
-    this_run = current_run.get()
     try:
-        with HAProxy(inventory, record=False) as lb:
-            marks = lb.marks(BACKEND)
+        with HAProxy(inventory, record=False, remote=run.remote(lb_name)) as lb:
+            marks = lb.marks(BACKEND, said=run.read(lb_name.name, "drain-marks"))
             rows = lb.servers(BACKEND) if marks else {}
             for server, mark in marks.items():
                 if mark.get("run") == this_run:
@@ -129,21 +137,23 @@ def out_of_rotation_first(hosts: list[Any], inventory: Any) -> list[Any]:
 
 
 @contextmanager
-def drained(host: Any, inventory: Any, emit: Emit, timeout: float = 30) -> Iterator[None]:
+def drained(run: Run, host: Any, emit: Emit, timeout: float = 30) -> Iterator[None]:
     """Drain `host` in the load balancer around the block, then ready it and wait until its health
     checks pass again; each step is a result. A server that is not UP (a first deploy, or out of
     rotation by an operator's choice) is changed as it is and its admin state left alone; the only
     server UP is changed without draining (nothing could take its traffic), and the result says so.
 
+    run: the run (its inventory's haproxy host is the load balancer, reached on the run's own
+        connection, which holds its lock; its id marks the drain).
     host: the web host about to change.
-    inventory: the Inventory (its haproxy host is the load balancer).
     emit: where the drain/ready results go (the run's journal).
     timeout: seconds to wait for sessions to end, and for the host to be UP again.
     """
-    if lb_host(inventory) is None:
+    lb_name = lb_host(run.inventory)
+    if lb_name is None:
         yield
         return
-    with HAProxy(inventory, record=False) as lb:
+    with HAProxy(run.inventory, record=False, remote=run.remote(lb_name)) as lb:
         started = time.perf_counter()
         row = lb.servers(BACKEND).get(host.name)
         serving = row is not None and is_up(row)
@@ -152,29 +162,31 @@ def drained(host: Any, inventory: Any, emit: Emit, timeout: float = 30) -> Itera
             emit(_result(lb, host, "as-is", True, why, started, changed=False))
             yield
             return
-        yield from _drain_change_ready(lb, host, emit, timeout, started)
+        yield from _drain_change_ready(lb, host, emit, timeout, started, run.id)
 
 
-def _drain(lb: HAProxy, host: Any, timeout: float) -> float | None:
+def _drain(lb: HAProxy, host: Any, timeout: float, mark: str) -> float | None:
     """Drain `host` (marked as this run's), unless it is the only server UP: then wait a little for
     another one to rise (e.g. just after a reload) and return None when none did."""
     deadline = time.monotonic() + ANOTHER_UP_WAIT
     while True:
         try:
-            return lb.drain(host.name, BACKEND, timeout=timeout, mark=current_run.get() or "a run")
+            return lb.drain(host.name, BACKEND, timeout=timeout, mark=mark)
         except LastServerUp:
             if time.monotonic() > deadline:
                 return None
         time.sleep(0.5)
 
 
-def _drain_change_ready(lb: HAProxy, host: Any, emit: Emit, timeout: float, started: float) -> Iterator[None]:
+def _drain_change_ready(
+    lb: HAProxy, host: Any, emit: Emit, timeout: float, started: float, mark: str
+) -> Iterator[None]:
     """Drain, let the change run (the caller's block), then ready and wait for UP; the server is
     put back whatever happens (an interrupt stays an interrupt), except while its change, cut off,
     still runs on it (ChangeStillRunning): it stays drained with this run's mark, and the next
     run, which waits for that change to end, puts it back."""
     try:
-        waited = _drain(lb, host, timeout)
+        waited = _drain(lb, host, timeout, mark)
     except BaseException as err:
         _put_back_after(lb, host, err)
         _safe_emit(

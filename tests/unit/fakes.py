@@ -26,7 +26,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from foobar_ops.core.engine.host import is_packed, section
-from foobar_ops.core.errors import ConnectionFailed
+from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError
 from foobar_ops.core.facts import Fact, FileFact
 from foobar_ops.core.runlock import HostLock
 
@@ -284,6 +284,8 @@ class FakeRemote:
         self.running: set[str] = set()  # tokens of changes still running when read back (pid 4242)
         self.relock = None
         self.ssh_bytes = None  # not measured
+        self.read_answers: dict[str, str] = {}  # a hook's read command -> what the host prints
+        self.reads_asked: list[str] = []
 
     @property
     def down(self) -> bool:
@@ -356,6 +358,9 @@ class FakeRemote:
             if self.react[1] == 0:
                 self._markers(body)
             return printed(tag, *self.react)
+        if re.fullmatch(r"r\d+", tag):  # what a phase's hook reads (Phase.reads): nothing to say by default
+            self.reads_asked.append(body)
+            return printed(tag, self.read_answers.get(body, ""), 0)
         assert re.fullmatch(r"f\d+", tag), tag
         assert body in self.answers, f"no answer for fact command {body!r}"
         fact, answer = self.answers[body]
@@ -387,7 +392,28 @@ class FakeRemote:
     def close(self) -> None:
         self.closed += 1
 
+    def opening(self, script: str) -> str:
+        """The opening gather, run by the holding shell of the run lock (one more call, like run()):
+        what comes back on the lock's channel, packed; a host that is down or cut raises."""
+        self.calls += 1
+        if self.down:
+            raise self.breaks_with
+        self.round_trips += 1
+        self.sudo.append(False)
+        self.scripts.append(script)
+        out = self._answer(script)
+        if self.calls in self.cut_calls:
+            if self.after_cut is not None:
+                self.after_cut(self)
+            raise ConnectionFailed(self.host, "Connection reset by peer")
+        return packed_output(out).stdout
+
     # --- what the tests look at ---
+    @property
+    def changed_nothing(self) -> bool:
+        """No script sent here carried a change (the run's opening gather of facts at most)."""
+        return all("apply" not in self.tags(script) and "react" not in self.tags(script) for script in self.scripts)
+
     def tags(self, script: str) -> list[str]:
         return [tag for tag, _ in parse(script).parts]
 
@@ -459,6 +485,7 @@ class RunLocks:
         self.notes: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[list[str], str, str, float]] = []
         self.held: dict[str, FakeHostLock] = {}
+        self.openings: list[dict[str, str]] = []  # host -> the opening gather script, per use
         self.open = 0
 
     @property
@@ -468,17 +495,36 @@ class RunLocks:
         return self.calls[0][0]
 
     @contextmanager
-    def locked(self, remotes: Any, run_id: str, command: str = "", wait: float = 0.0) -> Iterator[dict[str, Any]]:
+    def locked(
+        self,
+        remotes: Any,
+        run_id: str,
+        command: str = "",
+        wait: float = 0.0,
+        opening: dict[str, str] | None = None,
+        parallel: int = 10,
+    ) -> Iterator[dict[str, Any]]:
         remotes = list(remotes)
         names = [str(getattr(r.host, "name", r.host)) for r in remotes]
         self.calls.append((names, run_id, command, wait))
+        self.openings.append(dict(opening or {}))
         out: dict[str, Any] = {}
         for name, remote in zip(names, remotes, strict=True):
             if name in self.refuse:
                 out[name] = self.refuse[name]
-            else:
-                lock = FakeHostLock(remote, run_id, command, wait, **self.notes.get(name, {}))
-                out[name] = self.held[name] = lock
+                continue
+            lock = FakeHostLock(remote, run_id, command, wait, **self.notes.get(name, {}))
+            script = (opening or {}).get(name)
+            if script is not None and hasattr(remote, "opening"):
+                try:  # the holding shell gathers the run's facts once the lock is held
+                    lock.opened = remote.opening(script)
+                except FoobarOpsError as err:  # unreachable, or sudo refused: that host's outcome
+                    out[name] = err
+                    continue
+                except Exception as err:  # noqa: BLE001 - a surprise: as core.runlock.locked reports it
+                    out[name] = FoobarOpsError(f"{name}: cannot take the run lock: {type(err).__name__}: {err}")
+                    continue
+            out[name] = self.held[name] = lock
         self.open += 1
         try:
             yield out

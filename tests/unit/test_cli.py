@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from foobar_ops.core.errors import FoobarOpsError
 from foobar_ops.core.report import Report
 from tests.conftest import run_cli
 
@@ -62,10 +63,8 @@ def test_missing_inventory_file_is_named(tmp_path):
 @pytest.fixture(autouse=True)
 def _in_process(monkeypatch):
     """main() registers a traceback dump on SIGUSR1 to the real stderr, which the captured stderr of
-    a test has not; and --wait sets $FOOBAR_OPS_LOCK_WAIT, which must not outlive the test."""
+    a test has not."""
     monkeypatch.setattr(faulthandler, "register", lambda *args, **kw: None)
-    monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", "")
-    monkeypatch.delenv("FOOBAR_OPS_LOCK_WAIT")
 
 
 def test_sigterm_ends_a_command_as_an_interrupt_with_its_own_code(monkeypatch, capsys):
@@ -99,40 +98,54 @@ def test_ctrl_c_stays_an_interrupt(monkeypatch, capsys):
     assert capsys.readouterr().err == "foobar-ops: interrupted\n"
 
 
-def test_wait_is_how_long_a_run_waits_for_a_hosts_lock(monkeypatch):
-    from foobar_ops.cli import commands
+class _Stop(FoobarOpsError):
+    """Raised by a stand-in operation once it has seen its arguments."""
+
+
+def _seen_by(monkeypatch, target, name, seen):
+    def operation(*args, **kw):
+        seen.append(kw.get("lock_wait"))
+        raise _Stop("seen")
+
+    monkeypatch.setattr(target, name, operation)
+
+
+def test_wait_is_given_to_the_operation_as_its_lock_wait_for_that_command_only(monkeypatch):
+    from foobar_ops import ops
     from foobar_ops.cli.main import main
 
     seen = []
-    monkeypatch.setitem(commands.HANDLERS, "apply", lambda args: seen.append(os.environ.get("FOOBAR_OPS_LOCK_WAIT")))
-    main(["apply", "-i", "inv.yml", "--test"])
-    main(["apply", "-i", "inv.yml", "--wait", "90"])
-    main(["apply", "-i", "inv.yml"])  # the wait was for that command only
-    assert seen == [None, "90.0", None] and "FOOBAR_OPS_LOCK_WAIT" not in os.environ
-    monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", "5")  # the user's own setting: used, and kept
-    main(["apply", "-i", "inv.yml"])
-    main(["apply", "-i", "inv.yml", "--wait", "90"])
-    assert seen[3:] == ["5", "90.0"] and os.environ["FOOBAR_OPS_LOCK_WAIT"] == "5"
+    _seen_by(monkeypatch, ops, "deploy", seen)
+    before = dict(os.environ)
+    assert main(["apply", "-i", "inv.yml", "--test"]) == 2
+    assert main(["apply", "-i", "inv.yml", "--wait", "90"]) == 2
+    assert main(["apply", "-i", "inv.yml"]) == 2
+    assert seen == [None, 90.0, None]
+    assert dict(os.environ) == before  # nothing travels through the environment
 
 
 @pytest.mark.parametrize(
-    "argv",
+    "argv, where, name",
     [
-        ["rollback", "-i", "inv.yml", "--wait", "12"],
-        ["runbook", "records", "-i", "inv.yml", "--wait", "12"],
-        ["db", "switchover", "-i", "inv.yml", "--wait", "12"],
-        ["db", "failover", "-i", "inv.yml", "--wait", "12"],
+        (["rollback", "-i", "inv.yml", "--wait", "12"], "ops", "rollback"),
+        (["runbook", "records", "-i", "inv.yml", "--wait", "12"], "runner", "run"),
+        (["db", "switchover", "-i", "inv.yml", "--wait", "12"], "ops", "db_switchover"),
+        (["db", "failover", "-i", "inv.yml", "--wait", "12"], "ops", "db_failover"),
+        (["db", "unfence", "-i", "inv.yml", "--peer-gone", "web-02", "--wait", "12"], "ops", "db_unfence"),
+        (["apply", "-i", "inv.yml", "--plan", "p.json", "--wait", "12"], "ops", "apply_plan"),
+        (["apply", "-i", "inv.yml", "--states", "s.py", "--wait", "12"], "ops", "apply_states"),
     ],
-    ids=["rollback", "runbook", "switchover", "failover"],
+    ids=["rollback", "runbook", "switchover", "failover", "unfence", "plan", "states"],
 )
-def test_every_command_whose_runs_take_locks_has_the_wait(monkeypatch, argv):
-    from foobar_ops.cli import commands
+def test_every_command_whose_runs_take_locks_gives_its_operation_the_wait(monkeypatch, argv, where, name):
+    from foobar_ops import ops
     from foobar_ops.cli.main import main
+    from foobar_ops.runbooks import runner
 
     seen = []
-    monkeypatch.setitem(commands.HANDLERS, argv[0], lambda args: seen.append(os.environ.get("FOOBAR_OPS_LOCK_WAIT")))
-    main(argv)
-    assert seen == ["12.0"]
+    _seen_by(monkeypatch, {"ops": ops, "runner": runner}[where], name, seen)
+    assert main(argv) == 2
+    assert seen == [12.0]
 
 
 @pytest.mark.parametrize(
@@ -154,7 +167,7 @@ def test_verifys_wait_for_servers_up_is_not_a_lock_wait(monkeypatch):
 
     seen = []
     monkeypatch.setitem(
-        commands.HANDLERS, "verify", lambda args: seen.append((args.wait, os.environ.get("FOOBAR_OPS_LOCK_WAIT")))
+        commands.HANDLERS, "verify", lambda args: seen.append((args.wait, getattr(args, "lock_wait", None)))
     )
     main(["verify", "-i", "inv.yml", "--wait", "7"])
     assert seen == [(7.0, None)]

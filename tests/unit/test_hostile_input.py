@@ -30,14 +30,12 @@ def _isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("TEST_REPL_PW", "repl-pw")
     monkeypatch.setenv("TEST_SUDO", "sudo-pw")
     monkeypatch.setattr(faulthandler, "register", lambda *args, **kw: None)
-    monkeypatch.delenv("FOOBAR_OPS_LOCK_WAIT", raising=False)
 
     def no_host(*args, **kw):
         raise AssertionError("a command was about to reach a host")
 
     monkeypatch.setattr(ssh.Remote, "__init__", no_host)
     monkeypatch.setattr(ssh, "run_many", no_host)
-    monkeypatch.setattr(lb_mod, "remote_for", no_host)
 
 
 def refused(capsys, argv: list[str], code: int = 2) -> str:

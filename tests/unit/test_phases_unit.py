@@ -18,8 +18,8 @@ from sqlalchemy import event
 
 from foobar_ops import states as s
 from foobar_ops.core import journal as records
-from foobar_ops.core.engine import phases
-from foobar_ops.core.engine.phases import Phase, apply, current_run
+from foobar_ops.core import run as run_mod
+from foobar_ops.core.engine.phases import Phase, apply
 from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError, StateError, SudoError
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.core.journal import Journal, JournalError
@@ -55,9 +55,8 @@ def world(tmp_path, monkeypatch, run_locks):
     path.write_text(INVENTORY)
     log: list[tuple[str, str]] = []
     remotes = {name: FakeRemote({FIRST: TODO, SECOND: TODO}, host=name, log=log) for name in HOSTS}
-    monkeypatch.setattr(phases, "Remote", lambda host, inventory: remotes[host.name])
+    monkeypatch.setattr(run_mod, "Remote", lambda host, inventory: remotes[host.name])
     monkeypatch.setattr(records, "git_commit", lambda folder=records.CHECKOUT: "abc1234")
-    monkeypatch.delenv("FOOBAR_OPS_LOCK_WAIT", raising=False)  # no lock wait but the test's
     return SimpleNamespace(
         inv=load_inventory(path),
         remotes=remotes,
@@ -114,7 +113,7 @@ def test_a_serial_phase_stops_at_the_first_failed_host(world):
     report = run(world, Phase("deploy", only(FIRST, SECOND), serial=True))
     assert not report.ok
     assert [h for h, _ in applied(world)] == ["web-01", "web-01", "web-02", "web-02"]  # web-03 untouched
-    assert world.remotes["web-03"].calls == 0
+    assert world.remotes["web-03"].calls == 1 and world.remotes["web-03"].changed_nothing  # its facts only
     assert of(report, "web-02") == [(FIRST.id, Status.FAILED), (SECOND.id, Status.FAILED)]
     assert of(report, "web-03") == [(FIRST.id, Status.NOT_RUN), (SECOND.id, Status.NOT_RUN)]
     assert all(
@@ -128,14 +127,14 @@ def test_a_serial_phase_stops_at_the_first_failed_host(world):
     assert world.journal.run(report.run_id)["status"] == "failed"
 
 
-def test_a_serial_phase_stops_after_an_unreachable_host(world):
-    world.remotes["web-01"].breaks_at = 1
+def test_a_serial_phase_stops_after_a_host_that_stopped_answering_in_its_turn(world):
+    world.remotes["web-01"].breaks_at = 2  # its facts came with its lock; then it stops answering
     report = run(world, Phase("deploy", only(FIRST), serial=True))
-    assert of(report, "web-01") == []
+    assert of(report, "web-01") == [(FIRST.id, Status.FAILED)] and world.log == []
     assert report.outcomes["web-01"].outcome is Outcome.UNREACHABLE
     for host in ("web-02", "web-03"):
         assert of(report, host) == [(FIRST.id, Status.NOT_RUN)]
-        assert world.remotes[host].calls == 0
+        assert world.remotes[host].calls == 1 and world.remotes[host].changed_nothing  # its facts only
     assert "web-01 failed earlier" in report.results[-1].comment
     assert report.failed_hosts == HOSTS
 
@@ -144,7 +143,7 @@ def test_a_serial_phase_in_test_mode_plans_every_host_without_its_guard(world):
     guarded = []
 
     @contextmanager
-    def guard(host, inventory, emit):
+    def guard(run, host, emit):
         guarded.append(host.name)
         yield
 
@@ -165,7 +164,7 @@ def test_a_guard_wraps_only_hosts_with_pending_changes(world):
     guarded = []
 
     @contextmanager
-    def guard(host, inventory, emit):
+    def guard(run, host, emit):
         guarded.append(host.name)
         emit(lb_result("drain", host))
         yield
@@ -188,7 +187,7 @@ def test_a_guard_wraps_only_hosts_with_pending_changes(world):
 
 def test_a_guard_that_fails_before_the_change_leaves_the_hosts_states_not_run(world):
     @contextmanager
-    def guard(host, inventory, emit):
+    def guard(run, host, emit):
         emit(lb_result("drain", host, Status.FAILED))
         raise FoobarOpsError(f"cannot drain {host.name}")
         yield
@@ -293,7 +292,7 @@ def test_a_guard_is_told_when_the_change_it_wraps_is_still_running(world):
     seen = []
 
     @contextmanager
-    def guard(host, inventory, emit):
+    def guard(run, host, emit):
         try:
             yield
         except ChangeStillRunning as err:  # e.g. the rolling guard: leave the server drained
@@ -365,20 +364,17 @@ def test_the_lock_is_held_while_the_phases_run(world):
     assert all(k.released for k in world.locks.held.values())  # then let go
 
 
-@pytest.mark.parametrize("given, env, wait", [(7, None, 7.0), (None, "2.5", 2.5), (None, None, 0.0), (-3, None, 0.0)])
-def test_how_long_a_run_waits_for_a_lock(world, monkeypatch, given, env, wait):
-    if env is None:
-        monkeypatch.delenv("FOOBAR_OPS_LOCK_WAIT", raising=False)
-    else:
-        monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", env)
+@pytest.mark.parametrize("given, wait", [(7, 7.0), (None, 0.0), (0, 0.0), ("2.5", 2.5)])
+def test_how_long_a_run_waits_for_a_lock_is_its_lock_wait(world, monkeypatch, given, wait):
+    monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", "600")  # no longer read: the wait is a parameter
     run(world, only(FIRST), lock_wait=given)
     assert world.locks.calls[0][3] == wait
 
 
-def test_a_lock_wait_that_is_no_number_stops_the_run_before_any_host(world, monkeypatch):
-    monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", "soon")
-    with pytest.raises(FoobarOpsError, match="FOOBAR_OPS_LOCK_WAIT='soon' is not a number of seconds"):
-        run(world, only(FIRST))
+@pytest.mark.parametrize("given", [-3, "soon", float("nan"), True, 10**9])
+def test_a_lock_wait_that_is_no_number_of_seconds_stops_the_run_before_any_host(world, given):
+    with pytest.raises(FoobarOpsError, match=r"lock_wait=.* (is not a number of seconds|must be from 0)"):
+        run(world, only(FIRST), lock_wait=given)
     assert world.locks.calls == [] and all(r.calls == 0 for r in world.remotes.values())
 
 
@@ -388,7 +384,7 @@ def test_a_host_locked_by_another_run_refuses_the_whole_run_naming_that_run(worl
         run(world, only(FIRST), Phase("second", only(SECOND), serial=True))
     assert raised.value is world.locks.refuse["web-02"]  # the holder's own error, naming it
     assert raised.value.host == "web-02" and HOLDER.describe() in str(raised.value)
-    assert world.log == [] and all(r.calls == 0 for r in world.remotes.values())  # nothing applied anywhere
+    assert world.log == [] and all(r.changed_nothing for r in world.remotes.values())  # nothing applied anywhere
     assert world.locks.open == 0 and all(lock.released for lock in world.locks.held.values())
     (journaled,) = world.journal.runs().to_dict("records")
     assert journaled["status"] == "error" and "RunLocked" in journaled["error"] and "web-02" in journaled["error"]
@@ -399,7 +395,7 @@ def test_a_load_balancer_locked_by_another_run_refuses_the_run_too(world):
     with pytest.raises(RunLocked) as raised:
         run(world, Phase("deploy", only(FIRST), also_locks=extra("web-03")), hosts="web-01")
     assert raised.value.host == "web-03" and HOLDER.describe() in str(raised.value)
-    assert world.log == [] and world.remotes["web-01"].calls == 0
+    assert world.log == [] and world.remotes["web-01"].changed_nothing
 
 
 def test_a_dry_run_takes_no_lock(world):
@@ -464,7 +460,7 @@ def test_a_guarded_phase_changes_nothing_when_the_host_it_acts_on_could_not_be_l
     guarded = []
 
     @contextmanager
-    def guard(host, inventory, emit):  # would reach web-03 (the load balancer) without its lock
+    def guard(run, host, emit):  # would reach web-03 (the load balancer) without its lock
         guarded.append(host.name)
         yield
 
@@ -503,8 +499,8 @@ def test_a_lock_a_dead_run_held_is_noted_as_a_result(world, note, how):
 def test_prepare_runs_once_before_any_phase_and_its_results_are_the_runs(world, test):
     calls = []
 
-    def prepare(inventory, emit, test):
-        calls.append((inventory, test, list(world.log), current_run.get()))
+    def prepare(run, emit):
+        calls.append((run.inventory, run.test, list(world.log), run.id))
         emit(Result("web-03", "put-back", "put back", "haproxy.server", Status.CHANGED, comment="put back"))
 
     seen = []
@@ -525,7 +521,7 @@ def test_prepare_runs_once_before_any_phase_and_its_results_are_the_runs(world, 
 def test_a_prepare_is_not_run_when_the_host_it_acts_on_could_not_be_locked(world, hosts):
     calls = []
     world.locks.refuse["web-03"] = ConnectionFailed("web-03", "No route to host")
-    prepare = lambda inventory, emit, test: calls.append(test)  # would put back a drained server
+    prepare = lambda run, emit: calls.append(run.test)  # would put back a drained server
     report = run(world, Phase("deploy", only(FIRST), prepare=prepare, also_locks=extra("web-03")), hosts=hosts)
     assert calls == []  # never beside another run that may hold the load balancer meanwhile
     (skipped,) = [r for r in report.results if r.id == "prepare:deploy"]
@@ -540,8 +536,8 @@ def test_a_prepare_is_not_run_when_the_host_it_acts_on_could_not_be_locked(world
 
 def test_different_prepares_each_run_once_in_phase_order(world):
     order = []
-    first = lambda inventory, emit, test: order.append("first")
-    second = lambda inventory, emit, test: order.append("second")
+    first = lambda run, emit: order.append("first")
+    second = lambda run, emit: order.append("second")
     run(
         world,
         Phase("a", only(FIRST), prepare=second),
@@ -551,17 +547,16 @@ def test_different_prepares_each_run_once_in_phase_order(world):
     assert order == ["second", "first"]
 
 
-def test_the_run_id_is_current_only_while_the_run_applies(world):
+def test_a_guard_is_given_the_run_itself_with_its_id_and_its_connections(world):
     seen = []
 
     @contextmanager
-    def guard(host, inventory, emit):
-        seen.append(current_run.get())
+    def guard(the_run, host, emit):
+        seen.append((the_run.id, the_run.test, the_run.remote(host) is the_run.remotes[host.name]))
         yield
 
     report = run(world, Phase("deploy", only(FIRST), serial=True, guard=guard))
-    assert seen == [report.run_id] * 3
-    assert current_run.get() is None
+    assert seen == [(report.run_id, False, True)] * 3
 
 
 # --- surprises -------------------------------------------------------------------------------
@@ -569,12 +564,11 @@ def test_the_run_id_is_current_only_while_the_run_applies(world):
 
 def test_an_unexpected_error_on_one_host_fails_that_host_and_the_run_goes_on(world):
     remote = world.remotes["web-02"]
-    remote.breaks_at, remote.breaks_with = 1, RuntimeError("boom")
+    remote.breaks_at, remote.breaks_with = 1, RuntimeError("boom")  # in the command that locks it
     report = run(world, only(FIRST, SECOND), only(SECOND))
-    assert of(report, "web-02") == [(FIRST.id, Status.NOT_RUN), (SECOND.id, Status.NOT_RUN)]
-    assert all(r.comment == "not run: RuntimeError: boom" for r in report.results if r.host == "web-02")
+    assert of(report, "web-02") == []  # nothing planned, nothing changed
     assert report.outcomes["web-02"].outcome is Outcome.FAILED
-    assert report.outcomes["web-02"].error == "RuntimeError: boom"
+    assert report.outcomes["web-02"].error == "cannot take the run lock: RuntimeError: boom"
     assert remote.calls == 1  # later phases leave it alone
     for host in ("web-01", "web-03"):
         assert of(report, host) == [
@@ -595,24 +589,26 @@ def test_a_result_callback_that_breaks_never_stops_the_change_and_is_reported(wo
     assert of(report, "web-01") == [(FIRST.id, Status.CHANGED), (SECOND.id, Status.CHANGED)]
 
 
-def test_an_unexpected_error_on_a_host_fails_that_host_and_the_others_go_on(world):
-    world.remotes["web-02"].breaks_at = 1
+@pytest.mark.parametrize("test", [True, False], ids=["dry-run", "apply"])
+def test_an_unexpected_error_on_a_host_fails_that_host_and_the_others_go_on(world, test):
+    world.remotes["web-02"].breaks_at = 1 if test else 2  # a dry-run's facts; the change of a run
     world.remotes["web-02"].breaks_with = RuntimeError("sftp: No space left on device")
-    report = run(world, only(FIRST, SECOND))
-    assert of(report, "web-02") == [(FIRST.id, Status.NOT_RUN), (SECOND.id, Status.NOT_RUN)]
-    assert all(
-        r.comment == "not run: RuntimeError: sftp: No space left on device"
-        for r in report.results
-        if r.host == "web-02"
-    )
+    report = run(world, only(FIRST, SECOND), test=test)
+    why = "RuntimeError: sftp: No space left on device"
+    if test:  # its facts could not be had: nothing planned there
+        assert of(report, "web-02") == [] and report.outcomes["web-02"].error == why
+    else:  # each change failed with the surprise, and was not made
+        assert of(report, "web-02") == [(FIRST.id, Status.FAILED), (SECOND.id, Status.FAILED)]
+        assert all(r.comment == why for r in report.results if r.host == "web-02")
     assert report.outcomes["web-02"].outcome is Outcome.FAILED
     assert [b for h, b in world.log if h == "web-02"] == []
-    assert of(report, "web-01") == [(FIRST.id, Status.CHANGED), (SECOND.id, Status.CHANGED)]
+    done = Status.PENDING if test else Status.CHANGED
+    assert of(report, "web-01") == [(FIRST.id, done), (SECOND.id, done)]
 
 
 def test_a_guard_that_breaks_unexpectedly_before_the_change_leaves_the_hosts_states_not_run(world):
     @contextmanager
-    def guard(host, inventory, emit):
+    def guard(run, host, emit):
         raise RuntimeError("socket gone")
         yield
 
@@ -666,3 +662,32 @@ def test_a_journal_that_cannot_start_the_run_refuses_it_before_any_host_is_touch
         run(world, only(FIRST))
     assert world.locks.calls == [] and all(r.calls == 0 for r in world.remotes.values())
     assert not world.path.with_name("j.sqlite.spool.jsonl").exists()
+
+
+# --- one round trip per host -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("test", [False, True], ids=["apply", "dry-run"])
+def test_a_no_op_run_of_three_phases_asks_each_host_once_in_the_command_that_locks_it(world, test):
+    for remote in world.remotes.values():
+        remote.answers = FakeRemote({FIRST: DONE, SECOND: DONE}).answers
+    report = run(
+        world, Phase("a", only(FIRST)), Phase("b", only(SECOND), serial=True), Phase("c", only(FIRST)), test=test
+    )
+    assert report.ok and world.log == []
+    for name, remote in world.remotes.items():
+        assert remote.calls == 1 and report.round_trips[name] == 1  # every phase's facts in one command
+        assert remote.tags(remote.scripts[0]) == ["f0", "f1", "f2"]  # a's, b's and c's state
+    assert world.locks.openings == ([] if test else [{n: r.scripts[0] for n, r in world.remotes.items()}])
+
+
+def test_phases_after_a_change_gather_their_facts_afresh(world):
+    for name in ("web-01", "web-03"):
+        world.remotes[name].answers = FakeRemote({FIRST: DONE, SECOND: DONE}).answers
+    report = run(world, Phase("a", only(FIRST)), Phase("b", only(SECOND), serial=True))
+    assert report.ok and [h for h, _ in world.log] == ["web-02", "web-02"]
+    # a: nothing changed before it began, every host plans from the facts of its lock's command
+    # b: web-02 changed in a, so each host asks afresh (web-02 then changes b too)
+    assert world.remotes["web-01"].calls == 1 + 1
+    assert world.remotes["web-02"].calls == 1 + 1 + 2
+    assert world.remotes["web-03"].calls == 1 + 1

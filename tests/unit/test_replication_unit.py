@@ -1248,7 +1248,6 @@ def role_change(tmp_path, monkeypatch):
 
     locks = RunLocks()
     monkeypatch.setattr(runlock, "locked", locks.locked)
-    monkeypatch.delenv("FOOBAR_OPS_LOCK_WAIT", raising=False)
     seen: list[tuple[str, list[str]]] = []
 
     def change(kind):
@@ -1312,9 +1311,12 @@ def test_a_role_change_check_takes_no_lock_and_a_wait_is_passed_on(role_change, 
     assert ops.db_switchover(role_change.inv, test=True, journal=role_change.journal).ok
     assert role_change.locks.calls == [] and role_change.seen == [("switchover", [])]
     ops.db_switchover(role_change.inv, journal=role_change.journal, lock_wait=9)
-    monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", "4")
+    monkeypatch.setenv("FOOBAR_OPS_LOCK_WAIT", "4")  # not read: the wait is the parameter alone
     ops.db_failover(role_change.inv, journal=role_change.journal)
-    assert [call[3] for call in role_change.locks.calls] == [9.0, 4.0]
+    assert [call[3] for call in role_change.locks.calls] == [9.0, 0.0]
+    with pytest.raises(FoobarOpsError, match="lock_wait=-1 must be from 0 to 86400 seconds"):
+        ops.db_failover(role_change.inv, journal=role_change.journal, lock_wait=-1)
+    assert len(role_change.locks.calls) == 2  # refused before anything
 
 
 def test_a_role_change_refused_on_two_hosts_names_the_other_run_first(role_change):

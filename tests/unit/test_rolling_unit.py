@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from foobar_ops import states as s
-from foobar_ops.core.engine import phases
-from foobar_ops.core.engine.phases import apply, current_run
+from foobar_ops.core import run as run_mod
+from foobar_ops.core.engine.phases import apply
 from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.core.journal import Journal
@@ -23,9 +23,9 @@ from tests.unit.fakes import FakeRemote, guards
 
 INV = SimpleNamespace(
     hosts={
-        "lb-01": SimpleNamespace(roles=("haproxy",)),
-        "web-01": SimpleNamespace(roles=("app",)),
-        "web-02": SimpleNamespace(roles=("app",)),
+        "lb-01": SimpleNamespace(name="lb-01", roles=("haproxy",)),
+        "web-01": SimpleNamespace(name="web-01", roles=("app",)),
+        "web-02": SimpleNamespace(name="web-02", roles=("app",)),
     }
 )
 NO_LB = SimpleNamespace(hosts={"web-01": SimpleNamespace(roles=("app",)), "web-02": SimpleNamespace(roles=("app",))})
@@ -44,7 +44,7 @@ class FakeLB:
     drains = []  # (server, mark) of every drain asked for
     on_refusal = None  # called when a drain is refused (e.g. another server rises meanwhile)
 
-    def __init__(self, inventory, record=True):
+    def __init__(self, inventory, record=True, remote=None):
         if FakeLB.unreachable:
             raise haproxy.LBError("lb-01: `show stat` failed: connection refused")
         self.host = SimpleNamespace(name="lb-01")
@@ -58,7 +58,7 @@ class FakeLB:
     def servers(self, backend="bk_web"):
         return {n: {"status": s, "scur": 0} for n, s in FakeLB.status.items()}
 
-    def marks(self, backend="bk_web"):
+    def marks(self, backend="bk_web", said=None):
         FakeLB.calls.append(("marks", None))
         if "marks" in FakeLB.fail:
             raise FakeLB.fail["marks"]
@@ -107,9 +107,15 @@ def fake(monkeypatch):
     return FakeLB
 
 
+def a_run(inventory=INV, run_id="20260101-090000-run001", test=False):
+    """What the rolling guard and prepare are given of the run: its inventory, id, whether it is a
+    dry-run, and its connection to a host (the fake load balancer needs none)."""
+    return SimpleNamespace(inventory=inventory, id=run_id, test=test, remote=lambda host: None, read=lambda h, k: None)
+
+
 def run(host, body=lambda: None, inventory=INV):
     emitted = []
-    with rolling.drained(host, inventory, emitted.append):
+    with rolling.drained(a_run(inventory), host, emitted.append):
         body()
     return emitted
 
@@ -122,7 +128,7 @@ def test_a_serving_host_is_drained_changed_and_put_back():
     marks = []
     emitted = run(WEB1, lambda: (FakeLB.calls.append(("change", "web-01")), marks.append(dict(FakeLB.marked))))
     assert FakeLB.calls == [("drain", "web-01"), ("change", "web-01"), ("ready", "web-01"), ("wait_up", "web-01")]
-    assert FakeLB.drains == [("web-01", "a run")]  # marked while out (outside a run: "a run")
+    assert FakeLB.drains == [("web-01", "20260101-090000-run001")]  # marked as the run's while out
     assert list(marks[0]) == ["web-01"] and FakeLB.marked == {}  # and the mark goes with the ready
     assert steps(emitted) == [("lb-01", "drain", Status.CHANGED), ("lb-01", "ready", Status.CHANGED)]
     assert [r.changes for r in emitted] == [{"old": "UP", "new": "drain"}, {"old": "DRAIN", "new": "ready"}]
@@ -135,7 +141,7 @@ def test_a_failed_change_still_puts_the_server_back_and_its_error_wins():
 
     emitted = []
     with pytest.raises(FoobarOpsError, match="health check failed"):
-        with rolling.drained(WEB1, INV, emitted.append):
+        with rolling.drained(a_run(), WEB1, emitted.append):
             broken()
     assert FakeLB.status["web-01"] == "UP" and ("ready", "web-01") in FakeLB.calls
     assert steps(emitted) == [("lb-01", "drain", Status.CHANGED), ("lb-01", "ready", Status.CHANGED)]
@@ -148,13 +154,9 @@ def test_a_server_whose_change_still_runs_after_a_cut_stays_drained_and_marked_f
         raise ChangeStillRunning("web-01", "a change cut off earlier in this run is still running on the host (pid 7)")
 
     emitted = []
-    token = current_run.set("20260101-090000-abc123")
-    try:
-        with pytest.raises(ChangeStillRunning):
-            with rolling.drained(WEB1, INV, emitted.append):
-                still_running()
-    finally:
-        current_run.reset(token)
+    with pytest.raises(ChangeStillRunning):
+        with rolling.drained(a_run(run_id="20260101-090000-abc123"), WEB1, emitted.append):
+            still_running()
     assert FakeLB.status["web-01"] == "DRAIN" and ("ready", "web-01") not in FakeLB.calls  # not put back
     assert FakeLB.marked["web-01"]["run"] == "20260101-090000-abc123"  # the next run puts it back
     assert steps(emitted) == [("lb-01", "drain", Status.CHANGED), ("lb-01", "ready", Status.FAILED)]
@@ -168,7 +170,7 @@ def test_a_server_that_does_not_come_back_up_after_its_change_fails_the_ready_st
     FakeLB.fail["wait_up"] = LBError("bk_web/web-01 is DOWN, not UP, 30 s after it came back")
     emitted = []
     with pytest.raises(LBError, match="not UP"):
-        with rolling.drained(WEB1, INV, emitted.append):
+        with rolling.drained(a_run(), WEB1, emitted.append):
             pass
     assert steps(emitted) == [("lb-01", "drain", Status.CHANGED), ("lb-01", "ready", Status.FAILED)]
     assert "not UP" in emitted[1].comment
@@ -181,7 +183,7 @@ def test_an_interrupt_during_the_change_stays_an_interrupt_and_the_server_goes_b
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        with rolling.drained(WEB1, INV, lambda r: None):
+        with rolling.drained(a_run(), WEB1, lambda r: None):
             interrupted()
     assert FakeLB.status["web-01"] == "UP"
 
@@ -190,7 +192,7 @@ def test_a_drain_that_fails_puts_the_server_back_and_says_so():
     FakeLB.fail["drain"] = LBError("still has 3 sessions after 30 s")
     emitted = []
     with pytest.raises(LBError):
-        with rolling.drained(WEB1, INV, emitted.append):
+        with rolling.drained(a_run(), WEB1, emitted.append):
             pytest.fail("the change must not run when the drain failed")
     assert FakeLB.status["web-01"] == "UP"
     assert emitted[0].status is Status.FAILED and emitted[0].result is False
@@ -277,7 +279,7 @@ def stack(tmp_path, monkeypatch, run_locks):
         for name in ("web-01", "web-02", "web-03")
     }
     remotes["lb-01"] = FakeRemote({}, host="lb-01", log=log)  # locked by the run; HAProxy speaks to it
-    monkeypatch.setattr(phases, "Remote", lambda host, inventory: remotes[host.name])
+    monkeypatch.setattr(run_mod, "Remote", lambda host, inventory: remotes[host.name])
     return SimpleNamespace(
         inv=load_inventory(path), remotes=remotes, log=log, journal=Journal(tmp_path / "j.sqlite"), locks=run_locks
     )
@@ -315,7 +317,8 @@ def test_a_rolling_deploy_changes_one_host_at_a_time_out_of_rotation_first(stack
     assert FakeLB.drains == [("web-01", report.run_id), ("web-02", report.run_id)]  # marked with the run
     assert FakeLB.marked == {}
     assert sorted(stack.locks.hosts) == ["lb-01", "web-01", "web-02", "web-03"]  # the load balancer too
-    assert stack.remotes["lb-01"].calls == 0
+    # one command on the load balancer: its lock, with the drain marks read for the put-back
+    assert stack.remotes["lb-01"].calls == 1 and stack.remotes["lb-01"].reads_asked == [haproxy.marks_command()]
 
 
 def test_a_drain_that_fails_leaves_the_host_unchanged_and_stops_the_rolling_deploy(stack):
@@ -358,7 +361,7 @@ def test_an_emit_that_raises_never_keeps_a_server_out(broken):
             raise RuntimeError("journal gone")
 
     changed = []
-    with rolling.drained(WEB1, INV, emit):
+    with rolling.drained(a_run(), WEB1, emit):
         changed.append(True)
     assert changed == [True]
     assert FakeLB.calls == [("drain", "web-01"), ("ready", "web-01"), ("wait_up", "web-01")]
@@ -372,7 +375,7 @@ def test_an_emit_that_raises_when_the_drain_failed_still_puts_the_server_back():
         raise RuntimeError("journal gone")
 
     with pytest.raises(LBError, match="still has 3 sessions"):
-        with rolling.drained(WEB1, INV, emit):
+        with rolling.drained(a_run(), WEB1, emit):
             pytest.fail("the change must not run when the drain failed")
     assert FakeLB.calls[-1] == ("ready", "web-01") and FakeLB.status["web-01"] == "UP"
 
@@ -384,13 +387,9 @@ def left_by(run, at="2026-01-01T09:00:00Z"):
     return {"backend": "bk_web", "state": "drain", "run": run, "at": at}
 
 
-def put_back(test=False, inventory=INV, this_run=None):
+def put_back(test=False, inventory=INV, this_run="20260101-090000-now001"):
     emitted = []
-    token = current_run.set(this_run)
-    try:
-        rolling.put_back_left_drained(inventory, emitted.append, test)
-    finally:
-        current_run.reset(token)
+    rolling.put_back_left_drained(a_run(inventory, this_run, test), emitted.append)
     return emitted
 
 
@@ -475,8 +474,23 @@ def test_a_ready_that_cannot_reach_the_load_balancer_fails_the_ready_step():
     FakeLB.fail["ready"] = [lost]  # (after the runtime API's own second try)
     emitted = []
     with pytest.raises(ConnectionFailed, match="No route to host"):
-        with rolling.drained(WEB1, INV, emitted.append):
+        with rolling.drained(a_run(), WEB1, emitted.append):
             pass
     assert [c for c in FakeLB.calls if c[0] == "ready"] == [("ready", "web-01")]
     assert steps(emitted) == [("lb-01", "drain", Status.CHANGED), ("lb-01", "ready", Status.FAILED)]
     assert "No route to host" in emitted[1].comment
+
+
+def test_drain_marks_read_in_the_opening_command_are_parsed_without_asking_the_load_balancer_again():
+    lb = haproxy.HAProxy.__new__(haproxy.HAProxy)  # no connection: asking the host would fail
+    said = "\n".join(
+        [
+            '{"backend": "bk_web", "server": "web-02", "run": "20260101-090000-dead01", "state": "drain"}',
+            '{"backend": "bk_web", "server": "../etc", "run": "x"}',  # not a name a run writes
+            "not json",
+        ]
+    )
+    assert lb.marks("bk_web", said=said) == {
+        "web-02": {"backend": "bk_web", "server": "web-02", "run": "20260101-090000-dead01", "state": "drain"}
+    }
+    assert lb.marks("bk_web", said="") == {}

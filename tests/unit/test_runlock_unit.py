@@ -221,9 +221,12 @@ class ShellRemote:
 
     def __init__(self, tmp, name="web-01", user="root"):
         self.tmp = tmp
-        self.host = SimpleNamespace(name=name, user=user, ssh=SimpleNamespace(connect_timeout=5.0), sudo_password=None)
+        self.host = SimpleNamespace(
+            name=name, user=user, ssh=SimpleNamespace(connect_timeout=5.0, command_timeout=30.0), sudo_password=None
+        )
         self.channels = []
         self.commands = []
+        self.round_trips = 0
 
     def open(self):
         def open_session(timeout):
@@ -234,6 +237,7 @@ class ShellRemote:
         return SimpleNamespace(transport=SimpleNamespace(open_session=open_session))
 
     def run(self, command, sudo=False, timeout=None):
+        self.round_trips += 1
         self.commands.append(command)
         command = command.replace(runlock.LOCK_DIR, f"{runlock.LOCK_DIR}/{self.host.name}")
         done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=30)
@@ -595,14 +599,17 @@ def test_locked_takes_the_hosts_in_name_order_and_lets_all_go(tmp_path, lock_dir
     HostLock(ShellRemote(tmp_path, "web-01"), "run-2").acquire().release()
 
 
-def test_locked_stops_at_the_first_host_held_by_another_run(tmp_path, lock_dir):
+def test_locked_lets_go_when_a_host_is_held_and_stops_at_it_in_name_order(tmp_path, lock_dir):
     busy = HostLock(ShellRemote(tmp_path, "web-02"), "run-0").acquire()
     later = ShellRemote(tmp_path, "web-03")
     try:
         with locked([later, ShellRemote(tmp_path, "web-02"), ShellRemote(tmp_path, "web-01")], "run-1") as held:
-            assert list(held) == ["web-01", "web-02"]  # web-03 was not tried: this run will not go on
+            # every host is tried at once first; web-02 is held, so what was taken is let go and the
+            # hosts are taken again in name order, stopping at web-02: web-03 is not tried again
+            assert list(held) == ["web-01", "web-02"]
             assert isinstance(held["web-02"], RunLocked) and held["web-02"].holder.run == "run-0"
-            assert later.channels == []
+            assert len(later.channels) == 1
+            assert not (lock_dir / "web-03" / "run.holder").exists()  # the first try was let go
         assert not held["web-01"].held
     finally:
         busy.release()
@@ -653,3 +660,35 @@ def test_a_process_is_judged_gone_only_when_it_ran_on_this_very_machine():
     for where, pid in (("0f" * 16 + "/boot/1", dead_pid()), ("", dead_pid()), (None, 5), (ME, None), (ME, 0)):
         assert machine.process_gone(where, pid, "") is None
     assert machine.process_gone(ME, float("nan"), None) is None  # as a DataFrame reads a missing pid
+
+
+def test_the_command_that_takes_the_lock_also_gathers_the_runs_facts_and_holds_on(tmp_path, lock_dir):
+    from foobar_ops.core.engine import wire
+
+    remote = ShellRemote(tmp_path)
+    script = wire.HEAD + wire.gather_script(["echo first fact", "echo second; exit 3"], owed=False)
+    lock = HostLock(remote, "run-1", opening=script).acquire()
+    try:
+        assert remote.round_trips == 1 and len(remote.channels) == 1  # one command: the lock and the facts
+        text, code = wire.unpacked_output(lock.opened)
+        assert code == 0
+        assert wire.sections(text) == {"f0": ("first fact\n", 0), "f1": ("second\n", 3)}
+        assert lock.held and holder_in(lock_dir).run == "run-1"  # and the lock stays held after
+    finally:
+        lock.release()
+    assert not lock.held
+
+
+def test_a_lock_taken_again_after_a_cut_gathers_nothing(tmp_path, lock_dir):
+    from foobar_ops.core.engine import wire
+
+    remote = ShellRemote(tmp_path)
+    lock = HostLock(remote, "run-1", opening=wire.HEAD + wire.gather_script(["echo fact"])).acquire()
+    first = lock.opened
+    lock._channel.close()  # the connection was cut: the lock went with it
+    time.sleep(0.2)
+    lock.reacquire()
+    try:
+        assert lock.held and lock.opened == first and remote.round_trips == 2
+    finally:
+        lock.release()

@@ -408,14 +408,21 @@ def test_the_bytes_a_connection_moved_are_counted_both_ways_and_kept_after_it_cl
             sock.close()
 
 
-def test_a_runs_connection_is_shared_within_the_run_and_left_to_the_run_to_close(inv, conns):
+def test_a_runs_connection_is_handed_out_by_the_run_and_closed_by_it_not_by_a_user(inv, monkeypatch):
+    from foobar_ops.core.run import Run, RunOptions
+    from foobar_ops.stack.lb import HAProxy
+
+    closed = []
+    monkeypatch.setattr(ssh.Remote, "close", lambda self: closed.append(self))
     lb = inv.host("lb-01")
-    mine, owned = ssh.remote_for(lb, inv)
-    assert owned and mine.host is lb  # outside a run: a connection of its own, to close
-    run = {"lb-01": ssh.Remote(lb, inv)}
-    with ssh.sharing(run):
-        shared, owned = ssh.remote_for(lb, inv)
-        assert shared is run["lb-01"] and not owned
-        other, owned = ssh.remote_for(inv.host("web-01"), inv)
-        assert owned and other is not run.get("web-01")  # a host the run holds no connection to
-    assert ssh.remote_for(lb, inv)[1]  # after the run: not shared any more
+    run = Run("20260101-090000-abc123", inv, RunOptions())
+    mine = run.remote(lb)
+    assert run.remote(lb) is mine and run.remotes == {"lb-01": mine}  # one connection per host per run
+    with HAProxy(inv, record=False, remote=mine) as user:
+        assert user.remote is mine
+    assert closed == []  # the run's, not the user's to close
+    with HAProxy(inv, record=False) as own:
+        assert own.remote is not mine  # outside a run: a connection of its own ...
+    assert closed == [own.remote]  # ... closed by its user
+    run.close()
+    assert closed == [own.remote, mine]

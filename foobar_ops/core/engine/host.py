@@ -110,6 +110,29 @@ def _masked(value: Any) -> Any:
     return mask_deep(json.loads(json.dumps(value, default=str)))
 
 
+def run_script(remote: Any, host: Any, script: str, timeout: float | None = None) -> Any:
+    """Run a script (starting with wire.script_head) as root on a host: one round trip; return
+    the command's outcome with its output decoded and secrets masked. A lost connection raises
+    ConnectionFailed, a refused sudo SudoError.
+
+    remote: the host's Remote.
+    host: the inventory Host (a user other than root goes through sudo).
+    script: the script.
+    timeout: seconds before it is abandoned (default: the host's command timeout).
+    """
+    line = packed(script)
+    compressed = is_packed(line)
+    out = remote.run(line, sudo=host.user != "root", mask=not compressed, timeout=timeout)  # masked once readable
+    if compressed:
+        text, code, _ = decode(out.stdout, True)
+        out.stdout = mask_known(text)
+        if out.ok and code is None:
+            out.outcome, out.exit_code, out.error = "failed", None, "its output came back incomplete"
+        elif out.ok and code != 0:
+            out.outcome, out.exit_code, out.error = "failed", code, f"exit code {code}"
+    return out
+
+
 @dataclass
 class Gathered:
     """Facts already gathered for a host (by the command that took its run lock, or the run's
@@ -169,17 +192,8 @@ class HostApply:
         """Run a script as root over the connection; one round trip. The script does not die with
         the connection (SIGHUP, SIGPIPE ignored) and first removes the outcomes already read.
         timeout: seconds before it is abandoned (default: the host's command timeout)."""
-        line = packed(script_head(self._read) + script)
+        out = run_script(self.remote, self.host, script_head(self._read) + script, timeout)
         self._read = []
-        compressed = is_packed(line)
-        out = self.remote.run(line, sudo=self.become, mask=not compressed, timeout=timeout)  # masked once readable
-        if compressed:
-            text, code, _ = decode(out.stdout, True)
-            out.stdout = mask_known(text)
-            if out.ok and code is None:
-                out.outcome, out.exit_code, out.error = "failed", None, "its output came back incomplete"
-            elif out.ok and code != 0:
-                out.outcome, out.exit_code, out.error = "failed", code, f"exit code {code}"
         return out
 
     def _gather(self, states: Sequence[State[Any]], prefix: str = "") -> dict[str, tuple[str, int]]:
