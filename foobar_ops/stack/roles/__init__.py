@@ -1,6 +1,7 @@
 """The stack's roles and the phases they are applied in: the one registry of both.
 
-A role is a pure function from a host's data to its declared states. An apply of the whole stack
+A role is a pure function from a host's data (and the run's inputs: the wheels made once per run on
+the control machine, see inputs) to its declared states. An apply of the whole stack
 goes phase by phase across all hosts: the database first (the app checks its health against it),
 then Nginx and HAProxy everywhere at once, then the app one host at a time (a rolling change: the
 other servers keep serving, a host with changes pending is drained in HAProxy first, and a release
@@ -9,6 +10,7 @@ that fails its health check on one host goes no further).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +22,20 @@ from .. import topology
 from ..rolling import rolling_phase
 from . import app, haproxy, loadgen, mysql, nginx
 from .base import Role
+from .inputs import StackInputs, inputs_for
 
-__all__ = ["Role", "RoleError", "ROLES", "PHASES", "names", "check_roles", "states_for", "phases"]
+__all__ = [
+    "Role",
+    "RoleError",
+    "ROLES",
+    "PHASES",
+    "StackInputs",
+    "inputs_for",
+    "names",
+    "check_roles",
+    "states_for",
+    "phases",
+]
 
 
 class RoleError(FoobarOpsError):
@@ -80,12 +94,19 @@ def check_roles(roles: list[str] | tuple[str, ...]) -> None:
         raise RoleError(f"unknown role {', '.join(map(repr, unknown))} (known roles: {', '.join(ROLES)})")
 
 
-def states_for(host: Any, inventory: Any, roles: list[str] | tuple[str, ...] | None = None) -> list[State[Any]]:
+def states_for(
+    host: Any,
+    inventory: Any,
+    roles: list[str] | tuple[str, ...] | None = None,
+    inputs: StackInputs | None = None,
+) -> list[State[Any]]:
     """Return the states of a host's roles, in the order the host lists them.
 
     host: the inventory Host.
     inventory: the Inventory.
     roles: only these roles (default: all of the host's roles).
+    inputs: the run's inputs (see inputs_for); None: each role that needs a build makes it for this
+        call.
     """
     unknown = [r for r in host.roles if r not in ROLES]
     if unknown:
@@ -95,16 +116,31 @@ def states_for(host: Any, inventory: Any, roles: list[str] | tuple[str, ...] | N
     out: list[State[Any]] = []
     for name in host.roles:
         if roles is None or name in roles:
-            out += ROLES[name].states(host, inventory)
+            out += ROLES[name].states(host, inventory, inputs)
     return out
 
 
-def phases(roles: list[str] | tuple[str, ...] | None = None) -> list[Phase]:
+def phases(
+    roles: list[str] | tuple[str, ...] | None = None,
+    *,
+    inventory: Any = None,
+    hosts: str | None = None,
+) -> list[Phase]:
     """Return the phases of a stack apply, for the engine.
 
+    With an inventory, the run's inputs (the app's and the load generator's wheels, see inputs_for)
+    are made once for every phase and host, and only for what the targeted hosts apply: a run (or a
+    dry-run, which compares the wheels by content) of lb-01 alone builds nothing. They are made when
+    the engine first asks for a host's states (it declares every phase's states before it applies
+    any, inside the run's journal record: a build that fails is the run's journaled error).
+    Without an inventory, each role that needs a build makes it at each call.
+
     roles: only these roles (default: every role a host has).
+    inventory: the Inventory the run applies (None: no inputs made ahead).
+    hosts: the run's host pattern (default: all hosts), to make only what its hosts need.
     """
     check_roles(list(roles or ()))
+    run_inputs = None if inventory is None else _once(lambda: inputs_for(inventory, inventory.select(hosts), roles))
     out = []
     for spec in PHASES:
         members = tuple(r.name for r in ROLES.values() if r.phase == spec.name and (not roles or r.name in roles))
@@ -112,10 +148,24 @@ def phases(roles: list[str] | tuple[str, ...] | None = None) -> list[Phase]:
             continue
 
         def states(host: Any, inventory: Any, members: tuple[str, ...] = members) -> list[State[Any]]:
-            return states_for(host, inventory, members)
+            return states_for(host, inventory, members, run_inputs() if run_inputs is not None else None)
 
         if spec.rolling:
             out.append(rolling_phase(spec.name, states))
         else:
             out.append(Phase(spec.name, states, serial=spec.serial, order=spec.order))
     return out
+
+
+def _once(make: Callable[[], StackInputs]) -> Callable[[], StackInputs]:
+    """Return a function that makes the inputs at its first call and returns the same ones after."""
+    lock = threading.Lock()
+    made: list[StackInputs] = []
+
+    def get() -> StackInputs:
+        with lock:
+            if not made:
+                made.append(make())
+            return made[0]
+
+    return get

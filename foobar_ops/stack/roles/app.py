@@ -23,6 +23,7 @@ from ..topology import (
     read_weight,
 )
 from .base import Role, template
+from .inputs import StackInputs
 
 USER = "foobar"
 ENV_FILE = "/etc/foobar/app.env"
@@ -70,9 +71,16 @@ def health_check(port: int, tries: int = 30) -> str:
     )
 
 
-def states(host: Any, inventory: Any) -> list[State[Any]]:
-    """Return the app role's states for a host."""
-    build = build_app(inventory)
+def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list[State[Any]]:
+    """Return the app role's states for a host.
+
+    inputs: the run's inputs, with the app's build and its wheels' bytes (made once per run); None
+        (or without the app's build): built here for this call, as a caller that made none needs.
+    """
+    build = inputs.app if inputs is not None else None
+    if inputs is None or build is None:
+        build = build_app(inventory)
+        inputs = StackInputs.of(app=build)
     release = release_id(host, build)
     target = f"{RELEASES}/{release}"
     p, db = ports(inventory), db_settings(inventory)
@@ -81,7 +89,7 @@ def states(host: Any, inventory: Any) -> list[State[Any]]:
     serving = server_settings(host)
     wheel_states = [
         s.file.managed(
-            f"{WHEELS}/{w.name}", content=w.read_bytes(), require=["app:wheels-dir"], id=f"app:wheel:{w.name}"
+            f"{WHEELS}/{w.name}", content=inputs.content(w), require=["app:wheels-dir"], id=f"app:wheel:{w.name}"
         )
         for w in build.wheels
     ]

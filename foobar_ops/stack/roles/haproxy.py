@@ -8,6 +8,7 @@ from ...core import states as s
 from ...core.states import State
 from ..topology import STATS_SOCKET, domain, host_value, ports, web_hosts, web_weight
 from .base import Role, template
+from .inputs import StackInputs
 
 CFG = "/etc/haproxy/haproxy.cfg"
 DROP_IN = "/etc/systemd/system/haproxy.service.d/foobar-server-state.conf"
@@ -38,7 +39,7 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
     }
 
 
-def states(host: Any, inventory: Any) -> list[State[Any]]:
+def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list[State[Any]]:
     """Return the haproxy role's states for a host."""
     return [
         s.pkg.installed(names=["haproxy", "socat"], id="haproxy:packages"),

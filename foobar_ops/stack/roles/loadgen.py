@@ -12,6 +12,7 @@ from ...core.states import State
 from ..build import build_loadgen
 from ..loadtest import locustfiles
 from .base import Role, template
+from .inputs import StackInputs
 
 ROOT = "/opt/foobar-loadgen"
 WHEELS = f"{ROOT}/wheels"
@@ -24,13 +25,23 @@ def venv(build_release: str) -> str:
     return f"{ROOT}/{build_release}"
 
 
-def states(host: Any, inventory: Any) -> list[State[Any]]:
-    """Return the loadgen role's states for a host."""
-    build = build_loadgen()
+def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list[State[Any]]:
+    """Return the loadgen role's states for a host.
+
+    inputs: the run's inputs, with Locust's wheels and their bytes (made once per run); None (or
+        without them): fetched here for this call, as a caller that made none needs.
+    """
+    build = inputs.loadgen if inputs is not None else None
+    if inputs is None or build is None:
+        build = build_loadgen()
+        inputs = StackInputs.of(loadgen=build)
     env = venv(build.release)
     wheels = [
         s.file.managed(
-            f"{WHEELS}/{w.name}", content=w.read_bytes(), require=["loadgen:wheels-dir"], id=f"loadgen:wheel:{w.name}"
+            f"{WHEELS}/{w.name}",
+            content=inputs.content(w),
+            require=["loadgen:wheels-dir"],
+            id=f"loadgen:wheel:{w.name}",
         )
         for w in build.wheels
     ]

@@ -25,6 +25,7 @@ from ..build import app_source
 from ..mariadb import MARKER
 from ..topology import TopologyError, app_hosts, db_hosts, db_primary, db_settings, host_number, host_value, ports
 from .base import Role, template
+from .inputs import StackInputs
 
 CNF = "/etc/mysql/mariadb.conf.d/60-foobar.cnf"
 CLIENT_CNF = "/etc/mysql/foobar-replication.cnf"
@@ -96,7 +97,7 @@ def server_id_of(host: Any) -> int:
     return int(last)
 
 
-def states(host: Any, inventory: Any) -> list[State[Any]]:
+def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list[State[Any]]:
     """Return the mysql role's states for a host (its part as primary or replica)."""
     db = db_settings(inventory)
     primary = db_primary(inventory)

@@ -9,12 +9,13 @@ from ...core import states as s
 from ...core.states import State
 from ..topology import APP_ROOT, NGINX_APP_IDLE_S, domain, lb_host, ports
 from .base import Role, template
+from .inputs import StackInputs
 
 SITE = "/etc/nginx/sites-enabled/foobar.conf"
 LOG_FORMAT = "/etc/nginx/conf.d/foobar-log.conf"
 
 
-def states(host: Any, inventory: Any) -> list[State[Any]]:
+def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list[State[Any]]:
     """Return the nginx role's states for a host."""
     p = ports(inventory)
     ctx = {
