@@ -691,3 +691,17 @@ def test_phases_after_a_change_gather_their_facts_afresh(world):
     assert world.remotes["web-01"].calls == 1 + 1
     assert world.remotes["web-02"].calls == 1 + 1 + 2
     assert world.remotes["web-03"].calls == 1 + 1
+
+
+def test_facts_of_the_opening_command_are_held_to_a_saved_plan_as_any_others(world):
+    planned = run(world, Phase("a", only(FIRST)), Phase("b", only(SECOND), serial=True), test=True)
+    digests = {r.host: {} for r in planned.results}
+    for r in planned.results:
+        assert r.digest is not None  # every state's digest, though its facts came in the opening command
+        digests[r.host][r.id] = r.digest
+    world.remotes["web-02"].answers = FakeRemote({FIRST: DONE, SECOND: TODO}).answers  # FIRST drifted since
+    report = run(world, Phase("a", only(FIRST)), Phase("b", only(SECOND), serial=True), expected=digests)
+    assert of(report, "web-02")[0] == (FIRST.id, Status.FAILED)
+    assert "drifted since the plan was made" in [r for r in report.results if r.host == "web-02"][0].comment
+    assert ("web-02", "deploy first") not in applied(world)  # refused, nothing changed by that phase
+    assert sorted(h for h, c in applied(world) if c == "deploy first") == ["web-01", "web-03"]  # as planned

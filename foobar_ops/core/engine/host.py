@@ -230,10 +230,11 @@ class HostApply:
         """Apply every state; return the results in order. Raises ConnectionFailed when the host
         cannot be reached at all (nothing was done); a host lost mid-run sets `lost` and its
         remaining states are reported as not run."""
-        if self.states and self.gathered is not None:  # asked already in this run, nothing changed since
-            self._take(self.states, [st.fact() for st in self.states], self.gathered)
-        elif self.states:
-            self._gather(self.states)
+        if self.states:
+            if self.gathered is not None:  # asked already in this run, nothing changed since
+                self._take(self.states, [st.fact() for st in self.states], self.gathered)
+            else:
+                self._gather(self.states)
             self.digests = {st.id: digest(st, self.facts.get(st.id)) for st in self.states}
             if self.expected is not None:
                 self.drifted = drift(self.expected, self.digests)
