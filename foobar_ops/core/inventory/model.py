@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InventoryError
 from ..secrets import Secret
-from .schema import VarTypes, parse_document
+from .schema import DEFAULT_PARALLEL, VarTypes, parse_document
 from .values import suggest
 
 
@@ -69,7 +69,10 @@ class Host:
 
 @dataclass(frozen=True)
 class Inventory:
-    """A validated inventory: hosts, groups, stack vars, secrets, lab."""
+    """A validated inventory: hosts, groups, stack vars, secrets, lab, and the fan-out cap.
+
+    parallel: at most this many hosts at once in a run (defaults.ssh.parallel, 1 to 256).
+    """
 
     path: Path
     hosts: dict[str, Host]
@@ -79,6 +82,7 @@ class Inventory:
     secrets: dict[str, Secret] = field(default_factory=dict)
     lab: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""
+    parallel: int = DEFAULT_PARALLEL
 
     def select(self, pattern: str | None = None) -> list[Host]:
         """Return the hosts matching pattern, in inventory order, once each.

@@ -35,7 +35,13 @@ SSH_KEYS = (
     "keepalive",
     "proxy_jump",
     "trust_new_keys",
+    "parallel",
 )
+#: ssh options that hold for a whole run, not one host: only under defaults.ssh
+RUN_SSH_KEYS = ("parallel",)
+#: at most this many hosts at once when defaults.ssh.parallel is not set
+DEFAULT_PARALLEL = 10
+MAX_PARALLEL = 256
 GROUP_KEYS = ("hosts", "vars")
 LAB_KEYS = ("bridge", "network")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -156,6 +162,7 @@ def _validate(doc: dict, ctx: Ctx) -> dict[str, Any]:
     defaults = _mapping(doc, "defaults", ctx)
     _check_keys(defaults, DEFAULT_KEYS, ctx.at("defaults"))
     defaults = _fields(defaults, ctx.at("defaults"))
+    parallel = _run_wide(defaults)
     raw_hosts = _mapping(doc, "hosts", ctx)
     members, group_vars = _groups(_mapping(doc, "groups", ctx), raw_hosts, ctx)
     hosts = {}
@@ -170,7 +177,20 @@ def _validate(doc: dict, ctx: Ctx) -> dict[str, Any]:
         "stack": stack,
         "secrets": secrets,
         "lab": lab,
+        "parallel": parallel,
     }
+
+
+def _run_wide(defaults: dict) -> int:
+    """Take the run-wide ssh options out of the validated defaults; return the fan-out cap.
+
+    defaults: the validated defaults fields (its ssh mapping loses RUN_SSH_KEYS).
+    """
+    ssh = dict(defaults.get("ssh") or {})
+    parallel = ssh.pop("parallel", DEFAULT_PARALLEL)
+    if defaults.get("ssh") is not None:
+        defaults["ssh"] = ssh
+    return parallel
 
 
 def _check_keys(data: dict, known: tuple, ctx: Ctx) -> None:
@@ -253,6 +273,11 @@ def _host(name: Any, raw: Any, defaults: dict, members: dict, group_vars: dict, 
         raise ctx.err(f"host entry must be a mapping with at least 'address', not {values.kind(raw)}")
     _check_keys(raw, HOST_KEYS, ctx)
     own = _fields(raw, ctx)
+    for key in RUN_SSH_KEYS:
+        if key in (own.get("ssh") or {}):
+            raise ctx.at("ssh").err(
+                f"'{key}' holds for a whole run, not one host; set it under defaults.ssh.{key}", key
+            )
     groups = list(
         dict.fromkeys(
             [
@@ -315,6 +340,8 @@ def _ssh(value: Any, ctx: Ctx) -> dict[str, Any]:
             out[key] = values.seconds(item, sub)
         elif key == "keepalive":
             out[key] = values.integer(item, sub, 0)
+        elif key == "parallel":
+            out[key] = values.integer(item, sub, 1, MAX_PARALLEL)
         elif key == "trust_new_keys":
             if not isinstance(item, bool):
                 raise sub.err(f"must be true or false, not {values.kind(item)}")
