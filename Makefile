@@ -51,6 +51,7 @@ unit: venv
 bench: setup
 	$(BIN)/python scripts/bench_apply.py
 	$(BIN)/python scripts/bench_apply.py --stack --runs 3
+	$(BIN)/python scripts/bench_fleet.py
 
 # the request path through the load balancer and direct (wrk); the stack is deployed first
 bench-web: setup

@@ -112,12 +112,43 @@ class Lab:
                 if m.state() == "running":
                     _say(f"{m.name}: already running at {m.address}")
                     continue
+                self._check_address(m)
                 self._prepare(m, image_root, key)
                 m.start(image_root, self.bridge)
                 started.append((m, time.monotonic()))
             for m, t0 in started:
                 self._wait_ready(m, timeout)
                 _say(f"{m.name}: up at {m.address} in {time.monotonic() - t0:.1f} s")
+
+    def _check_address(self, m: Machine) -> None:
+        """Refuse to boot a host on the control machine's address or on the address of another
+        lab host that is running (one made from another inventory, e.g. a benchmark's fleet)."""
+        if m.address == str(net.control_address(self.network).ip):
+            raise LabError(f"{m.name}: {m.address} is the control machine's address on {self.bridge}")
+        for meta_path in sorted((LAB_DIR / "hosts").glob("*/meta.json")):
+            name = meta_path.parent.name
+            if name == m.name or name in self.machines:
+                continue
+            try:
+                address = json.loads(meta_path.read_text()).get("address")
+            except (OSError, ValueError):
+                continue
+            other = Machine(name, str(address), m.prefix, meta_path.parent)
+            if address == m.address and other.nspawn_pid():
+                raise LabError(
+                    f"{m.name}: address {m.address} is taken by lab host {name!r}, which is running; "
+                    f"give {m.name} a free address in {self.network}"
+                )
+
+    def _release_bridge(self) -> None:
+        """Remove the lab bridge once no host is attached to it (hosts of another inventory that
+        share the bridge keep it)."""
+        ports = Path("/sys/class/net", self.bridge, "brif")
+        attached = sorted(p.name for p in ports.iterdir()) if ports.is_dir() else []
+        if attached:
+            _say(f"{self.bridge}: kept, other lab hosts are attached ({', '.join(attached)})")
+            return
+        net.remove_bridge(self.bridge)
 
     def _lab_secret_files(self) -> list[Path]:
         """Secret files the inventory expects under the lab's secrets folder (made when missing)."""
@@ -185,7 +216,7 @@ class Lab:
                 if was in ("running", "stale"):
                     _say(f"{m.name}: powered off in {time.monotonic() - t0:.1f} s")
             if not names:
-                net.remove_bridge(self.bridge)
+                self._release_bridge()
 
     def destroy(self, names: list[str] | None = None) -> None:
         """Power off the named hosts (all by default) and remove their disks and host keys.
@@ -200,7 +231,7 @@ class Lab:
                 self._wipe(m)
                 _say(f"{m.name}: destroyed")
             if not names:
-                net.remove_bridge(self.bridge)
+                self._release_bridge()
 
     def _wipe(self, m: Machine) -> None:
         m.stop()

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Benchmark: a no-op apply of the demo states across a fleet of 3, 10, 20 and 40 lab hosts.
+
+For each fleet size N it writes a bench inventory of N hosts `fleet-01..fleet-NN` (10.77.0.101 and
+up, on the lab's bridge, apart from the main lab's hosts, which it never touches), boots them with
+the lab machinery (`foobar-ops lab up -i BENCH_INVENTORY`; hosts of a smaller size stay up), applies
+tests/lab/statefiles/demo.py once (the first apply, not timed), then times `foobar-ops apply
+--states demo.py --json` end to end (tool start-up included) as a no-op, median of --runs. It
+prints per size: the wall time, the engine's own time, the round trips per host (`hosts[].round_trips`
+of the JSON), and the controller's CPU (user + system of the apply process and its children,
+from getrusage(RUSAGE_CHILDREN)) in all and per host. At the end the fleet hosts are destroyed
+(only fleet-*), unless --keep.
+Usage: .venv/bin/python scripts/bench_fleet.py [--hosts 3,10,20,40] [--runs 3] [--parallel N] [--keep] [--reuse]
+(--parallel: write defaults.ssh.parallel into the bench inventory, else the inventory default;
+--reuse: keep fleet hosts already running instead of rebuilding their disks)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from foobar_ops.core.inventory import load_inventory
+
+PROJECT = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).parent / "foobar-ops")
+STATES = PROJECT / "tests" / "lab" / "statefiles" / "demo.py"
+LAB_INVENTORY = PROJECT / "inventories" / "lab.yml"
+FIRST_ADDRESS = 101  # fleet-01 is 10.77.0.101; the main lab's hosts sit below .100
+PREFIX = "fleet-"
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def foobar(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([CLI, *args], capture_output=True, text=True, cwd=PROJECT, stdin=subprocess.DEVNULL)
+    if check and done.returncode:
+        sys.exit(f"`foobar-ops {' '.join(args)}` failed (exit {done.returncode}):\n{done.stderr}{done.stdout}")
+    return done
+
+
+def fleet_names(count: int) -> list[str]:
+    return [f"{PREFIX}{i:02d}" for i in range(1, count + 1)]
+
+
+def fleet_inventory(count: int, parallel: int | None) -> dict:
+    """The bench inventory of count fleet hosts: the main lab's lab section, defaults and secrets,
+    the demo token, and hosts at addresses no main lab host has."""
+    lab = yaml.safe_load(LAB_INVENTORY.read_text())
+    network = ipaddress.ip_network(lab["lab"]["network"], strict=False)
+    taken = {str(h["address"]) for h in lab["hosts"].values()} | {str(next(network.hosts()))}
+    hosts = {}
+    for i, name in enumerate(fleet_names(count)):
+        address = network.network_address + FIRST_ADDRESS + i
+        if address not in network or address == network.broadcast_address or str(address) in taken:
+            sys.exit(f"{name}: no free address for it in {network} (at {address}; taken: {', '.join(sorted(taken))})")
+        hosts[name] = {"address": str(address)}
+    defaults = lab["defaults"]
+    if parallel is not None:
+        defaults.setdefault("ssh", {})["parallel"] = parallel
+    return {
+        "lab": lab["lab"],
+        "defaults": defaults,
+        "secrets": {**lab.get("secrets", {}), "demo_token": "env:FOOBAR_DEMO_TOKEN"},
+        "hosts": hosts,
+        "groups": {"fleet": list(hosts)},
+    }
+
+
+def apply(inventory: Path, journal: Path) -> tuple[float, float, dict]:
+    """Run one `apply --states demo.py --json`; return wall seconds, controller CPU seconds (the
+    apply process and its children, user + system), and its JSON."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = foobar(
+        "apply", "-i", str(inventory), "--states", str(STATES), "--journal", str(journal), "--json", check=False
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    try:
+        doc = json.loads(done.stdout)
+    except ValueError:
+        sys.exit(f"apply printed no JSON (exit {done.returncode}):\n{done.stderr}")
+    bad = [h["host"] for h in doc["hosts"] if h["outcome"] != "ok"]
+    if done.returncode or bad or doc["summary"].get("failed"):
+        sys.exit(f"apply failed (exit {done.returncode}; hosts not ok: {', '.join(bad) or 'none'}):\n{done.stderr}")
+    return wall, cpu, doc
+
+
+def span(values: list[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def measure(count: int, work: Path, runs: int, parallel: int | None) -> dict:
+    """Boot a fleet of count hosts, apply once, time runs no-op applies; return the figures."""
+    inventory = work / f"fleet-{count}.yml"
+    inventory.write_text(yaml.safe_dump(fleet_inventory(count, parallel), sort_keys=False))
+    started = time.perf_counter()
+    foobar("lab", "up", "-i", str(inventory))
+    say(f"{count} hosts: up in {time.perf_counter() - started:.1f} s")
+    journal = work / "journal.sqlite"
+    wall, _, doc = apply(inventory, journal)
+    say(f"{count} hosts: first apply {wall:.2f} s, {doc['summary']['changed']} changed")
+    walls, cpus, engine, trips = [], [], [], []
+    for _ in range(runs):
+        wall, cpu, doc = apply(inventory, journal)
+        if doc["summary"]["changed"]:
+            sys.exit(f"{count} hosts: a no-op re-apply changed {doc['summary']['changed']} states: not idempotent")
+        if len(doc["hosts"]) != count:
+            sys.exit(f"{count} hosts: the apply reported {len(doc['hosts'])} hosts")
+        walls.append(wall)
+        cpus.append(cpu)
+        engine.append(doc["summary"]["seconds"])
+        trips += [h["round_trips"] for h in doc["hosts"]]
+    cpu = statistics.median(cpus)
+    row = {
+        "load": os.getloadavg()[0],
+        "hosts": count,
+        "wall_s": statistics.median(walls),
+        "wall_min_s": min(walls),
+        "engine_s": statistics.median(engine),
+        "round_trips": span(trips),
+        "cpu_ms_per_host": 1000 * cpu / count,
+        "cpu_s": cpu,
+    }
+    shown = ", ".join(f"{w:.2f} s ({c:.2f} s CPU)" for w, c in zip(walls, cpus, strict=True))
+    say(f"{count} hosts: no-op applies {shown}")
+    return row
+
+
+def table(rows: list[dict], runs: int, parallel: int) -> str:
+    """The figures, one row per fleet size; `added` is the CPU each host above the previous size
+    cost (the tool's start-up, paid once per run, left out)."""
+    head = (
+        f"{'hosts':>5}  {'wall median (s)':>15}  {'wall min (s)':>12}  {'engine (s)':>10}  "
+        f"{'round trips/host':>16}  {'CPU ms/host':>11}  {'CPU total (s)':>13}  {'added ms/host':>13}  {'load':>5}"
+    )
+    lines = [
+        f"no-op apply of tests/lab/statefiles/demo.py (10 states), median of {runs}; fan-out cap {parallel}; "
+        "wall: the command end to end, start-up included",
+        head,
+    ]
+    previous = None
+    for r in rows:
+        added = (
+            "-"
+            if previous is None
+            else f"{1000 * (r['cpu_s'] - previous['cpu_s']) / (r['hosts'] - previous['hosts']):.0f}"
+        )
+        lines.append(
+            f"{r['hosts']:>5}  {r['wall_s']:>15.2f}  {r['wall_min_s']:>12.2f}  {r['engine_s']:>10.2f}  "
+            f"{r['round_trips']:>16}  {r['cpu_ms_per_host']:>11.0f}  {r['cpu_s']:>13.2f}  {added:>13}  "
+            f"{r['load']:>5.2f}"
+        )
+        previous = r
+    lines.append(
+        "CPU: user + system of the apply process and its children; CPU ms/host: all of it over the hosts (the "
+        "start-up included); added ms/host: over the hosts added since the previous size; load: 1-minute load "
+        "average after the size's runs"
+    )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", default="3,10,20,40", help="fleet sizes, comma-separated (default 3,10,20,40)")
+    parser.add_argument("--runs", type=int, default=3, help="no-op applies to time per size (the median is shown)")
+    parser.add_argument("--parallel", type=int, help="defaults.ssh.parallel of the bench inventory")
+    parser.add_argument("--keep", action="store_true", help="leave the fleet hosts up at the end")
+    parser.add_argument("--reuse", action="store_true", help="keep fleet hosts that are already running")
+    args = parser.parse_args()
+    try:
+        sizes = sorted({int(n) for n in args.hosts.split(",")})
+    except ValueError:
+        parser.error(f"--hosts {args.hosts!r}: give whole numbers such as 3,10,20,40")
+    if not sizes or sizes[0] < 1 or args.runs < 1:
+        parser.error("--hosts needs sizes of at least 1 and --runs at least 1")
+    os.environ.setdefault("FOOBAR_DEMO_TOKEN", "bench-token")
+    work = Path(tempfile.mkdtemp(prefix="foobar-bench-fleet-"))
+    largest = work / "fleet-all.yml"
+    largest.write_text(yaml.safe_dump(fleet_inventory(sizes[-1], args.parallel), sort_keys=False))
+    names = fleet_names(sizes[-1])
+    cap = load_inventory(largest).parallel
+    if not args.reuse:  # fresh disks: the first apply is a first apply
+        foobar("lab", "destroy", "-i", str(largest), *names)
+    rows = []
+    try:
+        for count in sizes:
+            rows.append(measure(count, work, args.runs, args.parallel))
+    finally:
+        if args.keep:
+            say(f"fleet hosts kept up: {names[0]}..{names[-1]} (inventory {largest})")
+        else:
+            foobar("lab", "destroy", "-i", str(largest), *names, check=False)
+            say(f"fleet hosts destroyed: {names[0]}..{names[-1]}")
+    print(table(rows, args.runs, cap))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
