@@ -12,7 +12,9 @@ from getrusage(RUSAGE_CHILDREN)) in all and per host. At the end the fleet hosts
 (only fleet-*), unless --keep.
 Usage: .venv/bin/python scripts/bench_fleet.py [--hosts 3,10,20,40] [--runs 3] [--parallel N] [--keep] [--reuse]
 (--parallel: write defaults.ssh.parallel into the bench inventory, else the inventory default;
---reuse: keep fleet hosts already running instead of rebuilding their disks)
+--reuse: keep fleet hosts already running instead of rebuilding their disks). When the fleet would
+exhaust the machine's inotify instances (fs.inotify.max_user_instances, 128 on Debian), the limit is
+raised while the fleet runs and put back at the end.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ STATES = PROJECT / "tests" / "lab" / "statefiles" / "demo.py"
 LAB_INVENTORY = PROJECT / "inventories" / "lab.yml"
 FIRST_ADDRESS = 101  # fleet-01 is 10.77.0.101; the main lab's hosts sit below .100
 PREFIX = "fleet-"
+INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
+#: inotify instances one booted lab host holds (systemd, journald, networkd, logind, udev...), with room
+INOTIFY_PER_HOST = 10
 
 
 def say(message: str) -> None:
@@ -50,6 +55,34 @@ def foobar(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and done.returncode:
         sys.exit(f"`foobar-ops {' '.join(args)}` failed (exit {done.returncode}):\n{done.stderr}{done.stdout}")
     return done
+
+
+def inotify_in_use() -> int:
+    """Inotify instances open on this machine now (the lab's containers all count as root's)."""
+    count = 0
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            count += sum(1 for fd in fd_dir.iterdir() if os.readlink(fd) == "anon_inode:inotify")
+        except OSError:
+            continue
+    return count
+
+
+def make_inotify_room(hosts: int) -> int | None:
+    """Raise fs.inotify.max_user_instances (for now, not across reboots) when booting hosts more
+    lab hosts would exhaust it: every container's systemd holds several, all of them root's, and
+    past the limit a host fails to boot ("Too many open files"), the main lab's hosts included.
+    Return the old limit when it was raised, else None.
+
+    hosts: how many more hosts are about to boot.
+    """
+    limit = int(INOTIFY_LIMIT.read_text())
+    wanted = inotify_in_use() + INOTIFY_PER_HOST * hosts + 64
+    if wanted <= limit:
+        return None
+    INOTIFY_LIMIT.write_text(f"{wanted}\n")
+    say(f"fs.inotify.max_user_instances raised from {limit} to {wanted} for the fleet (restored at the end)")
+    return limit
 
 
 def fleet_names(count: int) -> list[str]:
@@ -199,15 +232,21 @@ def main() -> int:
     if not args.reuse:  # fresh disks: the first apply is a first apply
         foobar("lab", "destroy", "-i", str(largest), *names)
     rows = []
+    old_limit = make_inotify_room(sizes[-1])
     try:
         for count in sizes:
             rows.append(measure(count, work, args.runs, args.parallel))
     finally:
         if args.keep:
             say(f"fleet hosts kept up: {names[0]}..{names[-1]} (inventory {largest})")
+            if old_limit is not None:
+                say(f"fs.inotify.max_user_instances stays raised while they run (it was {old_limit})")
         else:
             foobar("lab", "destroy", "-i", str(largest), *names, check=False)
             say(f"fleet hosts destroyed: {names[0]}..{names[-1]}")
+            if old_limit is not None and int(INOTIFY_LIMIT.read_text()) > old_limit:
+                INOTIFY_LIMIT.write_text(f"{old_limit}\n")
+                say(f"fs.inotify.max_user_instances restored to {old_limit}")
     print(table(rows, args.runs, cap))
     return 0
 
