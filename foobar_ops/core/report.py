@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .result import HostOutcome, Outcome, Result, Status
+from .shape import headline, one_line, plural
 
 COLUMNS = ["host", "id", "name", "state", "status", "result", "changed", "comment", "diff", "duration_ms"]
 _ANSI = {
@@ -20,7 +21,7 @@ _ANSI = {
 }
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     """Everything one apply produced.
 
@@ -124,6 +125,27 @@ class Report:
             "journal_errors": self.journal_errors,
         }
 
+    def __str__(self) -> str:
+        """One line: the run, its hosts and states, what changed or failed, its time; then any
+        failed host and any record the journal could not take."""
+        n = self.counts()
+        parts = [plural(len(self.hosts), "host"), plural(n["total"], "state")]
+        parts.append(f"{n['pending']} pending" if self.test else f"{n['changed']} changed")
+        parts.append(f"{n['failed']} failed")
+        if n["not_run"]:
+            parts.append(f"{n['not_run']} not run")
+        if n["unreachable"]:
+            parts.append(f"{n['unreachable']} unreachable")
+        line = f"run {self.run_id}{' (test)' if self.test else ''}: {', '.join(parts)} ({self.duration_s:.2f} s)"
+        if self.failed_hosts:
+            line += f"; failed hosts: {', '.join(self.failed_hosts)}"
+        if self.journal_errors:
+            line += f"; the journal could not take {plural(len(self.journal_errors), 'record')} (kept aside)"
+        return one_line(line)
+
+    def __repr__(self) -> str:
+        return f"<Report {self}>"
+
     def summary(self, color: bool = False, diffs: bool = True) -> str:
         """Return a highstate-style summary: per-host state lines, then the totals.
 
@@ -190,10 +212,9 @@ class Report:
             ]
             rows.append(f"<tr style='color:{_CSS[tone]}'>" + "".join(f"<td {_LEFT}>{c}</td>" for c in cells) + "</tr>")
         n = self.counts()
-        head = (
-            f"<p><b>run {self.run_id}</b>{' (test mode)' if self.test else ''}: {n['succeeded']} ok, "
-            f"{n['changed']} changed, {n['pending']} pending, {n['failed']} failed, {n['not_run']} not run, "
-            f"{self.duration_s:.2f} s</p>"
+        head = headline(str(self), self.ok) + (
+            f"<p>{n['succeeded']} ok, {n['changed']} changed, {n['pending']} pending, {n['failed']} failed, "
+            f"{n['not_run']} not run{' (test mode: nothing changed)' if self.test else ''}</p>"
         )
         header = "".join(f"<th {_LEFT}>{h}</th>" for h in ("", "host", "state", "name", "comment", "time"))
         return head + f"<table><tr>{header}</tr>" + "".join(rows) + "</table>"

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .shape import one_line, plural
+
 
 class Status(StrEnum):
     """What happened to one state on one host."""
@@ -82,6 +84,11 @@ class Result:
         """True when the state failed or was not run."""
         return self.status in (Status.FAILED, Status.NOT_RUN)
 
+    def __str__(self) -> str:
+        """One line: host, status, state and name, and the comment."""
+        comment = f": {self.comment}" if self.comment else ""
+        return one_line(f"{self.host} {self.status.value} {self.state} {self.name}{comment}")
+
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (with the derived Salt fields)."""
         out = asdict(self)
@@ -105,6 +112,11 @@ class HostOutcome:
     error: str | None = None
     round_trips: int = 0
     ssh_bytes: int | None = None
+
+    def __str__(self) -> str:
+        """One line: host, outcome, why (when unreachable or skipped) and round trips."""
+        why = f": {self.error}" if self.error else ""
+        return one_line(f"{self.host} {self.outcome.value}{why} ({plural(self.round_trips, 'round trip')})")
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""

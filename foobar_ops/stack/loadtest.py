@@ -28,6 +28,7 @@ from typing import Any
 
 from ..core import paths
 from ..core.errors import FoobarOpsError
+from ..core.shape import BAD, GOOD, headline, one_line
 from .lb import HAProxy
 from .mariadb import DBError, Node
 from .topology import BACKEND, db_hosts, db_primary, domain, lb_host, ports, read_weight
@@ -97,6 +98,11 @@ class LoadTest:
     def passed(self) -> bool:
         return self.verdict == "pass"
 
+    @property
+    def ok(self) -> bool:
+        """True when the verdict is pass (never when it is fail or invalid)."""
+        return self.verdict == "pass"
+
     def failed_checks(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
@@ -104,7 +110,19 @@ class LoadTest:
         """`foobar-ops loadtest ... --json`."""
         doc = asdict(self)
         doc["checks"] = [asdict(c) for c in self.checks]
+        doc["ok"] = self.ok
         return doc
+
+    def __str__(self) -> str:
+        """One line: the run, its verdict, its figures, and the checks that failed."""
+        line = (
+            f"{self.kind} {self.run_id}: {self.verdict.upper()}: {self.rps:.0f} req/s, p50 {self.p50_ms} ms, "
+            f"p95 {self.p95_ms} ms, {self.failures} failed of {self.requests}"
+        )
+        failed = self.failed_checks()
+        if failed:
+            line += "; failed: " + "; ".join(f"{c.name} (expected {c.expected}, measured {c.measured})" for c in failed)
+        return one_line(line)
 
     def plot_shares(self) -> Any:
         """Draw requests per web server (responses and HAProxy's lbtot) beside reads per database
@@ -151,16 +169,14 @@ class LoadTest:
     def _repr_html_(self) -> str:
         import html
 
-        tone = {"pass": "#1a7f37", "fail": "#cf222e"}.get(self.verdict, "#9a6700")
         rows = "".join(
-            f"<tr style='color:{'#1a7f37' if c.ok else '#cf222e'}'><td>{html.escape(c.name)}</td>"
+            f"<tr style='color:{GOOD if c.ok else BAD}'><td>{html.escape(str(c.name))}</td>"
             f"<td>{html.escape(str(c.expected))}</td><td>{html.escape(str(c.measured))}</td></tr>"
             for c in self.checks
         )
         return (
-            f"<p style='color:{tone}'><b>{self.kind}: {self.verdict.upper()}</b> {self.rps:.0f} req/s, "
-            f"p95 {self.p95_ms} ms, {self.failures} failed of {self.requests}</p>"
-            f"<table><tr><th>check</th><th>expected</th><th>measured</th></tr>{rows}</table>"
+            headline(str(self), {"pass": True, "fail": False}.get(self.verdict))  # invalid: neither
+            + f"<table><tr><th>check</th><th>expected</th><th>measured</th></tr>{rows}</table>"
         )
 
 

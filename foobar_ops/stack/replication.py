@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..core.errors import FoobarOpsError
+from ..core.shape import headline, one_line
 from ..core.states.mysql import marker_text
 from .mariadb import Node, Standing
 from .topology import db_hosts, db_primary, db_settings
@@ -87,12 +88,19 @@ class ReplicationStatus:
 
         return pd.DataFrame([n.as_dict() for n in self.nodes])
 
-    def _repr_html_(self) -> str:
-        tone = "#1a7f37" if self.ok else "#cf222e"
-        return (
-            f"<p style='color:{tone}'><b>replication {'OK' if self.ok else 'NOT OK'}</b> "
-            f"(lag threshold {self.max_lag_s:g} s)</p>" + self.frame().to_html(index=False)
+    def __str__(self) -> str:
+        """One line: ok or NOT OK, each node's role (and lag, and what is wrong with it), the threshold."""
+        nodes = []
+        for n in self.nodes:
+            text = f"{n.host} {n.role}" + (f" lag {n.lag_s:g} s" if n.lag_s is not None else "")
+            nodes.append(text + (f": {n.error}" if n.error else ""))
+        return one_line(
+            f"replication {'ok' if self.ok else 'NOT OK'}: {'; '.join(nodes) or 'no database node'} "
+            f"(lag threshold {self.max_lag_s:g} s)"
         )
+
+    def _repr_html_(self) -> str:
+        return headline(str(self), self.ok) + self.frame().to_html(index=False)
 
 
 def _describe(name: str, inventory_role: str, seen: Standing | str, by_address: dict[str, str]) -> NodeStatus:

@@ -191,6 +191,35 @@ class RoleChange:
             "results": [r.as_dict() for r in self.results],
         }
 
+    def __str__(self) -> str:
+        """One line: the change, how it ended (verified, checks pass in test mode, or FAILED and why)."""
+        from ..core.shape import one_line, plural
+
+        outcome = "verified" if self.ok and not self.test else "checks pass" if self.ok else "FAILED"
+        line = (
+            f"{self.kind} {self.old} -> {self.new or '?'}{' (test)' if self.test else ''}: {outcome} "
+            f"({plural(len(self.results), 'step')})"
+        )
+        return one_line(line + (f": {self.error}" if self.error else ""))
+
+    def _repr_html_(self) -> str:
+        import html
+
+        from ..core.shape import BAD, GOOD, WARN, headline
+
+        tones = {Status.FAILED: BAD, Status.NOT_RUN: BAD, Status.PENDING: WARN}
+        rows = "".join(
+            f"<tr style='color:{tones.get(r.status, GOOD)}'>"
+            + "".join(
+                f"<td style='text-align:left'>{html.escape(str(v))}</td>"
+                for v in (r.host, r.status.value, r.name, r.comment)
+            )
+            + "</tr>"
+            for r in self.results
+        )
+        header = "".join(f"<th style='text-align:left'>{h}</th>" for h in ("host", "status", "step", "comment"))
+        return headline(str(self), self.ok) + f"<table><tr>{header}</tr>{rows}</table>"
+
 
 def _carry_out(
     inventory: Any, change: RoleChange, emit: Emit, body: Callable[[_Steps, dict[str, Node]], None]

@@ -4,11 +4,13 @@ the one rule for a passing verification."""
 from __future__ import annotations
 
 import http.client
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.shape import headline, one_line
 from . import topology
 from .topology import TopologyError, domain, ports, web_hosts
 
@@ -111,7 +113,7 @@ def summary_line(inventory: Any, frame: Any) -> str:
     return f"{domain(inventory)} via {lb.name} ({lb.address}): {ok}/{len(frame)} answered 200; served by {servers}"
 
 
-@dataclass
+@dataclass(repr=False)
 class Verification:
     """How the site answered through the load balancer.
 
@@ -126,15 +128,38 @@ class Verification:
     requests: Any
     statuses: dict[str, str] = field(default_factory=dict)
 
-    def _repr_html_(self) -> str:
-        import html
+    def as_json(self) -> dict[str, Any]:
+        """Return ok, the line, the load balancer's statuses and every request (a dict each, no NaN)."""
+        return {
+            "ok": self.ok,
+            "line": self.line,
+            "statuses": dict(self.statuses),
+            "requests": _records(self.requests),
+        }
 
-        tone = "#1a7f37" if self.ok else "#cf222e"
+    def __str__(self) -> str:
+        return one_line(f"{'PASS' if self.ok else 'FAIL'} {self.line}")
+
+    def __repr__(self) -> str:
+        return f"<Verification {self}>"
+
+    def _repr_html_(self) -> str:
         table = self.requests.groupby(["served_by", "status"], dropna=False).size().rename("requests")
-        return (
-            f"<p style='color:{tone}'><b>{'PASS' if self.ok else 'FAIL'}</b> {html.escape(self.line)}</p>"
-            + table.to_frame().to_html()
-        )
+        return headline(str(self), self.ok) + table.to_frame().to_html()
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    """A DataFrame's rows as JSON-ready dicts: NaN (a missing value) as None, numpy numbers as
+    Python's."""
+    out = []
+    for row in frame.to_dict(orient="records"):
+        clean = {}
+        for key, value in row.items():
+            if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+                value = value.item()
+            clean[str(key)] = None if isinstance(value, float) and math.isnan(value) else value
+        out.append(clean)
+    return out
 
 
 def check_site(inventory: Any, n: int = 20, wait: float = 30.0) -> Verification:
