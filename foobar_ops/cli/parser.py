@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TypeAlias
 
+from ..core.version import __version__
+
 _CHECKOUT_LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab.yml"
 #: The lab inventory of the checkout foobar_ops runs from, else inventories/lab.yml here.
 DEFAULT_LAB_INVENTORY = _CHECKOUT_LAB if _CHECKOUT_LAB.is_file() else Path("inventories/lab.yml")
@@ -289,6 +291,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     description: the program's description.
     """
     parser = argparse.ArgumentParser(prog="foobar-ops", description=description)
+    parser.add_argument("--version", action="version", version=f"foobar-ops {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_hosts_ping_run, _apply_rollback, _lb_verify, _db, _runbook, _loadtest, _records, _lab, _paths):
         add(sub)

@@ -186,3 +186,14 @@ def test_a_run_whose_journal_refused_records_fails_and_says_where_they_wait(caps
     assert err == [
         f"foobar-ops: journal: journal j.sqlite: cannot write: disk full; kept in j.spool ({n})" for n in range(3)
     ]
+
+
+# --- the version ---------------------------------------------------------------------------------
+
+
+def test_version_prints_the_program_and_its_version():
+    from foobar_ops.core.version import __version__
+
+    done = run_cli("--version")
+    assert done.code == 0, done
+    assert done.out == f"foobar-ops {__version__}\n" and done.err == ""
