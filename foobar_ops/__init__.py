@@ -10,51 +10,56 @@ The public API, in one import (e.g. in a runbook): `import foobar_ops as fo`, th
 
 from __future__ import annotations
 
-from .core import journal, paths, states
-from .core.engine import Phase, apply
-from .core.errors import (
-    AuthError,
-    ConnectionFailed,
-    FactError,
-    FoobarOpsError,
-    HostKeyError,
-    HostUnreachable,
-    InventoryError,
-    SecretError,
-    StateError,
-    SudoError,
-)
-from .core.inventory import Host, Inventory
-from .core.journal import Journal, changes, runs
-from .core.progress import Progress
-from .core.report import Report
-from .core.result import HostOutcome, Outcome, Result, Status
-from .core.secrets import Secret, SecretTooShort
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .core.version import __version__
-from .ops import (
-    apply_plan,
-    apply_states,
-    db_failover,
-    db_status,
-    db_switchover,
-    db_unfence,
-    deploy,
-    lb_drain,
-    lb_maint,
-    lb_ready,
-    lb_stat,
-    loadtest,
-    plan,
-    rollback,
-    run_command,
-    verify,
-)
-from .runbooks import RunbookParameterError, SecretRef, check_parameters, runbook
-from .stack import load_inventory, observe
-from .stack.lb import HAProxy, LBError
-from .stack.replication import ReplicationError
-from .stack.replication import probe as replication_probe
-from .stack.verify import Verification
+
+if TYPE_CHECKING:  # what each public name is; at run time a name is imported when first used
+    from .core import journal, paths, states
+    from .core.engine import Phase, apply
+    from .core.errors import (
+        AuthError,
+        ConnectionFailed,
+        FactError,
+        FoobarOpsError,
+        HostKeyError,
+        HostUnreachable,
+        InventoryError,
+        SecretError,
+        StateError,
+        SudoError,
+    )
+    from .core.inventory import Host, Inventory
+    from .core.journal import Journal, changes, runs
+    from .core.progress import Progress
+    from .core.report import Report
+    from .core.result import HostOutcome, Outcome, Result, Status
+    from .core.secrets import Secret, SecretTooShort
+    from .ops import (
+        apply_plan,
+        apply_states,
+        db_failover,
+        db_status,
+        db_switchover,
+        db_unfence,
+        deploy,
+        lb_drain,
+        lb_maint,
+        lb_ready,
+        lb_stat,
+        loadtest,
+        plan,
+        rollback,
+        run_command,
+        verify,
+    )
+    from .runbooks import RunbookParameterError, SecretRef, check_parameters, runbook
+    from .stack import load_inventory, observe
+    from .stack.lb import HAProxy, LBError
+    from .stack.replication import ReplicationError
+    from .stack.replication import probe as replication_probe
+    from .stack.verify import Verification
 
 __all__ = [
     "__version__",
@@ -122,6 +127,78 @@ __all__ = [
     "ReplicationError",
     "RunbookParameterError",
 ]
+
+#: where each public name lives: (module, attribute); attribute None: the module itself
+_LAZY: dict[str, tuple[str, str | None]] = {
+    **{name: (".core." + name, None) for name in ("journal", "paths", "states")},
+    **{name: (".core.engine", name) for name in ("Phase", "apply")},
+    **{
+        name: (".core.errors", name)
+        for name in (
+            "AuthError",
+            "ConnectionFailed",
+            "FactError",
+            "FoobarOpsError",
+            "HostKeyError",
+            "HostUnreachable",
+            "InventoryError",
+            "SecretError",
+            "StateError",
+            "SudoError",
+        )
+    },
+    **{name: (".core.inventory", name) for name in ("Host", "Inventory")},
+    **{name: (".core.journal", name) for name in ("Journal", "changes", "runs")},
+    "Progress": (".core.progress", "Progress"),
+    "Report": (".core.report", "Report"),
+    **{name: (".core.result", name) for name in ("HostOutcome", "Outcome", "Result", "Status")},
+    **{name: (".core.secrets", name) for name in ("Secret", "SecretTooShort")},
+    **{
+        name: (".ops", name)
+        for name in (
+            "apply_plan",
+            "apply_states",
+            "db_failover",
+            "db_status",
+            "db_switchover",
+            "db_unfence",
+            "deploy",
+            "lb_drain",
+            "lb_maint",
+            "lb_ready",
+            "lb_stat",
+            "loadtest",
+            "plan",
+            "rollback",
+            "run_command",
+            "verify",
+        )
+    },
+    **{name: (".runbooks", name) for name in ("RunbookParameterError", "SecretRef", "check_parameters", "runbook")},
+    "load_inventory": (".stack", "load_inventory"),
+    "observe": (".stack.observe", None),
+    **{name: (".stack.lb", name) for name in ("HAProxy", "LBError")},
+    "ReplicationError": (".stack.replication", "ReplicationError"),
+    "replication_probe": (".stack.replication", "probe"),
+    "Verification": (".stack.verify", "Verification"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name when it is first used: `import foobar_ops` alone imports no
+    dependency (SQLAlchemy, pandas, paramiko, Jinja2, papermill...) before it is needed."""
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    found = import_module(module, __name__)
+    value = found if attribute is None else getattr(found, attribute)
+    globals()[name] = value  # asked once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def run_runbook(name: str, inventory: str | None = None, parameters: dict | None = None, **kw: object) -> object:

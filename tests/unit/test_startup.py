@@ -1,0 +1,63 @@
+"""Start-up: `import foobar_ops` and the command line import what a command needs when it needs it
+(SQLAlchemy, pandas, paramiko and the like wait for the command that uses them), and every public
+name still resolves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import foobar_ops
+
+HEAVY = ("pandas", "sqlalchemy", "papermill", "matplotlib", "jinja2")
+#: what only a command that reaches a host (or reads the journal) needs
+HOST_BOUND = (*HEAVY, "nbformat", "locust", "numpy", "paramiko", "fabric", "invoke")
+
+
+def loaded_after(code: str, watched: tuple[str, ...]) -> str:
+    """What `python -c CODE` then prints of the watched modules it has imported, in a fresh process."""
+    probe = f"{code}\nimport sys; print(sorted(m for m in {watched!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_importing_foobar_ops_imports_no_heavy_dependency():
+    code = (
+        "import foobar_ops, sys; "
+        "print(sorted(m for m in ('pandas','sqlalchemy','papermill','matplotlib','jinja2') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
+
+
+def test_every_public_name_resolves():
+    for name in foobar_ops.__all__:
+        assert getattr(foobar_ops, name) is not None, name
+    assert set(foobar_ops.__all__) <= set(dir(foobar_ops))
+    assert foobar_ops.Journal is foobar_ops.journal.Journal and foobar_ops.apply.__module__.startswith(
+        "foobar_ops.core"
+    )
+    assert callable(foobar_ops.load_inventory) and foobar_ops.observe.__name__ == "foobar_ops.stack.observe"
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    try:
+        foobar_ops.no_such_name  # noqa: B018 - the lookup is the test
+    except AttributeError as err:
+        assert "no_such_name" in str(err)
+    else:
+        raise AssertionError("foobar_ops.no_such_name resolved")
+
+
+def test_the_command_line_imports_nothing_heavy_to_parse_print_its_version_or_help():
+    assert loaded_after("import foobar_ops.cli.main", HOST_BOUND) == "[]"
+    for flag in ("--version", "--help"):
+        code = (
+            "import contextlib, io\n"
+            "from foobar_ops.cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            f"    main([{flag!r}])"
+        )
+        assert loaded_after(code, HOST_BOUND) == "[]", flag
