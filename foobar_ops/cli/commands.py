@@ -9,10 +9,7 @@ import sys
 from typing import Any
 
 from .. import ops
-from ..core import paths
 from ..core.errors import FoobarOpsError
-from ..core.journal import Journal
-from ..stack import load_inventory
 from .tables import ago, rows, table
 
 
@@ -27,37 +24,19 @@ def _print_report(report: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_hosts(args: argparse.Namespace) -> int:
-    inv = load_inventory(args.inventory)
-    hosts = [h.as_dict() for h in inv.select(args.pattern)]
+    found = ops.hosts(args.inventory, args.pattern)
     if args.json:
-        print(json.dumps({"inventory": str(inv.path), "hosts": hosts}, indent=2))
+        print(json.dumps(found, indent=2))
     else:
-        shown = [dict(h, roles=",".join(h["roles"]) or "-", groups=",".join(h["groups"]) or "-") for h in hosts]
+        shown = [
+            dict(h, roles=",".join(h["roles"]) or "-", groups=",".join(h["groups"]) or "-") for h in found["hosts"]
+        ]
         print(table(shown, ["name", "address", "port", "user", "roles", "groups"]))
     return 0
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
-    from ..core import ssh
-
-    inv = load_inventory(args.inventory)
-    outcomes = ssh.run_many(
-        inv.select(args.pattern),
-        "uname -r",
-        inventory=inv,
-        sudo=args.sudo,
-        cap=args.parallel or getattr(inv, "parallel", 10),
-    )
-    found = [
-        {
-            "host": o.host,
-            "outcome": o.outcome,
-            "rtt_ms": o.rtt_ms,
-            "kernel": o.stdout.strip() or None if o.ok else None,
-            "error": o.error if not o.ok else None,
-        }
-        for o in outcomes
-    ]
+    found = ops.ping(args.inventory, args.pattern, sudo=args.sudo, parallel=args.parallel)
     if args.json:
         print(json.dumps({"hosts": found}, indent=2))
     else:
@@ -168,36 +147,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(check.line)
+        print(str(check))  # one line: who answered, and what is not UP
     return 0 if check.ok else 1
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    journal = Journal(args.journal)
+    journal = ops.open_journal(args.journal)
     action = args.records_command
     if action == "list":
-        frame = journal.runs(args.limit)
+        frame = ops.records_runs(journal, args.limit)
         cols = ["run_id", "started", "user", "command", "test", "status", "results", "changed", "failed"]
         if (frame["status"] == "died").any():  # a run whose process is gone: where it was
             cols.append("last_result")
     elif action == "show":
-        frame = journal.results(args.run_id)
         cols = ["at", "host", "state", "name", "status", "comment"]
         if args.json:
+            run = ops.records_run(args.run_id, journal)
             print(
                 json.dumps(
-                    {
-                        "run": journal.run(args.run_id),
-                        "results": rows(frame),
-                        "hosts": rows(journal.outcomes(args.run_id)),
-                    },
+                    {"run": run["run"], "results": rows(run["results"]), "hosts": rows(run["hosts"])},
                     indent=2,
                     default=str,
                 )
             )
             return 0
+        frame = ops.records_results(args.run_id, journal)
     else:
-        frame = journal.changes(host=args.host, since=args.since, state=args.state)
+        frame = ops.records_changes(journal, host=args.host, since=args.since, state=args.state)
         cols = ["at", "run_id", "host", "state", "name", "comment"]
     if args.json:
         print(json.dumps({"journal": str(journal.path), "rows": rows(frame)}, indent=2, default=str))
@@ -207,15 +183,12 @@ def cmd_records(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from ..lab import Lab
-
-    lab = Lab(load_inventory(args.inventory))
     action = args.lab_command
     if action in ("up", "down", "destroy"):
-        getattr(lab, action)(args.names or None)
+        {"up": ops.lab_up, "down": ops.lab_down, "destroy": ops.lab_destroy}[action](args.inventory, args.names or None)
         return 0
     if action == "status":
-        found = lab.status()
+        found = ops.lab_status(args.inventory)
         print(
             json.dumps({"hosts": found}, indent=2)
             if args.json
@@ -223,7 +196,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         )
         return 0
     remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
-    argv = lab.ssh_argv(args.name, remote)
+    argv = ops.lab_ssh_argv(args.inventory, args.name, remote)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
     return 127  # not reached
@@ -359,8 +332,6 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
 
 def _scheduled(args: argparse.Namespace, action: str) -> int:
-    from ..stack import scheduled
-
     if action == "schedule":
         report = ops.loadtest_schedule(
             args.inventory,
@@ -379,7 +350,7 @@ def _scheduled(args: argparse.Namespace, action: str) -> int:
             ops.loadtest_unschedule(args.inventory, args.name, journal=args.journal, command=args.command_line), args
         )
     if action == "baseline":
-        chosen = scheduled.set_baseline(args.name, args.run)
+        chosen = ops.loadtest_baseline(args.name, args.run)
         print(
             json.dumps(chosen, indent=2)
             if args.json
@@ -411,7 +382,7 @@ def _scheduled(args: argparse.Namespace, action: str) -> int:
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
-    found = paths.describe()
+    found = ops.record_paths()
     print(
         json.dumps(found, indent=2)
         if args.json
