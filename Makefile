@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python scripts/bench_apply.py
 	$(BIN)/python scripts/bench_apply.py --stack --runs 3
 	$(BIN)/python scripts/bench_fleet.py
+	$(BIN)/python scripts/bench_anchor.py
 
 # the request path through the load balancer and direct (wrk); the stack is deployed first
 bench-web: setup
