@@ -494,3 +494,14 @@ def test_drain_marks_read_in_the_opening_command_are_parsed_without_asking_the_l
         "web-02": {"backend": "bk_web", "server": "web-02", "run": "20260101-090000-dead01", "state": "drain"}
     }
     assert lb.marks("bk_web", said="") == {}
+
+
+def test_the_run_lock_names_the_runs_own_command_not_a_read_of_its_phases(stack):
+    apply(
+        stack.inv,
+        rolling.rolling_phase("web", lambda host, inventory: [DEPLOY]),
+        hosts="web-*",
+        journal=stack.journal,
+        command="foobar-ops apply -i inv.yml",
+    )
+    assert stack.locks.calls[0][2] == "foobar-ops apply -i inv.yml"

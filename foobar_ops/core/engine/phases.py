@@ -254,9 +254,9 @@ class _Runner:
             for host in step.also_locks(self.inventory) if step.also_locks and not self.test else []:
                 if host is not None and host.name not in self.remotes:
                     extra[host.name] = host
-            for host, key, command in step.reads(self.inventory) if step.reads else []:
-                if host is not None and (key, command) not in reads.get(host.name, []):
-                    reads.setdefault(host.name, []).append((key, command))
+            for host, key, asking in step.reads(self.inventory) if step.reads else []:
+                if host is not None and (key, asking) not in reads.get(host.name, []):
+                    reads.setdefault(host.name, []).append((key, asking))
                     if host.name not in self.remotes and not self.test:
                         extra[host.name] = host
         for host in [*self.hosts, *extra.values()]:
@@ -270,7 +270,7 @@ class _Runner:
                 commands = [st.fact().command() for st in flat]
                 script = gather_script(commands, any(st.watch for st in flat))
                 asked = reads.get(host.name, [])
-                script += "".join(section(f"r{i}", command) for i, (_, command) in enumerate(asked))
+                script += "".join(section(f"r{i}", line) for i, (_, line) in enumerate(asked))
                 scripts[host.name] = HEAD + script
         if self.test:
             readers = [h for h in self.inventory.hosts.values() if h.name in reads and h.name not in self.remotes]
