@@ -51,42 +51,21 @@ def cmd_ping(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     if args.save_plan and not args.test:
         raise FoobarOpsError("--save-plan needs --test: a plan is made in test mode")
+    common: dict[str, Any] = {
+        "journal": args.journal,
+        "command": args.command_line,
+        "parallel": args.parallel,
+        "lock_wait": args.lock_wait,
+    }
     if args.plan:
         if args.test or args.states or args.roles or args.pattern:
             raise FoobarOpsError("--plan applies the saved plan as it is: give no roles, --hosts, --states or --test")
-        report = ops.apply_plan(
-            args.inventory,
-            args.plan,
-            journal=args.journal,
-            command=args.command_line,
-            parallel=args.parallel,
-            lock_wait=args.lock_wait,
-        )
-        return _print_report(report, args)
+        return _print_report(ops.apply_plan(args.inventory, args.plan, **common), args)
+    chosen: dict[str, Any] = {"hosts": args.pattern, "test": args.test, "save_plan": args.save_plan, **common}
     if args.states:
-        report = ops.apply_states(
-            args.inventory,
-            args.states,
-            hosts=args.pattern,
-            test=args.test,
-            journal=args.journal,
-            command=args.command_line,
-            parallel=args.parallel,
-            save_plan=args.save_plan,
-            lock_wait=args.lock_wait,
-        )
+        report = ops.apply_states(args.inventory, args.states, **chosen)
     else:
-        report = ops.deploy(
-            args.inventory,
-            args.roles,
-            hosts=args.pattern,
-            test=args.test,
-            journal=args.journal,
-            command=args.command_line,
-            parallel=args.parallel,
-            save_plan=args.save_plan,
-            lock_wait=args.lock_wait,
-        )
+        report = ops.deploy(args.inventory, args.roles, **chosen)
     return _print_report(report, args)
 
 

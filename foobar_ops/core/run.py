@@ -60,7 +60,7 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         check_parallel(self.parallel)
-        object.__setattr__(self, "lock_wait", check_lock_wait(self.lock_wait))
+        check_lock_wait(self.lock_wait)
 
 
 @dataclass

@@ -372,7 +372,7 @@ def locked(
         try:
             remote.open()
             return HostLock(remote, run_id, command, patience, opening=scripts.get(name)).acquire()
-        except (FoobarOpsError, ConnectionFailed) as err:  # RunLocked, SudoError, unreachable
+        except FoobarOpsError as err:  # RunLocked, SudoError, ConnectionFailed
             return err
         except Exception as err:  # noqa: BLE001 - a surprise on one host must not hide the others
             return FoobarOpsError(f"{name}: cannot take the run lock: {type(err).__name__}: {err}")

@@ -69,7 +69,7 @@ def run_command(
             remote,
             inventory=inv,
             sudo=sudo,
-            cap=parallel if parallel is not None else int(getattr(inv, "parallel", 10)),
+            cap=parallel if parallel is not None else inv.parallel,
             stream=stream,
             on_outcome=record,
         )

@@ -60,12 +60,12 @@ def put_back_left_drained(run: Run, emit: Emit, timeout: float = 30) -> None:
     timeout: seconds to wait for a put-back server to be UP.
     """
     inventory, test, this_run = run.inventory, run.test, run.id
-    lb_name = lb_host(inventory)
-    if lb_name is None:
+    balancer = lb_host(inventory)
+    if balancer is None:
         return
     try:
-        with HAProxy(inventory, record=False, remote=run.remote(lb_name)) as lb:
-            marks = lb.marks(BACKEND, said=run.read(lb_name.name, "drain-marks"))
+        with HAProxy(inventory, record=False, remote=run.remote(balancer)) as lb:
+            marks = lb.marks(BACKEND, said=run.read(balancer.name, "drain-marks"))
             rows = lb.servers(BACKEND) if marks else {}
             for server, mark in marks.items():
                 if mark.get("run") == this_run:
@@ -149,11 +149,11 @@ def drained(run: Run, host: Any, emit: Emit, timeout: float = 30) -> Iterator[No
     emit: where the drain/ready results go (the run's journal).
     timeout: seconds to wait for sessions to end, and for the host to be UP again.
     """
-    lb_name = lb_host(run.inventory)
-    if lb_name is None:
+    balancer = lb_host(run.inventory)
+    if balancer is None:
         yield
         return
-    with HAProxy(run.inventory, record=False, remote=run.remote(lb_name)) as lb:
+    with HAProxy(run.inventory, record=False, remote=run.remote(balancer)) as lb:
         started = time.perf_counter()
         row = lb.servers(BACKEND).get(host.name)
         serving = row is not None and is_up(row)

@@ -293,19 +293,29 @@ class FakeRemote:
 
     # --- what the engine calls ---
     def run(self, command: str, sudo: bool = False, mask: bool = True, timeout: float | None = None) -> FakeOutcome:
+        out = self._call(unpacked(command), sudo)
+        return packed_output(out) if is_packed(command) else out
+
+    def opening(self, script: str) -> str:
+        """The opening gather, run by the holding shell of the run lock (one more call, like run()):
+        what comes back on the lock's channel, packed; a host that is down or cut raises."""
+        return packed_output(self._call(script, False)).stdout
+
+    def _call(self, script: str, sudo: bool) -> FakeOutcome:
+        """One command on the host: counted; refused when the host is down; answered; cut after
+        the host ran it when the test says so."""
         self.calls += 1
         if self.down:
             raise self.breaks_with
         self.round_trips += 1
         self.sudo.append(sudo)
-        script = unpacked(command)
         self.scripts.append(script)
         out = self._answer(script)
         if self.calls in self.cut_calls:
             if self.after_cut is not None:
                 self.after_cut(self)
             raise ConnectionFailed(self.host, "Connection reset by peer")
-        return packed_output(out) if is_packed(command) else out
+        return out
 
     def _answer(self, script: str) -> FakeOutcome:
         if self.broken:
@@ -391,22 +401,6 @@ class FakeRemote:
 
     def close(self) -> None:
         self.closed += 1
-
-    def opening(self, script: str) -> str:
-        """The opening gather, run by the holding shell of the run lock (one more call, like run()):
-        what comes back on the lock's channel, packed; a host that is down or cut raises."""
-        self.calls += 1
-        if self.down:
-            raise self.breaks_with
-        self.round_trips += 1
-        self.sudo.append(False)
-        self.scripts.append(script)
-        out = self._answer(script)
-        if self.calls in self.cut_calls:
-            if self.after_cut is not None:
-                self.after_cut(self)
-            raise ConnectionFailed(self.host, "Connection reset by peer")
-        return packed_output(out).stdout
 
     # --- what the tests look at ---
     @property

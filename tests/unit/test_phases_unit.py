@@ -25,7 +25,7 @@ from foobar_ops.core.inventory import load_inventory
 from foobar_ops.core.journal import Journal, JournalError
 from foobar_ops.core.result import HostOutcome, Outcome, Result, Status
 from foobar_ops.core.runlock import Holder, RunLocked
-from tests.unit.fakes import FakeRemote, guards
+from tests.unit.fakes import Answer, FakeRemote, guards
 
 INVENTORY = """
 hosts:
@@ -705,3 +705,18 @@ def test_facts_of_the_opening_command_are_held_to_a_saved_plan_as_any_others(wor
     assert "drifted since the plan was made" in [r for r in report.results if r.host == "web-02"][0].comment
     assert ("web-02", "deploy first") not in applied(world)  # refused, nothing changed by that phase
     assert sorted(h for h, c in applied(world) if c == "deploy first") == ["web-01", "web-03"]  # as planned
+
+
+@pytest.mark.parametrize("test", [False, True], ids=["apply", "dry-run"])
+def test_a_secret_in_what_the_opening_command_brings_back_never_reaches_the_records(world, test):
+    from foobar_ops.core.secrets import remember
+
+    remember("opening-s3cr3t-4711")
+    world.remotes["web-01"].answers = FakeRemote(
+        {FIRST: Answer("password=opening-s3cr3t-4711", 1), SECOND: DONE}
+    ).answers
+    report = run(world, only(FIRST, SECOND), test=test)
+    (failed,) = [r for r in report.results if r.host == "web-01" and r.id == FIRST.id]
+    assert failed.status is Status.FAILED and "password=********" in failed.comment
+    journaled = world.journal.results(report.run_id).to_string()
+    assert "opening-s3cr3t-4711" not in journaled + str([r.as_dict() for r in report.results])

@@ -158,8 +158,8 @@ def apply(
     lock; a later phase plans from them while nothing in the run has changed yet, and gathers
     afresh once something has.
     """
-    fan_out = parallel if parallel is not None else int(getattr(inventory, "parallel", 10) or 10)
-    options = RunOptions(test=test, parallel=fan_out, lock_wait=check_lock_wait(lock_wait))
+    # bad options are refused before anything is recorded or any host asked
+    options = RunOptions(test, parallel if parallel is not None else inventory.parallel, check_lock_wait(lock_wait))
     targets = inventory.select(hosts)
     listed = phases if isinstance(phases, (list, tuple)) else [phases]
     steps = [p if isinstance(p, Phase) else Phase(f"phase {i + 1}", p) for i, p in enumerate(listed)]
