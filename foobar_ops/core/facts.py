@@ -109,7 +109,7 @@ class FileFact(Fact[FileInfo]):
         stat = f"stat -c 'owner=%U group=%G mode=%04a size=%s' {p}"
         body = stat
         if self.want_sha256 is not None:
-            body += f"; h=$(sha256sum < {p} | cut -c1-64); echo sha256=$h"
+            body += f"; h=$(sha256sum < {p}); h=${{h%% *}}; echo sha256=$h"
             if self.fetch_limit:
                 body += (
                     f'; if [ "$h" != {self.want_sha256} ] && [ $(stat -c %s {p}) -le {self.fetch_limit} ];'

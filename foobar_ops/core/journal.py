@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -28,7 +27,8 @@ from sqlalchemy.pool import NullPool
 from . import machine, paths, privacy
 from .errors import FoobarOpsError
 from .heartbeat import Heartbeat, died
-from .result import HostOutcome, Result
+from .result import HostOutcome, Result, Status
+from .run import new_run_id
 from .schema import HOSTS, RESULTS, RUNS, TABLES, migrate
 from .secrets import Secret, mask_command, mask_deep, mask_known
 from .spool import Refused, Spool
@@ -138,38 +138,53 @@ class Journal:
 
     # ---- writing -----------------------------------------------------------------------------
 
-    def _write(self, statement: Any) -> None:
+    def _write(self, statement: Any, params: dict[str, Any] | list[dict[str, Any]] | None = None) -> None:
         try:
             with self.lock, self.engine.begin() as conn:
-                conn.execute(statement)
+                conn.execute(statement, params)
         except SQLAlchemyError as err:
             raise JournalError(f"journal {self.path}: cannot write: {mask_known(str(err).splitlines()[0])}") from None
 
     @staticmethod
-    def _statement(table: Table, values: dict[str, Any], run_id: str | None) -> Any:
-        """One row's write: an insert; with run_id, an update of that run's row."""
+    def _statement(table: Table, values: dict[str, Any], run_id: str | None) -> tuple[Any, dict[str, Any] | None]:
+        """One row's write and its parameters: an insert (one compiled statement per table, the
+        row as parameters); with run_id, an update of that run's row."""
         if run_id is None:
-            return insert(table).values(**values)
-        return update(table).where(table.c.run_id == run_id).values(**values)
+            return insert(table), values
+        return update(table).where(table.c.run_id == run_id).values(**values), None
 
     def _keep(self, table: Table, values: dict[str, Any], run_id: str | None = None) -> None:
         """Write one row (see _statement); when the journal refuses it, keep it in the spool file,
         to be added when the journal can be written again, and raise JournalError saying where it
         is."""
         try:
-            self._write(self._statement(table, values, run_id))
+            self._write(*self._statement(table, values, run_id))
         except JournalError as err:
-            record = {"table": table.name, "run_id": run_id, "values": values}
-            failures = []
-            for spool in self.spools:  # next to the journal; else (its folder refuses too) the records folder
-                try:
-                    with self.lock:
-                        Spool(spool).append(record)
-                except OSError as spool_err:
-                    failures.append(f"{spool}: {spool_err.strerror or spool_err}")
-                    continue
-                raise JournalError(f"{err}; kept in {spool}, added when the journal can be written") from None
-            raise JournalError(f"{err}; and no spool can be written ({'; '.join(failures)})") from None
+            self._spool([{"table": table.name, "run_id": run_id, "values": values}], err)
+
+    def _keep_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert rows in one transaction (all or none); when the journal refuses them, keep them
+        all in the spool, as _keep does."""
+        if not rows:
+            return
+        try:
+            self._write(insert(table), rows)
+        except JournalError as err:
+            self._spool([{"table": table.name, "run_id": None, "values": row} for row in rows], err)
+
+    def _spool(self, records: list[dict[str, Any]], err: JournalError) -> None:
+        failures = []
+        for spool in self.spools:  # next to the journal; else (its folder refuses too) the records folder
+            try:
+                with self.lock:
+                    kept = Spool(spool)
+                    for record in records:
+                        kept.append(record)
+            except OSError as spool_err:
+                failures.append(f"{spool}: {spool_err.strerror or spool_err}")
+                continue
+            raise JournalError(f"{err}; kept in {spool}, added when the journal can be written") from None
+        raise JournalError(f"{err}; and no spool can be written ({'; '.join(failures)})") from None
 
     def replay(self) -> int:
         """Add the rows kept in the spools while the journal could not be written; return how many.
@@ -197,10 +212,10 @@ class Journal:
 
     def _add_spooled(self, record: dict[str, Any]) -> None:
         """Add one spooled record (spool.Refused while the journal still refuses)."""
-        statement = self._statement(TABLES[record["table"]], record["values"], record.get("run_id") or None)
+        statement, params = self._statement(TABLES[record["table"]], record["values"], record.get("run_id") or None)
         try:
             with self.engine.begin() as conn:
-                conn.execute(statement)
+                conn.execute(statement, params)
         except (OperationalError, InterfaceError) as err:
             raise Refused(str(err)) from None
 
@@ -225,7 +240,7 @@ class Journal:
         output_notebook: where the run's output notebook is written.
         run_id: a given id (default: a new one).
         """
-        run_id = run_id or datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        run_id = run_id or new_run_id()
         runbook = runbook or self.runbook
         output_notebook = output_notebook or self.output_notebook
         params = mask_known(json.dumps(mask_deep(parameters or {}), default=str, sort_keys=True))
@@ -263,24 +278,35 @@ class Journal:
         run_id: the run.
         r: a Result (already masked by the engine; masked again here).
         """
-        self._keep(
+        self.add_results(run_id, [(r, _now())])
+
+    def add_results(self, run_id: str, results: list[tuple[Result, str]]) -> None:
+        """Record state results in one write (all or none).
+
+        run_id: the run.
+        results: (Result, when it was known: an ISO UTC timestamp) pairs, in order.
+        """
+        self._keep_rows(
             RESULTS,
-            {
-                "run_id": run_id,
-                "at": _now(),
-                "host": r.host,
-                "state_id": mask_known(r.id),
-                "state": r.state,
-                "name": mask_known(r.name),
-                "status": r.status.value,
-                "result": None if r.result is None else int(r.result),
-                "changed": int(r.changed),
-                "run": int(r.status.value != "not_run"),
-                "changes": mask_known(json.dumps(mask_deep(r.changes), default=str)),
-                "comment": mask_known(r.comment),
-                "diff": mask_known(r.diff) if r.diff else None,
-                "duration_ms": r.duration_ms,
-            },
+            [
+                {
+                    "run_id": run_id,
+                    "at": at,
+                    "host": r.host,
+                    "state_id": mask_known(r.id),
+                    "state": r.state,
+                    "name": mask_known(r.name),
+                    "status": r.status.value,
+                    "result": None if r.result is None else int(r.result),
+                    "changed": int(r.changed),
+                    "run": int(r.status.value != "not_run"),
+                    "changes": mask_known(json.dumps(mask_deep(r.changes), default=str)),
+                    "comment": mask_known(r.comment),
+                    "diff": mask_known(r.diff) if r.diff else None,
+                    "duration_ms": r.duration_ms,
+                }
+                for r, at in results
+            ],
         )
 
     def set_outputs(self, run_id: str, notebook: str | None, html: str | None) -> None:
@@ -297,15 +323,26 @@ class Journal:
         run_id: the run.
         outcome: the HostOutcome.
         """
-        self._keep(
+        self.add_outcomes(run_id, [outcome])
+
+    def add_outcomes(self, run_id: str, outcomes: list[HostOutcome]) -> None:
+        """Record how hosts fared in a run, in one write.
+
+        run_id: the run.
+        outcomes: HostOutcomes.
+        """
+        self._keep_rows(
             HOSTS,
-            {
-                "run_id": run_id,
-                "host": outcome.host,
-                "outcome": outcome.outcome.value,
-                "error": mask_known(outcome.error) if outcome.error else None,
-                "round_trips": outcome.round_trips,
-            },
+            [
+                {
+                    "run_id": run_id,
+                    "host": outcome.host,
+                    "outcome": outcome.outcome.value,
+                    "error": mask_known(outcome.error) if outcome.error else None,
+                    "round_trips": outcome.round_trips,
+                }
+                for outcome in outcomes
+            ],
         )
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
@@ -318,6 +355,11 @@ class Journal:
         self._heartbeat.stop(run_id)
         self._keep(RUNS, {"finished": _now(), "status": status, "error": mask_known(error) if error else None}, run_id)
 
+    def begin(self, **start: Any) -> RunRecord:
+        """Record the start of a run (start_run's arguments); return its RunRecord, whose finish()
+        the caller owes (see recording)."""
+        return RunRecord(self, self.start_run(**start))
+
     @contextmanager
     def recording(self, **start: Any) -> Iterator[RunRecord]:
         """Record one run around a block: yields a RunRecord whose add() journals a result at once;
@@ -325,7 +367,7 @@ class Journal:
 
         start: start_run's arguments.
         """
-        run = RunRecord(self, self.start_run(**start))  # a journal that cannot start a run stops it here
+        run = self.begin(**start)  # a journal that cannot start a run stops it here
         try:
             yield run
         except BaseException as err:
@@ -465,6 +507,7 @@ class RunRecord:
         self.journal, self.id, self.failed = journal, run_id, False
         self.errors: list[str] = []  # what could not be written to the journal (kept in the spool)
         self._lock = threading.Lock()
+        self._held: list[tuple[Result, str]] = []  # "ok" results not written yet, with when they came
 
     def _safely(self, write: Any, *args: Any) -> None:
         try:
@@ -476,25 +519,47 @@ class RunRecord:
                 )
 
     def add(self, result: Result) -> None:
-        """Journal one result now.
+        """Journal one result: a change, a failure or anything else that is not plain "ok" at once,
+        with every "ok" result held before it in the same write; "ok" results (nothing was done)
+        are held until then, or until flush() (the engine flushes after each host's turn).
 
         result: a Result.
         """
         with self._lock:
             self.failed = self.failed or result.failed
-        self._safely(self.journal.add_result, result)
+            self._held.append((result, _now()))
+            if result.status is Status.OK:
+                return
+            batch, self._held = self._held, []
+        self._safely(self.journal.add_results, batch)
+
+    def flush(self) -> None:
+        """Journal the results held so far."""
+        with self._lock:
+            batch, self._held = self._held, []
+        if batch:
+            self._safely(self.journal.add_results, batch)
 
     def add_outcome(self, outcome: HostOutcome) -> None:
         """Journal how one host fared.
 
         outcome: a HostOutcome.
         """
+        self.add_outcomes([outcome])
+
+    def add_outcomes(self, outcomes: list[HostOutcome]) -> None:
+        """Journal how hosts fared (the held results first), in one write.
+
+        outcomes: HostOutcomes.
+        """
+        self.flush()
         with self._lock:
-            self.failed = self.failed or outcome.outcome.value != "ok"
-        self._safely(self.journal.add_outcome, outcome)
+            self.failed = self.failed or any(o.outcome.value != "ok" for o in outcomes)
+        self._safely(self.journal.add_outcomes, outcomes)
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """Journal how the run ended."""
+        """Journal how the run ended (the held results first)."""
+        self.flush()
         self._safely(self.journal.finish_run, status, error)
 
 

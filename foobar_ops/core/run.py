@@ -9,17 +9,26 @@ global or an environment variable.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from .errors import FoobarOpsError
 from .result import Result
-from .ssh import Remote
 
-__all__ = ["Run", "RunOptions", "check_lock_wait", "check_parallel"]
+if TYPE_CHECKING:
+    from .ssh import Remote
+
+__all__ = ["Run", "RunOptions", "check_lock_wait", "check_parallel", "new_run_id"]
 
 Emit = Callable[[Result], None]
+
+
+def new_run_id() -> str:
+    """A new run id: when it started (local time, to the second) and six random hex digits."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
 def check_lock_wait(value: Any, what: str = "lock_wait") -> float:
@@ -108,6 +117,8 @@ class Run:
         when it ends, never the caller)."""
         found = self.remotes.get(host.name)
         if found is None:
+            from .ssh import Remote  # paramiko: imported by the runs that connect
+
             found = self.remotes[host.name] = Remote(host, self.inventory)
         return found
 

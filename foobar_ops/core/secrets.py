@@ -262,6 +262,17 @@ def mask_known(text: str) -> str:
     return _replace_all(text, values)
 
 
+def holds_known(data: bytes) -> bool:
+    """True when bytes hold a secret value revealed so far in this process, in any of the forms
+    mask_known hides (searched in the bytes themselves: a large binary file is not decoded).
+
+    data: the bytes, e.g. a file's content.
+    """
+    with _known_lock:
+        values = list(_known_values)
+    return any(form.encode() in data for v in values if v for form in _forms(v))
+
+
 def mask_command(command: str) -> str:
     """Return a command line as it may be recorded (the journal, a run lock's details): every known
     secret masked, and a password written into a URL (`mysql://user:PASSWORD@host/db`).

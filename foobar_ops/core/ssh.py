@@ -143,6 +143,9 @@ class Remote:
         #: again, which went with the old connection); its error is the connection's
         self.relock: Callable[[], Any] | None = None
         self._opened = False
+        #: a connect started ahead of the first command (see connect_early), and how it failed
+        self._early: threading.Thread | None = None
+        self._early_error: BaseException | None = None
         self._bytes_before = 0  # SSH bytes of the connections already closed (or lost)
         self._bytes_seen = 0  # the open connection's count after its last command
 
@@ -152,8 +155,42 @@ class Remote:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def connect_early(self, gate: threading.Semaphore | None = None) -> None:
+        """Start connecting now, in the background, while the caller prepares the first command
+        (which then waits for the connection, or raises how it failed). Nothing is run on the host.
+
+        gate: held while connecting (at most so many hosts connect at once).
+        """
+        if self.conn is not None or self._early is not None:
+            return
+
+        def connecting() -> None:
+            try:
+                if gate is None:
+                    self.open()
+                else:
+                    with gate:
+                        self.open()
+            except BaseException as err:  # noqa: BLE001 - kept for the first use, raised there
+                self._early_error = err
+
+        self._early = threading.Thread(target=connecting, name=f"connect {self.host.name}", daemon=True)
+        self._early.start()
+
+    def _await_early(self) -> None:
+        """Wait for a connect started early (from any thread but its own); raise how it failed."""
+        early = self._early
+        if early is None or early is threading.current_thread():
+            return
+        early.join()
+        self._early = None
+        failed, self._early_error = self._early_error, None
+        if failed is not None:
+            raise failed
+
     def open(self) -> Connection:
         """Connect (once) and return the Fabric connection; raise a ConnectionFailed subclass."""
+        self._await_early()
         if self.conn is not None and self.conn.is_connected:
             return self.conn
         if self.conn is not None:  # it was lost
@@ -307,10 +344,24 @@ class Remote:
 
     def close(self) -> None:
         """Close the connection (and its gateway hops)."""
+        if self._early is not None and self._early is not threading.current_thread():
+            self._early.join()  # a connect under way ends before its connection is closed
+            self._early = self._early_error = None
         if self.conn is not None:
             conn = self.conn
             self._forget()
             conn.close()
+
+
+def connecting(hosts: Iterable[Any], inventory: Any = None, parallel: int = 10) -> dict[str, Remote]:
+    """Return a Remote for each host, each already connecting in the background (see
+    Remote.connect_early), at most `parallel` at once: a run opens its hosts' connections while it
+    reads its records and builds its states, instead of after."""
+    remotes = {host.name: Remote(host, inventory) for host in hosts}
+    gate = threading.Semaphore(max(1, parallel))
+    for remote in remotes.values():
+        remote.connect_early(gate)
+    return remotes
 
 
 def stage(remote: Any, files: dict[str, bytes | Callable[[], bytes]]) -> str:

@@ -6,16 +6,20 @@ changes and returns an object that prints and renders in a notebook.
 
 from __future__ import annotations
 
-from .adhoc import run_command
-from .baseline import loadtest_baseline
-from .db import db_failover, db_status, db_switchover, db_unfence
-from .deploy import apply_plan, apply_states, deploy, plan, rollback
-from .hostlist import hosts, ping
-from .lab import lab_destroy, lab_down, lab_ssh_argv, lab_status, lab_up
-from .lb import lb_drain, lb_maint, lb_ready, lb_stat
-from .loadtest import loadtest, loadtest_collect, loadtest_history, loadtest_schedule, loadtest_unschedule
-from .records import open_journal, record_paths, records_changes, records_results, records_run, records_runs
-from .site import verify
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what each name is; at run time an operation's module is imported when first used
+    from .adhoc import run_command
+    from .apply import apply_plan, apply_states, deploy, plan, rollback
+    from .baseline import loadtest_baseline
+    from .db import db_failover, db_status, db_switchover, db_unfence
+    from .hostlist import hosts, ping
+    from .lab import lab_destroy, lab_down, lab_ssh_argv, lab_status, lab_up
+    from .lb import lb_drain, lb_maint, lb_ready, lb_stat
+    from .loadtesting import loadtest, loadtest_collect, loadtest_history, loadtest_schedule, loadtest_unschedule
+    from .records import open_journal, record_paths, records_changes, records_results, records_run, records_runs
+    from .site import verify
 
 __all__ = [
     "apply_plan",
@@ -53,3 +57,57 @@ __all__ = [
     "run_command",
     "verify",
 ]
+
+#: the module of each operation
+_LAZY: dict[str, str] = {
+    "apply_plan": ".apply",
+    "apply_states": ".apply",
+    "db_failover": ".db",
+    "db_status": ".db",
+    "db_switchover": ".db",
+    "db_unfence": ".db",
+    "deploy": ".apply",
+    "hosts": ".hostlist",
+    "lab_destroy": ".lab",
+    "lab_down": ".lab",
+    "lab_ssh_argv": ".lab",
+    "lab_status": ".lab",
+    "lab_up": ".lab",
+    "lb_drain": ".lb",
+    "lb_maint": ".lb",
+    "lb_ready": ".lb",
+    "lb_stat": ".lb",
+    "loadtest": ".loadtesting",
+    "loadtest_baseline": ".baseline",
+    "loadtest_collect": ".loadtesting",
+    "loadtest_history": ".loadtesting",
+    "loadtest_schedule": ".loadtesting",
+    "loadtest_unschedule": ".loadtesting",
+    "open_journal": ".records",
+    "ping": ".hostlist",
+    "plan": ".apply",
+    "record_paths": ".records",
+    "records_changes": ".records",
+    "records_results": ".records",
+    "records_run": ".records",
+    "records_runs": ".records",
+    "rollback": ".apply",
+    "run_command": ".adhoc",
+    "verify": ".site",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import an operation's module when the operation is first used: the command line starts
+    without the journal's, the engine's or the load test's dependencies until a command needs them."""
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.inventory import Inventory
-from ..core.journal import Journal
 from ..core.result import Result
 from ..stack import load_inventory
+
+if TYPE_CHECKING:
+    from ..core.journal import Journal
 
 OnResult = Callable[[Result], None]
 
@@ -27,6 +29,8 @@ def journal_of(journal: Journal | str | Path | None) -> Journal:
 
     journal: a Journal, a path, or None.
     """
+    from ..core.journal import Journal  # SQLAlchemy: imported when a record is first needed
+
     return journal if isinstance(journal, Journal) else Journal(journal)
 
 

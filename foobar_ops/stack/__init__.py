@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..core.inventory import Inventory
 from ..core.inventory import load_inventory as _load
-from . import roles, topology
+from . import topology
 
 __all__ = ["load_inventory"]
 
@@ -18,4 +18,4 @@ def load_inventory(path: str | Path) -> Inventory:
 
     path: the YAML inventory file.
     """
-    return _load(path, known_roles=roles.names(), types=topology.TYPES)
+    return _load(path, known_roles=topology.ROLE_NAMES, types=topology.TYPES)

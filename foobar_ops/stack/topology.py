@@ -16,6 +16,9 @@ APP_ROOT = "/srv/foobar"
 #: The load balancer's admin socket (HAProxy runtime API) and the backend of the web servers.
 STATS_SOCKET = "/run/haproxy/admin.sock"
 BACKEND = "bk_web"
+#: the roles an inventory host may declare (roles.ROLES holds each one's states; a test holds the two
+#: lists equal): reading an inventory needs only their names, not the roles' modules
+ROLE_NAMES = ("mysql", "nginx", "haproxy", "loadgen", "app")
 #: Idle keep-alive connections between Nginx and the app: Nginx lets go of one first (after
 #: NGINX_APP_IDLE_S) and the app keeps it open longer (APP_KEEPALIVE_S). The other way round, the
 #: app closes a connection just as Nginx sends a request on it, and a POST (never retried once
@@ -26,6 +29,20 @@ APP_KEEPALIVE_S = 75
 
 class TopologyError(FoobarOpsError):
     """The inventory does not describe a stack the roles can build."""
+
+
+class RoleError(FoobarOpsError):
+    """A role is unknown, or not one the host has."""
+
+
+def check_roles(roles: list[str] | tuple[str, ...]) -> None:
+    """Refuse role names that do not exist, naming them.
+
+    roles: role names given on the command line or to a runbook.
+    """
+    unknown = [r for r in roles if r not in ROLE_NAMES]
+    if unknown:
+        raise RoleError(f"unknown role {', '.join(map(repr, unknown))} (known roles: {', '.join(ROLE_NAMES)})")
 
 
 _PORT = typed.whole(1, 65535)

@@ -18,7 +18,7 @@ from sqlalchemy import event
 
 from foobar_ops import states as s
 from foobar_ops.core import journal as records
-from foobar_ops.core import run as run_mod
+from foobar_ops.core import ssh as ssh_mod
 from foobar_ops.core.engine.phases import Phase, apply
 from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError, StateError, SudoError
 from foobar_ops.core.inventory import load_inventory
@@ -55,7 +55,7 @@ def world(tmp_path, monkeypatch, run_locks):
     path.write_text(INVENTORY)
     log: list[tuple[str, str]] = []
     remotes = {name: FakeRemote({FIRST: TODO, SECOND: TODO}, host=name, log=log) for name in HOSTS}
-    monkeypatch.setattr(run_mod, "Remote", lambda host, inventory: remotes[host.name])
+    monkeypatch.setattr(ssh_mod, "Remote", lambda host, inventory: remotes[host.name])
     monkeypatch.setattr(records, "git_commit", lambda folder=records.CHECKOUT: "abc1234")
     return SimpleNamespace(
         inv=load_inventory(path),
@@ -656,11 +656,14 @@ def test_a_journal_that_refuses_writes_mid_run_does_not_stop_it_and_replays_late
     assert finished["finished"] and finished["status"] == "failed"  # its journal was not whole
 
 
-def test_a_journal_that_cannot_start_the_run_refuses_it_before_any_host_is_touched(world):
+def test_a_journal_that_cannot_start_the_run_refuses_it_before_anything_changes(world):
+    # the run's start is written while the hosts take their locks and gather (read-only); a journal
+    # that refuses it stops the run there: no change was sent, every lock taken is let go
     refuse_writes(world.journal)
     with pytest.raises(JournalError, match="cannot write"):
         run(world, only(FIRST))
-    assert world.locks.calls == [] and all(r.calls == 0 for r in world.remotes.values())
+    assert world.log == [] and world.locks.open == 0
+    assert all("@@FBO apply" not in script for r in world.remotes.values() for script in r.scripts)
     assert not world.path.with_name("j.sqlite.spool.jsonl").exists()
 
 

@@ -721,7 +721,10 @@ def test_a_run_being_recorded_goes_on_when_the_journal_refuses_and_says_so(journ
         run.add(sample_results()[1])  # no error escapes
         run.add_outcome(outcome("web-01"))
     assert len(run.errors) == 3 and all("kept in" in e for e in run.errors)  # with how the run ended
-    assert len(spooled(journal)) == 3  # the result, the outcome, and how the run ended
+    # the first result ("ok": held to be written with the next), the second, the outcome, and how the
+    # run ended
+    assert sample_results()[0].status is Status.OK
+    assert [r["table"] for r in spooled(journal)] == ["results", "results", "hosts", "runs"]
     assert spooled(journal)[-1]["values"]["status"] == "failed"  # its journal is not whole
 
 
@@ -811,7 +814,7 @@ from foobar_ops.core.result import Result, Status
 journal = Journal(sys.argv[1])
 
 
-def refused(statement):
+def refused(statement, params=None):
     raise JournalError("journal: cannot write: refused for the test")
 
 
@@ -988,3 +991,23 @@ def test_a_journal_url_given_with_journal_is_a_url_and_its_password_is_never_sho
     assert line.startswith("foobar-ops: error: journal mysql+pymysql://ops:***@127.0.0.1:1/journal: ")
     assert "Url-Pw-8812" not in done.err
     assert not (PROJECT / "mysql+pymysql:").exists()  # never taken for a SQLite path
+
+
+def test_ok_results_are_held_and_written_with_the_next_change_or_at_a_flush_in_order(journal):
+    # an "ok" result (nothing was done) waits to be written with the next result that did or
+    # failed something, or with the engine's flush after a host's turn: one write, not one each
+    first, change, last = sample_results()[:3]
+    assert first.status is Status.OK and change.status is Status.CHANGED
+    with journal.recording(command="foobar-ops apply web") as run:
+        run.add(first)
+        assert journal.results(run.id).empty  # held
+        run.add(change)
+        assert list(journal.results(run.id)["state_id"]) == [first.id, change.id]
+        quiet = ok("web-02", "pkg.installed:nginx")
+        run.add(quiet)
+        assert len(journal.results(run.id)) == 2
+        run.flush()
+        assert list(journal.results(run.id)["state_id"]) == [first.id, change.id, quiet.id]
+        run.add(ok("web-02", "pkg.installed:curl"))
+    # how the run ended is written after what it held
+    assert list(journal.results(run.id)["state_id"])[-1] == "pkg.installed:curl"

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from foobar_ops import states as s
-from foobar_ops.core import run as run_mod
+from foobar_ops.core import ssh as ssh_mod
 from foobar_ops.core.engine.phases import apply
 from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError
 from foobar_ops.core.inventory import load_inventory
@@ -279,7 +279,7 @@ def stack(tmp_path, monkeypatch, run_locks):
         for name in ("web-01", "web-02", "web-03")
     }
     remotes["lb-01"] = FakeRemote({}, host="lb-01", log=log)  # locked by the run; HAProxy speaks to it
-    monkeypatch.setattr(run_mod, "Remote", lambda host, inventory: remotes[host.name])
+    monkeypatch.setattr(ssh_mod, "Remote", lambda host, inventory: remotes[host.name])
     return SimpleNamespace(
         inv=load_inventory(path), remotes=remotes, log=log, journal=Journal(tmp_path / "j.sqlite"), locks=run_locks
     )

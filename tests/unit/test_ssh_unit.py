@@ -37,6 +37,40 @@ hosts:
     return load_inventory(path)
 
 
+def test_a_connect_started_early_fails_at_the_first_use_naming_the_host(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed: every connection to it is refused at once
+    path = tmp_path / "inv.yml"
+    path.write_text(f"hosts:\n  web-01: {{address: 127.0.0.1, port: {port}, roles: [nginx]}}\n")
+    inv = load_inventory(path)
+    remotes = ssh.connecting(inv.hosts.values(), inv, parallel=1)
+    remote = remotes["web-01"]
+    assert remote._early is not None  # under way in the background
+    with pytest.raises(HostUnreachable, match="web-01"):
+        remote.open()
+    assert remote._early is None and remote.conn is None
+    with pytest.raises(HostUnreachable, match="web-01"):  # asked again: it tries again
+        remote.open()
+    remote.close()
+
+
+def test_closing_a_remote_whose_early_connect_is_under_way_waits_for_it(inv, monkeypatch):
+    opened = []
+
+    def slow_open(self):
+        time.sleep(0.2)
+        opened.append(self.host.name)
+        self.conn = SimpleNamespace(close=lambda: opened.append("closed"), is_connected=True)
+        return self.conn
+
+    monkeypatch.setattr(ssh.Remote, "open", slow_open)
+    remote = ssh.Remote(inv.hosts["web-01"], inv)
+    remote.connect_early()
+    monkeypatch.setattr(ssh, "_tcp_payload", lambda conn: 0)
+    remote.close()  # the connection it was making is closed too, not left behind
+    assert opened == ["web-01", "closed"] and remote.conn is None
+
+
 def test_timeouts_and_refusals_are_unreachable(inv):
     host = inv.host("web-01")
     assert isinstance(ssh.classify(host, TimeoutError()), HostUnreachable)

@@ -61,3 +61,47 @@ def test_the_command_line_imports_nothing_heavy_to_parse_print_its_version_or_he
             f"    main([{flag!r}])"
         )
         assert loaded_after(code, HOST_BOUND) == "[]", flag
+
+
+def test_apply_reaches_its_hosts_before_it_loads_the_journal(tmp_path):
+    # a run starts connecting as soon as its inventory is read: the engine, the roles' templates
+    # (Jinja2) and the journal (SQLAlchemy, opened last, beside the hosts' opening commands) load
+    # while the connections are being made, not before
+    import socket
+
+    import yaml
+
+    from .inventories import lab_doc, write_doc
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed again below: every connection is refused at once
+    doc = lab_doc()
+    for entry in doc["hosts"].values():
+        entry["address"], entry["port"] = "127.0.0.1", port
+    inventory = write_doc(tmp_path, yaml.safe_dump(doc, sort_keys=False))
+    code = (
+        "import sys\n"
+        "seen = []\n"
+        "def hook(event, args):\n"
+        f"    if event == 'socket.connect' and tuple(args[1])[:2] == ('127.0.0.1', {port}):\n"
+        "        seen.append('connect')\n"
+        "    elif event == 'import' and args[0] in ('sqlalchemy', 'jinja2', 'foobar_ops.core.engine'):\n"
+        "        seen.append(args[0])\n"
+        "sys.addaudithook(hook)\n"
+        "from foobar_ops.cli.main import main\n"
+        f"main(['apply', '-i', {str(inventory)!r}, '--json'])\n"
+        "print('SEEN', seen)\n"
+    )
+    env = {
+        **__import__("os").environ,
+        "FOOBAR_OPS_HOME": str(tmp_path / "records"),
+        "TEST_DB_PW": "db-pw-0123456789",
+        "TEST_REPL_PW": "repl-pw-0123456789",
+        "TEST_SUDO": "sudo-pw",
+    }
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("SEEN ")]
+    assert line, done.stdout + done.stderr
+    seen = eval(line[0][5:])
+    assert "connect" in seen and {"sqlalchemy", "jinja2", "foobar_ops.core.engine"} <= set(seen), seen
+    assert seen.index("connect") < seen.index("sqlalchemy"), seen

@@ -533,6 +533,17 @@ def test_managed_content_holding_a_revealed_secret_is_sensitive(db_password):
     assert value not in st.plan(live_file(b"DB_PASSWORD=old\n", fetched=True)).diff
 
 
+def test_binary_content_holding_a_revealed_secret_in_any_masked_form_is_sensitive(monkeypatch):
+    # found in the bytes themselves (a large binary file is not decoded to look): as it is, and as
+    # it reads escaped in JSON (a quote in the value)
+    monkeypatch.setenv("FOOBAR_TEST_ODD_PASSWORD", 'pa"ss-w0rd-x')
+    value = Secret("env:FOOBAR_TEST_ODD_PASSWORD").reveal()
+    binary = b"PK\x03\x04\xff\xfe" + b"\x00" * 64
+    assert not s.file.managed("/srv/w.whl", binary + b"nothing here").sensitive
+    assert s.file.managed("/srv/w.whl", binary + value.encode() + b"\x00").sensitive
+    assert s.file.managed("/srv/w.json", binary + b'{"pw": "pa\\"ss-w0rd-x"}').sensitive
+
+
 def test_managed_sensitive_flag_overrides_the_guess():
     st = s.file.managed("/etc/token", "abc\n", sensitive=True)
     assert "not shown" in st.plan(live_file(b"xyz\n", fetched=True)).diff

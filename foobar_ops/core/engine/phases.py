@@ -4,6 +4,7 @@ every result journaled as it comes; returns the run's Report."""
 from __future__ import annotations
 
 import importlib.util
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,18 +12,21 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ChangeStillRunning, ConnectionFailed, FoobarOpsError, SudoError
-from ..journal import Journal
 from ..report import Report
 from ..result import HostOutcome, Outcome, Result, Status
-from ..run import Run, RunOptions, check_lock_wait
+from ..run import Run, RunOptions, check_lock_wait, new_run_id
 from ..runlock import HostLock, RunLocked, locked
 from ..secrets import mask_known
+from ..ssh import Remote
 from ..states.base import State
 from .host import NOT_PLANNED, Emit, Gathered, HostApply, check_states, run_script
 from .wire import HEAD, decode, gather_script, section, sections
+
+if TYPE_CHECKING:
+    from ..journal import Journal, RunRecord
 
 StatesFor = Callable[[Any, Any], Sequence[State[Any]]]
 #: guard(run, host, emit): a context manager around a host's apply in a one-at-a-time phase
@@ -120,7 +124,7 @@ def apply(
     *,
     hosts: str | None = None,
     test: bool = False,
-    journal: Journal | None = None,
+    journal: Journal | str | Path | None = None,
     command: str = "python",
     parameters: dict[str, Any] | None = None,
     runbook: str | None = None,
@@ -130,6 +134,7 @@ def apply(
     output_notebook: str | None = None,
     expected: dict[str, dict[str, str]] | None = None,
     lock_wait: float | None = None,
+    remotes: dict[str, Remote] | None = None,
 ) -> Report:
     """Apply states to the targeted hosts and return the Report; every result is journaled.
 
@@ -138,7 +143,8 @@ def apply(
         every host finishes a phase before the next one starts).
     hosts: host pattern (default: all hosts).
     test: dry-run: change nothing, report what would change.
-    journal: where to record (default: the journal of the data folder).
+    journal: where to record: a Journal, or its path or URL (default: the journal of the data
+        folder).
     command: what started the run (recorded).
     parameters: run parameters (recorded, secrets masked).
     runbook: the runbook, when a runbook runs.
@@ -153,6 +159,8 @@ def apply(
         A run (not a dry-run) locks every host it targets, and the hosts its phases act on, for its
         whole life; when another run holds one, it changes nothing and fails with RunLocked
         naming that run.
+    remotes: connections to (some of) the hosts made ahead for this run, e.g. already connecting
+        (ssh.connecting); the run uses and closes them, however it ends.
 
     Each host is asked once for the facts of every phase, in the same command that takes its run
     lock; a later phase plans from them while nothing in the run has changed yet, and gathers
@@ -163,36 +171,93 @@ def apply(
     targets = inventory.select(hosts)
     listed = phases if isinstance(phases, (list, tuple)) else [phases]
     steps = [p if isinstance(p, Phase) else Phase(f"phase {i + 1}", p) for i, p in enumerate(listed)]
-    journal = journal or Journal()
     started = time.perf_counter()
-    with journal.recording(
-        command=command,
-        inventory=inventory,
-        test=test,
-        parameters=parameters,
-        runbook=runbook,
-        run_id=run_id,
-        output_notebook=output_notebook,
-    ) as record:
-        # bad input (a template, a role, a secret, a duplicate state id) stops here, before any host
-        # is touched; the run is journaled as an error with the reason
-        declared = [{h.name: list(step.states_for(h, inventory)) for h in targets} for step in steps]
-        for per_host in declared:
-            for name, states in per_host.items():
-                check_states(name, states)
-        report = Report(record.id, test, hosts=[h.name for h in targets])
-        run = Run(record.id, inventory, options, record)
-        runner = _Runner(run, targets, report, on_result)
-        runner.expected = expected
-        with ExitStack() as held:
-            runner.open(steps, declared, held, command)
-            runner.run(steps, declared)
-        report.order_hosts()
-        for outcome in report.outcomes.values():
-            record.add_outcome(outcome)
-        report.journal_errors = list(record.errors)
+    early = dict(remotes or {})
+    run_id = run_id or new_run_id()
+    with ExitStack() as given:
+        # connections made ahead are closed however the run ends, also when it ends before its hosts
+        given.callback(_close_all, early)
+        # the journal is opened and the run's start recorded while the states are built and the
+        # hosts take their locks and gather (a journal that cannot record the start stops the run
+        # before anything changes: the locks are let go); see _JournalStart
+        starting = _JournalStart(
+            journal,
+            command=command,
+            inventory=inventory,
+            test=test,
+            parameters=parameters,
+            runbook=runbook,
+            run_id=run_id,
+            output_notebook=output_notebook,
+        )
+        record: RunRecord | None = None
+        try:
+            # bad input (a template, a role, a secret, a duplicate state id) stops here, before any
+            # command reaches a host; the run is journaled as an error with the reason
+            declared = [{h.name: list(step.states_for(h, inventory)) for h in targets} for step in steps]
+            for per_host in declared:
+                for name, states in per_host.items():
+                    check_states(name, states)
+            report = Report(run_id, test, hosts=[h.name for h in targets])
+            run = Run(run_id, inventory, options, None, remotes=early)
+            runner = _Runner(run, targets, report, on_result)
+            runner.expected = expected
+            with ExitStack() as held:
+                runner.open(steps, declared, held, command)
+                record = starting.record()
+                runner.attach(record)  # nothing has changed before this: the run's start is on record
+                runner.run(steps, declared)
+            report.order_hosts()
+            record.add_outcomes(list(report.outcomes.values()))
+            report.journal_errors = list(record.errors)
+        except BaseException as err:
+            record = record or starting.record_or_none()
+            if record is None:  # the journal could not record the run: that is the error to show
+                raise starting.error or err from None
+            record.finish("error", f"{type(err).__name__}: {err}")
+            raise
+        record.finish("failed" if record.failed or record.errors else "ok")
     report.duration_s = time.perf_counter() - started
     return report
+
+
+class _JournalStart:
+    """Opens the journal and records a run's start on a thread of its own (SQLAlchemy's import,
+    the journal's file and its first write take as long as a host's opening command: they go on
+    side by side). The run waits for it (record()) before its first change."""
+
+    def __init__(self, journal: Any, **start: Any) -> None:
+        self.error: BaseException | None = None
+        self._record: RunRecord | None = None
+        self._thread = threading.Thread(target=self._begin, args=(journal, start), name="journal start", daemon=True)
+        self._thread.start()
+
+    def _begin(self, journal: Any, start: dict[str, Any]) -> None:
+        try:
+            from ..journal import Journal  # SQLAlchemy: imported here, on this thread
+
+            opened = journal if isinstance(journal, Journal) else Journal(journal)
+            self._record = opened.begin(**start)
+        except BaseException as err:  # noqa: BLE001 - raised in the run's own thread by record()
+            self.error = err
+
+    def record(self) -> RunRecord:
+        """The run's record, once its start is written; raises why the journal could not write it."""
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self._record is not None
+        return self._record
+
+    def record_or_none(self) -> RunRecord | None:
+        """The run's record, or None when the journal could not start it (see error)."""
+        self._thread.join()
+        return self._record
+
+
+def _close_all(remotes: dict[str, Remote]) -> None:
+    for remote in list(remotes.values()):
+        remote.close()
 
 
 class _Runner:
@@ -207,6 +272,7 @@ class _Runner:
         for h in hosts:
             run.remote(h)
         self.fates: dict[str, HostFate] = {h.name: HostFate() for h in hosts}
+        self.unrecorded: list[Result] = []  # results emitted before the run's record was attached
         self.expected: dict[str, dict[str, str]] | None = None  # a saved plan's digests
         self.locks: dict[str, HostLock] = run.locks
         #: host -> the sections of the run's opening gather (every phase's facts), and where each
@@ -218,10 +284,21 @@ class _Runner:
         self.changed_before = False  # ... before the phase at hand began
         run.emit = self.emit
 
+    def attach(self, record: RunRecord) -> None:
+        """The run's journal record, once its start is written: the results emitted before it
+        (e.g. a lock taken over from a dead run) are journaled now."""
+        self.run_.record = record
+        held, self.unrecorded = self.unrecorded, []
+        for result in held:
+            record.add(result)
+
     def emit(self, result: Result) -> None:
         if result.status in (Status.CHANGED, Status.FAILED) and not self.test:
             self.changed = True
-        self.run_.record.add(result)  # never raises: what the journal refuses is kept aside and reported
+        if self.run_.record is None:
+            self.unrecorded.append(result)
+        else:
+            self.run_.record.add(result)  # never raises: what the journal refuses is kept aside and reported
         if self.on_result:
             try:
                 self.on_result(result)
@@ -463,6 +540,9 @@ class _Runner:
                 [st for st in states if st.id not in seen],
                 f"not run: {type(err).__name__}: {mask_known(str(err))}",
             )
+        finally:
+            if self.run_.record is not None:
+                self.run_.record.flush()  # the host's "ok" results, held to be journaled in one write
         if applier.lost is not None:
             self._stop(host.name, Fate.LOST, applier.lost.reason)
         elif applier.busy is not None:  # later phases must not change the host beside that change

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..facts import FETCH_LIMIT, FileFact, FileInfo, LineFact, LineInfo
-from ..secrets import Secret, mask_known
+from ..secrets import Secret, holds_known
 from ..shell import Word, cmd, staged
 from ..templating import render
 from .base import Plan, State, StateError, norm_mode
@@ -114,8 +114,7 @@ class Managed(State[FileInfo]):
         except UnicodeDecodeError:
             self.text = False
         if sensitive is None:  # a secret in the context, or a revealed one in the content itself
-            text = self.content.decode(errors="replace")
-            sensitive = _holds_secret(context) or mask_known(text) != text
+            sensitive = _holds_secret(context) or holds_known(self.content)
         self.sensitive = sensitive
         self.owner, self.group, self.mode = owner, group, norm_mode(mode)
         self.validate, self.validate_in_context, self.makedirs = validate, validate_in_context, makedirs

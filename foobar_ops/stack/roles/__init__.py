@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...core.engine import Phase
-from ...core.errors import FoobarOpsError
 from ...core.states import State
 from .. import topology
 from ..rolling import rolling_phase
+from ..topology import RoleError, check_roles
 from . import app, haproxy, loadgen, mysql, nginx
 from .base import Role
 from .inputs import StackInputs, inputs_for
@@ -36,10 +36,6 @@ __all__ = [
     "states_for",
     "phases",
 ]
-
-
-class RoleError(FoobarOpsError):
-    """A role is unknown, or not one the host has."""
 
 
 def primary_first(hosts: list[Any], inventory: Any) -> list[Any]:
@@ -77,21 +73,13 @@ PHASES: tuple[PhaseSpec, ...] = (
 
 #: Every role, by name, in the order its states are declared within a phase.
 ROLES: dict[str, Role] = {r.name: r for r in (mysql.ROLE, nginx.ROLE, haproxy.ROLE, loadgen.ROLE, app.ROLE)}
+if tuple(ROLES) != topology.ROLE_NAMES:  # the names an inventory is read against
+    raise RuntimeError(f"topology.ROLE_NAMES {topology.ROLE_NAMES} differs from the roles {tuple(ROLES)}")
 
 
 def names() -> tuple[str, ...]:
     """Return the role names an inventory host may declare."""
     return tuple(ROLES)
-
-
-def check_roles(roles: list[str] | tuple[str, ...]) -> None:
-    """Refuse role names that do not exist, naming them.
-
-    roles: role names given on the command line or to a runbook.
-    """
-    unknown = [r for r in roles if r not in ROLES]
-    if unknown:
-        raise RoleError(f"unknown role {', '.join(map(repr, unknown))} (known roles: {', '.join(ROLES)})")
 
 
 def states_for(

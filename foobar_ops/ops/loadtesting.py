@@ -10,8 +10,8 @@ from ..core.journal import Journal
 from ..core.result import Result, Status
 from ..stack import loadtest as lt
 from ..stack.topology import db_replicas, lb_host
+from .apply import deploy
 from .common import inventory_of, journal_of
-from .deploy import deploy
 
 
 def loadtest(

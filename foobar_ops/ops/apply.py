@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.engine import apply, load_state_file
+from ..core import ssh
 from ..core.inventory import Inventory
-from ..core.journal import Journal
-from ..core.report import Report
 from ..core.result import Result
-from ..core.savedplan import SavedPlan
-from ..stack import roles as stack_roles
-from ..stack.roles.app import rollback_states
-from ..stack.rolling import rolling_phase
-from .common import inventory_of, journal_of, recorded
+from ..core.run import check_lock_wait, check_parallel
+from ..stack.topology import check_roles
+from .common import inventory_of, recorded
+
+if TYPE_CHECKING:
+    from ..core.journal import Journal
+    from ..core.report import Report
+
+# The engine, the roles and the journal (Jinja2, SQLAlchemy...) are imported inside each operation,
+# after its hosts have begun connecting: a run reaches its first host before they are loaded.
 
 OnResult = Callable[[Result], None]
 
@@ -56,15 +59,19 @@ def deploy(
         naming that run; a dry-run takes no lock).
     """
     roles = list(roles or [])
-    stack_roles.check_roles(roles)
+    check_roles(roles)
     inv = inventory_of(inventory)
+    remotes = _connecting(inv, hosts, parallel, lock_wait)
+    from ..core.engine import apply
+    from ..stack import roles as stack_roles
+
     params = parameters if parameters is not None else {"roles": roles, "hosts": hosts, "test": test}
     report = apply(
         inv,
         stack_roles.phases(roles or None, inventory=inv, hosts=hosts),
         hosts=hosts,
         test=test,
-        journal=journal_of(journal),
+        journal=journal,  # opened by the engine beside the hosts' opening commands
         command=command,
         parameters=recorded(params),
         runbook=runbook,
@@ -73,13 +80,26 @@ def deploy(
         parallel=parallel,
         expected=expected,
         lock_wait=lock_wait,
+        remotes=remotes,
     )
     _save(report, inv, {"roles": roles, "hosts": hosts, "states": None}, save_plan)
     return report
 
 
+def _connecting(
+    inventory: Inventory, hosts: str | None, parallel: int | None, lock_wait: float | None
+) -> dict[str, ssh.Remote]:
+    """Begin connecting to the run's hosts (the engine uses these connections and closes them),
+    once the run's options are known to be good: a bad one reaches no host."""
+    check_lock_wait(lock_wait)
+    fan_out = check_parallel(parallel if parallel is not None else inventory.parallel)
+    return ssh.connecting(inventory.select(hosts), inventory, fan_out)
+
+
 def _save(report: Report, inventory: Inventory, selection: dict[str, Any], path: str | Path | None) -> None:
     if path is not None:
+        from ..core.savedplan import SavedPlan
+
         SavedPlan.from_report(report, inventory, selection).save(path)
         report.plan_file = str(path)
 
@@ -110,6 +130,8 @@ def apply_plan(
     lock_wait: seconds to wait for another run holding a host's run lock (default 0: refuse at once,
         naming that run; a dry-run takes no lock).
     """
+    from ..core.savedplan import SavedPlan
+
     inv = inventory_of(inventory)
     saved = SavedPlan.load(plan_file)
     saved.check(inv)
@@ -184,18 +206,22 @@ def apply_states(
         naming that run; a dry-run takes no lock).
     """
     inv = inventory_of(inventory)
+    remotes = _connecting(inv, hosts, parallel, lock_wait)
+    from ..core.engine import apply, load_state_file
+
     report = apply(
         inv,
         load_state_file(state_file),
         hosts=hosts,
         test=test,
-        journal=journal_of(journal),
+        journal=journal,  # opened by the engine beside the hosts' opening commands
         command=command,
         parameters={"states": str(state_file), "hosts": hosts, "test": test},
         parallel=parallel,
         on_result=on_result,
         expected=expected,
         lock_wait=lock_wait,
+        remotes=remotes,
     )
     _save(report, inv, {"roles": [], "hosts": hosts, "states": str(Path(state_file).resolve())}, save_plan)
     return report
@@ -222,13 +248,19 @@ def rollback(
         naming that run; a dry-run takes no lock).
     """
     inv = inventory_of(inventory)
+    remotes = _connecting(inv, hosts, None, lock_wait)
+    from ..core.engine import apply
+    from ..stack.roles.app import rollback_states
+    from ..stack.rolling import rolling_phase
+
     return apply(
         inv,
         [rolling_phase("rollback", rollback_states)],
         hosts=hosts,
-        journal=journal_of(journal),
+        journal=journal,  # opened by the engine beside the hosts' opening commands
         command=command,
         parameters={"hosts": hosts},
         on_result=on_result,
         lock_wait=lock_wait,
+        remotes=remotes,
     )
