@@ -20,22 +20,43 @@ if TYPE_CHECKING:  # what each public name is; at run time a name is imported wh
     from .core.engine import Phase, apply
     from .core.errors import (
         AuthError,
+        BuildError,
         ConnectionFailed,
+        CutOffChangeRunning,
+        DBError,
+        EarlierChangeRunning,
         FactError,
         FoobarOpsError,
+        HostError,
         HostKeyError,
         HostUnreachable,
         InventoryError,
+        JournalError,
+        LabError,
+        LastServerUp,
+        LBError,
+        LoadTestError,
+        PlanFileError,
+        ReplicationError,
+        RoleError,
+        RunbookNotFound,
+        RunbookParameterError,
+        RunLocked,
         SecretError,
+        SecretTooShort,
         StateError,
         SudoError,
+        TemplateError,
+        TopologyError,
+        YAMLRefused,
     )
+    from .core.interrupts import Terminated
     from .core.inventory import Host, Inventory
     from .core.journal import Journal, changes, runs
     from .core.progress import Progress
     from .core.report import Report
     from .core.result import HostOutcome, Outcome, Result, Status
-    from .core.secrets import Secret, SecretTooShort
+    from .core.secrets import Secret
     from .ops import (
         apply_plan,
         apply_states,
@@ -54,10 +75,9 @@ if TYPE_CHECKING:  # what each public name is; at run time a name is imported wh
         run_command,
         verify,
     )
-    from .runbooks import RunbookParameterError, SecretRef, check_parameters, runbook
+    from .runbooks import SecretRef, check_parameters, runbook
     from .stack import load_inventory, observe
-    from .stack.lb import HAProxy, LBError
-    from .stack.replication import ReplicationError
+    from .stack.lb import HAProxy
     from .stack.replication import probe as replication_probe
     from .stack.verify import Verification
 
@@ -111,48 +131,86 @@ __all__ = [
     "check_parameters",
     "SecretRef",
     "Progress",
-    # errors
+    # errors: every error a caller can catch (all in foobar_ops.core.errors), and Terminated
     "FoobarOpsError",
     "InventoryError",
     "SecretError",
-    "SecretTooShort",
-    "StateError",
-    "FactError",
+    "HostError",
     "ConnectionFailed",
     "HostUnreachable",
     "HostKeyError",
     "AuthError",
     "SudoError",
-    "LBError",
+    "CutOffChangeRunning",
+    "RunLocked",
+    "EarlierChangeRunning",
+    "LabError",
+    "StateError",
+    "FactError",
+    "SecretTooShort",
+    "TemplateError",
+    "YAMLRefused",
+    "PlanFileError",
+    "JournalError",
+    "TopologyError",
+    "RoleError",
+    "BuildError",
+    "DBError",
     "ReplicationError",
+    "LBError",
+    "LastServerUp",
+    "LoadTestError",
     "RunbookParameterError",
+    "RunbookNotFound",
+    "Terminated",
 ]
+
+#: every error class a caller can catch, all defined in core.errors
+_ERRORS = (
+    "FoobarOpsError",
+    "InventoryError",
+    "SecretError",
+    "HostError",
+    "ConnectionFailed",
+    "HostUnreachable",
+    "HostKeyError",
+    "AuthError",
+    "SudoError",
+    "CutOffChangeRunning",
+    "RunLocked",
+    "EarlierChangeRunning",
+    "LabError",
+    "StateError",
+    "FactError",
+    "SecretTooShort",
+    "TemplateError",
+    "YAMLRefused",
+    "PlanFileError",
+    "JournalError",
+    "TopologyError",
+    "RoleError",
+    "BuildError",
+    "DBError",
+    "ReplicationError",
+    "LBError",
+    "LastServerUp",
+    "LoadTestError",
+    "RunbookParameterError",
+    "RunbookNotFound",
+)
 
 #: where each public name lives: (module, attribute); attribute None: the module itself
 _LAZY: dict[str, tuple[str, str | None]] = {
     **{name: (".core." + name, None) for name in ("journal", "paths", "states")},
     **{name: (".core.engine", name) for name in ("Phase", "apply")},
-    **{
-        name: (".core.errors", name)
-        for name in (
-            "AuthError",
-            "ConnectionFailed",
-            "FactError",
-            "FoobarOpsError",
-            "HostKeyError",
-            "HostUnreachable",
-            "InventoryError",
-            "SecretError",
-            "StateError",
-            "SudoError",
-        )
-    },
+    **{name: (".core.errors", name) for name in _ERRORS},
+    "Terminated": (".core.interrupts", "Terminated"),
     **{name: (".core.inventory", name) for name in ("Host", "Inventory")},
     **{name: (".core.journal", name) for name in ("Journal", "changes", "runs")},
     "Progress": (".core.progress", "Progress"),
     "Report": (".core.report", "Report"),
     **{name: (".core.result", name) for name in ("HostOutcome", "Outcome", "Result", "Status")},
-    **{name: (".core.secrets", name) for name in ("Secret", "SecretTooShort")},
+    "Secret": (".core.secrets", "Secret"),
     **{
         name: (".ops", name)
         for name in (
@@ -174,11 +232,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
             "verify",
         )
     },
-    **{name: (".runbooks", name) for name in ("RunbookParameterError", "SecretRef", "check_parameters", "runbook")},
+    **{name: (".runbooks", name) for name in ("SecretRef", "check_parameters", "runbook")},
     "load_inventory": (".stack", "load_inventory"),
     "observe": (".stack.observe", None),
-    **{name: (".stack.lb", name) for name in ("HAProxy", "LBError")},
-    "ReplicationError": (".stack.replication", "ReplicationError"),
+    "HAProxy": (".stack.lb", "HAProxy"),
     "replication_probe": (".stack.replication", "probe"),
     "Verification": (".stack.verify", "Verification"),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class FoobarOpsError(Exception):
@@ -84,10 +85,33 @@ class SudoError(HostError):
     """Privilege escalation with sudo failed on a host."""
 
 
-class ChangeStillRunning(HostError):
+class CutOffChangeRunning(HostError):
     """Raised into a guard (see engine.Phase.guard) when the change it wraps was cut off and is
     still running on the host: what the guard would do after a change (e.g. put a server back in
     rotation) must wait for it; a later run does it."""
+
+
+class RunLocked(FoobarOpsError):
+    """Another run holds a host's lock."""
+
+    def __init__(self, host: str, holder: Any, waited: float) -> None:
+        self.host, self.holder = host, holder
+        who = holder.describe() if holder else "another run (it left no details)"
+        tail = f" after waiting {waited:g} s" if waited else ""
+        super().__init__(f"{host} is locked by {who}{tail}: this run changed nothing")
+
+
+class EarlierChangeRunning(RunLocked):
+    """A change begun by an earlier run (killed, or cut off) is still running on a host."""
+
+    def __init__(self, host: str, holder: Any, waited: float) -> None:
+        self.host, self.holder = host, holder
+        who = holder.describe() if holder else "an earlier run"
+        FoobarOpsError.__init__(
+            self,
+            f"{host}: a change begun by {who} is still running after {waited:g} s: "
+            "this run changed nothing (see what runs there, and wait or end it)",
+        )
 
 
 class LabError(FoobarOpsError):
@@ -100,3 +124,64 @@ class StateError(FoobarOpsError):
 
 class FactError(FoobarOpsError):
     """A fact's output could not be read (the probe failed or printed something unexpected)."""
+
+
+class SecretTooShort(SecretError):
+    """A secret value too short to be masked safely."""
+
+
+class TemplateError(FoobarOpsError):
+    """A template could not be rendered (missing variable, syntax error, unknown template)."""
+
+
+class YAMLRefused(FoobarOpsError, ValueError):
+    """YAML that parses but is refused (too deep, aliases that expand too much or loop, a number
+    that is not finite); its message says which, and where (line, column)."""
+
+
+class PlanFileError(FoobarOpsError):
+    """A saved plan cannot be read, or does not fit the inventory it is applied with."""
+
+
+class JournalError(FoobarOpsError):
+    """The journal could not be read or written, or a query was malformed."""
+
+
+class TopologyError(FoobarOpsError):
+    """The inventory does not describe a stack the roles can build."""
+
+
+class RoleError(FoobarOpsError):
+    """A role is unknown, or not one the host has."""
+
+
+class BuildError(FoobarOpsError):
+    """The app's wheels could not be built."""
+
+
+class DBError(FoobarOpsError):
+    """A database node refused or failed a statement, or could not be asked."""
+
+
+class ReplicationError(FoobarOpsError):
+    """A switchover or failover was refused or failed."""
+
+
+class LBError(FoobarOpsError):
+    """The runtime API refused or failed (unknown server, last UP server, drain timeout)."""
+
+
+class LastServerUp(LBError):
+    """A drain or maint refused: no other server of the backend is UP."""
+
+
+class LoadTestError(FoobarOpsError):
+    """A load test could not be run (Locust missing, no load balancer, a bad parameter)."""
+
+
+class RunbookParameterError(FoobarOpsError):
+    """A runbook was given an unknown parameter, no value for a required one, or a wrong value."""
+
+
+class RunbookNotFound(FoobarOpsError):
+    """No runbook of that name."""

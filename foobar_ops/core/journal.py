@@ -25,7 +25,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from . import machine, paths, privacy
-from .errors import FoobarOpsError
+from .errors import FoobarOpsError, JournalError
 from .heartbeat import Heartbeat, died
 from .result import HostOutcome, Result, Status
 from .run import new_run_id
@@ -36,10 +36,6 @@ from .version import __version__
 
 #: The source checkout, when foobar_ops runs from one (its git commit is recorded).
 CHECKOUT = Path(__file__).resolve().parents[2]
-
-
-class JournalError(FoobarOpsError):
-    """The journal could not be read or written, or a query was malformed."""
 
 
 def _now() -> str:

@@ -31,40 +31,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import machine
-from .errors import ConnectionFailed, FoobarOpsError, SudoError
+from .errors import ConnectionFailed, EarlierChangeRunning, FoobarOpsError, RunLocked, SudoError
 from .onhost import CHANGE_WAIT, CHANGES_LOCK_NAME, LOCK_DIR, OUTCOMES
 from .secrets import mask_command, mask_known
 from .shell import cmd
 from .ssh import Remote, sudo_password
 
-__all__ = ["LOCK_DIR", "OPENED", "RunLocked", "HostLock", "Holder", "holding", "locked"]
+__all__ = ["LOCK_DIR", "OPENED", "EarlierChangeRunning", "RunLocked", "HostLock", "Holder", "holding", "locked"]
 
 #: the line the holding shell prints once the facts it gathered for the run (see HostLock.opening)
 #: have all been sent
 OPENED = "@@FBO-OPENED"
-
-
-class RunLocked(FoobarOpsError):
-    """Another run holds a host's lock."""
-
-    def __init__(self, host: str, holder: "Holder | None", waited: float) -> None:
-        self.host, self.holder = host, holder
-        who = holder.describe() if holder else "another run (it left no details)"
-        tail = f" after waiting {waited:g} s" if waited else ""
-        super().__init__(f"{host} is locked by {who}{tail}: this run changed nothing")
-
-
-class ChangeRunning(RunLocked):
-    """A change begun by an earlier run (killed, or cut off) is still running on a host."""
-
-    def __init__(self, host: str, holder: "Holder | None") -> None:
-        self.host, self.holder = host, holder
-        who = holder.describe() if holder else "an earlier run"
-        FoobarOpsError.__init__(
-            self,
-            f"{host}: a change begun by {who} is still running after {CHANGE_WAIT} s: "
-            "this run changed nothing (see what runs there, and wait or end it)",
-        )
 
 
 @dataclass
@@ -223,7 +200,7 @@ class HostLock:
         host cannot be reached or sudo refuses)."""
         try:
             return self._acquire()
-        except ChangeRunning:
+        except EarlierChangeRunning:
             raise  # the lock was free: nothing to take over
         except RunLocked as err:
             if err.holder is None or not err.holder.is_dead_here() or err.holder.shell <= 0:
@@ -283,7 +260,7 @@ class HostLock:
         if not done or not done[0].startswith("LOCKED"):
             channel.close()
             if done and done[0] == "CHANGING":
-                raise ChangeRunning(host.name, self.stale)
+                raise EarlierChangeRunning(host.name, self.stale, CHANGE_WAIT)
             if not done:
                 why = mask_known((err or out).decode(errors="replace").strip()[-300:])
                 raise FoobarOpsError(f"{host.name}: cannot take the run lock: {why or 'no answer'}")
@@ -382,7 +359,7 @@ def locked(
             with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(ordered)))) as pool:
                 first = list(pool.map(lambda r: take(r, 0.0), ordered))
             held = {r.host.name: got for r, got in zip(ordered, first, strict=True)}
-        if any(isinstance(got, RunLocked) and not isinstance(got, ChangeRunning) for got in held.values()):
+        if any(isinstance(got, RunLocked) and not isinstance(got, EarlierChangeRunning) for got in held.values()):
             for got in held.values():  # another run holds a host: let go, then one host at a time
                 if isinstance(got, HostLock):
                     got.release()

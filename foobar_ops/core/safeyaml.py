@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import FoobarOpsError
+from .errors import YAMLRefused
 
 __all__ = ["MAX_DEPTH", "MAX_VALUES", "Loader", "YAMLRefused", "check_node", "describe", "load"]
 
@@ -32,11 +32,6 @@ _BUILT = {
     "tag:yaml.org,2002:timestamp": "date",
 }
 _SCALARS = yaml.constructor.SafeConstructor()
-
-
-class YAMLRefused(FoobarOpsError, ValueError):
-    """YAML that parses but is refused (too deep, aliases that expand too much or loop, a number
-    that is not finite); its message says which, and where (line, column)."""
 
 
 def _where(mark: Any) -> str:

@@ -11,14 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import FoobarOpsError
+from .errors import PlanFileError
 from .report import Report
 
 FORMAT = "foobar-ops plan 1"
-
-
-class PlanFileError(FoobarOpsError):
-    """A saved plan cannot be read, or does not fit the inventory it is applied with."""
 
 
 @dataclass

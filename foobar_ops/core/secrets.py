@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import SecretError
+from .errors import SecretError, SecretTooShort
 
 MASK = "********"
 #: The shortest secret value foobar_ops accepts: a shorter one cannot be masked safely (every
@@ -187,10 +187,6 @@ def _expand_path(raw: str, base_dir: str | Path | None) -> Path:
         return path
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     return Path(os.path.abspath(base / path))
-
-
-class SecretTooShort(SecretError):
-    """A secret value too short to be masked safely."""
 
 
 def check_maskable(value: str, what: str) -> str:

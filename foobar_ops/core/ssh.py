@@ -23,7 +23,7 @@ from . import hostkeys, interrupts
 from .errors import AuthError, ConnectionFailed, FoobarOpsError, HostKeyError, HostUnreachable, SudoError
 from .secrets import mask_known
 
-__all__ = ["Remote", "Outcome", "run_many", "connect", "stage"]
+__all__ = ["Remote", "CommandOutcome", "run_many", "connect", "stage"]
 
 _print_lock = threading.Lock()
 #: where Remote.stage() puts a command's uploads; what a dead run left there is removed by the next
@@ -56,7 +56,7 @@ class PrefixedOutput:
 
 
 @dataclass
-class Outcome:
+class CommandOutcome:
     """What one command did on one host: ok, failed (exit code and output) or unreachable."""
 
     host: str
@@ -263,8 +263,8 @@ class Remote:
 
     def run(
         self, command: str, *, sudo: bool = False, timeout: float | None = None, stream: bool = False, mask: bool = True
-    ) -> Outcome:
-        """Run a command line (built with shell.cmd) and return its Outcome; never raises for a
+    ) -> CommandOutcome:
+        """Run a command line (built with shell.cmd) and return its CommandOutcome; never raises for a
         non-zero exit, raises ConnectionFailed/SudoError for what is not the command's doing.
 
         command: the command line.
@@ -299,7 +299,7 @@ class Remote:
                     f"{self.host.address}:{self.host.port} stopped answering: a command timed out after "
                     f"{err.timeout} s and the host does not answer since",
                 ) from None
-            return Outcome(
+            return CommandOutcome(
                 self.host.name,
                 "failed",
                 None,
@@ -328,7 +328,7 @@ class Remote:
                 f"{self.host.address}:{self.host.port}: the connection was lost while a command ran "
                 f"(after {rtt / 1000:.1f} s)",
             )
-        return Outcome(
+        return CommandOutcome(
             self.host.name,
             "ok" if code == 0 else "failed",
             None if code == -1 else code,
@@ -474,10 +474,10 @@ def _strip(err: Exception) -> str:
     return "; ".join(sorted(reasons)) or str(err)
 
 
-def outcome_of_error(host: Any, err: FoobarOpsError) -> Outcome:
-    """Return the Outcome that stands for an error raised before or around a command."""
+def outcome_of_error(host: Any, err: FoobarOpsError) -> CommandOutcome:
+    """Return the CommandOutcome that stands for an error raised before or around a command."""
     kind = "unreachable" if isinstance(err, HostUnreachable) else "failed"
-    return Outcome(host.name, kind, error=mask_known(str(err)))
+    return CommandOutcome(host.name, kind, error=mask_known(str(err)))
 
 
 def run_many(
@@ -489,9 +489,9 @@ def run_many(
     cap: int = 10,
     timeout: float | None = None,
     stream: bool = False,
-    on_outcome: Callable[[Outcome], None] | None = None,
-) -> list[Outcome]:
-    """Run one command on many hosts in parallel and return one Outcome per host, in order.
+    on_outcome: Callable[[CommandOutcome], None] | None = None,
+) -> list[CommandOutcome]:
+    """Run one command on many hosts in parallel and return one CommandOutcome per host, in order.
 
     hosts: inventory Hosts.
     command: the command line (built with shell.cmd).
@@ -500,23 +500,23 @@ def run_many(
     cap: at most this many hosts at once.
     timeout: per-command timeout in seconds.
     stream: print output lines prefixed with the host name as they come.
-    on_outcome: called with each host's Outcome as soon as it is known (e.g. to journal it).
+    on_outcome: called with each host's CommandOutcome as soon as it is known (e.g. to journal it).
     """
 
-    def one(host: Any) -> Outcome:
+    def one(host: Any) -> CommandOutcome:
         outcome = _one(host)
         if on_outcome:
             on_outcome(outcome)
         return outcome
 
-    def _one(host: Any) -> Outcome:
+    def _one(host: Any) -> CommandOutcome:
         try:
             with Remote(host, inventory) as remote:
                 return remote.run(command, sudo=sudo, timeout=timeout, stream=stream)
         except FoobarOpsError as err:
             return outcome_of_error(host, err)
         except Exception as err:  # noqa: BLE001 - one host's surprise must not hide the others
-            return Outcome(host.name, "failed", error=f"{type(err).__name__}: {mask_known(str(err))}")
+            return CommandOutcome(host.name, "failed", error=f"{type(err).__name__}: {mask_known(str(err))}")
 
     hosts = list(hosts)
     if not hosts:

@@ -10,12 +10,8 @@ from typing import Any
 
 import jinja2
 
-from .errors import FoobarOpsError
+from .errors import TemplateError
 from .secrets import Secret
-
-
-class TemplateError(FoobarOpsError):
-    """A template could not be rendered (missing variable, syntax error, unknown template)."""
 
 
 def systemd_env(value: object) -> str:

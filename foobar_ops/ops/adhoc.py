@@ -24,7 +24,7 @@ def run_command(
     stream: bool = False,
     journal: Journal | str | Path | None = None,
     origin: str = "python: run",
-) -> list[ssh.Outcome]:
+) -> list[ssh.CommandOutcome]:
     """Run a command on hosts in parallel; journal one result per host as it finishes; return the
     outcomes in host order.
 
@@ -49,7 +49,7 @@ def run_command(
         command=origin, inventory=inv, parameters={"hosts": hosts, "sudo": sudo, "command": line}
     ) as run:
 
-        def record(o: ssh.Outcome) -> None:
+        def record(o: ssh.CommandOutcome) -> None:
             status = Status.CHANGED if o.ok else Status.FAILED
             run.add(
                 Result(

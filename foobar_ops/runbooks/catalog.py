@@ -7,14 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import FoobarOpsError
+from ..core.errors import FoobarOpsError, RunbookNotFound
 from .parameters import RUNNER_SET, Param, declared
 
 _CHECKOUT = Path(__file__).resolve().parents[2] / "runbooks"
-
-
-class RunbookNotFound(FoobarOpsError):
-    """No runbook of that name."""
 
 
 def folder() -> Path:

@@ -27,17 +27,13 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from ..core import safeyaml
-from ..core.errors import FoobarOpsError
+from ..core.errors import RunbookParameterError
 from ..core.secrets import is_secret_ref
 
 #: Names an IPython kernel puts in a notebook's namespace before any cell runs.
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "display"}
 #: Parameters the runner sets itself (declared by runbooks that use them).
 RUNNER_SET = ("run_id", "output_notebook", "lock_wait")
-
-
-class RunbookParameterError(FoobarOpsError):
-    """A runbook was given an unknown parameter, no value for a required one, or a wrong value."""
 
 
 class SecretRef(str):

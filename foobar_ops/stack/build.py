@@ -14,14 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core import paths
-from ..core.errors import FoobarOpsError
+from ..core.errors import BuildError
 
 #: The app's sources in a checkout of foobar_ops (the default when the inventory names none).
 CHECKOUT_APP = Path(__file__).resolve().parents[2] / "app"
-
-
-class BuildError(FoobarOpsError):
-    """The app's wheels could not be built."""
 
 
 @dataclass(frozen=True)

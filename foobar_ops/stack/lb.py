@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ..core.errors import AuthError, ConnectionFailed, FoobarOpsError, HostKeyError
+from ..core.errors import AuthError, ConnectionFailed, HostKeyError, LastServerUp, LBError
 from ..core.journal import Journal
 from ..core.result import Result, Status
 from ..core.shell import cmd
@@ -30,14 +30,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 BACKENDS = (BACKEND,)
 
 Row = dict[str, Any]
-
-
-class LBError(FoobarOpsError):
-    """The runtime API refused or failed (unknown server, last UP server, drain timeout)."""
-
-
-class LastServerUp(LBError):
-    """A drain or maint refused: no other server of the backend is UP."""
 
 
 def _name(what: str, value: Any) -> str:

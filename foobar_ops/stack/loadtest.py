@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import paths
-from ..core.errors import FoobarOpsError
+from ..core.errors import FoobarOpsError, LoadTestError
 from ..core.shape import BAD, GOOD, headline, one_line
 from .lb import HAProxy
 from .mariadb import DBError, Node
@@ -40,10 +40,6 @@ READ_TOLERANCE = 0.10  # a database node's share of reads, likewise (each gunico
 COUNTER_TOLERANCE = 0.02  # lbtot and the responses' own tally agree within this share of the total
 FAILURE_RATIO = 0.01  # at most this share of requests may fail
 CPU_WARNING = "CPU usage above"  # what Locust logs when the load generator is the bottleneck
-
-
-class LoadTestError(FoobarOpsError):
-    """A load test could not be run (Locust missing, no load balancer, a bad parameter)."""
 
 
 def locustfiles() -> Path:

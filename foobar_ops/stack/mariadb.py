@@ -8,7 +8,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.errors import ConnectionFailed, FoobarOpsError
+from ..core.errors import ConnectionFailed, DBError
 from ..core.facts import ReplicationFact, ReplicationInfo, parse_vertical
 from ..core.shell import cmd
 from ..core.ssh import Remote, stage
@@ -30,10 +30,6 @@ GUARD_SCRIPT = (
     f"{_LOCKED}; if {_FENCED} && [ -z \"$(mysql -N -e 'SHOW SLAVE STATUS')\" ]; then "
     f"mysql -e 'SET GLOBAL read_only = 0' && rm -f {MARKER}; fi"
 )
-
-
-class DBError(FoobarOpsError):
-    """A database node refused or failed a statement, or could not be asked."""
 
 
 @dataclass

@@ -15,10 +15,6 @@ from .mariadb import Node, Standing
 from .topology import db_hosts, db_primary, db_settings
 
 
-class ReplicationError(FoobarOpsError):
-    """A switchover or failover was refused or failed."""
-
-
 @dataclass
 class NodeStatus:
     """One database node as the replication status shows it.

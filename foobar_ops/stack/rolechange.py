@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import gtid
-from ..core.errors import ConnectionFailed, FoobarOpsError
+from ..core.errors import ConnectionFailed, FoobarOpsError, ReplicationError
 from ..core.result import Result, Status
 from ..core.states.mysql import MIN_MARIADB, MIN_MARIADB_DEMOTE, epoch_sql, marker_text, sql_string
 from .inventory_file import check_host_vars, set_host_vars
 from .mariadb import Node, Standing, mark
-from .replication import ReplicationError, ReplicationStatus, standings, status
+from .replication import ReplicationStatus, standings, status
 from .topology import app_hosts, db_hosts, db_primary, db_settings, domain, ports
 
 Emit = Callable[[Result], None]

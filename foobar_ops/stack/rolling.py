@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..core.engine import Phase
-from ..core.errors import ChangeStillRunning
+from ..core.errors import CutOffChangeRunning
 from ..core.result import Result, Status
 from ..core.run import Run
 from ..core.states import State
@@ -183,7 +183,7 @@ def _drain_change_ready(
 ) -> Iterator[None]:
     """Drain, let the change run (the caller's block), then ready and wait for UP; the server is
     put back whatever happens (an interrupt stays an interrupt), except while its change, cut off,
-    still runs on it (ChangeStillRunning): it stays drained with this run's mark, and the next
+    still runs on it (CutOffChangeRunning): it stays drained with this run's mark, and the next
     run, which waits for that change to end, puts it back."""
     try:
         waited = _drain(lb, host, timeout, mark)
@@ -204,7 +204,7 @@ def _drain_change_ready(
     failed: BaseException | None = None
     try:
         yield
-    except ChangeStillRunning as err:  # out of rotation until it ends: a later run puts it back (the mark)
+    except CutOffChangeRunning as err:  # out of rotation until it ends: a later run puts it back (the mark)
         why = f"left out of rotation, marked as this run's: {err.reason}; the next run puts it back once it has ended"
         _safe_emit(emit, _result(lb, host, "ready", False, why, time.perf_counter()))
         raise

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import FoobarOpsError, InventoryError
+from ..core.errors import FoobarOpsError, InventoryError, RoleError, TopologyError
 from ..core.inventory import VarTypes, typed
 from ..core.inventory.context import Ctx
 from ..core.secrets import Secret
@@ -25,14 +25,6 @@ ROLE_NAMES = ("mysql", "nginx", "haproxy", "loadgen", "app")
 #: sent) fails with a 502.
 NGINX_APP_IDLE_S = 30
 APP_KEEPALIVE_S = 75
-
-
-class TopologyError(FoobarOpsError):
-    """The inventory does not describe a stack the roles can build."""
-
-
-class RoleError(FoobarOpsError):
-    """A role is unknown, or not one the host has."""
 
 
 def check_roles(roles: list[str] | tuple[str, ...]) -> None:

@@ -28,7 +28,7 @@ from foobar_ops.core.facts import Account, SQLRows
 from foobar_ops.core.journal import Journal
 from foobar_ops.core.result import Status
 from foobar_ops.core.secrets import Secret
-from foobar_ops.core.ssh import Outcome
+from foobar_ops.core.ssh import CommandOutcome
 from foobar_ops.core.states.base import StateError
 from foobar_ops.core.states.mysql import native_hash
 from foobar_ops.stack import lb as lb_mod
@@ -514,7 +514,7 @@ class FakeRemote:
         self.sudo.append(sudo)
         done = subprocess.run(["/bin/sh", "-c", argv[2]], capture_output=True, text=True, env=self.env, timeout=60)
         code = done.returncode
-        return Outcome(
+        return CommandOutcome(
             "lb-01",
             "ok" if code == 0 else "failed",
             code,
@@ -691,7 +691,9 @@ def test_haproxy_refusal_is_an_error_and_a_failed_run(haproxy, lb_files):
 def test_failed_command_is_an_lberror(tmp_path):
     class Broken:
         def run(self, command, *, sudo=False, timeout=None):
-            return Outcome("lb-01", "failed", 1, "", "2024/01/01 socat[1] E connect(): No such file or directory")
+            return CommandOutcome(
+                "lb-01", "failed", 1, "", "2024/01/01 socat[1] E connect(): No such file or directory"
+            )
 
     lb = make_lb(tmp_path, Broken())
     with pytest.raises(LBError, match="`show stat` failed.*No such file"):

@@ -287,7 +287,7 @@ def test_a_host_whose_cut_change_is_still_running_fails_and_is_skipped_by_later_
 
 
 def test_a_guard_is_told_when_the_change_it_wraps_is_still_running(world):
-    from foobar_ops.core.errors import ChangeStillRunning
+    from foobar_ops.core.errors import CutOffChangeRunning
 
     seen = []
 
@@ -295,7 +295,7 @@ def test_a_guard_is_told_when_the_change_it_wraps_is_still_running(world):
     def guard(run, host, emit):
         try:
             yield
-        except ChangeStillRunning as err:  # e.g. the rolling guard: leave the server drained
+        except CutOffChangeRunning as err:  # e.g. the rolling guard: leave the server drained
             seen.append((host.name, err.reason))
             raise
         seen.append((host.name, "put back"))

@@ -148,13 +148,13 @@ def test_a_failed_change_still_puts_the_server_back_and_its_error_wins():
 
 
 def test_a_server_whose_change_still_runs_after_a_cut_stays_drained_and_marked_for_the_next_run():
-    from foobar_ops.core.errors import ChangeStillRunning
+    from foobar_ops.core.errors import CutOffChangeRunning
 
     def still_running():
-        raise ChangeStillRunning("web-01", "a change cut off earlier in this run is still running on the host (pid 7)")
+        raise CutOffChangeRunning("web-01", "a change cut off earlier in this run is still running on the host (pid 7)")
 
     emitted = []
-    with pytest.raises(ChangeStillRunning):
+    with pytest.raises(CutOffChangeRunning):
         with rolling.drained(a_run(run_id="20260101-090000-abc123"), WEB1, emitted.append):
             still_running()
     assert FakeLB.status["web-01"] == "DRAIN" and ("ready", "web-01") not in FakeLB.calls  # not put back

@@ -17,7 +17,7 @@ import pytest
 
 from foobar_ops.core import machine, onhost, runlock
 from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError, SudoError
-from foobar_ops.core.runlock import ChangeRunning, Holder, HostLock, RunLocked, locked
+from foobar_ops.core.runlock import EarlierChangeRunning, Holder, HostLock, RunLocked, locked
 
 HERE = socket.gethostname()
 ME = machine.machine_id()  # this control machine, as the lock details name it
@@ -488,7 +488,7 @@ def test_a_change_still_running_after_the_wait_refuses_the_run_and_frees_the_loc
     change = change_left_running(lock_dir, 4.0, monkeypatch)
     (tmp_path / ".foobar-stage-0a1b2c").mkdir()
     try:
-        with pytest.raises(ChangeRunning) as refused:
+        with pytest.raises(EarlierChangeRunning) as refused:
             HostLock(ShellRemote(tmp_path), "run-2").acquire()
         assert str(refused.value) == (
             "web-01: a change begun by an earlier run is still running after 1 s: this run changed nothing "
@@ -506,9 +506,11 @@ def test_a_change_running_is_never_a_reason_to_take_over_a_dead_holders_lock(tmp
     assert dead.is_dead_here()
     lock = HostLock(ShellRemote(tmp_path), "run-2")
     ended = []
-    monkeypatch.setattr(lock, "_acquire", lambda clean=True: (_ for _ in ()).throw(ChangeRunning("web-01", dead)))
+    monkeypatch.setattr(
+        lock, "_acquire", lambda clean=True: (_ for _ in ()).throw(EarlierChangeRunning("web-01", dead, 60))
+    )
     monkeypatch.setattr(lock, "_end_shell", ended.append)
-    with pytest.raises(ChangeRunning):
+    with pytest.raises(EarlierChangeRunning):
         lock.acquire()
     assert ended == []  # refused at once: not a second wait after ending a shell
 

@@ -154,7 +154,7 @@ def test_run_many_gives_every_host_an_outcome_even_when_one_raises(inv, monkeypa
                 raise HostUnreachable("web-01", "10.77.0.11:22 unreachable: no answer")
             if self.host.name == "lb-01":
                 raise RuntimeError("surprise")
-            return ssh.Outcome(self.host.name, "ok", 0, "5.10\n")
+            return ssh.CommandOutcome(self.host.name, "ok", 0, "5.10\n")
 
     monkeypatch.setattr(ssh, "Remote", FakeRemote)
     seen = []

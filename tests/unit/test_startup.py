@@ -105,3 +105,27 @@ def test_apply_reaches_its_hosts_before_it_loads_the_journal(tmp_path):
     seen = eval(line[0][5:])
     assert "connect" in seen and {"sqlalchemy", "jinja2", "foobar_ops.core.engine"} <= set(seen), seen
     assert seen.index("connect") < seen.index("sqlalchemy"), seen
+
+
+def test_every_error_a_caller_can_catch_lives_in_core_errors_and_is_exported():
+    import importlib
+    import pkgutil
+
+    import foobar_ops.core.errors as errors
+
+    for info in pkgutil.walk_packages(foobar_ops.__path__, "foobar_ops."):
+        importlib.import_module(info.name)  # every module, so that every error class is defined
+
+    def every(cls: type) -> list[type]:
+        return [cls, *(sub for direct in cls.__subclasses__() for sub in every(direct))]
+
+    found = {cls for cls in every(foobar_ops.FoobarOpsError) if cls.__module__.startswith("foobar_ops")}
+    assert {cls.__module__ for cls in found} == {"foobar_ops.core.errors"}, sorted(
+        f"{c.__module__}.{c.__name__}" for c in found if c.__module__ != "foobar_ops.core.errors"
+    )
+    for cls in found:
+        assert getattr(foobar_ops, cls.__name__) is cls and cls.__name__ in foobar_ops.__all__, cls
+    assert foobar_ops.RunLocked is errors.RunLocked and issubclass(foobar_ops.Terminated, KeyboardInterrupt)
+    # the two "still running" errors say whose change it is
+    assert issubclass(errors.EarlierChangeRunning, errors.RunLocked)
+    assert not issubclass(errors.CutOffChangeRunning, errors.RunLocked)

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ChangeStillRunning, ConnectionFailed, FoobarOpsError, SudoError
+from ..errors import ConnectionFailed, CutOffChangeRunning, FoobarOpsError, SudoError
 from ..report import Report
 from ..result import HostOutcome, Outcome, Result, Status
 from ..run import Run, RunOptions, check_lock_wait, new_run_id
@@ -78,7 +78,7 @@ class Phase:
     guard: for a serial phase, guard(run, host, emit) is wrapped around a host's apply when its
         plan shows it has changes pending (e.g. taking the host out of the load balancer); a host
         with nothing pending keeps its plan as its results and is not disturbed. When the change was cut off
-        and still runs on the host, ChangeStillRunning is raised into it (it must not undo what
+        and still runs on the host, CutOffChangeRunning is raised into it (it must not undo what
         it guards yet).
     order: for a serial phase, the order hosts are taken in.
     prepare: prepare(run, emit), run before the run's first phase (once, whatever phase names it).
@@ -645,7 +645,7 @@ class _Runner:
                 results = self._one(host, index, states, False, fresh=True)  # about to change: ask afresh
                 fate = self.fate(host.name)
                 if fate.fate is Fate.BUSY:  # the guard must not undo what still runs (put it back)
-                    raise ChangeStillRunning(host.name, fate.reason or "")
+                    raise CutOffChangeRunning(host.name, fate.reason or "")
         except Exception as err:  # noqa: BLE001 - the guard (or its load balancer) failed: this host fails
             why = mask_known(str(err) if isinstance(err, FoobarOpsError) else f"{type(err).__name__}: {err}")
             if not results:  # the guard failed before the change: nothing was applied
