@@ -11,6 +11,9 @@ of the JSON), and the controller's CPU (user + system of the apply process and i
 from getrusage(RUSAGE_CHILDREN)) in all and per host. At the end the fleet hosts are destroyed
 (only fleet-*), unless --keep.
 Usage: .venv/bin/python scripts/bench_fleet.py [--hosts 3,10,20,40] [--runs 3] [--parallel N] [--keep] [--reuse]
+  [--login sudo|root|both]
+(--login: time the lab's user, who becomes root through sudo, or root logged in directly, or both: the
+default; sudo checks its password on every host in every run, a cost of its own)
 (--parallel: write defaults.ssh.parallel into the bench inventory, else the inventory default;
 --reuse: keep fleet hosts already running instead of rebuilding their disks). When the fleet would
 exhaust the machine's inotify instances (fs.inotify.max_user_instances, 128 on Debian), the limit is
@@ -89,9 +92,10 @@ def fleet_names(count: int) -> list[str]:
     return [f"{PREFIX}{i:02d}" for i in range(1, count + 1)]
 
 
-def fleet_inventory(count: int, parallel: int | None) -> dict:
+def fleet_inventory(count: int, parallel: int | None, login: str | None = None) -> dict:
     """The bench inventory of count fleet hosts: the main lab's lab section, defaults and secrets,
-    the demo token, and hosts at addresses no main lab host has."""
+    the demo token, and hosts at addresses no main lab host has; login: log in as this user
+    (default: the lab's, which becomes root with sudo)."""
     lab = yaml.safe_load(LAB_INVENTORY.read_text())
     network = ipaddress.ip_network(lab["lab"]["network"], strict=False)
     taken = {str(h["address"]) for h in lab["hosts"].values()} | {str(next(network.hosts()))}
@@ -102,6 +106,8 @@ def fleet_inventory(count: int, parallel: int | None) -> dict:
             sys.exit(f"{name}: no free address for it in {network} (at {address}; taken: {', '.join(sorted(taken))})")
         hosts[name] = {"address": str(address)}
     defaults = lab["defaults"]
+    if login is not None:
+        defaults["user"] = login
     if parallel is not None:
         defaults.setdefault("ssh", {})["parallel"] = parallel
     return {
@@ -139,8 +145,9 @@ def span(values: list[int]) -> str:
     return str(low) if low == high else f"{low}-{high}"
 
 
-def measure(count: int, work: Path, runs: int, parallel: int | None) -> dict:
-    """Boot a fleet of count hosts, apply once, time runs no-op applies; return the figures."""
+def measure(count: int, work: Path, runs: int, parallel: int | None, logins: list[str]) -> list[dict]:
+    """Boot a fleet of count hosts, apply once, then for each login time runs no-op applies;
+    return the figures, one row per login."""
     inventory = work / f"fleet-{count}.yml"
     inventory.write_text(yaml.safe_dump(fleet_inventory(count, parallel), sort_keys=False))
     started = time.perf_counter()
@@ -149,6 +156,16 @@ def measure(count: int, work: Path, runs: int, parallel: int | None) -> dict:
     journal = work / "journal.sqlite"
     wall, _, doc = apply(inventory, journal)
     say(f"{count} hosts: first apply {wall:.2f} s, {doc['summary']['changed']} changed")
+    rows = []
+    for login in logins:
+        logged = work / f"fleet-{count}-{login}.yml"
+        logged.write_text(yaml.safe_dump(fleet_inventory(count, parallel, None if login == "sudo" else login)))
+        rows.append(timed(count, logged, journal, runs, login))
+    return rows
+
+
+def timed(count: int, inventory: Path, journal: Path, runs: int, login: str) -> dict:
+    """Time runs no-op applies of a fleet that is up and applied; return the figures."""
     walls, cpus, engine, trips = [], [], [], []
     for _ in range(runs):
         wall, cpu, doc = apply(inventory, journal)
@@ -163,6 +180,7 @@ def measure(count: int, work: Path, runs: int, parallel: int | None) -> dict:
     cpu = statistics.median(cpus)
     row = {
         "load": os.getloadavg()[0],
+        "login": login,
         "hosts": count,
         "wall_s": statistics.median(walls),
         "wall_min_s": min(walls),
@@ -172,7 +190,7 @@ def measure(count: int, work: Path, runs: int, parallel: int | None) -> dict:
         "cpu_s": cpu,
     }
     shown = ", ".join(f"{w:.2f} s ({c:.2f} s CPU)" for w, c in zip(walls, cpus, strict=True))
-    say(f"{count} hosts: no-op applies {shown}")
+    say(f"{count} hosts ({login}): no-op applies {shown}")
     return row
 
 
@@ -180,7 +198,7 @@ def table(rows: list[dict], runs: int, parallel: int) -> str:
     """The figures, one row per fleet size; `added` is the CPU each host above the previous size
     cost (the tool's start-up, paid once per run, left out)."""
     head = (
-        f"{'hosts':>5}  {'wall median (s)':>15}  {'wall min (s)':>12}  {'engine (s)':>10}  "
+        f"{'hosts':>5}  {'login':>5}  {'wall median (s)':>15}  {'wall min (s)':>12}  {'engine (s)':>10}  "
         f"{'round trips/host':>16}  {'CPU ms/host':>11}  {'CPU total (s)':>13}  {'added ms/host':>13}  {'load':>5}"
     )
     lines = [
@@ -188,23 +206,24 @@ def table(rows: list[dict], runs: int, parallel: int) -> str:
         "wall: the command end to end, start-up included",
         head,
     ]
-    previous = None
+    previous: dict[str, dict] = {}
     for r in rows:
+        before = previous.get(r["login"])
         added = (
-            "-"
-            if previous is None
-            else f"{1000 * (r['cpu_s'] - previous['cpu_s']) / (r['hosts'] - previous['hosts']):.0f}"
+            "-" if before is None else f"{1000 * (r['cpu_s'] - before['cpu_s']) / (r['hosts'] - before['hosts']):.0f}"
         )
         lines.append(
-            f"{r['hosts']:>5}  {r['wall_s']:>15.2f}  {r['wall_min_s']:>12.2f}  {r['engine_s']:>10.2f}  "
-            f"{r['round_trips']:>16}  {r['cpu_ms_per_host']:>11.0f}  {r['cpu_s']:>13.2f}  {added:>13}  "
+            f"{r['hosts']:>5}  {r['login']:>5}  {r['wall_s']:>15.2f}  {r['wall_min_s']:>12.2f}  "
+            f"{r['engine_s']:>10.2f}  {r['round_trips']:>16}  {r['cpu_ms_per_host']:>11.0f}  "
+            f"{r['cpu_s']:>13.2f}  {added:>13}  "
             f"{r['load']:>5.2f}"
         )
-        previous = r
+        previous[r["login"]] = r
     lines.append(
         "CPU: user + system of the apply process and its children; CPU ms/host: all of it over the hosts (the "
         "start-up included); added ms/host: over the hosts added since the previous size; load: 1-minute load "
-        "average after the size's runs"
+        "average after the size's runs; login sudo: the lab's user, root through sudo (its password checked on "
+        "every host, every run), root: logged in as root"
     )
     return "\n".join(lines)
 
@@ -216,6 +235,12 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, help="defaults.ssh.parallel of the bench inventory")
     parser.add_argument("--keep", action="store_true", help="leave the fleet hosts up at the end")
     parser.add_argument("--reuse", action="store_true", help="keep fleet hosts that are already running")
+    parser.add_argument(
+        "--login",
+        choices=("sudo", "root", "both"),
+        default="both",
+        help="time the lab's user with sudo, root, or both (default both)",
+    )
     args = parser.parse_args()
     try:
         sizes = sorted({int(n) for n in args.hosts.split(",")})
@@ -223,6 +248,7 @@ def main() -> int:
         parser.error(f"--hosts {args.hosts!r}: give whole numbers such as 3,10,20,40")
     if not sizes or sizes[0] < 1 or args.runs < 1:
         parser.error("--hosts needs sizes of at least 1 and --runs at least 1")
+    logins = ["sudo", "root"] if args.login == "both" else [args.login]
     os.environ.setdefault("FOOBAR_DEMO_TOKEN", "bench-token")
     work = Path(tempfile.mkdtemp(prefix="foobar-bench-fleet-"))
     largest = work / "fleet-all.yml"
@@ -235,7 +261,7 @@ def main() -> int:
     old_limit = make_inotify_room(sizes[-1])
     try:
         for count in sizes:
-            rows.append(measure(count, work, args.runs, args.parallel))
+            rows += measure(count, work, args.runs, args.parallel, logins)
     finally:
         if args.keep:
             say(f"fleet hosts kept up: {names[0]}..{names[-1]} (inventory {largest})")

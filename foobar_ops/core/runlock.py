@@ -39,6 +39,12 @@ from .ssh import Remote, sudo_password
 
 __all__ = ["LOCK_DIR", "OPENED", "EarlierChangeRunning", "RunLocked", "HostLock", "Holder", "holding", "locked"]
 
+#: the key of the holder's details that the holding shell fills in with its own pid
+SHELL_KEY = '"shell": '
+
+#: how often (s) a run taking a lock looks at sudo's answer and its time limit while it waits
+TICK = 0.05
+
 #: the line the holding shell prints once the facts it gathered for the run (see HostLock.opening)
 #: have all been sent
 OPENED = "@@FBO-OPENED"
@@ -99,26 +105,35 @@ def _script(info: str, wait: float, clean: bool = True, then: str | None = None)
     settle = (
         f"exec 8>>{d}/{CHANGES_LOCK_NAME}; if ! flock -x -n 8; then printf 'WAITING\\n'; "
         f"if ! flock -x -w {CHANGE_WAIT} 8; then rm -f {d}/run.holder; printf 'CHANGING\\n'; exit 4; fi; fi; "
-        "flock -u 8; exec 8>&-"
+        "exec 8>&-"  # closing the only descriptor lets the lock go
         if clean
         else ":"
     )
+    # in the shell itself (no process is started when nothing was left, the usual case)
     leftovers = (
-        "n=$(find /tmp -maxdepth 1 \\( -name '.foobar-stage-*' -o -name '.foobar-validate.*' \\) "
-        f"-print -exec rm -rf {{}} + 2>/dev/null | wc -l); rm -f {OUTCOMES}/apply.*"
+        "n=0; for f in /tmp/.foobar-stage-* /tmp/.foobar-validate.*; do "
+        '{ [ -e "$f" ] || [ -L "$f" ]; } || continue; rm -rf "$f"; n=$((n+1)); done; '
+        f'set -- {OUTCOMES}/apply.*; if [ -e "$1" ]; then rm -f "$@"; fi'
         if clean
         else "n=0"
     )
+    # who holds it; the holding shell's pid goes in the place of the 0 of its "shell" key
+    parts = info.split(SHELL_KEY + "0", 1)
+    holder = (
+        f"printf '%s%s%s\\n' {shlex.quote(parts[0] + SHELL_KEY)} \"$$\" {shlex.quote(parts[1])}"
+        if len(parts) == 2
+        else f"printf '%s\\n' {shlex.quote(info)}"
+    )
     return "\n".join(
         [
-            f"umask 077; mkdir -p {d}; exec 9>>{d}/run.lock",
+            f"umask 077; [ -d {d} ] || mkdir -p {d}; exec 9>>{d}/run.lock",
             # held: by a run that has just taken it (its details not written yet) or is just letting
             # it go, look again for up to 3 s, so the refusal names the holder or the lock is taken
             f"if ! flock -w {wait:g} 9; then got=; i=0; while [ $i -lt 30 ] && [ ! -s {d}/run.holder ]; do "
             "if flock -n 9; then got=1; break; fi; sleep 0.1; i=$((i+1)); done; "
             f'[ -n "$got" ] || {{ printf \'BUSY %s\\n\' "$(cat {d}/run.holder 2>/dev/null)"; exit 3; }}; fi',
             f"[ -s {d}/run.holder ] && printf 'STALE %s\\n' \"$(cat {d}/run.holder)\"",
-            f'printf \'%s\\n\' {shlex.quote(info)} | sed "s/\\"shell\\": 0/\\"shell\\": $$/" > {d}/run.holder',
+            f"{holder} > {d}/run.holder",
             settle,
             leftovers,  # nobody else can be using them now
             'printf "LOCKED %s\\n" "$n"',
@@ -226,23 +241,33 @@ class HostLock:
             channel.sendall((password + "\n").encode())
         started = time.monotonic()
         out, err = b"", b""
+        text, lines, done = "", [], []
         waiting = opening = False
+        # wait for what the holding shell prints (woken by it, not by polling); stderr (sudo's
+        # refusal) and the time limit are looked at between waits of at most TICK s
+        channel.settimeout(TICK)
         while True:
-            if channel.recv_ready():
-                out += channel.recv(65536)
-            if channel.recv_stderr_ready():
+            fresh = b""
+            try:
+                fresh = channel.recv(65536)
+            except TimeoutError:
+                pass
+            ended = fresh == b"" and channel.eof_received
+            while channel.recv_stderr_ready():
                 err += channel.recv_stderr(4096)
-            text = out.decode(errors="replace")
-            lines = text.splitlines()
-            done = [ln for ln in lines if ln.startswith(("LOCKED", "BUSY", "CHANGING"))]
-            if "WAITING" in lines and not waiting:  # for a change left running by a dead run
-                waiting = True
-                timeout = time.monotonic() - started + CHANGE_WAIT + 10
-            if done and done[0].startswith("LOCKED") and then and not opening:  # now the facts
-                opening = True
-                timeout = time.monotonic() - started + float(host.ssh.command_timeout)
+            if fresh:
+                out += fresh
+                text = out.decode(errors="replace")
+                lines = text.splitlines()
+                done = [ln for ln in lines if ln.startswith(("LOCKED", "BUSY", "CHANGING"))]
+                if "WAITING" in lines and not waiting:  # for a change left running by a dead run
+                    waiting = True
+                    timeout = time.monotonic() - started + CHANGE_WAIT + 10
+                if done and done[0].startswith("LOCKED") and then and not opening:  # now the facts
+                    opening = True
+                    timeout = time.monotonic() - started + float(host.ssh.command_timeout)
             finished = done and (not opening or f"\n{OPENED}\n" in text)
-            if finished or channel.exit_status_ready() and not channel.recv_ready():
+            if finished or ended and not channel.recv_ready():
                 break
             if b"try again" in err or b"incorrect password" in err:
                 channel.close()
@@ -252,8 +277,7 @@ class HostLock:
             if time.monotonic() - started > timeout:
                 channel.close()
                 raise ConnectionFailed(host.name, f"no answer to the run lock within {timeout:g} s")
-            if not channel.recv_ready():
-                time.sleep(0.005)
+        channel.settimeout(timeout)
         for ln in lines:
             if ln.startswith("STALE "):
                 self.stale = Holder.parse(ln[6:])

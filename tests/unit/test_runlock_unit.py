@@ -116,9 +116,11 @@ def test_the_script_waits_as_long_as_asked_for_the_lock(wait, flag):
 def test_the_script_holds_the_lock_in_its_shell_only_until_the_channel_closes():
     info = json.dumps({"run": "r1", "command": "it's", "shell": 0})
     lines = runlock._script(info, 0).splitlines()
-    assert lines[0] == "umask 077; mkdir -p /run/foobar-ops; exec 9>>/run/foobar-ops/run.lock"  # on tmpfs
+    assert lines[0] == "umask 077; [ -d /run/foobar-ops ] || mkdir -p /run/foobar-ops; exec 9>>/run/foobar-ops/run.lock"  # on tmpfs
     # who holds it, with the shell's own pid, next to the lock
-    assert lines[3].startswith('printf \'%s\\n\' \'{"run": "r1", "command": "it\'"\'"\'s", "shell": 0}\' | sed ')
+    assert lines[3].startswith(
+        'printf \'%s%s%s\\n\' \'{"run": "r1", "command": "it\'"\'"\'s", "shell": \' "$$" \'}\''
+    )
     assert lines[3].endswith("> /run/foobar-ops/run.holder")
     # held while the channel is open, until the run says it is done (then its change outcomes go)
     wait = (
@@ -129,15 +131,15 @@ def test_the_script_holds_the_lock_in_its_shell_only_until_the_channel_closes():
     assert lines.index('printf "LOCKED %s\\n" "$n"') < lines.index(wait)
     # taking it cleans what dead runs left, once any change that outlived its run has ended
     # (a change holds the changes lock, shared, while it runs)
-    clean = next(i for i, line in enumerate(lines) if "find /tmp" in line)
+    clean = next(i for i, line in enumerate(lines) if "/tmp/.foobar-stage-*" in line)
     assert lines[clean - 1] == (
         "exec 8>>/run/foobar-ops/changes.lock; if ! flock -x -n 8; then printf 'WAITING\\n'; "
         "if ! flock -x -w 300 8; then rm -f /run/foobar-ops/run.holder; printf 'CHANGING\\n'; exit 4; fi; fi; "
-        "flock -u 8; exec 8>&-"
+        "exec 8>&-"
     )
     # taking it cleans what dead runs left; taking it again after a cut does not, nor waits for
     # the change still running (the run's own: it reads its outcome back)
-    assert "rm -f /var/lib/foobar-ops/outcomes/apply.*" in lines[clean]
+    assert 'set -- /var/lib/foobar-ops/outcomes/apply.*; if [ -e "$1" ]; then rm -f "$@"; fi' in lines[clean]
     again = runlock._script(info, 0, clean=False).splitlines()
     assert again[clean - 1 : clean + 1] == [":", "n=0"]
 
@@ -156,12 +158,14 @@ class ShellChannel:
         self.out, self.err = bytearray(), bytearray()
         self.closed = False
         self.timeout = None
+        self.arrived = threading.Condition()  # what paramiko's buffers wake a blocked recv() with
+        self.eof_received = False  # the command's stdout has ended
 
     def settimeout(self, seconds):
         self.timeout = seconds
 
     def exec_command(self, line):
-        line = line.replace("find /tmp -maxdepth 1 ", f"find {self.tmp} -maxdepth 1 ")
+        line = line.replace("/tmp/.foobar-", f"{self.tmp}/.foobar-")
         line = line.replace(runlock.LOCK_DIR, f"{runlock.LOCK_DIR}/{self.host}")
         line = line.replace(runlock.OUTCOMES, f"{runlock.OUTCOMES}/{self.host}")
         self.proc = subprocess.Popen(
@@ -174,10 +178,15 @@ class ShellChannel:
         for pump in self.pumps:
             pump.start()
 
-    @staticmethod
-    def _pump(stream, into):
+    def _pump(self, stream, into):
         while chunk := os.read(stream.fileno(), 4096):
-            into.extend(chunk)
+            with self.arrived:
+                into.extend(chunk)
+                self.arrived.notify_all()
+        if into is self.out:
+            with self.arrived:
+                self.eof_received = True
+                self.arrived.notify_all()
 
     def recv_ready(self):
         return bool(self.out)
@@ -189,7 +198,12 @@ class ShellChannel:
         return data
 
     def recv(self, n):
-        return self._take(self.out, n)
+        # as paramiko's: waits (up to the channel's timeout, then socket.timeout) for output; b""
+        # once the output has ended
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: self.out or self.eof_received, self.timeout):
+                raise TimeoutError
+            return self._take(self.out, n)
 
     def recv_stderr_ready(self):
         return bool(self.err)
