@@ -116,7 +116,8 @@ def test_the_script_waits_as_long_as_asked_for_the_lock(wait, flag):
 def test_the_script_holds_the_lock_in_its_shell_only_until_the_channel_closes():
     info = json.dumps({"run": "r1", "command": "it's", "shell": 0})
     lines = runlock._script(info, 0).splitlines()
-    assert lines[0] == "umask 077; [ -d /run/foobar-ops ] || mkdir -p /run/foobar-ops; exec 9>>/run/foobar-ops/run.lock"  # on tmpfs
+    # on tmpfs; made once
+    assert lines[0] == "umask 077; [ -d /run/foobar-ops ] || mkdir -p /run/foobar-ops; exec 9>>/run/foobar-ops/run.lock"
     # who holds it, with the shell's own pid, next to the lock
     assert lines[3].startswith(
         'printf \'%s%s%s\\n\' \'{"run": "r1", "command": "it\'"\'"\'s", "shell": \' "$$" \'}\''
