@@ -119,9 +119,7 @@ def test_the_script_holds_the_lock_in_its_shell_only_until_the_channel_closes():
     # on tmpfs; made once
     assert lines[0] == "umask 077; [ -d /run/foobar-ops ] || mkdir -p /run/foobar-ops; exec 9>>/run/foobar-ops/run.lock"
     # who holds it, with the shell's own pid, next to the lock
-    assert lines[3].startswith(
-        'printf \'%s%s%s\\n\' \'{"run": "r1", "command": "it\'"\'"\'s", "shell": \' "$$" \'}\''
-    )
+    assert lines[3].startswith('printf \'%s%s%s\\n\' \'{"run": "r1", "command": "it\'"\'"\'s", "shell": \' "$$" \'}\'')
     assert lines[3].endswith("> /run/foobar-ops/run.holder")
     # held while the channel is open, until the run says it is done (then its change outcomes go)
     wait = (
