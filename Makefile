@@ -49,8 +49,10 @@ unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: setup
+	@$(BIN)/python -m compileall -q foobar_ops  # timed as an installed package runs: compiled once
 	$(BIN)/python scripts/bench_apply.py
 	$(BIN)/python scripts/bench_apply.py --stack --runs 3
+	$(BIN)/python scripts/bench_startup.py
 	$(BIN)/python scripts/bench_fleet.py
 	$(BIN)/python scripts/bench_anchor.py
 
