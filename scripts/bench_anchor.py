@@ -18,6 +18,9 @@ again a second later and never timed; the count of such retries is printed.
 pyinfra is run from its own virtual environment, never the project's: --pyinfra PATH, else
 /tmp/pyi/bin/pyinfra when it is 3.10, else CACHE/anchor-venv (made with pip on first use).
 Usage: .venv/bin/python scripts/bench_anchor.py [--runs N] [--keep] [--pyinfra PATH]
+  [--inventory PATH --hosts NAME,NAME,...]
+(--inventory and --hosts: other hosts than the lab's three, e.g. a fleet of scripts/bench_fleet.py
+kept up with --keep: the same comparison at 20 or 40 hosts)
 """
 
 from __future__ import annotations
@@ -211,7 +214,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed no-op rounds (one apply of each tool)")
     parser.add_argument("--keep", action="store_true", help="leave the bench ops on the hosts at the end")
     parser.add_argument("--pyinfra", help="the pyinfra 3.10 command (default: /tmp/pyi, else the cache's venv)")
+    parser.add_argument("--inventory", help="the foobar_ops inventory of the hosts (default: the lab's)")
+    parser.add_argument("--hosts", help="the hosts, comma-separated (default: lb-01,web-01,web-02)")
     args = parser.parse_args()
+    global INVENTORY, HOSTS
+    if args.inventory:
+        INVENTORY = Path(args.inventory).resolve()
+    if args.hosts:
+        HOSTS = tuple(h for h in args.hosts.split(",") if h)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     pyinfra = anchor_pyinfra(args.pyinfra)
@@ -260,7 +270,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     fo, py = statistics.median(times["foobar_ops"]), statistics.median(times["pyinfra"])
     print(
-        f"\nno-op apply, {len(HOSTS)} hosts ({', '.join(HOSTS)}), {states} states per host, "
+        f"\nno-op apply, {len(HOSTS)} hosts ({', '.join(HOSTS) if len(HOSTS) <= 5 else HOSTS[0] + '..' + HOSTS[-1]}), "
+        f"{states} states per host, "
         f"{args.runs} round(s) (order alternating), wall time end to end, start-up included:"
     )
     print(f"  {'tool':<18} {'median':>8} {'min':>8}  changed")
