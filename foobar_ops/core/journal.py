@@ -173,9 +173,7 @@ class Journal:
         for spool in self.spools:  # next to the journal; else (its folder refuses too) the records folder
             try:
                 with self.lock:
-                    kept = Spool(spool)
-                    for record in records:
-                        kept.append(record)
+                    Spool(spool).extend(records)  # all or none: never some here, all in the next
             except OSError as spool_err:
                 failures.append(f"{spool}: {spool_err.strerror or spool_err}")
                 continue
@@ -504,6 +502,7 @@ class RunRecord:
         self.errors: list[str] = []  # what could not be written to the journal (kept in the spool)
         self._lock = threading.Lock()
         self._held: list[tuple[Result, str]] = []  # "ok" results not written yet, with when they came
+        self._writing = threading.Lock()  # held from taking a batch of results to writing it
 
     def _safely(self, write: Any, *args: Any) -> None:
         try:
@@ -521,20 +520,22 @@ class RunRecord:
 
         result: a Result.
         """
-        with self._lock:
-            self.failed = self.failed or result.failed
-            self._held.append((result, _now()))
-            if result.status is Status.OK:
-                return
-            batch, self._held = self._held, []
-        self._safely(self.journal.add_results, batch)
+        with self._writing:  # batches are written in the order they were taken: a host's stay in order
+            with self._lock:
+                self.failed = self.failed or result.failed
+                self._held.append((result, _now()))
+                if result.status is Status.OK:
+                    return
+                batch, self._held = self._held, []
+            self._safely(self.journal.add_results, batch)
 
     def flush(self) -> None:
         """Journal the results held so far."""
-        with self._lock:
-            batch, self._held = self._held, []
-        if batch:
-            self._safely(self.journal.add_results, batch)
+        with self._writing:
+            with self._lock:
+                batch, self._held = self._held, []
+            if batch:
+                self._safely(self.journal.add_results, batch)
 
     def add_outcome(self, outcome: HostOutcome) -> None:
         """Journal how one host fared.

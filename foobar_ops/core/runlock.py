@@ -247,12 +247,14 @@ class HostLock:
         # refusal) and the time limit are looked at between waits of at most TICK s
         channel.settimeout(TICK)
         while True:
-            fresh = b""
+            fresh, waited = b"", False
             try:
                 fresh = channel.recv(65536)
             except TimeoutError:
-                pass
-            ended = fresh == b"" and channel.eof_received
+                waited = True
+            # recv() gives b"" at once, without waiting, once the output has ended: at its end of
+            # file, or when the connection is gone (closed with no end of file)
+            ended = not waited and fresh == b""
             while channel.recv_stderr_ready():
                 err += channel.recv_stderr(4096)
             if fresh:

@@ -266,7 +266,16 @@ def holds_known(data: bytes) -> bool:
     """
     with _known_lock:
         values = list(_known_values)
-    return any(form.encode() in data for v in values if v for form in _forms(v))
+    return any(_encoded(form) in data for v in values if v for form in _forms(v))
+
+
+def _encoded(text: str) -> bytes:
+    """A value as bytes: UTF-8, and a byte that is not (read from the environment or a file with
+    surrogateescape) as that byte itself."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def mask_command(command: str) -> str:

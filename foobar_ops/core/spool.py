@@ -58,10 +58,18 @@ class Spool:
 
         record: a JSON-ready dict.
         """
+        self.extend([record])
+
+    def extend(self, records: list[dict[str, Any]]) -> None:
+        """Append records, all or none (an OSError when the spool cannot take them all: what was
+        written of them is taken back).
+
+        records: JSON-ready dicts.
+        """
         privacy.make_dir(self.path.parent)
-        line = json.dumps(record, default=str)
+        lines = [json.dumps(record, default=str) for record in records]
         with self.locked():
-            append_lines(self.path, [line])
+            append_lines(self.path, lines)
 
     def replay(self, add: Callable[[dict[str, Any]], None]) -> Replayed:
         """Add each record to the journal with add(record), under the lock; add raises Refused when
@@ -144,8 +152,9 @@ def flocked(path: Path) -> Iterator[None]:
 
 
 def append_lines(path: Path, lines: list[str]) -> None:
-    """Append whole lines to a file (made private); a line torn before (a full disk, a crash) is
-    ended first, so that it stays one bad line of its own.
+    """Append whole lines to a file (made private), all or none: when the file cannot take them
+    all (a full disk), what was written of them is cut off again. A line torn before (a crash) is
+    ended first, so that it stays one bad line of its own. The caller holds the file's lock.
 
     path: the file.
     lines: the lines, without their newline.
@@ -156,7 +165,11 @@ def append_lines(path: Path, lines: list[str]) -> None:
         torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
         data = ("\n" if torn else "") + "".join(line + "\n" for line in lines)
         view = memoryview(data.encode())
-        while view:
-            view = view[os.write(fd, view) :]
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
     finally:
         os.close(fd)

@@ -143,9 +143,10 @@ class Remote:
         #: again, which went with the old connection); its error is the connection's
         self.relock: Callable[[], Any] | None = None
         self._opened = False
-        #: a connect started ahead of the first command (see connect_early), and how it failed
-        self._early: threading.Thread | None = None
-        self._early_error: BaseException | None = None
+        #: a connect started ahead of the first command (see connect_early)
+        self._early: _Early | None = None
+        self._early_lock = threading.Lock()
+        self._opening = threading.RLock()  # one connect at a time (a relock may open again within)
         self._bytes_before = 0  # SSH bytes of the connections already closed (or lost)
         self._bytes_seen = 0  # the open connection's count after its last command
 
@@ -163,6 +164,7 @@ class Remote:
         """
         if self.conn is not None or self._early is not None:
             return
+        attempt = _Early()
 
         def connecting() -> None:
             try:
@@ -172,25 +174,37 @@ class Remote:
                     with gate:
                         self.open()
             except BaseException as err:  # noqa: BLE001 - kept for the first use, raised there
-                self._early_error = err
+                attempt.error = err
+            finally:
+                with self._early_lock:
+                    attempt.done = True
+                    abandoned = attempt.abandoned
+                if abandoned:  # closed while it connected: what it made is closed here
+                    self._close_conn()
 
-        self._early = threading.Thread(target=connecting, name=f"connect {self.host.name}", daemon=True)
-        self._early.start()
+        attempt.thread = threading.Thread(target=connecting, name=f"connect {self.host.name}", daemon=True)
+        self._early = attempt
+        attempt.thread.start()
 
     def _await_early(self) -> None:
         """Wait for a connect started early (from any thread but its own); raise how it failed."""
-        early = self._early
-        if early is None or early is threading.current_thread():
+        attempt = self._early
+        if attempt is None or attempt.thread is threading.current_thread():
             return
-        early.join()
+        assert attempt.thread is not None
+        attempt.thread.join()
         self._early = None
-        failed, self._early_error = self._early_error, None
-        if failed is not None:
+        if attempt.error is not None:
+            failed, attempt.error = attempt.error, None
             raise failed
 
     def open(self) -> Connection:
         """Connect (once) and return the Fabric connection; raise a ConnectionFailed subclass."""
         self._await_early()
+        with self._opening:
+            return self._open()
+
+    def _open(self) -> Connection:
         if self.conn is not None and self.conn.is_connected:
             return self.conn
         if self.conn is not None:  # it was lost
@@ -343,14 +357,34 @@ class Remote:
         return sudo_password(self.host)
 
     def close(self) -> None:
-        """Close the connection (and its gateway hops)."""
-        if self._early is not None and self._early is not threading.current_thread():
-            self._early.join()  # a connect under way ends before its connection is closed
-            self._early = self._early_error = None
+        """Close the connection (and its gateway hops). A connect still under way is not waited
+        for: it closes what it makes when it ends (a run refused for bad input ends at once, even
+        with hosts that are slow to answer)."""
+        attempt = self._early
+        if attempt is not None and attempt.thread is not threading.current_thread():
+            self._early = None
+            with self._early_lock:
+                if not attempt.done:
+                    attempt.abandoned = True
+                    return
+        self._close_conn()
+
+    def _close_conn(self) -> None:
         if self.conn is not None:
             conn = self.conn
             self._forget()
             conn.close()
+
+
+@dataclass
+class _Early:
+    """A connect started ahead of a Remote's first use: its thread, how it failed, whether it has
+    ended, and whether the Remote was closed meanwhile (then the thread closes what it made)."""
+
+    thread: threading.Thread | None = None
+    error: BaseException | None = None
+    done: bool = False
+    abandoned: bool = False
 
 
 def connecting(hosts: Iterable[Any], inventory: Any = None, parallel: int = 10) -> dict[str, Remote]:

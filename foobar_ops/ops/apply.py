@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,39 +62,46 @@ def deploy(
     roles = list(roles or [])
     check_roles(roles)
     inv = inventory_of(inventory)
-    remotes = _connecting(inv, hosts, parallel, lock_wait)
-    from ..core.engine import apply
-    from ..stack import roles as stack_roles
-
     params = parameters if parameters is not None else {"roles": roles, "hosts": hosts, "test": test}
-    report = apply(
-        inv,
-        stack_roles.phases(roles or None, inventory=inv, hosts=hosts),
-        hosts=hosts,
-        test=test,
-        journal=journal,  # opened by the engine beside the hosts' opening commands
-        command=command,
-        parameters=recorded(params),
-        runbook=runbook,
-        output_notebook=output_notebook,
-        on_result=on_result,
-        parallel=parallel,
-        expected=expected,
-        lock_wait=lock_wait,
-        remotes=remotes,
-    )
+    with _connecting(inv, hosts, parallel, lock_wait) as remotes:
+        from ..core.engine import apply
+        from ..stack import roles as stack_roles
+
+        report = apply(
+            inv,
+            stack_roles.phases(roles or None, inventory=inv, hosts=hosts),
+            hosts=hosts,
+            test=test,
+            journal=journal,  # opened by the engine while it builds the states
+            command=command,
+            parameters=recorded(params),
+            runbook=runbook,
+            output_notebook=output_notebook,
+            on_result=on_result,
+            parallel=parallel,
+            expected=expected,
+            lock_wait=lock_wait,
+            remotes=remotes,
+        )
     _save(report, inv, {"roles": roles, "hosts": hosts, "states": None}, save_plan)
     return report
 
 
+@contextmanager
 def _connecting(
     inventory: Inventory, hosts: str | None, parallel: int | None, lock_wait: float | None
-) -> dict[str, ssh.Remote]:
-    """Begin connecting to the run's hosts (the engine uses these connections and closes them),
-    once the run's options are known to be good: a bad one reaches no host."""
+) -> Iterator[dict[str, ssh.Remote]]:
+    """Begin connecting to the run's hosts, once the run's options are known to be good (a bad one
+    reaches no host); the engine uses these connections; they are closed when the block ends,
+    however it ends (also when it ends before the engine got them)."""
     check_lock_wait(lock_wait)
     fan_out = check_parallel(parallel if parallel is not None else inventory.parallel)
-    return ssh.connecting(inventory.select(hosts), inventory, fan_out)
+    remotes = ssh.connecting(inventory.select(hosts), inventory, fan_out)
+    try:
+        yield remotes
+    finally:
+        for remote in remotes.values():
+            remote.close()
 
 
 def _save(report: Report, inventory: Inventory, selection: dict[str, Any], path: str | Path | None) -> None:
@@ -206,23 +214,24 @@ def apply_states(
         naming that run; a dry-run takes no lock).
     """
     inv = inventory_of(inventory)
-    remotes = _connecting(inv, hosts, parallel, lock_wait)
     from ..core.engine import apply, load_state_file
 
-    report = apply(
-        inv,
-        load_state_file(state_file),
-        hosts=hosts,
-        test=test,
-        journal=journal,  # opened by the engine beside the hosts' opening commands
-        command=command,
-        parameters={"states": str(state_file), "hosts": hosts, "test": test},
-        parallel=parallel,
-        on_result=on_result,
-        expected=expected,
-        lock_wait=lock_wait,
-        remotes=remotes,
-    )
+    states = load_state_file(state_file)  # a bad file reaches no host
+    with _connecting(inv, hosts, parallel, lock_wait) as remotes:
+        report = apply(
+            inv,
+            states,
+            hosts=hosts,
+            test=test,
+            journal=journal,  # opened by the engine while it builds the states
+            command=command,
+            parameters={"states": str(state_file), "hosts": hosts, "test": test},
+            parallel=parallel,
+            on_result=on_result,
+            expected=expected,
+            lock_wait=lock_wait,
+            remotes=remotes,
+        )
     _save(report, inv, {"roles": [], "hosts": hosts, "states": str(Path(state_file).resolve())}, save_plan)
     return report
 
@@ -248,19 +257,19 @@ def rollback(
         naming that run; a dry-run takes no lock).
     """
     inv = inventory_of(inventory)
-    remotes = _connecting(inv, hosts, None, lock_wait)
-    from ..core.engine import apply
-    from ..stack.roles.app import rollback_states
-    from ..stack.rolling import rolling_phase
+    with _connecting(inv, hosts, None, lock_wait) as remotes:
+        from ..core.engine import apply
+        from ..stack.roles.app import rollback_states
+        from ..stack.rolling import rolling_phase
 
-    return apply(
-        inv,
-        [rolling_phase("rollback", rollback_states)],
-        hosts=hosts,
-        journal=journal,  # opened by the engine beside the hosts' opening commands
-        command=command,
-        parameters={"hosts": hosts},
-        on_result=on_result,
-        lock_wait=lock_wait,
-        remotes=remotes,
-    )
+        return apply(
+            inv,
+            [rolling_phase("rollback", rollback_states)],
+            hosts=hosts,
+            journal=journal,  # opened by the engine while it builds the states
+            command=command,
+            parameters={"hosts": hosts},
+            on_result=on_result,
+            lock_wait=lock_wait,
+            remotes=remotes,
+        )

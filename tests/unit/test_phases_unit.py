@@ -492,6 +492,18 @@ def test_a_lock_a_dead_run_held_is_noted_as_a_result(world, note, how):
     assert report.ok
 
 
+def test_a_display_callback_that_fails_on_a_lock_note_does_not_stop_the_run(world):
+    # the note comes from the lock's command, before any phase: the run's record is there already
+    world.locks.notes["web-01"] = {"took_over": HOLDER}
+
+    def on_result(result):
+        raise RuntimeError("the notebook's callback broke")
+
+    report = run(world, only(FIRST), on_result=on_result)
+    assert any("on_result callback failed: RuntimeError" in e for e in report.journal_errors)
+    assert "run.lock" in list(world.journal.results(report.run_id)["state_id"])
+
+
 # --- what a run does before its phases -------------------------------------------------------
 
 
@@ -656,14 +668,13 @@ def test_a_journal_that_refuses_writes_mid_run_does_not_stop_it_and_replays_late
     assert finished["finished"] and finished["status"] == "failed"  # its journal was not whole
 
 
-def test_a_journal_that_cannot_start_the_run_refuses_it_before_anything_changes(world):
-    # the run's start is written while the hosts take their locks and gather (read-only); a journal
-    # that refuses it stops the run there: no change was sent, every lock taken is let go
+def test_a_journal_that_cannot_start_the_run_refuses_it_before_any_host_is_asked(world):
+    # the run's start is written while the states are built; no command (not even the lock's,
+    # which clears what dead runs left) reaches a host before it is on record
     refuse_writes(world.journal)
     with pytest.raises(JournalError, match="cannot write"):
         run(world, only(FIRST))
-    assert world.log == [] and world.locks.open == 0
-    assert all("@@FBO apply" not in script for r in world.remotes.values() for script in r.scripts)
+    assert world.locks.calls == [] and all(r.calls == 0 for r in world.remotes.values())
     assert not world.path.with_name("j.sqlite.spool.jsonl").exists()
 
 

@@ -1011,3 +1011,74 @@ def test_ok_results_are_held_and_written_with_the_next_change_or_at_a_flush_in_o
         run.add(ok("web-02", "pkg.installed:curl"))
     # how the run ended is written after what it held
     assert list(journal.results(run.id)["state_id"])[-1] == "pkg.installed:curl"
+
+
+def test_a_hosts_results_stay_in_order_when_another_hosts_batch_is_slow_to_write(journal, monkeypatch):
+    import threading
+
+    real = journal.add_results
+
+    def add_results(run_id, batch):
+        if any(r.host == "web-02" for r, _ in batch):
+            time.sleep(0.2)  # web-02's thread is held up between taking its batch and writing it
+        real(run_id, batch)
+
+    monkeypatch.setattr(journal, "add_results", add_results)
+    with journal.recording(command="foobar-ops apply") as run:
+        run.add(ok("web-01", "a1-check"))  # held
+        other = threading.Thread(target=run.add, args=(ok("web-02", "b1-change", Status.CHANGED),))
+        other.start()
+        time.sleep(0.05)
+        run.add(ok("web-01", "a2-change", Status.CHANGED))  # web-01's next result
+        other.join()
+    frame = journal.results(run.id)
+    assert list(frame[frame.host == "web-01"]["state_id"]) == ["a1-check", "a2-change"]
+
+
+def test_a_batch_the_first_spool_cannot_take_whole_is_kept_once_in_the_next(journal, monkeypatch):
+    from foobar_ops.core import spool as spooling
+
+    real = spooling.append_lines
+
+    def full_disk(path, lines):
+        if path == journal.spools[0]:  # (what append_lines wrote of it is taken back: the next test)
+            raise OSError(28, "No space left on device")
+        real(path, lines)
+
+    def refused(statement, params=None):
+        raise JournalError("journal: cannot write: disk I/O error")
+
+    run = journal.begin(command="foobar-ops apply")
+    monkeypatch.setattr(journal, "_write", refused)
+    monkeypatch.setattr(spooling, "append_lines", full_disk)
+    for i in range(4):
+        run.add(ok("web-01", f"s{i}"))
+    run.flush()
+    assert run.errors and f"kept in {journal.spools[1]}" in run.errors[0]
+    monkeypatch.undo()
+    assert not journal.spools[0].exists() or not journal.spools[0].read_text()
+    assert len(journal.spools[1].read_text().splitlines()) == 4
+    assert journal.replay() == 4
+    assert list(journal.results(run.id)["state_id"]) == ["s0", "s1", "s2", "s3"]  # each once
+
+
+def test_the_spool_takes_back_what_it_wrote_of_a_batch_it_could_not_take_whole(tmp_path, monkeypatch):
+    from foobar_ops.core import spool as spooling
+
+    path = tmp_path / "j.spool.jsonl"
+    spooling.Spool(path).extend([{"n": 0}])
+    before = path.read_bytes()
+    real = spooling.os.write
+    writes = []
+
+    def short_then_full(fd, data):
+        writes.append(len(data))
+        if len(writes) == 1:
+            return real(fd, bytes(data[:7]))  # part of it
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spooling.os, "write", short_then_full)
+    with pytest.raises(OSError):
+        spooling.Spool(path).extend([{"n": 1}, {"n": 2}])
+    monkeypatch.undo()
+    assert path.read_bytes() == before

@@ -596,6 +596,34 @@ def test_a_sudo_that_refuses_the_password_is_a_sudo_error(tmp_path, lock_dir):
         HostLock(remote, "run-1").acquire()
 
 
+class CutOff(ShellRemote):
+    """The connection dies as the lock is asked for: paramiko closes the channel with no end of
+    file, and recv() then gives b"" at once, every time."""
+
+    def open(self):
+        class Channel(ShellChannel):
+            def exec_command(self, line):
+                self.proc = SimpleNamespace(poll=lambda: None)
+
+            def recv(self, n):
+                self.calls = getattr(self, "calls", 0) + 1
+                return b""
+
+            def close(self):
+                self.closed = True
+
+        self.channel = Channel(self.tmp)
+        return SimpleNamespace(transport=SimpleNamespace(open_session=lambda timeout: self.channel))
+
+
+def test_a_connection_that_dies_while_the_lock_is_asked_for_ends_the_wait_at_once(tmp_path, lock_dir):
+    remote = CutOff(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(FoobarOpsError, match="cannot take the run lock"):
+        HostLock(remote, "run-1", wait=600).acquire()
+    assert time.monotonic() - started < 1 and remote.channel.calls == 1  # not a spin until the time limit
+
+
 class Unreachable(ShellRemote):
     def open(self):
         raise ConnectionFailed(self.host.name, "No route to host")

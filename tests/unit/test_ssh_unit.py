@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import socket
+import threading
 import time
 from types import SimpleNamespace
 
@@ -54,21 +55,64 @@ def test_a_connect_started_early_fails_at_the_first_use_naming_the_host(tmp_path
     remote.close()
 
 
-def test_closing_a_remote_whose_early_connect_is_under_way_waits_for_it(inv, monkeypatch):
+def test_closing_a_remote_whose_early_connect_is_under_way_does_not_wait_and_leaves_nothing_open(inv, monkeypatch):
     opened = []
 
     def slow_open(self):
-        time.sleep(0.2)
+        time.sleep(0.5)  # a host that is slow to answer
         opened.append(self.host.name)
         self.conn = SimpleNamespace(close=lambda: opened.append("closed"), is_connected=True)
         return self.conn
 
     monkeypatch.setattr(ssh.Remote, "open", slow_open)
+    monkeypatch.setattr(ssh, "_tcp_payload", lambda conn: 0)
     remote = ssh.Remote(inv.hosts["web-01"], inv)
     remote.connect_early()
+    attempt = remote._early
+    started = time.monotonic()
+    remote.close()  # e.g. a run refused for bad input: it ends now, not when the host answers
+    assert time.monotonic() - started < 0.3 and opened == []
+    attempt.thread.join(5)
+    assert opened == ["web-01", "closed"] and remote.conn is None  # what it made, closed when it ended
+
+
+def test_a_remote_opened_from_several_threads_during_a_failed_early_connect_makes_one_connection(inv, monkeypatch):
+    made = []
+
+    def connect(host, inventory=None):
+        made.append(host.name)
+        if len(made) == 1:
+            time.sleep(0.2)
+
+            def refuse():
+                raise OSError(111, "Connection refused")
+
+            return SimpleNamespace(open=refuse, is_connected=False, close=lambda: None)
+        transport = SimpleNamespace(set_keepalive=lambda seconds: None, sock=None, channel_timeout=None)
+        return SimpleNamespace(open=lambda: None, is_connected=True, close=lambda: None, transport=transport)
+
+    monkeypatch.setattr(ssh, "connect", connect)
     monkeypatch.setattr(ssh, "_tcp_payload", lambda conn: 0)
-    remote.close()  # the connection it was making is closed too, not left behind
-    assert opened == ["web-01", "closed"] and remote.conn is None
+    remote = ssh.Remote(inv.hosts["web-01"], inv)
+    remote.connect_early()
+    outcomes = []
+
+    def use():
+        try:
+            outcomes.append(remote.open())
+        except Exception as err:  # noqa: BLE001 - collected for the assertion
+            outcomes.append(err)
+
+    threads = [threading.Thread(target=use) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    # the early connect's refusal reaches one caller; the others share one new connection
+    errors = [o for o in outcomes if isinstance(o, Exception)]
+    conns = [o for o in outcomes if not isinstance(o, Exception)]
+    assert len(made) == 2 and len(errors) == 1 and isinstance(errors[0], HostUnreachable), outcomes
+    assert len(conns) == 2 and conns[0] is conns[1]
 
 
 def test_timeouts_and_refusals_are_unreachable(inv):

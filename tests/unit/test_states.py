@@ -544,6 +544,14 @@ def test_binary_content_holding_a_revealed_secret_in_any_masked_form_is_sensitiv
     assert s.file.managed("/srv/w.json", binary + b'{"pw": "pa\\"ss-w0rd-x"}').sensitive
 
 
+def test_a_secret_with_a_byte_that_is_not_utf8_is_found_and_breaks_no_other_file(monkeypatch):
+    # read from the environment, a byte that is not UTF-8 comes as a surrogate escape
+    monkeypatch.setenv("FOOBAR_TEST_LATIN1_PASSWORD", b"p\xe4sswort-12345".decode("utf-8", "surrogateescape"))
+    Secret("env:FOOBAR_TEST_LATIN1_PASSWORD").reveal()
+    assert not s.file.managed("/etc/motd", "hello, nothing secret here\n").sensitive
+    assert s.file.managed("/etc/app.env", b"DB_PASSWORD=p\xe4sswort-12345\n").sensitive
+
+
 def test_managed_sensitive_flag_overrides_the_guess():
     st = s.file.managed("/etc/token", "abc\n", sensitive=True)
     assert "not shown" in st.plan(live_file(b"xyz\n", fetched=True)).diff

@@ -177,9 +177,9 @@ def apply(
     with ExitStack() as given:
         # connections made ahead are closed however the run ends, also when it ends before its hosts
         given.callback(_close_all, early)
-        # the journal is opened and the run's start recorded while the states are built and the
-        # hosts take their locks and gather (a journal that cannot record the start stops the run
-        # before anything changes: the locks are let go); see _JournalStart
+        # the journal is opened and the run's start recorded while the states are built (and the
+        # connections are made); no command reaches a host before the start is on record: a
+        # journal that cannot record it stops the run there; see _JournalStart
         starting = _JournalStart(
             journal,
             command=command,
@@ -198,14 +198,13 @@ def apply(
             for per_host in declared:
                 for name, states in per_host.items():
                     check_states(name, states)
+            record = starting.record()
             report = Report(run_id, test, hosts=[h.name for h in targets])
-            run = Run(run_id, inventory, options, None, remotes=early)
+            run = Run(run_id, inventory, options, record, remotes=early)
             runner = _Runner(run, targets, report, on_result)
             runner.expected = expected
             with ExitStack() as held:
                 runner.open(steps, declared, held, command)
-                record = starting.record()
-                runner.attach(record)  # nothing has changed before this: the run's start is on record
                 runner.run(steps, declared)
             report.order_hosts()
             record.add_outcomes(list(report.outcomes.values()))
@@ -222,9 +221,10 @@ def apply(
 
 
 class _JournalStart:
-    """Opens the journal and records a run's start on a thread of its own (SQLAlchemy's import,
-    the journal's file and its first write take as long as a host's opening command: they go on
-    side by side). The run waits for it (record()) before its first change."""
+    """Opens the journal and records a run's start on a thread of its own, while the run builds
+    its states and its connections are made (SQLAlchemy's import, the journal's file and its first
+    write go on side by side with them). The run waits for it (record()) before any command
+    reaches a host."""
 
     def __init__(self, journal: Any, **start: Any) -> None:
         self.error: BaseException | None = None
@@ -272,7 +272,6 @@ class _Runner:
         for h in hosts:
             run.remote(h)
         self.fates: dict[str, HostFate] = {h.name: HostFate() for h in hosts}
-        self.unrecorded: list[Result] = []  # results emitted before the run's record was attached
         self.expected: dict[str, dict[str, str]] | None = None  # a saved plan's digests
         self.locks: dict[str, HostLock] = run.locks
         #: host -> the sections of the run's opening gather (every phase's facts), and where each
@@ -284,21 +283,10 @@ class _Runner:
         self.changed_before = False  # ... before the phase at hand began
         run.emit = self.emit
 
-    def attach(self, record: RunRecord) -> None:
-        """The run's journal record, once its start is written: the results emitted before it
-        (e.g. a lock taken over from a dead run) are journaled now."""
-        self.run_.record = record
-        held, self.unrecorded = self.unrecorded, []
-        for result in held:
-            record.add(result)
-
     def emit(self, result: Result) -> None:
         if result.status in (Status.CHANGED, Status.FAILED) and not self.test:
             self.changed = True
-        if self.run_.record is None:
-            self.unrecorded.append(result)
-        else:
-            self.run_.record.add(result)  # never raises: what the journal refuses is kept aside and reported
+        self.run_.record.add(result)  # never raises: what the journal refuses is kept aside and reported
         if self.on_result:
             try:
                 self.on_result(result)
@@ -541,8 +529,7 @@ class _Runner:
                 f"not run: {type(err).__name__}: {mask_known(str(err))}",
             )
         finally:
-            if self.run_.record is not None:
-                self.run_.record.flush()  # the host's "ok" results, held to be journaled in one write
+            self.run_.record.flush()  # the host's "ok" results, held to be journaled in one write
         if applier.lost is not None:
             self._stop(host.name, Fate.LOST, applier.lost.reason)
         elif applier.busy is not None:  # later phases must not change the host beside that change
