@@ -13,6 +13,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from .core import errors as _errors  # the error tree: it imports nothing
 from .core.version import __version__
 
 if TYPE_CHECKING:  # what each public name is; at run time a name is imported when first used
@@ -131,7 +132,8 @@ __all__ = [
     "check_parameters",
     "SecretRef",
     "Progress",
-    # errors: every error a caller can catch (all in foobar_ops.core.errors), and Terminated
+    # errors: every error a caller can catch (all in foobar_ops.core.errors, found there by name),
+    # and Terminated
     "FoobarOpsError",
     "InventoryError",
     "SecretError",
@@ -165,45 +167,11 @@ __all__ = [
     "Terminated",
 ]
 
-#: every error class a caller can catch, all defined in core.errors
-_ERRORS = (
-    "FoobarOpsError",
-    "InventoryError",
-    "SecretError",
-    "HostError",
-    "ConnectionFailed",
-    "HostUnreachable",
-    "HostKeyError",
-    "AuthError",
-    "SudoError",
-    "CutOffChangeRunning",
-    "RunLocked",
-    "EarlierChangeRunning",
-    "LabError",
-    "StateError",
-    "FactError",
-    "SecretTooShort",
-    "TemplateError",
-    "YAMLRefused",
-    "PlanFileError",
-    "JournalError",
-    "TopologyError",
-    "RoleError",
-    "BuildError",
-    "DBError",
-    "ReplicationError",
-    "LBError",
-    "LastServerUp",
-    "LoadTestError",
-    "RunbookParameterError",
-    "RunbookNotFound",
-)
 
 #: where each public name lives: (module, attribute); attribute None: the module itself
 _LAZY: dict[str, tuple[str, str | None]] = {
     **{name: (".core." + name, None) for name in ("journal", "paths", "states")},
     **{name: (".core.engine", name) for name in ("Phase", "apply")},
-    **{name: (".core.errors", name) for name in _ERRORS},
     "Terminated": (".core.interrupts", "Terminated"),
     **{name: (".core.inventory", name) for name in ("Host", "Inventory")},
     **{name: (".core.journal", name) for name in ("Journal", "changes", "runs")},
@@ -244,6 +212,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 def __getattr__(name: str) -> Any:
     """Import a public name when it is first used: `import foobar_ops` alone imports no
     dependency (SQLAlchemy, pandas, paramiko, Jinja2, papermill...) before it is needed."""
+    if name in __all__ and isinstance(getattr(_errors, name, None), type):
+        return getattr(_errors, name)  # an error class: every one lives in core.errors
     try:
         module, attribute = _LAZY[name]
     except KeyError:

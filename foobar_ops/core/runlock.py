@@ -287,6 +287,8 @@ class HostLock:
             channel.close()
             if done and done[0] == "CHANGING":
                 raise EarlierChangeRunning(host.name, self.stale, CHANGE_WAIT)
+            if not done and not channel.eof_received:  # closed with no end of file: the link is gone
+                raise ConnectionFailed(host.name, "the connection was lost while taking the run lock")
             if not done:
                 why = mask_known((err or out).decode(errors="replace").strip()[-300:])
                 raise FoobarOpsError(f"{host.name}: cannot take the run lock: {why or 'no answer'}")

@@ -266,10 +266,10 @@ def holds_known(data: bytes) -> bool:
     """
     with _known_lock:
         values = list(_known_values)
-    return any(_encoded(form) in data for v in values if v for form in _forms(v))
+    return any(encoded(form) in data for v in values if v for form in _forms(v))
 
 
-def _encoded(text: str) -> bytes:
+def encoded(text: str) -> bytes:
     """A value as bytes: UTF-8, and a byte that is not (read from the environment or a file with
     surrogateescape) as that byte itself."""
     try:

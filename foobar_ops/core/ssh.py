@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -168,10 +169,8 @@ class Remote:
 
         def connecting() -> None:
             try:
-                if gate is None:
-                    self.open()
-                else:
-                    with gate:
+                with gate if gate is not None else nullcontext():
+                    if not attempt.abandoned:  # a run that ended while this one waited its turn
                         self.open()
             except BaseException as err:  # noqa: BLE001 - kept for the first use, raised there
                 attempt.error = err
@@ -210,14 +209,13 @@ class Remote:
         if self.conn is not None:  # it was lost
             self._forget()
         started = time.perf_counter()
-        self.conn = connect(self.host, self.inventory)
+        conn = connect(self.host, self.inventory)
         try:
-            self.conn.open()
+            conn.open()
         except Exception as err:  # noqa: BLE001 - classified below
-            self.conn = None
             raise classify(self.host, err) from None
+        self.conn = conn  # only once open: a close() meanwhile finds nothing half-made to drop
         self.connect_ms = (time.perf_counter() - started) * 1000
-        conn = self.conn
         transport = conn.transport
         transport.set_keepalive(int(self.host.ssh.keepalive))
         # opening a channel (every command) waits at most the connect timeout, not paramiko's hour
@@ -362,11 +360,11 @@ class Remote:
         with hosts that are slow to answer)."""
         attempt = self._early
         if attempt is not None and attempt.thread is not threading.current_thread():
-            self._early = None
             with self._early_lock:
-                if not attempt.done:
+                if not attempt.done:  # kept: a second close() returns here too
                     attempt.abandoned = True
                     return
+            self._early = None
         self._close_conn()
 
     def _close_conn(self) -> None:

@@ -51,17 +51,7 @@ def loadtest(
             test.extra["read_scaling_ratio"] = round(test.rps / alone["rps"], 2) if alone.get("rps") else None
         lb = lb_host(inv).name
         for check in test.checks:
-            run.add(
-                Result(
-                    lb,
-                    f"loadtest:{kind}:{check.name}",
-                    check.name,
-                    "loadtest.check",
-                    Status.OK if check.ok else Status.FAILED,
-                    changes={"expected": check.expected, "measured": check.measured},
-                    comment=f"{check.name}: expected {check.expected}, measured {check.measured}",
-                )
-            )
+            run.add(_checked(lb, kind, check))
     report = Path(test.folder) / "report.html"
     journal_of(journal).set_outputs(run.id, None, str(report) if report.exists() else None)
     journal_of(journal).finish_run(
@@ -175,17 +165,7 @@ def loadtest_collect(
             parameters={"schedule": test.extra.get("schedule"), "run": test.run_id, "kind": test.kind},
         ) as run:
             for check in test.checks:
-                run.add(
-                    Result(
-                        str(test.extra.get("load_generator")),
-                        f"loadtest:{test.kind}:{check.name}",
-                        check.name,
-                        "loadtest.check",
-                        Status.OK if check.ok else Status.FAILED,
-                        changes={"expected": check.expected, "measured": check.measured},
-                        comment=f"{check.name}: expected {check.expected}, measured {check.measured}",
-                    )
-                )
+                run.add(_checked(str(test.extra.get("load_generator")), test.kind, check))
     return found
 
 
@@ -194,3 +174,17 @@ def loadtest_history(name: str) -> Any:
     from ..stack import scheduled
 
     return scheduled.history(name)
+
+
+def _checked(host: str, kind: str, check: Any) -> Result:
+    """A load test's check as the journal keeps it: a result, ok or failed, with what was expected
+    and what was measured."""
+    return Result(
+        host,
+        f"loadtest:{kind}:{check.name}",
+        check.name,
+        "loadtest.check",
+        Status.OK if check.ok else Status.FAILED,
+        changes={"expected": check.expected, "measured": check.measured},
+        comment=f"{check.name}: expected {check.expected}, measured {check.measured}",
+    )

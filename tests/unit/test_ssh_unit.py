@@ -71,9 +71,60 @@ def test_closing_a_remote_whose_early_connect_is_under_way_does_not_wait_and_lea
     attempt = remote._early
     started = time.monotonic()
     remote.close()  # e.g. a run refused for bad input: it ends now, not when the host answers
+    remote.close()  # the engine's close and the operation's: the second one must not drop it either
     assert time.monotonic() - started < 0.3 and opened == []
     attempt.thread.join(5)
     assert opened == ["web-01", "closed"] and remote.conn is None  # what it made, closed when it ended
+
+
+def test_a_connection_still_being_made_when_its_remote_is_closed_twice_is_closed_once_made(inv, monkeypatch):
+    events = []
+
+    class Slow:
+        """A Fabric connection whose login takes a while: not connected until open() returns."""
+
+        is_connected = False
+        transport = SimpleNamespace(set_keepalive=lambda seconds: None, sock=None, channel_timeout=None)
+
+        def open(self):
+            time.sleep(0.3)
+            self.is_connected = True
+            events.append("made")
+
+        def close(self):
+            events.append("closed" if self.is_connected else "closed before made")
+
+    monkeypatch.setattr(ssh, "connect", lambda host, inventory=None: Slow())
+    monkeypatch.setattr(ssh, "_tcp_payload", lambda conn: 0)
+    remote = ssh.Remote(inv.hosts["web-01"], inv)
+    remote.connect_early()
+    attempt = remote._early
+    time.sleep(0.05)  # the login is under way
+    remote.close()
+    remote.close()  # the engine's close, then the operation's
+    attempt.thread.join(5)
+    assert events == ["made", "closed"] and remote.conn is None  # nothing left logged in
+
+
+def test_connects_still_waiting_their_turn_when_the_run_ends_never_connect(inv, monkeypatch):
+    made = []
+
+    def slow_open(self):
+        time.sleep(0.3)
+        made.append(self.host.name)
+        self.conn = SimpleNamespace(close=lambda: made.append(f"closed {self.host.name}"), is_connected=True)
+        return self.conn
+
+    monkeypatch.setattr(ssh.Remote, "open", slow_open)
+    monkeypatch.setattr(ssh, "_tcp_payload", lambda conn: 0)
+    remotes = ssh.connecting(inv.hosts.values(), inv, parallel=1)  # one at a time: two wait their turn
+    attempts = [r._early for r in remotes.values()]
+    for remote in remotes.values():
+        remote.close()
+    for attempt in attempts:
+        attempt.thread.join(5)
+    assert len([m for m in made if not m.startswith("closed")]) == 1  # only the one under way
+    assert all(r.conn is None for r in remotes.values())
 
 
 def test_a_remote_opened_from_several_threads_during_a_failed_early_connect_makes_one_connection(inv, monkeypatch):

@@ -550,6 +550,13 @@ def test_a_secret_with_a_byte_that_is_not_utf8_is_found_and_breaks_no_other_file
     Secret("env:FOOBAR_TEST_LATIN1_PASSWORD").reveal()
     assert not s.file.managed("/etc/motd", "hello, nothing secret here\n").sensitive
     assert s.file.managed("/etc/app.env", b"DB_PASSWORD=p\xe4sswort-12345\n").sensitive
+    rendered = s.file.managed(
+        "/etc/app.env",
+        template="DB_PASSWORD={{ pw }}\n",
+        inline=True,
+        context={"pw": Secret("env:FOOBAR_TEST_LATIN1_PASSWORD")},
+    )
+    assert rendered.content == b"DB_PASSWORD=p\xe4sswort-12345\n" and rendered.sensitive  # the byte as it is
 
 
 def test_managed_sensitive_flag_overrides_the_guess():

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..facts import FETCH_LIMIT, FileFact, FileInfo, LineFact, LineInfo
-from ..secrets import Secret, holds_known
+from ..secrets import Secret, encoded, holds_known
 from ..shell import Word, cmd, staged
 from ..templating import render
 from .base import Plan, State, StateError, norm_mode
@@ -106,7 +106,7 @@ class Managed(State[FileInfo]):
         if content is None:
             assert template is not None
             content = render(template, context or {}, inline=inline, where=self.id)
-        self.content = content.encode() if isinstance(content, str) else bytes(content)
+        self.content = encoded(content) if isinstance(content, str) else bytes(content)  # a secret's odd byte too
         self.sha256 = hashlib.sha256(self.content).hexdigest()
         try:
             self.content.decode()
