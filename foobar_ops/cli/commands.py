@@ -100,13 +100,28 @@ def cmd_lb(args: argparse.Namespace) -> int:
     if action == "stat":
         frame = ops.lb_stat(args.inventory)
         found = rows(frame)
-        keep = ["pxname", "svname", "status", "weight", "scur", "smax", "stot", "lbtot", "check_status"]
+        keep = ["lb", "pxname", "svname", "status", "weight", "scur", "smax", "stot", "lbtot", "check_status"]
         print(
             json.dumps({"rows": found}, indent=2, default=str)
             if args.json
             else table([{k: r.get(k) for k in keep} for r in found], keep)
         )
         return 0
+    if action == "status":
+        pair = ops.lb_status(args.inventory)
+        if args.json:
+            print(json.dumps(pair.as_json(), indent=2))
+        else:
+            keep = ["host", "vrrp_state", "haproxy", "priority", "holds_vip", "keepalived", "error"]
+            print(table([lb.as_json() for lb in pair.lbs], keep))
+            print(f"{'ok' if pair.ok else 'NOT OK'}: {pair.line()}")
+        return 0 if pair.ok else 1
+    if action == "handover":
+        moved = ops.lb_handover(
+            args.inventory, args.to, test=args.test, wait=args.wait, journal=args.journal, command=args.command_line
+        )
+        print(json.dumps(moved.as_json(), indent=2) if args.json else str(moved))
+        return 0 if moved.ok else 1
     common = {"backend": args.backend, "journal": args.journal, "command": args.command_line}
     if action == "drain":
         waited = ops.lb_drain(args.inventory, args.server, timeout=args.timeout, **common)

@@ -112,15 +112,27 @@ def _apply_rollback(sub: Sub) -> None:
 
 
 def _lb_verify(sub: Sub) -> None:
-    p = sub.add_parser("lb", help="the HAProxy runtime API: stat, drain, ready, maint")
+    p = sub.add_parser("lb", help="the load balancers: stat, drain, ready, maint; the pair's status, handover")
     actions = p.add_subparsers(dest="lb_command", required=True, metavar="ACTION")
-    q = actions.add_parser("stat", help="`show stat` as a table")
+    q = actions.add_parser("stat", help="`show stat` of every load balancer as a table (an lb column)")
     _inventory(q)
     _common(q, json=True)
+    q = actions.add_parser(
+        "status",
+        help="the floating address, its holder, each load balancer's VRRP and HAProxy state (exit 1 unless ok)",
+    )
+    _inventory(q)
+    _common(q, json=True)
+    q = actions.add_parser("handover", help="move the floating address to another load balancer (planned)")
+    _inventory(q)
+    _common(q, json=True, journal=True)
+    q.add_argument("--to", required=True, metavar="HOST", help="the load balancer to take the floating address")
+    q.add_argument("--test", action="store_true", help="say what would happen; change nothing")
+    q.add_argument("--wait", type=float, default=30, help="seconds to wait for HOST to serve")
     for action, text in (
-        ("drain", "no new sessions; wait until current sessions reach zero"),
-        ("ready", "back in rotation"),
-        ("maint", "out of rotation at once"),
+        ("drain", "no new sessions on every load balancer; wait until current sessions reach zero"),
+        ("ready", "back in rotation on every load balancer"),
+        ("maint", "out of rotation at once on every load balancer"),
     ):
         q = actions.add_parser(action, help=text)
         _inventory(q)

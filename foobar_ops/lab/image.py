@@ -19,7 +19,7 @@ from ..core.errors import LabError
 
 #: Everything that goes into the image; its hash is the cache key.
 RECIPE = {
-    "version": 3,
+    "version": 4,
     "suite": "bookworm",
     "mirror": "http://deb.debian.org/debian",
     "variant": "minbase",
@@ -39,6 +39,7 @@ RECIPE = {
     # Downloaded into the apt cache, not installed: the roles install them.
     "cached_debs": [
         "haproxy",
+        "keepalived",
         "nginx",
         "mariadb-server",
         "mariadb-client",

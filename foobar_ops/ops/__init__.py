@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # what each name is; at run time an operation's module is imp
     from .db import db_failover, db_status, db_switchover, db_unfence
     from .hostlist import hosts, ping
     from .lab import lab_destroy, lab_down, lab_ssh_argv, lab_status, lab_up
-    from .lb import lb_drain, lb_maint, lb_ready, lb_stat
+    from .lb import lb_drain, lb_handover, lb_maint, lb_ready, lb_stat, lb_status
     from .loadtesting import loadtest, loadtest_collect, loadtest_history, loadtest_schedule, loadtest_unschedule
     from .records import open_journal, record_paths, records_changes, records_results, records_run, records_runs
     from .site import verify
@@ -36,9 +36,11 @@ __all__ = [
     "lab_status",
     "lab_up",
     "lb_drain",
+    "lb_handover",
     "lb_maint",
     "lb_ready",
     "lb_stat",
+    "lb_status",
     "loadtest",
     "loadtest_baseline",
     "loadtest_collect",
@@ -74,9 +76,11 @@ _LAZY: dict[str, str] = {
     "lab_status": ".lab",
     "lab_up": ".lab",
     "lb_drain": ".lb",
+    "lb_handover": ".lb",
     "lb_maint": ".lb",
     "lb_ready": ".lb",
     "lb_stat": ".lb",
+    "lb_status": ".lb",
     "loadtest": ".loadtesting",
     "loadtest_baseline": ".baseline",
     "loadtest_collect": ".loadtesting",

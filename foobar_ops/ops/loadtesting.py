@@ -9,7 +9,7 @@ from ..core.inventory import Inventory
 from ..core.journal import Journal
 from ..core.result import Result, Status
 from ..stack import loadtest as lt
-from ..stack.topology import db_replicas, lb_host
+from ..stack.topology import db_replicas, site_address
 from .apply import deploy
 from .common import inventory_of, journal_of
 
@@ -49,9 +49,9 @@ def loadtest(
             test.extra["primary_only"] = _primary_only(inv, users, spawn_rate, run_time, workers, journal)
             alone = test.extra["primary_only"]
             test.extra["read_scaling_ratio"] = round(test.rps / alone["rps"], 2) if alone.get("rps") else None
-        lb = lb_host(inv).name
+        site = site_address(inv)  # the checks are of the site as reached through its floating address
         for check in test.checks:
-            run.add(_checked(lb, kind, check))
+            run.add(_checked(site, kind, check))
     report = Path(test.folder) / "report.html"
     journal_of(journal).set_outputs(run.id, None, str(report) if report.exists() else None)
     journal_of(journal).finish_run(

@@ -18,7 +18,7 @@ from ..core.journal import Journal
 from ..core.result import Result, Status
 from ..core.shell import cmd
 from ..core.ssh import Remote
-from .topology import BACKEND, STATS_SOCKET, lb_host, web_hosts
+from .topology import BACKEND, STATS_SOCKET, lb_hosts, web_hosts
 
 MARKS = "/var/lib/foobar-ops/drains"  # on the load balancer: drains made by runs, one file each
 STATE_LOCK = "/run/foobar-ops/lb-state.lock"  # serializes admin state changes on the load balancer
@@ -140,7 +140,8 @@ class HAProxy:
     """The runtime API of the load balancer host (admin stats socket, through SSH as root).
 
     inventory: the Inventory.
-    host: the load balancer's name (default: the first host with the haproxy role).
+    host: the load balancer's name (default: the first host with the haproxy role; see
+        balancers.Balancers for all of them at once).
     socket: the admin socket path.
     journal: where server state changes are recorded (default: the project's journal).
     command: what is recorded as the command that made them.
@@ -148,6 +149,10 @@ class HAProxy:
     remote: a connection to the load balancer to use (a run's own, which holds its run lock: the
         run closes it, not this object); default: a connection of its own.
     """
+
+    #: where each server state change's result goes instead of a journal run of its own (a caller
+    #: that records the change on every load balancer as one run); None: see record
+    emit: Callable[[Result], None] | None = None
 
     def __init__(
         self,
@@ -159,7 +164,7 @@ class HAProxy:
         record: bool = True,
         remote: Remote | None = None,
     ) -> None:
-        found = inventory.host(host) if host else lb_host(inventory)
+        found = inventory.host(host) if host else next(iter(lb_hosts(inventory)), None)
         if found is None:
             raise LBError(f"{inventory.path}: no host has the haproxy role")
         self.host = found
@@ -197,7 +202,7 @@ class HAProxy:
             if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")
         }
 
-    def _set_state(self, backend: str, server: str, state: str, mark: str | None = None) -> None:
+    def set_state(self, backend: str, server: str, state: str, mark: str | None = None) -> None:
         """Change a server's admin state in one atomic step on the load balancer (under a lock
         there, so two runs never both see the other server UP and both take theirs out): a drain
         or maint is refused when no other server is UP. A drain made by a run carries a mark on
@@ -262,7 +267,21 @@ class HAProxy:
         return found
 
     def _record(self, backend: str, server: str, before: Any, state: str, answer: str, seconds: float) -> None:
-        """Journal a server state change as a run with one result (unless record is off)."""
+        """Journal a server state change as a run with one result (unless record is off), or hand
+        it to emit when a caller records it."""
+        result = server_result(
+            self.host.name,
+            backend,
+            server,
+            state,
+            not answer,
+            answer or f"{self.host.name}: {backend}/{server}: {before} -> {state}",
+            seconds,
+            before,
+        )
+        if self.emit is not None:
+            self.emit(result)
+            return
         if not self.record:
             return
         with (self._journal or Journal()).recording(
@@ -270,18 +289,7 @@ class HAProxy:
             inventory=self.inventory,
             parameters={"backend": backend, "server": server, "state": state},
         ) as run:
-            run.add(
-                server_result(
-                    self.host.name,
-                    backend,
-                    server,
-                    state,
-                    not answer,
-                    answer or f"{backend}/{server}: {before} -> {state}",
-                    seconds,
-                    before,
-                )
-            )
+            run.add(result)
 
     def ready(self, server: str, backend: str = BACKEND) -> None:
         """Put a server back in rotation (and forget any run's drain mark on it).
@@ -289,11 +297,11 @@ class HAProxy:
         server: server name (the inventory host name).
         backend: backend name.
         """
-        self._set_state(backend, server, "ready")
+        self.set_state(backend, server, "ready")
 
     def maint(self, server: str, backend: str = BACKEND) -> None:
         """Take a server out at once (maintenance), unless it is the last one UP."""
-        self._set_state(backend, server, "maint")
+        self.set_state(backend, server, "maint")
 
     def drain(
         self, server: str, backend: str = BACKEND, timeout: float = 60, poll: float = 0.5, mark: str | None = None
@@ -308,14 +316,25 @@ class HAProxy:
         mark: the run id making the drain (marked on the load balancer until ready), or None for
             an operator's drain (left alone by runs).
         """
-        self._set_state(backend, server, "drain", mark)
+        self.set_state(backend, server, "drain", mark)
+        return self.wait_sessions_end(server, backend, timeout, poll)
+
+    def wait_sessions_end(self, server: str, backend: str = BACKEND, timeout: float = 60, poll: float = 0.5) -> float:
+        """Wait until a drained server has no session left here; return the seconds waited.
+
+        server: server name.
+        backend: backend name.
+        timeout: give up (LBError) after this many seconds.
+        poll: seconds between checks.
+        """
         return self._wait(
             backend,
             lambda rows: not rows[server]["scur"],
             timeout,
             poll,
             lambda rows: (
-                f"{backend}/{server} still has {rows[server]['scur']} sessions after {timeout:g} s of draining"
+                f"{self.host.name}: {backend}/{server} still has {rows[server]['scur']} sessions "
+                f"after {timeout:g} s of draining"
             ),
         )
 

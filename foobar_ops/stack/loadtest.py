@@ -29,9 +29,9 @@ from typing import Any
 from ..core import paths
 from ..core.errors import FoobarOpsError, LoadTestError
 from ..core.shape import BAD, GOOD, headline, one_line
-from .lb import HAProxy
+from .balancers import Balancers
 from .mariadb import DBError, Node
-from .topology import BACKEND, db_hosts, db_primary, domain, lb_host, ports, read_weight
+from .topology import BACKEND, db_hosts, db_primary, domain, lb_hosts, ports, read_weight, site_address
 
 _CHECKOUT_LOADTESTS = Path(__file__).resolve().parents[2] / "loadtests"
 KINDS = {"round-robin": "round_robin.py", "read-scaling": "read_scaling.py"}
@@ -179,11 +179,20 @@ class LoadTest:
 # ---- measuring around a run ------------------------------------------------------------------------
 
 
-def _lbtot(inventory: Any) -> tuple[dict[str, int], dict[str, int]]:
-    """Return each web server's lbtot and weight, from HAProxy's statistics."""
-    with HAProxy(inventory, record=False) as lb:
-        rows = lb.servers(BACKEND)
-    return {n: int(r["lbtot"] or 0) for n, r in rows.items()}, {n: int(r["weight"] or 0) for n, r in rows.items()}
+def _lbtot(inventory: Any) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Return each web server's lbtot summed over the load balancers, each server's weight, and
+    each load balancer's own total, from HAProxy's statistics: whichever load balancer served
+    (the one holding the floating address, or both when it moved) is counted."""
+    with Balancers(inventory) as lbs:
+        views = lbs.servers(BACKEND)
+    counts: dict[str, int] = {}
+    weights: dict[str, int] = {}
+    for rows in views.values():
+        for name, row in rows.items():
+            counts[name] = counts.get(name, 0) + int(row["lbtot"] or 0)
+            weights.setdefault(name, int(row["weight"] or 0))
+    per_lb = {lb: sum(int(r["lbtot"] or 0) for r in rows.values()) for lb, rows in views.items()}
+    return counts, weights, per_lb
 
 
 def _selects(inventory: Any) -> dict[str, int | None]:
@@ -491,9 +500,9 @@ def run(
     if kind not in KINDS:
         raise LoadTestError(f"unknown load test {kind!r} (load tests: {', '.join(KINDS)})")
     check_load(users, spawn_rate, run_time, workers)
-    lb = lb_host(inventory)
-    if lb is None:
+    if not lb_hosts(inventory):
         raise LoadTestError(f"{inventory.path}: no host has the haproxy role: nothing to send load through")
+    address = site_address(inventory)
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     folder = folder or paths.records_dir() / "loadtests" / f"{kind}-{run_id}"
     test = LoadTest(
@@ -502,12 +511,12 @@ def run(
         parameters={"users": users, "spawn_rate": spawn_rate, "run_time": run_time, "workers": workers},
         folder=str(folder),
     )
-    lbtot_before, _ = _lbtot(inventory)
+    lbtot_before, _, per_lb_before = _lbtot(inventory)
     selects_before = _selects(inventory)
     started = time.monotonic()
     ran = run_locust(
         locustfiles() / KINDS[kind],
-        f"http://{lb.address}:{ports(inventory)['http']}",
+        f"http://{address}:{ports(inventory)['http']}",
         domain(inventory),
         folder,
         users,
@@ -516,7 +525,9 @@ def run(
         workers,
     )
     test.extra["seconds"] = round(time.monotonic() - started, 1)
-    lbtot_after, weights = _lbtot(inventory)
+    lbtot_after, weights, per_lb_after = _lbtot(inventory)
+    test.extra["lb_served"] = {lb: per_lb_after[lb] - per_lb_before.get(lb, 0) for lb in per_lb_after}
+    test.extra["site_address"] = address
     selects_after = _selects(inventory)
     lbtot = {n: lbtot_after[n] - lbtot_before.get(n, 0) for n in lbtot_after}
     selects = {n: _delta(selects_before.get(n), selects_after.get(n)) for n in selects_after}

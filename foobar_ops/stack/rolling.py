@@ -1,6 +1,7 @@
-"""Rolling changes behind the load balancer, in one place: a web host is drained in HAProxy before
-it changes, and put back (and waited for until UP) after, so no request meets a restarting server;
-hosts go one at a time, out-of-rotation ones first, and the phase stops at the first failure."""
+"""Rolling changes behind the load balancers, in one place: a web host is drained in HAProxy on every
+load balancer before it changes, and put back (and waited for until UP) on every one after, so no
+request meets a restarting server whichever load balancer holds the floating address; hosts go one
+at a time, out-of-rotation ones first, and the phase stops at the first failure."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from ..core.errors import CutOffChangeRunning
 from ..core.result import Result, Status
 from ..core.run import Run
 from ..core.states import State
+from .balancers import Balancers
 from .lb import HAProxy, LastServerUp, LBError, is_up, marks_command, server_result
-from .topology import BACKEND, lb_host
+from .topology import BACKEND, lb_hosts
 
 ANOTHER_UP_WAIT = 5.0  # seconds to wait for another server that is rising (e.g. just after a reload)
 
@@ -36,15 +38,14 @@ def rolling_phase(name: str, states_for: Callable[[Any, Any], Sequence[State[Any
         guard=drained,
         order=out_of_rotation_first,
         prepare=put_back_left_drained,
-        also_locks=lambda inventory: [lb_host(inventory)],
+        also_locks=lb_hosts,
         reads=_marks_read,
     )
 
 
 def _marks_read(inventory: Any) -> list[tuple[Any, str, str]]:
-    """The drain marks on the load balancer, read in its opening command (the put-back's input)."""
-    lb = lb_host(inventory)
-    return [(lb, "drain-marks", marks_command(BACKEND))] if lb is not None else []
+    """The drain marks on each load balancer, read in its opening command (the put-back's input)."""
+    return [(lb, "drain-marks", marks_command(BACKEND)) for lb in lb_hosts(inventory)]
 
 
 def put_back_left_drained(run: Run, emit: Emit, timeout: float = 30) -> None:
@@ -59,12 +60,15 @@ def put_back_left_drained(run: Run, emit: Emit, timeout: float = 30) -> None:
     emit: where each put-back's result goes.
     timeout: seconds to wait for a put-back server to be UP.
     """
-    inventory, test, this_run = run.inventory, run.test, run.id
-    balancer = lb_host(inventory)
-    if balancer is None:
-        return
+    for balancer in lb_hosts(run.inventory):
+        _put_back_on(run, balancer, emit, timeout)
+
+
+def _put_back_on(run: Run, balancer: Any, emit: Emit, timeout: float) -> None:
+    """Put back what dead runs left drained on one load balancer (see put_back_left_drained)."""
+    test, this_run = run.test, run.id
     try:
-        with HAProxy(inventory, record=False, remote=run.remote(balancer)) as lb:
+        with HAProxy(run.inventory, balancer.name, record=False, remote=run.remote(balancer)) as lb:
             marks = lb.marks(BACKEND, said=run.read(balancer.name, "drain-marks"))
             rows = lb.servers(BACKEND) if marks else {}
             for server, mark in marks.items():
@@ -97,7 +101,9 @@ def put_back_left_drained(run: Run, emit: Emit, timeout: float = 30) -> None:
                 except LBError as err:
                     emit(_put_back(lb, server, False, f"could not put back ({left}): {err}", started, status))
     except LBError as err:
-        raise LBError(f"cannot check the load balancer for servers left drained by a dead run: {err}") from None
+        raise LBError(
+            f"cannot check load balancer {balancer.name} for servers left drained by a dead run: {err}"
+        ) from None
 
 
 def _put_back(lb: HAProxy, server: str, ok: bool, comment: str, started: float, before: Any) -> Result:
@@ -126,52 +132,70 @@ def out_of_rotation_first(hosts: list[Any], inventory: Any) -> list[Any]:
     hosts: the phase's hosts, in inventory order.
     inventory: the Inventory.
     """
-    if lb_host(inventory) is None or len(hosts) < 2:
+    if not lb_hosts(inventory) or len(hosts) < 2:
         return hosts
     try:
-        with HAProxy(inventory, record=False) as lb:
-            rows = lb.servers(BACKEND)
+        with Balancers(inventory) as lbs:
+            views = list(lbs.servers(BACKEND).values())
     except Exception:  # noqa: BLE001 - no load balancer to ask: keep the inventory order
         return hosts
-    return sorted(hosts, key=lambda h: h.name in rows and is_up(rows[h.name]))
+    return sorted(hosts, key=lambda h: all(h.name in rows and is_up(rows[h.name]) for rows in views))
 
 
 @contextmanager
 def drained(run: Run, host: Any, emit: Emit, timeout: float = 30) -> Iterator[None]:
-    """Drain `host` in the load balancer around the block, then ready it and wait until its health
-    checks pass again; each step is a result. A server that is not UP (a first deploy, or out of
-    rotation by an operator's choice) is changed as it is and its admin state left alone; the only
-    server UP is changed without draining (nothing could take its traffic), and the result says so.
+    """Drain `host` on every load balancer around the block, then ready it on every one and wait
+    until each sees its health checks pass again; each step is a result per load balancer. A
+    server that no load balancer sees UP (a first deploy, or out of rotation by an operator's
+    choice) is changed as it is and its admin state left alone; the only server UP is changed
+    without draining (nothing could take its traffic), and the result says so.
 
-    run: the run (its inventory's haproxy host is the load balancer, reached on the run's own
-        connection, which holds its lock; its id marks the drain).
+    run: the run (its inventory's haproxy hosts are the load balancers, each reached on the run's
+        own connection, which holds its lock; its id marks the drain).
     host: the web host about to change.
     emit: where the drain/ready results go (the run's journal).
     timeout: seconds to wait for sessions to end, and for the host to be UP again.
     """
-    balancer = lb_host(run.inventory)
-    if balancer is None:
+    balancers = lb_hosts(run.inventory)
+    if not balancers:
         yield
         return
-    with HAProxy(run.inventory, record=False, remote=run.remote(balancer)) as lb:
+    with Balancers(run.inventory, remotes={b.name: run.remote(b) for b in balancers}) as lbs:
         started = time.perf_counter()
-        row = lb.servers(BACKEND).get(host.name)
-        serving = row is not None and is_up(row)
-        if not serving:
-            why = f"{row['status'] if row else 'absent'} in the load balancer: changed as it is, its state left alone"
-            emit(_result(lb, host, "as-is", True, why, started, changed=False))
+        if not lbs.serving(host.name):
+            seen = ", ".join(f"{lb} {status}" for lb, status in lbs.statuses(host.name).items())
+            why = f"not UP on any load balancer ({seen}): changed as it is, its state left alone"
+            _each(emit, lbs, host, "as-is", True, why, started, changed=False)
             yield
             return
-        yield from _drain_change_ready(lb, host, emit, timeout, started, run.id)
+        yield from _drain_change_ready(lbs, host, emit, timeout, started, run.id)
 
 
-def _drain(lb: HAProxy, host: Any, timeout: float, mark: str) -> float | None:
-    """Drain `host` (marked as this run's), unless it is the only server UP: then wait a little for
-    another one to rise (e.g. just after a reload) and return None when none did."""
+def _each(
+    emit: Emit,
+    lbs: Balancers,
+    host: Any,
+    action: str,
+    ok: bool,
+    comment: str,
+    started: float,
+    before: Any = None,
+    changed: bool = True,
+) -> None:
+    """Record one step of the guard on every load balancer (a result each); trouble recording it
+    never keeps a server out of rotation."""
+    for lb in lbs:
+        _safe_emit(emit, _result(lb, host, action, ok, comment, started, before, changed))
+
+
+def _drain(lbs: Balancers, host: Any, timeout: float, mark: str) -> float | None:
+    """Drain `host` on every load balancer (marked as this run's), unless it is the only server UP
+    on one of them: then wait a little for another one to rise (e.g. just after a reload) and
+    return None when none did (nothing is left drained anywhere)."""
     deadline = time.monotonic() + ANOTHER_UP_WAIT
     while True:
         try:
-            return lb.drain(host.name, BACKEND, timeout=timeout, mark=mark)
+            return lbs.drain(host.name, BACKEND, timeout=timeout, mark=mark)
         except LastServerUp:
             if time.monotonic() > deadline:
                 return None
@@ -179,58 +203,54 @@ def _drain(lb: HAProxy, host: Any, timeout: float, mark: str) -> float | None:
 
 
 def _drain_change_ready(
-    lb: HAProxy, host: Any, emit: Emit, timeout: float, started: float, mark: str
+    lbs: Balancers, host: Any, emit: Emit, timeout: float, started: float, mark: str
 ) -> Iterator[None]:
-    """Drain, let the change run (the caller's block), then ready and wait for UP; the server is
-    put back whatever happens (an interrupt stays an interrupt), except while its change, cut off,
-    still runs on it (CutOffChangeRunning): it stays drained with this run's mark, and the next
-    run, which waits for that change to end, puts it back."""
+    """Drain everywhere, let the change run (the caller's block), then ready everywhere and wait
+    for UP; the server is put back whatever happens (an interrupt stays an interrupt), except while
+    its change, cut off, still runs on it (CutOffChangeRunning): it stays drained with this run's
+    mark, and the next run, which waits for that change to end, puts it back."""
     try:
-        waited = _drain(lb, host, timeout, mark)
+        waited = _drain(lbs, host, timeout, mark)
     except BaseException as err:
-        _put_back_after(lb, host, err)
-        _safe_emit(
-            emit,
-            _result(
-                lb, host, "drain", False, f"drain failed, server put back: {str(err) or type(err).__name__}", started
-            ),
-        )
+        _put_back_after(lbs, host, err)
+        why = f"drain failed, server put back: {str(err) or type(err).__name__}"
+        _each(emit, lbs, host, "drain", False, why, started)
         raise
-    if waited is None:  # checked and refused in one step on the load balancer: nobody else serves
-        emit(_result(lb, host, "as-is", True, "the only server UP: changed without draining", started, changed=False))
+    if waited is None:  # checked and refused in one step on a load balancer: nobody else serves
+        _each(emit, lbs, host, "as-is", True, "the only server UP: changed without draining", started, changed=False)
         yield
         return
-    _safe_emit(emit, _result(lb, host, "drain", True, f"drained in {waited:.1f} s before its change", started, "UP"))
+    _each(emit, lbs, host, "drain", True, f"drained in {waited:.1f} s before its change", started, "UP")
     failed: BaseException | None = None
     try:
         yield
     except CutOffChangeRunning as err:  # out of rotation until it ends: a later run puts it back (the mark)
         why = f"left out of rotation, marked as this run's: {err.reason}; the next run puts it back once it has ended"
-        _safe_emit(emit, _result(lb, host, "ready", False, why, time.perf_counter()))
+        _each(emit, lbs, host, "ready", False, why, time.perf_counter())
         raise
     except BaseException as err:  # noqa: BLE001 - failed or interrupted: still put the server back, then re-raise
         failed = err
     started = time.perf_counter()
     try:
-        _put_back_after(lb, host, failed)
-        up = lb.wait_up(host.name, BACKEND, timeout=timeout)
-        _safe_emit(emit, _result(lb, host, "ready", True, f"back in rotation, UP after {up:.1f} s", started, "DRAIN"))
+        _put_back_after(lbs, host, failed)
+        up = lbs.wait_up(host.name, BACKEND, timeout=timeout)
+        _each(emit, lbs, host, "ready", True, f"back in rotation, UP after {up:.1f} s", started, "DRAIN")
     except Exception as err:
-        _safe_emit(emit, _result(lb, host, "ready", False, str(err), started))
+        _each(emit, lbs, host, "ready", False, str(err), started)
         if failed is None:
             raise
     if failed is not None:
         raise failed
 
 
-def _put_back_after(lb: HAProxy, host: Any, err: BaseException | None) -> None:
-    """Ready the server. After an interrupt, on a fresh connection (the one the interrupt hit may
-    be mid-command) unless it is the run's own, shared one (the run's lock on the load balancer
-    rides on it; the command gets a new channel of it). A cut connection is tried again by the
-    load balancer's own runtime API (HAProxy._run)."""
+def _put_back_after(lbs: Balancers, host: Any, err: BaseException | None) -> None:
+    """Ready the server on every load balancer. After an interrupt, on fresh connections (the one
+    the interrupt hit may be mid-command) unless they are the run's own, shared ones (the run's
+    lock on each load balancer rides on them; the command gets a new channel). A cut connection is
+    tried again by the runtime API itself (HAProxy._run)."""
     if isinstance(err, KeyboardInterrupt):
-        lb.close()
-    lb.ready(host.name, BACKEND)
+        lbs.close()
+    lbs.ready(host.name, BACKEND)
 
 
 def _safe_emit(emit: Emit, result: Result) -> None:

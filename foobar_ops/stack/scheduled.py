@@ -21,7 +21,7 @@ from ..core.states import State
 from . import loadtest as lt
 from .roles.base import template
 from .roles.loadgen import RUNNER, RUNS
-from .topology import db_hosts, db_primary, domain, lb_host, ports, read_weight, web_weight
+from .topology import db_hosts, db_primary, domain, lb_hosts, ports, read_weight, site_address, web_weight
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 _RUN = re.compile(r"[a-z0-9][a-z0-9-]{0,40}-[0-9]{8}-[0-9]{6}")
@@ -72,8 +72,7 @@ def schedule_states(
     """Return the function (host, inventory) -> states that installs and starts the timer."""
     check_schedule(name, kind, every)
     lt.check_load(users, spawn_rate, run_time)
-    lb = lb_host(inventory)
-    if lb is None:
+    if not lb_hosts(inventory):
         raise lt.LoadTestError(f"{inventory.path}: no host has the haproxy role: nothing to send load through")
     ctx = unit_values(
         {
@@ -84,7 +83,7 @@ def schedule_states(
             "spawn_rate": spawn_rate,
             "run_time": run_time,
             "runner": RUNNER,
-            "host": f"http://{lb.address}:{ports(inventory)['http']}",
+            "host": f"http://{site_address(inventory)}:{ports(inventory)['http']}",
             "site": domain(inventory),
         }
     )

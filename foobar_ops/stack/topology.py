@@ -18,7 +18,7 @@ STATS_SOCKET = "/run/haproxy/admin.sock"
 BACKEND = "bk_web"
 #: the roles an inventory host may declare (roles.ROLES holds each one's states; a test holds the two
 #: lists equal): reading an inventory needs only their names, not the roles' modules
-ROLE_NAMES = ("mysql", "nginx", "haproxy", "loadgen", "app")
+ROLE_NAMES = ("mysql", "nginx", "haproxy", "keepalived", "loadgen", "app")
 #: Idle keep-alive connections between Nginx and the app: Nginx lets go of one first (after
 #: NGINX_APP_IDLE_S) and the app keeps it open longer (APP_KEEPALIVE_S). The other way round, the
 #: app closes a connection just as Nginx sends a request on it, and a POST (never retried once
@@ -57,6 +57,8 @@ STACK_TYPES: typed.Spec = {
     "domain": typed.dns_name(),
     "app_source": typed.plain_path(),
     "database": typed.mapping_of(STACK_DATABASE, closed=False),
+    "vip": typed.ipv4_address(),
+    "vrrp_router_id": typed.whole(1, 255),
 }
 #: The same for hosts' vars (the roles' settings; the roles check them again where they use them).
 VAR_TYPES: typed.Spec = {
@@ -73,6 +75,8 @@ VAR_TYPES: typed.Spec = {
     "haproxy_check_interval": _DURATION,
     "haproxy_check_fall": typed.whole(1, 1000),
     "haproxy_check_rise": typed.whole(1, 1000),
+    "keepalived_interface": typed.word(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "a network interface name such as eth0"),
+    "keepalived_priority": typed.whole(1, 254),
     "mysql_role": typed.choice("primary", "replica"),
     "mysql_server_id": typed.whole(1, 2**32 - 1),
     "mysql_read_weight": typed.whole(0, 1000),
@@ -151,9 +155,37 @@ def web_hosts(inventory: Any) -> list[Any]:
     return [h for h in inventory.hosts.values() if "nginx" in h.roles]
 
 
-def lb_host(inventory: Any) -> Any:
-    """Return the load balancer: the first host with the haproxy role, or None when there is none."""
-    return next((h for h in inventory.hosts.values() if "haproxy" in h.roles), None)
+def lb_hosts(inventory: Any) -> list[Any]:
+    """Return the load balancers: the hosts with the haproxy role, in inventory order (empty when
+    there is none). Each one serves the same configuration; the one holding the floating address
+    (stack.vip) takes the site's traffic."""
+    return [h for h in inventory.hosts.values() if "haproxy" in h.roles]
+
+
+def vip(inventory: Any) -> str | None:
+    """Return the stack's floating address (stack.vip), or None when it has none."""
+    value = stack_vars(inventory).get("vip")
+    return str(value) if value else None
+
+
+def site_address(inventory: Any) -> str:
+    """Return the address the site is reached at: the floating address (stack.vip) when there is
+    one, else the only load balancer's own address. Several load balancers without a floating
+    address, or none at all, is a TopologyError naming what is missing."""
+    address = vip(inventory)
+    if address:
+        return address
+    lbs = lb_hosts(inventory)
+    if not lbs:
+        raise TopologyError(
+            f"{inventory.path}: no host has the haproxy role, so there is no load balancer to send requests through"
+        )
+    if len(lbs) > 1:
+        raise TopologyError(
+            f"{inventory.path}: {len(lbs)} load balancers ({', '.join(h.name for h in lbs)}) need a floating "
+            "address to be reached at: set stack.vip"
+        )
+    return str(lbs[0].address)
 
 
 def app_hosts(inventory: Any) -> list[Any]:

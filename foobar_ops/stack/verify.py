@@ -1,5 +1,6 @@
-"""Verify the site as users see it: requests through the load balancer with the site's Host, and
-the one rule for a passing verification."""
+"""Verify the site as users see it: requests to the address foobar.com points at (the floating
+address of the load balancer pair, or the only load balancer) with the site's Host, and the one
+rule for a passing verification."""
 
 from __future__ import annotations
 
@@ -12,17 +13,7 @@ from typing import Any
 
 from ..core.shape import headline, one_line
 from . import topology
-from .topology import TopologyError, domain, ports, web_hosts
-
-
-def lb_host(inventory: Any) -> Any:
-    """Return the load balancer host; TopologyError when the inventory has none."""
-    host = topology.lb_host(inventory)
-    if host is None:
-        raise TopologyError(
-            f"{inventory.path}: no host has the haproxy role, so there is no load balancer to send requests through"
-        )
-    return host
+from .topology import domain, ports, site_address, vip, web_hosts
 
 
 def request(
@@ -73,21 +64,29 @@ def request(
 
 
 def wait_all_up(inventory: Any, timeout: float = 30.0, backend: str = topology.BACKEND) -> dict[str, str]:
-    """Wait until the load balancer reports every server of the backend UP; return their status.
+    """Wait until every load balancer reports every server of the backend UP; return their status
+    (a server UP on one load balancer and not on another is reported as each one sees it).
 
     A freshly deployed server needs a few passing health checks before it takes traffic.
     inventory: the Inventory.
     timeout: give up after this many seconds (the statuses at that moment are returned).
     backend: the HAProxy backend.
     """
-    from .lb import HAProxy
+    from .balancers import Balancers
 
-    with HAProxy(inventory) as lb:
-        return lb.wait_all_up(backend, timeout)
+    with Balancers(inventory) as lbs:
+        seen = {lb.host.name: lb.wait_all_up(backend, timeout) for lb in lbs}
+    out: dict[str, str] = {}
+    for server in dict.fromkeys(name for statuses in seen.values() for name in statuses):
+        words = {lb: statuses.get(server, "absent") for lb, statuses in seen.items()}
+        same = set(words.values())
+        out[server] = same.pop() if len(same) == 1 else ", ".join(f"{lb} {w}" for lb, w in words.items())
+    return out
 
 
 def through_lb(inventory: Any, n: int = 20, path: str = "/") -> Any:
-    """Send n sequential GET requests through the load balancer; return a DataFrame of them.
+    """Send n sequential GET requests to the site's address (the floating address when there is
+    one); return a DataFrame of them.
 
     inventory: the Inventory.
     n: number of requests.
@@ -95,8 +94,8 @@ def through_lb(inventory: Any, n: int = 20, path: str = "/") -> Any:
     """
     import pandas as pd
 
-    lb = lb_host(inventory)
-    rows = [request(lb.address, ports(inventory)["http"], domain(inventory), path) for _ in range(n)]
+    address = site_address(inventory)
+    rows = [request(address, ports(inventory)["http"], domain(inventory), path) for _ in range(n)]
     return pd.DataFrame([{k: v for k, v in r.items() if k != "body"} for r in rows])
 
 
@@ -106,11 +105,12 @@ def summary_line(inventory: Any, frame: Any) -> str:
     inventory: the Inventory.
     frame: what through_lb returned.
     """
-    lb = lb_host(inventory)
+    address = site_address(inventory)
+    via = f"the floating address {address}" if vip(inventory) else f"{topology.lb_hosts(inventory)[0].name} ({address})"
     ok = int((frame["status"] == 200).sum())
     by = Counter(frame.loc[frame["status"] == 200, "served_by"].dropna())
     servers = ", ".join(f"{name} {count}" for name, count in sorted(by.items())) or "none"
-    return f"{domain(inventory)} via {lb.name} ({lb.address}): {ok}/{len(frame)} answered 200; served by {servers}"
+    return f"{domain(inventory)} via {via}: {ok}/{len(frame)} answered 200; served by {servers}"
 
 
 @dataclass(repr=False)

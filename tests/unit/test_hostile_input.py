@@ -238,7 +238,7 @@ def test_lb_refuses_names_its_configuration_does_not_have_before_any_command(
 def test_the_load_balancer_itself_refuses_a_path_for_a_name():
     lb = lb_mod.HAProxy.__new__(lb_mod.HAProxy)  # no inventory check: a name read from a mark file
     with pytest.raises(lb_mod.LBError, match="is not a name"):
-        lb._set_state("bk_web", "../x", "ready")
+        lb.set_state("bk_web", "../x", "ready")
     with pytest.raises(lb_mod.LBError, match="is not a name"):
         lb.marks("../..")
 
@@ -291,7 +291,7 @@ def test_a_good_schedule_renders_one_exec_line(tmp_path):
     text = service.content.decode() if isinstance(service.content, bytes) else str(service.content)
     assert [ln for ln in text.splitlines() if ln.startswith("Exec")] == [
         "ExecStart=/opt/foobar-loadgen/run-loadtest --name nightly --kind round-robin --users 16 --spawn-rate 2.5 "
-        "--run-time 5m --host http://10.77.0.10:80 --site foobar.com"
+        "--run-time 5m --host http://10.77.0.50:80 --site foobar.com"
     ]
 
 

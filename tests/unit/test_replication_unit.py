@@ -987,7 +987,7 @@ def test_set_host_vars_swaps_the_roles_keeping_everything_else(lab_file):
 def test_set_host_vars_adds_vars_to_a_host_without_them(lab_file):
     set_host_vars(lab_file, {"lb-01": {"mysql_read_weight": 2}})
     inv = load_inventory(lab_file)
-    assert inv.host("lb-01").vars == {"mysql_read_weight": 2}
+    assert inv.host("lb-01").vars == {"keepalived_interface": "host0", "mysql_read_weight": 2}  # its group's too
     assert inv.host("web-01").vars == {"mysql_role": "primary", "mysql_read_weight": 1}
     assert "# The built-in lab" in lab_file.read_text()
 

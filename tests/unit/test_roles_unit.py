@@ -19,7 +19,7 @@ from foobar_ops.core.errors import FoobarOpsError, InventoryError
 from foobar_ops.core.facts import Peer
 from foobar_ops.core.inventory import load_inventory as core_load_inventory
 from foobar_ops.core.states.mysql import native_hash
-from foobar_ops.stack import load_inventory, roles, rolling, topology
+from foobar_ops.stack import load_inventory, pair, roles, rolling, topology
 from foobar_ops.stack.build import AppBuild
 from foobar_ops.stack.roles import ROLES, Role, RoleError, check_roles, names, phases, states_for
 from foobar_ops.stack.roles import app as app_role
@@ -82,7 +82,7 @@ def test_inventory_copy_uses_env_secrets(inv):
     assert inv.secret("mysql_app_password").reveal() == DB_PW
     assert inv.secret("mysql_repl_password").reveal() == REPL_PW
     assert inv.host("web-01").sudo_password.reveal() == SUDO_PW
-    assert list(inv.hosts) == ["lb-01", "web-01", "web-02", "loadgen-01"]
+    assert list(inv.hosts) == ["lb-01", "lb-02", "web-01", "web-02", "loadgen-01"]
 
 
 def test_topology_of_the_lab(inv):
@@ -138,7 +138,7 @@ def test_haproxy_health_check_stats_socket_and_validation(inv):
     assert config.validate == "haproxy -c -f {}"
     assert config.mode == "0644" and config.name == "/etc/haproxy/haproxy.cfg"
     assert states["haproxy:service"].watch == ("haproxy:config",)
-    assert set(states) == {
+    assert {name for name in states if name.startswith("haproxy:")} == {
         "haproxy:packages",
         "haproxy:config",
         "haproxy:reload-keeps-state",
@@ -581,17 +581,19 @@ def test_check_roles_names_the_unknown_role():
 def test_phases_put_mysql_first_and_roll_the_app_one_host_at_a_time(inv, fake_build):
     steps = phases()
     assert all(isinstance(p, Phase) for p in steps)
-    assert [p.name for p in steps] == [spec.name for spec in roles.PHASES] == ["database", "web", "app"]
-    assert [spec.rolling for spec in roles.PHASES] == [False, False, True]
-    # the database one host at a time, primary first; the app rolling
-    assert [p.serial for p in steps] == [True, False, True]
+    assert [p.name for p in steps] == [spec.name for spec in roles.PHASES] == ["database", "web", "lb", "app"]
+    assert [spec.rolling for spec in roles.PHASES] == [False, False, False, True]
+    # the database one host at a time, primary first; the load balancers one at a time; the app rolling
+    assert [p.serial for p in steps] == [True, False, True, True]
+    assert steps[2].guard is pair.peer_serves
     assert steps[0].order is roles.primary_first and steps[0].guard is None
     web01 = inv.host("web-01")
     ids = [[st.id.split(":")[0] for st in p.states_for(web01, inv)] for p in steps]
-    assert set(ids[0]) == {"mysql"} and set(ids[1]) == {"nginx"} and set(ids[2]) == {"app"}
+    assert set(ids[0]) == {"mysql"} and set(ids[1]) == {"nginx"} and ids[2] == [] and set(ids[3]) == {"app"}
     assert steps[0].states_for(inv.host("lb-01"), inv) == []
-    assert {st.id.split(":")[0] for st in steps[1].states_for(inv.host("lb-01"), inv)} == {"haproxy"}
-    assert steps[2].states_for(inv.host("lb-01"), inv) == []
+    assert steps[1].states_for(inv.host("lb-01"), inv) == []
+    assert {st.id.split(":")[0] for st in steps[2].states_for(inv.host("lb-01"), inv)} == {"haproxy", "keepalived"}
+    assert steps[3].states_for(inv.host("lb-01"), inv) == []
 
 
 def test_the_database_phase_takes_the_primary_first(inv):
@@ -618,8 +620,8 @@ def test_phases_of_the_app_alone_is_one_rolling_phase(inv, fake_build):
 
 def test_phases_for_haproxy_only(inv):
     steps = phases(["haproxy"])
-    assert [(p.name, p.serial, p.guard) for p in steps] == [("web", False, None)]
-    assert steps[0].states_for(inv.host("web-01"), inv) == []  # nginx is in the web phase too, not asked for
+    assert [(p.name, p.serial, p.guard) for p in steps] == [("lb", True, pair.peer_serves)]
+    assert steps[0].states_for(inv.host("web-01"), inv) == []
     assert [st.id for st in steps[0].states_for(inv.host("lb-01"), inv)] == [
         "haproxy:packages",
         "haproxy:config",
@@ -676,7 +678,7 @@ def test_the_stack_loader_refuses_a_role_it_does_not_know(tmp_path):
 
 
 def test_every_role_name_maps_to_its_role_in_the_registry(inv):
-    assert names() == tuple(ROLES) and set(names()) == {"haproxy", "nginx", "app", "mysql", "loadgen"}
+    assert names() == tuple(ROLES) and set(names()) == {"haproxy", "keepalived", "nginx", "app", "mysql", "loadgen"}
     for name, role in ROLES.items():
         assert isinstance(role, Role) and role.name == name and callable(role.states) and role.summary
     assert {role.phase for role in ROLES.values()} <= {spec.name for spec in roles.PHASES}
@@ -688,7 +690,8 @@ def test_roles_are_applied_in_their_phase():
     assert {name: role.phase for name, role in ROLES.items()} == {
         "mysql": "database",
         "nginx": "web",
-        "haproxy": "web",
+        "haproxy": "lb",
+        "keepalived": "lb",
         "loadgen": "web",
         "app": "app",
     }

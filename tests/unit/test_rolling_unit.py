@@ -17,7 +17,7 @@ from foobar_ops.core.inventory import load_inventory
 from foobar_ops.core.journal import Journal
 from foobar_ops.core.result import Status
 from foobar_ops.stack import lb as haproxy
-from foobar_ops.stack import rolling
+from foobar_ops.stack import balancers, rolling
 from foobar_ops.stack.lb import LastServerUp, LBError
 from tests.unit.fakes import FakeRemote, guards
 
@@ -44,10 +44,22 @@ class FakeLB:
     drains = []  # (server, mark) of every drain asked for
     on_refusal = None  # called when a drain is refused (e.g. another server rises meanwhile)
 
-    def __init__(self, inventory, record=True, remote=None):
+    def __init__(self, inventory, host=None, record=True, remote=None):
         if FakeLB.unreachable:
             raise haproxy.LBError("lb-01: `show stat` failed: connection refused")
-        self.host = SimpleNamespace(name="lb-01")
+        self.host = SimpleNamespace(name=host or "lb-01")
+        self.emit = None
+
+    def set_state(self, backend, server, state, mark=None):
+        if state == "drain":
+            self.drain(server, backend, mark=mark)
+        elif state == "ready":
+            self.ready(server, backend)
+        else:
+            self._act(state, server)
+
+    def wait_sessions_end(self, server, backend="bk_web", timeout=60, poll=0.5):
+        return 0.1
 
     def __enter__(self):
         return self
@@ -95,12 +107,13 @@ class FakeLB:
         return 0.2
 
     def close(self):
-        FakeLB.calls.append(("close", None))
+        pass
 
 
 @pytest.fixture(autouse=True)
 def fake(monkeypatch):
     monkeypatch.setattr(rolling, "HAProxy", FakeLB)
+    monkeypatch.setattr(balancers, "HAProxy", FakeLB)
     monkeypatch.setattr(rolling, "ANOTHER_UP_WAIT", 0.2)  # the wait for another server to rise
     FakeLB.status, FakeLB.calls, FakeLB.fail = {"web-01": "UP", "web-02": "UP"}, [], {}
     FakeLB.unreachable, FakeLB.marked, FakeLB.drains, FakeLB.on_refusal = False, {}, [], None
@@ -196,7 +209,7 @@ def test_a_drain_that_fails_puts_the_server_back_and_says_so():
             pytest.fail("the change must not run when the drain failed")
     assert FakeLB.status["web-01"] == "UP"
     assert emitted[0].status is Status.FAILED and emitted[0].result is False
-    assert "drain failed, server put back: still has 3 sessions" in emitted[0].comment
+    assert "drain failed, server put back: lb-01: still has 3 sessions" in emitted[0].comment  # which one said it
 
 
 def test_a_server_out_of_rotation_is_changed_as_it_is_and_left_alone():
@@ -252,7 +265,7 @@ def test_a_rolling_phase_is_serial_drained_and_out_of_rotation_first():
 def test_a_rolling_phase_also_locks_the_load_balancer():
     phase = rolling.rolling_phase("web", lambda host, inventory: [])
     assert phase.also_locks(INV) == [INV.hosts["lb-01"]]
-    assert phase.also_locks(NO_LB) == [None]  # nothing more to lock (the run skips it)
+    assert phase.also_locks(NO_LB) == []  # nothing more to lock
 
 
 # --- a rolling phase through apply() ---------------------------------------------------------
@@ -328,7 +341,7 @@ def test_a_drain_that_fails_leaves_the_host_unchanged_and_stops_the_rolling_depl
     assert FakeLB.status["web-01"] == "UP"  # and the server was put back
     web1 = [r for r in report.results if r.host == "web-01"]
     assert [r.status for r in web1] == [Status.NOT_RUN, Status.NOT_RUN]
-    assert all(r.comment == "not run: bk_web/web-01 still has 3 sessions after 30 s of draining" for r in web1)
+    assert all(r.comment == "not run: lb-01: bk_web/web-01 still has 3 sessions after 30 s of draining" for r in web1)
     for host in ("web-02", "web-03"):
         rest = [r for r in report.results if r.host == host]
         assert [r.status for r in rest] == [Status.NOT_RUN, Status.NOT_RUN]
@@ -438,7 +451,9 @@ def test_a_server_that_cannot_be_put_back_is_a_failed_result_and_the_others_stil
 
 def test_a_load_balancer_that_cannot_say_what_was_left_drained_stops_the_run():
     FakeLB.fail["marks"] = LBError("lb-01: exit code 1: sudo: a password is required")
-    with pytest.raises(LBError, match="cannot check the load balancer for servers left drained by a dead run: lb-01"):
+    with pytest.raises(
+        LBError, match="cannot check load balancer lb-01 for servers left drained by a dead run: lb-01: exit code 1"
+    ):
         put_back()
 
 

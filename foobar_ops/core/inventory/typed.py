@@ -10,6 +10,7 @@ or raises the context's InventoryError naming the file, the host, the key and th
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "check_tree",
     "choice",
     "dns_name",
+    "ipv4_address",
     "mapping_of",
     "number",
     "plain_path",
@@ -108,6 +110,18 @@ def word(pattern: str, hint: str, numbers: bool = False) -> Check:
 def dns_name() -> Check:
     """A DNS name (letters, digits and '-' in dot-separated labels), not an IP address."""
     return _refusing(lambda v: isinstance(v, str) and is_dns_name(v), "a DNS name such as foobar.com")
+
+
+def ipv4_address() -> Check:
+    """An IPv4 address in dotted form (a VRRP floating address, a peer's unicast address)."""
+
+    def ok(v: Any) -> bool:
+        try:
+            return isinstance(v, str) and str(ipaddress.IPv4Address(v)) == v
+        except ValueError:
+            return False
+
+    return _refusing(ok, "an IPv4 address such as 10.77.0.50")
 
 
 def plain_path() -> Check:

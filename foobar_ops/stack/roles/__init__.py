@@ -3,7 +3,8 @@
 A role is a pure function from a host's data (and the run's inputs: the wheels made once per run on
 the control machine, see inputs) to its declared states. An apply of the whole stack
 goes phase by phase across all hosts: the database first (the app checks its health against it),
-then Nginx and HAProxy everywhere at once, then the app one host at a time (a rolling change: the
+then Nginx everywhere at once, then the load balancers (HAProxy and keepalived) one at a time, each
+only while its peer serves, then the app one host at a time (a rolling change: the
 other servers keep serving, a host with changes pending is drained in HAProxy first, and a release
 that fails its health check on one host goes no further).
 """
@@ -18,9 +19,10 @@ from typing import Any
 from ...core.engine import Phase
 from ...core.states import State
 from .. import topology
+from ..pair import pair_phase
 from ..rolling import rolling_phase
 from ..topology import RoleError, check_roles
-from . import app, haproxy, loadgen, mysql, nginx
+from . import app, haproxy, keepalived, loadgen, mysql, nginx
 from .base import Role
 from .inputs import StackInputs, inputs_for
 
@@ -54,12 +56,14 @@ class PhaseSpec:
 
     name: the name roles give as their phase.
     rolling: one host at a time behind the load balancer (drained while it changes).
+    pair: one load balancer at a time, each changed only while its peer serves.
     serial: one host at a time in `order` (stopping at the first host that fails).
     order: the order of a serial phase.
     """
 
     name: str
     rolling: bool = False
+    pair: bool = False
     serial: bool = False
     order: Callable[[list[Any], Any], list[Any]] | None = None
 
@@ -68,11 +72,14 @@ class PhaseSpec:
 PHASES: tuple[PhaseSpec, ...] = (
     PhaseSpec("database", serial=True, order=primary_first),
     PhaseSpec("web"),
+    PhaseSpec("lb", pair=True),
     PhaseSpec("app", rolling=True),
 )
 
 #: Every role, by name, in the order its states are declared within a phase.
-ROLES: dict[str, Role] = {r.name: r for r in (mysql.ROLE, nginx.ROLE, haproxy.ROLE, loadgen.ROLE, app.ROLE)}
+ROLES: dict[str, Role] = {
+    r.name: r for r in (mysql.ROLE, nginx.ROLE, haproxy.ROLE, keepalived.ROLE, loadgen.ROLE, app.ROLE)
+}
 if tuple(ROLES) != topology.ROLE_NAMES:  # the names an inventory is read against
     raise RuntimeError(f"topology.ROLE_NAMES {topology.ROLE_NAMES} differs from the roles {tuple(ROLES)}")
 
@@ -140,6 +147,8 @@ def phases(
 
         if spec.rolling:
             out.append(rolling_phase(spec.name, states))
+        elif spec.pair:
+            out.append(pair_phase(spec.name, states))
         else:
             out.append(Phase(spec.name, states, serial=spec.serial, order=spec.order))
     return out

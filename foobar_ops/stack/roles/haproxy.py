@@ -70,4 +70,4 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
     ]
 
 
-ROLE = Role("haproxy", "web", states, "the load balancer: round robin over the web hosts, health checks on /health")
+ROLE = Role("haproxy", "lb", states, "the load balancer: round robin over the web hosts, health checks on /health")

@@ -7,7 +7,7 @@ from typing import Any
 
 from ...core import states as s
 from ...core.states import State
-from ..topology import APP_ROOT, NGINX_APP_IDLE_S, domain, lb_host, ports
+from ..topology import APP_ROOT, NGINX_APP_IDLE_S, domain, lb_hosts, ports
 from .base import Role, template
 from .inputs import StackInputs
 
@@ -26,7 +26,7 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
         "app_idle_s": NGINX_APP_IDLE_S,
         "app_root": APP_ROOT,
         "address": host.address,
-        "lb_address": lb.address if (lb := lb_host(inventory)) is not None else None,
+        "lb_addresses": [lb.address for lb in lb_hosts(inventory)],
     }
     return [
         s.pkg.installed("nginx", id="nginx:package"),
