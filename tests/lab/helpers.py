@@ -13,7 +13,7 @@ import yaml
 from foobar_ops.stack.verify import request
 from tests.conftest import LAB_INVENTORY, run_cli
 
-LB = "10.77.0.10"
+LB = "10.77.0.50"  # the floating address: the site as users reach it
 SITE = "foobar.com"
 
 

@@ -18,7 +18,7 @@ from foobar_ops.core.inventory import load_inventory
 from foobar_ops.lab import KNOWN_HOSTS, PASSWORD_PATH
 from tests.conftest import LAB_INVENTORY, run_cli
 
-HOSTS = ["lb-01", "web-01", "web-02", "loadgen-01"]
+HOSTS = ["lb-01", "lb-02", "web-01", "web-02", "loadgen-01"]
 
 
 def lab_copy(tmp_path: Path, edit) -> Path:
@@ -54,7 +54,7 @@ def test_hosts_lists_roles(lab):
     done = run_cli("hosts", "-i", LAB_INVENTORY, "--json")
     assert done.code == 0, done
     hosts = {h["name"]: h for h in done.json()["hosts"]}
-    assert hosts["lb-01"]["roles"] == ["haproxy"]
+    assert hosts["lb-01"]["roles"] == hosts["lb-02"]["roles"] == ["haproxy", "keepalived"]
     assert "nginx" in hosts["web-02"]["roles"] and "app" in hosts["web-02"]["roles"]
 
 

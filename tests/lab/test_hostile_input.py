@@ -11,7 +11,7 @@ from foobar_ops.stack.lb import HAProxy
 from tests.conftest import LAB_INVENTORY, run_cli
 from tests.lab.helpers import apply
 
-HOSTS = ("lb-01", "web-01", "web-02", "loadgen-01")
+HOSTS = ("lb-01", "lb-02", "web-01", "web-02", "loadgen-01")
 
 
 def on_host(host: str, script: str) -> str:

@@ -16,8 +16,8 @@ from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.core.journal import Journal
 from foobar_ops.core.result import Status
-from foobar_ops.stack import lb as haproxy
 from foobar_ops.stack import balancers, rolling
+from foobar_ops.stack import lb as haproxy
 from foobar_ops.stack.lb import LastServerUp, LBError
 from tests.unit.fakes import FakeRemote, guards
 
