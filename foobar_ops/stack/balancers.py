@@ -16,11 +16,9 @@ from .topology import BACKEND, lb_hosts
 __all__ = ["Balancers"]
 
 
-def _named(lb: HAProxy, err: BaseException) -> BaseException:
-    """The error, its message naming the load balancer that gave it."""
-    if isinstance(err, LBError) and lb.host.name not in str(err):
-        return type(err)(f"{lb.host.name}: {err}")
-    return err
+def state_of(status: str) -> str:
+    """The admin state that gives a server back the status it had: maint, drain or ready."""
+    return "maint" if status.startswith("MAINT") else "drain" if status.startswith("DRAIN") else "ready"
 
 
 class Balancers:
@@ -55,8 +53,8 @@ class Balancers:
     def set_state(self, backend: str, server: str, state: str, mark: str | None = None) -> None:
         """Set a server's admin state on every load balancer, each in one atomic step there. A drain
         or maint that one load balancer refuses (the last server UP there, say) is undone on those
-        already changed (put back ready) before the error is raised: the pair never disagrees
-        about a server that was UP.
+        already changed (each given back the state it had) before the error is raised: the load
+        balancers never disagree about a server. Every error names its load balancer.
 
         backend, server: which server.
         state: drain, ready or maint.
@@ -65,26 +63,25 @@ class Balancers:
         if state == "ready":  # the safe direction: tried on every one, the first error raised after
             self._ready_everywhere(backend, server)
             return
-        done: list[HAProxy] = []
+        done: list[tuple[HAProxy, str]] = []
         for lb in self.each:
             try:
-                lb.set_state(backend, server, state, mark)
-            except BaseException as err:  # noqa: BLE001 - undone, then raised
-                for prior in done:
+                done.append((lb, lb.set_state(backend, server, state, mark)))
+            except BaseException:  # undone where it was done, then raised
+                for prior, before in done:
                     try:
-                        prior.set_state(backend, server, "ready")
+                        prior.set_state(backend, server, state_of(before))
                     except Exception:  # noqa: BLE001 - the first error is the one to report
                         pass
-                raise _named(lb, err) from None
-            done.append(lb)
+                raise
 
     def _ready_everywhere(self, backend: str, server: str) -> None:
-        first: BaseException | None = None
+        first: Exception | None = None
         for lb in self.each:
             try:
                 lb.set_state(backend, server, "ready")
             except Exception as err:  # noqa: BLE001 - the others are still put back
-                first = first or _named(lb, err)
+                first = first or err
         if first is not None:
             raise first
 

@@ -202,13 +202,13 @@ class HAProxy:
             if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")
         }
 
-    def set_state(self, backend: str, server: str, state: str, mark: str | None = None) -> None:
+    def set_state(self, backend: str, server: str, state: str, mark: str | None = None) -> str:
         """Change a server's admin state in one atomic step on the load balancer (under a lock
         there, so two runs never both see the other server UP and both take theirs out): a drain
         or maint is refused when no other server is UP. A drain made by a run carries a mark on
         the load balancer (mark: the run id) so that the next run can put it back if this one dies;
         any change without a mark (ready, an operator's drain or maint) removes it, and so does
-        asking for a server the backend no longer has."""
+        asking for a server the backend no longer has. Return the server's status before."""
         _name("backend", backend)
         _name("server", server)
         started = time.perf_counter()
@@ -216,9 +216,13 @@ class HAProxy:
         line = out.strip().splitlines()[-1] if out.strip() else ""
         verdict, _, rest = line.partition("\t") if "\t" in line else line.partition(" ")
         if verdict == "UNKNOWN":
-            raise LBError(f"backend {backend} has no server {server!r} (servers: {', '.join(rest.split())})")
+            raise LBError(
+                f"{self.host.name}: backend {backend} has no server {server!r} (servers: {', '.join(rest.split())})"
+            )
         if verdict == "LAST":
-            raise LastServerUp(f"refusing to {state} {backend}/{server}: it is the last server that is UP")
+            raise LastServerUp(
+                f"{self.host.name}: refusing to {state} {backend}/{server}: it is the last server that is UP"
+            )
         if verdict not in ("OK", "REFUSED"):
             raise LBError(
                 f"{self.host.name}: unexpected answer to `set server {backend}/{server}`: {out.strip()[-300:]}"
@@ -226,7 +230,11 @@ class HAProxy:
         before, _, answer = rest.partition("\t")
         self._record(backend, server, before, state, answer.strip(), time.perf_counter() - started)
         if verdict != "OK":
-            raise LBError(f"HAProxy refused `set server {backend}/{server} state {state}`: {answer.strip() or out}")
+            raise LBError(
+                f"{self.host.name}: HAProxy refused `set server {backend}/{server} state {state}`: "
+                f"{answer.strip() or out}"
+            )
+        return before
 
     def command_script(self, script: str) -> str:
         """Run a shell script as root on the load balancer; return its output (LBError on failure)."""
@@ -351,7 +359,10 @@ class HAProxy:
             lambda rows: rows[server]["status"] == "UP",
             timeout,
             poll,
-            lambda rows: f"{backend}/{server} is {rows[server]['status']}, not UP, {timeout:g} s after it came back",
+            lambda rows: (
+                f"{self.host.name}: {backend}/{server} is {rows[server]['status']}, not UP, "
+                f"{timeout:g} s after it came back"
+            ),
         )
 
     def wait_all_up(self, backend: str = BACKEND, timeout: float = 30) -> dict[str, str]:

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..core.engine import Phase
@@ -23,8 +23,9 @@ TRACK_DIR = "/run/foobar-ops/keepalived"
 HAPROXY_DOWN = f"{TRACK_DIR}/haproxy-down"
 HANDOVER = f"{TRACK_DIR}/handover"
 #: keepalived's VRRP states by the number its JSON dump gives (vrrp.h: INIT 0, BACKUP 1, MASTER 2,
-#: FAULT 3); a load balancer whose keepalived does not run is reported FAULT (it can hold nothing).
-VRRP_STATES = {0: "BACKUP", 1: "BACKUP", 2: "MASTER", 3: "FAULT"}
+#: FAULT 3). Only MASTER and BACKUP can hold the address: an instance still in INIT (keepalived just
+#: started), or a load balancer whose keepalived does not run, is reported FAULT.
+VRRP_STATES = {1: "BACKUP", 2: "MASTER"}
 #: keepalived's JSON dump, asked with its signal; one asker at a time on a host (the file is shared)
 _JSON = "/tmp/keepalived.json"
 _ASK_JSON = f"""exec 7>>{TRACK_DIR}.json.lock; flock -w 5 7 || exit 0
@@ -71,17 +72,12 @@ class LBState:
         """HAProxy runs and keepalived is ready to hold the address (MASTER or BACKUP)."""
         return self.error is None and self.haproxy == "active" and self.vrrp_state in ("MASTER", "BACKUP")
 
+    def why_not(self) -> str:
+        """Why it does not serve, in a few words."""
+        return self.error or f"haproxy {self.haproxy}, {self.vrrp_state}"
+
     def as_json(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "vrrp_state": self.vrrp_state,
-            "haproxy": self.haproxy,
-            "priority": self.priority,
-            "keepalived": self.keepalived,
-            "holds_vip": self.holds_vip,
-            "handover": self.handover,
-            "error": self.error,
-        }
+        return asdict(self)
 
 
 @dataclass
@@ -108,6 +104,14 @@ class PairStatus:
     def ok(self) -> bool:
         return len(self.holders) == 1 and all(lb.serves for lb in self.lbs)
 
+    def lb(self, name: str) -> LBState:
+        """One load balancer's state."""
+        return next(lb for lb in self.lbs if lb.host == name)
+
+    def down(self, but: str | None = None) -> list[LBState]:
+        """The load balancers that do not serve (but: leave this one out)."""
+        return [lb for lb in self.lbs if not lb.serves and lb.host != but]
+
     def as_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "vip": self.vip, "holder": self.holder, "lbs": [lb.as_json() for lb in self.lbs]}
 
@@ -119,9 +123,7 @@ class PairStatus:
             said = f"{len(self.holders)} load balancers hold {self.vip} ({', '.join(self.holders)}): split brain"
         else:
             said = f"{self.holder} holds {self.vip}"
-        down = [f"{lb.host} does not serve ({lb.error or f'haproxy {lb.haproxy}, {lb.vrrp_state}'})" for lb in self.lbs]
-        down = [d for d, lb in zip(down, self.lbs, strict=True) if not lb.serves]
-        return "; ".join([said, *down])
+        return "; ".join([said, *(f"{lb.host} does not serve ({lb.why_not()})" for lb in self.down())])
 
 
 def state_script(address: str | None) -> str:
@@ -165,7 +167,7 @@ def parse_state(name: str, text: str) -> LBState:
         dump = []
     instance = dump[0].get("data", {}) if dump and isinstance(dump[0], dict) else {}
     if instance:
-        state.vrrp_state = VRRP_STATES.get(int(instance.get("state", 3)), "FAULT")
+        state.vrrp_state = VRRP_STATES.get(int(instance.get("state", 3)), "FAULT")  # INIT too
         state.priority = int(instance.get("effective_priority", instance.get("base_priority", 0)))
     return state
 
@@ -233,20 +235,18 @@ def peer_serves(run: Run, host: Any, emit: Emit) -> Iterator[None]:
     host: the load balancer about to change.
     emit: where the check's result goes.
     """
-    peers = [h for h in lb_hosts(run.inventory) if h.name != host.name]
-    if not peers:
+    balancers = lb_hosts(run.inventory)
+    if len(balancers) < 2:
         yield
         return
     started = time.perf_counter()
-    address = vip(run.inventory)
-    own = ask(run.remote(host), host, address)
-    seen = [ask(run.remote(peer), peer, address) for peer in peers]
-    down = [s for s in seen if not s.serves]
-    if down and own.serves:
-        why = "; ".join(f"{s.host} does not serve ({s.error or f'haproxy {s.haproxy}, {s.vrrp_state}'})" for s in down)
+    seen = pair_status(run.inventory, {h.name: run.remote(h) for h in balancers})  # all at once
+    down = seen.down(but=host.name)
+    if down and seen.lb(host.name).serves:
+        why = "; ".join(f"{lb.host} does not serve ({lb.why_not()})" for lb in down)
         emit(_result(host, False, f"not changed while its peer is down: {why}", started))
         raise LBError(f"{host.name} is not changed while its peer is down: {why}")
-    said = ", ".join(f"{s.host} {s.vrrp_state.lower()}" for s in seen)
+    said = ", ".join(f"{lb.host} {lb.vrrp_state.lower()}" for lb in seen.lbs if lb.host != host.name)
     emit(_result(host, True, f"peers serve ({said}): {host.name} changes alone", started))
     yield
 
@@ -355,8 +355,8 @@ def handover(
 
     pair: connections to the load balancers.
     target: the load balancer to take the address.
-    test: say what would happen; change nothing.
-    wait: seconds to wait for the target to serve, and then for the move.
+    test: say what would happen (the target must serve now); change nothing.
+    wait: seconds to wait for the target to serve (the move itself is given 12 s).
     run_id: names the holder's step (a unit of its own).
     emit: where the move's result goes (the journal).
     """
@@ -374,12 +374,12 @@ def handover(
     source = status.holder
     if source == target:
         return Handover(True, address, source, target, test, False, 0.0, f"{target} already holds {address}", status)
-    status = _until(pair, lambda st: _serves(st, target), wait, test)
-    mine = next(lb for lb in status.lbs if lb.host == target)
-    if not _serves(status, target):
+    status = _until(pair, lambda st: st.lb(target).serves, 0.0 if test else wait)
+    mine = status.lb(target)
+    if not mine.serves:
         raise LBError(
-            f"{target} does not serve ({mine.error or f'haproxy {mine.haproxy}, {mine.vrrp_state}'}) after "
-            f"{wait:g} s: the address stays on {source or 'nobody'}"
+            f"{target} does not serve ({mine.why_not()}) after {0 if test else wait:g} s: "
+            f"the address stays on {source or 'nobody'}"
         )
     if test:
         line = f"would move {address} from {source or 'nobody'} to {target} ({target} serves, {mine.vrrp_state})"
@@ -391,17 +391,15 @@ def handover(
     out = pair.remotes[source].run(_step_back_script(address, run_id), sudo=holder.user != "root")
     if not out.ok:
         raise LBError(f"{source}: could not step out of the election: {out.error}: {(out.stderr or '').strip()}")
-    status = _until(pair, lambda st: st.holders == [target], 12.0, False)
+    status = _until(pair, lambda st: st.holders == [target], 12.0)
     took = time.monotonic() - moved_at
     ok = status.holders == [target]
-    status = _until(pair, lambda st: st.ok, 10.0, False) if ok else status
-    line = (
-        f"{address} moved from {source} to {target} in {took:.2f} s; {source} is its standby again"
-        if ok and status.ok
-        else f"{address} moved from {source} to {target} in {took:.2f} s, but {status.line()}"
-        if ok
-        else f"{target} did not take {address} within 12 s ({status.line()}); {source} steps back in by itself"
-    )
+    status = _until(pair, lambda st: st.ok, 10.0) if ok else status
+    if not ok:
+        line = f"{target} did not take {address} within 12 s ({status.line()}); {source} steps back in by itself"
+    else:
+        after = f"; {source} is its standby again" if status.ok else f", but {status.line()}"
+        line = f"{address} moved from {source} to {target} in {took:.2f} s{after}"
     if emit is not None:
         emit(
             Result(
@@ -418,15 +416,11 @@ def handover(
     return Handover(ok and status.ok, address, source, target, False, ok, round(took, 2), line, status)
 
 
-def _serves(status: PairStatus, name: str) -> bool:
-    return any(lb.host == name and lb.serves for lb in status.lbs)
-
-
-def _until(pair: PairRemotes, done: Callable[[PairStatus], bool], timeout: float, once: bool) -> PairStatus:
-    """Ask the pair every 0.2 s until done(status) or timeout seconds; return the last status."""
+def _until(pair: PairRemotes, done: Callable[[PairStatus], bool], timeout: float) -> PairStatus:
+    """Ask the pair every 0.2 s until done(status) or timeout seconds (0: once); return the last status."""
     deadline = time.monotonic() + timeout
     while True:
         status = pair.status()
-        if done(status) or once or time.monotonic() >= deadline:
+        if done(status) or time.monotonic() >= deadline:
             return status
         time.sleep(0.2)

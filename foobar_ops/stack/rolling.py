@@ -110,21 +110,6 @@ def _put_back(lb: HAProxy, server: str, ok: bool, comment: str, started: float, 
     return server_result(lb.host.name, BACKEND, server, "ready", ok, comment, time.perf_counter() - started, before)
 
 
-def _result(
-    lb: HAProxy,
-    host: Any,
-    action: str,
-    ok: bool,
-    comment: str,
-    started: float,
-    before: Any = None,
-    changed: bool = True,
-) -> Result:
-    return server_result(
-        lb.host.name, BACKEND, host.name, action, ok, comment, time.perf_counter() - started, before, changed
-    )
-
-
 def out_of_rotation_first(hosts: list[Any], inventory: Any) -> list[Any]:
     """Order hosts for a rolling change: those the load balancer does not see UP go first, so a
     fix reaches a broken server before a healthy one is taken out.
@@ -184,8 +169,9 @@ def _each(
 ) -> None:
     """Record one step of the guard on every load balancer (a result each); trouble recording it
     never keeps a server out of rotation."""
+    seconds = time.perf_counter() - started
     for lb in lbs:
-        _safe_emit(emit, _result(lb, host, action, ok, comment, started, before, changed))
+        _safe_emit(emit, server_result(lb.host.name, BACKEND, host.name, action, ok, comment, seconds, before, changed))
 
 
 def _drain(lbs: Balancers, host: Any, timeout: float, mark: str) -> float | None:

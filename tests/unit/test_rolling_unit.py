@@ -51,12 +51,14 @@ class FakeLB:
         self.emit = None
 
     def set_state(self, backend, server, state, mark=None):
+        before = FakeLB.status.get(server, "absent")
         if state == "drain":
             self.drain(server, backend, mark=mark)
         elif state == "ready":
             self.ready(server, backend)
         else:
             self._act(state, server)
+        return before
 
     def wait_sessions_end(self, server, backend="bk_web", timeout=60, poll=0.5):
         return 0.1
@@ -209,7 +211,7 @@ def test_a_drain_that_fails_puts_the_server_back_and_says_so():
             pytest.fail("the change must not run when the drain failed")
     assert FakeLB.status["web-01"] == "UP"
     assert emitted[0].status is Status.FAILED and emitted[0].result is False
-    assert "drain failed, server put back: lb-01: still has 3 sessions" in emitted[0].comment  # which one said it
+    assert "drain failed, server put back: still has 3 sessions" in emitted[0].comment
 
 
 def test_a_server_out_of_rotation_is_changed_as_it_is_and_left_alone():
@@ -341,7 +343,7 @@ def test_a_drain_that_fails_leaves_the_host_unchanged_and_stops_the_rolling_depl
     assert FakeLB.status["web-01"] == "UP"  # and the server was put back
     web1 = [r for r in report.results if r.host == "web-01"]
     assert [r.status for r in web1] == [Status.NOT_RUN, Status.NOT_RUN]
-    assert all(r.comment == "not run: lb-01: bk_web/web-01 still has 3 sessions after 30 s of draining" for r in web1)
+    assert all(r.comment == "not run: bk_web/web-01 still has 3 sessions after 30 s of draining" for r in web1)
     for host in ("web-02", "web-03"):
         rest = [r for r in report.results if r.host == host]
         assert [r.status for r in rest] == [Status.NOT_RUN, Status.NOT_RUN]

@@ -67,19 +67,12 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
     ctx = context(host, inventory)
     return [
         s.pkg.installed("keepalived", id="keepalived:package"),
-        s.file.managed(
-            HAPROXY_HOOK,
-            template=template("keepalived-haproxy.conf.j2"),
-            context=ctx,
-            makedirs=True,
-            id="keepalived:haproxy-hooks",
-        ),
-        s.file.managed(
-            UNIT_DROP_IN,
-            template=template("keepalived-unit.conf.j2"),
-            context=ctx,
-            makedirs=True,
-            id="keepalived:unit",
+        *(
+            s.file.managed(path, template=template(name), context=ctx, makedirs=True, id=f"keepalived:{part}")
+            for path, name, part in (
+                (HAPROXY_HOOK, "keepalived-haproxy.conf.j2", "haproxy-hooks"),
+                (UNIT_DROP_IN, "keepalived-unit.conf.j2", "unit"),
+            )
         ),
         s.cmd.run(
             "systemctl daemon-reload",
