@@ -19,8 +19,10 @@
 # # Load balancer maintenance: drain, take out or put back a web server
 #
 # **What it does:** `drain` stops new sessions to a server and waits until its sessions end;
-# `maint` takes it out at once; `ready` puts it back. Taking out the last server that is UP is
-# refused. Every change is journaled.
+# `maint` takes it out at once; `ready` puts it back; each on every load balancer (the standby too,
+# so a move of the floating address changes nothing). Taking out the last server that is UP on any
+# of them is refused. Every change is journaled. (To move the floating address itself, see the
+# `lb_handover` runbook.)
 #
 # **When to use it:** before working on a web server by hand, and after.
 #
@@ -42,7 +44,7 @@ import foobar_ops as fo
 
 rb = fo.runbook(globals())
 inv = fo.load_inventory(inventory)
-keep = ["svname", "status", "weight", "scur", "lbtot", "check_status"]
+keep = ["lb", "svname", "status", "weight", "scur", "lbtot", "check_status"]
 fo.lb_stat(inv).query("pxname == 'bk_web' and svname not in ('FRONTEND', 'BACKEND')")[keep]
 
 # %%
@@ -58,10 +60,10 @@ else:
 # ## Verify: the server is as asked and the site still answers
 
 # %%
-with fo.HAProxy(inv, record=False) as lb:
-    status = lb.wait_up(server) and "UP" if action == "ready" else str(lb.servers()[server]["status"])
-check = fo.verify(inv, 10, wait=0)
-print(f"{server}: {status}; {check.line}")
 wanted = {"drain": "DRAIN", "maint": "MAINT", "ready": "UP"}[action]
-assert status.startswith(wanted), f"{server} is {status}, not {wanted}"
+check = fo.verify(inv, 10, wait=30 if action == "ready" else 0)  # a server put back: until it is UP
+rows = fo.lb_stat(inv).query("pxname == 'bk_web' and svname == @server")
+statuses = dict(zip(rows["lb"], rows["status"].astype(str), strict=True))
+print(f"{server}: {statuses}; {check.line}")
+assert statuses and all(s.startswith(wanted) for s in statuses.values()), f"{server} is {statuses}, not {wanted}"
 assert (check.requests["status"] == 200).all(), check.line

@@ -179,7 +179,7 @@ def test_twenty_reloads_on_the_holder_move_nothing_and_fail_nothing(pair):
     assert figures["samples_with_two"] == 0 and figures["longest_none_s"] == 0
 
 
-def test_a_handover_under_load_fails_no_new_connection(mended):
+def test_a_handover_under_load_fails_no_new_connection(mended, tmp_path):
     tested = run_cli("lb", "handover", "-i", LAB_INVENTORY, "--to", "lb-02", "--test", "--json")
     assert tested.code == 0 and tested.json()["test"] and not tested.json()["changed"], tested
     assert status()["holder"] == "lb-01"  # --test changed nothing
@@ -188,7 +188,10 @@ def test_a_handover_under_load_fails_no_new_connection(mended):
     with Watch(mended) as watch:
         time.sleep(1)
         started = time.monotonic()
-        moved = run_cli("lb", "handover", "-i", LAB_INVENTORY, "--to", "lb-02", "--json", timeout=120)
+        journal = str(tmp_path / "journal.sqlite")
+        moved = run_cli(
+            "lb", "handover", "-i", LAB_INVENTORY, "--to", "lb-02", "--json", "--journal", journal, timeout=120
+        )
         took = time.monotonic() - started
         time.sleep(2)
     figures = watch.figures()
@@ -198,6 +201,12 @@ def test_a_handover_under_load_fails_no_new_connection(mended):
     assert figures["failed"] == 0 and figures["moves"] == 1 and figures["holder"] == "lb-02"
     assert figures["samples_with_two"] == 0
     assert status()["ok"]
+    from foobar_ops.core.journal import Journal
+
+    runs = Journal(journal).runs()  # the move is on record, as one run with its result
+    assert list(runs["status"]) == ["ok"] and list(runs["results"]) == [1]
+    results = Journal(journal).results(runs["run_id"][0])
+    assert list(results["state_id"]) == ["vrrp:handover"] and list(results["changed"]) == [1]
 
 
 def test_a_pair_change_waits_while_the_peer_is_down(mended, tmp_path):
@@ -264,3 +273,16 @@ def test_a_rolling_deploy_through_the_address_fails_nothing_even_when_the_addres
     assert figures["moves"] == 1 and figures["holder"] == "lb-02" and figures["samples_with_two"] == 0
     assert figures["failed"] <= 2, watch.failed()[:5]  # at most those in flight at the move
     assert apply()[0].code == 0  # back to the inventory's release
+
+
+def test_the_handover_runbook_says_then_moves(mended):
+    said = run_cli("runbook", "lb_handover", "-i", LAB_INVENTORY, "-p", "to", "lb-02", "-p", "test", "true", "--json")
+    assert said.code == 0 and json.loads(said.out)["outcome"] == "ok", said
+    assert status()["holder"] == "lb-01"  # a test run moved nothing
+    done = run_cli("runbook", "lb_handover", "-i", LAB_INVENTORY, "-p", "to", "lb-02", "--json", timeout=300)
+    doc = json.loads(done.out)
+    assert done.code == 0 and doc["outcome"] == "ok", doc
+    assert Path(doc["output_notebook"]).exists()
+    assert status()["holder"] == "lb-02"
+    refused = run_cli("runbook", "lb_handover", "-i", LAB_INVENTORY, "-p", "to", "lb-03", "--json")
+    assert refused.code == 1 and "no load balancer named 'lb-03'" in refused.out + refused.err
