@@ -504,7 +504,8 @@ def test_steady_traffic_through_faults_loses_and_doubles_no_acknowledged_write(s
         drained = watch.wait_for("DRAIN")
         lab.run(drained, ["pkill", "-KILL", "-f", "sshd: ops"])  # its SSH connection cut mid-change
         code, out, err = finish(deploy)
-        assert code == 0, err[-800:]
+        doc = json.loads(out or "{}")
+        assert code == 0, (err[-800:], [r for r in doc.get("results", []) if not r["result"]], doc.get("hosts"))
         assert apply()[0].code == 0  # back to the inventory's release and haproxy config
     rows = lab.run("web-01", ["mysql", "-NB", "foobar", "-e", f"SELECT name FROM items WHERE name LIKE '{tag}-%'"])
     stored = rows.stdout.split()

@@ -181,14 +181,20 @@ def test_rollback_returns_the_previous_release_and_the_site_keeps_answering(stac
     with Traffic(writes="rollback") as traffic:
         rolled = run_cli("rollback", "-i", LAB_INVENTORY, "--json")
     assert rolled.code == 0, rolled
-    steps = [r["id"].rsplit(":", 1)[-1] for r in rolled.json()["results"] if r["state"] == "haproxy.server"]
-    assert steps == ["drain", "ready", "drain", "ready"]  # each host left the pool while it switched
+    server_rows = [r for r in rolled.json()["results"] if r["state"] == "haproxy.server"]
+    steps = [r["id"].rsplit(":", 1)[-1] for r in server_rows]
+    for balancer in ("lb-01", "lb-02"):  # each host left the pool of every load balancer while it switched
+        on_it = [(r["name"], r["id"].rsplit(":", 1)[-1]) for r in server_rows if r["host"] == balancer]
+        assert [step for _, step in on_it] == ["drain", "ready", "drain", "ready"], on_it
+        assert on_it[0][0] == on_it[1][0] != on_it[2][0] == on_it[3][0], on_it  # one server at a time
     from foobar_ops.core.journal import Journal
 
     journaled = Journal().results(rolled.json()["run_id"])
-    assert (
-        list(journaled.loc[journaled["state"] == "haproxy.server", "state_id"].str.rsplit(":", n=1).str[-1]) == steps
-    )  # the load balancer's changes are in the run's records too
+    on_lbs = journaled.loc[journaled["state"] == "haproxy.server"]
+    for balancer in ("lb-01", "lb-02"):  # the load balancers' changes are in the run's records too, in order
+        mine = [r["id"] for r in server_rows if r["host"] == balancer]
+        assert list(on_lbs.loc[on_lbs["host"] == balancer, "state_id"]) == mine
+    assert len(on_lbs) == len(steps)
     assert {get("/health")["release"] for _ in range(4)} == {first}
     assert len(traffic.results) > 10 and traffic.failures == [], traffic.failures[:3]
     done, doc = apply()  # the inventory's release is the rolled-back one: nothing to change
