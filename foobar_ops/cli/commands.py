@@ -132,6 +132,23 @@ def cmd_lb(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_firewall(args: argparse.Namespace) -> int:
+    found = ops.firewall_check(args.inventory, timeout=args.timeout)
+    if args.json:
+        print(json.dumps(found.as_json(), indent=2))
+    else:
+        matrix = found.matrix()
+        if not matrix.empty:
+            print(matrix.to_string())
+        for c in found.differences():
+            print(
+                f"NOT AS INTENDED: {c.source} -> {c.to}:{c.port} expected {c.expected}, "
+                f"measured {c.measured} ({c.answer})"
+            )
+        print(f"{'ok' if found.ok else 'NOT OK'}: {found.line()}")
+    return 0 if found.ok else 1
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     check = ops.verify(args.inventory, args.n, args.wait)
     if args.json:
@@ -393,6 +410,7 @@ HANDLERS = {
     "records": cmd_records,
     "rollback": cmd_rollback,
     "lb": cmd_lb,
+    "firewall": cmd_firewall,
     "verify": cmd_verify,
     "run": cmd_run,
     "paths": cmd_paths,

@@ -292,6 +292,19 @@ def _loadtest(sub: Sub) -> None:
     q.add_argument("run", metavar="RUN")
 
 
+def _firewall(sub: Sub) -> None:
+    p = sub.add_parser("firewall", help="the hosts' firewalls (applied with the stack: apply, or apply firewall)")
+    actions = p.add_subparsers(dest="firewall_command", required=True, metavar="ACTION")
+    q = actions.add_parser(
+        "check",
+        help="connect from every host (and this machine) to every other host's named ports; compare with "
+        "the rules (exit 1 on any difference)",
+    )
+    _inventory(q)
+    _common(q, json=True)
+    q.add_argument("--timeout", type=float, default=1.5, help="seconds before a connection counts as dropped")
+
+
 def _paths(sub: Sub) -> None:
     p = sub.add_parser("paths", help="where records (journal, output notebooks) and caches are kept")
     _common(p, json=True)
@@ -305,6 +318,17 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="foobar-ops", description=description)
     parser.add_argument("--version", action="version", version=f"foobar-ops {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_hosts_ping_run, _apply_rollback, _lb_verify, _db, _runbook, _loadtest, _records, _lab, _paths):
+    for add in (
+        _hosts_ping_run,
+        _apply_rollback,
+        _lb_verify,
+        _db,
+        _runbook,
+        _loadtest,
+        _firewall,
+        _records,
+        _lab,
+        _paths,
+    ):
         add(sub)
     return parser

@@ -175,6 +175,11 @@ class LastServerUp(LBError):
     """A drain or maint refused: no other server of the backend is UP."""
 
 
+class FirewallError(FoobarOpsError):
+    """A firewall change was refused (its rules would lock the admin out, or were confirmed too
+    late), or the firewall's check found a path that is not as the rules intend."""
+
+
 class LoadTestError(FoobarOpsError):
     """A load test could not be run (Locust missing, no load balancer, a bad parameter)."""
 

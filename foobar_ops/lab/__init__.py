@@ -110,7 +110,9 @@ class Lab:
             started = []
             for m in self.pick(names):
                 if m.state() == "running":
-                    _say(f"{m.name}: already running at {m.address}")
+                    made_from = (m.meta() or {}).get("image")
+                    stale = f" (made from image {made_from}, not {key}: `lab down` then `lab up` rebuild it)"
+                    _say(f"{m.name}: already running at {m.address}{stale if made_from != key else ''}")
                     continue
                 self._check_address(m)
                 self._prepare(m, image_root, key)

@@ -19,7 +19,7 @@ from ..core.errors import LabError
 
 #: Everything that goes into the image; its hash is the cache key.
 RECIPE = {
-    "version": 4,
+    "version": 5,
     "suite": "bookworm",
     "mirror": "http://deb.debian.org/debian",
     "variant": "minbase",
@@ -40,6 +40,7 @@ RECIPE = {
     "cached_debs": [
         "haproxy",
         "keepalived",
+        "nftables",
         "nginx",
         "mariadb-server",
         "mariadb-client",

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # what each name is; at run time an operation's module is imp
     from .apply import apply_plan, apply_states, deploy, plan, rollback
     from .baseline import loadtest_baseline
     from .db import db_failover, db_status, db_switchover, db_unfence
+    from .firewall import firewall_check
     from .hostlist import hosts, ping
     from .lab import lab_destroy, lab_down, lab_ssh_argv, lab_status, lab_up
     from .lb import lb_drain, lb_handover, lb_maint, lb_ready, lb_stat, lb_status
@@ -29,6 +30,7 @@ __all__ = [
     "db_unfence",
     "apply_states",
     "deploy",
+    "firewall_check",
     "hosts",
     "lab_destroy",
     "lab_down",
@@ -69,6 +71,7 @@ _LAZY: dict[str, str] = {
     "db_switchover": ".db",
     "db_unfence": ".db",
     "deploy": ".apply",
+    "firewall_check": ".firewall",
     "hosts": ".hostlist",
     "lab_destroy": ".lab",
     "lab_down": ".lab",

@@ -18,7 +18,7 @@ STATS_SOCKET = "/run/haproxy/admin.sock"
 BACKEND = "bk_web"
 #: the roles an inventory host may declare (roles.ROLES holds each one's states; a test holds the two
 #: lists equal): reading an inventory needs only their names, not the roles' modules
-ROLE_NAMES = ("mysql", "nginx", "haproxy", "keepalived", "loadgen", "app")
+ROLE_NAMES = ("firewall", "mysql", "nginx", "haproxy", "keepalived", "loadgen", "app")
 #: Idle keep-alive connections between Nginx and the app: Nginx lets go of one first (after
 #: NGINX_APP_IDLE_S) and the app keeps it open longer (APP_KEEPALIVE_S). The other way round, the
 #: app closes a connection just as Nginx sends a request on it, and a POST (never retried once
@@ -38,6 +38,7 @@ def check_roles(roles: list[str] | tuple[str, ...]) -> None:
 
 
 _PORT = typed.whole(1, 65535)
+_NAME = typed.word(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "a host or group name of the inventory")
 _SQL_NAME = typed.word(r"[A-Za-z0-9_]{1,64}", "a database name of 1 to 64 letters, digits or '_'")
 _SQL_USER = typed.word(r"[A-Za-z0-9_]{1,32}", "an account name of 1 to 32 letters, digits or '_'")
 #: HAProxy's time format: a whole number and a unit (no unit: milliseconds).
@@ -59,6 +60,21 @@ STACK_TYPES: typed.Spec = {
     "database": typed.mapping_of(STACK_DATABASE, closed=False),
     "vip": typed.ipv4_address(),
     "vrrp_router_id": typed.whole(1, 255),
+    "firewall": typed.mapping_of(
+        {
+            "admin_sources": typed.list_of(typed.ip_network(), 1, 100),
+            "confirm_timeout": typed.number(5, 600),
+            "allow": typed.list_of(
+                typed.mapping_of(
+                    {
+                        "port": _PORT,
+                        "from": typed.list_of(typed.ip_network(), 1, 100),
+                        "to": typed.list_of(_NAME, 1, 1000),
+                    }
+                )
+            ),
+        }
+    ),
 }
 #: The same for hosts' vars (the roles' settings; the roles check them again where they use them).
 VAR_TYPES: typed.Spec = {
@@ -77,6 +93,7 @@ VAR_TYPES: typed.Spec = {
     "haproxy_check_rise": typed.whole(1, 1000),
     "keepalived_interface": typed.word(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", "a network interface name such as eth0"),
     "keepalived_priority": typed.whole(1, 254),
+    "firewall": typed.switch(),
     "mysql_role": typed.choice("primary", "replica"),
     "mysql_server_id": typed.whole(1, 2**32 - 1),
     "mysql_read_weight": typed.whole(0, 1000),

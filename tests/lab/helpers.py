@@ -25,6 +25,48 @@ def post(body: bytes, ctype="application/json"):
     return request(LB, 80, SITE, "/api/items", method="POST", body=body, headers={"Content-Type": ctype})
 
 
+#: GET requests sent from a lab host (argv: address, port, Host, path, count, at once): one JSON list
+_FROM_HOST = r"""
+import base64, http.client, json, sys
+from concurrent.futures import ThreadPoolExecutor
+address, host, path = sys.argv[1], sys.argv[3], sys.argv[4]
+port, n, at_once = int(sys.argv[2]), int(sys.argv[5]), int(sys.argv[6])
+def one(_):
+    conn = http.client.HTTPConnection(address, port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        r = conn.getresponse()
+        body = r.read()
+        said = {k: r.getheader(h) for k, h in (("served_by", "X-Served-By"), ("release", "X-Release"))}
+        return {"status": r.status, "body": base64.b64encode(body).decode(), **said, "error": None}
+    except OSError as err:
+        return {"status": None, "body": "", "served_by": None, "release": None, "error": str(err)}
+    finally:
+        conn.close()
+with ThreadPoolExecutor(at_once) as pool:
+    print(json.dumps(list(pool.map(one, range(n)))))
+"""
+
+
+def request_from(lab, source: str, address: str, path: str = "/", n: int = 1, at_once: int = 1) -> list[dict]:
+    """GET requests to a web server sent from a lab host: the firewall lets a web server's port 80
+    be reached from the load balancers only (not from this machine).
+
+    source: the lab host that sends them (a load balancer).
+    address: the web server's address.
+    n, at_once: how many, and how many at a time.
+    """
+    import base64
+
+    argv = ["python3", "-c", _FROM_HOST, address, "80", SITE, path, str(n), str(at_once)]
+    done = lab.run(source, argv)
+    assert done.returncode == 0, done.stderr[-500:]
+    answers = json.loads(done.stdout)
+    for answer in answers:
+        answer["body"] = base64.b64decode(answer["body"])
+    return answers
+
+
 def inventory_with(tmp_path: Path, host: str, **vars_) -> Path:
     data = yaml.safe_load(LAB_INVENTORY.read_text())
     for name in [host] if isinstance(host, str) else host:

@@ -18,9 +18,8 @@ import yaml
 from foobar_ops.core.errors import FoobarOpsError
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.stack.lb import HAProxy
-from foobar_ops.stack.verify import request
 from tests.conftest import FOOBAR_OPS, LAB_INVENTORY, PROJECT, run_cli
-from tests.lab.helpers import Traffic, apply, get, inventory_with, post
+from tests.lab.helpers import Traffic, apply, get, inventory_with, post, request_from
 
 WEB = ["web-01", "web-02"]
 
@@ -430,7 +429,7 @@ def test_an_app_password_with_a_backslash_quotes_and_a_trailing_space_still_logs
         assert done.code == 0, json.dumps([r for r in doc["results"] if r["result"] is False], indent=1)
         assert secret.read_text() not in done.out + done.err
         for host in WEB:  # each app logs in with it: reads and writes work on both
-            health = request(site["inv"].hosts[host].address, 80, "foobar.com", "/health")
+            health = request_from(site["lab"], "lb-01", site["inv"].hosts[host].address, "/health")[0]
             assert health["status"] == 200, health
             checks = json.loads(health["body"])["checks"]
             assert checks["db_read"].startswith("ok") and checks["db_write"].startswith("ok"), checks
@@ -460,7 +459,7 @@ def test_health_and_error_pages_never_show_database_errors(site):
     try:
         seen = b""
         for path in ("/health", "/api/items", "/"):
-            answer = request("10.77.0.12", 80, "foobar.com", path)
+            answer = request_from(lab, "lb-01", "10.77.0.12", path)[0]
             seen += answer["body"]
         for leak in (b"foobar@", b"10.77.0.", b"Can't connect", b"pymysql", b"Traceback", b"OperationalError"):
             assert leak not in seen, (leak, seen[:500])
@@ -468,7 +467,7 @@ def test_health_and_error_pages_never_show_database_errors(site):
         lab.run("web-02", ["systemctl", "start", "mariadb"])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if request("10.77.0.12", 80, "foobar.com", "/health")["status"] == 200:
+        if request_from(lab, "lb-01", "10.77.0.12", "/health")[0]["status"] == 200:
             break
         time.sleep(1)
     apply()  # replication resumes as it was

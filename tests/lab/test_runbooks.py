@@ -277,6 +277,20 @@ def test_two_runner_processes_write_one_journal_on_the_labs_mariadb(site, tmp_pa
     )
     done = run_cli("apply", "-i", LAB_INVENTORY, "--states", states, "--hosts", "web-01")
     assert done.code == 0, done
+    # this machine reaches web-01's MariaDB only through an opening of its own (stack.firewall.allow)
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data["stack"]["firewall"]["allow"] = [{"port": 3306, "from": ["10.77.0.1"], "to": ["web-01"]}]
+    opened = tmp_path / "opened.yml"
+    opened.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = run_cli("apply", "-i", opened, "firewall", "--hosts", "web-01")
+    assert done.code == 0, done
+    try:
+        _two_runners_on_one_journal(tmp_path, password)
+    finally:
+        assert run_cli("apply", "-i", LAB_INVENTORY, "firewall", "--hosts", "web-01").code == 0
+
+
+def _two_runners_on_one_journal(tmp_path, password):
     url = "mysql+pymysql://journal@10.77.0.11/foobar_ops_journal"
     env = dict(os.environ, FOOBAR_OPS_JOURNAL=url, FOOBAR_OPS_JOURNAL_PASSWORD=f"file:{tmp_path / 'pw'}")
     argv = [str(FOOBAR_OPS), "runbook", "records", "--json", "--quiet"]

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from foobar_ops.core.inventory import load_inventory
 from foobar_ops.stack.lb import HAProxy, LBError
 from foobar_ops.stack.verify import request
 from tests.conftest import LAB_INVENTORY, PROJECT, run_cli, stored_bytes
-from tests.lab.helpers import LB, SITE, Traffic, apply, get, inventory_with, post
+from tests.lab.helpers import LB, SITE, Traffic, apply, get, inventory_with, post, request_from
 
 ARTIFACTS = PROJECT / "artifacts"
 
@@ -211,11 +210,10 @@ def test_idle_connections_to_the_app_are_let_go_by_nginx_before_the_app_closes_t
         listed = lab.run("web-01", ["ss", "-Htn", "state", "established", "( dport = :8000 )"]).stdout
         return len([line for line in listed.splitlines() if line.strip()])
 
-    def one(_: int) -> int:
-        return request("10.77.0.11", 80, SITE, "/api/items")["status"]
-
-    with ThreadPoolExecutor(8) as pool:  # several at once: several connections to the app
-        assert set(pool.map(one, range(80))) == {200}
+    # several at once (several connections to the app), from a load balancer: web-01's port 80
+    # takes the load balancers only
+    answers = request_from(lab, "lb-01", "10.77.0.11", "/api/items", n=80, at_once=8)
+    assert {a["status"] for a in answers} == {200}
     opened = to_app()
     time.sleep(4)  # only the health checks meanwhile (one connection)
     kept = to_app()

@@ -1021,3 +1021,15 @@ def test_a_change_cut_off_before_it_began_is_made_once_on_the_new_connection():
     assert "made again after the connection was cut before it began" in results[cfg.id].comment
     assert [b for _, b in remote.log if CFG in b] == [remote.bodies("apply")[0]]  # made exactly once
     assert applier.lost is None and results[pkg.id].status is Status.OK
+
+
+def test_a_fact_error_seen_at_another_line_of_another_runs_script_is_no_drift():
+    """A saved plan made while MariaDB was not installed yet sees `sh: 23: mysql: not found`; the
+    apply's script puts the same fact at another line: the same thing seen, not a drift."""
+    from foobar_ops.core.errors import FactError
+
+    st = s.cmd.run("true", unless="mysql -e 'SELECT 1'", id="probe")
+    seen_then = engine_host.digest(st, FactError("MariaDB: sh: 23: mysql: not found"))
+    seen_now = engine_host.digest(st, FactError("MariaDB: sh: 41: mysql: not found"))
+    other = engine_host.digest(st, FactError("MariaDB: sh: 41: mysqld: not found"))
+    assert seen_then == seen_now != other

@@ -19,7 +19,7 @@ from foobar_ops.core.errors import FoobarOpsError, InventoryError
 from foobar_ops.core.facts import Peer
 from foobar_ops.core.inventory import load_inventory as core_load_inventory
 from foobar_ops.core.states.mysql import native_hash
-from foobar_ops.stack import load_inventory, pair, roles, rolling, topology
+from foobar_ops.stack import firewall, load_inventory, pair, roles, rolling, topology
 from foobar_ops.stack.build import AppBuild
 from foobar_ops.stack.roles import ROLES, Role, RoleError, check_roles, names, phases, states_for
 from foobar_ops.stack.roles import app as app_role
@@ -581,10 +581,14 @@ def test_check_roles_names_the_unknown_role():
 def test_phases_put_mysql_first_and_roll_the_app_one_host_at_a_time(inv, fake_build):
     steps = phases()
     assert all(isinstance(p, Phase) for p in steps)
-    assert [p.name for p in steps] == [spec.name for spec in roles.PHASES] == ["database", "web", "lb", "app"]
-    assert [spec.rolling for spec in roles.PHASES] == [False, False, False, True]
-    # the database one host at a time, primary first; the load balancers one at a time; the app rolling
-    assert [p.serial for p in steps] == [True, False, True, True]
+    names_ = ["firewall", "database", "web", "lb", "app"]
+    assert [p.name for p in steps] == [spec.name for spec in roles.PHASES] == names_
+    assert [spec.rolling for spec in roles.PHASES] == [False, False, False, False, True]
+    # the firewall one host at a time, each confirmed; the database one host at a time, primary
+    # first; the load balancers one at a time; the app rolling
+    assert [p.serial for p in steps] == [True, True, False, True, True]
+    assert steps[0].guard is firewall.confirmed
+    steps = steps[1:]
     assert steps[2].guard is pair.peer_serves
     assert steps[0].order is roles.primary_first and steps[0].guard is None
     web01 = inv.host("web-01")
@@ -652,7 +656,7 @@ def test_states_for_follows_the_host_role_order(inv, fake_build):
         prefix = st.id.split(":")[0]
         if not prefixes or prefixes[-1] != prefix:
             prefixes.append(prefix)
-    assert prefixes == ["nginx", "app", "mysql"]
+    assert prefixes == ["firewall", "nginx", "app", "mysql"]  # the firewall first, on every host
 
 
 def test_a_host_role_the_stack_does_not_know_is_a_role_error(tmp_path):
@@ -678,7 +682,15 @@ def test_the_stack_loader_refuses_a_role_it_does_not_know(tmp_path):
 
 
 def test_every_role_name_maps_to_its_role_in_the_registry(inv):
-    assert names() == tuple(ROLES) and set(names()) == {"haproxy", "keepalived", "nginx", "app", "mysql", "loadgen"}
+    assert names() == tuple(ROLES) and set(names()) == {
+        "firewall",
+        "haproxy",
+        "keepalived",
+        "nginx",
+        "app",
+        "mysql",
+        "loadgen",
+    }
     for name, role in ROLES.items():
         assert isinstance(role, Role) and role.name == name and callable(role.states) and role.summary
     assert {role.phase for role in ROLES.values()} <= {spec.name for spec in roles.PHASES}
@@ -688,6 +700,7 @@ def test_every_role_name_maps_to_its_role_in_the_registry(inv):
 
 def test_roles_are_applied_in_their_phase():
     assert {name: role.phase for name, role in ROLES.items()} == {
+        "firewall": "firewall",
         "mysql": "database",
         "nginx": "web",
         "haproxy": "lb",

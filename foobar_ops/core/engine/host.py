@@ -41,12 +41,17 @@ Emit = Callable[[Result], None]
 __all__ = ["HostApply", "Emit", "Gathered", "NOT_PLANNED", "VALIDATION_FAILED", "check_states", "digest", "drift"]
 
 
+#: where a shell names the line of its script in an error ("sh: 23: mysql: not found"): the same
+#: error at another line of another run's script is the same thing seen
+_SHELL_LINE = re.compile(r"\b(sh|dash|bash): (?:line )?\d+: ")
+
+
 def _canonical(value: Any) -> Any:
     """Return a JSON-able form of a fact value or plan, with bytes as their hash."""
     if isinstance(value, bytes):
         return {"sha256": hashlib.sha256(value).hexdigest()}
     if isinstance(value, FactError):
-        return {"error": str(value)}
+        return {"error": _SHELL_LINE.sub(r"\1: ", str(value))}
     if callable(value):
         return {"deferred": True}  # produced when applied (e.g. a copy of another host's data)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..secrets import Secret
@@ -31,7 +32,9 @@ __all__ = [
     "check_tree",
     "choice",
     "dns_name",
+    "ip_network",
     "ipv4_address",
+    "list_of",
     "mapping_of",
     "number",
     "plain_path",
@@ -122,6 +125,31 @@ def ipv4_address() -> Check:
             return False
 
     return _refusing(ok, "an IPv4 address such as 10.77.0.50")
+
+
+def ip_network() -> Check:
+    """An IP address or network (IPv4 or IPv6, "10.77.0.1", "10.77.0.0/24"), with no host bits set
+    beyond its prefix: a firewall's source."""
+
+    def ok(v: Any) -> bool:
+        try:
+            return isinstance(v, str) and bool(ipaddress.ip_network(v, strict=True))
+        except ValueError:
+            return False
+
+    return _refusing(ok, "an IP address or network such as 10.77.0.1 or 10.77.0.0/24")
+
+
+def list_of(check: Check, low: int = 0, high: int = 1000) -> Check:
+    """A list of `low` to `high` items, each checked by `check` (the message names the item)."""
+
+    def checked(value: Any, ctx: Ctx) -> list[Any]:
+        if not isinstance(value, list) or not low <= len(value) <= high:
+            raise ctx.err(f"must be a list of {low} to {high} items, not {_shown(value)}")
+        where = ctx.prefix.rstrip(".")
+        return [check(item, replace(ctx, prefix=f"{where}[{n}].")) for n, item in enumerate(value)]
+
+    return checked
 
 
 def plain_path() -> Check:

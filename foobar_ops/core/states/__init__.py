@@ -12,6 +12,7 @@ from .base import Plan, State, StateError
 from .command import Run
 from .files import Absent, Directory, Line, Managed, Symlink
 from .mysql import Database, Primary, Replica, Schema, User
+from .nft import Table as NftTable
 from .system import GroupPresent, PkgInstalled, PkgRemoved, ServiceDead, ServiceRunning, UserPresent
 
 file = SimpleNamespace(managed=Managed, directory=Directory, absent=Absent, symlink=Symlink, line=Line)
@@ -20,6 +21,7 @@ service = SimpleNamespace(running=ServiceRunning, dead=ServiceDead)
 user = SimpleNamespace(present=UserPresent)
 group = SimpleNamespace(present=GroupPresent)
 cmd = SimpleNamespace(run=Run)
+nft = SimpleNamespace(table=NftTable)
 mysql = SimpleNamespace(database=Database, user=User, schema=Schema, primary=Primary, replica=Replica)
 
-__all__ = ["Plan", "State", "StateError", "file", "pkg", "service", "user", "group", "cmd", "mysql"]
+__all__ = ["Plan", "State", "StateError", "file", "pkg", "service", "user", "group", "cmd", "mysql", "nft"]

@@ -2,7 +2,9 @@
 
 A role is a pure function from a host's data (and the run's inputs: the wheels made once per run on
 the control machine, see inputs) to its declared states. An apply of the whole stack
-goes phase by phase across all hosts: the database first (the app checks its health against it),
+goes phase by phase across all hosts: the firewall first when the inventory has one (one host at a
+time, each change kept only once a new SSH connection gets in), then the database (the app checks
+its health against it),
 then Nginx everywhere at once, then the load balancers (HAProxy and keepalived) one at a time, each
 only while its peer serves, then the app one host at a time (a rolling change: the
 other servers keep serving, a host with changes pending is drained in HAProxy first, and a release
@@ -19,10 +21,12 @@ from typing import Any
 from ...core.engine import Phase
 from ...core.states import State
 from .. import topology
+from ..firewall import enabled as firewall_enabled
+from ..firewall import firewall_phase
 from ..pair import pair_phase
 from ..rolling import rolling_phase
 from ..topology import RoleError, check_roles
-from . import app, haproxy, keepalived, loadgen, mysql, nginx
+from . import app, firewall, haproxy, keepalived, loadgen, mysql, nginx
 from .base import Role
 from .inputs import StackInputs, inputs_for
 
@@ -57,6 +61,7 @@ class PhaseSpec:
     name: the name roles give as their phase.
     rolling: one host at a time behind the load balancer (drained while it changes).
     pair: one load balancer at a time, each changed only while its peer serves.
+    firewall: one host at a time, each change confirmed by a new SSH connection before the next.
     serial: one host at a time in `order` (stopping at the first host that fails).
     order: the order of a serial phase.
     """
@@ -64,12 +69,14 @@ class PhaseSpec:
     name: str
     rolling: bool = False
     pair: bool = False
+    firewall: bool = False
     serial: bool = False
     order: Callable[[list[Any], Any], list[Any]] | None = None
 
 
 #: The phases of an apply, in order.
 PHASES: tuple[PhaseSpec, ...] = (
+    PhaseSpec("firewall", firewall=True),
     PhaseSpec("database", serial=True, order=primary_first),
     PhaseSpec("web"),
     PhaseSpec("lb", pair=True),
@@ -78,7 +85,7 @@ PHASES: tuple[PhaseSpec, ...] = (
 
 #: Every role, by name, in the order its states are declared within a phase.
 ROLES: dict[str, Role] = {
-    r.name: r for r in (mysql.ROLE, nginx.ROLE, haproxy.ROLE, keepalived.ROLE, loadgen.ROLE, app.ROLE)
+    r.name: r for r in (firewall.ROLE, mysql.ROLE, nginx.ROLE, haproxy.ROLE, keepalived.ROLE, loadgen.ROLE, app.ROLE)
 }
 if tuple(ROLES) != topology.ROLE_NAMES:  # the names an inventory is read against
     raise RuntimeError(f"topology.ROLE_NAMES {topology.ROLE_NAMES} differs from the roles {tuple(ROLES)}")
@@ -87,6 +94,20 @@ if tuple(ROLES) != topology.ROLE_NAMES:  # the names an inventory is read agains
 def names() -> tuple[str, ...]:
     """Return the role names an inventory host may declare."""
     return tuple(ROLES)
+
+
+def host_roles(host: Any, inventory: Any) -> tuple[str, ...]:
+    """Return a host's roles: the ones it lists, and the firewall first when the inventory has one
+    (stack.firewall) and the host does not opt out (vars.firewall: false)."""
+    listed = tuple(r for r in host.roles if r != "firewall")
+    if firewall_enabled(host, inventory):
+        return ("firewall", *listed)
+    if "firewall" in host.roles:
+        raise RoleError(
+            f"host {host.name}: it lists the firewall role, but the inventory has no stack.firewall "
+            "(or the host says vars.firewall: false)"
+        )
+    return listed
 
 
 def states_for(
@@ -109,7 +130,7 @@ def states_for(
             f"host {host.name}: unknown role {', '.join(map(repr, unknown))} (known roles: {', '.join(ROLES)})"
         )
     out: list[State[Any]] = []
-    for name in host.roles:
+    for name in host_roles(host, inventory):
         if roles is None or name in roles:
             out += ROLES[name].states(host, inventory, inputs)
     return out
@@ -149,6 +170,8 @@ def phases(
             out.append(rolling_phase(spec.name, states))
         elif spec.pair:
             out.append(pair_phase(spec.name, states))
+        elif spec.firewall:
+            out.append(firewall_phase(spec.name, states))
         else:
             out.append(Phase(spec.name, states, serial=spec.serial, order=spec.order))
     return out
