@@ -112,8 +112,8 @@ def test_rules_that_would_lock_us_out_are_put_back_and_the_run_says_so(deployed,
     print(f"\nlockout: run reported it, SSH works {back:.1f} s after the apply began")
     assert ssh_works(lab, "loadgen-01") and back <= TIMEOUT + 5
     assert ruleset_hash(lab, "loadgen-01") == before
-    again, doc = apply(LAB_INVENTORY, "firewall")
-    assert again.code == 0 and [r["id"] for r in doc["results"] if r["changed"]] == []  # the old rules are the wanted ones
+    again, doc = apply(LAB_INVENTORY, "firewall")  # the old rules are the wanted ones: nothing to do
+    assert again.code == 0 and [r["id"] for r in doc["results"] if r["changed"]] == []
 
 
 def test_a_run_killed_after_the_load_is_undone_by_the_hosts_own_timer(deployed, tmp_path):
