@@ -7,7 +7,9 @@ requests per second, p50/p95/p99, errors, the LB/direct ratio, and the load gene
 during the run (wrk's own, from /proc: when it nears 100% of a core, wrk is the bottleneck).
 A few seconds of unmeasured load come first (--warmup), so that the app's connection pools are
 filled and a run does not measure their set-up. The stack must be deployed (`make demo` or
-`foobar-ops apply -i inventories/lab.yml`).
+`foobar-ops apply -i inventories/lab.yml`). The firewall lets web-01's port 80 take the load
+balancers only: for the direct runs it is opened to this machine (stack.firewall.allow, applied to
+web-01 alone) and closed again after.
 Usage: .venv/bin/python scripts/bench_web.py [--connections 16] [--threads 2] [--seconds 8] [--warmup 3] [--json]
 """
 
@@ -19,10 +21,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
+INVENTORY = HERE.parent / "inventories" / "lab.yml"
+FOOBAR_OPS = Path(sys.executable).parent / "foobar-ops"
 LB, DIRECT, SITE = "10.77.0.10", "10.77.0.11", "foobar.com"
 PATHS = [
     ("static", "GET", "/static/app.css"),
@@ -70,6 +79,26 @@ def wrk(address: str, method: str, path: str, connections: int, threads: int, se
     return figures
 
 
+@contextmanager
+def direct_opened() -> Iterator[None]:
+    """Open web-01's port 80 to this machine for the run (the firewall's allow list), then close it."""
+    data = yaml.safe_load(INVENTORY.read_text())
+    firewall = data.get("stack", {}).get("firewall")
+    if not firewall:
+        yield
+        return
+    firewall["allow"] = [*(firewall.get("allow") or []), {"port": 80, "from": ["10.77.0.1"], "to": ["web-01"]}]
+    with tempfile.TemporaryDirectory() as folder:
+        opened = Path(folder) / "lab.yml"
+        opened.write_text(yaml.safe_dump(data, sort_keys=False))
+        apply = [str(FOOBAR_OPS), "apply", "firewall", "--hosts", "web-01", "-i"]
+        subprocess.run([*apply, str(opened)], check=True, stdout=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            subprocess.run([*apply, str(INVENTORY)], check=True, stdout=subprocess.DEVNULL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=16)
@@ -80,16 +109,8 @@ def main() -> int:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: run `make setup` (Debian package wrk)")
-    if args.warmup:  # fill the app's connection pools (a new database connection costs ~50 ms)
-        for address in (LB, DIRECT):
-            wrk(address, "GET", "/api/items", args.connections, args.threads, args.warmup)
-    rows = []
-    for name, method, path in PATHS:
-        row = {"path": f"{method} {path}", "name": name}
-        for where, address in (("lb", LB), ("direct", DIRECT)):
-            row[where] = wrk(address, method, path, args.connections, args.threads, args.seconds)
-        row["lb_direct_ratio"] = round(row["lb"]["rps"] / row["direct"]["rps"], 2) if row["direct"]["rps"] else None
-        rows.append(row)
+    with direct_opened():
+        rows = measure(args)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -109,6 +130,20 @@ def main() -> int:
             )
         print(f"{'':<22} LB/direct ratio {row['lb_direct_ratio']}")
     return 0
+
+
+def measure(args: argparse.Namespace) -> list[dict]:
+    if args.warmup:  # fill the app's connection pools (a new database connection costs ~50 ms)
+        for address in (LB, DIRECT):
+            wrk(address, "GET", "/api/items", args.connections, args.threads, args.warmup)
+    rows = []
+    for name, method, path in PATHS:
+        row = {"path": f"{method} {path}", "name": name}
+        for where, address in (("lb", LB), ("direct", DIRECT)):
+            row[where] = wrk(address, method, path, args.connections, args.threads, args.seconds)
+        row["lb_direct_ratio"] = round(row["lb"]["rps"] / row["direct"]["rps"], 2) if row["direct"]["rps"] else None
+        rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":
