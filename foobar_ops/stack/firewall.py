@@ -114,6 +114,8 @@ def enabled(host: Any, inventory: Any) -> bool:
 
 def _ip(host: Any, inventory: Any) -> str:
     try:
+        if "%" in str(host.address):  # an IPv6 zone is no address a rule can name
+            raise ValueError(host.address)
         return str(ipaddress.ip_address(host.address))
     except ValueError:
         raise TopologyError(
@@ -209,7 +211,7 @@ def render(host: Any, inventory: Any) -> str:
     body = "\n".join(f"\t\t{line}" for line in rules)
     return (
         f"table {TABLE} {{\n"
-        f'\tcomment "foobar-ops: the firewall of {host.name}, replaced whole by every change"\n'
+        '\tcomment "foobar-ops firewall, replaced whole by every change"\n'
         "\tchain input {\n"
         "\t\ttype filter hook input priority filter; policy drop;\n"
         f"{body}\n"

@@ -70,7 +70,8 @@ STACK_TYPES: typed.Spec = {
                         "port": _PORT,
                         "from": typed.list_of(typed.ip_network(), 1, 100),
                         "to": typed.list_of(_NAME, 1, 1000),
-                    }
+                    },
+                    required=("port", "from", "to"),
                 )
             ),
         }

@@ -125,6 +125,8 @@ def test_every_host_gets_the_firewall_first_unless_it_opts_out(tmp_path):
         ({"admin_sources": ["10.77.0.1"], "confrim_timeout": 30}, "stack.firewall"),
         ({"admin_sources": ["10.77.0.1"], "allow": [{"port": 70000, "from": ["10.77.0.1"], "to": ["web-01"]}]}, "port"),
         ({"admin_sources": ["10.77.0.1"], "allow": [{"port": 22, "from": ["10.77.0.1"], "to": ["web-01 ;"]}]}, "to"),
+        ({"admin_sources": ["fe80::1%x } tcp dport 1-65535 accept"]}, "stack.firewall.admin_sources[0]"),
+        ({"admin_sources": ["10.77.0.1"], "allow": [{"port": 22, "from": ["10.77.0.1"]}]}, "allow[0].to"),
     ],
 )
 def test_a_wrong_firewall_value_is_refused_naming_its_key(tmp_path, firewall, named):
@@ -134,6 +136,14 @@ def test_a_wrong_firewall_value_is_refused_naming_its_key(tmp_path, firewall, na
     with pytest.raises(InventoryError) as err:
         inventory(tmp_path, put)
     assert named in str(err.value)
+
+
+def test_a_network_with_host_bits_is_refused_with_the_network_it_likely_meant(tmp_path):
+    def typo(doc):
+        doc["stack"]["firewall"]["admin_sources"] = ["10.77.0.1/24"]
+
+    with pytest.raises(InventoryError, match=r"host bits set.*did you mean '10.77.0.0/24'"):
+        inventory(tmp_path, typo)
 
 
 def test_no_admin_source_and_an_unknown_allow_target_are_refused_before_any_host_is_touched(tmp_path):

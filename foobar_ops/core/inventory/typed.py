@@ -129,15 +129,23 @@ def ipv4_address() -> Check:
 
 def ip_network() -> Check:
     """An IP address or network (IPv4 or IPv6, "10.77.0.1", "10.77.0.0/24"), with no host bits set
-    beyond its prefix: a firewall's source."""
+    beyond its prefix and no IPv6 zone ("%eth0"): a firewall's source."""
 
-    def ok(v: Any) -> bool:
+    def check(value: Any, ctx: Ctx) -> Any:
+        wanted = "an IP address or network such as 10.77.0.1 or 10.77.0.0/24"
+        if not isinstance(value, str) or "%" in value:
+            raise ctx.err(f"must be {wanted}, not {_shown(value)}")
         try:
-            return isinstance(v, str) and bool(ipaddress.ip_network(v, strict=True))
+            ipaddress.ip_network(value, strict=True)
         except ValueError:
-            return False
+            try:
+                meant = ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ctx.err(f"must be {wanted}, not {_shown(value)}") from None
+            raise ctx.err(f"{value!r} has host bits set beyond its prefix: did you mean {str(meant)!r}?") from None
+        return value
 
-    return _refusing(ok, "an IP address or network such as 10.77.0.1 or 10.77.0.0/24")
+    return check
 
 
 def list_of(check: Check, low: int = 0, high: int = 1000) -> Check:
@@ -164,12 +172,16 @@ def secret() -> Check:
     return _refusing(lambda v: isinstance(v, Secret), "a secret reference such as env:NAME or file:PATH", show=False)
 
 
-def mapping_of(spec: Spec, closed: bool = True) -> Check:
-    """A mapping whose keys are checked by spec; with closed, a key spec does not name is refused."""
+def mapping_of(spec: Spec, closed: bool = True, required: tuple[str, ...] = ()) -> Check:
+    """A mapping whose keys are checked by spec; with closed, a key spec does not name is refused;
+    a key of `required` that is missing (or null) is refused by name."""
 
     def check(value: Any, ctx: Ctx) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise ctx.err(f"must be a mapping, not {kind(value)}")
+        for key in required:
+            if value.get(key) is None:
+                raise ctx.err(f"key '{key}' is required", key)
         return check_tree(value, spec, ctx, closed)
 
     return check

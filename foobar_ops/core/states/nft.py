@@ -64,7 +64,7 @@ def live_sha(table: str) -> str:
 
 
 def _sha(path: str) -> str:
-    return f"h=$(sha256sum < {cmd(path)} 2>/dev/null) && echo ${{h%% *}} || echo absent"
+    return f"h=$(sha256sum 2>/dev/null < {cmd(path)}) && echo ${{h%% *}} || echo absent"
 
 
 class NftTableFact(Fact[NftInfo]):
@@ -201,6 +201,7 @@ class Table(State[NftInfo]):
             f"nft list table {self.name} 2>/dev/null || true; }} > {cmd(rollback + '.new')}",
             cmd("mv", "-f", rollback + ".new", rollback),
             cmd("install", "-m", "0600", staged("rules"), f"{d}/{name}.candidate.nft"),
+            cmd("rm", "-f", pending),  # a record of an earlier load is never taken for this one
             cmd(
                 "systemd-run",
                 "--quiet",
@@ -208,9 +209,9 @@ class Table(State[NftInfo]):
                 timer,
                 f"--on-active={self.confirm_timeout:g}s",
                 "--timer-property=AccuracySec=100ms",
-                "/usr/sbin/nft",
-                "-f",
-                rollback,
+                "/bin/sh",
+                "-c",
+                f"nft -f {cmd(rollback)} && rm -f {cmd(pending)}",
             ),
             f"nft -f {staged('rules')} || {{ rc=$?; systemctl stop {cmd(timer + '.timer')}; exit $rc; }}",
             f'live=$({live_sha(self.name)}) && echo {self.sha256} "$live" > {cmd(pending)}',
@@ -218,10 +219,11 @@ class Table(State[NftInfo]):
 
 
 def confirm_script(table: str, persist: str, boot_unit: str, timer: str = "foobar-nft-rollback") -> str:
-    """The script (run as root) that keeps a loaded table once the host is known to let us in:
-    it persists the candidate for boot, records the load as confirmed and disarms the rollback.
-    It prints `confirmed`, `nothing` (no load pending) or `late` (the rollback fired first), and
-    exits 0 in each case.
+    """The script (run as root) that keeps a loaded table once the host is known to let us in: it
+    disarms the rollback (the timer, and its service should it have just fired), checks that the
+    live table is still the one loaded, persists it for boot and records the load as confirmed.
+    It prints `confirmed`, `nothing` (no load pending) or `late` (the rollback came first) and
+    exits 0; when a step after the disarm fails it puts the old table back and exits 1.
 
     table: "FAMILY NAME".
     persist: the file the boot unit loads.
@@ -229,15 +231,19 @@ def confirm_script(table: str, persist: str, boot_unit: str, timer: str = "fooba
     timer: the rollback timer's name.
     """
     d, name = STATE_DIR, table.replace(" ", "-")
-    pending = f"{d}/{name}.pending"
-    return "; ".join(
+    pending, rollback = f"{d}/{name}.pending", f"{d}/{name}.rollback.nft"
+    said = "echo 'the confirm failed: the old table is back' >&2"
+    undo = f"{{ nft -f {cmd(rollback)}; rm -f {cmd(pending)}; {said}; exit 1; }}"
+    return "\n".join(
         [
             f"[ -f {cmd(pending)} ] || {{ echo nothing; exit 0; }}",
             f"systemctl is-active -q {cmd(timer + '.timer')} || {{ rm -f {cmd(pending)}; echo late; exit 0; }}",
-            cmd("install", "-D", "-m", "0600", f"{d}/{name}.candidate.nft", persist),
-            f"mv -f {cmd(pending)} {cmd(f'{d}/{name}.confirmed')}",
-            f"systemctl enable --quiet {cmd(boot_unit)}",
-            f"systemctl stop {cmd(timer + '.timer')}",
+            f"systemctl stop {cmd(timer + '.timer')} {cmd(timer + '.service')}",
+            f"read -r src loaded < {cmd(pending)}",
+            f'live=$({live_sha(table)}) && [ "$live" = "$loaded" ] || {{ rm -f {cmd(pending)}; echo late; exit 0; }}',
+            f"{cmd('install', '-D', '-m', '0600', f'{d}/{name}.candidate.nft', persist)} || {undo}",
+            f"systemctl enable --quiet {cmd(boot_unit)} || {undo}",
+            f"mv -f {cmd(pending)} {cmd(f'{d}/{name}.confirmed')} || {undo}",
             "echo confirmed",
         ]
     )
@@ -248,10 +254,10 @@ def rollback_script(table: str, timer: str = "foobar-nft-rollback") -> str:
     (the armed timer would have done it later) and disarms the timer; prints `rolled back` or
     `nothing` (no load armed)."""
     d, name = STATE_DIR, table.replace(" ", "-")
-    return "; ".join(
+    return "\n".join(
         [
             f"systemctl is-active -q {cmd(timer + '.timer')} || {{ echo nothing; exit 0; }}",
-            f"nft -f {cmd(f'{d}/{name}.rollback.nft')} || exit 1",
+            f"nft -f {cmd(f'{d}/{name}.rollback.nft')} || exit 1",  # the timer stays armed when this fails
             f"systemctl stop {cmd(timer + '.timer')}",
             f"rm -f {cmd(f'{d}/{name}.pending')}",
             "echo rolled back",
