@@ -186,3 +186,23 @@ def test_the_site_answers_through_the_floating_address_with_every_host_firewalle
     assert {a["status"] for a in answers} == {200}
     assert {a["served_by"] for a in answers} == {"web-01", "web-02"}
     assert json.loads(answers[0]["body"])["checks"]["db_read"].startswith("ok")
+
+
+def test_the_firewall_runbook_plans_applies_and_proves_the_rules(deployed, tmp_path):
+    """The runbook on an inventory whose allow list opens web-01's MariaDB to this machine: the plan
+    shows web-01's table changing, the apply keeps it (confirmed), the check agrees with the new
+    rules; then the lab's own rules again."""
+    opened = inventory(tmp_path, allow=[{"port": 3306, "from": ["10.77.0.1"], "to": ["web-01"]}])
+    try:
+        done = run_cli("runbook", "firewall", "-i", opened, "--json", timeout=600)
+        doc = json.loads(done.out)
+        assert done.code == 0 and doc["outcome"] == "ok", doc
+        notebook = Path(doc["output_notebook"]).read_text()
+        assert "a new SSH connection got in: kept for boot" in notebook and "as intended (100%)" in notebook
+        check = run_cli("firewall", "check", "-i", opened, "--json", timeout=120).json()
+        mariadb = [c for c in check["checks"] if (c["from"], c["to"], c["port"]) == ("control", "web-01", 3306)]
+        assert check["ok"] and mariadb[0]["measured"] == "open", mariadb
+    finally:
+        assert run_cli("apply", "-i", LAB_INVENTORY, "firewall", "--hosts", "web-01").code == 0
+    back = run_cli("firewall", "check", "-i", LAB_INVENTORY, "--json", timeout=120).json()
+    assert back["ok"]

@@ -21,11 +21,11 @@ from tests.conftest import LAB_INVENTORY, run_cli
 HOSTS = ["lb-01", "lb-02", "web-01", "web-02", "loadgen-01"]
 
 
-def lab_copy(tmp_path: Path, edit) -> Path:
+def lab_copy(tmp_path: Path, edit, name: str = "lab-copy.yml") -> Path:
     """Write a copy of the lab inventory changed by edit(data); return its path."""
     data = yaml.safe_load(LAB_INVENTORY.read_text())
     edit(data)
-    path = tmp_path / "lab-copy.yml"
+    path = tmp_path / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -135,7 +135,14 @@ def test_proxyjump_from_ssh_config(lab, tmp_path):
     config.write_text("Host 10.77.0.11\n    ProxyJump ops@10.77.0.10\n")
     inv_path = lab_copy(tmp_path, lambda d: d["defaults"]["ssh"].update(config=str(config)))
     inv = load_inventory(inv_path)
-    [out] = ssh.run_many(inv.select("web-01"), "echo $SSH_CONNECTION", inventory=inv)
+    # the jump host is an admin source of web-01's firewall for this test (a bastion), then not
+    sources = ["10.77.0.1", "10.77.0.10"]
+    bastion = lab_copy(tmp_path, lambda d: d["stack"]["firewall"].update(admin_sources=sources), "bastion.yml")
+    assert run_cli("apply", "-i", bastion, "firewall", "--hosts", "web-01").code == 0
+    try:
+        [out] = ssh.run_many(inv.select("web-01"), "echo $SSH_CONNECTION", inventory=inv)
+    finally:
+        assert run_cli("apply", "-i", LAB_INVENTORY, "firewall", "--hosts", "web-01").code == 0
     assert out.ok, out
     assert out.stdout.split()[0] == "10.77.0.10"  # the session arrived from the jump host
 
