@@ -277,6 +277,24 @@ def test_app_prune_keeps_the_newest_releases_and_the_current_one_in_a_real_shell
         assert sorted(p.name for p in releases.iterdir()) == ["1.0.0-abc", "r1"]
 
 
+def test_app_prune_keeps_what_a_rollback_goes_back_to_not_the_newest_folders(tmp_path, fake_build):
+    """base, then pair1 and pair2, then base again (an apply back to the inventory's release), then
+    a new release: the folders' ages say pair1 and pair2 are newer than base, but a rollback goes
+    back to base, so base stays and pair1 (deployed longest ago) goes."""
+    inv = write_inventory(tmp_path, lab_doc())  # app_keep_releases: 3 (the default)
+    states = by_id(states_for(inv.host("web-01"), inv, ["app"]))
+    current = states["app:current"].target.rsplit("/", 1)[-1]
+    releases = tmp_path / "releases"
+    for age, name in enumerate([current, "pair2", "pair1", "base"]):  # base's folder the oldest
+        (releases / name).mkdir(parents=True)
+        os.utime(releases / name, (1_000_000 - age * 1000, 1_000_000 - age * 1000))
+    Path(f"{releases}.history").write_text("\n".join(["base", "pair1", "pair2", "base", current]) + "\n")
+    script = states["app:prune"].command.replace(app_role.RELEASES, str(releases))
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in releases.iterdir()) == sorted([current, "base", "pair2"])
+
+
 def test_app_unit_file(inv, fake_build):
     unit = by_id(states_for(inv.host("web-01"), inv, ["app"]))["app:unit"].content.decode()
     assert "EnvironmentFile=/etc/foobar/app.env" in unit

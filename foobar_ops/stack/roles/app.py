@@ -118,9 +118,12 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
         "app_port": p["app"],
         **serving,
     }
+    # kept: the current release, then the ones deployed most recently before it (the deploy
+    # history, newest first: what a rollback goes back to), then the newest folders
     prune = (
-        f"cd {cmd(RELEASES)} && ls -1t | grep -vxF {cmd(release)} | tail -n {cmd('+' + str(keep))} "
-        "| xargs -r -d '\\n' rm -rf --"
+        f"cd {cmd(RELEASES)} && kept=$({{ echo {cmd(release)}; tac {cmd(HISTORY)} 2>/dev/null; ls -1t; }} "
+        "| awk '!seen[$0]++' | while IFS= read -r r; do [ -d \"$r\" ] && printf '%s\\n' \"$r\"; done "
+        f"| head -n {keep}) && ls -1A | grep -vxF \"$kept\" | xargs -r -d '\\n' rm -rf --"
     )
     return [
         s.pkg.installed("python3-venv", id="app:python"),
@@ -171,7 +174,7 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
             prune,
             onchanges=["app:current"],
             require=["app:health"],
-            label=f"keep the newest {keep} releases",
+            label=f"keep the {keep} releases deployed last",
             id="app:prune",
         ),
     ]
