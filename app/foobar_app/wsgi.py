@@ -223,8 +223,14 @@ class App:
         extra = [("X-DB-Node", node), ("Location", f"/api/items/{row['id']}")]
         signed = sign_gtid(self.cookie_key, gtid) if isinstance(gtid, str) else None
         if signed:
+            # Secure when the client came over https (the load balancers say so; a web server
+            # takes requests from them alone)
+            secure = "; Secure" if environ.get("HTTP_X_FORWARDED_PROTO") == "https" else ""
             extra.append(
-                ("Set-Cookie", f"{GTID_COOKIE}={signed}; Path=/; Max-Age={GTID_COOKIE_AGE}; HttpOnly; SameSite=Lax")
+                (
+                    "Set-Cookie",
+                    f"{GTID_COOKIE}={signed}; Path=/; Max-Age={GTID_COOKIE_AGE}; HttpOnly; SameSite=Lax{secure}",
+                )
             )
         return "201 Created", row, "application/json", extra
 

@@ -60,6 +60,9 @@ STACK_TYPES: typed.Spec = {
     "database": typed.mapping_of(STACK_DATABASE, closed=False),
     "vip": typed.ipv4_address(),
     "vrrp_router_id": typed.whole(1, 255),
+    # https at the load balancers; the certificate chain and its key are the secrets tls_cert and
+    # tls_key (see roles/haproxy.py)
+    "tls": typed.mapping_of({"port": _PORT, "hsts_include_subdomains": typed.switch()}),
     "firewall": typed.mapping_of(
         {
             "admin_sources": typed.list_of(typed.ip_network(), 1, 100),

@@ -105,3 +105,22 @@ def test_a_post_whose_gtid_is_out_of_range_sets_no_cookie():
     cluster["db-01"].seq = 2**64  # the next write's GTID sequence is beyond MariaDB's
     r = post(app, {"name": "w"})
     assert r.code == 201 and "Set-Cookie" not in r.headers
+
+
+def test_the_cookie_is_secure_when_the_client_came_over_https():
+    app, _ = make_app()
+    plain = post(app, {"name": "over-http"}).headers["Set-Cookie"]
+    request = wsgi_environ_over_https(app)
+    assert "Secure" not in plain.split("; ")
+    assert "Secure" in request.headers["Set-Cookie"].split("; ") and "HttpOnly" in request.headers["Set-Cookie"]
+
+
+def wsgi_environ_over_https(app):
+    """A POST as the load balancers pass on one that came over https (X-Forwarded-Proto: https)."""
+    import json
+
+    from .test_app_unit import Response, environ
+
+    env = environ("POST", "/api/items", body=json.dumps({"name": "over-https"}).encode())
+    env["HTTP_X_FORWARDED_PROTO"] = "https"
+    return Response(app, env)

@@ -5,14 +5,65 @@ from __future__ import annotations
 from typing import Any
 
 from ...core import states as s
+from ...core.errors import FoobarOpsError
 from ...core.states import State
-from ..topology import STATS_SOCKET, domain, host_value, ports, web_hosts, web_weight
+from ..topology import STATS_SOCKET, TopologyError, domain, host_value, ports, stack_vars, web_hosts, web_weight
 from .base import Role, template
 from .inputs import StackInputs
 
 CFG = "/etc/haproxy/haproxy.cfg"
+CERTS = "/etc/haproxy/certs"
+#: Mozilla's intermediate profile for HAProxy 2.6 and OpenSSL 3.0 (its generator's output)
+CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ]
+)
+CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+CURVES = "X25519:prime256v1:secp384r1"
+HSTS_MAX_AGE = 63072000
 DROP_IN = "/etc/systemd/system/haproxy.service.d/foobar-server-state.conf"
 SERVER_STATE = "/var/lib/haproxy/server-state"
+
+
+def cert_path(inventory: Any) -> str:
+    """The PEM file HAProxy serves the site's certificate from (chain and key, mode 0600)."""
+    return f"{CERTS}/{domain(inventory)}.pem"
+
+
+def tls_secrets(inventory: Any) -> tuple[Any, Any] | None:
+    """The site's certificate chain and key (the secrets tls_cert and tls_key), or None when the
+    inventory has no stack.tls; a TopologyError names a missing one."""
+    if stack_vars(inventory).get("tls") is None:
+        return None
+    found = []
+    for name in ("tls_cert", "tls_key"):
+        try:
+            found.append(inventory.secret(name))
+        except FoobarOpsError as err:
+            raise TopologyError(f"{inventory.path}: stack.tls is set, so secrets.{name} must be too: {err}") from None
+    return found[0], found[1]
+
+
+def tls_context(inventory: Any) -> dict[str, Any] | None:
+    """The template's TLS settings (None when the inventory has no stack.tls)."""
+    tls = stack_vars(inventory).get("tls")
+    if tls is None:
+        return None
+    hsts = f"max-age={HSTS_MAX_AGE}" + ("; includeSubDomains" if tls.get("hsts_include_subdomains") else "")
+    return {
+        "port": tls.get("port") or 443,
+        "crt": cert_path(inventory),
+        "ciphers": CIPHERS,
+        "ciphersuites": CIPHERSUITES,
+        "curves": CURVES,
+        "hsts": hsts,
+    }
 
 
 def context(host: Any, inventory: Any) -> dict[str, Any]:
@@ -36,20 +87,37 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
         "check_interval": host_value(host, "haproxy_check_interval", "1s"),
         "check_fall": host_value(host, "haproxy_check_fall", 2),
         "check_rise": host_value(host, "haproxy_check_rise", 2),
+        "tls": tls_context(inventory),
     }
 
 
 def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list[State[Any]]:
     """Return the haproxy role's states for a host."""
+    tls = tls_secrets(inventory)
+    certs: list[State[Any]] = []
+    if tls:  # the chain and the key in one file, HAProxy's way; never shown in a diff
+        certs = [
+            s.file.directory(CERTS, mode="0700", require=["haproxy:packages"], id="haproxy:certs-dir"),
+            s.file.managed(
+                cert_path(inventory),
+                template="{{ cert }}\n{{ key }}\n",
+                inline=True,
+                context={"cert": tls[0], "key": tls[1]},
+                mode="0600",
+                require=["haproxy:certs-dir"],
+                id="haproxy:cert",
+            ),
+        ]
     return [
         s.pkg.installed(names=["haproxy", "socat"], id="haproxy:packages"),
+        *certs,
         s.file.managed(
             CFG,
             template=template("haproxy.cfg.j2"),
             context=context(host, inventory),
             mode="0644",
             validate="haproxy -c -f {}",
-            require=["haproxy:packages"],
+            require=["haproxy:packages", *(["haproxy:cert"] if certs else [])],
             id="haproxy:config",
         ),
         s.file.managed(
