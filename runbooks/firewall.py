@@ -61,7 +61,7 @@ if test:
     print("test mode: nothing applied")
     report = plan
 else:
-    report = fo.apply_plan(inv, plan.plan_file, on_result=rb.progress, lock_wait=rb.lock_wait, **rb.recorded("apply"))
+    report = rb.apply_plan(inv, plan)
     print(report.summary(diffs=False))
 assert report.ok, f"the firewall was not applied on {', '.join(report.failed_hosts)} (run {report.run_id})"
 

@@ -51,11 +51,7 @@ plan = fo.plan(inv, ["mysql"], save_plan=rb.path("plan.json"), **rb.recorded("pl
 plan
 
 # %%
-report = (
-    plan
-    if test
-    else fo.apply_plan(inv, plan.plan_file, on_result=rb.progress, lock_wait=rb.lock_wait, **rb.recorded("apply"))
-)
+report = plan if test else rb.apply_plan(inv, plan)
 assert report.ok, f"failed on {', '.join(report.failed_hosts)} (run {report.run_id})"
 
 # %% [markdown]

@@ -58,9 +58,7 @@ plan
 # ## Apply it one server at a time
 
 # %%
-report = fo.apply_plan(
-    inv, plan.plan_file, on_result=rb.progress, lock_wait=rb.lock_wait, **rb.recorded("rolling deploy")
-)
+report = rb.apply_plan(inv, plan, "rolling deploy")
 print(report.summary(diffs=False))
 switched = sorted({r.host for r in report.results if r.id == "app:current" and r.changed})
 if not report.ok and switched:  # the servers that took the new release before it failed go back

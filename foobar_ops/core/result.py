@@ -7,6 +7,7 @@ is a HostOutcome, kept apart from its state results.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -61,6 +62,20 @@ class Result:
     duration_ms: float = 0.0
     idempotent: bool = True
     digest: str | None = None  # what the state saw and would do, for saved plans
+
+    @classmethod
+    def check(cls, host: str, id: str, name: str, state: str, ok: bool, comment: str, started: float) -> Result:
+        """The result of a check a phase's hook makes around a change (a peer that must serve, a
+        new connection that must get in): ok or failed, timed from `started` (time.perf_counter())."""
+        return cls(
+            host,
+            id,
+            name,
+            state,
+            Status.OK if ok else Status.FAILED,
+            comment=comment,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
 
     @property
     def result(self) -> bool | None:

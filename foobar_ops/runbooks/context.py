@@ -38,6 +38,19 @@ class RunbookContext:
         runbook's journal (linked to its output notebook)."""
         return {"command": f"runbook {self.name}: {step}", "journal": self.journal}
 
+    def apply_plan(self, inventory: Any, plan: Any, step: str = "apply") -> Any:
+        """Apply exactly a plan this runbook made and showed (plan.plan_file), as its step `step`:
+        with its progress, its lock wait and its journal; return the Report.
+
+        inventory: the Inventory.
+        plan: the Report of fo.plan(..., save_plan=rb.path("plan.json")).
+        """
+        from ..ops import apply_plan
+
+        return apply_plan(
+            inventory, plan.plan_file, on_result=self.progress, lock_wait=self.lock_wait, **self.recorded(step)
+        )
+
     def path(self, name: str) -> str:
         """Return a path for a file this run keeps beside its output notebook (e.g. its plan)."""
         base = Path(self.output_notebook) if self.output_notebook else Path.cwd() / f"{self.name}.ipynb"

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..core.engine import Phase
 from ..core.errors import FirewallError, FoobarOpsError
-from ..core.result import Result, Status
+from ..core.result import Result
 from ..core.run import Run
 from ..core.shell import cmd
 from ..core.states.nft import confirm_script, rollback_script
@@ -33,6 +33,7 @@ from .topology import (
     app_hosts,
     db_hosts,
     host_value,
+    https_port,
     lb_hosts,
     ports,
     stack_vars,
@@ -42,7 +43,6 @@ TABLE = "inet foobar"
 PERSIST = "/etc/foobar-ops/firewall.nft"
 BOOT_UNIT = "foobar-firewall.service"
 TIMER = "foobar-firewall-rollback"
-HTTPS_PORT = 443
 DEFAULT_CONFIRM_TIMEOUT = 30.0
 
 
@@ -142,7 +142,7 @@ def openings(host: Any, inventory: Any) -> list[Opening]:
     if "haproxy" in roles:
         out += [
             Opening("tcp", http, None, "the site over http"),
-            Opening("tcp", HTTPS_PORT, None, "the site over https"),
+            Opening("tcp", https_port(inventory), None, "the site over https"),
         ]
     if "keepalived" in roles:
         peers = [h for h in lb_hosts(inventory) if "keepalived" in h.roles]
@@ -224,14 +224,8 @@ def render(host: Any, inventory: Any) -> str:
 
 
 def _result(host: Any, ok: bool, comment: str, started: float) -> Result:
-    return Result(
-        host.name,
-        "firewall:confirm",
-        "a new SSH connection gets in",
-        "nft.confirm",
-        Status.OK if ok else Status.FAILED,
-        comment=comment,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    return Result.check(
+        host.name, "firewall:confirm", "a new SSH connection gets in", "nft.confirm", ok, comment, started
     )
 
 

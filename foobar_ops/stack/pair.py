@@ -214,15 +214,7 @@ def pair_phase(name: str, states_for: Callable[[Any, Any], Sequence[State[Any]]]
 
 
 def _result(host: Any, ok: bool, comment: str, started: float) -> Result:
-    return Result(
-        host.name,
-        "lb-pair:peer",
-        "peer serves",
-        "lb.pair",
-        Status.OK if ok else Status.FAILED,
-        comment=comment,
-        duration_ms=(time.perf_counter() - started) * 1000,
-    )
+    return Result.check(host.name, "lb-pair:peer", "peer serves", "lb.pair", ok, comment, started)
 
 
 @contextmanager

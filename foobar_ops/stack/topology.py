@@ -166,6 +166,13 @@ def ports(inventory: Any) -> dict[str, int]:
     return {**DEFAULT_PORTS, **{k: v for k, v in given.items() if v is not None}}
 
 
+def https_port(inventory: Any) -> int:
+    """Return the port the load balancers serve https on (stack.tls.port, default 443): the one
+    both the haproxy role binds and the firewall opens."""
+    tls = stack_vars(inventory).get("tls") or {}
+    return int(tls.get("port") or 443)
+
+
 def domain(inventory: Any) -> str:
     """Return the site's domain (stack.domain, default foobar.com)."""
     return str(stack_vars(inventory).get("domain") or "foobar.com")

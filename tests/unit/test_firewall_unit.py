@@ -175,7 +175,7 @@ def table(timeout=30) -> Table:
 
 
 def info(st: Table, **changed) -> NftInfo:
-    wanted = {"nft": True, "live": "L1", "confirmed": (st.sha256, "L1"), "persisted": st.sha256, "boot": "enabled"}
+    wanted = {"live": "L1", "confirmed": (st.sha256, "L1"), "persisted": st.sha256, "boot": "enabled"}
     wanted["armed"] = False
     return NftInfo(**{**wanted, **changed})
 
@@ -211,10 +211,10 @@ def test_a_table_that_differs_is_checked_saved_armed_and_swapped_in_one_transact
 
 def test_the_table_fact_reads_what_the_host_prints():
     fact = NftTableFact("inet foobar", "/etc/foobar-ops/firewall.nft", "foobar-firewall.service", "t")
-    said = fact.parse("nft=yes\nlive=abc\nconfirmed=s1,abc\npersisted=s1\nboot=enabled\n\narmed=no\n")
-    assert said == NftInfo(True, "abc", ("s1", "abc"), "s1", "enabled", False)
-    fresh = fact.parse("nft=no\nlive=absent\nconfirmed=none\npersisted=absent\nboot=\narmed=no\n")
-    assert fresh.live is None and fresh.confirmed is None and fresh.persisted is None and not fresh.nft
+    said = fact.parse("live=abc\nconfirmed=s1,abc\npersisted=s1\nboot=enabled\n\narmed=no\n")
+    assert said == NftInfo("abc", ("s1", "abc"), "s1", "enabled", False)
+    fresh = fact.parse("live=absent\nconfirmed=none\npersisted=absent\nboot=\narmed=no\n")
+    assert fresh.live is None and fresh.confirmed is None and fresh.persisted is None
 
 
 def test_a_table_state_refuses_what_is_not_a_table_of_its_own():
@@ -283,3 +283,49 @@ def test_the_check_names_every_path_and_what_the_rules_intend(tmp_path):
     assert {want for (src, _, port), want in paths.items() if port == 22 and src != CONTROL} == {"closed"}
     assert not [k for k in paths if k[0] == k[1]]  # a host is not checked against itself
     assert len(paths) == (5 * 4 + 5) * 4  # 6 sources, 5 hosts, 4 ports (22, 80, 443, 3306)
+
+
+class Probe:
+    """A source host's connection that answers the probe with chosen words, or cannot be asked."""
+
+    def __init__(self, words: dict[str, str] | None, host: str):
+        self.words, self.host = words, SimpleNamespace(name=host)
+
+    def run(self, line, timeout=None):
+        if self.words is None:
+            raise FirewallError(f"{self.host.name}: unreachable")
+        import json
+
+        return SimpleNamespace(ok=True, stdout=json.dumps(self.words) + "\n", stderr="", error=None)
+
+
+def test_the_check_compares_what_each_source_saw_with_the_rules_and_names_who_was_not_asked(tmp_path):
+    from foobar_ops.stack.firewall_check import check
+
+    inv = inventory(tmp_path)
+    targets = {h.name: h.address for h in inv.hosts.values()}
+    seen = {
+        name: {f"{addr} {port}": "timeout" for addr in targets.values() for port in (22, 80, 443, 3306)}
+        for name in targets
+    }
+    seen["lb-01"]["10.77.0.11 80"] = "connected"  # allowed and answered: open, as intended
+    seen["lb-01"]["10.77.0.13 443"] = "refused"  # allowed, nothing listens: still open
+    seen["loadgen-01"]["10.77.0.11 80"] = "connected"  # the rules say closed: a difference
+    remotes = {name: Probe(words, name) for name, words in seen.items()}
+    remotes["web-02"] = Probe(None, "web-02")
+    found = check(inv, remotes, timeout=0.5, from_control=False)
+    by_path = {(c.source, c.to, c.port): c for c in found.checks}
+    assert by_path[("lb-01", "web-01", 80)].ok and by_path[("lb-01", "lb-02", 443)].measured == "open"
+    wrong = found.differences()
+    assert ("loadgen-01", "web-01", 80) in {(c.source, c.to, c.port) for c in wrong}
+    assert "web-02" in found.errors and not [c for c in found.checks if c.source == "web-02"]
+    assert not found.ok and "not asked: web-02" in found.line()
+
+
+@pytest.mark.parametrize("timeout", [0, 0.1, 11, float("nan")])
+def test_a_check_timeout_out_of_range_is_refused_before_any_host_is_asked(tmp_path, timeout, monkeypatch):
+    from foobar_ops.ops import firewall as firewall_op
+
+    monkeypatch.setattr(firewall_op, "check", lambda *a, **k: pytest.fail("no host may be asked"))
+    with pytest.raises(FirewallError, match="timeout=.* must be from 0.2 to 10 seconds"):
+        firewall_op.firewall_check(inventory(tmp_path), timeout=timeout)

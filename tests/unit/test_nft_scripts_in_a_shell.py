@@ -71,7 +71,7 @@ def load(host: Path, st: Table) -> subprocess.CompletedProcess:
     """Run the plan's commands as the engine does (set -e, the uploads staged)."""
     stage = host / "stage"
     stage.mkdir(exist_ok=True)
-    plan = st.plan(NftInfo(True, None, None, None, "disabled", False))
+    plan = st.plan(NftInfo(None, None, None, "disabled", False))
     for name, data in plan.uploads.items():
         (stage / name).write_bytes(data if isinstance(data, bytes) else data())
     return sh(host, f"set -e; {STAGE_VAR}={cmd(str(stage))}\n" + "\n".join(plan.commands))

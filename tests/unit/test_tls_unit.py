@@ -97,3 +97,16 @@ def test_without_stack_tls_nothing_of_it_is_declared(tmp_path, issued):
 def test_stack_tls_without_its_key_is_refused_naming_the_secret(tmp_path, issued):
     with pytest.raises(TopologyError, match="secrets.tls_key"):
         haproxy_states(inventory(tmp_path, issued, key=False))
+
+
+def test_the_https_port_the_load_balancers_bind_is_the_one_their_firewall_opens(tmp_path, issued):
+    from foobar_ops.stack import firewall
+
+    doc = lab_doc()
+    doc["stack"]["tls"] = {"port": 8443}
+    doc["stack"]["firewall"] = {"admin_sources": ["10.77.0.1"]}
+    doc["secrets"].update(tls_cert=f"file:{issued[1].cert}", tls_key=f"file:{issued[1].key}")
+    inv = load_inventory(write_doc(tmp_path, doc))
+    assert "bind :8443 ssl crt" in haproxy_states(inv)["haproxy:config"].content.decode()
+    ports = {o.port for o in firewall.openings(inv.host("lb-01"), inv) if o.sources is None}
+    assert ports == {80, 8443}

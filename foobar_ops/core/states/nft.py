@@ -41,7 +41,6 @@ _UNIT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,60}")
 class NftInfo:
     """What the host has of a table.
 
-    nft: nft is installed.
     live: sha256 of the live table's listing (`nft -s list table`), None when there is none.
     confirmed: (source sha256, listing sha256) of the last confirmed load, None when none.
     persisted: sha256 of the file loaded at boot, None when absent.
@@ -49,12 +48,17 @@ class NftInfo:
     armed: a rollback timer is armed (a load not confirmed yet, or a run cut off after a load).
     """
 
-    nft: bool
     live: str | None
     confirmed: tuple[str, str] | None
     persisted: str | None
     boot: str
     armed: bool
+
+
+def record(table: str, what: str) -> str:
+    """The path of one of a table's files on the host: candidate.nft, rollback.nft, pending (the
+    load not confirmed yet: source and listing hashes) or confirmed (the last confirmed load)."""
+    return posixpath.join(STATE_DIR, f"{table.replace(' ', '-')}.{what}")
 
 
 def live_sha(table: str) -> str:
@@ -81,25 +85,20 @@ class NftTableFact(Fact[NftInfo]):
 
     def command(self) -> str:
         return (
-            "command -v nft >/dev/null && echo nft=yes || echo nft=no; "
             f"printf 'live='; {live_sha(self.table)} || echo absent; "
-            f"printf 'confirmed='; tr ' ' , 2>/dev/null < {cmd(self._record('confirmed'))} "
+            f"printf 'confirmed='; tr ' ' , 2>/dev/null < {cmd(record(self.table, 'confirmed'))} "
             "|| echo none; "
             f"printf 'persisted='; {_sha(self.persist)}; "
             f"printf 'boot='; systemctl is-enabled {cmd(self.boot_unit)} 2>/dev/null || true; echo; "
             f"systemctl is-active -q {cmd(self.timer + '.timer')} && echo armed=yes || echo armed=no"
         )
 
-    def _record(self, what: str) -> str:
-        return posixpath.join(STATE_DIR, f"{self.table.replace(' ', '-')}.{what}")
-
     def parse(self, output: str) -> NftInfo:
         f = keyvals(output)
-        _need(f, ("nft", "live", "persisted", "armed"), f"nft table {self.table}", output)
+        _need(f, ("live", "persisted", "armed"), f"nft table {self.table}", output)
         confirmed = f.get("confirmed", "none")
         pair = tuple(confirmed.split(",")) if confirmed != "none" and "," in confirmed else None
         return NftInfo(
-            nft=f["nft"] == "yes",
             live=None if f["live"] == "absent" else f["live"],
             confirmed=(pair[0], pair[1]) if pair and len(pair) == 2 else None,
             persisted=None if f["persisted"] == "absent" else f["persisted"],
@@ -186,11 +185,10 @@ class Table(State[NftInfo]):
         )
 
     def _commands(self) -> list[str]:
-        d, name = STATE_DIR, self.name.replace(" ", "-")
-        rollback, pending = f"{d}/{name}.rollback.nft", f"{d}/{name}.pending"
+        rollback, pending = record(self.name, "rollback.nft"), record(self.name, "pending")
         timer = self.timer
         return [
-            cmd("mkdir", "-p", "-m", "0700", d),
+            cmd("mkdir", "-p", "-m", "0700", STATE_DIR),
             # a load a cut-off run left unconfirmed is undone first: what is saved is what was confirmed
             f"if systemctl is-active -q {cmd(timer + '.timer')}; then nft -f {cmd(rollback)} || exit 1; "
             f"systemctl stop {cmd(timer + '.timer')}; fi",
@@ -200,7 +198,7 @@ class Table(State[NftInfo]):
             f"{{ echo {cmd(f'table {self.name}')}; echo {cmd(f'delete table {self.name}')}; "
             f"nft list table {self.name} 2>/dev/null || true; }} > {cmd(rollback + '.new')}",
             cmd("mv", "-f", rollback + ".new", rollback),
-            cmd("install", "-m", "0600", staged("rules"), f"{d}/{name}.candidate.nft"),
+            cmd("install", "-m", "0600", staged("rules"), record(self.name, "candidate.nft")),
             cmd("rm", "-f", pending),  # a record of an earlier load is never taken for this one
             cmd(
                 "systemd-run",
@@ -230,8 +228,7 @@ def confirm_script(table: str, persist: str, boot_unit: str, timer: str = "fooba
     boot_unit: the boot unit.
     timer: the rollback timer's name.
     """
-    d, name = STATE_DIR, table.replace(" ", "-")
-    pending, rollback = f"{d}/{name}.pending", f"{d}/{name}.rollback.nft"
+    pending, rollback = record(table, "pending"), record(table, "rollback.nft")
     said = "echo 'the confirm failed: the old table is back' >&2"
     undo = f"{{ nft -f {cmd(rollback)}; rm -f {cmd(pending)}; {said}; exit 1; }}"
     return "\n".join(
@@ -241,9 +238,9 @@ def confirm_script(table: str, persist: str, boot_unit: str, timer: str = "fooba
             f"systemctl stop {cmd(timer + '.timer')} {cmd(timer + '.service')}",
             f"read -r src loaded < {cmd(pending)}",
             f'live=$({live_sha(table)}) && [ "$live" = "$loaded" ] || {{ rm -f {cmd(pending)}; echo late; exit 0; }}',
-            f"{cmd('install', '-D', '-m', '0600', f'{d}/{name}.candidate.nft', persist)} || {undo}",
+            f"{cmd('install', '-D', '-m', '0600', record(table, 'candidate.nft'), persist)} || {undo}",
             f"systemctl enable --quiet {cmd(boot_unit)} || {undo}",
-            f"mv -f {cmd(pending)} {cmd(f'{d}/{name}.confirmed')} || {undo}",
+            f"mv -f {cmd(pending)} {cmd(record(table, 'confirmed'))} || {undo}",
             "echo confirmed",
         ]
     )
@@ -253,13 +250,12 @@ def rollback_script(table: str, timer: str = "foobar-nft-rollback") -> str:
     """The script (run as root) that puts the table back as it was before an unconfirmed load, now
     (the armed timer would have done it later) and disarms the timer; prints `rolled back` or
     `nothing` (no load armed)."""
-    d, name = STATE_DIR, table.replace(" ", "-")
     return "\n".join(
         [
             f"systemctl is-active -q {cmd(timer + '.timer')} || {{ echo nothing; exit 0; }}",
-            f"nft -f {cmd(f'{d}/{name}.rollback.nft')} || exit 1",  # the timer stays armed when this fails
+            f"nft -f {cmd(record(table, 'rollback.nft'))} || exit 1",  # the timer stays armed when this fails
             f"systemctl stop {cmd(timer + '.timer')}",
-            f"rm -f {cmd(f'{d}/{name}.pending')}",
+            f"rm -f {cmd(record(table, 'pending'))}",
             "echo rolled back",
         ]
     )

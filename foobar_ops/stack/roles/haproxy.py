@@ -7,7 +7,17 @@ from typing import Any
 from ...core import states as s
 from ...core.errors import FoobarOpsError
 from ...core.states import State
-from ..topology import STATS_SOCKET, TopologyError, domain, host_value, ports, stack_vars, web_hosts, web_weight
+from ..topology import (
+    STATS_SOCKET,
+    TopologyError,
+    domain,
+    host_value,
+    https_port,
+    ports,
+    stack_vars,
+    web_hosts,
+    web_weight,
+)
 from .base import Role, template
 from .inputs import StackInputs
 
@@ -57,7 +67,7 @@ def tls_context(inventory: Any) -> dict[str, Any] | None:
         return None
     hsts = f"max-age={HSTS_MAX_AGE}" + ("; includeSubDomains" if tls.get("hsts_include_subdomains") else "")
     return {
-        "port": tls.get("port") or 443,
+        "port": https_port(inventory),
         "crt": cert_path(inventory),
         "ciphers": CIPHERS,
         "ciphersuites": CIPHERSUITES,
