@@ -206,9 +206,9 @@ def _drain_change_ready(
         _each(emit, lbs, host, "as-is", True, "the only server UP: changed without draining", started, changed=False)
         yield
         return
-    _each(emit, lbs, host, "drain", True, f"drained in {waited:.1f} s before its change", started, "UP")
     failed: BaseException | None = None
-    try:
+    try:  # from here on the server is out: an interrupt while its drain is recorded puts it back too
+        _each(emit, lbs, host, "drain", True, f"drained in {waited:.1f} s before its change", started, "UP")
         yield
     except CutOffChangeRunning as err:  # out of rotation until it ends: a later run puts it back (the mark)
         why = f"left out of rotation, marked as this run's: {err.reason}; the next run puts it back once it has ended"

@@ -13,6 +13,7 @@ from foobar_ops import states as s
 from foobar_ops.core import ssh as ssh_mod
 from foobar_ops.core.engine.phases import apply
 from foobar_ops.core.errors import ConnectionFailed, FoobarOpsError
+from foobar_ops.core.interrupts import Terminated
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.core.journal import Journal
 from foobar_ops.core.result import Status
@@ -201,6 +202,21 @@ def test_an_interrupt_during_the_change_stays_an_interrupt_and_the_server_goes_b
         with rolling.drained(a_run(), WEB1, lambda r: None):
             interrupted()
     assert FakeLB.status["web-01"] == "UP"
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, Terminated])
+def test_an_interrupt_while_the_drain_is_recorded_still_puts_the_server_back(interrupt):
+    """The signal lands after the drain, while its result is written (before the change starts)."""
+
+    def emit(result):
+        if result.id.endswith(":drain"):
+            raise interrupt
+
+    with pytest.raises(interrupt):
+        with rolling.drained(a_run(), WEB1, emit):
+            pytest.fail("the change must not run after an interrupt")
+    assert ("ready", "web-01") in FakeLB.calls
+    assert FakeLB.status["web-01"] == "UP" and FakeLB.marked == {}
 
 
 def test_a_drain_that_fails_puts_the_server_back_and_says_so():
