@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# test tools whose pins clash with the project's (sslyze wants an older cryptography): a venv apart
+TOOLS := .venv-tools
+SSLYZE_VERSION := 6.3.1
 
-.PHONY: setup system venv demo test unit lint bench bench-web notebook lab-up lab-down lab-status clean
+.PHONY: setup system venv tools demo test unit lint bench bench-web notebook lab-up lab-down lab-status clean
 
 setup: system venv
 
@@ -19,6 +22,14 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name foobar-ops --display-name foobar-ops >/dev/null
+	@touch $@
+
+# sslyze, for the lab test of the site's TLS against Mozilla's intermediate profile
+tools: $(TOOLS)/.installed
+
+$(TOOLS)/.installed: Makefile
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q 'sslyze==$(SSLYZE_VERSION)'
 	@touch $@
 
 demo: setup
@@ -42,7 +53,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: setup lint
+test: setup tools lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: venv
@@ -73,4 +84,4 @@ lab-status: venv
 	$(BIN)/foobar-ops lab status
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

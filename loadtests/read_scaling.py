@@ -11,6 +11,7 @@ import uuid
 
 import tally  # noqa: F401 - counts X-Served-By / X-DB-Node per response
 from locust import FastHttpUser, constant, task
+from site_tls import site_context
 
 SITE = os.environ.get("FOOBAR_SITE", "foobar.com")
 _numbers = itertools.count()
@@ -20,6 +21,8 @@ _run = uuid.uuid4().hex[:6]
 class Reader(FastHttpUser):
     wait_time = constant(0)
     default_headers = {"Host": SITE}
+    insecure = False  # https: the certificate verified for the site (site_tls)
+    ssl_context_factory = site_context
 
     @task(9)
     def read(self):

@@ -1,6 +1,7 @@
 """Round robin through the load balancer: the home page and the items API, each response's
 content checked (not only its status). Run by `foobar-ops loadtest round-robin`, which computes the
-verdict; by hand: `locust -f loadtests/round_robin.py --host http://10.77.0.10` (lab traffic only).
+verdict; by hand (lab traffic only): `FOOBAR_SITE_CA=/var/lib/foobar-ops/lab/tls/ca.crt
+locust -f loadtests/round_robin.py --host https://10.77.0.50`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import os
 
 import tally  # noqa: F401 - counts X-Served-By / X-DB-Node per response
 from locust import FastHttpUser, constant, task
+from site_tls import site_context
 
 SITE = os.environ.get("FOOBAR_SITE", "foobar.com")
 
@@ -16,6 +18,8 @@ SITE = os.environ.get("FOOBAR_SITE", "foobar.com")
 class Visitor(FastHttpUser):
     wait_time = constant(0)
     default_headers = {"Host": SITE}
+    insecure = False  # https: the certificate verified for the site (site_tls)
+    ssl_context_factory = site_context
 
     @task(1)
     def home(self):

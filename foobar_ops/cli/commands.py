@@ -149,6 +149,34 @@ def cmd_firewall(args: argparse.Namespace) -> int:
     return 0 if found.ok else 1
 
 
+def cmd_tls(args: argparse.Namespace) -> int:
+    if args.tls_command == "status":
+        found = ops.tls_status(args.inventory)
+        if args.json:
+            print(json.dumps(found.as_json(), indent=2))
+        else:
+            cols = ["lb", "subject", "sans", "serial", "issuer", "not_after", "days_left", "level"]
+            print(table([dict(r, sans=",".join(r["sans"])) for r in found.as_json()["certs"]], cols))
+            for line in [*found.errors, *found.warnings]:
+                print(f"WARNING: {line}" if line in found.warnings else f"ERROR: {line}", file=sys.stderr)
+            print("tls ok" if found.ok else "tls NOT ok", file=sys.stderr)
+        return 0 if found.ok else 1
+    rotation = ops.tls_rotate(
+        args.inventory,
+        args.cert,
+        args.key,
+        test=args.test,
+        journal=args.journal,
+        command=args.command_line,
+        lock_wait=args.lock_wait,
+    )
+    if args.json:
+        print(json.dumps(rotation.as_json(), indent=2, default=str))
+    else:
+        print(rotation.summary(color=sys.stdout.isatty()))
+    return 0 if rotation.ok else 1
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     check = ops.verify(args.inventory, args.n, args.wait)
     if args.json:
@@ -411,6 +439,7 @@ HANDLERS = {
     "rollback": cmd_rollback,
     "lb": cmd_lb,
     "firewall": cmd_firewall,
+    "tls": cmd_tls,
     "verify": cmd_verify,
     "run": cmd_run,
     "paths": cmd_paths,

@@ -305,6 +305,28 @@ def _firewall(sub: Sub) -> None:
     q.add_argument("--timeout", type=float, default=1.5, help="seconds before a connection counts as dropped")
 
 
+def _tls(sub: Sub) -> None:
+    p = sub.add_parser("tls", help="https at the load balancers: certificates served, and rotated without a reload")
+    actions = p.add_subparsers(dest="tls_command", required=True, metavar="ACTION")
+    q = actions.add_parser(
+        "status",
+        help="each load balancer's certificates: subject, names, serial, issuer, end, days left "
+        "(warns under 20 days; exit 1 under 3)",
+    )
+    _inventory(q)
+    _common(q, json=True)
+    q = actions.add_parser(
+        "rotate",
+        help="serve a certificate on every load balancer without a reload (checked first; the file written, "
+        "then set ssl cert and commit ssl cert)",
+    )
+    _inventory(q)
+    _common(q, json=True, journal=True, lock_wait=True)
+    q.add_argument("--cert", metavar="REF", help="the new chain, by reference (file:PATH or env:NAME); with --key")
+    q.add_argument("--key", metavar="REF", help="its private key, by reference; both become the inventory's secrets")
+    q.add_argument("--test", action="store_true", help="check the certificate and say what would change")
+
+
 def _paths(sub: Sub) -> None:
     p = sub.add_parser("paths", help="where records (journal, output notebooks) and caches are kept")
     _common(p, json=True)
@@ -326,6 +348,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         _runbook,
         _loadtest,
         _firewall,
+        _tls,
         _records,
         _lab,
         _paths,

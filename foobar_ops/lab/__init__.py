@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import LabError
-from . import identity, image, net
+from . import identity, image, net, tls
 from .machine import Machine
 
 STATE_DIR = Path("/var/lib/foobar-ops")
@@ -30,10 +30,14 @@ LAB_DIR = STATE_DIR / "lab"
 KEY_PATH = LAB_DIR / "ssh" / "id_ed25519"
 KNOWN_HOSTS = LAB_DIR / "ssh" / "known_hosts"
 PASSWORD_PATH = LAB_DIR / "secrets" / "sudo_password"
+#: the lab's own CA (made once; its key never leaves this machine) and the site's certificate it
+#: issues (site.crt, the chain; site.key, 0600): what the lab inventory's tls secrets name
+TLS_DIR = LAB_DIR / "tls"
+LAB_CA = TLS_DIR / "ca.crt"
 DEFAULT_BRIDGE = "fbr0"
 DEFAULT_NETWORK = "10.77.0.0/24"
 
-__all__ = ["Lab", "KEY_PATH", "KNOWN_HOSTS", "PASSWORD_PATH"]
+__all__ = ["Lab", "KEY_PATH", "KNOWN_HOSTS", "PASSWORD_PATH", "LAB_CA", "TLS_DIR"]
 
 
 def _say(message: str) -> None:
@@ -106,6 +110,7 @@ class Lab:
             identity.ensure_password(PASSWORD_PATH)
             for path in self._lab_secret_files():
                 identity.ensure_password(path)
+            self._ensure_site_certificate()
             net.ensure_bridge(self.bridge, self.network)
             started = []
             for m in self.pick(names):
@@ -151,6 +156,18 @@ class Lab:
             _say(f"{self.bridge}: kept, other lab hosts are attached ({', '.join(attached)})")
             return
         net.remove_bridge(self.bridge)
+
+    def _ensure_site_certificate(self) -> None:
+        """With stack.tls, make the lab CA once and a site certificate from it when there is none,
+        when it names other hosts, or when it has under RENEW_DAYS left (a lab left up for months
+        keeps serving a valid one after the next `lab up` and apply)."""
+        if (self.inventory.stack or {}).get("tls") is None:
+            return
+        site = str(self.inventory.stack.get("domain") or "foobar.com")
+        made = tls.ensure_site(TLS_DIR, [site, f"www.{site}"])
+        if made is not None:
+            until = f"{made.not_after:%Y-%m-%d}"
+            _say(f"lab CA {LAB_CA}: issued the site certificate for {site} (serial {made.serial:X}, until {until})")
 
     def _lab_secret_files(self) -> list[Path]:
         """Secret files the inventory expects under the lab's secrets folder (made when missing)."""

@@ -133,3 +133,31 @@ def issue(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
     return Issued(out / "site.crt", out / "site.key", serial, start + dt.timedelta(days=days))
+
+
+#: `lab up` issues a new site certificate when the one there has fewer days left than this
+RENEW_DAYS = 30
+
+
+def ensure_site(folder: Path, names: list[str], renew_days: int = RENEW_DAYS) -> Issued | None:
+    """Make sure folder/site.crt (the chain) and folder/site.key are a certificate from the lab CA
+    for exactly `names` with more than renew_days left; issue one when not. Return what was issued,
+    or None when the one there is kept."""
+    from cryptography import x509
+
+    cert = folder / "site.crt"
+    if cert.is_file() and (folder / "site.key").is_file() and (folder / "ca.crt").is_file():
+        try:
+            leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+            ca = x509.load_pem_x509_certificate((folder / "ca.crt").read_bytes())
+            sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            left = leaf.not_valid_after_utc - dt.datetime.now(dt.UTC)
+            if (
+                sorted(sans.get_values_for_type(x509.DNSName)) == sorted(names)
+                and leaf.issuer == ca.subject
+                and left > dt.timedelta(days=renew_days)
+            ):
+                return None
+        except (ValueError, x509.ExtensionNotFound):
+            pass  # unreadable, or not one of ours: issue a new one
+    return issue(folder, names, folder)

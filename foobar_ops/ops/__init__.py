@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # what each name is; at run time an operation's module is imp
     from .loadtesting import loadtest, loadtest_collect, loadtest_history, loadtest_schedule, loadtest_unschedule
     from .records import open_journal, record_paths, records_changes, records_results, records_run, records_runs
     from .site import verify
+    from .tls import tls_rotate, tls_status
 
 __all__ = [
     "apply_plan",
@@ -59,6 +60,8 @@ __all__ = [
     "records_runs",
     "rollback",
     "run_command",
+    "tls_rotate",
+    "tls_status",
     "verify",
 ]
 
@@ -100,6 +103,8 @@ _LAZY: dict[str, str] = {
     "records_runs": ".records",
     "rollback": ".apply",
     "run_command": ".adhoc",
+    "tls_rotate": ".tls",
+    "tls_status": ".tls",
     "verify": ".site",
 }
 

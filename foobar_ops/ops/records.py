@@ -66,5 +66,8 @@ def records_changes(
 
 
 def record_paths() -> dict[str, str]:
-    """Return where records (the journal, output notebooks) and caches are kept: {what: path}."""
-    return paths.describe()
+    """Return where records (the journal, output notebooks) and caches are kept, and the lab CA's
+    certificate (what a client of the lab's site trusts): {what: path}."""
+    from ..lab import LAB_CA
+
+    return {**paths.describe(), "lab_ca": str(LAB_CA)}

@@ -116,7 +116,60 @@ def set_host_vars(path: str | Path, changes: dict[str, dict[str, Any]]) -> None:
     changes: host name -> {var: value}.
     """
     path = Path(path)
-    text = _edited(path, changes)
+    _replace(path, _edited(path, changes))
+
+
+def _secrets_edited(path: Path, refs: dict[str, str]) -> str:
+    """Return the file's text with these secrets' references set, checked to change nothing else."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
+    rt = YAML()
+    rt.preserve_quotes = True
+    text = path.read_text()
+    doc = rt.load(text)
+    if not isinstance(doc, dict):
+        raise InventoryError("is not a mapping", path=path)
+    if doc.get("secrets") is None:
+        doc["secrets"] = CommentedMap()
+    doc["secrets"].update(refs)
+    out = io.StringIO()
+    rt.dump(doc, out)
+    result = out.getvalue()
+    try:
+        old, new = yaml.safe_load(text) or {}, yaml.safe_load(result) or {}
+    except yaml.YAMLError as err:
+        raise InventoryError(f"the edited inventory would not load: {err}", path=path) from None
+    want = copy.deepcopy(old)
+    want["secrets"] = {**(want.get("secrets") or {}), **refs}
+    if new != want:
+        raise InventoryError(f"setting secrets {', '.join(refs)} would change more than them", path=path)
+    return result
+
+
+def check_secrets(path: str | Path, refs: dict[str, str]) -> None:
+    """Check, changing nothing, that set_secrets can set these references (InventoryError if not)."""
+    path = Path(path)
+    try:
+        _secrets_edited(path, refs)
+    except OSError as err:
+        raise InventoryError(f"cannot read it: {err.strerror or err}", path=path) from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise InventoryError(f"its folder {path.parent} is not writable (the file is replaced atomically)", path=path)
+
+
+def set_secrets(path: str | Path, refs: dict[str, str]) -> None:
+    """Set secrets' references (name -> env:/file: reference) in an inventory file, atomically,
+    keeping comments and order, changing nothing else.
+
+    path: the inventory file.
+    refs: secret name -> reference.
+    """
+    path = Path(path)
+    _replace(path, _secrets_edited(path, refs))
+
+
+def _replace(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
     try:
         with os.fdopen(fd, "w") as out:

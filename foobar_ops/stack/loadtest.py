@@ -31,7 +31,17 @@ from ..core.errors import FoobarOpsError, LoadTestError
 from ..core.shape import BAD, GOOD, headline, one_line
 from .balancers import Balancers
 from .mariadb import DBError, Node
-from .topology import BACKEND, db_hosts, db_primary, domain, lb_hosts, ports, read_weight, site_address
+from .topology import (
+    BACKEND,
+    db_hosts,
+    db_primary,
+    domain,
+    lb_hosts,
+    read_weight,
+    site_address,
+    site_ca,
+    site_url,
+)
 
 _CHECKOUT_LOADTESTS = Path(__file__).resolve().parents[2] / "loadtests"
 KINDS = {"round-robin": "round_robin.py", "read-scaling": "read_scaling.py"}
@@ -265,19 +275,21 @@ def run_locust(
     spawn_rate: float,
     run_time: str,
     workers: int = 0,
+    ca: str | None = None,
 ) -> dict[str, Any]:
     """Run Locust headless (a master and `workers` local workers when workers > 0) and return what it
     left: the aggregated stats row, the tallies, whether it warned of CPU, its exit code.
 
     locustfile: the locustfile.
-    host_url: the load balancer (http://ADDRESS:PORT).
-    site: the Host header.
+    host_url: the load balancer (https://ADDRESS:PORT, or http://).
+    site: the Host header, and the name the certificate is verified for.
     folder: where its CSV, HTML, tallies and log go.
     users, spawn_rate, run_time: Locust's -u, -r, -t.
     workers: local worker processes (0: one process).
+    ca: the CA file the site's certificate is verified against (default: the system's).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, FOOBAR_SITE=site, FOOBAR_TALLY=str(folder / "tally.json"))
+    env = dict(os.environ, FOOBAR_SITE=site, FOOBAR_TALLY=str(folder / "tally.json"), FOOBAR_SITE_CA=ca or "")
     locust = [sys.executable, "-m", "locust", "-f", str(locustfile)]
     common = [
         "--headless",
@@ -516,13 +528,14 @@ def run(
     started = time.monotonic()
     ran = run_locust(
         locustfiles() / KINDS[kind],
-        f"http://{address}:{ports(inventory)['http']}",
+        site_url(inventory, address),
         domain(inventory),
         folder,
         users,
         spawn_rate,
         run_time,
         workers,
+        site_ca(inventory),
     )
     test.extra["seconds"] = round(time.monotonic() - started, 1)
     lbtot_after, weights, per_lb_after = _lbtot(inventory)

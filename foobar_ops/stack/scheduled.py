@@ -21,7 +21,7 @@ from ..core.states import State
 from . import loadtest as lt
 from .roles.base import template
 from .roles.loadgen import RUNNER, RUNS
-from .topology import db_hosts, db_primary, domain, lb_hosts, ports, read_weight, site_address, web_weight
+from .topology import db_hosts, db_primary, domain, lb_hosts, read_weight, site_url, web_weight
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 _RUN = re.compile(r"[a-z0-9][a-z0-9-]{0,40}-[0-9]{8}-[0-9]{6}")
@@ -83,7 +83,7 @@ def schedule_states(
             "spawn_rate": spawn_rate,
             "run_time": run_time,
             "runner": RUNNER,
-            "host": f"http://{site_address(inventory)}:{ports(inventory)['http']}",
+            "host": site_url(inventory),
             "site": domain(inventory),
         }
     )

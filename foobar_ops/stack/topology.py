@@ -61,8 +61,9 @@ STACK_TYPES: typed.Spec = {
     "vip": typed.ipv4_address(),
     "vrrp_router_id": typed.whole(1, 255),
     # https at the load balancers; the certificate chain and its key are the secrets tls_cert and
-    # tls_key (see roles/haproxy.py)
-    "tls": typed.mapping_of({"port": _PORT, "hsts_include_subdomains": typed.switch()}),
+    # tls_key (see roles/haproxy.py); ca: the CA file foobar_ops's own clients (verify, load tests)
+    # trust for the site (default: the system's)
+    "tls": typed.mapping_of({"port": _PORT, "hsts_include_subdomains": typed.switch(), "ca": typed.plain_path()}),
     "firewall": typed.mapping_of(
         {
             "admin_sources": typed.list_of(typed.ip_network(), 1, 100),
@@ -171,6 +172,32 @@ def https_port(inventory: Any) -> int:
     both the haproxy role binds and the firewall opens."""
     tls = stack_vars(inventory).get("tls") or {}
     return int(tls.get("port") or 443)
+
+
+def site_scheme(inventory: Any) -> str:
+    """Return how the site is reached: https when the inventory sets stack.tls, else http."""
+    return "https" if stack_vars(inventory).get("tls") is not None else "http"
+
+
+def site_port(inventory: Any) -> int:
+    """Return the port the site is reached on: the https port with stack.tls, else the http one."""
+    return https_port(inventory) if site_scheme(inventory) == "https" else ports(inventory)["http"]
+
+
+def site_ca(inventory: Any) -> str | None:
+    """Return the CA file foobar_ops's clients verify the site against (stack.tls.ca, relative to
+    the inventory's folder), or None: the system's trust store."""
+    tls = stack_vars(inventory).get("tls") or {}
+    if not tls.get("ca"):
+        return None
+    path = Path(str(tls["ca"])).expanduser()
+    return str(path if path.is_absolute() else Path(inventory.path).parent / path)
+
+
+def site_url(inventory: Any, address: str | None = None) -> str:
+    """Return the URL requests to the site are sent to (scheme, address, port; the Host header and
+    the name TLS checks are the domain): the floating address by default."""
+    return f"{site_scheme(inventory)}://{address or site_address(inventory)}:{site_port(inventory)}"
 
 
 def domain(inventory: Any) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import math
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -13,7 +14,38 @@ from typing import Any
 
 from ..core.shape import headline, one_line
 from . import topology
-from .topology import domain, ports, site_address, vip, web_hosts
+from .topology import domain, site_address, vip, web_hosts
+
+
+class SiteHTTPS(http.client.HTTPSConnection):
+    """An https connection to an address (a load balancer, the floating address) that speaks to it
+    as the site: SNI and the certificate's name check are the site's name, not the address."""
+
+    def __init__(self, address: str, port: int, site: str, context: ssl.SSLContext, timeout: float = 5.0) -> None:
+        super().__init__(address, port, timeout=timeout, context=context)
+        self.site = site
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.site)  # type: ignore[attr-defined]
+
+
+def tls_context(inventory: Any) -> ssl.SSLContext | None:
+    """The TLS context foobar_ops's clients reach the site with (None when the site is plain http):
+    certificates verified, against stack.tls.ca when the inventory names one, else the system's
+    trust store; never with verification off."""
+    if topology.site_scheme(inventory) != "https":
+        return None
+    return ssl.create_default_context(cafile=topology.site_ca(inventory))
+
+
+def connection(
+    address: str, port: int, site: str, tls: ssl.SSLContext | None, timeout: float = 5.0
+) -> http.client.HTTPConnection:
+    """A connection to `address` for the site: https (verified for `site`) when tls is given."""
+    if tls is None:
+        return http.client.HTTPConnection(address, port, timeout=timeout)
+    return SiteHTTPS(address, port, site, tls, timeout=timeout)
 
 
 def request(
@@ -25,17 +57,19 @@ def request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 5.0,
+    tls: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:
     """Send one HTTP request and return status, served_by, db_node, release, ms, body (or error).
 
     address: where to connect (the load balancer's address).
     port: its port.
-    host_header: the Host header (the site's domain).
+    host_header: the Host header (the site's domain; also the name TLS verifies).
     path, method, body, headers: the request.
     timeout: seconds.
+    tls: https with this context (see tls_context); None: plain http.
     """
     started = time.perf_counter()
-    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    conn = connection(address, port, host_header, tls, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers={"Host": host_header, **(headers or {})})
         resp = conn.getresponse()
@@ -94,8 +128,8 @@ def through_lb(inventory: Any, n: int = 20, path: str = "/") -> Any:
     """
     import pandas as pd
 
-    address = site_address(inventory)
-    rows = [request(address, ports(inventory)["http"], domain(inventory), path) for _ in range(n)]
+    address, port, tls = site_address(inventory), topology.site_port(inventory), tls_context(inventory)
+    rows = [request(address, port, domain(inventory), path, tls=tls) for _ in range(n)]
     return pd.DataFrame([{k: v for k, v in r.items() if k != "body"} for r in rows])
 
 
@@ -107,6 +141,8 @@ def summary_line(inventory: Any, frame: Any) -> str:
     """
     address = site_address(inventory)
     via = f"the floating address {address}" if vip(inventory) else f"{topology.lb_hosts(inventory)[0].name} ({address})"
+    if topology.site_scheme(inventory) == "https":
+        via += " over https"
     ok = int((frame["status"] == 200).sum())
     by = Counter(frame.loc[frame["status"] == 200, "served_by"].dropna())
     servers = ", ".join(f"{name} {count}" for name, count in sorted(by.items())) or "none"

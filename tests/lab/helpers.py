@@ -10,19 +10,35 @@ from pathlib import Path
 
 import yaml
 
-from foobar_ops.stack.verify import request
+from foobar_ops.core.inventory import load_inventory
+from foobar_ops.stack.verify import request, tls_context
 from tests.conftest import LAB_INVENTORY, run_cli
 
 LB = "10.77.0.50"  # the floating address: the site as users reach it
 SITE = "foobar.com"
+HTTPS = 443
+#: the lab CA's certificate (`foobar-ops paths --json` lab_ca): what every client here verifies against
+LAB_CA = Path("/var/lib/foobar-ops/lab/tls/ca.crt")
+_tls = None
+
+
+def site_tls():
+    """The TLS context of the lab's clients: the site's certificate verified against the lab CA."""
+    global _tls
+    if _tls is None:
+        _tls = tls_context(load_inventory(LAB_INVENTORY))
+        assert _tls is not None, "the lab inventory serves the site over https"
+    return _tls
 
 
 def get(path="/", **kw):
-    return request(LB, 80, SITE, path, **kw)
+    return request(LB, HTTPS, SITE, path, tls=site_tls(), **kw)
 
 
 def post(body: bytes, ctype="application/json"):
-    return request(LB, 80, SITE, "/api/items", method="POST", body=body, headers={"Content-Type": ctype})
+    return request(
+        LB, HTTPS, SITE, "/api/items", method="POST", body=body, headers={"Content-Type": ctype}, tls=site_tls()
+    )
 
 
 #: GET requests sent from a lab host (argv: address, port, Host, path, count, at once): one JSON list

@@ -1,17 +1,19 @@
 """What the load balancer pair's lab tests measure: a client that asks the site through the floating
-address every 50 ms (a new connection each), and a sampler that reads `ip addr` on both load
-balancers every 100 ms (in each host's own network namespace, from the control machine), so a test
-can say the largest gap in answers, how often the address moved, the longest time nobody held it,
-and whether two ever held it at once."""
+address every 50 ms (a new https connection each, verified against the lab CA), and a sampler that
+reads `ip addr` on both load balancers every 100 ms (in each host's own network namespace, from
+the control machine), so a test can say the largest gap in answers, how often the address moved,
+the longest time nobody held it, and whether two ever held it at once."""
 
 from __future__ import annotations
 
-import http.client
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from foobar_ops.stack.verify import connection
+from tests.lab.helpers import HTTPS, SITE, site_tls
 
 VIP = "10.77.0.50"
 LBS = ("lb-01", "lb-02")
@@ -77,9 +79,9 @@ class Watch:
         lock = threading.Lock()
 
         def one(sent: float) -> None:
-            conn = http.client.HTTPConnection(VIP, 80, timeout=self.timeout)
+            conn = connection(VIP, HTTPS, SITE, site_tls(), timeout=self.timeout)
             try:
-                conn.request("GET", self.path, headers={"Host": "foobar.com"})
+                conn.request("GET", self.path, headers={"Host": SITE})
                 resp = conn.getresponse()
                 resp.read()
                 answer = Answer(sent, time.monotonic(), resp.status == 200, resp.getheader("X-Served-By"), None)

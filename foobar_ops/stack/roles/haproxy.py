@@ -101,23 +101,43 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
     }
 
 
+def cert_states(inventory: Any, after: tuple[str, ...] = ()) -> list[State[Any]]:
+    """The site's certificate on a load balancer (none without stack.tls): the chain and the key in
+    one file, HAProxy's way (0600, never shown in a diff), and, when that file changed, the running
+    HAProxy told to serve it through its runtime API (`set ssl cert`, `commit ssl cert`): no reload,
+    no connection dropped. `after`: what the push waits for (the service, in a full apply)."""
+    from ..tls import push_script
+
+    tls = tls_secrets(inventory)
+    if not tls:
+        return []
+    path = cert_path(inventory)
+    return [
+        s.file.directory(CERTS, mode="0700", require=["haproxy:packages"] if after else [], id="haproxy:certs-dir"),
+        s.file.managed(
+            path,
+            template="{{ cert }}\n{{ key }}\n",
+            inline=True,
+            context={"cert": tls[0], "key": tls[1]},
+            mode="0600",
+            require=["haproxy:certs-dir"],
+            id="haproxy:cert",
+        ),
+        s.cmd.run(
+            push_script(path),
+            onchanges=["haproxy:cert"],
+            require=list(after),
+            label=f"serve the new {path} without a reload (set ssl cert, commit ssl cert)",
+            id="haproxy:cert-live",
+        ),
+    ]
+
+
 def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list[State[Any]]:
     """Return the haproxy role's states for a host."""
-    tls = tls_secrets(inventory)
-    certs: list[State[Any]] = []
-    if tls:  # the chain and the key in one file, HAProxy's way; never shown in a diff
-        certs = [
-            s.file.directory(CERTS, mode="0700", require=["haproxy:packages"], id="haproxy:certs-dir"),
-            s.file.managed(
-                cert_path(inventory),
-                template="{{ cert }}\n{{ key }}\n",
-                inline=True,
-                context={"cert": tls[0], "key": tls[1]},
-                mode="0600",
-                require=["haproxy:certs-dir"],
-                id="haproxy:cert",
-            ),
-        ]
+    certs = cert_states(inventory, after=("haproxy:service",))
+    live = certs[2:]
+    certs = certs[:2]
     return [
         s.pkg.installed(names=["haproxy", "socat"], id="haproxy:packages"),
         *certs,
@@ -145,6 +165,7 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
             id="haproxy:daemon-reload",
         ),
         s.service.running("haproxy", watch=["haproxy:config"], require=["haproxy:daemon-reload"], id="haproxy:service"),
+        *live,
     ]
 
 

@@ -4,6 +4,7 @@ CSVs, report and tallies for `foobar-ops loadtest collect`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ...core import states as s
@@ -11,6 +12,7 @@ from ...core.shell import cmd
 from ...core.states import State
 from ..build import build_loadgen
 from ..loadtest import locustfiles
+from ..topology import TopologyError, site_ca
 from .base import Role, template
 from .inputs import StackInputs
 
@@ -18,6 +20,8 @@ ROOT = "/opt/foobar-loadgen"
 WHEELS = f"{ROOT}/wheels"
 RUNS = "/var/lib/foobar-loadgen/runs"
 RUNNER = f"{ROOT}/run-loadtest"
+#: the CA the scheduled runs verify the site's certificate against (stack.tls.ca; absent: the system's)
+SITE_CA = f"{ROOT}/site-ca.pem"
 
 
 def venv(build_release: str) -> str:
@@ -58,6 +62,15 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
         f"rm -rf {cmd(env)} && python3 -m venv {cmd(env)} && {cmd(env + '/bin/pip')} install --quiet "
         f"--no-index --find-links {cmd(WHEELS)} {cmd('locust==' + build.version)} && touch {cmd(env + '/.installed')}"
     )
+    ca = site_ca(inventory)
+    if ca:
+        try:
+            ca_text = Path(ca).read_text()
+        except OSError as err:
+            raise TopologyError(f"{inventory.path}: stack.tls.ca {ca}: cannot read it: {err.strerror or err}") from None
+        trust: State[Any] = s.file.managed(SITE_CA, content=ca_text, require=["loadgen:root"], id="loadgen:site-ca")
+    else:
+        trust = s.file.absent(SITE_CA, id="loadgen:site-ca")
     return [
         s.pkg.installed("python3-venv", id="loadgen:python"),
         s.file.directory(ROOT, id="loadgen:root"),
@@ -76,11 +89,12 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
         s.file.managed(
             RUNNER,
             template=template("run-loadtest.j2"),
-            context={"venv": env, "runs": RUNS, "files": f"{ROOT}/loadtests"},
+            context={"venv": env, "runs": RUNS, "files": f"{ROOT}/loadtests", "site_ca": SITE_CA},
             mode="0755",
             require=["loadgen:root"],
             id="loadgen:runner",
         ),
+        trust,
     ]
 
 

@@ -1,0 +1,387 @@
+"""HTTPS at the load balancers: what certificate each one serves (`tls status`, read from HAProxy's
+runtime API, so it is what clients get, not what a file says), and a new certificate put in place
+without a reload (`tls rotate`: the file written, then `set ssl cert` and `commit ssl cert`).
+
+A certificate is checked on this machine before any host sees it: it parses, its key is its own,
+it names the site, it is valid now, and, when the inventory names the CA
+its clients trust (stack.tls.ca), it verifies against that CA for the site's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import FoobarOpsError, LBError
+from ..core.secrets import Secret
+from .topology import STATS_SOCKET, domain, lb_hosts, site_ca, stack_vars
+
+#: `tls status` warns when a certificate has fewer days left than this, and fails under FAIL_DAYS
+WARN_DAYS = 20
+FAIL_DAYS = 3
+#: HAProxy's date format in `show ssl cert` (notAfter: Mar  5 01:02:03 2027 GMT)
+_HAPROXY_DATE = "%b %d %H:%M:%S %Y GMT"
+
+
+class TLSError(FoobarOpsError):
+    """A certificate that cannot be served, or a load balancer that cannot say what it serves."""
+
+
+# --- what a load balancer serves ------------------------------------------------------------------
+
+
+@dataclass
+class ServedCert:
+    """One certificate one load balancer serves (HAProxy's `show ssl cert FILE`)."""
+
+    lb: str
+    path: str
+    subject: str
+    sans: list[str]
+    serial: str
+    issuer: str
+    not_after: str  # ISO 8601, UTC
+    days_left: float
+
+    @property
+    def level(self) -> str:
+        """ok, warn (under WARN_DAYS left) or fail (under FAIL_DAYS)."""
+        return "fail" if self.days_left < FAIL_DAYS else "warn" if self.days_left < WARN_DAYS else "ok"
+
+
+@dataclass
+class TLSStatus:
+    """Every certificate every load balancer serves; `ok` is False when one has under FAIL_DAYS
+    left or a load balancer could not say what it serves."""
+
+    certs: list[ServedCert] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [
+            f"{c.lb}: {c.path} ({c.subject}, serial {c.serial}) expires {c.not_after}: "
+            f"{c.days_left:g} days left (under {FAIL_DAYS if c.level == 'fail' else WARN_DAYS})"
+            for c in self.certs
+            if c.level != "ok"
+        ]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and bool(self.certs) and all(c.level != "fail" for c in self.certs)
+
+    def as_json(self) -> dict[str, Any]:
+        """The `tls status --json` document (the contract: ok, certs with lb, subject, sans, serial,
+        issuer, not_after, days_left; warnings and errors added)."""
+        return {
+            "ok": self.ok,
+            "certs": [{**dataclasses.asdict(c), "level": c.level} for c in self.certs],
+            "warnings": self.warnings,
+            "errors": self.errors,
+        }
+
+    def frame(self) -> Any:
+        """The certificates as a pandas DataFrame, one row per load balancer and file."""
+        import pandas as pd
+
+        return pd.DataFrame([{**dataclasses.asdict(c), "level": c.level} for c in self.certs])
+
+    def _repr_html_(self) -> str:
+        head = f"<p><b>{'OK' if self.ok else 'FAIL'}</b>: {len(self.certs)} certificates served</p>"
+        notes = "".join(f"<p>{w}</p>" for w in [*self.errors, *self.warnings])
+        return head + notes + self.frame().to_html(index=False)
+
+
+def parse_cert_list(text: str) -> list[str]:
+    """The files of `show ssl cert` (committed ones; a transaction's `*file` and comments are not)."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(("#", "*"))]
+
+
+def parse_cert(text: str, lb: str, now: dt.datetime | None = None) -> ServedCert:
+    """Turn HAProxy's `show ssl cert FILE` answer into a ServedCert (TLSError naming what is missing)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    missing = [k for k in ("Filename", "Serial", "notAfter", "Subject", "Issuer") if k not in fields]
+    if missing:
+        raise TLSError(f"{lb}: HAProxy's `show ssl cert` answer lacks {', '.join(missing)}: {text.strip()[:200]!r}")
+    try:
+        not_after = dt.datetime.strptime(re.sub(r"\s+", " ", fields["notAfter"]), _HAPROXY_DATE).replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise TLSError(f"{lb}: cannot read the end date {fields['notAfter']!r} of {fields['Filename']}") from None
+    left = (not_after - (now or dt.datetime.now(dt.UTC))).total_seconds() / 86400
+    sans = [s.strip().removeprefix("DNS:") for s in fields.get("Subject Alternative Name", "").split(",") if s.strip()]
+    return ServedCert(
+        lb=lb,
+        path=fields["Filename"].lstrip("*"),
+        subject=fields["Subject"],
+        sans=sans,
+        serial=fields["Serial"].upper().lstrip("0") or "0",
+        issuer=fields["Issuer"],
+        not_after=not_after.isoformat().replace("+00:00", "Z"),
+        days_left=round(left, 2),
+    )
+
+
+def status(inventory: Any, now: dt.datetime | None = None) -> TLSStatus:
+    """Ask every load balancer which certificates it serves (HAProxy's runtime API), and how long
+    each one has left. A load balancer that cannot be asked is an error of the status, named."""
+    from .lb import HAProxy
+
+    hosts = lb_hosts(inventory)
+    if not hosts:
+        raise TLSError(f"{inventory.path}: no host has the haproxy role")
+    if stack_vars(inventory).get("tls") is None:
+        raise TLSError(f"{inventory.path}: stack.tls is not set: the load balancers serve no certificate")
+    found = TLSStatus()
+    for host in hosts:
+        try:
+            with HAProxy(inventory, host=host.name, record=False) as lb:
+                files = parse_cert_list(lb.command("show ssl cert"))
+                if not files:
+                    found.errors.append(f"{host.name}: HAProxy serves no certificate")
+                for path in files:
+                    found.certs.append(parse_cert(lb.command(f"show ssl cert {path}"), host.name, now))
+        except (LBError, TLSError, OSError) as err:
+            found.errors.append(f"{host.name}: {err}" if not str(err).startswith(host.name) else str(err))
+    return found
+
+
+# --- a certificate checked before it goes anywhere -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertFacts:
+    """What was checked of a certificate and key about to be served."""
+
+    subject: str
+    sans: list[str]
+    serial: str
+    issuer: str
+    not_after: str
+    days_left: float
+
+
+def _pem_blocks(text: str, kind: str) -> Iterator[str]:
+    pattern = re.compile(rf"-----BEGIN {kind}-----.+?-----END {kind}-----", re.DOTALL)
+    yield from (m.group(0) for m in pattern.finditer(text))
+
+
+def check_pair(
+    cert: Secret, key: Secret, site: str, ca_file: str | None = None, now: dt.datetime | None = None
+) -> CertFacts:
+    """Check a certificate chain and key before any host sees them (TLSError naming the reference
+    and what is wrong; the key's value is never shown): the chain parses and starts with the leaf,
+    the key is the leaf's, the leaf names `site`, is valid now (one with little time left is served,
+    an emergency may need it, and the Rotation warns), and verifies against ca_file for `site` when
+    one is given."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509 import verification
+
+    try:
+        chain_text = cert.reveal()
+    except FoobarOpsError as err:
+        raise TLSError(f"certificate {cert.ref}: {err}") from None
+    blocks = list(_pem_blocks(chain_text, "CERTIFICATE"))
+    if not blocks:
+        raise TLSError(f"certificate {cert.ref}: holds no PEM certificate")
+    try:
+        chain = [x509.load_pem_x509_certificate(b.encode()) for b in blocks]
+    except ValueError as err:
+        raise TLSError(f"certificate {cert.ref}: not a valid PEM certificate ({err})") from None
+    leaf = chain[0]
+    try:
+        key_obj = serialization.load_pem_private_key(key.reveal().encode(), password=None)
+    except FoobarOpsError as err:
+        raise TLSError(f"key {key.ref}: {err}") from None
+    except (ValueError, TypeError):
+        raise TLSError(f"key {key.ref}: not an unencrypted PEM private key") from None
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key_obj.public_key().public_bytes(serialization.Encoding.PEM, spki) != leaf.public_key().public_bytes(
+        serialization.Encoding.PEM, spki
+    ):
+        raise TLSError(f"key {key.ref} is not the key of certificate {cert.ref} (serial {leaf.serial_number:X})")
+    try:
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+    except x509.ExtensionNotFound:
+        sans = []
+    if site not in sans:
+        raise TLSError(f"certificate {cert.ref} does not name {site} (its names: {', '.join(sans) or 'none'})")
+    now = now or dt.datetime.now(dt.UTC)
+    start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    if now < start:
+        raise TLSError(f"certificate {cert.ref} is not valid before {start.isoformat()}")
+    left = (end - now).total_seconds() / 86400
+    if left <= 0:
+        raise TLSError(f"certificate {cert.ref} expired {end.isoformat()}")
+    if ca_file:
+        try:
+            roots = x509.load_pem_x509_certificates(open(ca_file, "rb").read())
+        except (OSError, ValueError) as err:
+            raise TLSError(f"stack.tls.ca {ca_file}: cannot read its certificates ({err})") from None
+        verifier = (
+            verification.PolicyBuilder()
+            .store(verification.Store(roots))
+            .time(now)
+            .build_server_verifier(x509.DNSName(site))
+        )
+        try:
+            verifier.verify(leaf, chain[1:])
+        except verification.VerificationError as err:
+            raise TLSError(f"certificate {cert.ref} does not verify against {ca_file} for {site}: {err}") from None
+    return CertFacts(
+        subject=leaf.subject.rfc4514_string(),
+        sans=list(sans),
+        serial=f"{leaf.serial_number:X}",
+        issuer=leaf.issuer.rfc4514_string(),
+        not_after=end.isoformat().replace("+00:00", "Z"),
+        days_left=round(left, 2),
+    )
+
+
+def with_certificate(inventory: Any, cert: str | None, key: str | None) -> Any:
+    """The inventory with its tls_cert and tls_key secrets replaced by these references (both or
+    neither); checked for form here, read later."""
+    if (cert is None) != (key is None):
+        raise TLSError("--cert and --key go together: a certificate is served with its own key")
+    if cert is None:
+        return inventory
+    base = inventory.path.parent
+    secrets = {**inventory.secrets, "tls_cert": Secret.parse(cert, base), "tls_key": Secret.parse(key or "", base)}
+    return dataclasses.replace(inventory, secrets=secrets)
+
+
+def push_script(path: str, socket: str = STATS_SOCKET) -> str:
+    """The shell script that makes a running HAProxy serve the file at `path` as it is now, without a
+    reload: `set ssl cert` with the file's content (blank lines dropped: the runtime API ends the
+    payload at one), then `commit ssl cert`; a transaction left open by a failure is aborted. When
+    HAProxy is not running, or does not serve that file yet, there is nothing to do (its next start
+    or reload reads the file). Prints `pushed` or `not-served`."""
+    p, api = shlex.quote(path), f"socat -t 5 stdio {shlex.quote('unix-connect:' + socket)}"
+    return (
+        f"p={p}\n"
+        f'if ! [ -S {shlex.quote(socket)} ] || ! echo "show ssl cert" | {api} | grep -qxF "$p"; then '
+        "echo not-served; exit 0; fi\n"
+        f'set_answer=$({{ printf "set ssl cert %s <<\\n" "$p"; grep -v "^[[:space:]]*$" "$p"; printf "\\n"; }} '
+        f"| {api})\n"
+        'case "$set_answer" in *Transaction*) ;; *) '
+        f'echo "abort ssl cert $p" | {api} >/dev/null; echo "set ssl cert: $set_answer" >&2; exit 1;; esac\n'
+        f'commit_answer=$(echo "commit ssl cert $p" | {api})\n'
+        'case "$commit_answer" in *Success*) echo pushed;; *) '
+        f'echo "abort ssl cert $p" | {api} >/dev/null; echo "commit ssl cert: $commit_answer" >&2; exit 1;; esac\n'
+    )
+
+
+def site_names(inventory: Any) -> list[str]:
+    """The names the site's certificate must carry: the domain (and www. of it, which the load
+    balancers also redirect and serve)."""
+    return [domain(inventory), f"www.{domain(inventory)}"]
+
+
+@dataclass
+class Rotation:
+    """A `tls rotate` run: its Report (a result per state per load balancer) and the certificate."""
+
+    report: Any
+    certificate: CertFacts
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.report.ok)
+
+    @property
+    def warnings(self) -> list[str]:
+        """A certificate served with under WARN_DAYS left (under FAIL_DAYS, `tls status` fails)."""
+        c = self.certificate
+        if c.days_left >= WARN_DAYS:
+            return []
+        return [f"certificate serial {c.serial} has {c.days_left:g} days left (expires {c.not_after}): renew it"]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            **self.report.as_json(),
+            "certificate": dataclasses.asdict(self.certificate),
+            "warnings": self.warnings,
+        }
+
+    def summary(self, color: bool = False) -> str:
+        c = self.certificate
+        head = f"certificate {c.subject} serial {c.serial} ({', '.join(c.sans)}), {c.days_left:g} days left"
+        return "\n".join([head, *(f"WARNING: {w}" for w in self.warnings), self.report.summary(color=color)])
+
+    def __repr__(self) -> str:
+        return f"<Rotation {'ok' if self.ok else 'FAILED'} serial {self.certificate.serial}>"
+
+
+def rotate_states(host: Any, inventory: Any) -> list[Any]:
+    """What `tls rotate` applies on each load balancer: the certificate file, then the push."""
+    from .roles.haproxy import cert_states
+
+    return cert_states(inventory)
+
+
+def rotate(
+    inventory: Any,
+    cert: str | None = None,
+    key: str | None = None,
+    *,
+    test: bool = False,
+    journal: Any = None,
+    command: str = "python: tls rotate",
+    on_result: Any = None,
+    lock_wait: float | None = None,
+) -> Rotation:
+    """Serve a certificate on every load balancer without a reload; return the Rotation (the run's
+    Report, and what was checked of the certificate). Nothing reaches a host before the certificate and its key are
+    checked (check_pair). With cert and key (secret references), those are served and then become
+    the inventory's tls_cert and tls_key (so the next apply keeps them); without, the inventory's own
+    (e.g. renewed in place by a CA's client) are.
+
+    test: say what would change, change nothing.
+    lock_wait: seconds to wait for another run holding a load balancer's run lock.
+    """
+    from ..core.engine import apply
+    from ..core.ssh import connecting
+    from .inventory_file import check_secrets, set_secrets
+
+    if stack_vars(inventory).get("tls") is None:
+        raise TLSError(f"{inventory.path}: stack.tls is not set: there is no certificate to rotate")
+    hosts = lb_hosts(inventory)
+    if not hosts:
+        raise TLSError(f"{inventory.path}: no host has the haproxy role")
+    inv = with_certificate(inventory, cert, key)
+    facts = check_pair(inv.secret("tls_cert"), inv.secret("tls_key"), domain(inv), site_ca(inv))
+    refs = {"tls_cert": cert, "tls_key": key} if cert is not None and key is not None else None
+    if refs:
+        check_secrets(inv.path, refs)  # the inventory can take the new references: before any host
+    pattern = ",".join(h.name for h in hosts)
+    remotes = connecting(inv.select(pattern), inv, len(hosts))
+    try:
+        report = apply(
+            inv,
+            rotate_states,
+            hosts=pattern,
+            test=test,
+            journal=journal,
+            command=command,
+            parameters={"cert": inv.secrets["tls_cert"].ref, "key": inv.secrets["tls_key"].ref, "test": test},
+            on_result=on_result,
+            lock_wait=lock_wait,
+            remotes=remotes,
+        )
+    finally:
+        for remote in remotes.values():
+            remote.close()
+    if refs and report.ok and not test:
+        set_secrets(inv.path, refs)
+    return Rotation(report, facts)
