@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # what each public name is; at run time a name is imported wh
         StateError,
         SudoError,
         TemplateError,
+        TLSError,
         TopologyError,
         YAMLRefused,
     )
@@ -78,6 +79,8 @@ if TYPE_CHECKING:  # what each public name is; at run time a name is imported wh
         plan,
         rollback,
         run_command,
+        tls_rotate,
+        tls_status,
         verify,
     )
     from .runbooks import SecretRef, check_parameters, runbook
@@ -107,6 +110,8 @@ __all__ = [
     "apply_states",
     "verify",
     "run_command",
+    "tls_status",
+    "tls_rotate",
     "lb_stat",
     "lb_drain",
     "lb_ready",
@@ -169,6 +174,7 @@ __all__ = [
     "LBError",
     "LastServerUp",
     "FirewallError",
+    "TLSError",
     "LoadTestError",
     "RunbookParameterError",
     "RunbookNotFound",
@@ -208,6 +214,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
             "plan",
             "rollback",
             "run_command",
+            "tls_rotate",
+            "tls_status",
             "verify",
         )
     },

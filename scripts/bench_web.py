@@ -32,7 +32,12 @@ import yaml
 HERE = Path(__file__).resolve().parent
 INVENTORY = HERE.parent / "inventories" / "lab.yml"
 FOOBAR_OPS = Path(sys.executable).parent / "foobar-ops"
-LB, DIRECT, SITE = "10.77.0.10", "10.77.0.11", "foobar.com"
+SITE = "foobar.com"
+#: the site as users reach it (https at the floating address: wrk speaks TLS but checks no certificate,
+#: so the certificate is verified against the lab CA once, with curl, before the runs), and web-01's
+#: Nginx direct (plain http, as the load balancers reach it)
+LB, DIRECT = "https://10.77.0.50", "http://10.77.0.11"
+LAB_CA = "/var/lib/foobar-ops/lab/tls/ca.crt"
 PATHS = [
     ("static", "GET", "/static/app.css"),
     ("home", "GET", "/"),
@@ -57,7 +62,7 @@ def wrk(address: str, method: str, path: str, connections: int, threads: int, se
         f"Host: {SITE}",
         "-s",
         str(script),
-        f"http://{address}{path}",
+        f"{address}{path}",
     ]
     env = dict(os.environ, FOOBAR_WRK_REPORT=str(HERE / "wrk" / "report.lua"))
     started = time.monotonic()
@@ -109,6 +114,23 @@ def main() -> int:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: run `make setup` (Debian package wrk)")
+    verified = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--cacert",
+            LAB_CA,
+            "--resolve",
+            f"{SITE}:443:10.77.0.50",
+            f"https://{SITE}/",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if verified.returncode != 0:
+        sys.exit(f"the site's certificate does not verify against the lab CA: {verified.stderr.strip()}")
     with direct_opened():
         rows = measure(args)
     if args.json:

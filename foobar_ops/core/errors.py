@@ -180,6 +180,11 @@ class FirewallError(FoobarOpsError):
     late), or the firewall's check found a path that is not as the rules intend."""
 
 
+class TLSError(FoobarOpsError):
+    """A certificate that cannot be served (unreadable, not its key's, not the site's, expired, not
+    from the CA the site's clients trust), or a load balancer that cannot say what it serves."""
+
+
 class LoadTestError(FoobarOpsError):
     """A load test could not be run (Locust missing, no load balancer, a bad parameter)."""
 

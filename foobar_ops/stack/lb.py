@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import shlex
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -448,4 +449,25 @@ def _state_script(socket: str, backend: str, server: str, state: str, mark: str 
             after,
             'printf "OK\\t%s\\n" "$before"',
         ]
+    )
+
+
+def push_script(path: str, socket: str = STATS_SOCKET) -> str:
+    """The shell script that makes a running HAProxy serve the file at `path` as it is now, without a
+    reload: `set ssl cert` with the file's content (blank lines dropped: the runtime API ends the
+    payload at one), then `commit ssl cert`; a transaction left open by a failure is aborted. When
+    HAProxy is not running, or does not serve that file yet, there is nothing to do (its next start
+    or reload reads the file). Prints `pushed` or `not-served`."""
+    p, api = shlex.quote(path), f"socat -t 5 stdio {shlex.quote('unix-connect:' + socket)}"
+    return (
+        f"p={p}\n"
+        f'if ! [ -S {shlex.quote(socket)} ] || ! echo "show ssl cert" | {api} | grep -qxF "$p"; then '
+        "echo not-served; exit 0; fi\n"
+        f'set_answer=$({{ printf "set ssl cert %s <<\\n" "$p"; grep -v "^[[:space:]]*$" "$p"; printf "\\n"; }} '
+        f"| {api})\n"
+        'case "$set_answer" in *Transaction*) ;; *) '
+        f'echo "abort ssl cert $p" | {api} >/dev/null; echo "set ssl cert: $set_answer" >&2; exit 1;; esac\n'
+        f'commit_answer=$(echo "commit ssl cert $p" | {api})\n'
+        'case "$commit_answer" in *Success*) echo pushed;; *) '
+        f'echo "abort ssl cert $p" | {api} >/dev/null; echo "commit ssl cert: $commit_answer" >&2; exit 1;; esac\n'
     )

@@ -12,24 +12,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import FoobarOpsError, LBError
+from ..core.errors import FoobarOpsError, LBError, TLSError
 from ..core.secrets import Secret
-from .topology import STATS_SOCKET, domain, lb_hosts, site_ca, stack_vars
+from .topology import domain, lb_hosts, site_ca, stack_vars
 
 #: `tls status` warns when a certificate has fewer days left than this, and fails under FAIL_DAYS
 WARN_DAYS = 20
 FAIL_DAYS = 3
 #: HAProxy's date format in `show ssl cert` (notAfter: Mar  5 01:02:03 2027 GMT)
 _HAPROXY_DATE = "%b %d %H:%M:%S %Y GMT"
-
-
-class TLSError(FoobarOpsError):
-    """A certificate that cannot be served, or a load balancer that cannot say what it serves."""
 
 
 # --- what a load balancer serves ------------------------------------------------------------------
@@ -259,27 +254,6 @@ def with_certificate(inventory: Any, cert: str | None, key: str | None) -> Any:
     base = inventory.path.parent
     secrets = {**inventory.secrets, "tls_cert": Secret.parse(cert, base), "tls_key": Secret.parse(key or "", base)}
     return dataclasses.replace(inventory, secrets=secrets)
-
-
-def push_script(path: str, socket: str = STATS_SOCKET) -> str:
-    """The shell script that makes a running HAProxy serve the file at `path` as it is now, without a
-    reload: `set ssl cert` with the file's content (blank lines dropped: the runtime API ends the
-    payload at one), then `commit ssl cert`; a transaction left open by a failure is aborted. When
-    HAProxy is not running, or does not serve that file yet, there is nothing to do (its next start
-    or reload reads the file). Prints `pushed` or `not-served`."""
-    p, api = shlex.quote(path), f"socat -t 5 stdio {shlex.quote('unix-connect:' + socket)}"
-    return (
-        f"p={p}\n"
-        f'if ! [ -S {shlex.quote(socket)} ] || ! echo "show ssl cert" | {api} | grep -qxF "$p"; then '
-        "echo not-served; exit 0; fi\n"
-        f'set_answer=$({{ printf "set ssl cert %s <<\\n" "$p"; grep -v "^[[:space:]]*$" "$p"; printf "\\n"; }} '
-        f"| {api})\n"
-        'case "$set_answer" in *Transaction*) ;; *) '
-        f'echo "abort ssl cert $p" | {api} >/dev/null; echo "set ssl cert: $set_answer" >&2; exit 1;; esac\n'
-        f'commit_answer=$(echo "commit ssl cert $p" | {api})\n'
-        'case "$commit_answer" in *Success*) echo pushed;; *) '
-        f'echo "abort ssl cert $p" | {api} >/dev/null; echo "commit ssl cert: $commit_answer" >&2; exit 1;; esac\n'
-    )
 
 
 def site_names(inventory: Any) -> list[str]:

@@ -19,7 +19,7 @@ from foobar_ops.core.errors import FoobarOpsError
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.stack.lb import HAProxy
 from tests.conftest import FOOBAR_OPS, LAB_INVENTORY, PROJECT, run_cli
-from tests.lab.helpers import Traffic, apply, get, inventory_with, post, request_from
+from tests.lab.helpers import LAB_CA, Traffic, apply, get, inventory_with, post, request_from
 
 WEB = ["web-01", "web-02"]
 
@@ -363,7 +363,9 @@ def test_nginx_answers_only_the_sites_name_on_its_own_address_and_hides_its_vers
     other = lab.run("lb-01", [*ask, "http://10.77.0.11/"])
     assert other.stdout == "000" and other.returncode == 52, (other.returncode, other.stdout, other.stderr)
     headers = subprocess.run(
-        ["curl", "-sI", "-H", "Host: foobar.com", "http://10.77.0.10/"], capture_output=True, text=True
+        ["curl", "-sI", "--cacert", str(LAB_CA), "--resolve", "foobar.com:443:10.77.0.10", "https://foobar.com/"],
+        capture_output=True,
+        text=True,
     ).stdout.lower()
     assert "server: nginx\n" in headers  # no version
     # the app sees the client's address through the load balancer (X-Forwarded-For)

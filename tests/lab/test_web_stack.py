@@ -19,9 +19,8 @@ import pytest
 
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.stack.lb import HAProxy, LBError
-from foobar_ops.stack.verify import request
 from tests.conftest import LAB_INVENTORY, PROJECT, run_cli, stored_bytes
-from tests.lab.helpers import LB, SITE, Traffic, apply, get, inventory_with, post, request_from
+from tests.lab.helpers import HTTPS, LAB_CA, LB, SITE, Traffic, apply, get, inventory_with, post, request_from, site_tls
 
 ARTIFACTS = PROJECT / "artifacts"
 
@@ -146,18 +145,45 @@ def test_home_page_renders_in_headless_chromium_with_static_assets_from_nginx(st
         f"--host-resolver-rules=MAP {SITE} {LB}",
         "--window-size=1000,700",
     ]
-    subprocess.run([chromium, *flags, f"--screenshot={shot}", f"http://{SITE}/"], capture_output=True, timeout=90)
-    assert shot.exists() and shot.stat().st_size > 5000
-    dom = subprocess.run(
-        [chromium, *flags, "--virtual-time-budget=3000", "--dump-dom", f"http://{SITE}/"],
+    # Chromium trusts the lab CA through an NSS database of its own (in the HOME it is given), with
+    # certificate checks on: a page it cannot verify is an error page, not the site
+    trusting, stranger = tmp_path / "home", tmp_path / "stranger"
+    for home in (trusting, stranger):
+        (home / ".pki" / "nssdb").mkdir(parents=True)
+        db = f"sql:{home / '.pki' / 'nssdb'}"
+        assert subprocess.run(["certutil", "-N", "-d", db, "--empty-password"], capture_output=True).returncode == 0
+    added = subprocess.run(
+        [
+            "certutil",
+            "-A",
+            "-d",
+            f"sql:{trusting / '.pki' / 'nssdb'}",
+            "-n",
+            "foobar-ops lab CA",
+            "-t",
+            "C,,",
+            "-i",
+            str(LAB_CA),
+        ],
         capture_output=True,
         text=True,
-        timeout=90,
-    ).stdout
+    )
+    assert added.returncode == 0, added.stderr
+
+    def browse(home, *extra):
+        env = dict(os.environ, HOME=str(home))
+        argv = [chromium, *flags, *extra, f"https://{SITE}/"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=90, env=env).stdout
+
+    browse(trusting, f"--screenshot={shot}")
+    assert shot.exists() and shot.stat().st_size > 5000
+    dom = browse(trusting, "--virtual-time-budget=3000", "--dump-dom")
     assert 'data-js="loaded"' in dom and "Static script loaded from Nginx." in dom
     assert "<h1>foobar.com</h1>" in dom and 'id="served-by"' in dom
+    untrusted = browse(stranger, "--virtual-time-budget=3000", "--dump-dom")
+    assert "<h1>foobar.com</h1>" not in untrusted  # without the lab CA: not the site
     for asset, _ctype in (("/static/app.js", "javascript"), ("/static/app.css", "text/css")):
-        answer = request(LB, 80, SITE, asset)
+        answer = get(asset)
         assert answer["status"] == 200 and answer["release"] is None  # not the app: Nginx served it
         assert answer["served_by"] in ("web-01", "web-02")
     head = get("/static/app.css")
@@ -229,7 +255,7 @@ def hold_session_on(lb, server: str, tries: int = 6) -> socket.socket:
     try:
         for _ in range(tries):
             before = lb.servers()[server]["scur"] or 0
-            sock = socket.create_connection((LB, 80), timeout=5)
+            sock = site_tls().wrap_socket(socket.create_connection((LB, HTTPS), timeout=5), server_hostname=SITE)
             sock.sendall(
                 b"POST /api/items HTTP/1.1\r\nHost: foobar.com\r\nContent-Type: application/json"
                 b"\r\nContent-Length: 100\r\n\r\n{"

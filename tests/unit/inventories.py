@@ -11,10 +11,13 @@ ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "inventories" / "lab.yml"
 
 
-def lab_doc() -> dict:
+def lab_doc(tls: bool = False) -> dict:
     """The lab inventory as a mapping; its secrets are env:TEST_DB_PW, env:TEST_REPL_PW and the
-    sudo password env:TEST_SUDO."""
+    sudo password env:TEST_SUDO. Without tls, its stack.tls is left out (the site over plain http:
+    no certificate files to name); with it, stack.tls is kept and the test names tls_cert/tls_key."""
     doc = yaml.safe_load(LAB.read_text())
+    if not tls:
+        doc["stack"].pop("tls", None)
     doc["secrets"] = {"mysql_app_password": "env:TEST_DB_PW", "mysql_repl_password": "env:TEST_REPL_PW"}
     doc["defaults"]["sudo_password"] = "env:TEST_SUDO"
     return doc

@@ -293,6 +293,12 @@ def test_a_good_schedule_renders_one_exec_line(tmp_path):
         "ExecStart=/opt/foobar-loadgen/run-loadtest --name nightly --kind round-robin --users 16 --spawn-rate 2.5 "
         "--run-time 5m --host http://10.77.0.50:80 --site foobar.com"
     ]
+    doc = lab_doc(tls=True)  # with https, the site's URL; the load generator gets the CA to verify it
+    doc["secrets"].update(tls_cert="env:TEST_TLS_CERT", tls_key="env:TEST_TLS_KEY")
+    inv = load_inventory(write_doc(tmp_path, doc, "https.yml"))
+    states = scheduled.schedule_states(inv, "nightly", "round-robin", "1h", 16, 2.5, "5m")(None, inv)
+    service = next(s for s in states if s.id == "schedule:service")
+    assert "--host https://10.77.0.50:443 --site foobar.com" in service.content.decode()
 
 
 # --- runbook parameters and the catalog ------------------------------------------------------

@@ -903,7 +903,7 @@ def test_summary_line():
         ]
     )
     assert summary_line(inv, frame) == (
-        "foobar.com via the floating address 10.77.0.50: 3/5 answered 200; served by web-01 2, web-02 1"
+        "foobar.com via the floating address 10.77.0.50 over https: 3/5 answered 200; served by web-01 2, web-02 1"
     )
 
 
@@ -911,5 +911,6 @@ def test_summary_line_when_nothing_answered():
     inv = load_inventory(LAB)
     frame = pd.DataFrame([{"status": None, "served_by": None, "error": "connection refused"}] * 2)
     assert (
-        summary_line(inv, frame) == "foobar.com via the floating address 10.77.0.50: 0/2 answered 200; served by none"
+        summary_line(inv, frame)
+        == "foobar.com via the floating address 10.77.0.50 over https: 0/2 answered 200; served by none"
     )

@@ -44,4 +44,4 @@ def test_records_read_one_journal_opened_once(tmp_path):
 
 
 def test_record_paths_are_the_cores():
-    assert ops.record_paths() == paths.describe()
+    assert ops.record_paths() == {**paths.describe(), "lab_ca": "/var/lib/foobar-ops/lab/tls/ca.crt"}

@@ -138,7 +138,10 @@ def site(monkeypatch):
 def test_a_verification_every_server_answered_passes(site):
     check = site(answered("web-01", "web-02", "web-01", "web-02"))
     line = assert_shaped(check, ok=True)
-    assert line == "PASS foobar.com via the floating address 10.77.0.50: 4/4 answered 200; served by web-01 2, web-02 2"
+    assert (
+        line
+        == "PASS foobar.com via the floating address 10.77.0.50 over https: 4/4 answered 200; served by web-01 2, web-02 2"
+    )
     doc = check.as_json()
     assert doc["ok"] is True and doc["line"] == check.line and doc["statuses"] == {}
     assert len(doc["requests"]) == 4 and doc["requests"][0]["served_by"] == "web-01"
@@ -148,7 +151,7 @@ def test_a_verification_every_server_answered_passes(site):
 def test_a_verification_with_a_request_unanswered_fails_and_its_json_has_no_nan(site):
     check = site(answered("web-01", None, "web-02"), {"web-01": "UP", "web-02": "DOWN <L7STS>\n"}, wait=5)
     line = assert_shaped(check, ok=False)
-    assert line.startswith("FAIL foobar.com via the floating address 10.77.0.50: 2/3 answered 200")
+    assert line.startswith("FAIL foobar.com via the floating address 10.77.0.50 over https: 2/3 answered 200")
     assert line.endswith("not UP: web-02 DOWN <L7STS>")
     missed = check.as_json()["requests"][1]
     assert missed["status"] is None and missed["error"] == "timed out"

@@ -106,7 +106,7 @@ def cert_states(inventory: Any, after: tuple[str, ...] = ()) -> list[State[Any]]
     one file, HAProxy's way (0600, never shown in a diff), and, when that file changed, the running
     HAProxy told to serve it through its runtime API (`set ssl cert`, `commit ssl cert`): no reload,
     no connection dropped. `after`: what the push waits for (the service, in a full apply)."""
-    from ..tls import push_script
+    from ..lb import push_script
 
     tls = tls_secrets(inventory)
     if not tls:
