@@ -138,10 +138,8 @@ def site(monkeypatch):
 def test_a_verification_every_server_answered_passes(site):
     check = site(answered("web-01", "web-02", "web-01", "web-02"))
     line = assert_shaped(check, ok=True)
-    assert (
-        line
-        == "PASS foobar.com via the floating address 10.77.0.50 over https: 4/4 answered 200; served by web-01 2, web-02 2"
-    )
+    via = "foobar.com via the floating address 10.77.0.50 over https"
+    assert line == f"PASS {via}: 4/4 answered 200; served by web-01 2, web-02 2"
     doc = check.as_json()
     assert doc["ok"] is True and doc["line"] == check.line and doc["statuses"] == {}
     assert len(doc["requests"]) == 4 and doc["requests"][0]["served_by"] == "web-01"
