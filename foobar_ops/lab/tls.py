@@ -144,20 +144,25 @@ def ensure_site(folder: Path, names: list[str], renew_days: int = RENEW_DAYS) ->
     for exactly `names` with more than renew_days left; issue one when not. Return what was issued,
     or None when the one there is kept."""
     from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
 
-    cert = folder / "site.crt"
-    if cert.is_file() and (folder / "site.key").is_file() and (folder / "ca.crt").is_file():
+    cert, key = folder / "site.crt", folder / "site.key"
+    if cert.is_file() and key.is_file() and (folder / "ca.crt").is_file():
         try:
             leaf = x509.load_pem_x509_certificate(cert.read_bytes())
             ca = x509.load_pem_x509_certificate((folder / "ca.crt").read_bytes())
+            leaf.verify_directly_issued_by(ca)  # signed by this CA, not only named after it
+            own = serialization.load_pem_private_key(key.read_bytes(), password=None).public_key()
+            spki = (serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
             sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             left = leaf.not_valid_after_utc - dt.datetime.now(dt.UTC)
             if (
                 sorted(sans.get_values_for_type(x509.DNSName)) == sorted(names)
-                and leaf.issuer == ca.subject
+                and own.public_bytes(*spki) == leaf.public_key().public_bytes(*spki)  # a pair cut in two is not kept
                 and left > dt.timedelta(days=renew_days)
             ):
                 return None
-        except (ValueError, x509.ExtensionNotFound):
-            pass  # unreadable, or not one of ours: issue a new one
+        except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+            pass  # unreadable, not one of ours, or not a pair: issue a new one
     return issue(folder, names, folder)

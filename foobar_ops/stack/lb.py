@@ -471,3 +471,19 @@ def push_script(path: str, socket: str = STATS_SOCKET) -> str:
         'case "$commit_answer" in *Success*) echo pushed;; *) '
         f'echo "abort ssl cert $p" | {api} >/dev/null; echo "commit ssl cert: $commit_answer" >&2; exit 1;; esac\n'
     )
+
+
+def serves_script(path: str, fingerprint: str, socket: str = STATS_SOCKET) -> str:
+    """A check that succeeds when there is nothing to push: the running HAProxy serves the file at
+    `path` with the certificate whose SHA-1 fingerprint is `fingerprint` already, or it does not
+    serve that file at all (not running, or the file not in its configuration yet: its next start
+    or reload reads the file). It fails when HAProxy serves another certificate there, e.g. after a
+    push that failed or was cut off: the next apply pushes again."""
+    if not re.fullmatch(r"[0-9A-F]{40}", fingerprint):
+        raise LBError(f"{fingerprint!r} is not a SHA-1 fingerprint")
+    api = f"socat -t 5 stdio {shlex.quote('unix-connect:' + socket)}"
+    return (
+        f"served=$(echo {shlex.quote('show ssl cert ' + path)} | {api} 2>/dev/null "
+        "| sed -n 's/^SHA1 FingerPrint: *//p' | tr -d ': ' | tr a-f A-F); "
+        f'[ -z "$served" ] || [ "$served" = {fingerprint} ]'
+    )

@@ -2,9 +2,7 @@
 runtime API, so it is what clients get, not what a file says), and a new certificate put in place
 without a reload (`tls rotate`: the file written, then `set ssl cert` and `commit ssl cert`).
 
-A certificate is checked on this machine before any host sees it: it parses, its key is its own,
-it names the site, it is valid now, and, when the inventory names the CA
-its clients trust (stack.tls.ca), it verifies against that CA for the site's name.
+A certificate is checked on this machine before any host sees it (certs.check_pair).
 """
 
 from __future__ import annotations
@@ -12,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import FoobarOpsError, LBError, TLSError
+from ..core.errors import FoobarOpsError, TLSError
 from ..core.secrets import Secret
-from .topology import domain, lb_hosts, site_ca, stack_vars
+from .certs import CertFacts, check_pair, site_names
+from .topology import lb_hosts, site_ca, stack_vars
 
 #: `tls status` warns when a certificate has fewer days left than this, and fails under FAIL_DAYS
 WARN_DAYS = 20
@@ -144,104 +142,9 @@ def status(inventory: Any, now: dt.datetime | None = None) -> TLSStatus:
                     found.errors.append(f"{host.name}: HAProxy serves no certificate")
                 for path in files:
                     found.certs.append(parse_cert(lb.command(f"show ssl cert {path}"), host.name, now))
-        except (LBError, TLSError, OSError) as err:
+        except (FoobarOpsError, OSError) as err:  # unreachable, refused, an answer not understood
             found.errors.append(f"{host.name}: {err}" if not str(err).startswith(host.name) else str(err))
     return found
-
-
-# --- a certificate checked before it goes anywhere -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CertFacts:
-    """What was checked of a certificate and key about to be served."""
-
-    subject: str
-    sans: list[str]
-    serial: str
-    issuer: str
-    not_after: str
-    days_left: float
-
-
-def _pem_blocks(text: str, kind: str) -> Iterator[str]:
-    pattern = re.compile(rf"-----BEGIN {kind}-----.+?-----END {kind}-----", re.DOTALL)
-    yield from (m.group(0) for m in pattern.finditer(text))
-
-
-def check_pair(
-    cert: Secret, key: Secret, site: str, ca_file: str | None = None, now: dt.datetime | None = None
-) -> CertFacts:
-    """Check a certificate chain and key before any host sees them (TLSError naming the reference
-    and what is wrong; the key's value is never shown): the chain parses and starts with the leaf,
-    the key is the leaf's, the leaf names `site`, is valid now (one with little time left is served,
-    an emergency may need it, and the Rotation warns), and verifies against ca_file for `site` when
-    one is given."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.x509 import verification
-
-    try:
-        chain_text = cert.reveal()
-    except FoobarOpsError as err:
-        raise TLSError(f"certificate {cert.ref}: {err}") from None
-    blocks = list(_pem_blocks(chain_text, "CERTIFICATE"))
-    if not blocks:
-        raise TLSError(f"certificate {cert.ref}: holds no PEM certificate")
-    try:
-        chain = [x509.load_pem_x509_certificate(b.encode()) for b in blocks]
-    except ValueError as err:
-        raise TLSError(f"certificate {cert.ref}: not a valid PEM certificate ({err})") from None
-    leaf = chain[0]
-    try:
-        key_obj = serialization.load_pem_private_key(key.reveal().encode(), password=None)
-    except FoobarOpsError as err:
-        raise TLSError(f"key {key.ref}: {err}") from None
-    except (ValueError, TypeError):
-        raise TLSError(f"key {key.ref}: not an unencrypted PEM private key") from None
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    if key_obj.public_key().public_bytes(serialization.Encoding.PEM, spki) != leaf.public_key().public_bytes(
-        serialization.Encoding.PEM, spki
-    ):
-        raise TLSError(f"key {key.ref} is not the key of certificate {cert.ref} (serial {leaf.serial_number:X})")
-    try:
-        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.DNSName
-        )
-    except x509.ExtensionNotFound:
-        sans = []
-    if site not in sans:
-        raise TLSError(f"certificate {cert.ref} does not name {site} (its names: {', '.join(sans) or 'none'})")
-    now = now or dt.datetime.now(dt.UTC)
-    start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
-    if now < start:
-        raise TLSError(f"certificate {cert.ref} is not valid before {start.isoformat()}")
-    left = (end - now).total_seconds() / 86400
-    if left <= 0:
-        raise TLSError(f"certificate {cert.ref} expired {end.isoformat()}")
-    if ca_file:
-        try:
-            roots = x509.load_pem_x509_certificates(open(ca_file, "rb").read())
-        except (OSError, ValueError) as err:
-            raise TLSError(f"stack.tls.ca {ca_file}: cannot read its certificates ({err})") from None
-        verifier = (
-            verification.PolicyBuilder()
-            .store(verification.Store(roots))
-            .time(now)
-            .build_server_verifier(x509.DNSName(site))
-        )
-        try:
-            verifier.verify(leaf, chain[1:])
-        except verification.VerificationError as err:
-            raise TLSError(f"certificate {cert.ref} does not verify against {ca_file} for {site}: {err}") from None
-    return CertFacts(
-        subject=leaf.subject.rfc4514_string(),
-        sans=list(sans),
-        serial=f"{leaf.serial_number:X}",
-        issuer=leaf.issuer.rfc4514_string(),
-        not_after=end.isoformat().replace("+00:00", "Z"),
-        days_left=round(left, 2),
-    )
 
 
 def with_certificate(inventory: Any, cert: str | None, key: str | None) -> Any:
@@ -256,22 +159,20 @@ def with_certificate(inventory: Any, cert: str | None, key: str | None) -> Any:
     return dataclasses.replace(inventory, secrets=secrets)
 
 
-def site_names(inventory: Any) -> list[str]:
-    """The names the site's certificate must carry: the domain (and www. of it, which the load
-    balancers also redirect and serve)."""
-    return [domain(inventory), f"www.{domain(inventory)}"]
-
-
 @dataclass
 class Rotation:
     """A `tls rotate` run: its Report (a result per state per load balancer) and the certificate."""
 
     report: Any
     certificate: CertFacts
+    #: load balancer -> the serial it serves from the site's file once the run ended (not in a test)
+    served: dict[str, str] = field(default_factory=dict)
+    #: a load balancer that does not serve the new certificate after the run, named
+    errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return bool(self.report.ok)
+        return bool(self.report.ok) and not self.errors
 
     @property
     def warnings(self) -> list[str]:
@@ -284,14 +185,18 @@ class Rotation:
     def as_json(self) -> dict[str, Any]:
         return {
             **self.report.as_json(),
+            "ok": self.ok,
             "certificate": dataclasses.asdict(self.certificate),
+            "served": self.served,
             "warnings": self.warnings,
+            "errors": self.errors,
         }
 
     def summary(self, color: bool = False) -> str:
         c = self.certificate
         head = f"certificate {c.subject} serial {c.serial} ({', '.join(c.sans)}), {c.days_left:g} days left"
-        return "\n".join([head, *(f"WARNING: {w}" for w in self.warnings), self.report.summary(color=color)])
+        notes = [*(f"WARNING: {w}" for w in self.warnings), *(f"ERROR: {e}" for e in self.errors)]
+        return "\n".join([head, *notes, self.report.summary(color=color)])
 
     def __repr__(self) -> str:
         return f"<Rotation {'ok' if self.ok else 'FAILED'} serial {self.certificate.serial}>"
@@ -334,7 +239,7 @@ def rotate(
     if not hosts:
         raise TLSError(f"{inventory.path}: no host has the haproxy role")
     inv = with_certificate(inventory, cert, key)
-    facts = check_pair(inv.secret("tls_cert"), inv.secret("tls_key"), domain(inv), site_ca(inv))
+    facts = check_pair(inv.secret("tls_cert"), inv.secret("tls_key"), site_names(inv), site_ca(inv))
     refs = {"tls_cert": cert, "tls_key": key} if cert is not None and key is not None else None
     if refs:
         check_secrets(inv.path, refs)  # the inventory can take the new references: before any host
@@ -356,6 +261,31 @@ def rotate(
     finally:
         for remote in remotes.values():
             remote.close()
-    if refs and report.ok and not test:
+    rotation = Rotation(report, facts)
+    if not test and report.ok:
+        rotation.served, rotation.errors = _serving(inv, facts.serial)
+    if refs and rotation.ok and not test:
         set_secrets(inv.path, refs)
-    return Rotation(report, facts)
+    return rotation
+
+
+def _serving(inventory: Any, serial: str) -> tuple[dict[str, str], list[str]]:
+    """Ask every load balancer which serial it serves from the site's file: (lb -> serial, the load
+    balancers that do not serve `serial`, named with what they serve instead)."""
+    from .lb import HAProxy
+    from .roles.haproxy import cert_path
+
+    path, served, errors = cert_path(inventory), {}, []
+    for host in lb_hosts(inventory):
+        try:
+            with HAProxy(inventory, host=host.name, record=False) as lb:
+                served[host.name] = parse_cert(lb.command(f"show ssl cert {path}"), host.name).serial
+        except (FoobarOpsError, OSError) as err:
+            errors.append(f"{host.name}: cannot say which certificate it serves: {err}")
+            continue
+        if served[host.name] != serial.lstrip("0"):
+            errors.append(
+                f"{host.name} serves serial {served[host.name]} from {path}, not {serial}: is {path} in its "
+                "configuration (apply the haproxy role)?"
+            )
+    return served, errors

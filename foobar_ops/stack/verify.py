@@ -36,7 +36,12 @@ def tls_context(inventory: Any) -> ssl.SSLContext | None:
     trust store; never with verification off."""
     if topology.site_scheme(inventory) != "https":
         return None
-    return ssl.create_default_context(cafile=topology.site_ca(inventory))
+    ca = topology.site_ca(inventory)
+    try:
+        return ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise topology.TopologyError(f"{inventory.path}: stack.tls.ca {ca}: cannot load it: {reason}") from None
 
 
 def connection(

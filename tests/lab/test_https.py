@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import shlex
 import shutil
 import socket
 import ssl
@@ -204,6 +205,28 @@ def test_a_certificate_rotated_under_load_is_served_at_once_on_both_without_a_re
     assert haproxy_pids(site, standby) != pids[standby]
     again = run_cli("tls", "rotate", "-i", LAB_INVENTORY, "--json")
     assert again.code == 0 and [r["id"] for r in again.json()["results"] if r["changed"]] == []
+
+
+def test_a_push_that_did_not_happen_is_made_by_the_next_run(site, tmp_path):
+    """lb-02's HAProxy is made to serve another certificate than its file holds (as after a push cut
+    off between the file and the runtime API): the next rotate pushes there only, and says so."""
+    serial = served_serial(LBS["lb-02"])
+    other = lab_tls.issue(LAB_TLS, [SITE, f"www.{SITE}"], tmp_path / "other")
+    pem = other.cert.read_text().rstrip("\n") + "\n" + other.key.read_text()
+    script = (
+        f"printf '%s' {shlex.quote(pem)} > /root/other.pem; "
+        "api='socat -t 5 stdio unix-connect:/run/haproxy/admin.sock'; "
+        f"{{ printf 'set ssl cert {CERT_FILE} <<\\n'; cat /root/other.pem; printf '\\n'; }} | $api; "
+        f"echo 'commit ssl cert {CERT_FILE}' | $api; rm -f /root/other.pem"
+    )
+    done = site.run("lb-02", ["sh", "-c", script])
+    assert "Success" in done.stdout, done
+    assert served_serial(LBS["lb-02"]) == f"{other.serial:X}" != serial
+    fixed = run_cli("tls", "rotate", "-i", LAB_INVENTORY, "--json")
+    assert fixed.code == 0, fixed
+    changed = [(r["host"], r["id"]) for r in fixed.json()["results"] if r["changed"]]
+    assert changed == [("lb-02", "haproxy:cert-live")]
+    assert served_serial(LBS["lb-02"]) == serial and fixed.json()["served"] == {"lb-01": serial, "lb-02": serial}
 
 
 def test_tls_status_warns_under_20_days_and_fails_under_3(site, tmp_path):

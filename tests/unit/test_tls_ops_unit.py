@@ -16,7 +16,7 @@ from foobar_ops.core.errors import TLSError
 from foobar_ops.core.inventory import load_inventory
 from foobar_ops.core.secrets import Secret
 from foobar_ops.lab import tls as lab_tls
-from foobar_ops.stack import tls
+from foobar_ops.stack import certs, tls
 from foobar_ops.stack.inventory_file import set_secrets
 from foobar_ops.stack.lb import push_script
 from tests.unit.inventories import lab_doc, write_doc
@@ -93,7 +93,7 @@ def pair(folder: Path) -> tuple[Secret, Secret]:
 
 def test_a_good_certificate_is_checked_against_the_ca_for_the_site(ca, tmp_path):
     lab_tls.issue(ca, ["foobar.com", "www.foobar.com"], tmp_path)
-    facts = tls.check_pair(*pair(tmp_path), "foobar.com", str(ca / "ca.crt"))
+    facts = certs.check_pair(*pair(tmp_path), ["foobar.com", "www.foobar.com"], str(ca / "ca.crt"))
     assert facts.sans == ["foobar.com", "www.foobar.com"] and 89 < facts.days_left <= 90
 
 
@@ -119,7 +119,7 @@ def test_each_bad_certificate_is_refused_naming_what_is_wrong_and_never_the_key(
     key_text = (tmp_path / "good" / "site.key").read_text()
     for (cert, key), said in cases:
         with pytest.raises(TLSError) as err:
-            tls.check_pair(cert, key, "foobar.com", str(ca / "ca.crt"))
+            certs.check_pair(cert, key, ["foobar.com"], str(ca / "ca.crt"))
         assert said in str(err.value), (said, str(err.value))
         assert "PRIVATE KEY" not in str(err.value) and key_text.splitlines()[1] not in str(err.value)
 
@@ -169,8 +169,9 @@ def run_push(tmp_path: Path, served: str, fail_set: bool = False) -> tuple[subpr
     sock = tmp_path / "admin.sock"
     import socket as sk
 
-    if not sock.exists():
-        sk.socket(sk.AF_UNIX).bind(str(sock))
+    if not sock.exists():  # the script only asks that the socket exists
+        with sk.socket(sk.AF_UNIX) as listener:
+            listener.bind(str(sock))
     cert = tmp_path / "certs dir" / "site's.pem"  # a path that needs quoting
     cert.parent.mkdir(exist_ok=True)
     cert.write_text("-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\n-----BEGIN PRIVATE KEY-----\nBBB\n")
@@ -208,3 +209,113 @@ def test_a_refused_set_is_aborted_and_fails_the_push(tmp_path):
     done, log = run_push(tmp_path, "CERT", fail_set=True)
     assert done.returncode == 1 and "set ssl cert: unable to load" in done.stderr
     assert "abort ssl cert" in log and "commit ssl cert" not in log
+
+
+def test_the_site_and_its_www_are_both_needed_names_compare_without_case_and_the_chain_is_certificates_only(
+    ca, tmp_path
+):
+    lab_tls.issue(ca, ["foobar.com"], tmp_path / "apex")
+    with pytest.raises(TLSError, match=r"does not name www\.foobar\.com \(its names: foobar\.com\)"):
+        certs.check_pair(*pair(tmp_path / "apex"), ["foobar.com", "www.foobar.com"], str(ca / "ca.crt"))
+    lab_tls.issue(ca, ["foobar.com", "www.foobar.com"], tmp_path / "both")
+    both_cert, both_key = pair(tmp_path / "both")
+    assert certs.check_pair(both_cert, both_key, ["Foobar.COM.", "www.foobar.com"], str(ca / "ca.crt"))
+    # a key pasted into the chain would be the one HAProxy reads first: refused, naming no key
+    mixed = tmp_path / "mixed.crt"
+    mixed.write_text((tmp_path / "both" / "site.crt").read_text() + (tmp_path / "apex" / "site.key").read_text())
+    with pytest.raises(TLSError, match="holds PRIVATE KEY besides certificates") as err:
+        certs.check_pair(Secret(f"file:{mixed}"), both_key, ["foobar.com"], str(ca / "ca.crt"))
+    assert "BEGIN" not in str(err.value)
+    # the CA first, the leaf second: said so, not "not its key"
+    chain = (tmp_path / "both" / "site.crt").read_text()
+    blocks = [b + "-----END CERTIFICATE-----\n" for b in chain.split("-----END CERTIFICATE-----\n") if b.strip()]
+    (tmp_path / "reversed.crt").write_text("".join(reversed(blocks)))
+    with pytest.raises(TLSError, match="the chain must start with the certificate of key"):
+        certs.check_pair(Secret(f"file:{tmp_path}/reversed.crt"), both_key, ["foobar.com"], str(ca / "ca.crt"))
+
+
+def test_without_a_ca_named_a_private_certificate_is_checked_against_this_machines_trust_store(ca, tmp_path):
+    lab_tls.issue(ca, ["foobar.com"], tmp_path)
+    with pytest.raises(TLSError, match="does not verify against this machine's trust store .*set stack.tls.ca"):
+        certs.check_pair(*pair(tmp_path), ["foobar.com"], None)
+
+
+def test_a_bad_pair_in_the_inventory_stops_the_haproxy_role_before_any_state(ca, tmp_path):
+    from foobar_ops.stack.roles import haproxy
+
+    lab_tls.issue(ca, ["example.org"], tmp_path / "other")
+    doc = lab_doc(tls=True)
+    doc["stack"]["tls"] = {"ca": str(ca / "ca.crt")}
+    doc["secrets"].update(tls_cert=f"file:{tmp_path}/other/site.crt", tls_key=f"file:{tmp_path}/other/site.key")
+    inv = load_inventory(write_doc(tmp_path, doc))
+    with pytest.raises(TLSError, match="does not name foobar.com"):
+        haproxy.states(inv.host("lb-01"), inv)
+
+
+def test_a_missing_ca_file_is_named_not_a_traceback(tmp_path):
+    from foobar_ops.core.errors import TopologyError
+    from foobar_ops.stack import verify
+
+    doc = lab_doc(tls=True)
+    doc["stack"]["tls"] = {"ca": str(tmp_path / "nowhere.crt")}
+    inv = load_inventory(write_doc(tmp_path, doc))
+    with pytest.raises(TopologyError, match=r"stack.tls.ca .*nowhere.crt: cannot load it"):
+        verify.tls_context(inv)
+
+
+def test_status_names_a_load_balancer_it_cannot_reach_and_keeps_the_others(monkeypatch, tmp_path):
+    from foobar_ops.core.errors import HostUnreachable
+    from foobar_ops.stack import lb
+
+    class Fake:
+        def __init__(self, inventory, host=None, record=True):
+            if host == "lb-02":
+                raise HostUnreachable("lb-02", "no route to host")
+            self.host = host
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def command(self, line):
+            return "# filename\n/etc/haproxy/certs/foobar.com.pem\n" if line == "show ssl cert" else SHOW
+
+    monkeypatch.setattr(lb, "HAProxy", Fake)
+    doc = lab_doc(tls=True)
+    inv = load_inventory(write_doc(tmp_path, doc))
+    found = tls.status(inv, now=NOW)
+    assert [c.lb for c in found.certs] == ["lb-01"] and found.errors == ["lb-02: no route to host"]
+    assert not found.ok
+
+
+def test_the_lab_keeps_a_good_site_pair_and_issues_a_new_one_for_a_pair_cut_in_two(tmp_path):
+    names = ["foobar.com", "www.foobar.com"]
+    first = lab_tls.ensure_site(tmp_path, names)
+    assert first is not None and lab_tls.ensure_site(tmp_path, names) is None  # kept
+    key = (tmp_path / "site.key").read_text()
+    lab_tls.issue(tmp_path, names, tmp_path / "other")
+    (tmp_path / "site.key").write_text((tmp_path / "other" / "site.key").read_text())  # a pair cut in two
+    again = lab_tls.ensure_site(tmp_path, names)
+    assert again is not None and again.serial != first.serial and (tmp_path / "site.key").read_text() != key
+    assert lab_tls.ensure_site(tmp_path, ["foobar.org", "www.foobar.org"]) is not None  # other names: issued
+
+
+@pytest.mark.parametrize(
+    "served, ok", [("SAME", True), ("1234567890ABCDEF1234567890ABCDEF12345678", False), ("", True)]
+)
+def test_the_push_is_needed_only_when_haproxy_serves_another_certificate_from_the_file(tmp_path, served, ok):
+    from foobar_ops.stack.lb import serves_script
+
+    fingerprint = "AB" * 20
+    answer = (
+        "" if not served else f"Filename: /x.pem\nSHA1 FingerPrint: {fingerprint if served == 'SAME' else served}\n"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "socat").write_text(f"#!/bin/sh\ncat >/dev/null\nprintf '%s' '{answer}'\n")
+    (bin_dir / "socat").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    done = subprocess.run(["sh", "-c", serves_script("/x.pem", fingerprint, str(tmp_path / "s"))], env=env)
+    assert (done.returncode == 0) is ok

@@ -55,7 +55,7 @@ def test_a_site_certificate_longer_than_90_days_is_refused(tmp_path):
 def inventory(tmp_path: Path, issued, with_tls=True, key=True):
     doc = lab_doc()
     if with_tls:
-        doc["stack"]["tls"] = {}
+        doc["stack"]["tls"] = {"ca": str(issued[0] / "ca.crt")}  # the CA the role checks the pair against
         doc["secrets"]["tls_cert"] = f"file:{issued[1].cert}"
         if key:
             doc["secrets"]["tls_key"] = f"file:{issued[1].key}"
@@ -103,7 +103,7 @@ def test_the_https_port_the_load_balancers_bind_is_the_one_their_firewall_opens(
     from foobar_ops.stack import firewall
 
     doc = lab_doc()
-    doc["stack"]["tls"] = {"port": 8443}
+    doc["stack"]["tls"] = {"port": 8443, "ca": str(issued[0] / "ca.crt")}
     doc["stack"]["firewall"] = {"admin_sources": ["10.77.0.1"]}
     doc["secrets"].update(tls_cert=f"file:{issued[1].cert}", tls_key=f"file:{issued[1].key}")
     inv = load_inventory(write_doc(tmp_path, doc))

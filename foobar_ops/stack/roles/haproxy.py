@@ -14,6 +14,7 @@ from ..topology import (
     host_value,
     https_port,
     ports,
+    site_ca,
     stack_vars,
     web_hosts,
     web_weight,
@@ -102,15 +103,19 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
 
 
 def cert_states(inventory: Any, after: tuple[str, ...] = ()) -> list[State[Any]]:
-    """The site's certificate on a load balancer (none without stack.tls): the chain and the key in
-    one file, HAProxy's way (0600, never shown in a diff), and, when that file changed, the running
-    HAProxy told to serve it through its runtime API (`set ssl cert`, `commit ssl cert`): no reload,
-    no connection dropped. `after`: what the push waits for (the service, in a full apply)."""
-    from ..lb import push_script
+    """The site's certificate on a load balancer (none without stack.tls), checked here first
+    (certs.check_pair: a bad one is refused by name and reaches no host): the chain and the key in
+    one file, HAProxy's way (0600, never shown in a diff), and the running HAProxy told to serve it
+    through its runtime API (`set ssl cert`, `commit ssl cert`) whenever it serves another
+    certificate from that file: no reload, no connection dropped, and a push that failed or was cut
+    off is made by the next apply. `after`: what the push waits for (the service, in a full apply)."""
+    from ..certs import check_pair, leaf_fingerprint, site_names
+    from ..lb import push_script, serves_script
 
     tls = tls_secrets(inventory)
     if not tls:
         return []
+    check_pair(tls[0], tls[1], site_names(inventory), site_ca(inventory))
     path = cert_path(inventory)
     return [
         s.file.directory(CERTS, mode="0700", require=["haproxy:packages"] if after else [], id="haproxy:certs-dir"),
@@ -125,9 +130,9 @@ def cert_states(inventory: Any, after: tuple[str, ...] = ()) -> list[State[Any]]
         ),
         s.cmd.run(
             push_script(path),
-            onchanges=["haproxy:cert"],
-            require=list(after),
-            label=f"serve the new {path} without a reload (set ssl cert, commit ssl cert)",
+            unless=serves_script(path, leaf_fingerprint(tls[0])),
+            require=["haproxy:cert", *after],
+            label=f"serve {path} without a reload (set ssl cert, commit ssl cert)",
             id="haproxy:cert-live",
         ),
     ]
