@@ -21,7 +21,7 @@ from foobar_ops.lab import PASSWORD_PATH
 from foobar_ops.stack import load_inventory
 from foobar_ops.stack.verify import request
 from tests.conftest import LAB_INVENTORY, run_cli
-from tests.lab.helpers import LB, SITE, Traffic, apply, get, post
+from tests.lab.helpers import HTTPS, LB, SITE, Traffic, apply, get, post, site_tls
 
 APP_PASSWORD = "/var/lib/foobar-ops/lab/secrets/mysql_app_password"
 REPL_PASSWORD = "/var/lib/foobar-ops/lab/secrets/mysql_repl_password"
@@ -253,13 +253,14 @@ def test_failover_with_the_primary_powered_off_then_it_rejoins_fenced(pair):
     try:
         refused = request(
             LB,
-            80,
+            HTTPS,
             SITE,
             "/api/items",
             method="POST",
             body=b'{"name": "no-primary"}',
             headers={"Content-Type": "application/json"},
             timeout=20,
+            tls=site_tls(),
         )
         assert refused["status"] == 503  # no primary: the write is refused, not lost
         done = run_cli("db", "failover", "-i", inv, "--json", timeout=300)
