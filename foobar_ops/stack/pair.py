@@ -69,8 +69,11 @@ class LBState:
 
     @property
     def serves(self) -> bool:
-        """HAProxy runs and keepalived is ready to hold the address (MASTER or BACKUP)."""
-        return self.error is None and self.haproxy == "active" and self.vrrp_state in ("MASTER", "BACKUP")
+        """HAProxy runs (a reload in progress counts: the old process serves until the new one
+        does) and keepalived is ready to hold the address (MASTER or BACKUP)."""
+        return (
+            self.error is None and self.haproxy in ("active", "reloading") and self.vrrp_state in ("MASTER", "BACKUP")
+        )
 
     def why_not(self) -> str:
         """Why it does not serve, in a few words."""
@@ -232,8 +235,14 @@ def peer_serves(run: Run, host: Any, emit: Emit) -> Iterator[None]:
         yield
         return
     started = time.perf_counter()
-    seen = pair_status(run.inventory, {h.name: run.remote(h) for h in balancers})  # all at once
+    remotes = {h.name: run.remote(h) for h in balancers}
+    seen = pair_status(run.inventory, remotes)  # all at once
     down = seen.down(but=host.name)
+    deadline = time.monotonic() + PEER_SETTLE
+    while down and seen.lb(host.name).serves and time.monotonic() < deadline:  # e.g. the peer just reloaded
+        time.sleep(0.5)
+        seen = pair_status(run.inventory, remotes)
+        down = seen.down(but=host.name)
     if down and seen.lb(host.name).serves:
         why = "; ".join(f"{lb.host} does not serve ({lb.why_not()})" for lb in down)
         emit(_result(host, False, f"not changed while its peer is down: {why}", started))
@@ -317,15 +326,38 @@ class Handover:
         return f"{'OK' if self.ok else 'FAILED'} {self.line}"
 
 
+#: how long a load balancer's change waits for a peer that does not serve (one just changed by
+#: the same run may still be settling) before it is refused
+PEER_SETTLE = 10.0
+#: the holder's own table during a handover: new connections to the floating address wait
+HOLD_TABLE = "foobar_handover"
+
+
 def _step_back_script(address: str, run_id: str) -> str:
     """The holder's side of a handover, run on the holder by systemd (so it finishes even when the
-    controller dies or its connection is cut): step out of the election, wait until the address has
-    left (at most 10 s), hold out 2 s more while the peer settles as master, then step back in as
-    its standby (nopreempt: it does not take the address back)."""
+    controller dies or its connection is cut):
+    1. new connections to the address are held back (their SYN dropped: the client sends it again a
+       second later, and by then it reaches the new holder), while those in flight end (at most
+       2 s; a TLS handshake and its request take longer than a plain request, and one cut in the
+       middle by the move would fail);
+    2. step out of the election, wait until the address has left (at most 10 s);
+    3. let new connections in again, hold out 2 s more while the peer settles as master, then step
+       back in as its standby (nopreempt: it does not take the address back).
+    The hold is removed however the script ends; without nft (no firewall role), step 1 is skipped."""
     has = f"ip -o -4 addr show | grep -qF {cmd(' ' + address + '/')}"
+    table = f"inet {HOLD_TABLE}"
+    hold = (
+        f"nft add table {table} && nft add chain {table} hold '{{ type filter hook input priority -10; }}' "
+        f"&& nft add rule {table} hold ip daddr {address} meta l4proto tcp ct state new drop"
+    )
+    in_flight = f"ss -Htn state established src {address} | grep -q ."
     body = (
-        f"mkdir -p {TRACK_DIR} && echo 1 > {HANDOVER}; i=0; "
-        f"while {has} && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; sleep 2; echo 0 > {HANDOVER}"
+        f"trap 'nft delete table {table} 2>/dev/null; true' EXIT; mkdir -p {TRACK_DIR}; "
+        f"if command -v nft >/dev/null; then nft delete table {table} 2>/dev/null; {hold}; i=0; "
+        f"while {in_flight} && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done; fi; "
+        f"echo 1 > {HANDOVER}; i=0; "
+        f"while {has} && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; "
+        f"nft delete table {table} 2>/dev/null; sleep 2; echo 0 > {HANDOVER}"
     )
     unit = f"foobar-lb-handover-{run_id}"
     return cmd("systemd-run", "--quiet", "--collect", f"--unit={unit}", "sh", "-c", body)

@@ -259,7 +259,12 @@ def guard(inv, remotes, host="lb-01"):
     return entered, emitted
 
 
-def test_a_load_balancer_is_not_changed_while_its_peer_is_down(tmp_path):
+@pytest.fixture
+def settle(monkeypatch):
+    monkeypatch.setattr(pair, "PEER_SETTLE", 1.0)  # how long a down peer is waited for
+
+
+def test_a_load_balancer_is_not_changed_while_its_peer_is_down(tmp_path, settle):
     inv = inventory(tmp_path)
     entered, emitted = guard(inv, {"lb-01": Remote(said(holds=True, state=2)), "lb-02": Remote(said(haproxy="failed"))})
     assert entered == [] and [r.status for r in emitted] == [Status.FAILED]
@@ -278,6 +283,22 @@ def test_a_load_balancer_changes_while_its_peer_serves_or_when_it_serves_nothing
         "lb-02": Remote(said(haproxy="inactive")),
     }
     assert guard(inv, first)[0] == ["lb-01"]  # a first deploy: nothing serves yet, nothing to lose
+
+
+def test_a_peer_in_the_middle_of_a_reload_serves_and_one_that_settles_soon_is_waited_for(tmp_path, settle):
+    inv = inventory(tmp_path)
+    reloading = {"lb-01": Remote(said(holds=True, state=2)), "lb-02": Remote(said(haproxy="reloading"))}
+    assert guard(inv, reloading)[0] == ["lb-01"]  # the old process serves until the new one does
+
+    class Settling(Remote):  # down when first asked (just changed by the same run), then serving
+        def run(self, line, sudo=False):
+            out = super().run(line, sudo)
+            self.text = said()
+            return out
+
+    settling = {"lb-01": Remote(said(holds=True, state=2)), "lb-02": Settling(said(keepalived="inactive"))}
+    entered, emitted = guard(inv, settling)
+    assert entered == ["lb-01"] and emitted[0].status is Status.OK
 
 
 def test_a_handover_in_test_mode_only_asks(tmp_path):
