@@ -337,9 +337,10 @@ def _step_back_script(address: str, run_id: str) -> str:
     """The holder's side of a handover, run on the holder by systemd (so it finishes even when the
     controller dies or its connection is cut):
     1. new connections to the address are held back (their SYN dropped: the client sends it again a
-       second later, and by then it reaches the new holder), while those in flight end (at most
-       2 s; a TLS handshake and its request take longer than a plain request, and one cut in the
-       middle by the move would fail);
+       second later, and by then it reaches the new holder), while those in flight end (a TLS
+       handshake and its request take longer than a plain request, and one cut in the middle by
+       the move would fail); at most 0.3 s, so that the hold, the step out and the peer's takeover
+       (about 0.6 s) are over before a held-back client sends its SYN again;
     2. step out of the election, wait until the address has left (at most 10 s);
     3. let new connections in again, hold out 2 s more while the peer settles as master, then step
        back in as its standby (nopreempt: it does not take the address back).
@@ -354,7 +355,7 @@ def _step_back_script(address: str, run_id: str) -> str:
     body = (
         f"trap 'nft delete table {table} 2>/dev/null; true' EXIT; mkdir -p {TRACK_DIR}; "
         f"if command -v nft >/dev/null; then nft delete table {table} 2>/dev/null; {hold}; i=0; "
-        f"while {in_flight} && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done; fi; "
+        f"while {in_flight} && [ $i -lt 3 ]; do sleep 0.1; i=$((i + 1)); done; fi; "
         f"echo 1 > {HANDOVER}; i=0; "
         f"while {has} && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; "
         f"nft delete table {table} 2>/dev/null; sleep 2; echo 0 > {HANDOVER}"

@@ -185,7 +185,9 @@ def test_a_handover_under_load_fails_no_new_connection(mended, tmp_path):
     assert status()["holder"] == "lb-01"  # --test changed nothing
     unknown = run_cli("lb", "handover", "-i", LAB_INVENTORY, "--to", "web-01")
     assert unknown.code == 2 and "no load balancer named 'web-01'" in unknown.err and "lb-01, lb-02" in unknown.err
-    with Watch(mended) as watch:
+    # a client that gives a connection 5 s (a browser waits far longer): a SYN the holder held back
+    # is sent again after 1 s, and again after 3 s when the first one also came during the move
+    with Watch(mended, timeout=5.0) as watch:
         time.sleep(1)
         started = time.monotonic()
         journal = str(tmp_path / "journal.sqlite")
