@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,7 @@ def check_pair(
     store when there is none."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
+    from cryptography.utils import CryptographyDeprecationWarning
     from cryptography.x509 import verification
 
     try:
@@ -145,7 +147,10 @@ def check_pair(
     if trusted is None:
         raise TLSError(f"certificate {cert.ref}: no CA to verify it against: set stack.tls.ca")
     try:
-        with open(trusted, "rb") as found:
+        with open(trusted, "rb") as found, warnings.catch_warnings():
+            # a system store may hold an old root with a non-positive serial: cryptography warns of
+            # it on every load, on the user's terminal; it is not this certificate's business
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             roots = x509.load_pem_x509_certificates(found.read())
     except (OSError, ValueError) as err:
         what = f"stack.tls.ca {trusted}" if ca_file else f"this machine's trust store {trusted}"

@@ -9,6 +9,7 @@ import copy
 import io
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,31 @@ import yaml
 from ..core.errors import InventoryError
 
 
-def _edited(path: Path, changes: dict[str, dict[str, Any]]) -> str:
-    """Return the file's text with the changes made, checked to change exactly what they name."""
+def _round_trip(path: Path, edit: Callable[[Any], None]) -> tuple[str, str]:
+    """Load the file keeping its comments and layout, let `edit` change the document in place, and
+    return (the text before, the text after)."""
     from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap
 
     rt = YAML()
     rt.preserve_quotes = True
     text = path.read_text()
     doc = rt.load(text)
+    edit(doc)
+    out = io.StringIO()
+    rt.dump(doc, out)
+    return text, out.getvalue()
+
+
+def _edited(path: Path, changes: dict[str, dict[str, Any]]) -> str:
+    """Return the file's text with the changes made, checked to change exactly what they name."""
+    text, result = _round_trip(path, lambda doc: _set_vars(path, doc, changes))
+    _check_exact(path, text, result, changes)
+    return result
+
+
+def _set_vars(path: Path, doc: Any, changes: dict[str, dict[str, Any]]) -> None:
+    from ruamel.yaml.comments import CommentedMap
+
     hosts = doc.get("hosts") if isinstance(doc, dict) else None
     for host, values in changes.items():
         entry = (hosts or {}).get(host)
@@ -43,11 +60,6 @@ def _edited(path: Path, changes: dict[str, dict[str, Any]]) -> str:
         elif _is_shared(current, doc, entry):
             entry["vars"] = CommentedMap(current.items())  # a copy of its own: the others keep theirs
         entry["vars"].update(values)
-    out = io.StringIO()
-    rt.dump(doc, out)
-    result = out.getvalue()
-    _check_exact(path, text, result, changes)
-    return result
 
 
 def _is_shared(node: Any, doc: Any, owner: Any) -> bool:
@@ -99,9 +111,13 @@ def check_host_vars(path: str | Path, changes: dict[str, dict[str, Any]]) -> Non
     path: the inventory file.
     changes: host name -> {var: value}.
     """
-    path = Path(path)
+    _check_editable(Path(path), lambda p: _edited(p, changes))
+
+
+def _check_editable(path: Path, edited: Callable[[Path], str]) -> None:
+    """The file can be read, edited as `edited` does (its own checks), and replaced."""
     try:
-        _edited(path, changes)
+        edited(path)
     except OSError as err:
         raise InventoryError(f"cannot read it: {err.strerror or err}", path=path) from None
     if not os.access(path.parent, os.W_OK | os.X_OK):
@@ -121,41 +137,29 @@ def set_host_vars(path: str | Path, changes: dict[str, dict[str, Any]]) -> None:
 
 def _secrets_edited(path: Path, refs: dict[str, str]) -> str:
     """Return the file's text with these secrets' references set, checked to change nothing else."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap
 
-    rt = YAML()
-    rt.preserve_quotes = True
-    text = path.read_text()
-    doc = rt.load(text)
-    if not isinstance(doc, dict):
-        raise InventoryError("is not a mapping", path=path)
-    if doc.get("secrets") is None:
-        doc["secrets"] = CommentedMap()
-    doc["secrets"].update(refs)
-    out = io.StringIO()
-    rt.dump(doc, out)
-    result = out.getvalue()
+    def set_refs(doc: Any) -> None:
+        from ruamel.yaml.comments import CommentedMap
+
+        if not isinstance(doc, dict):
+            raise InventoryError("is not a mapping", path=path)
+        if doc.get("secrets") is None:
+            doc["secrets"] = CommentedMap()
+        doc["secrets"].update(refs)
+
+    text, result = _round_trip(path, set_refs)
     try:
         old, new = yaml.safe_load(text) or {}, yaml.safe_load(result) or {}
     except yaml.YAMLError as err:
         raise InventoryError(f"the edited inventory would not load: {err}", path=path) from None
-    want = copy.deepcopy(old)
-    want["secrets"] = {**(want.get("secrets") or {}), **refs}
-    if new != want:
+    if new != {**old, "secrets": {**(old.get("secrets") or {}), **refs}}:
         raise InventoryError(f"setting secrets {', '.join(refs)} would change more than them", path=path)
     return result
 
 
 def check_secrets(path: str | Path, refs: dict[str, str]) -> None:
     """Check, changing nothing, that set_secrets can set these references (InventoryError if not)."""
-    path = Path(path)
-    try:
-        _secrets_edited(path, refs)
-    except OSError as err:
-        raise InventoryError(f"cannot read it: {err.strerror or err}", path=path) from None
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise InventoryError(f"its folder {path.parent} is not writable (the file is replaced atomically)", path=path)
+    _check_editable(Path(path), lambda p: _secrets_edited(p, refs))
 
 
 def set_secrets(path: str | Path, refs: dict[str, str]) -> None:

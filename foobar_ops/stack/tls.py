@@ -262,30 +262,25 @@ def rotate(
         for remote in remotes.values():
             remote.close()
     rotation = Rotation(report, facts)
-    if not test and report.ok:
-        rotation.served, rotation.errors = _serving(inv, facts.serial)
+    if not test and report.ok:  # what each load balancer serves now, as `tls status` reads it
+        from .roles.haproxy import cert_path
+
+        rotation.served, rotation.errors = unserved(status(inv), cert_path(inv), facts.serial)
     if refs and rotation.ok and not test:
         set_secrets(inv.path, refs)
     return rotation
 
 
-def _serving(inventory: Any, serial: str) -> tuple[dict[str, str], list[str]]:
-    """Ask every load balancer which serial it serves from the site's file: (lb -> serial, the load
-    balancers that do not serve `serial`, named with what they serve instead)."""
-    from .lb import HAProxy
-    from .roles.haproxy import cert_path
-
-    path, served, errors = cert_path(inventory), {}, []
-    for host in lb_hosts(inventory):
-        try:
-            with HAProxy(inventory, host=host.name, record=False) as lb:
-                served[host.name] = parse_cert(lb.command(f"show ssl cert {path}"), host.name).serial
-        except (FoobarOpsError, OSError) as err:
-            errors.append(f"{host.name}: cannot say which certificate it serves: {err}")
-            continue
-        if served[host.name] != serial.lstrip("0"):
+def unserved(found: TLSStatus, path: str, serial: str) -> tuple[dict[str, str], list[str]]:
+    """From a status, which serial each load balancer serves from `path` (lb -> serial), and the
+    load balancers that do not serve `serial` there, named with what they serve instead."""
+    served = {c.lb: c.serial for c in found.certs if c.path == path}
+    errors = list(found.errors)
+    for host in dict.fromkeys(c.lb for c in found.certs):
+        if served.get(host) != serial.lstrip("0"):
+            there = f"serial {served[host]}" if host in served else "nothing"
             errors.append(
-                f"{host.name} serves serial {served[host.name]} from {path}, not {serial}: is {path} in its "
-                "configuration (apply the haproxy role)?"
+                f"{host} serves {there} from {path}, not {serial}: is {path} in its configuration "
+                "(apply the haproxy role)?"
             )
     return served, errors

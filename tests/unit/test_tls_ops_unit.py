@@ -319,3 +319,24 @@ def test_the_push_is_needed_only_when_haproxy_serves_another_certificate_from_th
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
     done = subprocess.run(["sh", "-c", serves_script("/x.pem", fingerprint, str(tmp_path / "s"))], env=env)
     assert (done.returncode == 0) is ok
+
+
+def test_a_rotation_names_every_load_balancer_that_does_not_serve_the_new_serial():
+    path = "/etc/haproxy/certs/foobar.com.pem"
+    new = tls.parse_cert(SHOW, "lb-01", NOW)  # serial A1B2C
+    old = tls.parse_cert(SHOW.replace("Serial: 0A1B2C", "Serial: 77"), "lb-02", NOW)
+    other_file = tls.parse_cert(SHOW.replace("foobar.com.pem", "other.pem"), "lb-03", NOW)
+    found = tls.TLSStatus(certs=[new, old, other_file], errors=["lb-04: no route to host"])
+    served, errors = tls.unserved(found, path, "0A1B2C")
+    assert served == {"lb-01": "A1B2C", "lb-02": "77"}
+    assert errors[0] == "lb-04: no route to host"
+    assert [e.split(" ", 3)[:3] for e in errors[1:]] == [["lb-02", "serves", "serial"], ["lb-03", "serves", "nothing"]]
+    assert tls.unserved(tls.TLSStatus(certs=[new]), path, "A1B2C") == ({"lb-01": "A1B2C"}, [])
+
+
+def test_without_stack_tls_status_and_rotate_say_so_before_any_host(tmp_path):
+    inv = load_inventory(write_doc(tmp_path, lab_doc()))  # no stack.tls, hosts unreachable from here
+    with pytest.raises(TLSError, match="stack.tls is not set"):
+        tls.status(inv)
+    with pytest.raises(TLSError, match="stack.tls is not set: there is no certificate to rotate"):
+        tls.rotate(inv)
