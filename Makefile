@@ -24,12 +24,14 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name foobar-ops --display-name foobar-ops >/dev/null
 	@touch $@
 
-# sslyze, for the lab test of the site's TLS against Mozilla's intermediate profile
+# sslyze, for the lab test of the site's TLS against Mozilla's intermediate profile; promtool and
+# amtool (from Debian's packages, unpacked), for the alert rules' tests
 tools: $(TOOLS)/.installed
 
-$(TOOLS)/.installed: Makefile
+$(TOOLS)/.installed: Makefile scripts/fetch-prom-tools
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q 'sslyze==$(SSLYZE_VERSION)'
+	scripts/fetch-prom-tools $(TOOLS)
 	@touch $@
 
 demo: setup

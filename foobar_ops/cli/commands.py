@@ -211,6 +211,9 @@ def cmd_records(args: argparse.Namespace) -> int:
             )
             return 0
         frame = ops.records_results(args.run_id, journal)
+    elif action == "alerts":
+        frame = ops.records_alerts(journal, since=args.since, name=args.name)
+        cols = ["at", "name", "severity", "instance", "state", "since", "summary"]
     else:
         frame = ops.records_changes(journal, host=args.host, since=args.since, state=args.state)
         cols = ["at", "run_id", "host", "state", "name", "comment"]
@@ -218,6 +221,46 @@ def cmd_records(args: argparse.Namespace) -> int:
         print(json.dumps({"journal": str(journal.path), "rows": rows(frame)}, indent=2, default=str))
     else:
         print(table(rows(frame), cols) if len(frame) else "(nothing recorded)")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    found = ops.health(args.inventory)
+    if args.json:
+        print(json.dumps(found.as_json(), indent=2, default=str))
+    else:
+        print(
+            table([dict(t, up="up" if t["up"] else "DOWN") for t in found.targets], ["job", "instance", "up", "error"])
+        )
+        print()
+        print(
+            table(found.alerts, ["name", "severity", "instance", "state", "since", "summary"])
+            if found.alerts
+            else "(no alert firing)"
+        )
+        down = len(found.down)
+        print(
+            f"health {'ok' if found.ok else 'NOT ok'}: {len(found.targets) - down} of {len(found.targets)} targets "
+            f"up, {len(found.alerts)} alert(s) firing",
+            file=sys.stderr,
+        )
+    return 0 if found.ok else 1
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    receiver = ops.alert_receiver(args.inventory, args.journal, args.listen, args.port)
+    print(
+        f"alerts: recording Alertmanager's alerts in {receiver.journal.path}; listening on "
+        f"http://{receiver.address}:{receiver.port}/alerts (Ctrl-C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        receiver.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.server.server_close()
     return 0
 
 
@@ -440,6 +483,8 @@ HANDLERS = {
     "lb": cmd_lb,
     "firewall": cmd_firewall,
     "tls": cmd_tls,
+    "health": cmd_health,
+    "alerts": cmd_alerts,
     "verify": cmd_verify,
     "run": cmd_run,
     "paths": cmd_paths,

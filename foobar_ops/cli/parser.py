@@ -159,6 +159,9 @@ def _records(sub: Sub) -> None:
     q.add_argument("--host")
     q.add_argument("--since", help="an age (7d, 12h, 30m) or a date")
     q.add_argument("--state", help="a state function (file.managed) or state id")
+    q = actions.add_parser("alerts", help="alerts Alertmanager delivered to the webhook: each firing and resolution")
+    q.add_argument("--since", help="an age (1d, 12h, 30m) or a date")
+    q.add_argument("--name", help="only alerts of this name")
     for q in actions.choices.values():
         _common(q, json=True, journal=True)
 
@@ -327,6 +330,26 @@ def _tls(sub: Sub) -> None:
     q.add_argument("--test", action="store_true", help="check the certificate and say what would change")
 
 
+def _monitoring(sub: Sub) -> None:
+    p = sub.add_parser(
+        "health",
+        help="the stack as Prometheus sees it: targets up or down, alerts firing (exit 1 when one is critical)",
+    )
+    _inventory(p)
+    _common(p, json=True)
+    p = sub.add_parser("alerts", help="foobar_ops's Alertmanager receiver: alerts recorded in the journal")
+    actions = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    q = actions.add_parser(
+        "receive",
+        help="listen for Alertmanager's webhook (stack.monitoring.webhook) and record each firing and "
+        "resolution in the journal, until stopped",
+    )
+    _inventory(q)
+    _common(q, journal=True)
+    q.add_argument("--listen", metavar="ADDRESS", help="listen on this address (default: the webhook's)")
+    q.add_argument("--port", type=int, help="listen on this port (default: the webhook's)")
+
+
 def _paths(sub: Sub) -> None:
     p = sub.add_parser("paths", help="where records (journal, output notebooks) and caches are kept")
     _common(p, json=True)
@@ -349,6 +372,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         _loadtest,
         _firewall,
         _tls,
+        _monitoring,
         _records,
         _lab,
         _paths,

@@ -195,3 +195,12 @@ class RunbookParameterError(FoobarOpsError):
 
 class RunbookNotFound(FoobarOpsError):
     """No runbook of that name."""
+
+
+class HealthError(FoobarOpsError):
+    """Prometheus could not be asked about the stack's health (down, unreachable, an API error), or
+    the stack did not become as wanted in time."""
+
+
+class AlertPayloadError(FoobarOpsError):
+    """A post to the alert webhook that is not Alertmanager's webhook payload."""

@@ -29,7 +29,7 @@ from .errors import FoobarOpsError, JournalError
 from .heartbeat import Heartbeat, died
 from .result import HostOutcome, Result, Status
 from .run import new_run_id
-from .schema import HOSTS, RESULTS, RUNS, TABLES, migrate
+from .schema import ALERTS, HOSTS, RESULTS, RUNS, TABLES, migrate
 from .secrets import Secret, mask_command, mask_deep, mask_known
 from .spool import Refused, Spool
 from .version import __version__
@@ -369,7 +369,50 @@ class Journal:
             raise
         run.finish("failed" if run.failed or run.errors else "ok")
 
+    def add_alerts(self, alerts: list[dict[str, Any]]) -> int:
+        """Record alerts delivered by Alertmanager (see stack.alerts.rows): each firing and each
+        resolution once, however often Alertmanager repeats it. Return how many were new.
+
+        alerts: rows with name, severity, instance, state, since, ended, fingerprint, summary, labels.
+        """
+        fresh = []
+        try:
+            with self.lock, self.engine.begin() as conn:
+                for row in alerts:
+                    seen = conn.execute(
+                        select(ALERTS.c.seq)
+                        .where(
+                            and_(
+                                ALERTS.c.fingerprint == row["fingerprint"],
+                                ALERTS.c.since == row["since"],
+                                ALERTS.c.state == row["state"],
+                            )
+                        )
+                        .limit(1)
+                    ).first()
+                    if seen is None:
+                        values = {**row, "at": _now(), "summary": mask_known(row.get("summary") or "")}
+                        conn.execute(insert(ALERTS), values)
+                        fresh.append(values)
+        except SQLAlchemyError as err:
+            raise JournalError(f"journal {self.path}: cannot write: {mask_known(str(err).splitlines()[0])}") from None
+        return len(fresh)
+
     # ---- reading -----------------------------------------------------------------------------
+
+    def alerts(self, since: Any = None, name: str | None = None) -> Any:
+        """Return the alerts recorded (each firing and resolution), oldest first, as a DataFrame.
+
+        since: only after this: an age such as "1d", "2h", or a date/time.
+        name: only alerts of this name.
+        """
+        where = []
+        if since is not None:
+            where.append(ALERTS.c.at >= parse_since(since))
+        if name:
+            where.append(ALERTS.c.name == name)
+        query = select(ALERTS).order_by(ALERTS.c.seq)
+        return self._frame(query.where(and_(*where)) if where else query)
 
     def _frame(self, query: Any) -> Any:
         import pandas as pd

@@ -16,9 +16,9 @@ from .errors import FoobarOpsError
 from .spool import flocked
 from .version import __version__
 
-__all__ = ["HOSTS", "META", "METADATA", "RESULTS", "RUNS", "SCHEMA_VERSION", "TABLES", "migrate"]
+__all__ = ["ALERTS", "HOSTS", "META", "METADATA", "RESULTS", "RUNS", "SCHEMA_VERSION", "TABLES", "migrate"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 METADATA = MetaData()
 RUNS = Table(
@@ -75,6 +75,24 @@ HOSTS = Table(
     Column("error", Text),
     Column("round_trips", Integer),
 )
+#: Alerts that Alertmanager delivered to foobar_ops's webhook: one row per firing and per resolution
+#: of an alert (a repeated delivery of the same one is kept once).
+ALERTS = Table(
+    "alerts",
+    METADATA,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", String(40), nullable=False),  # when foobar_ops received it
+    Column("name", String(255), nullable=False),
+    Column("severity", String(32)),
+    Column("instance", String(255)),
+    Column("state", String(16), nullable=False),  # firing or resolved
+    Column("since", String(40)),  # when it began firing (Alertmanager's startsAt)
+    Column("ended", String(40)),  # when it resolved (endsAt), for a resolution
+    Column("fingerprint", String(64)),
+    Column("summary", Text),
+    Column("labels", Text),
+)
+Index("alerts_at", ALERTS.c.at)
 META = Table("foobar_ops_meta", METADATA, Column("name", String(64), primary_key=True), Column("value", String(255)))
 
 #: Changes to journals made before the schema was versioned in foobar_ops_meta (SQLite ones, by
@@ -110,7 +128,14 @@ def _add_liveness(conn: Connection) -> None:
 
 #: Changes from SCHEMA_VERSION on, for every backend: entry N takes a journal from N to N + 1
 #: (e.g. a function of the connection that adds a column).
-_MIGRATIONS: dict[int, Any] = {3: _add_liveness}
+def _add_alerts(conn: Connection) -> None:
+    """Schema 4 to 5: the alerts delivered to foobar_ops's webhook."""
+    ALERTS.create(conn, checkfirst=True)
+    for index in ALERTS.indexes:
+        index.create(conn, checkfirst=True)
+
+
+_MIGRATIONS: dict[int, Any] = {3: _add_liveness, 4: _add_alerts}
 
 #: The tables a spooled record may name.
 TABLES = {t.name: t for t in (RUNS, RESULTS, HOSTS)}

@@ -19,7 +19,7 @@ from ..core.errors import LabError
 
 #: Everything that goes into the image; its hash is the cache key.
 RECIPE = {
-    "version": 5,
+    "version": 6,
     "suite": "bookworm",
     "mirror": "http://deb.debian.org/debian",
     "variant": "minbase",
@@ -48,6 +48,13 @@ RECIPE = {
         "python3-pip",
         "socat",
         "rsync",
+        # monitoring: Prometheus, Alertmanager and the blackbox exporter on the monitoring host,
+        # the node exporter everywhere, the MySQL exporter on the database nodes
+        "prometheus",
+        "prometheus-alertmanager",
+        "prometheus-blackbox-exporter",
+        "prometheus-node-exporter",
+        "prometheus-mysqld-exporter",
     ],
     "admin_user": "ops",
 }

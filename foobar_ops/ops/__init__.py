@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # what each name is; at run time an operation's module is imp
     from .baseline import loadtest_baseline
     from .db import db_failover, db_status, db_switchover, db_unfence
     from .firewall import firewall_check
+    from .health import alert_receiver, health, metrics, records_alerts
     from .hostlist import hosts, ping
     from .lab import lab_destroy, lab_down, lab_ssh_argv, lab_status, lab_up
     from .lb import lb_drain, lb_handover, lb_maint, lb_ready, lb_stat, lb_status
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # what each name is; at run time an operation's module is imp
     from .tls import tls_rotate, tls_status
 
 __all__ = [
+    "alert_receiver",
     "apply_plan",
     "db_failover",
     "db_status",
@@ -32,6 +34,7 @@ __all__ = [
     "apply_states",
     "deploy",
     "firewall_check",
+    "health",
     "hosts",
     "lab_destroy",
     "lab_down",
@@ -50,10 +53,12 @@ __all__ = [
     "loadtest_history",
     "loadtest_schedule",
     "loadtest_unschedule",
+    "metrics",
     "open_journal",
     "ping",
     "plan",
     "record_paths",
+    "records_alerts",
     "records_changes",
     "records_results",
     "records_run",
@@ -67,6 +72,10 @@ __all__ = [
 
 #: the module of each operation
 _LAZY: dict[str, str] = {
+    "alert_receiver": ".health",
+    "health": ".health",
+    "metrics": ".health",
+    "records_alerts": ".health",
     "apply_plan": ".apply",
     "apply_states": ".apply",
     "db_failover": ".db",

@@ -28,6 +28,8 @@ from ..core.result import Result
 from ..core.run import Run
 from ..core.shell import cmd
 from ..core.states.nft import confirm_script, rollback_script
+from .monitoring import PORTS as MON_PORTS
+from .monitoring import settings as monitoring_settings
 from .topology import (
     TopologyError,
     app_hosts,
@@ -131,8 +133,9 @@ def _addresses(hosts: list[Any], inventory: Any, but: Any = None) -> tuple[str, 
 def openings(host: Any, inventory: Any) -> list[Opening]:
     """Return the ways into a host that its roles and the topology call for (SSH from the admin
     sources on every host, the site on load balancers, VRRP from the peers, HTTP from the load
-    balancers on web servers, MariaDB from the app hosts and the other database nodes) and the
-    inventory's own `allow` entries for it."""
+    balancers on web servers, MariaDB from the app hosts and the other database nodes; with
+    monitoring, the exporters from the monitoring host and Prometheus and Alertmanager from the
+    admin sources) and the inventory's own `allow` entries for it."""
     found = settings(inventory)
     if found is None:
         return []
@@ -160,6 +163,20 @@ def openings(host: Any, inventory: Any) -> list[Opening]:
             out.append(
                 Opening("tcp", ports(inventory)["mysql"], tuple(clients), "mariadb from the app and database hosts")
             )
+    watch = monitoring_settings(inventory)
+    if watch is not None:
+        # the exporters answer the monitoring host only; Prometheus and Alertmanager the admins only
+        scraper = (_ip(watch.host, inventory),)
+        out.append(Opening("tcp", MON_PORTS["node"], scraper, "the node exporter to the monitoring host"))
+        if "mysql" in roles:
+            out.append(Opening("tcp", MON_PORTS["mysqld"], scraper, "the mysql exporter to the monitoring host"))
+        if "haproxy" in roles:
+            out.append(Opening("tcp", MON_PORTS["haproxy"], scraper, "haproxy's metrics to the monitoring host"))
+        if host.name == watch.host.name:
+            out += [
+                Opening("tcp", MON_PORTS["prometheus"], found.admin_sources, "prometheus from the admin sources"),
+                Opening("tcp", MON_PORTS["alertmanager"], found.admin_sources, "alertmanager from the admin sources"),
+            ]
     for port, sources, targets in found.allow:
         if host.name in targets or any(host.name in inventory.groups.get(t, ()) for t in targets):
             out.append(Opening("tcp", port, sources, "allowed in stack.firewall.allow"))

@@ -18,7 +18,7 @@ STATS_SOCKET = "/run/haproxy/admin.sock"
 BACKEND = "bk_web"
 #: the roles an inventory host may declare (roles.ROLES holds each one's states; a test holds the two
 #: lists equal): reading an inventory needs only their names, not the roles' modules
-ROLE_NAMES = ("firewall", "mysql", "nginx", "haproxy", "keepalived", "loadgen", "app")
+ROLE_NAMES = ("firewall", "mysql", "nginx", "haproxy", "keepalived", "loadgen", "app", "exporters", "monitoring")
 #: Idle keep-alive connections between Nginx and the app: Nginx lets go of one first (after
 #: NGINX_APP_IDLE_S) and the app keeps it open longer (APP_KEEPALIVE_S). The other way round, the
 #: app closes a connection just as Nginx sends a request on it, and a POST (never retried once
@@ -43,6 +43,24 @@ _SQL_NAME = typed.word(r"[A-Za-z0-9_]{1,64}", "a database name of 1 to 64 letter
 _SQL_USER = typed.word(r"[A-Za-z0-9_]{1,32}", "an account name of 1 to 32 letters, digits or '_'")
 #: HAProxy's time format: a whole number and a unit (no unit: milliseconds).
 _DURATION = typed.word(r"[0-9]{1,9}(us|ms|s|m|h|d)?", "a time such as 500ms, 2s or 1m")
+#: Prometheus's and Alertmanager's time format: a whole number and a unit.
+_PROM_DURATION = typed.word(r"[0-9]{1,6}(ms|s|m|h|d|w|y)", "a time such as 5s, 1m or 15d")
+#: Alertmanager's own receiver kinds (a receiver of the inventory is passed to it as written, and
+#: the whole file is checked with amtool before it goes live).
+RECEIVER_KINDS = (
+    "email_configs",
+    "webhook_configs",
+    "slack_configs",
+    "pagerduty_configs",
+    "opsgenie_configs",
+    "victorops_configs",
+    "pushover_configs",
+    "wechat_configs",
+    "telegram_configs",
+    "discord_configs",
+    "webex_configs",
+    "sns_configs",
+)
 STACK_DATABASE: typed.Spec = {
     "name": _SQL_NAME,
     "user": _SQL_USER,
@@ -64,6 +82,34 @@ STACK_TYPES: typed.Spec = {
     # tls_key (see roles/haproxy.py); ca: the CA file foobar_ops's own clients (verify, load tests)
     # trust for the site (default: the system's)
     "tls": typed.mapping_of({"port": _PORT, "hsts_include_subdomains": typed.switch(), "ca": typed.plain_path()}),
+    # Prometheus, Alertmanager and the blackbox exporter on the host with the monitoring role; the
+    # exporters on every host (see stack/monitoring.py)
+    "monitoring": typed.mapping_of(
+        {
+            "scrape_interval": _PROM_DURATION,
+            "evaluation_interval": _PROM_DURATION,
+            "retention": _PROM_DURATION,
+            "group_wait": _PROM_DURATION,
+            "group_interval": _PROM_DURATION,
+            "repeat_interval": _PROM_DURATION,
+            "max_5xx_ratio": typed.number(0, 1, above_low=True),
+            "disk_min_free": typed.number(0, 1, above_low=True),
+            "alert_for": typed.mapping_of({}, closed=False),
+            "webhook": typed.mapping_of({"address": typed.ipv4_address(), "port": _PORT}, required=("address",)),
+            "receivers": typed.list_of(
+                typed.mapping_of(
+                    {
+                        "name": _NAME,
+                        "severity": typed.choice("warning", "critical"),
+                        **{kind: typed.list_of(typed.mapping_of({}, closed=False), 1, 20) for kind in RECEIVER_KINDS},
+                    },
+                    required=("name",),
+                ),
+                0,
+                20,
+            ),
+        }
+    ),
     "firewall": typed.mapping_of(
         {
             "admin_sources": typed.list_of(typed.ip_network(), 1, 100),

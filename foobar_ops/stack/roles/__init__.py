@@ -23,10 +23,11 @@ from ...core.states import State
 from .. import topology
 from ..firewall import enabled as firewall_enabled
 from ..firewall import firewall_phase
+from ..monitoring import settings as monitoring_settings
 from ..pair import pair_phase
 from ..rolling import rolling_phase
 from ..topology import RoleError, check_roles
-from . import app, firewall, haproxy, keepalived, loadgen, mysql, nginx
+from . import app, exporters, firewall, haproxy, keepalived, loadgen, monitoring, mysql, nginx
 from .base import Role
 from .inputs import StackInputs, inputs_for
 
@@ -81,11 +82,23 @@ PHASES: tuple[PhaseSpec, ...] = (
     PhaseSpec("web"),
     PhaseSpec("lb", pair=True),
     PhaseSpec("app", rolling=True),
+    PhaseSpec("monitoring"),
 )
 
 #: Every role, by name, in the order its states are declared within a phase.
 ROLES: dict[str, Role] = {
-    r.name: r for r in (firewall.ROLE, mysql.ROLE, nginx.ROLE, haproxy.ROLE, keepalived.ROLE, loadgen.ROLE, app.ROLE)
+    r.name: r
+    for r in (
+        firewall.ROLE,
+        mysql.ROLE,
+        nginx.ROLE,
+        haproxy.ROLE,
+        keepalived.ROLE,
+        loadgen.ROLE,
+        app.ROLE,
+        exporters.ROLE,
+        monitoring.ROLE,
+    )
 }
 if tuple(ROLES) != topology.ROLE_NAMES:  # the names an inventory is read against
     raise RuntimeError(f"topology.ROLE_NAMES {topology.ROLE_NAMES} differs from the roles {tuple(ROLES)}")
@@ -97,9 +110,12 @@ def names() -> tuple[str, ...]:
 
 
 def host_roles(host: Any, inventory: Any) -> tuple[str, ...]:
-    """Return a host's roles: the ones it lists, and the firewall first when the inventory has one
-    (stack.firewall) and the host does not opt out (vars.firewall: false)."""
-    listed = tuple(r for r in host.roles if r != "firewall")
+    """Return a host's roles: the ones it lists, the firewall first when the inventory has one
+    (stack.firewall) and the host does not opt out (vars.firewall: false), and the exporters on
+    every host when the inventory has monitoring (stack.monitoring)."""
+    listed = tuple(r for r in host.roles if r not in ("firewall", "exporters"))
+    if monitoring_settings(inventory) is not None:
+        listed = (*listed, "exporters")
     if firewall_enabled(host, inventory):
         return ("firewall", *listed)
     if "firewall" in host.roles:

@@ -7,6 +7,8 @@ from typing import Any
 from ...core import states as s
 from ...core.errors import FoobarOpsError
 from ...core.states import State
+from ..monitoring import PORTS
+from ..monitoring import enabled as monitoring_enabled
 from ..topology import (
     STATS_SOCKET,
     TopologyError,
@@ -99,6 +101,8 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
         "check_fall": host_value(host, "haproxy_check_fall", 2),
         "check_rise": host_value(host, "haproxy_check_rise", 2),
         "tls": tls_context(inventory),
+        # HAProxy's own Prometheus endpoint on the host's address (not the VIP), with monitoring
+        "metrics": {"address": host.address, "port": PORTS["haproxy"]} if monitoring_enabled(inventory) else None,
     }
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from ...core import states as s
 from ...core.states import State
+from ..monitoring import TEXTFILE_DIR
+from ..monitoring import enabled as monitoring_enabled
 from ..pair import HANDOVER, HAPROXY_DOWN, TRACK_DIR
 from ..topology import TopologyError, host_value, lb_hosts, stack_vars, vip
 from .base import Role, template
@@ -16,6 +18,10 @@ CFG = "/etc/keepalived/keepalived.conf"
 HAPROXY_HOOK = "/etc/systemd/system/haproxy.service.d/foobar-keepalived.conf"
 UNIT_DROP_IN = "/etc/systemd/system/keepalived.service.d/foobar.conf"
 DEFAULT_ROUTER_ID = 51
+#: With monitoring: the script that writes the VRRP state as metrics, and its timer.
+VRRP_METRICS = "/usr/local/sbin/foobar-vrrp-metrics"
+VRRP_UNIT = "/etc/systemd/system/foobar-vrrp-metrics"
+VRRP_EVERY_S = 5
 
 
 def priority(host: Any, inventory: Any) -> int:
@@ -59,12 +65,52 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
         "haproxy_down": HAPROXY_DOWN,
         "handover": HANDOVER,
         "track_dir": TRACK_DIR,
+        "notify": VRRP_METRICS if monitoring_enabled(inventory) else None,
     }
 
 
 def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list[State[Any]]:
     """Return the keepalived role's states for a host."""
     ctx = context(host, inventory)
+    return [*_metrics_states(ctx), *_states(ctx)]
+
+
+def _metrics_states(ctx: dict[str, Any]) -> list[State[Any]]:
+    """With monitoring: the VRRP state as node exporter metrics (foobar_vrrp_state,
+    foobar_vip_held), written on every state change and every VRRP_EVERY_S seconds."""
+    if not ctx["notify"]:
+        return []
+    mctx = {**ctx, "textfile_dir": TEXTFILE_DIR, "script": VRRP_METRICS, "every": f"{VRRP_EVERY_S}s"}
+    return [
+        s.file.managed(
+            VRRP_METRICS, template=template("vrrp-metrics.sh.j2"), context=mctx, mode="0755", id="keepalived:metrics"
+        ),
+        *(
+            s.file.managed(
+                f"{VRRP_UNIT}.{kind}",
+                template=template(f"vrrp-metrics.{kind}.j2"),
+                context=mctx,
+                id=f"keepalived:metrics-{kind}",
+            )
+            for kind in ("service", "timer")
+        ),
+        s.cmd.run(
+            "systemctl daemon-reload",
+            onchanges=["keepalived:metrics-service", "keepalived:metrics-timer"],
+            label="systemctl daemon-reload",
+            id="keepalived:metrics-daemon-reload",
+        ),
+        s.service.running(
+            "foobar-vrrp-metrics.timer",
+            reload=False,
+            watch=["keepalived:metrics-timer"],
+            require=["keepalived:metrics-daemon-reload", "keepalived:metrics"],
+            id="keepalived:metrics-timer-active",
+        ),
+    ]
+
+
+def _states(ctx: dict[str, Any]) -> list[State[Any]]:
     return [
         s.pkg.installed("keepalived", id="keepalived:package"),
         *(

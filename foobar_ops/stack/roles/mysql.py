@@ -23,6 +23,8 @@ from ...core.states import State
 from ...core.states.mysql import Settled, Topology
 from ..build import app_source
 from ..mariadb import MARKER
+from ..monitoring import EXPORTER_GRANTS, EXPORTER_USER, exporter_password
+from ..monitoring import settings as monitoring_settings
 from ..topology import TopologyError, app_hosts, db_hosts, db_primary, db_settings, host_number, host_value, ports
 from .base import Role, template
 from .inputs import StackInputs
@@ -190,6 +192,18 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
                     id=f"mysql:replication-user:{node.name}",
                 )
             )
+    if monitoring_settings(inventory) is not None:
+        # the MySQL exporter's account (over the local socket on every node, by replication)
+        out.append(
+            s.mysql.user(
+                EXPORTER_USER,
+                host="localhost",
+                password=exporter_password(inventory),
+                grants=EXPORTER_GRANTS,
+                require=["mysql:primary"],
+                id="mysql:exporter-user",
+            )
+        )
     return out
 
 
