@@ -183,6 +183,7 @@ __all__ = [
     "FirewallError",
     "TLSError",
     "HealthError",
+    "AlertPayloadError",
     "LoadTestError",
     "RunbookParameterError",
     "RunbookNotFound",

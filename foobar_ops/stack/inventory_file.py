@@ -25,6 +25,7 @@ def _round_trip(path: Path, edit: Callable[[Any], None]) -> tuple[str, str]:
 
     rt = YAML()
     rt.preserve_quotes = True
+    rt.width = 4096  # a long value (a secret's path) stays on its line, as written
     text = path.read_text()
     doc = rt.load(text)
     edit(doc)

@@ -349,14 +349,14 @@ def test_roles_not_a_list(tmp_path: Path) -> None:
     assert "list" in assert_names(err, tmp_path, "web-01", "roles")
 
 
-STACK_ROLES = ("firewall", "mysql", "nginx", "haproxy", "keepalived", "loadgen", "app")
+STACK_ROLES = ("firewall", "mysql", "nginx", "haproxy", "keepalived", "loadgen", "app", "exporters", "monitoring")
 
 
 def assert_unknown_role(err: InventoryError, tmp_path: Path) -> None:
     text = assert_names(err, tmp_path, "web-01", "roles")
     assert "role 'nginxx' does not exist" in text
     assert "did you mean 'nginx'" in text
-    assert "known roles: app, firewall, haproxy, keepalived, loadgen, mysql, nginx" in text
+    assert "known roles: app, exporters, firewall, haproxy, keepalived, loadgen, monitoring, mysql, nginx" in text
 
 
 def test_unknown_role_when_the_known_roles_are_given(tmp_path: Path) -> None:

@@ -599,12 +599,13 @@ def test_check_roles_names_the_unknown_role():
 def test_phases_put_mysql_first_and_roll_the_app_one_host_at_a_time(inv, fake_build):
     steps = phases()
     assert all(isinstance(p, Phase) for p in steps)
-    names_ = ["firewall", "database", "web", "lb", "app"]
+    names_ = ["firewall", "database", "web", "lb", "app", "monitoring"]
     assert [p.name for p in steps] == [spec.name for spec in roles.PHASES] == names_
-    assert [spec.rolling for spec in roles.PHASES] == [False, False, False, False, True]
+    assert [spec.rolling for spec in roles.PHASES] == [False, False, False, False, True, False]
     # the firewall one host at a time, each confirmed; the database one host at a time, primary
-    # first; the load balancers one at a time; the app rolling
-    assert [p.serial for p in steps] == [True, True, False, True, True]
+    # first; the load balancers one at a time; the app rolling; monitoring (none in this
+    # inventory: no exporters) on every host at once
+    assert [p.serial for p in steps] == [True, True, False, True, True, False]
     assert steps[0].guard is firewall.confirmed
     steps = steps[1:]
     assert steps[2].guard is pair.peer_serves
@@ -616,6 +617,7 @@ def test_phases_put_mysql_first_and_roll_the_app_one_host_at_a_time(inv, fake_bu
     assert steps[1].states_for(inv.host("lb-01"), inv) == []
     assert {st.id.split(":")[0] for st in steps[2].states_for(inv.host("lb-01"), inv)} == {"haproxy", "keepalived"}
     assert steps[3].states_for(inv.host("lb-01"), inv) == []
+    assert steps[4].states_for(web01, inv) == []
 
 
 def test_the_database_phase_takes_the_primary_first(inv):
@@ -708,6 +710,8 @@ def test_every_role_name_maps_to_its_role_in_the_registry(inv):
         "app",
         "mysql",
         "loadgen",
+        "exporters",
+        "monitoring",
     }
     for name, role in ROLES.items():
         assert isinstance(role, Role) and role.name == name and callable(role.states) and role.summary
@@ -725,6 +729,8 @@ def test_roles_are_applied_in_their_phase():
         "keepalived": "lb",
         "loadgen": "web",
         "app": "app",
+        "exporters": "monitoring",
+        "monitoring": "monitoring",
     }
 
 
