@@ -18,10 +18,11 @@
 # %% [markdown]
 # # Deploy the foobar.com stack: plan with diffs, apply that plan, verify through the load balancer
 #
-# **What it does:** applies the inventory's roles (MariaDB primary and replica, Nginx, HAProxy, the app
-# one server at a time) as a reviewed plan: the plan (test mode, nothing changes) is shown with its
-# diffs and saved, then exactly that plan is applied (a host that drifted meanwhile is refused), then
-# the site is checked through the load balancer.
+# **What it does:** applies the inventory's roles (the firewall, MariaDB primary and replica, Nginx,
+# HAProxy and keepalived, the app one server at a time, then monitoring) as a reviewed plan: the plan
+# (test mode, nothing changes) is shown with its diffs and saved, then exactly that plan is applied (a
+# host that drifted meanwhile is refused), then the site is checked through the load balancer, and,
+# with monitoring, every Prometheus target is checked up.
 #
 # **When to use it:** a first deploy, or to converge the stack after an inventory or code change.
 #
@@ -74,3 +75,14 @@ check
 
 # %%
 assert test or check.ok, check.line
+
+# %% [markdown]
+# ## Monitoring: every target up (when the inventory has monitoring)
+
+# %%
+if test or inv.stack.get("monitoring") is None:
+    print("no monitoring to check" if not test else "test mode: monitoring not checked")
+else:
+    state = fo.health(inv, wait=30)  # Prometheus scrapes every target within two intervals
+    display(state.targets_frame(), state.alerts_frame())  # display: IPython's
+    assert not state.down, f"targets down: {', '.join(t['job'] + '/' + t['instance'] for t in state.down)}"

@@ -76,6 +76,24 @@ lag.pivot_table(index="t", columns="host", values="lag_s")
 fo.observe.errors(inv, hosts="role:mysql", since=since)
 
 # %% [markdown]
+# ## Metrics (with monitoring): the last hour of lag and of the replicas' threads
+
+# %%
+if inv.stack.get("monitoring") is None:
+    print("the inventory has no monitoring (stack.monitoring): no metrics to show")
+else:
+    state = fo.health(inv)
+    display(state.alerts_frame())  # display: IPython's
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    fo.metrics(inv, "max by (instance) (mysql_slave_status_seconds_behind_master)", minutes=60).plot(
+        ax=top, title="replication lag (s), per replica"
+    )
+    threads = "min by (instance) (mysql_slave_status_slave_io_running * mysql_slave_status_slave_sql_running)"
+    fo.metrics(inv, threads, minutes=60).plot(ax=bottom, title="both threads running (1), per replica")
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
 # ## Verify: replication is healthy
 
 # %%

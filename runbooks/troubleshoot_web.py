@@ -20,7 +20,9 @@
 #
 # **What it does:** changes nothing. Shows what HAProxy sees of each server, the stack's services on
 # every host, the last warnings and errors they logged, and request latency from Nginx's access log
-# (a table and a plot), then checks the site through the load balancer.
+# (a table and a plot); with monitoring, the alerts firing and the last hour from Prometheus (answers
+# per status class and server state as each load balancer saw them); then checks the site through
+# the load balancer.
 #
 # **When to use it:** the site is slow, errors, or a server left the pool.
 #
@@ -72,6 +74,26 @@ if not log.empty:
     ax.set_ylabel("request ms")
     ax.set_title("requests by time, per web server")
     ax.legend()
+    plt.show()
+
+# %% [markdown]
+# ## Metrics (with monitoring): alerts firing, answers per class, servers up, the last hour
+
+# %%
+if inv.stack.get("monitoring") is None:
+    print("the inventory has no monitoring (stack.monitoring): no metrics to show")
+else:
+    state = fo.health(inv)
+    display(state.alerts_frame())  # display: IPython's
+    web = 'proxy="bk_web"'
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    fo.metrics(inv, f"sum by (code) (rate(haproxy_backend_http_responses_total{{{web}}}[1m]))", minutes=60).plot(
+        ax=top, title="answers per second, per status class"
+    )
+    fo.metrics(inv, f'haproxy_server_status{{{web},state="UP"}}', minutes=60).plot(
+        ax=bottom, title="server UP in HAProxy (1) per load balancer"
+    )
+    fig.tight_layout()
     plt.show()
 
 # %% [markdown]

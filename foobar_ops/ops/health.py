@@ -11,16 +11,25 @@ from ..core.journal import Journal
 from .common import inventory_of, journal_of
 
 
-def health(inventory: Inventory | str | Path) -> Any:
+def health(inventory: Inventory | str | Path, wait: float = 0) -> Any:
     """Return the stack's Health from Prometheus on the monitoring host: every scrape target up or
     down and the alerts firing (`ok` False when one is critical); targets_frame() and alerts_frame()
     give DataFrames.
 
     inventory: the Inventory (with stack.monitoring), or its path.
+    wait: up to this many seconds for every target to be up (e.g. just after a deploy); the Health
+        as it then is (a HealthError only when Prometheus cannot be asked at all).
     """
+    from ..core.errors import HealthError
     from ..stack import health as h
 
-    return h.health(inventory_of(inventory))
+    inv = inventory_of(inventory)
+    if wait > 0:
+        try:
+            return h.wait_until(inv, lambda found: found.targets and not found.down, timeout=wait)
+        except HealthError:
+            pass
+    return h.health(inv)
 
 
 def metrics(

@@ -394,8 +394,8 @@ def rules(inventory: Any | None = None, alert_for: dict[str, str] | None = None)
         ),
         _rule(
             "DiskNearlyFull",
-            'node_filesystem_avail_bytes{fstype!~"tmpfs|ramfs|squashfs|overlay"}'
-            f' / node_filesystem_size_bytes{{fstype!~"tmpfs|ramfs|squashfs|overlay"}} < {free:g}',
+            'node_filesystem_avail_bytes{fstype!~"tmpfs|ramfs|squashfs"}'
+            f' / node_filesystem_size_bytes{{fstype!~"tmpfs|ramfs|squashfs"}} < {free:g}',
             "warning",
             "{{ $labels.mountpoint }} on {{ $labels.instance }} has under " + f"{free * 100:g}% free",
             wait["DiskNearlyFull"],

@@ -186,13 +186,16 @@ def test_mysql_runbooks_replication_switchover_failover(site):
 
 
 def test_read_only_runbooks_show_tables_and_plots(site):
-    for name in ("troubleshoot_web", "troubleshoot_replication", "records"):
+    for name in ("troubleshoot_web", "troubleshoot_replication", "health_report", "records"):
         doc = passed(runbook(name) if name != "records" else passed_records())
         notebook = json.loads(Path(doc["output_notebook"]).read_text())
         kinds = {k for c in notebook["cells"] for o in c.get("outputs", []) for k in o.get("data", {})}
         assert "text/html" in kinds, name  # tables
         if name != "records" or "image/png" in kinds:
             assert "image/png" in kinds, name  # plots
+        if name != "records":  # the metrics from Prometheus: one plot more than the logs give
+            images = [o for c in notebook["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+            assert len(images) >= (1 if name == "health_report" else 2), name
 
 
 def passed_records() -> dict:

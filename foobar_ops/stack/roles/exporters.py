@@ -17,6 +17,12 @@ from .inputs import StackInputs
 NODE_DEFAULTS = "/etc/default/prometheus-node-exporter"
 MYSQLD_DEFAULTS = "/etc/default/prometheus-mysqld-exporter"
 MYSQLD_CNF = "/etc/mysql/foobar-exporter.cnf"
+#: Filesystems the disk metrics leave out (the node exporter's own list, less overlay, plus tmpfs).
+PSEUDO_FS = (
+    "autofs", "binfmt_misc", "bpf", "cgroup2?", "configfs", "debugfs", "devpts", "devtmpfs", "fusectl", "hugetlbfs",
+    "iso9660", "mqueue", "nsfs", "proc", "procfs", "pstore", "rpc_pipefs", "securityfs", "selinuxfs", "squashfs",
+    "sysfs", "tracefs", "tmpfs", "ramfs",
+)  # fmt: skip
 
 
 def _defaults(what: str, args: list[str]) -> str:
@@ -28,7 +34,10 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
     node_args = [
         f"--web.listen-address=:{PORTS['node']}",
         f"--collector.textfile.directory={TEXTFILE_DIR}",
-        "--collector.filesystem.mount-points-exclude=^/(dev|proc|run|sys)($|/)",
+        # a host's own filesystems: an overlay root (a container's) counts, a container engine's
+        # layers and the kernel's pseudo filesystems do not
+        "--collector.filesystem.mount-points-exclude=^/(dev|proc|run|sys|var/lib/docker/.+|var/lib/containers/.+)($|/)",
+        f"--collector.filesystem.fs-types-exclude=^({'|'.join(PSEUDO_FS)})$",
     ]
     out: list[State[Any]] = [
         s.pkg.installed("prometheus-node-exporter", id="exporters:node-package"),
