@@ -243,3 +243,53 @@ def test_health_names_prometheus_when_it_cannot_be_asked(tmp_path):
     with pytest.raises(Exception) as info:
         health.health(inv)
     assert "prometheus at http://127.0.0.1:9090" in str(info.value)
+
+
+def test_a_host_listing_the_exporters_without_monitoring_is_refused(tmp_path):
+    doc = lab_doc()
+    doc["hosts"]["web-01"]["roles"].append("exporters")
+    inv = load_inventory(write_doc(tmp_path, doc))
+    with pytest.raises(Exception, match="exporters role, but the inventory has no stack.monitoring"):
+        host_roles(inv.host("web-01"), inv)
+
+
+def test_the_alerts_receive_command_journals_what_it_is_posted_until_interrupted(tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    from tests.conftest import FOOBAR_OPS, PROJECT
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    doc = lab_doc(monitoring=True)
+    doc["stack"]["monitoring"]["webhook"] = {"address": "127.0.0.1", "port": port}
+    doc["hosts"]["mon-01"]["address"] = "127.0.0.1"  # posts come from here
+    path = write_doc(tmp_path, doc)
+    journal = tmp_path / "journal.sqlite"
+    proc = subprocess.Popen(
+        [str(FOOBAR_OPS), "alerts", "receive", "-i", str(path), "--journal", str(journal)],
+        cwd=PROJECT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"listening on http://127.0.0.1:{port}/alerts" in line, line
+        receiver = type("R", (), {"port": port})
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert post(receiver, FIRING) == (200, "recorded 1 of 1\n")
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=10)
+    assert code == 0
+    assert list(Journal(journal).alerts()["name"]) == ["ReplicationSQLThreadStopped"]

@@ -116,6 +116,11 @@ def host_roles(host: Any, inventory: Any) -> tuple[str, ...]:
     listed = tuple(r for r in host.roles if r not in ("firewall", "exporters"))
     if monitoring_settings(inventory) is not None:
         listed = (*listed, "exporters")
+    elif "exporters" in host.roles:
+        raise RoleError(
+            f"host {host.name}: it lists the exporters role, but the inventory has no stack.monitoring "
+            "(every host gets the exporters once it has)"
+        )
     if firewall_enabled(host, inventory):
         return ("firewall", *listed)
     if "firewall" in host.roles:
