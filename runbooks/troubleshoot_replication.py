@@ -78,20 +78,31 @@ fo.observe.errors(inv, hosts="role:mysql", since=since)
 # %% [markdown]
 # ## Metrics (with monitoring): the last hour of lag and of the replicas' threads
 
+
 # %%
+def plot(ax, promql: str, title: str) -> None:
+    """A PromQL query over the last hour on ax (a note there when it has no data)."""
+    frame = fo.metrics(inv, promql, minutes=60)
+    if len(frame.columns):
+        frame.plot(ax=ax)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
+    ax.set_title(title)
+
+
 if inv.stack.get("monitoring") is None:
     print("the inventory has no monitoring (stack.monitoring): no metrics to show")
 else:
-    state = fo.health(inv)
-    display(state.alerts_frame())  # display: IPython's
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
-    fo.metrics(inv, "max by (instance) (mysql_slave_status_seconds_behind_master)", minutes=60).plot(
-        ax=top, title="replication lag (s), per replica"
-    )
-    threads = "min by (instance) (mysql_slave_status_slave_io_running * mysql_slave_status_slave_sql_running)"
-    fo.metrics(inv, threads, minutes=60).plot(ax=bottom, title="both threads running (1), per replica")
-    fig.tight_layout()
-    plt.show()
+    try:
+        display(fo.health(inv).alerts_frame())  # display: IPython's
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+        plot(top, "max by (instance) (mysql_slave_status_seconds_behind_master)", "replication lag (s), per replica")
+        threads = "min by (instance) (mysql_slave_status_slave_io_running * mysql_slave_status_slave_sql_running)"
+        plot(bottom, threads, "both threads running (1), per replica")
+        fig.tight_layout()
+        plt.show()
+    except fo.HealthError as err:  # Prometheus down: the logs above still tell
+        print(f"no metrics: {err}")
 
 # %% [markdown]
 # ## Verify: replication is healthy

@@ -79,22 +79,32 @@ if not log.empty:
 # %% [markdown]
 # ## Metrics (with monitoring): alerts firing, answers per class, servers up, the last hour
 
+
 # %%
+def plot(ax, promql: str, title: str) -> None:
+    """A PromQL query over the last hour on ax (a note there when it has no data)."""
+    frame = fo.metrics(inv, promql, minutes=60)
+    if len(frame.columns):
+        frame.plot(ax=ax)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
+    ax.set_title(title)
+
+
 if inv.stack.get("monitoring") is None:
     print("the inventory has no monitoring (stack.monitoring): no metrics to show")
 else:
-    state = fo.health(inv)
-    display(state.alerts_frame())  # display: IPython's
-    web = 'proxy="bk_web"'
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
-    fo.metrics(inv, f"sum by (code) (rate(haproxy_backend_http_responses_total{{{web}}}[1m]))", minutes=60).plot(
-        ax=top, title="answers per second, per status class"
-    )
-    fo.metrics(inv, f'haproxy_server_status{{{web},state="UP"}}', minutes=60).plot(
-        ax=bottom, title="server UP in HAProxy (1) per load balancer"
-    )
-    fig.tight_layout()
-    plt.show()
+    try:
+        display(fo.health(inv).alerts_frame())  # display: IPython's
+        web = 'proxy="bk_web"'
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+        answers = f"sum by (code) (rate(haproxy_backend_http_responses_total{{{web}}}[1m]))"
+        plot(top, answers, "answers per second, per status class")
+        plot(bottom, f'haproxy_server_status{{{web},state="UP"}}', "server UP in HAProxy (1) per load balancer")
+        fig.tight_layout()
+        plt.show()
+    except fo.HealthError as err:  # Prometheus down: the logs above still tell
+        print(f"no metrics: {err}")
 
 # %% [markdown]
 # ## Verify: the site answers through the load balancer

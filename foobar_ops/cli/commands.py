@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from .. import ops
-from ..core.errors import FoobarOpsError
+from ..core.errors import FoobarOpsError, HealthError
 from .tables import ago, rows, table
 
 
@@ -225,7 +225,14 @@ def cmd_records(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    found = ops.health(args.inventory)
+    try:
+        found = ops.health(args.inventory)
+    except HealthError as err:
+        if not args.json:
+            raise
+        # a script reading the JSON learns that health is unknown, and why
+        print(json.dumps({"ok": False, "error": str(err), "targets": [], "alerts": []}, indent=2))
+        return 2
     if args.json:
         print(json.dumps(found.as_json(), indent=2, default=str))
     else:

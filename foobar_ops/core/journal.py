@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Table, and_, case, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from . import machine, paths, privacy
@@ -383,6 +383,7 @@ class Journal:
                         select(ALERTS.c.seq)
                         .where(
                             and_(
+                                ALERTS.c.name == row["name"],
                                 ALERTS.c.fingerprint == row["fingerprint"],
                                 ALERTS.c.since == row["since"],
                                 ALERTS.c.state == row["state"],
@@ -390,10 +391,15 @@ class Journal:
                         )
                         .limit(1)
                     ).first()
-                    if seen is None:
-                        values = {**row, "at": _now(), "summary": mask_known(row.get("summary") or "")}
-                        conn.execute(insert(ALERTS), values)
-                        fresh.append(values)
+                    if seen is not None:
+                        continue
+                    values = {**row, "at": _now(), "summary": mask_known(row.get("summary") or "")}
+                    try:
+                        with conn.begin_nested():  # another receiver may have written it meanwhile
+                            conn.execute(insert(ALERTS), values)
+                    except IntegrityError:
+                        continue
+                    fresh.append(values)
         except SQLAlchemyError as err:
             raise JournalError(f"journal {self.path}: cannot write: {mask_known(str(err).splitlines()[0])}") from None
         return len(fresh)

@@ -93,6 +93,8 @@ ALERTS = Table(
     Column("labels", Text),
 )
 Index("alerts_at", ALERTS.c.at)
+# one row per firing and per resolution of an alert, whichever process receives it (and however often)
+Index("alerts_once", ALERTS.c.name, ALERTS.c.fingerprint, ALERTS.c.since, ALERTS.c.state, unique=True)
 META = Table("foobar_ops_meta", METADATA, Column("name", String(64), primary_key=True), Column("value", String(255)))
 
 #: Changes to journals made before the schema was versioned in foobar_ops_meta (SQLite ones, by

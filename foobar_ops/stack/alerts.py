@@ -2,13 +2,15 @@
 of an alert in the journal (`foobar-ops alerts receive`; `records alerts` shows them).
 
 Alertmanager posts its webhook payload (version 4) to http://ADDRESS:PORT/alerts, as the inventory's
-stack.monitoring.webhook names it. The receiver takes posts from the monitoring host (and loopback)
-only, reads at most MAX_BODY bytes, refuses a payload that is not Alertmanager's shape (400, nothing
-recorded), and answers 500 when the journal cannot be written, so Alertmanager sends it again.
+stack.monitoring.webhook names it. The receiver takes connections from the monitoring host (and
+loopback) only (others are closed unread), lets go of a client silent for READ_TIMEOUT_S, reads at
+most MAX_BODY bytes, refuses a payload that is not Alertmanager's shape (400, nothing recorded), and
+answers 500 when the journal cannot be written, so Alertmanager sends it again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import threading
@@ -22,6 +24,7 @@ from ..core.journal import Journal
 from .monitoring import DEFAULT_WEBHOOK_PORT, settings
 
 MAX_BODY = 1 << 20
+READ_TIMEOUT_S = 10
 PATH = "/alerts"
 #: Alertmanager's time for "no end yet".
 _NO_END = "0001-01-01T00:00:00Z"
@@ -37,11 +40,11 @@ def _time(value: Any, what: str) -> str | None:
         return None
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        if moment.year < 2000:
+            return None
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    except (ValueError, OverflowError):
         raise PayloadError(f"{what}: {str(value)[:40]!r} is not a time") from None
-    if moment.year < 2000:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def rows(payload: Any) -> list[dict[str, Any]]:
@@ -58,6 +61,8 @@ def rows(payload: Any) -> list[dict[str, Any]]:
         where = f"alerts[{n}]"
         if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
             raise PayloadError(f"{where}: not an alert with labels")
+        if not all(isinstance(v, str | int | float | bool) for v in alert["labels"].values()):
+            raise PayloadError(f"{where}.labels: a label value that is not text")
         labels = {str(k)[:100]: _text(v, 500) for k, v in alert["labels"].items()}
         state = alert.get("status")
         if state not in ("firing", "resolved"):
@@ -74,7 +79,9 @@ def rows(payload: Any) -> list[dict[str, Any]]:
                 "state": state,
                 "since": since,
                 "ended": _time(alert.get("endsAt"), f"{where}.endsAt") if state == "resolved" else None,
-                "fingerprint": _text(alert.get("fingerprint") or json.dumps(labels, sort_keys=True), 64),
+                # Alertmanager's own fingerprint of the labels, else a digest of them
+                "fingerprint": _text(alert.get("fingerprint"), 64)
+                or hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest(),
                 "summary": _text(notes.get("summary") or notes.get("description"), 1000),
                 "labels": json.dumps(labels, sort_keys=True),
             }
@@ -87,7 +94,7 @@ class Receiver:
 
     journal: where alerts are recorded.
     address, port: where it listens.
-    allowed: the client addresses it takes posts from (others get 403).
+    allowed: the client addresses it takes connections from (others are closed unread).
     """
 
     def __init__(self, journal: Journal, address: str, port: int, allowed: tuple[str, ...]) -> None:
@@ -97,6 +104,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "foobar-ops-alerts"
+            timeout = READ_TIMEOUT_S  # a client that sends nothing is let go
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet: the journal is the record
                 pass
@@ -128,7 +136,7 @@ class Receiver:
                     return
                 try:
                     found = rows(json.loads(self.rfile.read(length)))
-                except (ValueError, PayloadError) as err:
+                except (ValueError, RecursionError, PayloadError) as err:
                     self._answer(400, f"refused: {err}")
                     return
                 try:
@@ -140,8 +148,14 @@ class Receiver:
                 receiver.received += fresh
                 self._answer(200, f"recorded {fresh} of {len(found)}")
 
-        self.server = ThreadingHTTPServer((address, port), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def verify_request(self, request: Any, client_address: Any) -> bool:
+                # a connection from anywhere else is closed before a byte of it is read
+                return bool(client_address[0] in receiver.allowed)
+
+        self.server = Server((address, port), Handler)
         self.address, self.port = self.server.server_address[0], self.server.server_address[1]
         self._thread: threading.Thread | None = None
 

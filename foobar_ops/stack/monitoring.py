@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from ..core.errors import FoobarOpsError
+from ..core.secrets import Secret
 from .topology import (
     BACKEND,
     RECEIVER_KINDS,
@@ -47,6 +48,8 @@ _FOR = re.compile(r"[0-9]{1,6}(ms|s|m|h|d)")
 #: Where each part listens (the exporters' usual ports).
 PORTS = {"node": 9100, "mysqld": 9104, "haproxy": 8405, "prometheus": 9090, "alertmanager": 9093, "blackbox": 9115}
 DEFAULT_WEBHOOK_PORT = 9095
+#: Receiver names foobar_ops's Alertmanager config uses itself.
+RESERVED_RECEIVERS = ("none", "foobar-ops")
 #: Files on the monitoring host.
 PROMETHEUS_YML = "/etc/prometheus/prometheus.yml"
 RULES_YML = "/etc/prometheus/foobar-rules.yml"
@@ -166,10 +169,10 @@ def settings(inventory: Any) -> Settings | None:
     severities: dict[str, str] = {}
     for item in raw.get("receivers") or ():
         name = str(item["name"])
-        if name == "foobar-ops" or name in severities or any(r["name"] == name for r in receivers):
+        if name in RESERVED_RECEIVERS or name in severities or any(r["name"] == name for r in receivers):
             raise TopologyError(
                 f"{inventory.path}: key 'stack.monitoring.receivers': the name {name!r} is used twice "
-                "(or is foobar-ops, the journal's own receiver)"
+                f"(or is one of foobar_ops's own: {', '.join(RESERVED_RECEIVERS)})"
             )
         if not any(k in item for k in RECEIVER_KINDS):
             raise TopologyError(
@@ -344,24 +347,10 @@ def rules(inventory: Any | None = None, alert_for: dict[str, str] | None = None)
             wait["NoBackendServerUp"],
         ),
         _rule(
-            "VIPHeldByNone",
-            "(sum(foobar_vip_held) or vector(0)) == 0",
-            "critical",
-            "no load balancer holds the floating address",
-            wait["VIPHeldByNone"],
-        ),
-        _rule(
-            "VIPHeldByTwo",
-            "sum(foobar_vip_held) > 1",
-            "critical",
-            "{{ $value }} load balancers hold the floating address at once (split brain)",
-            wait["VIPHeldByTwo"],
-        ),
-        _rule(
             "DatabaseDown",
-            "mysql_up == 0",
+            'mysql_up == 0 or up{job="mysqld"} == 0',
             "critical",
-            "MariaDB on {{ $labels.instance }} does not answer its exporter",
+            "MariaDB on {{ $labels.instance }} does not answer (or its host or exporter cannot be reached)",
             wait["DatabaseDown"],
         ),
         _rule(
@@ -430,6 +419,31 @@ def rules(inventory: Any | None = None, alert_for: dict[str, str] | None = None)
             wait["High5xxRate"],
         ),
     ]
+    # the floating address: only when the inventory has one, held by keepalived hosts (None: two)
+    pair = (
+        2
+        if inventory is None
+        else (len([h for h in lb_hosts(inventory) if "keepalived" in h.roles]) if vip(inventory) else 0)
+    )
+    if pair:
+        out[3:3] = [
+            _rule(
+                "VIPHeldByNone",
+                # counted only while every load balancer reports: one that cannot be scraped says
+                # nothing about the address (TargetDown names it; SiteDown tells whether users see it)
+                f"sum(foobar_vip_held) == 0 and on() count(foobar_vip_held) >= {pair}",
+                "critical",
+                "no load balancer holds the floating address",
+                wait["VIPHeldByNone"],
+            ),
+            _rule(
+                "VIPHeldByTwo",
+                "sum(foobar_vip_held) > 1",
+                "critical",
+                "{{ $value }} load balancers hold the floating address at once (split brain)",
+                wait["VIPHeldByTwo"],
+            ),
+        ]
     return out
 
 
@@ -456,7 +470,7 @@ def alertmanager_config(inventory: Any) -> str:
         )
         routes.append({"receiver": "foobar-ops", "continue": True})
     for item in found.receivers:
-        receivers.append(dict(item))
+        receivers.append(_revealed(item))
         route: dict[str, Any] = {"receiver": item["name"], "continue": True}
         if item["name"] in found.severities:
             route["matchers"] = [f'severity="{found.severities[item["name"]]}"']
@@ -481,6 +495,25 @@ def alertmanager_config(inventory: Any) -> str:
         "receivers": receivers,
     }
     return _dump(doc, HEADER.format(what="Alertmanager"))
+
+
+def _revealed(value: Any) -> Any:
+    """A receiver's config with its secret references (e.g. auth_password: env:SMTP_PW) as their
+    values, for the file only (the file is never shown: see receivers_sensitive)."""
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, dict):
+        return {k: _revealed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_revealed(v) for v in value]
+    return value
+
+
+def receivers_sensitive(inventory: Any) -> bool:
+    """Whether alertmanager.yml may hold credentials (any receiver of the inventory: a chat URL is
+    one), so that its content is never shown in a diff, the journal or a notebook."""
+    found = settings(inventory)
+    return bool(found and found.receivers)
 
 
 def blackbox_config(inventory: Any) -> str:

@@ -85,7 +85,7 @@ def test_every_path_between_the_hosts_is_as_the_rules_intend(deployed):
     }.items():
         assert checks[path]["expected"] == checks[path]["measured"] == expected, checks[path]
     assert {c["measured"] for c in doc["checks"] if c["port"] == 22 and c["from"] != "control"} == {"closed"}
-    assert len(checks) == 100  # 5 hosts and this machine as sources, 5 hosts, 4 ports
+    assert len(checks) == 324  # 6 hosts and this machine as sources, 6 hosts, 9 ports (4, and monitoring's 5)
 
 
 def test_a_second_apply_changes_nothing_and_reloads_nothing(deployed):

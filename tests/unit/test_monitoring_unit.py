@@ -4,6 +4,7 @@ on loopback; health read from Prometheus's API answers."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -164,6 +165,24 @@ def test_the_webhook_records_each_firing_and_resolution_once(tmp_path):
     assert len(journal.alerts(name="Other")) == 0
 
 
+def test_two_alerts_of_one_fingerprint_or_without_one_are_both_recorded(tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite")
+    other = json.loads(json.dumps(FIRING))
+    other["alerts"][0]["labels"]["alertname"] = "SiteDown"  # the same fingerprint, another alert
+    assert journal.add_alerts(alerts.rows(FIRING)) == 1 and journal.add_alerts(alerts.rows(other)) == 1
+    disks = []
+    for host in ("web-01", "web-02"):
+        alert = {
+            "status": "firing",
+            "labels": {"alertname": "DiskNearlyFull", "device": "/dev/sda1", "instance": host, "mountpoint": "/"},
+            "startsAt": "2026-12-06T05:00:00Z",
+        }
+        disks += alerts.rows({"alerts": [alert]})
+    assert disks[0]["fingerprint"] != disks[1]["fingerprint"]
+    assert journal.add_alerts(disks) == 2 and journal.add_alerts(disks) == 0
+    assert len(journal.alerts()) == 4
+
+
 @pytest.mark.parametrize(
     "payload, said",
     [
@@ -172,6 +191,12 @@ def test_the_webhook_records_each_firing_and_resolution_once(tmp_path):
         ({"alerts": [{"labels": {"alertname": "X"}, "status": "maybe"}]}, "neither firing nor resolved"),
         ({"alerts": [{"labels": {}, "status": "firing"}]}, "no alertname"),
         ({"alerts": [{"labels": {"alertname": "X"}, "status": "firing", "startsAt": "yesterday"}]}, "not a time"),
+        (
+            {"alerts": [{"labels": {"alertname": "X"}, "status": "firing", "startsAt": "9999-12-31T23:59:59-23:00"}]},
+            "not a time",
+        ),
+        ({"alerts": [{"labels": {"alertname": "X", "instance": {"a": 1}}, "status": "firing"}]}, "not text"),
+        (b"[" * 200000, "refused"),
     ],
 )
 def test_a_post_that_is_not_alertmanagers_is_refused_and_records_nothing(tmp_path, payload, said):
@@ -185,8 +210,9 @@ def test_a_post_that_is_not_alertmanagers_is_refused_and_records_nothing(tmp_pat
 def test_the_webhook_takes_posts_from_the_monitoring_host_only(tmp_path):
     journal = Journal(tmp_path / "journal.sqlite")
     with alerts.Receiver(journal, "127.0.0.1", 0, ("10.77.0.30",)) as receiver:
-        assert post(receiver, FIRING)[0] == 403
-        assert post(receiver, FIRING, "/other")[0] == 403
+        for path in ("/alerts", "/other"):
+            with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+                post(receiver, FIRING, path)  # closed before a byte of it is read
     assert len(journal.alerts()) == 0
     with pytest.raises(AlertPayloadError):
         alerts.rows([])
@@ -293,3 +319,63 @@ def test_the_alerts_receive_command_journals_what_it_is_posted_until_interrupted
         code = proc.wait(timeout=10)
     assert code == 0
     assert list(Journal(journal).alerts()["name"]) == ["ReplicationSQLThreadStopped"]
+
+
+def test_health_json_says_unknown_when_prometheus_cannot_be_asked(tmp_path):
+    def moved(doc):
+        doc["hosts"]["mon-01"]["address"] = "127.0.0.1"
+
+    inv = write_doc(tmp_path, (lambda d: (moved(d), d)[1])(lab_doc(monitoring=True)))
+    done = run_cli("health", "-i", inv, "--json")
+    assert done.code == 2, done
+    doc = done.json()
+    assert doc["ok"] is False and "prometheus at http://127.0.0.1:9090" in doc["error"] and doc["targets"] == []
+
+
+def test_a_receivers_secret_goes_into_the_file_only_and_the_file_is_never_shown(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_SMTP_PW", "smtp-secret-value-42")
+
+    def mail(doc):
+        doc["stack"]["monitoring"]["receivers"] = [
+            {
+                "name": "mail",
+                "email_configs": [
+                    {"to": "oncall@example.com", "smarthost": "mx:25", "auth_password": "env:TEST_SMTP_PW"}
+                ],
+            }
+        ]
+
+    inv = inventory(tmp_path, mail)
+    assert "smtp-secret-value-42" in mon.alertmanager_config(inv)
+    config = {st.id: st for st in states_for(inv.host("mon-01"), inv)}["monitoring:alertmanager-config"]
+    assert config.sensitive and config.mode == "0640"
+    plain = {
+        st.id: st
+        for st in states_for(
+            inventory(tmp_path, lambda d: d["stack"]["monitoring"].pop("receivers")).host("mon-01"),
+            inventory(tmp_path, lambda d: d["stack"]["monitoring"].pop("receivers")),
+        )
+    }
+    assert not plain["monitoring:alertmanager-config"].sensitive
+
+
+def test_the_vip_rules_only_with_a_floating_address(tmp_path):
+    names = {r["alert"] for r in mon.rules(inventory(tmp_path))}
+    assert {"VIPHeldByNone", "VIPHeldByTwo"} <= names
+
+    def single(doc):
+        doc["stack"].pop("vip")
+        del doc["hosts"]["lb-02"]
+        doc["hosts"]["lb-01"]["roles"] = ["haproxy"]
+        doc["groups"]["lb"]["hosts"] = ["lb-01"]
+
+    names = {r["alert"] for r in mon.rules(inventory(tmp_path, single))}
+    assert not {"VIPHeldByNone", "VIPHeldByTwo"} & names and "SiteDown" in names
+
+
+def test_a_receiver_may_not_take_a_name_foobar_ops_uses(tmp_path):
+    def named(doc):
+        doc["stack"]["monitoring"]["receivers"][0]["name"] = "none"
+
+    with pytest.raises(TopologyError, match="one of foobar_ops's own"):
+        mon.settings(inventory(tmp_path, named))

@@ -17,6 +17,7 @@ from .inputs import StackInputs
 NODE_DEFAULTS = "/etc/default/prometheus-node-exporter"
 MYSQLD_DEFAULTS = "/etc/default/prometheus-mysqld-exporter"
 MYSQLD_CNF = "/etc/mysql/foobar-exporter.cnf"
+MYSQLD_DROP_IN = "/etc/systemd/system/prometheus-mysqld-exporter.service.d/foobar.conf"
 #: Filesystems the disk metrics leave out (the node exporter's own list, less overlay, plus tmpfs).
 PSEUDO_FS = (
     "autofs", "binfmt_misc", "bpf", "cgroup2?", "configfs", "debugfs", "devpts", "devtmpfs", "fusectl", "hugetlbfs",
@@ -59,7 +60,24 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
             "--collect.slave_status",
         ]
         out += [
-            s.pkg.installed("prometheus-mysqld-exporter", id="exporters:mysqld-package"),
+            # before the package: the exporter the package starts (with no account yet) fails, and
+            # systemd would give up on it after 5 quick restarts, refusing the restart below
+            s.file.managed(
+                MYSQLD_DROP_IN,
+                content="# foobar_ops (role exporters): keep trying, every 5 s, until the account works\n"
+                "[Unit]\nStartLimitIntervalSec=0\n\n[Service]\nRestartSec=5s\n",
+                makedirs=True,
+                id="exporters:mysqld-unit",
+            ),
+            s.cmd.run(
+                "systemctl daemon-reload",
+                onchanges=["exporters:mysqld-unit"],
+                label="systemctl daemon-reload",
+                id="exporters:mysqld-daemon-reload",
+            ),
+            s.pkg.installed(
+                "prometheus-mysqld-exporter", require=["exporters:mysqld-daemon-reload"], id="exporters:mysqld-package"
+            ),
             s.file.managed(
                 MYSQLD_CNF,
                 template=template("mysqld-exporter.cnf.j2"),

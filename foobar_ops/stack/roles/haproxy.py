@@ -101,8 +101,9 @@ def context(host: Any, inventory: Any) -> dict[str, Any]:
         "check_fall": host_value(host, "haproxy_check_fall", 2),
         "check_rise": host_value(host, "haproxy_check_rise", 2),
         "tls": tls_context(inventory),
-        # HAProxy's own Prometheus endpoint on the host's address (not the VIP), with monitoring
-        "metrics": {"address": host.address, "port": PORTS["haproxy"]} if monitoring_enabled(inventory) else None,
+        # HAProxy's own Prometheus endpoint, with monitoring: on every address, as the site is (both load
+        # balancers keep one identical config); the firewall opens it to the monitoring host only
+        "metrics": {"port": PORTS["haproxy"]} if monitoring_enabled(inventory) else None,
     }
 
 
