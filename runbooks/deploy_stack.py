@@ -30,19 +30,21 @@
 # `test` (plan only), `verify_requests`.
 
 # %% tags=["parameters"]
+from typing import Optional
+
 inventory: str = "inventories/lab.yml"  # the inventory file
 roles: list = []  # only these roles (empty: every role each host has)
-hosts: str | None = None  # host pattern (None: all hosts)
+hosts: Optional[str] = None  # host pattern (None: all hosts)
 test: bool = False  # True: plan only, change nothing
 verify_requests: int = 20  # requests sent through the load balancer at the end
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo  # the public API, in one import
 
-rb = fo.runbook(globals())  # checks the parameters above; links every run below to this notebook
+rb = fo.runbook(globals(), "deploy_stack")  # checks the parameters above; links every run below to this notebook
 inv = fo.load_inventory(inventory)
 inv
 

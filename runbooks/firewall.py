@@ -31,18 +31,20 @@
 # `check_timeout` (seconds before a connection counts as dropped).
 
 # %% tags=["parameters"]
+from typing import Optional
+
 inventory: str = "inventories/lab.yml"  # the inventory file
-hosts: str | None = None  # host pattern (None: all hosts)
+hosts: Optional[str] = None  # host pattern (None: all hosts)
 test: bool = False  # True: plan and check only, change nothing
 check_timeout: float = 1.5  # seconds before a connection counts as dropped
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "firewall")
 inv = fo.load_inventory(inventory)
 inv
 

@@ -28,17 +28,19 @@
 # **Parameters:** `inventory`, `minutes` (how far back the plots go).
 
 # %% tags=["parameters"]
+from typing import Optional
+
 inventory: str = "inventories/lab.yml"  # the inventory file (with stack.monitoring)
 minutes: int = 60  # how far back the plots go
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 
 # %%
 import matplotlib.pyplot as plt
 
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "health_report")
 inv = fo.load_inventory(inventory)
 state = fo.health(inv)
 print(f"{len(state.targets) - len(state.down)} of {len(state.targets)} targets up, {len(state.alerts)} alert(s) firing")

@@ -30,17 +30,19 @@
 # (seconds to wait for `to` to serve).
 
 # %% tags=["parameters"]
+from typing import Optional
+
 inventory: str = "inventories/lab.yml"  # the inventory file
-to: str  # the load balancer to take the floating address (its inventory host name); required
+to: str = ...  # the load balancer to take the floating address (its inventory host name); required
 test: bool = False  # say what would happen; change nothing
 wait: float = 30  # seconds to wait for `to` to serve
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 
 # %%
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "lb_handover")
 inv = fo.load_inventory(inventory)
 before = fo.lb_status(inv)
 print(before.line())

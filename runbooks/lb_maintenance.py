@@ -30,19 +30,19 @@
 # drain waits).
 
 # %% tags=["parameters"]
-from typing import Literal
+from typing import Optional
 
 inventory: str = "inventories/lab.yml"  # the inventory file
-server: str  # the web server (its inventory host name); required
-action: Literal["drain", "maint", "ready"] = "drain"  # what to do with it
+server: str = ...  # the web server (its inventory host name); required
+action = "drain"  # type: Literal["drain","maint","ready"] what to do with it
 timeout: float = 60  # seconds a drain waits for sessions to end
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 
 # %%
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "lb_maintenance")
 inv = fo.load_inventory(inventory)
 keep = ["lb", "svname", "status", "weight", "scur", "lbtot", "check_status"]
 fo.lb_stat(inv).query("pxname == 'bk_web' and svname not in ('FRONTEND', 'BACKEND')")[keep]

@@ -30,18 +30,20 @@
 # **Parameters:** `inventory`, `users`, `spawn_rate`, `run_time`, `workers` (Locust workers; 0: one process).
 
 # %% tags=["parameters"]
+from typing import Optional
+
 inventory: str = "inventories/lab.yml"  # the inventory file
 users: int = 16  # concurrent Locust users
 spawn_rate: float = 16  # users started per second
 run_time: str = "20s"  # how long the load runs
 workers: int = 0  # Locust worker processes (0: one process)
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 
 # %%
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "loadtest_round_robin")
 inv = fo.load_inventory(inventory)
 test = fo.loadtest(
     inv,

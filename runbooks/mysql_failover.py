@@ -29,16 +29,18 @@
 # **Parameters:** `inventory`, `test`.
 
 # %% tags=["parameters"]
+from typing import Optional
+
 inventory: str = "inventories/lab.yml"  # the inventory file (it is updated to the new roles)
 test: bool = False  # True: check and show the steps, change nothing
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "mysql_failover")
 inv = fo.load_inventory(inventory)
 fo.db_status(inv)
 

@@ -29,17 +29,19 @@
 # replicas).
 
 # %% tags=["parameters"]
+from typing import Optional
+
 inventory: str = "inventories/lab.yml"  # the inventory file
 test: bool = False  # True: plan only, change nothing
 max_wait: float = 5  # seconds a row written through the site gets to reach every replica
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "mysql_replication")
 inv = fo.load_inventory(inventory)
 fo.db_status(inv)
 

@@ -27,11 +27,13 @@
 # whose results to show; empty: the newest run that changed something).
 
 # %% tags=["parameters"]
+from typing import Optional
+
 since: str = "7d"  # how far back: an age (7d, 12h) or a date
-host: str | None = None  # only this host (None: all)
+host: Optional[str] = None  # only this host (None: all)
 run: str = ""  # a run id to show in full (empty: the newest run that changed something)
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 
 # %%
 import matplotlib.pyplot as plt
@@ -39,7 +41,7 @@ import pandas as pd
 
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "records")
 journal = fo.Journal()
 runs = journal.runs(50)
 runs[["run_id", "started", "user", "command", "runbook", "status", "results", "changed", "failed"]]

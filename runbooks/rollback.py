@@ -27,17 +27,19 @@
 # **Parameters:** `inventory`, `hosts` (default: every app server), `verify_requests`.
 
 # %% tags=["parameters"]
+from typing import Optional
+
 inventory: str = "inventories/lab.yml"  # the inventory file
 hosts: str = "role:app"  # the app servers to roll back
 verify_requests: int = 20  # requests sent through the load balancer at the end
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "rollback")
 inv = fo.load_inventory(inventory)
 before = fo.verify(inv, 6, wait=10)
 old = sorted(set(before.requests["release"].dropna()))

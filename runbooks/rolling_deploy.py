@@ -30,17 +30,19 @@
 # empty: the code's own release), `verify_requests`.
 
 # %% tags=["parameters"]
+from typing import Optional
+
 inventory: str = "inventories/lab.yml"  # the inventory file
 build: str = ""  # a label forcing a new release (letters, digits, dots, underscores); empty: none
 verify_requests: int = 20  # requests sent through the load balancer at the end
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 lock_wait: float = 0.0  # set by the runner: seconds to wait for another run's host lock (--wait)
 
 # %%
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "rolling_deploy")
 inv = fo.load_inventory(inventory)
 if build:
     inv = inv.with_vars("role:app", app_build=build)  # this run only; the inventory file is unchanged

@@ -27,12 +27,14 @@
 # **Parameters:** `inventory`, `samples`, `interval` (seconds between lag samples), `since`.
 
 # %% tags=["parameters"]
+from typing import Optional
+
 inventory: str = "inventories/lab.yml"  # the inventory file
 samples: int = 5  # lag samples to take
 interval: float = 1.0  # seconds between samples
 since: str = "1 hour ago"  # how far back to read MariaDB's log
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 
 # %%
 import time
@@ -42,7 +44,7 @@ import pandas as pd
 
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "troubleshoot_replication")
 inv = fo.load_inventory(inventory)
 status = fo.db_status(inv)
 status

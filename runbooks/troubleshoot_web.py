@@ -29,18 +29,20 @@
 # **Parameters:** `inventory`, `since` (how far back to read the logs), `log_lines`.
 
 # %% tags=["parameters"]
+from typing import Optional
+
 inventory: str = "inventories/lab.yml"  # the inventory file
 since: str = "1 hour ago"  # how far back to read the services' logs
 log_lines: int = 2000  # access log lines read per web server
-run_id: str | None = None  # set by the runner
-output_notebook: str | None = None  # set by the runner
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 
 # %%
 import matplotlib.pyplot as plt
 
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "troubleshoot_web")
 inv = fo.load_inventory(inventory)
 
 # %% [markdown]

@@ -3,19 +3,26 @@ journaled run of the runbook linked to its output notebook, progress as it runs.
 
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import RunbookNotFound
 from ..core.journal import Journal
 from ..core.progress import Progress
-from .parameters import check_parameters
+from .parameters import Param, check_parameters
 
 
 class RunbookContext:
     """A running runbook, as its cells see it.
 
     namespace: the notebook's globals() (right after its parameters cell).
-    name: the runbook's name (default: from the output notebook's name).
+    name: the runbook's name (default: from the output notebook's name). Given, the parameters
+        are checked against the declarations in the runbook's source, as the runner checks them.
+
+    Run by papermill (or any kernel) directly, not by the runner (no `run_id`), the run journals
+    itself: a row `papermill NAME` with its parameters, who ran it, and how it ended (failed with
+    the first cell that raised, else ok when the kernel exits).
 
     journal: the runbook's own journal: every run journaled through it is linked to the runbook
         and its output notebook (recorded() hands it to each operation).
@@ -24,14 +31,55 @@ class RunbookContext:
     """
 
     def __init__(self, namespace: dict[str, Any], name: str | None = None) -> None:
-        self.params = check_parameters(namespace)
+        given_out = namespace.get("output_notebook")
+        stem = Path(given_out).stem if isinstance(given_out, str) and given_out else None
+        name = name or (stem.rsplit("-", 3)[0] if stem else None)
+        self.params = check_parameters(namespace, params=_declared(name))
         self.run_id = self.params.get("run_id")
         self.output_notebook = self.params.get("output_notebook")
-        stem = Path(self.output_notebook).stem if self.output_notebook else None
-        self.name = name or (stem.rsplit("-", 3)[0] if stem else "notebook")
+        self.name = name or "notebook"
         self.journal = Journal(runbook=self.name, output_notebook=self.output_notebook)
         self.lock_wait = float(self.params.get("lock_wait") or 0.0)
         self.progress = Progress()
+        self.own_run: str | None = None
+        shell = namespace.get("get_ipython")
+        if self.run_id is None and callable(shell) and shell() is not None:
+            self._journal_itself(shell())
+
+    def _journal_itself(self, shell: Any) -> None:
+        """Journal this run (started outside the runner) and how it ends."""
+        shown = {k: v for k, v in self.params.items() if k not in ("run_id", "output_notebook")}
+        inventory = None
+        if isinstance(shown.get("inventory"), str):
+            try:
+                from ..core.inventory import load_inventory
+
+                inventory = load_inventory(shown["inventory"])
+            except Exception:  # noqa: BLE001 - the runbook's own cells say what is wrong with it
+                inventory = None
+        self.own_run = self.journal.start_run(
+            command=f"papermill {self.name}", inventory=inventory, parameters=shown, runbook=self.name
+        )
+        self.run_id = self.own_run
+        finished = False
+
+        def after_cell(result: Any) -> None:
+            nonlocal finished
+            err = result.error_in_exec or result.error_before_exec
+            if err is not None and not finished:
+                finished = True
+                outcome = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+                why = (str(err).strip().splitlines() or [""])[0]
+                self.journal.finish_run(self.own_run or "", outcome, f"{type(err).__name__}: {why}")
+
+        def at_exit() -> None:
+            nonlocal finished
+            if not finished:
+                finished = True
+                self.journal.finish_run(self.own_run or "", "ok")
+
+        shell.events.register("post_run_cell", after_cell)
+        atexit.register(at_exit)
 
     def recorded(self, step: str) -> dict[str, Any]:
         """The keyword arguments that record an operation as this runbook's step, in the
@@ -57,10 +105,24 @@ class RunbookContext:
         return str(base.with_name(f"{base.stem}.{name}"))
 
 
+def _declared(name: str | None) -> list[Param] | None:
+    """The parameters the runbook called name declares in its source; None when it is not found
+    (then the notebook's own annotations are checked)."""
+    if not name:
+        return None
+    from .catalog import find
+
+    try:
+        return find(name).parameters()
+    except RunbookNotFound:
+        return None
+
+
 def runbook(namespace: dict[str, Any], name: str | None = None) -> RunbookContext:
     """Set up a runbook in its first cell: `rb = fo.runbook(globals())`.
 
     namespace: the notebook's globals().
-    name: the runbook's name (default: from its output notebook).
+    name: the runbook's name (default: from its output notebook); every runbook gives it, so that
+        a run by papermill directly is checked and journaled as the runner's are.
     """
     return RunbookContext(namespace, name)

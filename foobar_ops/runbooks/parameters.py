@@ -1,14 +1,21 @@
 """Runbook parameters, declared once in the runbook's `parameters` cell as annotated assignments:
 
-    inventory: str = "inventories/lab.yml"   # the inventory file
-    server: Literal["web-01", "web-02"]      # required (no value): the server to act on
-    requests: int = 20                       # how many requests to verify with
-    token: SecretRef = "env:DEMO_TOKEN"      # a secret, passed by reference only
-    hosts: str | None = None                 # None allowed
+    inventory: str = "inventories/lab.yml"  # the inventory file
+    server: str = ...  # required (the value `...`): the server to act on
+    action = "drain"  # type: Literal["drain","maint"] choices, as a type comment
+    requests: int = 20  # how many requests to verify with
+    token: SecretRef = "env:DEMO_TOKEN"  # a secret, passed by reference only
+    hosts: Optional[str] = None  # None allowed
+
+Every line is one papermill reads too (`papermill --help-notebook` lists each parameter with its
+type, default and help, and passes them without an unknown-parameter warning): a type papermill
+cannot read (a Literal's quoted values, `X | None`) is not allowed as an annotation; choices go in a
+type comment, written without spaces.
 
 The runner reads the declarations from the source (before any cell runs) and the notebook checks
-them again from its own `__annotations__` (when run with papermill directly): an unknown name, a
-missing required one, or a wrong type or value is refused, naming it.
+them again in its first cell (`fo.runbook(globals(), NAME)`, from the same source; from its own
+`__annotations__` when the runbook's source is not found): an unknown name, a missing required
+one, or a wrong type or value is refused, naming it, with the same message.
 """
 
 from __future__ import annotations
@@ -17,12 +24,13 @@ import ast
 import difflib
 import io
 import math
+import re
 import tokenize
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
@@ -173,6 +181,9 @@ def _annotation(node: ast.expr, name: str) -> tuple[str, tuple[Any, ...] | None,
             if isinstance(other, ast.Constant) and other.value is None:
                 kind, choices, _ = _annotation(side, name)
                 return kind, choices, True
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "Optional":
+        kind, choices, _ = _annotation(node.slice, name)
+        return kind, choices, True
     if isinstance(node, ast.Name) and node.id in _KINDS:
         return _KINDS[node.id], None, False
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "Literal":
@@ -200,10 +211,12 @@ def _comments(source: str) -> dict[int, str]:
 def declared(source: str) -> list[Param]:
     """Return the parameters a `parameters` cell declares; refuse an undeclared type.
 
-    source: the cell's source.
+    source: the cell's source. A parameter is `NAME: TYPE = VALUE  # help`, or `NAME = VALUE  #
+    type: TYPE help` (a type comment, for choices: Literal[...] written without spaces); the value
+    `...` makes it required.
     """
     try:
-        tree = ast.parse(source)
+        tree = ast.parse(source, type_comments=True)
     except SyntaxError as err:
         raise RunbookParameterError(f"the parameters cell does not parse: {err}") from None
     comments = _comments(source)
@@ -211,21 +224,57 @@ def declared(source: str) -> list[Param]:
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom, ast.Expr)):
             continue
-        if isinstance(node, ast.Assign):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            typed = (node.type_comment or "").split()
+            if not typed:
+                raise RunbookParameterError(
+                    f"parameter {name} has no type: declare it as `NAME: TYPE = VALUE` "
+                    "(or `NAME = VALUE  # type: TYPE help`)"
+                )
+            try:
+                annotation = ast.parse(typed[0], mode="eval").body
+            except SyntaxError:
+                raise RunbookParameterError(
+                    f"parameter {name!r}: its type comment {typed[0]!r} does not parse (write it without spaces)"
+                ) from None
+            help_text = " ".join(typed[1:])
+            value: ast.expr | None = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            name, annotation, value = node.target.id, node.annotation, node.value
+            help_text = comments.get(node.lineno, "")
+            _papermill_readable(name, annotation)
+        elif isinstance(node, ast.Assign):
             names = ", ".join(ast.unparse(t) for t in node.targets)
             raise RunbookParameterError(f"parameter {names} has no type: declare it as `NAME: TYPE = VALUE`")
-        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+        else:
             raise RunbookParameterError(f"the parameters cell may only declare parameters: {ast.unparse(node)!r}")
-        name = node.target.id
-        kind, choices, optional = _annotation(node.annotation, name)
+        kind, choices, optional = _annotation(annotation, name)
+        if value is None:
+            raise RunbookParameterError(
+                f"parameter {name!r} has no value: give it a default, or `...` to make it required "
+                "(papermill reads only assignments)"
+            )
+        required = isinstance(value, ast.Constant) and value.value is Ellipsis
         default = None
-        if node.value is not None:
+        if not required:
             try:
-                default = ast.literal_eval(node.value)
+                default = ast.literal_eval(value)
             except ValueError:
                 raise RunbookParameterError(f"parameter {name!r}: its default must be a literal value") from None
-        out.append(Param(name, kind, default, node.value is None, choices, optional, comments.get(node.lineno, "")))
+        out.append(Param(name, kind, default, required, choices, optional, help_text))
     return out
+
+
+def _papermill_readable(name: str, annotation: ast.expr) -> None:
+    """Refuse an annotation papermill cannot read (it would hide the parameter from `papermill
+    --help-notebook` and warn when it is passed): only names, brackets and commas."""
+    text = ast.unparse(annotation)
+    if not re.fullmatch(r"\w[\w\[\],\s]*", text):
+        raise RunbookParameterError(
+            f"parameter {name!r}: papermill cannot read the annotation {text!r}: write Optional[X] for "
+            "X | None, and Literal choices as a type comment (`NAME = VALUE  # type: Literal[...] help`)"
+        )
 
 
 def resolve(params: list[Param], given: dict[str, Any], texts: dict[str, str] | None = None) -> dict[str, Any]:
@@ -259,7 +308,7 @@ def resolve(params: list[Param], given: dict[str, Any], texts: dict[str, str] | 
 def _from_annotation(name: str, annotation: Any) -> Param:
     """A Param from a runtime annotation (the kernel's __annotations__)."""
     optional = False
-    if isinstance(annotation, types.UnionType) or get_origin(annotation) is types.UnionType:
+    if isinstance(annotation, types.UnionType) or get_origin(annotation) in (types.UnionType, Union):
         args = [a for a in get_args(annotation) if a is not type(None)]
         optional, annotation = len(args) < len(get_args(annotation)), args[0]
     if get_origin(annotation) is Literal:
@@ -271,16 +320,24 @@ def _from_annotation(name: str, annotation: Any) -> Param:
     return Param(name, kind, optional=optional)
 
 
-def check_parameters(namespace: dict[str, Any], spec: dict[str, tuple[type, ...]] | None = None) -> dict[str, Any]:
-    """Check a runbook's parameters inside the notebook, right after its parameters cell, from the
-    cell's own annotations; return them as a dict.
+def check_parameters(
+    namespace: dict[str, Any],
+    spec: dict[str, tuple[type, ...]] | None = None,
+    params: list[Param] | None = None,
+) -> dict[str, Any]:
+    """Check a runbook's parameters inside the notebook, right after its parameters cell; return
+    them as a dict.
 
     namespace: the notebook's globals().
     spec: (older runbooks) name -> allowed types, instead of annotations.
+    params: the declarations read from the runbook's source (what the runner checks with);
+        default: the cell's own annotations.
     Raises RunbookParameterError naming an unknown parameter (a typo such as `tset`), a missing
     one, or a value of the wrong type or not among the declared choices.
     """
-    if spec is not None:
+    if params is not None:
+        pass
+    elif spec is not None:
         params = [_spec_param(name, types_) for name, types_ in spec.items()]
     else:
         params = [_from_annotation(n, a) for n, a in namespace.get("__annotations__", {}).items()]
@@ -295,13 +352,26 @@ def check_parameters(namespace: dict[str, Any], spec: dict[str, tuple[type, ...]
         and not isinstance(v, types.ModuleType)
     )
     if unknown:
+        by_name = [p.name for p in params]
+        close = difflib.get_close_matches(unknown[0], by_name, n=1) if len(unknown) == 1 else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if len(unknown) == 1:
+            raise RunbookParameterError(
+                f"unknown parameter {unknown[0]!r}{hint}; this runbook takes: {', '.join(by_name) or 'none'}"
+            )
         raise RunbookParameterError(
-            f"unknown parameter(s): {', '.join(unknown)} (this runbook takes: {', '.join(sorted(names))})"
+            f"unknown parameter(s): {', '.join(unknown)} (this runbook takes: {', '.join(by_name) or 'none'})"
         )
-    missing = [p.name for p in params if p.name not in namespace]
+    missing = [
+        p.name
+        for p in params
+        if p.name not in RUNNER_SET and (p.name not in namespace or namespace[p.name] is Ellipsis)
+    ]
     if missing:
-        raise RunbookParameterError(f"parameter(s) {', '.join(missing)} required: give a value")
-    return {p.name: p.check(namespace[p.name]) for p in params}
+        raise RunbookParameterError(
+            f"parameter(s) {', '.join(map(repr, missing))} required: give a value with -p NAME VALUE"
+        )
+    return {p.name: p.check(namespace.get(p.name, p.default)) for p in params}
 
 
 def _spec_param(name: str, allowed: tuple[type, ...]) -> Param:

@@ -90,6 +90,38 @@ def test_lb_maintenance_drains_and_readies_a_server(site):
         assert {r["status"] for r in lb.servers().values()} == {"UP"}
 
 
+def test_a_direct_papermill_run_of_lb_maintenance_works_warns_of_nothing_and_is_journaled(site, tmp_path):
+    from foobar_ops.runbooks.runner import ensure_kernel
+
+    def papermill(action: str) -> subprocess.CompletedProcess:
+        out = tmp_path / f"lb_maintenance-{action}.ipynb"
+        args = ["-p", "inventory", str(LAB_INVENTORY), "-p", "server", "web-02", "-p", "action", action]
+        book = "runbooks/lb_maintenance.ipynb"
+        done = subprocess.run(
+            [sys.executable, "-m", "papermill", book, str(out), *args, "-k", ensure_kernel()],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "unknown parameter" not in done.stderr.lower(), done.stderr
+        return done
+
+    papermill("drain")
+    with HAProxy(load_inventory(LAB_INVENTORY), record=False) as lb:
+        assert lb.servers()["web-02"]["status"] == "DRAIN"
+    papermill("ready")
+    with HAProxy(load_inventory(LAB_INVENTORY), record=False) as lb:
+        assert {r["status"] for r in lb.servers().values()} == {"UP"}
+    listed = run_cli("records", "list", "--limit", "30", "--json")
+    assert listed.code == 0, listed
+    mine = [r for r in json.loads(listed.out) if r["command"] == "papermill lb_maintenance"]
+    assert len(mine) >= 2 and {r["status"] for r in mine[:2]} == {"ok"}, mine
+    changed = [r for r in json.loads(listed.out) if r["command"] == "runbook lb_maintenance: drain"]
+    assert changed, "the drain the notebook made is journaled as its step"
+
+
 def test_a_saved_plan_is_refused_where_a_host_drifted_and_applied_elsewhere(site, tmp_path):
     states = tmp_path / "drill.py"
     states.write_text(

@@ -21,16 +21,16 @@ HEADER = """# ---
 """
 
 PARAMS = """# %% tags=["parameters"]
-from typing import Literal  # noqa: F401
+from typing import Optional  # noqa: F401
 
 from foobar_ops.runbooks import SecretRef  # noqa: F401
 
 count: int = 2  # how many
-mode: Literal["fast", "slow"] = "fast"  # how
-who: str  # required
+mode = "fast"  # type: Literal["fast","slow"] how
+who: str = ...  # required
 token: SecretRef = "env:FOOBAR_TEST_RUNNER_TOKEN"  # a secret, by reference
-run_id: str | None = None
-output_notebook: str | None = None
+run_id: Optional[str] = None
+output_notebook: Optional[str] = None
 """
 
 

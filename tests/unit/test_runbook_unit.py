@@ -62,4 +62,11 @@ def test_a_bad_parameter_fails_the_run_naming_it_and_still_writes_the_output_not
             cwd=str(tmp_path),
         )
     assert info.value.ename == "RunbookParameterError" and "tset" in info.value.evalue
-    assert out.exists() and "unknown parameter(s): tset" in out.read_text()
+    assert out.exists() and "unknown parameter 'tset' (did you mean 'test'?)" in out.read_text()
+    # the same message as the runner's, word for word
+    from foobar_ops.runbooks.catalog import find
+    from foobar_ops.runbooks.parameters import resolve
+
+    with pytest.raises(RunbookParameterError) as by_runner:
+        resolve(find("deploy_stack").parameters(), {"tset": True})
+    assert info.value.evalue == str(by_runner.value)

@@ -31,7 +31,7 @@ def books(tmp_path, monkeypatch):
         # %%
         import foobar_ops as fo
 
-        rb = fo.runbook(globals())
+        rb = fo.runbook(globals(), "fine")
         secret = fo.Secret(token)
         print("working for", who, count, mode, secret.reveal())  # a careless print: the runner scrubs it
 
