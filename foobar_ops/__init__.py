@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # what each public name is; at run time a name is imported wh
     from .core import journal, paths, states
     from .core.engine import Phase, apply
     from .core.errors import (
+        ApprovalError,
         AuthError,
         BuildError,
         ConnectionFailed,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # what each public name is; at run time a name is imported wh
         HostError,
         HostKeyError,
         HostUnreachable,
+        IdentityError,
         InventoryError,
         JournalError,
         LabError,
@@ -64,6 +66,7 @@ if TYPE_CHECKING:  # what each public name is; at run time a name is imported wh
     from .ops import (
         apply_plan,
         apply_states,
+        approve_plan,
         db_failover,
         db_status,
         db_switchover,
@@ -102,6 +105,7 @@ __all__ = [
     "Secret",
     # operations
     "apply_plan",
+    "approve_plan",
     "db_status",
     "db_switchover",
     "db_failover",
@@ -172,6 +176,8 @@ __all__ = [
     "TemplateError",
     "YAMLRefused",
     "PlanFileError",
+    "ApprovalError",
+    "IdentityError",
     "JournalError",
     "TopologyError",
     "RoleError",
@@ -206,6 +212,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
         name: (".ops", name)
         for name in (
             "apply_plan",
+            "approve_plan",
             "apply_states",
             "db_failover",
             "db_status",

@@ -69,6 +69,30 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return _print_report(report, args)
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    if args.plan_command == "approve":
+        done = ops.approve_plan(args.file, journal=args.journal, command=args.command_line)
+        print(
+            json.dumps(done, indent=2)
+            if args.json
+            else f"{done['plan']}: approved by {done['approved_by']} (planned by {done['planned_by']}; "
+            f"digest {done['digest'][:12]}; run {done['run_id']}" + (", approved before)" if done["already"] else ")")
+        )
+        return 0
+    found = ops.show_plan(args.file, journal=args.journal)
+    if args.json:
+        print(json.dumps(found, indent=2, default=str))
+        return 0
+    print(
+        f"plan {found['plan']}: made by {found['planned_by'] or '?'} in run {found['planned_in']} ({found['created']})"
+    )
+    print(f"digest {found['digest']}; inventory {found['inventory']}")
+    for host, ids in sorted(found["pending"].items()):
+        print(f"  {host}: {len(ids)} change(s): {', '.join(ids[:6])}" + (" ..." if len(ids) > 6 else ""))
+    print("approved by: " + (", ".join(found["approved_by"]) or "nobody yet"))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
     command = remote[0] if len(remote) == 1 else remote  # one argument: shell text as written
@@ -196,6 +220,8 @@ def cmd_records(args: argparse.Namespace) -> int:
     if action == "list":
         frame = ops.records_runs(journal, args.limit)
         cols = ["run_id", "started", "user", "command", "test", "status", "results", "changed", "failed"]
+        if frame["planned_by"].notna().any():  # change control: who planned and approved what was applied
+            cols[3:3] = ["planned_by", "approved_by"]
         if (frame["status"] == "died").any():  # a run whose process is gone: where it was
             cols.append("last_result")
     elif action == "show":
@@ -485,6 +511,7 @@ HANDLERS = {
     "ping": cmd_ping,
     "lab": cmd_lab,
     "apply": cmd_apply,
+    "plan": cmd_plan,
     "records": cmd_records,
     "rollback": cmd_rollback,
     "lb": cmd_lb,

@@ -111,6 +111,19 @@ def _apply_rollback(sub: Sub) -> None:
     p.add_argument("--hosts", dest="pattern", default="role:app", help="host pattern (default: role:app)")
 
 
+def _plan(sub: Sub) -> None:
+    p = sub.add_parser("plan", help="saved plans: approve one (two-person change control), show one")
+    actions = p.add_subparsers(dest="plan_command", required=True, metavar="ACTION")
+    q = actions.add_parser(
+        "approve", help="approve a saved plan as yourself ($FOOBAR_OPS_USER or your login); its author cannot"
+    )
+    q.add_argument("file", metavar="FILE", type=Path, help="the plan (from apply --test --save-plan FILE)")
+    q = actions.add_parser("show", help="who made a saved plan, its digest, what it changes, who approved it")
+    q.add_argument("file", metavar="FILE", type=Path, help="the plan")
+    for q in actions.choices.values():
+        _common(q, json=True, journal=True)
+
+
 def _lb_verify(sub: Sub) -> None:
     p = sub.add_parser("lb", help="the load balancers: stat, drain, ready, maint; the pair's status, handover")
     actions = p.add_subparsers(dest="lb_command", required=True, metavar="ACTION")
@@ -366,6 +379,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     for add in (
         _hosts_ping_run,
         _apply_rollback,
+        _plan,
         _lb_verify,
         _db,
         _runbook,

@@ -143,6 +143,14 @@ class PlanFileError(FoobarOpsError):
     """A saved plan cannot be read, or does not fit the inventory it is applied with."""
 
 
+class ApprovalError(PlanFileError):
+    """A plan is applied under change control without the approval it needs (or was changed since)."""
+
+
+class IdentityError(FoobarOpsError):
+    """Who runs cannot be told: FOOBAR_OPS_USER is not a plain name."""
+
+
 class JournalError(FoobarOpsError):
     """The journal could not be read or written, or a query was malformed."""
 

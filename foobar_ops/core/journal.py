@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQL
 from sqlalchemy.pool import NullPool
 
 from . import machine, paths, privacy
-from .errors import FoobarOpsError, JournalError
+from .errors import FoobarOpsError, IdentityError, JournalError
 from .heartbeat import Heartbeat, died
 from .result import HostOutcome, Result, Status
 from .run import new_run_id
@@ -33,6 +33,9 @@ from .schema import ALERTS, HOSTS, RESULTS, RUNS, TABLES, migrate
 from .secrets import Secret, mask_command, mask_deep, mask_known
 from .spool import Refused, Spool
 from .version import __version__
+
+#: The command an approval of a saved plan is recorded as (see ops.approve_plan).
+APPROVE_COMMAND = "plan approve"
 
 #: The source checkout, when foobar_ops runs from one (its git commit is recorded).
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -66,8 +69,22 @@ def git_commit(folder: Path = CHECKOUT) -> str | None:
         return None
 
 
+#: What FOOBAR_OPS_USER may be: a plain name (an account, an e-mail address).
+_IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
+
+
 def whoami() -> str:
-    """Return who is running: the sudo user when run through sudo, else the login name."""
+    """Return who is running: $FOOBAR_OPS_USER when set (an identity given explicitly, e.g. by a
+    shared automation account acting for a person), else the sudo user when run through sudo, else
+    the login name. An identity that is not a plain name is refused (IdentityError)."""
+    given = os.environ.get("FOOBAR_OPS_USER")
+    if given is not None:
+        if not _IDENTITY.fullmatch(given):
+            raise IdentityError(
+                f"FOOBAR_OPS_USER {given[:80]!r} is not a plain name: 1 to 64 letters, digits or ._@+- "
+                "(starting with a letter or digit)"
+            )
+        return given
     return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
@@ -223,6 +240,7 @@ class Journal:
         runbook: str | None = None,
         output_notebook: str | None = None,
         run_id: str | None = None,
+        approval: dict[str, str] | None = None,
     ) -> str:
         """Record the start of a run; return its id.
 
@@ -233,8 +251,11 @@ class Journal:
         runbook: the runbook's name when a runbook runs.
         output_notebook: where the run's output notebook is written.
         run_id: a given id (default: a new one).
+        approval: for a run under change control: planned_by, approved_by and plan_digest (the
+            plan's digest); an approval itself records planned_by and plan_digest.
         """
         run_id = run_id or new_run_id()
+        approval = approval or {}
         runbook = runbook or self.runbook
         output_notebook = output_notebook or self.output_notebook
         params = mask_known(json.dumps(mask_deep(parameters or {}), default=str, sort_keys=True))
@@ -257,6 +278,9 @@ class Journal:
                 pid=os.getpid(),
                 pid_start=machine.process_start(os.getpid()),
                 heartbeat=_now(),
+                planned_by=approval.get("planned_by"),
+                approved_by=approval.get("approved_by"),
+                plan_digest=approval.get("plan_digest"),
             )
         )
         self._heartbeat.start(run_id)
@@ -488,6 +512,23 @@ class Journal:
         if found["status"] == "running" and died(found):
             found.update(status="died", last_result=self._last_result(run_id))
         return found
+
+    def approvals(self, digest: str) -> list[dict[str, Any]]:
+        """Return the approvals recorded for the plan of this digest (runs `plan approve` that
+        ended ok), oldest first: each a dict with run_id, user (the approver), started, planned_by.
+
+        digest: the plan's digest (SavedPlan.digest()).
+        """
+        query = (
+            select(RUNS.c.run_id, RUNS.c.user, RUNS.c.started, RUNS.c.planned_by)
+            .where(and_(RUNS.c.plan_digest == digest, RUNS.c.command == APPROVE_COMMAND, RUNS.c.status == "ok"))
+            .order_by(RUNS.c.started)
+        )
+        try:
+            with self.engine.connect() as conn:
+                return [dict(row) for row in conn.execute(query).mappings()]
+        except SQLAlchemyError as err:
+            raise JournalError(f"journal {self.path}: cannot read: {str(err).splitlines()[0]}") from None
 
     def changes(self, host: str | None = None, since: Any = None, state: str | None = None, test: bool = False) -> Any:
         """Return the results that changed a host, newest first, as a DataFrame.

@@ -3,6 +3,7 @@ host saw and would do, as digests), and applied later only where the hosts still
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -26,6 +27,12 @@ class SavedPlan:
     digests: host -> state id -> digest of what the state saw and would do.
     pending: host -> the ids of the states that would change.
     run_id, created: the test-mode run that made it.
+    planned_by: who made it (journal.whoami()).
+    approvals: who approved it, as recorded with the plan (by, at, digest, run_id); the journal's
+        `plan approve` runs are what an apply under change control trusts (see ops.apply_plan).
+
+    The file carries its digest (`digest`): what the plan says, approvals left out. A file whose
+    content no longer matches it was edited after it was made, and is refused.
     """
 
     inventory: str
@@ -35,6 +42,13 @@ class SavedPlan:
     pending: dict[str, list[str]] = field(default_factory=dict)
     run_id: str = ""
     created: str = ""
+    planned_by: str = ""
+    approvals: list[dict[str, str]] = field(default_factory=list)
+
+    def digest(self) -> str:
+        """The plan's digest: sha256 of what it says (everything but its approvals)."""
+        body = {k: v for k, v in asdict(self).items() if k != "approvals"}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     @classmethod
     def from_report(cls, report: Report, inventory: Any, selection: dict[str, Any]) -> SavedPlan:
@@ -46,6 +60,8 @@ class SavedPlan:
         """
         if not report.test:
             raise PlanFileError("only a test-mode run (a plan) can be saved as a plan")
+        from .journal import whoami
+
         digests: dict[str, dict[str, str]] = {}
         pending: dict[str, list[str]] = {}
         for r in report.results:
@@ -61,6 +77,7 @@ class SavedPlan:
             pending,
             report.run_id,
             datetime.now(UTC).isoformat(timespec="seconds"),
+            whoami(),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -69,7 +86,7 @@ class SavedPlan:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "w") as out:
-            json.dump({"format": FORMAT, **asdict(self)}, out, indent=2, sort_keys=True)
+            json.dump({"format": FORMAT, **asdict(self), "digest": self.digest()}, out, indent=2, sort_keys=True)
         os.replace(tmp, path)
         return path
 
@@ -82,10 +99,17 @@ class SavedPlan:
             raise PlanFileError(f"plan {path}: cannot read it: {err}") from None
         if not isinstance(doc, dict) or doc.pop("format", None) != FORMAT:
             raise PlanFileError(f"plan {path}: not a foobar-ops plan (format {FORMAT!r})")
+        sealed = doc.pop("digest", None)
         try:
-            return cls(**doc)
+            plan = cls(**doc)
         except TypeError as err:
             raise PlanFileError(f"plan {path}: {err}") from None
+        if sealed is not None and sealed != plan.digest():
+            raise PlanFileError(
+                f"plan {path} was edited after it was made (run {plan.run_id}): its content no longer "
+                "matches its digest; make a new plan"
+            )
+        return plan
 
     def check(self, inventory: Any) -> None:
         """Refuse an inventory other than the one planned with (its content changed)."""

@@ -18,7 +18,7 @@ from .version import __version__
 
 __all__ = ["ALERTS", "HOSTS", "META", "METADATA", "RESULTS", "RUNS", "SCHEMA_VERSION", "TABLES", "migrate"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 METADATA = MetaData()
 RUNS = Table(
@@ -44,6 +44,11 @@ RUNS = Table(
     Column("pid", Integer),  # the run's process there ...
     Column("pid_start", String(32)),  # ... and when it started (a reused pid is another process)
     Column("heartbeat", String(40)),  # the last sign of life of a run still running
+    # change control (stack.change_control): who made the plan a run applies, who approved it, and
+    # the digest of that plan; an approval (`plan approve`) records the plan's author and digest
+    Column("planned_by", String(255)),
+    Column("approved_by", String(255)),
+    Column("plan_digest", String(64)),
 )
 RESULTS = Table(
     "results",
@@ -137,7 +142,13 @@ def _add_alerts(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
-_MIGRATIONS: dict[int, Any] = {3: _add_liveness, 4: _add_alerts}
+def _add_change_control(conn: Connection) -> None:
+    """Schema 5 to 6: who planned, approved and applied a plan."""
+    for name, kind in (("planned_by", "VARCHAR(255)"), ("approved_by", "VARCHAR(255)"), ("plan_digest", "VARCHAR(64)")):
+        conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {kind}"))
+
+
+_MIGRATIONS: dict[int, Any] = {3: _add_liveness, 4: _add_alerts, 5: _add_change_control}
 
 #: The tables a spooled record may name.
 TABLES = {t.name: t for t in (RUNS, RESULTS, HOSTS)}

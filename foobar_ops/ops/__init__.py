@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # what each name is; at run time an operation's module is imp
     from .adhoc import run_command
     from .apply import apply_plan, apply_states, deploy, plan, rollback
     from .baseline import loadtest_baseline
+    from .changecontrol import approve_plan, show_plan
     from .db import db_failover, db_status, db_switchover, db_unfence
     from .firewall import firewall_check
     from .health import alert_receiver, health, metrics, records_alerts
@@ -27,6 +28,8 @@ if TYPE_CHECKING:  # what each name is; at run time an operation's module is imp
 __all__ = [
     "alert_receiver",
     "apply_plan",
+    "approve_plan",
+    "show_plan",
     "db_failover",
     "db_status",
     "db_switchover",
@@ -77,6 +80,8 @@ _LAZY: dict[str, str] = {
     "metrics": ".health",
     "records_alerts": ".health",
     "apply_plan": ".apply",
+    "approve_plan": ".changecontrol",
+    "show_plan": ".changecontrol",
     "apply_states": ".apply",
     "db_failover": ".db",
     "db_status": ".db",

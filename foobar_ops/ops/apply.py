@@ -12,6 +12,8 @@ from ..core.inventory import Inventory
 from ..core.result import Result
 from ..core.run import check_lock_wait, check_parallel
 from ..stack.topology import check_roles
+from .changecontrol import approval_of as _approval
+from .changecontrol import controlled as _controlled
 from .common import inventory_of, recorded
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ def deploy(
     save_plan: str | Path | None = None,
     expected: dict[str, dict[str, str]] | None = None,
     lock_wait: float | None = None,
+    approval: dict[str, str] | None = None,
 ) -> Report:
     """Apply the inventory's roles to its hosts, phase by phase (the app one host at a time, each
     drained in the load balancer while it changes); return the Report.
@@ -58,11 +61,15 @@ def deploy(
     expected: a saved plan's digests (see apply_plan).
     lock_wait: seconds to wait for another run holding a host's run lock (default 0: refuse at once,
         naming that run; a dry-run takes no lock).
+    approval: the approved plan applied (set by apply_plan). Under change control
+        (stack.change_control.require_approval) a change without one is refused: plan, have it
+        approved, apply the plan.
     """
     roles = list(roles or [])
     check_roles(roles)
     inv = inventory_of(inventory)
     params = parameters if parameters is not None else {"roles": roles, "hosts": hosts, "test": test}
+    _controlled(inv, test, approval, journal, command, params)
     with _connecting(inv, hosts, parallel, lock_wait) as remotes:
         from ..core.engine import apply
         from ..stack import roles as stack_roles
@@ -82,6 +89,7 @@ def deploy(
             expected=expected,
             lock_wait=lock_wait,
             remotes=remotes,
+            approval=approval,
         )
     _save(report, inv, {"roles": roles, "hosts": hosts, "states": None}, save_plan)
     return report
@@ -128,6 +136,11 @@ def apply_plan(
     still matches what the plan saw; a host that drifted is refused (its failed result names the
     state) and the others change exactly as planned.
 
+    Under change control (stack.change_control.require_approval) the plan must have been approved
+    (approve_plan) by someone other than its author, as it is now: a plan without such an approval,
+    or edited since, is refused (ApprovalError, journaled as a refused run) and nothing changes.
+    The run records who planned, approved and applied it (planned_by, approved_by, user).
+
     inventory: the Inventory, or its path (it must be unchanged since the plan).
     plan_file: the plan (from deploy/apply_states with test and save_plan).
     journal: the journal (default: the records folder's).
@@ -145,6 +158,7 @@ def apply_plan(
     saved.check(inv)
     sel = saved.selection
     params = {"plan": str(plan_file), "planned_in": saved.run_id, **sel}
+    approval = _approval(inv, saved, plan_file, journal, command, params)
     if sel.get("states"):
         return apply_states(
             inv,
@@ -156,6 +170,7 @@ def apply_plan(
             on_result=on_result,
             expected=saved.digests,
             lock_wait=lock_wait,
+            approval=approval,
         )
     return deploy(
         inv,
@@ -170,6 +185,7 @@ def apply_plan(
         runbook=runbook,
         output_notebook=output_notebook,
         lock_wait=lock_wait,
+        approval=approval,
     )
 
 
@@ -197,6 +213,7 @@ def apply_states(
     save_plan: str | Path | None = None,
     expected: dict[str, dict[str, str]] | None = None,
     lock_wait: float | None = None,
+    approval: dict[str, str] | None = None,
 ) -> Report:
     """Apply the states that a Python file's `states(host, inventory)` returns; return the Report.
 
@@ -212,10 +229,13 @@ def apply_states(
     expected: a saved plan's digests (see apply_plan).
     lock_wait: seconds to wait for another run holding a host's run lock (default 0: refuse at once,
         naming that run; a dry-run takes no lock).
+    approval: the approved plan applied (set by apply_plan; see deploy).
     """
     inv = inventory_of(inventory)
     from ..core.engine import apply, load_state_file
 
+    params = {"states": str(state_file), "hosts": hosts, "test": test}
+    _controlled(inv, test, approval, journal, command, params)
     states = load_state_file(state_file)  # a bad file reaches no host
     with _connecting(inv, hosts, parallel, lock_wait) as remotes:
         report = apply(
@@ -225,10 +245,11 @@ def apply_states(
             test=test,
             journal=journal,  # opened by the engine while it builds the states
             command=command,
-            parameters={"states": str(state_file), "hosts": hosts, "test": test},
+            parameters=params,
             parallel=parallel,
             on_result=on_result,
             expected=expected,
+            approval=approval,
             lock_wait=lock_wait,
             remotes=remotes,
         )

@@ -110,6 +110,9 @@ STACK_TYPES: typed.Spec = {
             ),
         }
     ),
+    # two-person change control: every change to the hosts' roles goes through a saved plan that
+    # someone other than its author approved (see ops.apply_plan)
+    "change_control": typed.mapping_of({"require_approval": typed.switch()}),
     "firewall": typed.mapping_of(
         {
             "admin_sources": typed.list_of(typed.ip_network(), 1, 100),
@@ -187,6 +190,13 @@ def stack_vars(inventory: Any) -> dict[str, Any]:
         return typed.check_tree(inventory.stack, STACK_TYPES, ctx)
     except InventoryError as err:
         raise TopologyError(str(err)) from None
+
+
+def require_approval(inventory: Any) -> bool:
+    """Return whether the inventory puts changes under two-person control
+    (stack.change_control.require_approval, default false)."""
+    control = stack_vars(inventory).get("change_control") or {}
+    return bool(control.get("require_approval"))
 
 
 def host_number(host: Any, key: str, default: int, low: int, high: int) -> int:

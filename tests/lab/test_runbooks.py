@@ -116,9 +116,9 @@ def test_a_direct_papermill_run_of_lb_maintenance_works_warns_of_nothing_and_is_
         assert {r["status"] for r in lb.servers().values()} == {"UP"}
     listed = run_cli("records", "list", "--limit", "30", "--json")
     assert listed.code == 0, listed
-    mine = [r for r in json.loads(listed.out) if r["command"] == "papermill lb_maintenance"]
+    mine = [r for r in json.loads(listed.out)["rows"] if r["command"] == "papermill lb_maintenance"]
     assert len(mine) >= 2 and {r["status"] for r in mine[:2]} == {"ok"}, mine
-    changed = [r for r in json.loads(listed.out) if r["command"] == "runbook lb_maintenance: drain"]
+    changed = [r for r in json.loads(listed.out)["rows"] if r["command"].startswith("runbook lb_maintenance: drain")]
     assert changed, "the drain the notebook made is journaled as its step"
 
 

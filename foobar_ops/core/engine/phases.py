@@ -135,6 +135,7 @@ def apply(
     expected: dict[str, dict[str, str]] | None = None,
     lock_wait: float | None = None,
     remotes: dict[str, Remote] | None = None,
+    approval: dict[str, str] | None = None,
 ) -> Report:
     """Apply states to the targeted hosts and return the Report; every result is journaled.
 
@@ -161,6 +162,7 @@ def apply(
         naming that run.
     remotes: connections to (some of) the hosts made ahead for this run, e.g. already connecting
         (ssh.connecting); the run uses and closes them, however it ends.
+    approval: the approved plan this run applies: planned_by, approved_by, plan_digest (recorded).
 
     Each host is asked once for the facts of every phase, in the same command that takes its run
     lock; a later phase plans from them while nothing in the run has changed yet, and gathers
@@ -189,6 +191,7 @@ def apply(
             runbook=runbook,
             run_id=run_id,
             output_notebook=output_notebook,
+            approval=approval,
         )
         record: RunRecord | None = None
         try:
