@@ -50,8 +50,8 @@ notebook: venv
 
 # lint and format (ruff), types (mypy), the layering contract (import-linter)
 lint: venv
-	$(BIN)/ruff check foobar_ops tests scripts app runbooks loadtests
-	$(BIN)/ruff format --check foobar_ops tests scripts app runbooks loadtests
+	$(BIN)/ruff check foobar_ops tests scripts app runbooks loadtests fabfile.py
+	$(BIN)/ruff format --check foobar_ops tests scripts app runbooks loadtests fabfile.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

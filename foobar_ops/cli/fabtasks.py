@@ -77,7 +77,9 @@ def deploy(c: Any, inventory: str = INVENTORY, roles: str = "", hosts: str | Non
     }
 )
 @_guarded
-def plan(c: Any, inventory: str = INVENTORY, roles: str = "", hosts: str | None = None, save: str | None = None) -> None:
+def plan(
+    c: Any, inventory: str = INVENTORY, roles: str = "", hosts: str | None = None, save: str | None = None
+) -> None:
     """Show what a deploy would change, with diffs; change nothing (foobar-ops apply --test)."""
     _report(ops.plan(inventory, _roles(roles), hosts=hosts, save_plan=save, command=_command()))
 
@@ -144,8 +146,9 @@ def _servers(inventory: str) -> dict[str, str]:
 def db_status(c: Any, inventory: str = INVENTORY) -> None:
     """Replication health of every database node (foobar-ops db status)."""
     found = ops.db_status(inventory)
+    keep = ("host", "role", "read_only", "io_running", "sql_running", "lag_s")
     for row in found.frame().to_dict("records"):
-        print(" ".join(f"{k}={row.get(k)}" for k in ("host", "role", "read_only", "io_running", "sql_running", "lag_s")))
+        print(" ".join(f"{k}={row.get(k)}" for k in keep))
     print("replication ok" if found.ok else "replication NOT ok")
     if not found.ok:
         raise Exit(code=1)
