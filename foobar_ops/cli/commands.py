@@ -425,6 +425,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         spawn_rate=args.spawn_rate,
         run_time=args.run_time,
         workers=args.workers,
+        workers_on=[h for h in (args.workers_on or "").split(",") if h] or None,
         compare=compare,
         journal=args.journal,
         command=args.command_line,
@@ -456,6 +457,7 @@ def _scheduled(args: argparse.Namespace, action: str) -> int:
             users=args.users,
             spawn_rate=args.spawn_rate,
             run_time=args.run_time,
+            on=args.on,
             journal=args.journal,
             command=args.command_line,
         )

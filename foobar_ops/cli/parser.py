@@ -271,6 +271,12 @@ def _loadtest(sub: Sub) -> None:
         q.add_argument("--spawn-rate", type=float, default=16, help="users started per second (default 16)")
         q.add_argument("--run-time", default="20s", help="how long (20s, 5m; default 20s)")
         q.add_argument("--workers", type=int, default=0, help="Locust workers (a master and N local processes)")
+        q.add_argument(
+            "--workers-on",
+            metavar="HOSTS",
+            help="Locust workers on these load generators (comma-separated inventory hosts with the loadgen "
+            "role), one each; the master runs here and sums their tallies",
+        )
         if kind == "read-scaling":
             q.add_argument(
                 "--no-compare", action="store_true", help="skip the second run with the replicas out of the read pool"
@@ -284,6 +290,7 @@ def _loadtest(sub: Sub) -> None:
     q.add_argument("--users", type=int, default=16)
     q.add_argument("--spawn-rate", type=float, default=16)
     q.add_argument("--run-time", default="20s")
+    q.add_argument("--on", metavar="HOSTS", help="the load generators that run it (default: the first one)")
     q = actions.add_parser("unschedule", help="stop and remove a schedule's timer")
     _inventory(q)
     _common(q, json=True, journal=True)

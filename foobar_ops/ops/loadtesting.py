@@ -25,6 +25,7 @@ def loadtest(
     compare: bool | None = None,
     journal: Journal | str | Path | None = None,
     command: str | None = None,
+    workers_on: list[str] | None = None,
 ) -> lt.LoadTest:
     """Run a load test (round-robin or read-scaling) and return it with its verdict; the run's files
     (verdict.json, Locust's CSVs and HTML report, its log) are kept under the records' loadtests/ and
@@ -34,6 +35,8 @@ def loadtest(
     kind: round-robin or read-scaling.
     users, spawn_rate, run_time: Locust's -u, -r, -t.
     workers: Locust worker processes (0: one process).
+    workers_on: run one Locust worker on each of these load generators (inventory hosts with the
+        loadgen role), the master here; the same tallies and verdict as one process.
     compare: for read-scaling, run again with the replicas out of the read pool (the app redeployed
         for that run, then back) and report the throughput ratio (default: on for read-scaling).
     journal: the journal (default: the records folder's).
@@ -41,12 +44,16 @@ def loadtest(
     """
     inv = inventory_of(inventory)
     params = {"kind": kind, "users": users, "spawn_rate": spawn_rate, "run_time": run_time, "workers": workers}
+    if workers_on is not None:
+        params["workers_on"] = list(workers_on)
+        lt.check_workers_on(inv, workers_on, workers)  # a bad name is refused before anything is recorded
     with journal_of(journal).recording(
         command=command or f"python: loadtest {kind}", inventory=inv, parameters=params
     ) as run:
-        test = lt.run(inv, kind, users=users, spawn_rate=spawn_rate, run_time=run_time, workers=workers)
+        load: dict[str, Any] = {"users": users, "spawn_rate": spawn_rate, "run_time": run_time, "workers": workers}
+        test = lt.run(inv, kind, **load, workers_on=workers_on)
         if kind == "read-scaling" and (compare if compare is not None else True) and db_replicas(inv):
-            test.extra["primary_only"] = _primary_only(inv, users, spawn_rate, run_time, workers, journal)
+            test.extra["primary_only"] = _primary_only(inv, load, workers_on, journal)
             alone = test.extra["primary_only"]
             test.extra["read_scaling_ratio"] = round(test.rps / alone["rps"], 2) if alone.get("rps") else None
         site = site_address(inv)  # the checks are of the site as reached through its floating address
@@ -64,7 +71,7 @@ def loadtest(
 
 
 def _primary_only(
-    inv: Inventory, users: int, spawn_rate: float, run_time: str, workers: int, journal: Journal | str | Path | None
+    inv: Inventory, load: dict[str, Any], workers_on: list[str] | None, journal: Journal | str | Path | None
 ) -> dict[str, Any]:
     """Run the read-scaling load again with every replica out of the read pool; put them back."""
     alone = inv.with_vars(",".join(h.name for h in db_replicas(inv)), mysql_read_pool=False)
@@ -72,7 +79,7 @@ def _primary_only(
     if not out.ok:
         return {"error": f"could not take the replicas out of the read pool: {', '.join(out.failed_hosts)}"}
     try:
-        again = lt.run(alone, "read-scaling", users=users, spawn_rate=spawn_rate, run_time=run_time, workers=workers)
+        again = lt.run(alone, "read-scaling", **load, workers_on=workers_on)
     finally:
         deploy(inv, ["app"], journal=journal, command="loadtest read-scaling: replicas back in the read pool")
     return {
@@ -94,10 +101,11 @@ def loadtest_schedule(
     users: int = 16,
     spawn_rate: float = 16,
     run_time: str = "20s",
+    on: str | None = None,
     journal: Journal | str | Path | None = None,
     command: str | None = None,
 ) -> Any:
-    """Install (or change) a systemd timer on every load generator (role loadgen) that runs a load
+    """Install (or change) a systemd timer on a load generator (role loadgen) that runs a load
     test every so often; journaled as an apply. Return its Report.
 
     inventory: the Inventory, or its path.
@@ -105,6 +113,8 @@ def loadtest_schedule(
     kind: round-robin or read-scaling.
     every: how often (30s, 15m, 1h, 1d).
     users, spawn_rate, run_time: each run's Locust -u, -r, -t.
+    on: the load generators that run it, a host pattern (default: the inventory's first load
+        generator: two at once would measure each other).
     journal: the journal.
     command: what is recorded as having started it.
     """
@@ -113,10 +123,19 @@ def loadtest_schedule(
 
     inv = inventory_of(inventory)
     states = scheduled.schedule_states(inv, name, kind, every, users, spawn_rate, run_time)
+    generators = [h.name for h in inv.select("role:loadgen")]
+    if not generators:
+        raise lt.LoadTestError(f"{inv.path}: no host has the loadgen role: nothing to run a schedule on")
+    chosen = [h.name for h in inv.select(on)] if on else generators[:1]
+    strays = [n for n in chosen if n not in generators]
+    if strays:
+        raise lt.LoadTestError(
+            f"--on {on}: {', '.join(strays)} not a load generator (role loadgen: {', '.join(generators)})"
+        )
     return apply(
         inv,
         states,
-        hosts="role:loadgen",
+        hosts=",".join(chosen),
         journal=journal_of(journal),
         command=command or f"python: loadtest schedule {name}",
         parameters={"name": name, "kind": kind, "every": every, "users": users, "run_time": run_time},

@@ -1,7 +1,8 @@
 """Locust load tests through the load balancer, and their verdicts computed, not eyeballed.
 
 A run is Locust in processes of its own (headless, CSV and HTML reports, a run time and a hard
-outer timeout; `workers` > 0: Locust's own master and local workers). Around it, HAProxy's
+outer timeout; `workers` > 0: Locust's own master and local workers; `workers_on`: the master here
+and one worker on each load generator named, over SSH, reporting to the master). Around it, HAProxy's
 per-server `lbtot` and each database node's `Com_select` are read before and after. The verdict
 joins Locust's stats, the per-response tallies of X-Served-By / X-DB-Node, the `lbtot` deltas and
 the database counters, checks each figure against what the inventory configures, and is
@@ -17,8 +18,10 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -276,9 +279,11 @@ def run_locust(
     run_time: str,
     workers: int = 0,
     ca: str | None = None,
+    remote: RemoteWorkers | None = None,
 ) -> dict[str, Any]:
-    """Run Locust headless (a master and `workers` local workers when workers > 0) and return what it
-    left: the aggregated stats row, the tallies, whether it warned of CPU, its exit code.
+    """Run Locust headless (a master and `workers` local workers when workers > 0; a master and
+    the remote workers when `remote` is given) and return what it left: the aggregated stats row,
+    the tallies, whether it warned of CPU, its exit code.
 
     locustfile: the locustfile.
     host_url: the load balancer (https://ADDRESS:PORT, or http://).
@@ -287,6 +292,7 @@ def run_locust(
     users, spawn_rate, run_time: Locust's -u, -r, -t.
     workers: local worker processes (0: one process).
     ca: the CA file the site's certificate is verified against (default: the system's).
+    remote: workers on load generators (see RemoteWorkers), instead of local ones.
     """
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, FOOBAR_SITE=site, FOOBAR_TALLY=str(folder / "tally.json"), FOOBAR_SITE_CA=ca or "")
@@ -315,7 +321,29 @@ def run_locust(
     limit = _seconds(run_time) + 90  # the hard outer timeout
     log = open(folder / "locust.log", "w")
     try:
-        if workers > 0:
+        if remote is not None:
+            port = 5557 + (uuid.uuid4().int % 2000)
+            master = subprocess.Popen(
+                [
+                    *locust,
+                    *common,
+                    "--master",
+                    "--master-bind-host",
+                    remote.master_address,
+                    "--master-bind-port",
+                    str(port),
+                    "--expect-workers",
+                    str(len(remote.hosts)),
+                    "--expect-workers-max-wait",
+                    "60",
+                ],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+            helpers = []
+            remote.start(port, limit, folder)
+        elif workers > 0:
             port = 5557 + (uuid.uuid4().int % 2000)
             master = subprocess.Popen(
                 [*locust, *common, "--master", "--expect-workers", str(workers), "--master-bind-port", str(port)],
@@ -344,9 +372,125 @@ def run_locust(
                 helper.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 helper.kill()
+        if remote is not None:
+            remote.join(timeout=30)
     finally:
         log.close()
-    return read_run(folder, code)
+    found = read_run(folder, code)
+    if remote is not None:
+        found["workers_on"] = remote.outcomes
+    return found
+
+
+class RemoteWorkers:
+    """One Locust worker on each of some load generators (role loadgen: Locust installed from the
+    control machine's own version, the stack's locustfiles), started over SSH, each reporting to
+    the master here on the address the control machine reaches them from; each bounded by
+    `timeout` on its host, so that none outlives the run even when this process dies.
+
+    inventory: the Inventory.
+    hosts: the load generators' inventory Hosts.
+    kind: round-robin or read-scaling (the locustfile each worker runs).
+    """
+
+    def __init__(self, inventory: Any, hosts: list[Any], kind: str) -> None:
+        self.inventory, self.hosts, self.kind = inventory, hosts, kind
+        self.master_address = control_address(hosts[0].address)
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self._threads: list[threading.Thread] = []
+
+    def command(self, port: int, limit: float) -> str:
+        """The worker's command line on a load generator."""
+        from ..core.shell import cmd
+        from .build import build_loadgen
+        from .loadgen_layout import FILES, SITE_CA, venv
+
+        env = venv(build_loadgen().release)
+        return cmd(
+            "env",
+            f"FOOBAR_SITE={domain(self.inventory)}",
+            f"FOOBAR_SITE_CA={SITE_CA if site_ca(self.inventory) else ''}",
+            "timeout",
+            "--kill-after=5",
+            str(int(limit)),
+            f"{env}/bin/locust",
+            "-f",
+            f"{FILES}/{KINDS[self.kind]}",
+            "--worker",
+            "--master-host",
+            self.master_address,
+            "--master-port",
+            str(port),
+        )
+
+    def check(self) -> None:
+        """Refuse to start when a load generator has no Locust of this version (LoadTestError)."""
+        from ..core.shell import cmd
+        from ..core.ssh import Remote
+        from .build import build_loadgen
+        from .loadgen_layout import venv
+
+        locust = f"{venv(build_loadgen().release)}/bin/locust"
+        for host in self.hosts:
+            with Remote(host, self.inventory) as remote:
+                found = remote.run(cmd("test", "-x", locust), timeout=30)
+            if found.exit_code != 0:
+                raise LoadTestError(
+                    f"{host.name}: no Locust at {locust}: apply the loadgen role to it first "
+                    f"(foobar-ops apply -i {self.inventory.path} loadgen --hosts {host.name})"
+                )
+
+    def start(self, port: int, limit: float, folder: Path) -> None:
+        """Start every worker (each on a thread of its own, its output kept in folder)."""
+        line = self.command(port, limit)
+        for host in self.hosts:
+            thread = threading.Thread(
+                target=self._work, args=(host, line, limit, folder), name=f"locust worker {host.name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _work(self, host: Any, line: str, limit: float, folder: Path) -> None:
+        from ..core.ssh import Remote
+
+        try:
+            with Remote(host, self.inventory) as remote:
+                done = remote.run(line, timeout=limit + 30)
+            (folder / f"worker-{host.name}.log").write_text(done.stdout + done.stderr)
+            self.outcomes[host.name] = {"exit": done.exit_code}
+        except FoobarOpsError as err:
+            self.outcomes[host.name] = {"exit": None, "error": str(err)}
+
+    def join(self, timeout: float) -> None:
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+
+
+def control_address(address: str) -> str:
+    """Return this machine's address on the way to a host: the source its packets to the host
+    leave from (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((address, 9))
+        return str(probe.getsockname()[0])
+
+
+def check_workers_on(inventory: Any, names: Any, workers: int) -> list[Any]:
+    """Return the load generators named for remote workers, checked: each an inventory host with
+    the loadgen role, named once, at most 32; not with local workers too (LoadTestError)."""
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+        raise LoadTestError(f"workers on {names!r}: name load generators (hosts with the loadgen role)")
+    if workers:
+        raise LoadTestError("give local workers or workers on load generators (--workers-on), not both")
+    if len(names) > 32 or len(set(names)) != len(names):
+        raise LoadTestError(f"workers on {', '.join(names)[:200]}: name each load generator once, at most 32")
+    generators = {h.name: h for h in inventory.hosts.values() if "loadgen" in h.roles}
+    strays = [n for n in names if n not in generators]
+    if strays:
+        raise LoadTestError(
+            f"workers on {', '.join(repr(n[:64]) for n in strays)}: not a load generator of {inventory.path} "
+            f"(hosts with the loadgen role: {', '.join(generators) or 'none'})"
+        )
+    return [generators[n] for n in names]
 
 
 def read_run(folder: Path, code: int) -> dict[str, Any]:
@@ -500,6 +644,7 @@ def run(
     run_time: str = "20s",
     workers: int = 0,
     folder: Path | None = None,
+    workers_on: list[str] | None = None,
 ) -> LoadTest:
     """Run one load test through the inventory's load balancer and return it with its verdict.
 
@@ -508,19 +653,32 @@ def run(
     users, spawn_rate, run_time: Locust's -u, -r, -t.
     workers: Locust worker processes (0: one process).
     folder: where to keep the run (default: a new folder under the records' loadtests/).
+    workers_on: load generators (inventory hosts with the loadgen role) that each run one worker
+        for a master here (instead of local workers).
     """
     if kind not in KINDS:
         raise LoadTestError(f"unknown load test {kind!r} (load tests: {', '.join(KINDS)})")
     check_load(users, spawn_rate, run_time, workers)
+    remote = None
+    if workers_on is not None:
+        remote = RemoteWorkers(inventory, check_workers_on(inventory, workers_on, workers), kind)
     if not lb_hosts(inventory):
         raise LoadTestError(f"{inventory.path}: no host has the haproxy role: nothing to send load through")
+    if remote is not None:
+        remote.check()
     address = site_address(inventory)
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     folder = folder or paths.records_dir() / "loadtests" / f"{kind}-{run_id}"
     test = LoadTest(
         kind,
         run_id,
-        parameters={"users": users, "spawn_rate": spawn_rate, "run_time": run_time, "workers": workers},
+        parameters={
+            "users": users,
+            "spawn_rate": spawn_rate,
+            "run_time": run_time,
+            "workers": workers,
+            **({"workers_on": list(workers_on)} if workers_on else {}),
+        },
         folder=str(folder),
     )
     lbtot_before, _, per_lb_before = _lbtot(inventory)
@@ -536,7 +694,10 @@ def run(
         run_time,
         workers,
         site_ca(inventory),
+        remote,
     )
+    if remote is not None:
+        test.extra["workers_on"] = ran.get("workers_on", {})
     test.extra["seconds"] = round(time.monotonic() - started, 1)
     lbtot_after, weights, per_lb_after = _lbtot(inventory)
     test.extra["lb_served"] = {lb: per_lb_after[lb] - per_lb_before.get(lb, 0) for lb in per_lb_after}

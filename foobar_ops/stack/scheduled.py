@@ -19,8 +19,8 @@ from ..core.shell import cmd
 from ..core.ssh import Remote
 from ..core.states import State
 from . import loadtest as lt
+from .loadgen_layout import RUNNER, RUNS
 from .roles.base import template
-from .roles.loadgen import RUNNER, RUNS
 from .topology import db_hosts, db_primary, domain, lb_hosts, read_weight, site_url, web_weight
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")

@@ -23,7 +23,7 @@ from tests.conftest import LAB_INVENTORY, PROJECT, run_cli
 from tests.lab.helpers import apply, get
 
 FOOBAR_OPS = Path(sys.executable).parent / "foobar-ops"
-HOSTS = ["lb-01", "lb-02", "web-01", "web-02", "loadgen-01"]
+HOSTS = ["lb-01", "lb-02", "web-01", "web-02", "loadgen-01", "loadgen-02", "mon-01"]
 TIMEOUT = 8  # the confirm_timeout of the lockout tests: short, so the host's own timer is seen to act
 
 
@@ -85,7 +85,9 @@ def test_every_path_between_the_hosts_is_as_the_rules_intend(deployed):
     }.items():
         assert checks[path]["expected"] == checks[path]["measured"] == expected, checks[path]
     assert {c["measured"] for c in doc["checks"] if c["port"] == 22 and c["from"] != "control"} == {"closed"}
-    assert len(checks) == 324  # 6 hosts and this machine as sources, 6 hosts, 9 ports (4, and monitoring's 5)
+    # 7 hosts and this machine as sources, each of the 7 hosts but itself as a target, 9 ports (4, and
+    # monitoring's 5): 49 x 9
+    assert len(checks) == 441
 
 
 def test_a_second_apply_changes_nothing_and_reloads_nothing(deployed):

@@ -18,7 +18,7 @@ from foobar_ops.core.inventory import load_inventory
 from foobar_ops.lab import KNOWN_HOSTS, PASSWORD_PATH
 from tests.conftest import LAB_INVENTORY, run_cli
 
-HOSTS = ["lb-01", "lb-02", "web-01", "web-02", "loadgen-01", "mon-01"]
+HOSTS = ["lb-01", "lb-02", "web-01", "web-02", "loadgen-01", "loadgen-02", "mon-01"]
 
 
 def lab_copy(tmp_path: Path, edit, name: str = "lab-copy.yml") -> Path:

@@ -106,6 +106,19 @@ def test_a_distributed_run_with_two_workers_gives_the_same_verdict(stack):
     assert doc["parameters"]["workers"] == 2 and sum(s["requests"] for s in doc["servers"].values()) > 100
 
 
+def test_workers_on_two_load_generators_give_the_same_tallies_and_a_passing_verdict(stack):
+    code, doc = loadtest("round-robin", "--run-time", "12s", "--workers-on", "loadgen-01,loadgen-02")
+    assert code == 0 and doc["verdict"] == "pass", [c for c in doc["checks"] if not c["ok"]]
+    assert doc["parameters"]["workers_on"] == ["loadgen-01", "loadgen-02"]
+    assert doc["extra"]["workers_on"] == {"loadgen-01": {"exit": 0}, "loadgen-02": {"exit": 0}}
+    total = sum(s["requests"] for s in doc["servers"].values())
+    assert total > 100 and all(abs(s["lbtot"] - s["requests"]) <= 0.02 * total for s in doc["servers"].values())
+    logs = {p.name for p in Path(doc["folder"]).glob("worker-*.log")}
+    assert logs == {"worker-loadgen-01.log", "worker-loadgen-02.log"}
+    refused = run_cli("loadtest", "round-robin", "-i", LAB_INVENTORY, "--workers-on", "web-01", "--json")
+    assert refused.code == 2 and "not a load generator" in refused.err
+
+
 def wait_for_runs(lab, name: str, count: int, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while True:

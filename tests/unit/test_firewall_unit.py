@@ -282,7 +282,7 @@ def test_the_check_names_every_path_and_what_the_rules_intend(tmp_path):
     assert {want for (src, _, port), want in paths.items() if port == 22 and src == CONTROL} == {"open"}
     assert {want for (src, _, port), want in paths.items() if port == 22 and src != CONTROL} == {"closed"}
     assert not [k for k in paths if k[0] == k[1]]  # a host is not checked against itself
-    assert len(paths) == (5 * 4 + 5) * 4  # 6 sources, 5 hosts, 4 ports (22, 80, 443, 3306)
+    assert len(paths) == (6 * 5 + 6) * 4  # 7 sources (6 hosts and this machine), 6 hosts, 4 ports (22, 80, 443, 3306)
 
 
 class Probe:

@@ -50,3 +50,28 @@ def test_the_plots_draw_and_the_shares_table_is_returned(tmp_path, monkeypatch):
     assert [line.get_label() for line in latency.get_lines()] == ["p50", "p95", "p99"]
     assert "1010 req/s" in latency.get_title()
     plt.close("all")
+
+
+def test_workers_on_takes_only_load_generators_named_once(tmp_path, monkeypatch):
+    import pytest
+
+    from foobar_ops.core.errors import LoadTestError
+    from foobar_ops.stack import load_inventory
+    from foobar_ops.stack.loadtest import check_workers_on
+
+    from .inventories import lab_doc, write_doc
+
+    for name in ("TEST_DB_PW", "TEST_REPL_PW", "TEST_SUDO"):
+        monkeypatch.setenv(name, "a-long-enough-secret-value-" + name.lower())
+    inv = load_inventory(write_doc(tmp_path, lab_doc()))
+    assert [h.name for h in check_workers_on(inv, ["loadgen-02", "loadgen-01"], 0)] == ["loadgen-02", "loadgen-01"]
+    for names, words in (
+        (["web-01"], "'web-01': not a load generator"),
+        (["loadgen-01; reboot"], "not a load generator"),
+        (["loadgen-01", "loadgen-01"], "name each load generator once"),
+        ([], "name load generators"),
+    ):
+        with pytest.raises(LoadTestError, match=words):
+            check_workers_on(inv, names, 0)
+    with pytest.raises(LoadTestError, match="not both"):
+        check_workers_on(inv, ["loadgen-01"], 2)

@@ -82,7 +82,7 @@ def test_inventory_copy_uses_env_secrets(inv):
     assert inv.secret("mysql_app_password").reveal() == DB_PW
     assert inv.secret("mysql_repl_password").reveal() == REPL_PW
     assert inv.host("web-01").sudo_password.reveal() == SUDO_PW
-    assert list(inv.hosts) == ["lb-01", "lb-02", "web-01", "web-02", "loadgen-01"]
+    assert list(inv.hosts) == ["lb-01", "lb-02", "web-01", "web-02", "loadgen-01", "loadgen-02"]
 
 
 def test_topology_of_the_lab(inv):

@@ -11,22 +11,13 @@ from ...core import states as s
 from ...core.shell import cmd
 from ...core.states import State
 from ..build import build_loadgen
+from ..loadgen_layout import FILES, ROOT, RUNNER, RUNS, SITE_CA, WHEELS, venv
 from ..loadtest import locustfiles
 from ..topology import TopologyError, site_ca
 from .base import Role, template
 from .inputs import StackInputs
 
-ROOT = "/opt/foobar-loadgen"
-WHEELS = f"{ROOT}/wheels"
-RUNS = "/var/lib/foobar-loadgen/runs"
-RUNNER = f"{ROOT}/run-loadtest"
-#: the CA the scheduled runs verify the site's certificate against (stack.tls.ca; absent: the system's)
-SITE_CA = f"{ROOT}/site-ca.pem"
-
-
-def venv(build_release: str) -> str:
-    """Return the folder of the load generator's venv for a Locust build."""
-    return f"{ROOT}/{build_release}"
+__all__ = ["ROLE", "ROOT", "RUNNER", "RUNS", "SITE_CA", "WHEELS", "states", "venv"]
 
 
 def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list[State[Any]]:
@@ -51,7 +42,7 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
     ]
     files = [
         s.file.managed(
-            f"{ROOT}/loadtests/{p.name}",
+            f"{FILES}/{p.name}",
             content=p.read_text(),
             require=["loadgen:files-dir"],
             id=f"loadgen:file:{p.name}",
@@ -75,7 +66,7 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
         s.pkg.installed("python3-venv", id="loadgen:python"),
         s.file.directory(ROOT, id="loadgen:root"),
         s.file.directory(WHEELS, require=["loadgen:root"], id="loadgen:wheels-dir"),
-        s.file.directory(f"{ROOT}/loadtests", require=["loadgen:root"], id="loadgen:files-dir"),
+        s.file.directory(FILES, require=["loadgen:root"], id="loadgen:files-dir"),
         s.file.directory(RUNS, id="loadgen:runs"),
         *wheels,
         *files,
@@ -89,7 +80,7 @@ def states(host: Any, inventory: Any, inputs: StackInputs | None = None) -> list
         s.file.managed(
             RUNNER,
             template=template("run-loadtest.j2"),
-            context={"venv": env, "runs": RUNS, "files": f"{ROOT}/loadtests", "site_ca": SITE_CA},
+            context={"venv": env, "runs": RUNS, "files": FILES, "site_ca": SITE_CA},
             mode="0755",
             require=["loadgen:root"],
             id="loadgen:runner",
