@@ -384,6 +384,10 @@ def cmd_runbook(args: argparse.Namespace) -> int:
         for rb in broken:
             print(f"foobar-ops: error: runbook {rb['name']} cannot be read: {rb['error']}", file=sys.stderr)
         return 1 if broken else 0
+    if args.name in ("schedule", "unschedule", "schedules"):
+        return _runbook_schedules(args)
+    if args.target:
+        raise FoobarOpsError(f"runbook {args.name}: unexpected {args.target!r} (one runbook at a time)")
     given = yaml_values(args.file, args.yaml)  # refused naming the -f or -y at fault
     texts = dict(args.parameter)
     done = runner.run(
@@ -411,6 +415,38 @@ def cmd_runbook(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return done.exit_code
+
+
+def _runbook_schedules(args: argparse.Namespace) -> int:
+    from ..runbooks import schedule
+    from .parser import DEFAULT_LAB_INVENTORY
+
+    inventory = args.inventory or DEFAULT_LAB_INVENTORY
+    if args.name == "schedules":
+        found = schedule.schedules(inventory)
+        if args.json:
+            print(json.dumps(found, indent=2, default=str))
+        else:
+            cols = ["runbook", "every", "host", "next", "last_started", "last_outcome", "last_run_id"]
+            print(table(found, cols) if found else "no runbook is scheduled")
+        return 0
+    if not args.target:
+        raise FoobarOpsError(f"runbook {args.name}: name the runbook: foobar-ops runbook {args.name} RUNBOOK")
+    common = {"journal": args.journal, "command": args.command_line}
+    if args.name == "unschedule":
+        return _print_report(schedule.unschedule(inventory, args.target, **common), args)
+    from ..runbooks.parameters import yaml_values
+
+    report = schedule.schedule(
+        inventory,
+        args.target,
+        every=args.every,
+        timeout=args.timeout,
+        texts=dict(args.parameter),
+        given=yaml_values(args.file, args.yaml),
+        **common,
+    )
+    return _print_report(report, args)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:

@@ -226,9 +226,18 @@ def _runbook(sub: Sub) -> None:
         "runbook",
         help="run a runbook (`runbook list` lists them)",
         description="Run a runbook: `foobar-ops runbook NAME -i INV [-p NAME VALUE ...]`, or list "
-        "them: `foobar-ops runbook list [--json]`.",
+        "them: `foobar-ops runbook list [--json]`. On a timer, on the inventory's scheduler host: "
+        "`runbook schedule NAME --every 1h [-p NAME VALUE ...]`, `runbook unschedule NAME`, "
+        "`runbook schedules [--json]`.",
     )
-    p.add_argument("name", metavar="NAME", help="the runbook (runbooks/NAME.py), or `list`")
+    p.add_argument(
+        "name", metavar="NAME", help="the runbook (runbooks/NAME.py), or list, schedule, unschedule, schedules"
+    )
+    p.add_argument("target", metavar="RUNBOOK", nargs="?", help="with schedule or unschedule: the runbook")
+    p.add_argument("--every", default="1h", help="with schedule: how often (30s, 15m, 1h, 1d; default 1h)")
+    p.add_argument(
+        "--timeout", default="30m", help="with schedule: how long a run may take before it is stopped (default 30m)"
+    )
     _inventory(p, required=False, default=None)
     p.add_argument(
         "-p",

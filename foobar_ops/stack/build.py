@@ -167,3 +167,93 @@ def build_loadgen(version: str | None = None, out_dir: Path | None = None) -> Ap
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     return AppBuild(version, f"locust-{version}", tuple(sorted(target.glob("*.whl"))))
+
+
+#: foobar_ops's own checkout (its sources, its pyproject), built for a host that runs scheduled runbooks.
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def build_runner(out_dir: Path | None = None) -> AppBuild:
+    """Build foobar_ops itself for a host that runs scheduled runbooks (CPython 3.11 on x86_64, no
+    route out): its wheel (once per source hash) and its dependencies' wheels (once per dependency
+    list), from the checkout this foobar_ops runs from.
+
+    out_dir: where they are cached (default: CACHE/runner-wheels).
+    """
+    from ..core.version import __version__
+
+    project = CHECKOUT / "pyproject.toml"
+    if not project.is_file() or not (CHECKOUT / "foobar_ops").is_dir():
+        raise BuildError(f"scheduling runbooks on a host needs foobar_ops's source checkout; {CHECKOUT} is not one")
+    out_dir = out_dir or paths.cache_dir() / "runner-wheels"
+    digest = hashlib.sha256(project.read_bytes())
+    for path in sorted(p for p in (CHECKOUT / "foobar_ops").rglob("*") if p.is_file() and _is_source(p, CHECKOUT)):
+        if path.suffix not in (".pyc",):
+            digest.update(str(path.relative_to(CHECKOUT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    release = f"foobar_ops-{__version__}-{digest.hexdigest()[:10]}"
+    own = out_dir / "self" / release
+    if not (own / ".complete").exists():
+        tmp = own.with_name(own.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        scratch = tmp / ".src"
+        scratch.mkdir(parents=True)
+        shutil.copytree(CHECKOUT / "foobar_ops", scratch / "foobar_ops", ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(CHECKOUT / name, scratch / name)
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp), str(scratch)],
+            capture_output=True,
+            text=True,
+        )
+        shutil.rmtree(scratch, ignore_errors=True)
+        if done.returncode != 0:
+            raise BuildError(f"pip wheel foobar_ops failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
+        (tmp / ".complete").write_text("ok\n")
+        shutil.rmtree(own, ignore_errors=True)
+        tmp.rename(own)
+    requirements = list(tomllib.loads(project.read_text())["project"]["dependencies"])
+    deps = out_dir / "deps" / hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:16]
+    if not (deps / ".complete").exists():
+        _download(requirements, deps)
+    return AppBuild(__version__, release, tuple(sorted(own.glob("*.whl"))) + tuple(sorted(deps.glob("*.whl"))))
+
+
+def _download(requirements: list[str], target: Path) -> None:
+    """Fetch the wheels of requirements (and theirs) for the hosts' Python into target."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    platforms = [arg for p in LOADGEN_PLATFORMS for arg in ("--platform", p)]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            *platforms,
+            "--python-version",
+            "311",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+            "--abi",
+            "abi3",
+            "--abi",
+            "none",
+            "-d",
+            str(tmp),
+            *requirements,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise BuildError(
+            f"pip download of foobar_ops's dependencies failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}"
+        )
+    (tmp / ".complete").write_text("ok\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)

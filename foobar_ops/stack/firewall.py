@@ -135,11 +135,15 @@ def openings(host: Any, inventory: Any) -> list[Opening]:
     sources on every host, the site on load balancers, VRRP from the peers, HTTP from the load
     balancers on web servers, MariaDB from the app hosts and the other database nodes; with
     monitoring, the exporters from the monitoring host and Prometheus and Alertmanager from the
-    admin sources) and the inventory's own `allow` entries for it."""
+    admin sources; with a scheduler host (stack.scheduler), SSH from it on the others: it runs the
+    scheduled runbooks) and the inventory's own `allow` entries for it."""
     found = settings(inventory)
     if found is None:
         return []
     out = [Opening("tcp", int(host.port), found.admin_sources, "ssh from the admin sources")]
+    named = stack_vars(inventory).get("scheduler")
+    if named and named in inventory.hosts and named != host.name:
+        out.append(Opening("tcp", int(host.port), (_ip(inventory.hosts[named], inventory),), "ssh from the scheduler"))
     roles = set(host.roles)
     http = ports(inventory)["http"]
     if "haproxy" in roles:

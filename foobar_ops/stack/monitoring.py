@@ -90,6 +90,7 @@ DEFAULT_FOR: dict[str, str] = {
     "SiteDown": "30s",
     "SiteCertificateExpiring": "0s",
     "High5xxRate": "1m",
+    "ScheduledRunbookFailed": "0s",
 }
 RULE_NAMES = tuple(DEFAULT_FOR)
 #: Days before a certificate's end at which its alert warns, and at which it is critical (the
@@ -417,6 +418,14 @@ def rules(inventory: Any | None = None, alert_for: dict[str, str] | None = None)
             "warning",
             "{{ $value | humanizePercentage }} of the answers through {{ $labels.instance }} are 5xx",
             wait["High5xxRate"],
+        ),
+        _rule(
+            "ScheduledRunbookFailed",
+            "foobar_runbook_schedule_failed == 1",
+            "warning",
+            "the scheduled runbook {{ $labels.runbook }} on {{ $labels.instance }} did not end ok "
+            "({{ $labels.result }})",
+            wait["ScheduledRunbookFailed"],
         ),
     ]
     # the floating address: only when the inventory has one, held by keepalived hosts (None: two)

@@ -110,6 +110,8 @@ STACK_TYPES: typed.Spec = {
             ),
         }
     ),
+    # the host that runs scheduled runbooks (`foobar-ops runbook schedule`; see stack/scheduler.py)
+    "scheduler": _NAME,
     # two-person change control: every change to the hosts' roles goes through a saved plan that
     # someone other than its author approved (see ops.apply_plan)
     "change_control": typed.mapping_of({"require_approval": typed.switch()}),

@@ -267,3 +267,59 @@ def test_monitoring_is_reached_only_where_the_firewall_allows(watched):
     assert seen[("control", "mon-01", ports["alertmanager"])] == "open"
     assert seen[("web-01", "mon-01", ports["prometheus"])] == "closed"
     assert seen[("control", "web-01", ports["node"])] == "closed"
+
+
+def schedules() -> dict[str, dict]:
+    done = run_cli("runbook", "schedules", "-i", LAB_INVENTORY, "--json")
+    assert done.code == 0, done
+    return {s["runbook"]: s for s in done.json()}
+
+
+def wait_for_outcome(lab, outcome: str, after: str | None, timeout: float = 180) -> dict:
+    started = time.monotonic()
+    while True:
+        found = schedules().get("health_report") or {}
+        if found.get("last_outcome") == outcome and found.get("last_started") != after:
+            return found
+        assert time.monotonic() - started < timeout, f"no {outcome} run of health_report: {found}"
+        time.sleep(2)
+
+
+def test_a_scheduled_runbook_runs_on_its_timer_is_journaled_and_a_failed_run_alerts(watched):
+    lab = watched["lab"]
+    unit = "foobar-runbook-health_report.service"
+    done = run_cli("runbook", "schedule", "health_report", "-i", LAB_INVENTORY, "--every", "1h", "-p", "minutes", "5")
+    assert done.code == 0, done
+    try:
+        ran = wait_for_outcome(lab, "ok", None)  # the timer's first run, a few seconds after
+        assert ran["host"] == "mon-01" and ran["parameters"] == {"minutes": 5} and ran["next"]
+        assert lab.run("mon-01", ["test", "-s", ran["last_notebook"]]).returncode == 0
+        again = run_cli(
+            "runbook", "schedule", "health_report", "-i", LAB_INVENTORY, "--every", "1h", "-p", "minutes", "5", "--json"
+        )
+        assert again.code == 0 and again.json()["summary"]["changed"] == 0, again.json()["summary"]
+        refused = run_cli("runbook", "schedule", "health_report", "-i", LAB_INVENTORY, "-p", "minuets", "5")
+        assert refused.code == 2 and "unknown parameter 'minuets' (did you mean 'minutes'?)" in refused.err
+
+        since = now_iso()
+        short = run_cli("runbook", "schedule", "health_report", "-i", LAB_INVENTORY, "--timeout", "2s")
+        assert short.code == 0, short
+        assert lab.run("mon-01", ["systemctl", "start", "--no-block", unit]).returncode == 0
+        failed = wait_for_outcome(lab, "timeout", ran["last_started"])
+        assert failed["systemd_result"] == "timeout"
+        _, row = wait_for_row("ScheduledRunbookFailed", "firing", since, 90, {"instance": "mon-01"})
+        assert "health_report" in row["summary"] and "timeout" in row["summary"]
+
+        back = run_cli("runbook", "schedule", "health_report", "-i", LAB_INVENTORY, "-p", "minutes", "5")
+        assert back.code == 0, back
+        assert lab.run("mon-01", ["systemctl", "start", "--no-block", unit]).returncode == 0
+        wait_for_outcome(lab, "ok", failed["last_started"])
+        wait_for_row("ScheduledRunbookFailed", "resolved", since, 90, {"instance": "mon-01"})
+    finally:
+        gone = run_cli("runbook", "unschedule", "health_report", "-i", LAB_INVENTORY)
+        assert gone.code == 0, gone
+    assert "health_report" not in schedules()
+    timers = lab.run("mon-01", ["systemctl", "list-timers", "--all", "--no-pager"]).stdout
+    assert "foobar-runbook-health_report" not in timers
+    rows = json.loads(run_cli("records", "list", "--limit", "30", "--json").out)["rows"]
+    assert any(r["command"].startswith("foobar-ops runbook schedule health_report") for r in rows)
