@@ -151,6 +151,10 @@ class IdentityError(FoobarOpsError):
     """Who runs cannot be told: FOOBAR_OPS_USER is not a plain name."""
 
 
+class ScheduleError(FoobarOpsError):
+    """A runbook cannot be scheduled as asked (a bad name, period, timeout, host or secret)."""
+
+
 class JournalError(FoobarOpsError):
     """The journal could not be read or written, or a query was malformed."""
 

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import FoobarOpsError
+from ..core.errors import FoobarOpsError, ScheduleError
 from ..ops.common import inventory_of, journal_of
 from ..stack import scheduler
 from .catalog import find, folder
@@ -27,10 +27,10 @@ _SPAN = re.compile(r"[1-9][0-9]{0,5}(s|m|min|h|d)")
 
 def _check(name: str, every: str, timeout: str) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise scheduler.ScheduleError(f"runbook name {name!r}: lowercase letters, digits and '_' (at most 64)")
+        raise ScheduleError(f"runbook name {name!r}: lowercase letters, digits and '_' (at most 64)")
     for flag, value in (("--every", every), ("--timeout", timeout)):
         if not isinstance(value, str) or not _SPAN.fullmatch(value):
-            raise scheduler.ScheduleError(f"{flag} {value!r}: give a time span such as 30s, 15m, 1h or 1d")
+            raise ScheduleError(f"{flag} {value!r}: give a time span such as 30s, 15m, 1h or 1d")
 
 
 def schedule(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import states as s
-from ..core.errors import FoobarOpsError, TopologyError
+from ..core.errors import ScheduleError, TopologyError
 from ..core.states import State
 from .build import AppBuild
 from .monitoring import TEXTFILE_DIR
@@ -29,10 +29,6 @@ SCHEDULES = f"{CONF}/schedules"
 HOME = "/var/lib/foobar-ops-scheduler"
 OUTCOME = f"{ROOT}/runbook-outcome"
 STATUS = f"{ROOT}/schedules-status"
-
-
-class ScheduleError(FoobarOpsError):
-    """A runbook cannot be scheduled as asked (a bad name, period, timeout or host)."""
 
 
 def venv(release: str) -> str:
