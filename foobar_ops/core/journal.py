@@ -77,6 +77,12 @@ def whoami() -> str:
     """Return who is running: $FOOBAR_OPS_USER when set (an identity given explicitly, e.g. by a
     shared automation account acting for a person), else the sudo user when run through sudo, else
     the login name. An identity that is not a plain name is refused (IdentityError)."""
+    return identity()[0]
+
+
+def identity() -> tuple[str, str]:
+    """Return who is running and where that came from: FOOBAR_OPS_USER (given explicitly), sudo
+    (SUDO_USER) or login (see whoami)."""
     given = os.environ.get("FOOBAR_OPS_USER")
     if given is not None:
         if not _IDENTITY.fullmatch(given):
@@ -84,8 +90,10 @@ def whoami() -> str:
                 f"FOOBAR_OPS_USER {given[:80]!r} is not a plain name: 1 to 64 letters, digits or ._@+- "
                 "(starting with a letter or digit)"
             )
-        return given
-    return os.environ.get("SUDO_USER") or getpass.getuser()
+        return given, "FOOBAR_OPS_USER"
+    if os.environ.get("SUDO_USER"):
+        return os.environ["SUDO_USER"], "sudo"
+    return getpass.getuser(), "login"
 
 
 class Journal:
@@ -256,6 +264,7 @@ class Journal:
         """
         run_id = run_id or new_run_id()
         approval = approval or {}
+        user, source = identity()
         runbook = runbook or self.runbook
         output_notebook = output_notebook or self.output_notebook
         params = mask_known(json.dumps(mask_deep(parameters or {}), default=str, sort_keys=True))
@@ -263,7 +272,8 @@ class Journal:
             insert(RUNS).values(
                 run_id=run_id,
                 started=_now(),
-                user=whoami(),
+                user=user,
+                user_source=source,
                 command=mask_command(command),
                 runbook=runbook,
                 parameters=params,

@@ -18,7 +18,7 @@ from .version import __version__
 
 __all__ = ["ALERTS", "HOSTS", "META", "METADATA", "RESULTS", "RUNS", "SCHEMA_VERSION", "TABLES", "migrate"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 METADATA = MetaData()
 RUNS = Table(
@@ -46,6 +46,8 @@ RUNS = Table(
     Column("heartbeat", String(40)),  # the last sign of life of a run still running
     # change control (stack.change_control): who made the plan a run applies, who approved it, and
     # the digest of that plan; an approval (`plan approve`) records the plan's author and digest
+    # where `user` came from: FOOBAR_OPS_USER (an identity given explicitly), sudo or login
+    Column("user_source", String(32)),
     Column("planned_by", String(255)),
     Column("approved_by", String(255)),
     Column("plan_digest", String(64)),
@@ -148,7 +150,12 @@ def _add_change_control(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {kind}"))
 
 
-_MIGRATIONS: dict[int, Any] = {3: _add_liveness, 4: _add_alerts, 5: _add_change_control}
+def _add_user_source(conn: Connection) -> None:
+    """Schema 6 to 7: where each run's user came from (FOOBAR_OPS_USER, sudo, login)."""
+    conn.execute(text("ALTER TABLE runs ADD COLUMN user_source VARCHAR(32)"))
+
+
+_MIGRATIONS: dict[int, Any] = {3: _add_liveness, 4: _add_alerts, 5: _add_change_control, 6: _add_user_source}
 
 #: The tables a spooled record may name.
 TABLES = {t.name: t for t in (RUNS, RESULTS, HOSTS)}

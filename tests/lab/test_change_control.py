@@ -51,8 +51,10 @@ def test_alice_plans_bob_approves_alice_applies_and_an_edited_plan_is_refused(la
         assert "# drifted by hand" not in lab.run("web-02", ["cat", SITE]).stdout
         row = json.loads(run_cli("records", "show", report["run_id"], "--json").out)["run"]
         assert (row["user"], row["planned_by"], row["approved_by"]) == ("alice", "alice", "bob")
+        assert row["user_source"] == "FOOBAR_OPS_USER"
         listed = run_cli("records", "list", "--limit", "5")
         assert "PLANNED_BY" in listed.out and "APPROVED_BY" in listed.out
+        assert "alice (FOOBAR_OPS_USER)" in listed.out
 
         edited = json.loads(plan.read_text())
         edited["selection"]["hosts"] = "web-01"

@@ -57,6 +57,7 @@ def test_the_author_cannot_approve_and_the_refusal_is_journaled(setup):
     runs = setup["journal"].runs()
     refused = runs[runs["command"] == "plan approve"].iloc[0]
     assert refused["status"] == "refused" and refused["user"] == "alice"
+    assert refused["user_source"] == "FOOBAR_OPS_USER"  # the journal shows the identity was given
     assert setup["journal"].approvals(SavedPlan.load(setup["plan"]).digest()) == []
 
 
