@@ -428,7 +428,7 @@ def _runbook_schedules(args: argparse.Namespace) -> int:
 
     inventory = args.inventory or DEFAULT_LAB_INVENTORY
     if args.name == "schedules":
-        found = schedule.schedules(inventory)
+        found = schedule.schedules(inventory, journal=args.journal)
         if args.json:
             print(json.dumps(found, indent=2, default=str))
         else:

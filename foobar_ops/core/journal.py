@@ -403,6 +403,36 @@ class Journal:
             raise
         run.finish("failed" if run.failed or run.errors else "ok")
 
+    def import_runs(
+        self, runs: list[dict[str, Any]], results: list[dict[str, Any]], hosts: list[dict[str, Any]]
+    ) -> int:
+        """Add finished runs recorded by another journal (e.g. the scheduler host's), with their
+        results and host outcomes; a run already here is left as it is. Return how many were added.
+
+        runs, results, hosts: rows of those tables (columns this schema lacks are left out).
+        """
+        keep = {t.name: {c.name for c in t.c} - {"seq"} for t in (RUNS, RESULTS, HOSTS)}
+        ids = [str(r.get("run_id")) for r in runs if r.get("run_id") and r.get("finished")]
+        if not ids:
+            return 0
+        try:
+            with self.lock, self.engine.begin() as conn:
+                there = {row[0] for row in conn.execute(select(RUNS.c.run_id).where(RUNS.c.run_id.in_(ids)))}
+                fresh = set(ids) - there
+                if not fresh:
+                    return 0
+                for table, rows in ((RUNS, runs), (RESULTS, results), (HOSTS, hosts)):
+                    chosen = [
+                        {k: v for k, v in row.items() if k in keep[table.name]}
+                        for row in rows
+                        if row.get("run_id") in fresh
+                    ]
+                    if chosen:
+                        conn.execute(insert(table), chosen)
+        except SQLAlchemyError as err:
+            raise JournalError(f"journal {self.path}: cannot write: {mask_known(str(err).splitlines()[0])}") from None
+        return len(fresh)
+
     def add_alerts(self, alerts: list[dict[str, Any]]) -> int:
         """Record alerts delivered by Alertmanager (see stack.alerts.rows): each firing and each
         resolution once, however often Alertmanager repeats it. Return how many were new.

@@ -106,10 +106,17 @@ def unschedule(
     )
 
 
-def schedules(inventory: Inventory | str | Path) -> list[dict[str, Any]]:
+def schedules(
+    inventory: Inventory | str | Path, *, journal: Journal | str | Path | None = None
+) -> list[dict[str, Any]]:
     """Return every runbook scheduled on the scheduler host: runbook, every, timeout, parameters,
     next (the timer's next run), last (the last run: started, finished, status, run_id, its output
-    notebook there, and systemd's result), in one round trip."""
+    notebook there, and systemd's result), in one round trip. The scheduled runs that ended since
+    are added to this machine's journal (`records list` shows them, as `schedule-NAME`).
+
+    inventory: the Inventory, or its path.
+    journal: this machine's journal (default: the records folder's).
+    """
     from ..core.shell import cmd
     from ..core.ssh import Remote
 
@@ -120,9 +127,12 @@ def schedules(inventory: Inventory | str | Path) -> list[dict[str, Any]]:
         done = remote.run(cmd("sh", "-c", script), sudo=host.user != "root", timeout=60)
     if done.exit_code != 0:
         raise FoobarOpsError(f"{host.name}: cannot read the schedules: {(done.stderr or done.stdout).strip()[:300]}")
-    found = json.loads(done.stdout or "[]")
+    doc = json.loads(done.stdout or "{}")
+    records = doc.get("records") or {}
+    if records.get("runs"):
+        journal_of(journal).import_runs(records["runs"], records.get("results") or [], records.get("hosts") or [])
     out = []
-    for item in found:
+    for item in doc.get("schedules") or []:
         timer, service, last = item.get("timer") or {}, item.get("service") or {}, item.get("last") or {}
         out.append(
             {

@@ -294,6 +294,9 @@ def test_a_scheduled_runbook_runs_on_its_timer_is_journaled_and_a_failed_run_ale
         ran = wait_for_outcome(lab, "ok", None)  # the timer's first run, a few seconds after
         assert ran["host"] == "mon-01" and ran["parameters"] == {"minutes": 5} and ran["next"]
         assert lab.run("mon-01", ["test", "-s", ran["last_notebook"]]).returncode == 0
+        rows = json.loads(run_cli("records", "list", "--limit", "50", "--json").out)["rows"]
+        mine = [r for r in rows if r["run_id"] == ran["last_run_id"]]  # brought here by `runbook schedules`
+        assert mine and mine[0]["user"] == "schedule-health_report" and mine[0]["status"] == "ok", mine
         again = run_cli(
             "runbook", "schedule", "health_report", "-i", LAB_INVENTORY, "--every", "1h", "-p", "minutes", "5", "--json"
         )
