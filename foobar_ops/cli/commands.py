@@ -466,7 +466,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         spawn_rate=args.spawn_rate,
         run_time=args.run_time,
         workers=args.workers,
-        workers_on=[h for h in (args.workers_on or "").split(",") if h] or None,
+        workers_on=None if args.workers_on is None else [h.strip() for h in args.workers_on.split(",") if h.strip()],
         compare=compare,
         journal=args.journal,
         command=args.command_line,

@@ -337,6 +337,15 @@ class Journal:
             ],
         )
 
+    def set_plan(self, run_id: str, digest: str, planned_by: str) -> None:
+        """Record on a test-mode run the digest of the plan it saved, and who made it: what an
+        approval and an apply under change control hold the plan file to.
+
+        run_id: the planning run.
+        digest, planned_by: the saved plan's digest and author.
+        """
+        self._keep(RUNS, {"plan_digest": digest, "planned_by": planned_by}, run_id)
+
     def set_outputs(self, run_id: str, notebook: str | None, html: str | None) -> None:
         """Link a run to its output notebook and its HTML rendering.
 

@@ -104,7 +104,9 @@ class SavedPlan:
             plan = cls(**doc)
         except TypeError as err:
             raise PlanFileError(f"plan {path}: {err}") from None
-        if sealed is not None and sealed != plan.digest():
+        if sealed is None:
+            raise PlanFileError(f"plan {path} carries no digest (made by an older foobar_ops?): make a new plan")
+        if sealed != plan.digest():
             raise PlanFileError(
                 f"plan {path} was edited after it was made (run {plan.run_id}): its content no longer "
                 "matches its digest; make a new plan"

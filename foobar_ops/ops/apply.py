@@ -14,7 +14,7 @@ from ..core.run import check_lock_wait, check_parallel
 from ..stack.topology import check_roles
 from .changecontrol import approval_of as _approval
 from .changecontrol import controlled as _controlled
-from .common import inventory_of, recorded
+from .common import inventory_of, journal_of, recorded
 
 if TYPE_CHECKING:
     from ..core.journal import Journal
@@ -91,7 +91,7 @@ def deploy(
             remotes=remotes,
             approval=approval,
         )
-    _save(report, inv, {"roles": roles, "hosts": hosts, "states": None}, save_plan)
+    _save(report, inv, {"roles": roles, "hosts": hosts, "states": None}, save_plan, journal)
     return report
 
 
@@ -112,12 +112,27 @@ def _connecting(
             remote.close()
 
 
-def _save(report: Report, inventory: Inventory, selection: dict[str, Any], path: str | Path | None) -> None:
-    if path is not None:
-        from ..core.savedplan import SavedPlan
+def _save(
+    report: Report,
+    inventory: Inventory,
+    selection: dict[str, Any],
+    path: str | Path | None,
+    journal: Journal | str | Path | None,
+) -> None:
+    """Save the plan of a test-mode run, and record its digest and author on the run; a plan that
+    did not see every host as it is (a host unreachable, a state that failed) is not saved."""
+    if path is None:
+        return
+    from ..core.errors import PlanFileError
+    from ..core.savedplan import SavedPlan
 
-        SavedPlan.from_report(report, inventory, selection).save(path)
-        report.plan_file = str(path)
+    if not report.ok:
+        bad = ", ".join(report.failed_hosts) or "a state failed"
+        raise PlanFileError(f"plan not saved to {path}: the plan did not see every host as it is ({bad})")
+    saved = SavedPlan.from_report(report, inventory, selection)
+    saved.save(path)
+    journal_of(journal).set_plan(report.run_id, saved.digest(), saved.planned_by)
+    report.plan_file = str(path)
 
 
 def apply_plan(
@@ -253,7 +268,7 @@ def apply_states(
             lock_wait=lock_wait,
             remotes=remotes,
         )
-    _save(report, inv, {"roles": [], "hosts": hosts, "states": str(Path(state_file).resolve())}, save_plan)
+    _save(report, inv, {"roles": [], "hosts": hosts, "states": str(Path(state_file).resolve())}, save_plan, journal)
     return report
 
 

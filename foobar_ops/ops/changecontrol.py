@@ -57,19 +57,32 @@ def controlled(
 
 
 def author(saved: SavedPlan, opened: Journal, plan_file: str | Path) -> str:
-    """Who made the plan: the user of its planning run in the journal, which the plan's own
-    planned_by must agree with (else the file was made to name someone else)."""
+    """Who made the plan: the user of its planning run in the journal, which must be a plan run
+    that recorded this very plan (its digest) and this author; else ApprovalError (the file was
+    made elsewhere, or made to say something its run did not save)."""
     row = opened.run(saved.run_id) if saved.run_id else None
-    on_record = str(row["user"]) if row and row.get("user") else ""
-    if on_record and saved.planned_by and on_record != saved.planned_by:
+    if row is None:
+        raise ApprovalError(
+            f"plan {plan_file}: its planning run {saved.run_id or '?'} is not in the journal {opened.path}: "
+            "plan, approve and apply with one journal"
+        )
+    if not row.get("test") or row.get("plan_digest") != saved.digest():
+        raise ApprovalError(
+            f"plan {plan_file} is not the plan its run {saved.run_id} saved (the journal holds another digest): "
+            "make a new plan"
+        )
+    on_record = str(row.get("user") or "")
+    if not on_record or on_record != saved.planned_by or row.get("planned_by") != saved.planned_by:
         raise ApprovalError(
             f"plan {plan_file} says it was made by {saved.planned_by!r}, but its planning run "
             f"{saved.run_id} was {on_record!r}'s: make a new plan"
         )
-    who = on_record or saved.planned_by
-    if not who:
-        raise ApprovalError(f"plan {plan_file} names no author (made by an older foobar_ops): make a new plan")
-    return who
+    return on_record
+
+
+def same(a: str, b: str) -> bool:
+    """Whether two identities are the same person (case aside: Alice is alice)."""
+    return a.casefold() == b.casefold()
 
 
 def approval_of(
@@ -91,7 +104,7 @@ def approval_of(
         if required:
             _refuse(opened, command, inventory, params, str(err))
         by = saved.planned_by
-    others = [a for a in opened.approvals(digest) if a["user"] != by]
+    others = [a for a in opened.approvals(digest) if not same(str(a["user"]), by)]
     if required and not others:
         stale = [a for a in saved.approvals if a.get("digest") != digest]
         if stale:
@@ -137,7 +150,7 @@ def approve_plan(
     digest = saved.digest()
     params = {"plan": str(plan_file), "planned_in": saved.run_id, "origin": command}
     by = author(saved, opened, plan_file)
-    if me == by:
+    if same(me, by):
         run_id = opened.start_run(
             command=APPROVE_COMMAND, parameters=params, approval={"planned_by": by, "plan_digest": digest}
         )
@@ -145,7 +158,7 @@ def approve_plan(
         opened.finish_run(run_id, "refused", why)
         raise ApprovalError(why)
     done = {"plan": str(plan_file), "digest": digest, "planned_by": by, "approved_by": me}
-    before = [a for a in opened.approvals(digest) if a["user"] == me]
+    before = [a for a in opened.approvals(digest) if same(str(a["user"]), me)]
     if before:
         return {**done, "run_id": before[0]["run_id"], "already": True}
     run_id = opened.start_run(

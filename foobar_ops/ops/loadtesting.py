@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import ApprovalError
 from ..core.inventory import Inventory
 from ..core.journal import Journal
 from ..core.result import Result, Status
 from ..stack import loadtest as lt
-from ..stack.topology import db_replicas, site_address
+from ..stack.topology import db_replicas, require_approval, site_address
 from .apply import deploy
 from .common import inventory_of, journal_of
 
@@ -44,6 +45,12 @@ def loadtest(
     """
     inv = inventory_of(inventory)
     params = {"kind": kind, "users": users, "spawn_rate": spawn_rate, "run_time": run_time, "workers": workers}
+    compared = kind == "read-scaling" and (compare if compare is not None else True) and bool(db_replicas(inv))
+    if compared and require_approval(inv):
+        raise ApprovalError(
+            "loadtest read-scaling compares with a run with the replicas out of the read pool, which redeploys the "
+            "app: under change control (stack.change_control) give --no-compare"
+        )
     if workers_on is not None:
         params["workers_on"] = list(workers_on)
         lt.check_workers_on(inv, workers_on, workers)  # a bad name is refused before anything is recorded
@@ -52,7 +59,7 @@ def loadtest(
     ) as run:
         load: dict[str, Any] = {"users": users, "spawn_rate": spawn_rate, "run_time": run_time, "workers": workers}
         test = lt.run(inv, kind, **load, workers_on=workers_on)
-        if kind == "read-scaling" and (compare if compare is not None else True) and db_replicas(inv):
+        if compared:
             test.extra["primary_only"] = _primary_only(inv, load, workers_on, journal)
             alone = test.extra["primary_only"]
             test.extra["read_scaling_ratio"] = round(test.rps / alone["rps"], 2) if alone.get("rps") else None

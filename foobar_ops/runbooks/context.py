@@ -4,10 +4,11 @@ journaled run of the runbook linked to its output notebook, progress as it runs.
 from __future__ import annotations
 
 import atexit
+import os
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import RunbookNotFound
+from ..core.errors import RunbookNotFound, RunbookParameterError
 from ..core.journal import Journal
 from ..core.progress import Progress
 from .parameters import Param, check_parameters
@@ -34,16 +35,28 @@ class RunbookContext:
         given_out = namespace.get("output_notebook")
         stem = Path(given_out).stem if isinstance(given_out, str) and given_out else None
         name = name or (stem.rsplit("-", 3)[0] if stem else None)
-        self.params = check_parameters(namespace, params=_declared(name))
-        self.run_id = self.params.get("run_id")
-        self.output_notebook = self.params.get("output_notebook")
         self.name = name or "notebook"
-        self.journal = Journal(runbook=self.name, output_notebook=self.output_notebook)
+        self.journal = Journal(runbook=self.name, output_notebook=given_out if isinstance(given_out, str) else None)
+        shell = namespace.get("get_ipython")
+        interactive = callable(shell) and shell() is not None
+        # run by the runner: a run_id it journaled as running (a run_id given by hand is not one)
+        given_id = namespace.get("run_id")
+        by_runner = isinstance(given_id, str) and (
+            os.environ.get(RUNNER_RUN) == given_id or _running(self.journal, given_id)
+        )
+        try:
+            self.params = check_parameters(namespace, params=_declared(name), direct=not by_runner)
+        except RunbookParameterError as err:
+            if interactive and not by_runner:  # papermill's own run: journaled as refused, as the runner's is
+                refused = self.journal.start_run(command=f"papermill {self.name}", runbook=self.name)
+                self.journal.finish_run(refused, "refused", str(err))
+            raise
+        self.run_id = self.params.get("run_id") if by_runner else None
+        self.output_notebook = self.params.get("output_notebook")
         self.lock_wait = float(self.params.get("lock_wait") or 0.0)
         self.progress = Progress()
         self.own_run: str | None = None
-        shell = namespace.get("get_ipython")
-        if self.run_id is None and callable(shell) and shell() is not None:
+        if not by_runner and interactive and callable(shell):
             self._journal_itself(shell())
 
     def _journal_itself(self, shell: Any) -> None:
@@ -103,6 +116,19 @@ class RunbookContext:
         """Return a path for a file this run keeps beside its output notebook (e.g. its plan)."""
         base = Path(self.output_notebook) if self.output_notebook else Path.cwd() / f"{self.name}.ipynb"
         return str(base.with_name(f"{base.stem}.{name}"))
+
+
+#: Set by the runner for the kernel it starts: the run id it journaled the run as.
+RUNNER_RUN = "FOOBAR_OPS_RUNNER_RUN"
+
+
+def _running(journal: Journal, run_id: str) -> bool:
+    """Whether run_id is a run the journal holds as running (the runner's, which started it)."""
+    try:
+        found = journal.run(run_id)
+    except Exception:  # noqa: BLE001 - a journal that cannot be read: the run is not the runner's
+        return False
+    return found is not None and found.get("status") == "running"
 
 
 def _declared(name: str | None) -> list[Param] | None:

@@ -324,6 +324,7 @@ def check_parameters(
     namespace: dict[str, Any],
     spec: dict[str, tuple[type, ...]] | None = None,
     params: list[Param] | None = None,
+    direct: bool = False,
 ) -> dict[str, Any]:
     """Check a runbook's parameters inside the notebook, right after its parameters cell; return
     them as a dict.
@@ -332,6 +333,9 @@ def check_parameters(
     spec: (older runbooks) name -> allowed types, instead of annotations.
     params: the declarations read from the runbook's source (what the runner checks with);
         default: the cell's own annotations.
+    direct: run by papermill directly, whose command line guessed each value's type from its text
+        (`-p run 123` an int, `-p test true` a string): each is read again as the runner reads the
+        text of -p, as the declared type.
     Raises RunbookParameterError naming an unknown parameter (a typo such as `tset`), a missing
     one, or a value of the wrong type or not among the declared choices.
     """
@@ -371,7 +375,23 @@ def check_parameters(
         raise RunbookParameterError(
             f"parameter(s) {', '.join(map(repr, missing))} required: give a value with -p NAME VALUE"
         )
+    if direct:
+        return {p.name: p.check(_as_text_reads(p, namespace.get(p.name, p.default))) for p in params}
     return {p.name: p.check(namespace.get(p.name, p.default)) for p in params}
+
+
+def _as_text_reads(p: Param, value: Any) -> Any:
+    """A value papermill's command line typed from its text, as the runner reads that text."""
+    if value is None or value is Ellipsis or isinstance(value, (list, dict)):
+        return value
+    if p.kind == "str" and isinstance(value, (bool, int, float)):
+        return str(value)
+    if isinstance(value, str) and p.kind in ("int", "float", "bool"):
+        try:
+            return p.parse_text(value)
+        except RunbookParameterError:
+            return value  # check() names it, as the runner would
+    return value
 
 
 def _spec_param(name: str, allowed: tuple[type, ...]) -> Param:

@@ -18,6 +18,7 @@ recorded command; a secret too short to be masked safely refuses the run.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import signal
 import subprocess
@@ -39,6 +40,7 @@ from ..core.run import check_lock_wait
 from ..core.secrets import MASK, MIN_LENGTH, Secret, SecretTooShort, is_secret_ref, mask_known, remember
 from . import outputs
 from .catalog import Runbook, find
+from .context import RUNNER_RUN
 from .parameters import RunbookParameterError, resolve
 
 KERNEL = "foobar-ops"
@@ -378,6 +380,8 @@ def _execute(
     if handler:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+    before = os.environ.get(RUNNER_RUN)
+    os.environ[RUNNER_RUN] = str(params.get("run_id"))  # the kernel (a child) knows the runner runs it
     try:
         papermill.execute_notebook(
             nb,
@@ -407,6 +411,10 @@ def _execute(
         index = outputs.last_started(out)
         return "kernel-died", f"the kernel died during {outputs.cell_line(out, index)}: {err}", index
     finally:
+        if before is None:
+            os.environ.pop(RUNNER_RUN, None)
+        else:
+            os.environ[RUNNER_RUN] = before
         if handler:
             handler.flush_lines(final=True)
             log.removeHandler(handler)

@@ -21,13 +21,15 @@ if TYPE_CHECKING:
     from ..core.journal import Journal
     from ..core.report import Report
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
+#: a runbook's name as a schedule takes it: it names units and files, and `schedule-NAME` is the
+#: identity its runs are journaled as (at most 64 characters)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,54}")
 _SPAN = re.compile(r"[1-9][0-9]{0,5}(s|m|min|h|d)")
 
 
 def _check(name: str, every: str, timeout: str) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ScheduleError(f"runbook name {name!r}: lowercase letters, digits and '_' (at most 64)")
+        raise ScheduleError(f"runbook name {name!r}: lowercase letters, digits and '_' (at most 55)")
     for flag, value in (("--every", every), ("--timeout", timeout)):
         if not isinstance(value, str) or not _SPAN.fullmatch(value):
             raise ScheduleError(f"{flag} {value!r}: give a time span such as 30s, 15m, 1h or 1d")

@@ -29,6 +29,8 @@ SCHEDULES = f"{CONF}/schedules"
 HOME = "/var/lib/foobar-ops-scheduler"
 OUTCOME = f"{ROOT}/runbook-outcome"
 STATUS = f"{ROOT}/schedules-status"
+#: the build every timer runs (a link to its venv)
+CURRENT = f"{ROOT}/current"
 
 
 def venv(release: str) -> str:
@@ -111,9 +113,13 @@ def runner_states(inventory: Any, build: AppBuild, runbooks: dict[str, str]) -> 
         for w in build.wheels
     ]
     own = build.wheels[0].name  # foobar_ops's own wheel comes first
+    # a new build: a venv of its own; `current` points at it (every timer runs current), and the
+    # builds before it go (each holds the whole dependency set)
     install = (
         f"rm -rf {env} && python3 -m venv {env} && {env}/bin/pip install --quiet --no-index --find-links {WHEELS} "
-        f"{WHEELS}/{own} && touch {env}/.installed"
+        f"{WHEELS}/{own} && touch {env}/.installed && ln -sfn {env} {CURRENT}.new && mv -Tf {CURRENT}.new {CURRENT} "
+        f"&& find {ROOT} -mindepth 1 -maxdepth 1 -type d -name 'foobar_ops-*' ! -name {build.release} "
+        f"-exec rm -rf {{}} + && find {WHEELS} -name 'foobar_ops-*.whl' ! -name {own} -delete"
     )
     files = [
         s.file.managed(
@@ -146,6 +152,7 @@ def runner_states(inventory: Any, build: AppBuild, runbooks: dict[str, str]) -> 
             require=["runner:python", *(w.id for w in wheels)],
             id="runner:venv",
         ),
+        s.file.symlink(CURRENT, env, force=True, require=["runner:venv"], id="runner:current"),
         s.file.managed(
             INVENTORY,
             content=Path(str(inventory.path)).read_bytes(),
@@ -183,7 +190,7 @@ def schedule_states(
     every: how often (systemd's time span: 30s, 15m, 1h, 1d).
     timeout: how long a run may take before systemd stops it (a timed-out run).
     values: its parameters (checked), written to a YAML file the run reads with -f.
-    release: the scheduler's foobar_ops build (its venv).
+    release: the scheduler's foobar_ops build (recorded with the schedule; the timer runs `current`).
     inventory_sha256: the inventory's hash (recorded with the schedule).
     """
     base = f"/etc/systemd/system/{unit(name)}"
@@ -191,7 +198,7 @@ def schedule_states(
         "name": name,
         "every": every,
         "timeout": timeout,
-        "venv": venv(release),
+        "venv": CURRENT,
         "inventory": INVENTORY,
         "values": f"{SCHEDULES}/{name}.json",
         "home": HOME,
@@ -199,7 +206,14 @@ def schedule_states(
         "outcome": OUTCOME,
         "root": ROOT,
     }
-    meta = {"runbook": name, "every": every, "timeout": timeout, "parameters": values, "inventory": inventory_sha256}
+    meta = {
+        "runbook": name,
+        "every": every,
+        "timeout": timeout,
+        "parameters": values,
+        "inventory": inventory_sha256,
+        "release": release,
+    }
     return [
         s.file.managed(
             f"{SCHEDULES}/{name}.json",

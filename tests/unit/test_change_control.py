@@ -40,6 +40,7 @@ def setup(tmp_path, monkeypatch):
         "2026-12-06T00:00:00+00:00",
         whoami(),
     ).save(tmp_path / "plan.json")
+    journal.set_plan(planning, SavedPlan.load(plan).digest(), "alice")  # as apply --save-plan records it
     return {"inv": inv, "inv_path": inv_path, "journal": journal, "plan": plan, "tmp": tmp_path}
 
 
@@ -99,17 +100,41 @@ def test_an_edited_plan_is_refused_sealed_or_not(setup, monkeypatch):
     doc.pop("format")
     edited = SavedPlan(**doc)
     edited.save(setup["plan"])  # sealed again, as someone who knows the format could
-    with pytest.raises(ApprovalError, match="changed since bob approved it"):
+    with pytest.raises(ApprovalError, match="is not the plan its run .* saved"):
         apply_plan(setup["inv"], setup["plan"], journal=setup["journal"])
 
 
-def test_a_plan_made_to_name_another_author_is_refused(setup, monkeypatch):
+@pytest.mark.parametrize(
+    "forged, words",
+    [
+        ({"planned_by": "carol"}, "is not the plan its run .* saved"),
+        ({"planned_by": "carol", "run_id": ""}, "its planning run \\? is not in the journal"),
+        ({"planned_by": "carol", "run_id": "20990101-000000-abcdef"}, "is not in the journal"),
+    ],
+)
+def test_a_plan_made_to_name_another_author_is_refused(setup, forged, words):
     doc = json.loads(setup["plan"].read_text())
     doc.pop("digest")
     doc.pop("format")
-    doc["planned_by"] = "carol"
-    SavedPlan(**doc).save(setup["plan"])
-    with pytest.raises(ApprovalError, match="says it was made by 'carol', but its planning run .* was 'alice'"):
+    doc.update(forged)
+    SavedPlan(**doc).save(setup["plan"])  # sealed again, as someone who knows the format could
+    with pytest.raises(ApprovalError, match=words):
+        approve_plan(setup["plan"], journal=setup["journal"])  # alice approving "carol's" plan
+    with pytest.raises(ApprovalError):
+        apply_plan(setup["inv"], setup["plan"], journal=setup["journal"])
+
+
+def test_the_author_in_other_letters_is_still_the_author(setup, monkeypatch):
+    monkeypatch.setenv("FOOBAR_OPS_USER", "Alice")
+    with pytest.raises(ApprovalError, match="its approval takes someone else"):
+        approve_plan(setup["plan"], journal=setup["journal"])
+
+
+def test_a_plan_without_its_digest_is_refused(setup):
+    doc = json.loads(setup["plan"].read_text())
+    doc.pop("digest")
+    setup["plan"].write_text(json.dumps(doc))
+    with pytest.raises(PlanFileError, match="carries no digest"):
         approve_plan(setup["plan"], journal=setup["journal"])
 
 

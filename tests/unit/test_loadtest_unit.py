@@ -75,3 +75,11 @@ def test_workers_on_takes_only_load_generators_named_once(tmp_path, monkeypatch)
             check_workers_on(inv, names, 0)
     with pytest.raises(LoadTestError, match="not both"):
         check_workers_on(inv, ["loadgen-01"], 2)
+
+
+def test_an_empty_workers_on_is_refused_not_run_locally():
+    from tests.conftest import run_cli
+
+    for given in ("", ","):
+        done = run_cli("loadtest", "round-robin", "-i", "inventories/lab.yml", "--workers-on", given)
+        assert done.code == 2 and "name load generators" in done.err, done

@@ -95,3 +95,39 @@ def test_a_direct_papermill_run_with_an_unknown_parameter_is_refused_with_the_ru
     assert info.value.ename == "RunbookParameterError"
     assert info.value.evalue == refused.error
     assert "Passed unknown parameter: cuont" in caplog.text  # the warning the good run must not give
+
+
+def test_papermill_typed_values_are_read_as_the_runner_reads_their_text(books):
+    # papermill's command line turns `-p who 123` into an int and `-p count 5` stays an int: the
+    # runner reads both as text of the declared type, and so does the notebook run directly
+    out = books["tmp"] / "native-typed.ipynb"
+    papermill.execute_notebook(
+        find("native").notebook(),
+        str(out),
+        parameters={"who": 123, "count": "5"},
+        kernel_name=runner.ensure_kernel(),
+        progress_bar=False,
+    )
+    assert "working for 123 5 fast" in out.read_text()
+
+
+def test_a_refused_or_spoofed_direct_run_is_journaled_as_papermills_own(books):
+    with pytest.raises(papermill.PapermillExecutionError):
+        papermill.execute_notebook(
+            find("native").notebook(),
+            str(books["tmp"] / "bad.ipynb"),
+            parameters={"who": "x", "cuont": 3},
+            kernel_name=runner.ensure_kernel(),
+            progress_bar=False,
+        )
+    papermill.execute_notebook(
+        find("native").notebook(),
+        str(books["tmp"] / "spoof.ipynb"),
+        parameters={"who": "x", "run_id": "20990101-000000-abcdef"},  # not a run the runner started
+        kernel_name=runner.ensure_kernel(),
+        progress_bar=False,
+    )
+    rows = Journal(books["records"] / "journal.sqlite").runs()
+    mine = rows[rows["command"] == "papermill native"]
+    assert sorted(mine["status"]) == ["ok", "refused"], mine[["status", "error"]]
+    assert "unknown parameter 'cuont'" in mine[mine["status"] == "refused"].iloc[0]["error"]

@@ -565,6 +565,16 @@ def test_managed_sensitive_flag_overrides_the_guess():
     assert not s.file.managed("/etc/motd", "hello\n").sensitive
 
 
+def test_a_sensitive_files_hash_is_never_in_its_changes():
+    # a short secret's sha256 could be guessed offline: the journal and --json get sizes only
+    for live in (live_file(b"old-secret\n", fetched=True), ABSENT):
+        changes = s.file.managed("/etc/token", "s3cret\n", sensitive=True).plan(live).changes
+        text = json.dumps(changes)
+        assert "sha256" not in text and sha(b"s3cret\n") not in text and sha(b"old-secret\n") not in text
+    plain = s.file.managed("/etc/motd", "hello\n").plan(ABSENT).changes
+    assert plain["new"]["sha256"] == sha(b"hello\n")
+
+
 # --- file.directory -------------------------------------------------------------------------
 
 

@@ -127,7 +127,9 @@ class Managed(State[FileInfo]):
         kind = fact.kind
         if kind not in ("file", "absent"):
             return Plan(error=f"{self.name} exists and is a {kind}, not a regular file")
-        new = {"sha256": self.sha256, "size": len(self.content)}
+        # a file that holds secrets: its hash is left out of the changes (journaled, shown): a short
+        # secret file's sha256 could be guessed offline
+        new = {"size": len(self.content)} if self.sensitive else {"sha256": self.sha256, "size": len(self.content)}
         if kind == "absent" and not fact.parent_exists and not self.makedirs:
             return Plan(
                 {"old": None, "new": new},
@@ -148,7 +150,8 @@ class Managed(State[FileInfo]):
             diff = f"{self.name}: content differs (compared by sha256; {why}, so no diff)\n"
         else:
             diff = self._diff(fact.content if kind == "file" else None)
-        changes = {"old": None if kind == "absent" else {"size": fact.size, "sha256": fact.sha256}, "new": new}
+        was = {"size": fact.size} if self.sensitive else {"size": fact.size, "sha256": fact.sha256}
+        changes = {"old": None if kind == "absent" else was, "new": new}
         verb = "created" if kind == "absent" else "updated"
         return Plan(
             changes,
