@@ -57,6 +57,14 @@ def _report(report: Any) -> None:
         raise Exit(code=1)
 
 
+def _number(flag: str, text: Any, kind: type) -> Any:
+    """A task's number option read from its text (a FoobarOpsError naming the option, not a traceback)."""
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise FoobarOpsError(f"--{flag} {text!r}: give a {'whole ' if kind is int else ''}number") from None
+
+
 def _roles(roles: str) -> list[str]:
     return [r for r in roles.split(",") if r]
 
@@ -93,9 +101,9 @@ def rollback(c: Any, inventory: str = INVENTORY, hosts: str = "role:app") -> Non
 
 @task(help={"inventory": _INV, "requests": "how many requests to send (default 20)"})
 @_guarded
-def verify(c: Any, inventory: str = INVENTORY, requests: int = 20) -> None:
+def verify(c: Any, inventory: str = INVENTORY, requests: str = "20") -> None:
     """Send requests through the load balancer: who answered, and what is not UP (foobar-ops verify)."""
-    check = ops.verify(inventory, requests)
+    check = ops.verify(inventory, _number("requests", requests, int))
     print(str(check))
     if not check.ok:
         raise Exit(code=1)
@@ -103,9 +111,9 @@ def verify(c: Any, inventory: str = INVENTORY, requests: int = 20) -> None:
 
 @task(help={"server": "the web server (its inventory host name)", "inventory": _INV, "timeout": "seconds to wait"})
 @_guarded
-def lb_drain(c: Any, server: str, inventory: str = INVENTORY, timeout: float = 60.0) -> None:
+def lb_drain(c: Any, server: str, inventory: str = INVENTORY, timeout: str = "60") -> None:
     """Drain a web server on every load balancer and wait for its sessions to end."""
-    waited = ops.lb_drain(inventory, server, timeout=timeout, command=_command())
+    waited = ops.lb_drain(inventory, server, timeout=_number("timeout", timeout, float), command=_command())
     print(f"{server} drained in {waited:.1f} s")
 
 
@@ -207,14 +215,14 @@ def loadtest(
     c: Any,
     kind: str = "round-robin",
     inventory: str = INVENTORY,
-    users: int = 0,
+    users: str = "",
     run_time: str = "",
     workers_on: str = "",
 ) -> None:
     """A Locust load test through the load balancer, with its computed verdict (foobar-ops loadtest)."""
     chosen: dict[str, Any] = {"command": _command()}
     if users:
-        chosen["users"] = users
+        chosen["users"] = _number("users", users, int)
     if run_time:
         chosen["run_time"] = run_time
     if workers_on:

@@ -76,6 +76,8 @@ def lb_drain(
     journal: the journal (default: the records folder's).
     command: what is recorded as having made the change.
     """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= 3600:
+        raise LBError(f"drain timeout {timeout!r}: give seconds from 0 to 3600")  # nan fails the range too
     with _lb(inventory, server, backend, journal, command, "drain") as lbs:
         return lbs.drain(server, backend, timeout=timeout)
 

@@ -55,3 +55,14 @@ def test_a_bad_input_is_one_line_and_exit_2_before_any_host_is_asked(tmp_path):
     assert missing.returncode == 2 and "nope.yml" in missing.stderr and "Traceback" not in missing.stderr
     bad = fab("runbook", "lb_maintenance", "-p", "server")
     assert bad.returncode == 2 and "give NAME=VALUE" in bad.stderr
+
+
+def test_a_bad_number_is_one_line_not_a_traceback(tmp_path):
+    for args, flag in (
+        (("verify", "--requests", "abc"), "--requests 'abc'"),
+        (("lb.drain", "web-01", "--timeout", "soon"), "--timeout 'soon'"),
+        (("lb.drain", "web-01", "--timeout", "nan"), "drain timeout nan"),
+        (("loadtest", "--users", "many"), "--users 'many'"),
+    ):
+        done = fab(*args, "-i", str(PROJECT / "inventories" / "lab.yml"))
+        assert done.returncode == 2 and flag in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
