@@ -721,6 +721,28 @@ def test_facts_of_the_opening_command_are_held_to_a_saved_plan_as_any_others(wor
     assert sorted(h for h, c in applied(world) if c == "deploy first") == ["web-01", "web-03"]  # as planned
 
 
+def test_a_saved_plan_is_held_to_the_hosts_before_the_run_not_to_what_its_earlier_phases_made(world):
+    # applying phase a makes what phase b's state sees change (as a package installed by one phase
+    # creates a directory a later phase manages, on a fresh host): the plan coming true, not drift
+    planned = run(world, Phase("a", only(FIRST)), Phase("b", only(SECOND), serial=True), test=True)
+    digests = {r.host: {} for r in planned.results}
+    for r in planned.results:
+        digests[r.host][r.id] = r.digest
+    for name, remote in world.remotes.items():
+
+        def call(command, *a, _remote=remote, _orig=remote.run, _name=name, **k):
+            out = _orig(command, *a, **k)
+            if (_name, "set -e; deploy first") in world.log:  # phase a changed this host
+                _remote.answers.update(FakeRemote({SECOND: DONE}).answers)
+            return out
+
+        remote.run = call
+    report = run(world, Phase("a", only(FIRST)), Phase("b", only(SECOND), serial=True), expected=digests)
+    assert report.ok, [r.comment for r in report.results if r.failed]
+    assert sorted(h for h, c in applied(world) if c == "deploy first") == HOSTS
+    assert "drifted" not in " ".join(r.comment for r in report.results)
+
+
 @pytest.mark.parametrize("test", [False, True], ids=["apply", "dry-run"])
 def test_a_secret_in_what_the_opening_command_brings_back_never_reaches_the_records(world, test):
     from foobar_ops.core.secrets import remember

@@ -164,6 +164,9 @@ class HostApply:
     expected: a saved plan's digests (state id -> digest): the host is applied only when all match.
     gathered: the facts of these states already gathered in this run (nothing changed since): the
         host is not asked again for them.
+    opening: the run's opening gather of these states (before anything changed), when they are
+        gathered afresh: a saved plan (expected) is held to it, not to what earlier phases of the
+        run made.
     After execute(), `lost` holds the connection error when the host stopped answering mid-run.
     """
 
@@ -176,8 +179,10 @@ class HostApply:
         emit: Emit,
         expected: dict[str, str] | None = None,
         gathered: Gathered | None = None,
+        opening: Gathered | None = None,
     ) -> None:
         self.gathered = gathered
+        self.opening = opening
         self.host, self.states, self.remote, self.test, self.emit = host, list(states), remote, test, emit
         self.facts: dict[str, Any] = {}  # state id -> parsed fact value, or the FactError
         self.results: dict[str, Result] = {}
@@ -212,6 +217,18 @@ class HostApply:
             parts["apply"] = (f"no result came back{why}", -1)
         return parts
 
+    def _digests_at_start(self, opening: Gathered) -> dict[str, str]:
+        """The digests of these states from the run's opening gather, taken before the run changed
+        anything: what a saved plan is held to. (An earlier phase of the same run may have changed
+        what these states see since, as the plan said it would: that is not drift.)"""
+        facts, owed = self.facts, self.owed
+        self.facts = {}
+        try:
+            self._take(self.states, [st.fact() for st in self.states], opening)
+            return {st.id: digest(st, self.facts.get(st.id)) for st in self.states}
+        finally:
+            self.facts, self.owed = facts, owed
+
     def _take(self, states: Sequence[State[Any]], facts: Sequence[Any], got: Gathered) -> None:
         """Keep the parsed fact of every state (and the owed markers) from a gather's sections."""
         if "owed" in got.parts:
@@ -236,13 +253,16 @@ class HostApply:
         cannot be reached at all (nothing was done); a host lost mid-run sets `lost` and its
         remaining states are reported as not run."""
         if self.states:
+            at_start = None
+            if self.expected is not None and self.gathered is None and self.opening is not None:
+                at_start = self._digests_at_start(self.opening)
             if self.gathered is not None:  # asked already in this run, nothing changed since
                 self._take(self.states, [st.fact() for st in self.states], self.gathered)
             else:
                 self._gather(self.states)
             self.digests = {st.id: digest(st, self.facts.get(st.id)) for st in self.states}
             if self.expected is not None:
-                self.drifted = drift(self.expected, self.digests)
+                self.drifted = drift(self.expected, at_start if at_start is not None else self.digests)
         for index, st in enumerate(self.states):
             started = time.perf_counter()
             if self.drifted is not None:

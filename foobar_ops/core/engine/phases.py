@@ -490,6 +490,11 @@ class _Runner:
             return None
         return Gathered(got.parts, self.offsets[host.name][index], got.why)
 
+    def _opening(self, host: Any, index: int) -> Gathered | None:
+        """A phase's facts as the run's opening gather saw them, before anything changed."""
+        got = self.gathered.get(host.name)
+        return None if got is None else Gathered(got.parts, self.offsets[host.name][index], got.why)
+
     def _one(
         self,
         host: Any,
@@ -513,6 +518,7 @@ class _Runner:
             emit or self.emit,
             expected,
             gathered=self._facts(host, index, serial, fresh),
+            opening=self._opening(host, index) if expected is not None else None,
         )
         try:
             results = applier.execute()
