@@ -220,7 +220,7 @@ def cmd_records(args: argparse.Namespace) -> int:
     if action == "list":
         frame = ops.records_runs(journal, args.limit)
         cols = ["run_id", "started", "user", "command", "test", "status", "results", "changed", "failed"]
-        if (frame["user_source"] == "FOOBAR_OPS_USER").any():  # an identity given explicitly: say so
+        if not args.json and (frame["user_source"] == "FOOBAR_OPS_USER").any():  # an identity given: say so
             frame["user"] = [
                 f"{u} (FOOBAR_OPS_USER)" if src == "FOOBAR_OPS_USER" else u
                 for u, src in zip(frame["user"], frame["user_source"], strict=True)

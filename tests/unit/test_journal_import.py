@@ -24,3 +24,16 @@ def test_finished_runs_of_another_journal_are_added_once(tmp_path, monkeypatch):
     assert here.import_runs(rows, [], []) == 0
     got = here.run(done)
     assert got["status"] == "ok" and got["user"] == "schedule-health_report" and here.run(running) is None
+
+
+def test_records_list_says_when_an_identity_was_given_and_json_keeps_it_apart(tmp_path, monkeypatch):
+    from tests.conftest import run_cli
+
+    journal = tmp_path / "j.sqlite"
+    monkeypatch.setenv("FOOBAR_OPS_USER", "alice")
+    opened = Journal(journal)
+    opened.finish_run(opened.start_run(command="foobar-ops apply -i x"), "ok")
+    table = run_cli("records", "list", "--journal", journal)
+    assert table.code == 0 and "alice (FOOBAR_OPS_USER)" in table.out
+    [row] = run_cli("records", "list", "--journal", journal, "--json").json()["rows"]
+    assert row["user"] == "alice" and row["user_source"] == "FOOBAR_OPS_USER"
