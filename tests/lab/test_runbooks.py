@@ -248,17 +248,19 @@ def test_a_secret_passed_by_reference_appears_nowhere(site, tmp_path, monkeypatc
 # # Put a token into a file on the load balancer
 
 # %% tags=["parameters"]
+from typing import Optional
+
 from foobar_ops.runbooks import SecretRef  # noqa: F401
 
 inventory: str = "inventories/lab.yml"  # the inventory file
 token: SecretRef = "env:FOOBAR_TEST_BOOK_TOKEN"  # the token, by reference
-run_id: str | None = None
-output_notebook: str | None = None
+run_id: Optional[str] = None  # set by the runner
+output_notebook: Optional[str] = None  # set by the runner
 
 # %%
 import foobar_ops as fo
 
-rb = fo.runbook(globals())
+rb = fo.runbook(globals(), "token_file")
 inv = fo.load_inventory(inventory)
 secret = fo.Secret(token)
 
