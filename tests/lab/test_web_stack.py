@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -350,7 +351,10 @@ def test_the_deploy_runbook_fixes_drift_and_its_output_notebook_holds_no_secret(
     assert done.returncode == 0, done.stderr[-3000:]
     text = out.read_text()
     assert "app.env" in text and "not shown: the file holds secrets" in text  # the plan saw the drift
-    assert "served by web-01 10, web-02 10" in text
+    # both servers answer; the split is near even, not exact: the monitoring host's probe of the site
+    # (every few seconds, through the same load balancer) may take a turn between two of the 20
+    served = re.search(r"20/20 answered 200; served by web-01 (\d+), web-02 (\d+)", text)
+    assert served and abs(int(served[1]) - int(served[2])) <= 4, served
     secrets = [
         old,
         PASSWORD_PATH.read_text().strip(),
