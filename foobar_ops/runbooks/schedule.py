@@ -57,7 +57,6 @@ def schedule(
     journal: the journal of this machine (the scheduled runs keep theirs on the scheduler).
     command: what is recorded as having started it.
     """
-    from ..core.engine import apply
     from ..stack.build import build_runner
 
     _check(name, every, timeout)
@@ -74,14 +73,8 @@ def schedule(
         *scheduler.runner_states(inv, build, books),
         *scheduler.schedule_states(name, every, timeout, chosen, build.release, inv.sha256),
     ]
-    return apply(
-        inv,
-        lambda h, i: states,
-        hosts=host.name,
-        journal=journal_of(journal),
-        command=command or f"python: runbook schedule {name}",
-        parameters={"runbook": name, "every": every, "timeout": timeout, "parameters": chosen},
-    )
+    params = {"runbook": name, "every": every, "timeout": timeout, "parameters": chosen}
+    return _on_scheduler(inv, host, states, journal, command or f"python: runbook schedule {name}", params)
 
 
 def unschedule(
@@ -92,19 +85,21 @@ def unschedule(
     command: str | None = None,
 ) -> Report:
     """Stop and remove a runbook's timer on the scheduler host (and its metric); return the Report."""
-    from ..core.engine import apply
-
     _check(name, "1h", "1h")
     inv = inventory_of(inventory)
-    host = scheduler.scheduler_host(inv)
     states = scheduler.unschedule_states(name)
+    command = command or f"python: runbook unschedule {name}"
+    return _on_scheduler(inv, scheduler.scheduler_host(inv), states, journal, command, {"runbook": name})
+
+
+def _on_scheduler(
+    inv: Inventory, host: Any, states: list[Any], journal: Journal | str | Path | None, command: str, params: dict
+) -> Report:
+    """Apply states to the scheduler host alone, journaled as `command` with `params`."""
+    from ..core.engine import apply
+
     return apply(
-        inv,
-        lambda h, i: states,
-        hosts=host.name,
-        journal=journal_of(journal),
-        command=command or f"python: runbook unschedule {name}",
-        parameters={"runbook": name},
+        inv, lambda h, i: states, hosts=host.name, journal=journal_of(journal), command=command, parameters=params
     )
 
 

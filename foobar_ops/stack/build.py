@@ -131,41 +131,7 @@ def build_loadgen(version: str | None = None, out_dir: Path | None = None) -> Ap
     version = version or installed("locust")
     target = (out_dir or paths.cache_dir() / "loadgen-wheels") / version
     if not (target / ".complete").exists():
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        platforms = [arg for p in LOADGEN_PLATFORMS for arg in ("--platform", p)]
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--only-binary=:all:",
-                *platforms,
-                "--python-version",
-                "311",
-                "--implementation",
-                "cp",
-                "--abi",
-                "cp311",
-                "--abi",
-                "abi3",
-                "--abi",
-                "none",
-                "-d",
-                str(tmp),
-                f"locust=={version}",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise BuildError(f"pip download locust=={version} failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
-        (tmp / ".complete").write_text("ok\n")
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        _download([f"locust=={version}"], target)
     return AppBuild(version, f"locust-{version}", tuple(sorted(target.glob("*.whl"))))
 
 
@@ -219,7 +185,8 @@ def build_runner(out_dir: Path | None = None) -> AppBuild:
 
 
 def _download(requirements: list[str], target: Path) -> None:
-    """Fetch the wheels of requirements (and theirs) for the hosts' Python into target."""
+    """Fetch the wheels of requirements (and theirs) for the hosts' Python (CPython 3.11 on
+    x86_64) into target, whole or not at all (a `.complete` marker says it is whole)."""
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -252,7 +219,7 @@ def _download(requirements: list[str], target: Path) -> None:
     )
     if done.returncode != 0:
         raise BuildError(
-            f"pip download of foobar_ops's dependencies failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}"
+            f"pip download {' '.join(requirements)[:200]} failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}"
         )
     (tmp / ".complete").write_text("ok\n")
     shutil.rmtree(target, ignore_errors=True)
